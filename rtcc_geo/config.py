@@ -1,0 +1,75 @@
+"""Agency configuration: time zone, boundary, grid resolutions.
+
+Each agency has a TOML file in ``data/agencies/`` (shipped) or anywhere the
+user points ``--agency-config`` at. Times are always stored in UTC; the IANA
+``timezone`` here is what local-time figures (hour of week, shifts) use.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .schema import DEFAULT_RESOLUTIONS
+
+#: Repository / package data directory (``data/`` at the top level).
+DATA_DIR = Path(__file__).resolve().parent.parent / "data"
+
+
+def shared_data_dir() -> Path:
+    """Where the real public extracts live: ``$RTCC_SHARED_DATA`` or ``../shared/data``
+    beside the repository root."""
+    env = os.environ.get("RTCC_SHARED_DATA")
+    if env:
+        return Path(env)
+    return DATA_DIR.parent.parent / "shared" / "data"
+
+
+@dataclass(frozen=True)
+class Agency:
+    name: str
+    timezone: str
+    #: Boundary file name; looked up beside the input files first, then in
+    #: ``data/boundaries/``. EPSG:4326 GeoJSON (any polygons; they are unioned).
+    boundary_file: str | None = None
+    #: Points this far outside the boundary are still accepted (block-level
+    #: geocodes on the city line); beyond it they are quarantined.
+    boundary_buffer_m: float = 250.0
+    #: District polygons (optional), same lookup rule as ``boundary_file``.
+    districts_file: str | None = None
+    districts_field: str | None = None
+    resolutions: tuple[int, ...] = DEFAULT_RESOLUTIONS
+    #: Rough lon/lat box; points outside are ``invalid_coordinates`` rather
+    #: than ``outside_boundary`` (junk geocodes like (0, 0)).
+    bbox: tuple[float, float, float, float] | None = None  # (minlon, minlat, maxlon, maxlat)
+    extra: dict = field(default_factory=dict)
+
+    def find_file(self, name: str | None, near: list[Path] | None = None) -> Path | None:
+        if not name:
+            return None
+        cands = [Path(p).parent / name for p in (near or [])]
+        cands += [shared_data_dir() / self.name / name, DATA_DIR / "boundaries" / name]
+        for c in cands:
+            if c.exists():
+                return c
+        return None
+
+
+def load_agency(name_or_path: str | Path) -> Agency:
+    """Load ``data/agencies/<name>.toml`` (or a TOML file path)."""
+    p = Path(name_or_path)
+    if not p.suffix:
+        p = DATA_DIR / "agencies" / f"{name_or_path}.toml"
+    if not p.exists():
+        known = sorted(x.stem for x in (DATA_DIR / "agencies").glob("*.toml"))
+        raise FileNotFoundError(f"no agency config {p}; known agencies: {known}")
+    raw = tomllib.loads(p.read_text())
+    a = raw.pop("agency", raw)
+    res = tuple(a.pop("resolutions", DEFAULT_RESOLUTIONS))
+    bbox = a.pop("bbox", None)
+    known = {f for f in Agency.__dataclass_fields__}
+    extra = {k: v for k, v in a.items() if k not in known}
+    kw = {k: v for k, v in a.items() if k in known and k != "extra"}
+    return Agency(resolutions=res, bbox=tuple(bbox) if bbox else None, extra=extra, **kw)

@@ -1,0 +1,169 @@
+"""The one store API that both engines (embedded GeoParquet, PostGIS) implement.
+
+Everything above the store (hot spots, time, forecasts, staffing, the app)
+talks to this interface only; the engines differ in the query layer alone.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field, replace
+from typing import Iterable, Sequence
+
+import pandas as pd
+
+#: Aggregation keys :meth:`Store.counts` understands. Local-time keys use the
+#: source's IANA time zone.
+#:   cell          H3 cell at the requested resolution (int64)
+#:   category      normalised category
+#:   district      district as published
+#:   hour          local hour of day, 0..23
+#:   dow           local ISO day of week minus one, 0 = Monday .. 6 = Sunday
+#:   hour_of_week  dow * 24 + hour, 0..167
+#:   day           local calendar date (datetime64, midnight, tz-naive)
+#:   week          local Monday of the ISO week (datetime64, tz-naive)
+#:   month         local first day of the month (datetime64, tz-naive)
+COUNT_KEYS: tuple[str, ...] = (
+    "cell", "category", "district", "hour", "dow", "hour_of_week", "day", "week", "month",
+)
+#: Keys that need a known time of day: rows with ``time_known = False`` are
+#: left out of counts by these keys unless ``Query.include_unknown_time``.
+HOUR_LEVEL_KEYS = frozenset({"hour", "hour_of_week"})
+
+
+@dataclass(frozen=True)
+class Query:
+    """A filter on incidents. ``None`` means no restriction.
+
+    ``start``/``end`` bound ``occurred_from`` as a half-open interval
+    ``[start, end)``; naive datetimes are read in the source's local time zone.
+    """
+
+    source: str | None = None
+    start: pd.Timestamp | str | None = None
+    end: pd.Timestamp | str | None = None
+    categories: tuple[str, ...] | None = None
+    districts: tuple[str, ...] | None = None
+    hours: tuple[int, ...] | None = None        # local hours of day kept
+    dows: tuple[int, ...] | None = None         # local days of week kept (0 = Monday)
+    include_unknown_time: bool = False          # only matters for hour-level keys/filters
+    cells: tuple[int, ...] | None = None        # restrict to these cells ...
+    cells_res: int | None = None                # ... given at this resolution
+
+    def with_(self, **kw) -> "Query":
+        return replace(self, **kw)
+
+
+@dataclass
+class WriteResult:
+    received: int
+    inserted: int
+
+    @property
+    def duplicates(self) -> int:
+        return self.received - self.inserted
+
+
+class Store(abc.ABC):
+    """Abstract store. See :class:`~rtcc_geo.store.embedded.EmbeddedStore` and
+    :class:`~rtcc_geo.store.postgis.PostGISStore`."""
+
+    kind: str = "abstract"
+
+    # --- sources ---------------------------------------------------------
+    @abc.abstractmethod
+    def register_source(self, name: str, timezone: str) -> None:
+        """Record a source and its IANA time zone (idempotent; updates the tz)."""
+
+    @abc.abstractmethod
+    def sources(self) -> dict[str, str]:
+        """``{source name: IANA time zone}``."""
+
+    # --- writes ----------------------------------------------------------
+    @abc.abstractmethod
+    def write_incidents(self, df: pd.DataFrame) -> WriteResult:
+        """Insert canonical incidents; rows whose ``(source, id)`` already exist
+        are left untouched (so re-ingest adds nothing)."""
+
+    @abc.abstractmethod
+    def write_quarantine(self, df: pd.DataFrame) -> WriteResult:
+        """Insert quarantined rows, idempotent on ``(source, file, row_number)``."""
+
+    # --- reads -----------------------------------------------------------
+    @abc.abstractmethod
+    def incidents(self, q: Query = Query(), columns: Sequence[str] | None = None) -> pd.DataFrame:
+        """Canonical incidents matching ``q``, ordered by ``(source, occurred_from, id)``."""
+
+    @abc.abstractmethod
+    def count(self, q: Query = Query()) -> int:
+        """Number of incidents matching ``q``."""
+
+    @abc.abstractmethod
+    def quarantine(self, source: str | None = None) -> pd.DataFrame:
+        """Quarantined rows (``schema.QUARANTINE_COLUMNS``)."""
+
+    @abc.abstractmethod
+    def counts(self, res: int, by: Sequence[str] = ("cell",), q: Query = Query()) -> pd.DataFrame:
+        """Incident counts grouped by ``by`` (see :data:`COUNT_KEYS`), column ``n``.
+
+        Sorted by ``by``; groups with no incident are absent. ``res`` is the H3
+        resolution of the ``cell`` key (any of the indexed resolutions, or a
+        coarser one, rolled up).
+        """
+
+    # --- derived tables (results, cubes, users, alerts) ------------------
+    @abc.abstractmethod
+    def put_table(self, name: str, df: pd.DataFrame) -> None:
+        """Store a derived table under ``name`` (replacing any previous one).
+
+        For results that are computed from incidents and must be kept or
+        shared (space-time cubes, hot-spot tables, forecasts, plans, users).
+        Column types are kept: int64, float64, bool, string, UTC timestamps,
+        naive datetimes. ``name`` is ``[a-z][a-z0-9_]*``.
+        """
+
+    @abc.abstractmethod
+    def get_table(self, name: str) -> pd.DataFrame | None:
+        """The table stored under ``name``, or ``None`` if there is none."""
+
+    def close(self) -> None:  # pragma: no cover - trivial
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def check_table_name(name: str) -> str:
+    import re
+
+    if not re.fullmatch(r"[a-z][a-z0-9_]{0,62}", name):
+        raise ValueError(f"bad table name {name!r}: use lower-case letters, digits and _")
+    return name
+
+
+def check_keys(by: Iterable[str]) -> tuple[str, ...]:
+    by = tuple(by)
+    bad = [k for k in by if k not in COUNT_KEYS]
+    if bad:
+        raise ValueError(f"unknown count key(s) {bad}; use any of {COUNT_KEYS}")
+    return by
+
+
+def needs_known_time(by: Iterable[str], q: Query) -> bool:
+    """Whether time-unknown rows must be dropped for this aggregation/filter."""
+    if q.include_unknown_time:
+        return False
+    return bool(HOUR_LEVEL_KEYS.intersection(by)) or q.hours is not None
+
+
+def local_bound(ts, tz: str) -> pd.Timestamp | None:
+    """A query bound as a UTC timestamp; naive values are local to ``tz``."""
+    if ts is None:
+        return None
+    t = pd.Timestamp(ts)
+    if t.tzinfo is None:
+        t = t.tz_localize(tz, ambiguous=False, nonexistent="shift_forward")
+    return t.tz_convert("UTC")

@@ -1,0 +1,308 @@
+"""Embedded store: a local directory of GeoParquet files, no server needed.
+
+Layout (every file is plain (Geo)Parquet any tool can read)::
+
+    DIR/sources.json                      {source: IANA time zone}
+    DIR/incidents/<source>/<YYYY-MM>.parquet   one file per UTC month (GeoParquet, point geometry)
+    DIR/quarantine/<source>.parquet       rejected rows with their reason and raw JSON
+    DIR/tables/<name>.parquet             derived tables (put_table / get_table)
+
+Monthly partitions keep re-ingest cheap (only touched months are rewritten)
+and map one-to-one onto Dask partitions should an agency outgrow one machine.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from .. import grid
+from ..schema import CORE_DTYPES, DEFAULT_RESOLUTIONS, QUARANTINE_COLUMNS, conform, empty_incidents, h3_column
+from .base import Query, Store, WriteResult, check_keys, check_table_name, local_bound, needs_known_time
+
+
+class EmbeddedStore(Store):
+    """The default store: GeoParquet files under ``root``."""
+
+    kind = "embedded"
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def __repr__(self) -> str:
+        return f"EmbeddedStore({str(self.root)!r})"
+
+    # --- sources ---------------------------------------------------------
+    def register_source(self, name: str, timezone: str) -> None:
+        src = self.sources()
+        if src.get(name) != timezone:
+            src[name] = timezone
+            _atomic_write_text(self.root / "sources.json", json.dumps(src, indent=2, sort_keys=True))
+
+    def sources(self) -> dict[str, str]:
+        p = self.root / "sources.json"
+        return json.loads(p.read_text()) if p.exists() else {}
+
+    def _tz(self, source: str) -> str:
+        try:
+            return self.sources()[source]
+        except KeyError:
+            raise ValueError(f"unknown source {source!r}: register_source() it first") from None
+
+    # --- writes ----------------------------------------------------------
+    def write_incidents(self, df: pd.DataFrame) -> WriteResult:
+        received = len(df)
+        if not received:
+            return WriteResult(0, 0)
+        df = conform(df)
+        unknown = set(df["source"].unique()) - set(self.sources())
+        if unknown:
+            raise ValueError(f"unknown source(s) {sorted(unknown)}: register_source() first")
+        # Within one batch the first copy of a key wins, as ON CONFLICT DO NOTHING would.
+        df = df.drop_duplicates(["source", "id"], keep="first")
+        month = df["occurred_from"].dt.strftime("%Y-%m")
+        inserted = 0
+        # A key's partition follows its time, but a corrected re-export could move
+        # an incident across months: check every stored id of the source.
+        for source, part_src in df.groupby("source", sort=True):
+            known = self._stored_ids(source)
+            new_src = part_src[~part_src["id"].isin(known)] if len(known) else part_src
+            for m, part in new_src.groupby(month.loc[new_src.index], sort=True):
+                path = self._partition(source, m)
+                old = _read_parquet(path) if path.exists() else None
+                merged = part if old is None else pd.concat([old, part], ignore_index=True)
+                merged = merged.sort_values(["occurred_from", "id"], kind="mergesort")
+                _write_geoparquet(conform(merged), path)
+                inserted += len(part)
+        return WriteResult(received, inserted)
+
+    def write_quarantine(self, df: pd.DataFrame) -> WriteResult:
+        received = len(df)
+        if not received:
+            return WriteResult(0, 0)
+        df = df.loc[:, list(QUARANTINE_COLUMNS)].copy()
+        df["row_number"] = df["row_number"].astype("int64")
+        for c in ("source", "file", "reason", "detail", "raw"):
+            df[c] = df[c].astype("string")
+        df = df.drop_duplicates(["source", "file", "row_number"], keep="first")
+        inserted = 0
+        for source, part in df.groupby("source", sort=True):
+            path = self.root / "quarantine" / f"{source}.parquet"
+            old = pd.read_parquet(path) if path.exists() else None
+            if old is not None:
+                key_old = pd.MultiIndex.from_frame(old[["file", "row_number"]])
+                key_new = pd.MultiIndex.from_frame(part[["file", "row_number"]])
+                part = part[~key_new.isin(key_old)]
+            if len(part):
+                merged = part if old is None else pd.concat([old, part], ignore_index=True)
+                _atomic_parquet(merged.reset_index(drop=True), path)
+                inserted += len(part)
+        return WriteResult(received, inserted)
+
+    # --- reads -----------------------------------------------------------
+    def incidents(self, q: Query = Query(), columns: Sequence[str] | None = None) -> pd.DataFrame:
+        frames = [self._filtered(source, q) for source in self._sources_for(q)]
+        frames = [f for f in frames if len(f)]
+        if not frames:
+            out = empty_incidents()
+        else:
+            out = pd.concat(frames, ignore_index=True)
+            out = out.sort_values(["source", "occurred_from", "id"], kind="mergesort").reset_index(drop=True)
+        return out if columns is None else out.loc[:, list(columns)]
+
+    def count(self, q: Query = Query()) -> int:
+        return sum(len(self._filtered(s, q)) for s in self._sources_for(q))
+
+    def quarantine(self, source: str | None = None) -> pd.DataFrame:
+        d = self.root / "quarantine"
+        paths = [d / f"{source}.parquet"] if source else sorted(d.glob("*.parquet"))
+        frames = [pd.read_parquet(p) for p in paths if p.exists()]
+        if not frames:
+            return pd.DataFrame({c: pd.Series(dtype="int64" if c == "row_number" else "string") for c in QUARANTINE_COLUMNS})
+        return pd.concat(frames, ignore_index=True)
+
+    def counts(self, res: int, by: Sequence[str] = ("cell",), q: Query = Query()) -> pd.DataFrame:
+        by = check_keys(by)
+        frames = []
+        for source in self._sources_for(q):
+            df = self._filtered(source, q, hour_level=needs_known_time(by, q))
+            if not len(df):
+                continue
+            keys = _local_keys(df, self._tz(source), by)
+            if "cell" in by:
+                keys["cell"] = cell_column(df, res)
+            for k in ("category", "district"):
+                if k in by:
+                    keys[k] = df[k].astype("string")
+            frames.append(pd.DataFrame(keys)[list(by)])
+        if not frames:
+            return _empty_counts(by)
+        allk = pd.concat(frames, ignore_index=True)
+        out = allk.groupby(list(by), sort=True, dropna=False).size().rename("n").reset_index()
+        out["n"] = out["n"].astype("int64")
+        return _normalise_count_dtypes(out)
+
+    # --- derived tables --------------------------------------------------
+    def put_table(self, name: str, df: pd.DataFrame) -> None:
+        _atomic_parquet(df.reset_index(drop=True), self.root / "tables" / f"{check_table_name(name)}.parquet")
+
+    def get_table(self, name: str) -> pd.DataFrame | None:
+        p = self.root / "tables" / f"{check_table_name(name)}.parquet"
+        return pd.read_parquet(p) if p.exists() else None
+
+    # --- internals -------------------------------------------------------
+    def _partition(self, source: str, month: str) -> Path:
+        return self.root / "incidents" / source / f"{month}.parquet"
+
+    def _partitions(self, source: str) -> list[Path]:
+        return sorted((self.root / "incidents" / source).glob("*.parquet"))
+
+    def _stored_ids(self, source: str) -> pd.Index:
+        parts = [pd.read_parquet(p, columns=["id"])["id"] for p in self._partitions(source)]
+        return pd.Index(pd.concat(parts, ignore_index=True)) if parts else pd.Index([])
+
+    def _sources_for(self, q: Query) -> list[str]:
+        src = sorted(self.sources())
+        if q.source is not None:
+            if q.source not in src:
+                return []
+            return [q.source]
+        return src
+
+    def _filtered(self, source: str, q: Query, hour_level: bool | None = None) -> pd.DataFrame:
+        tz = self._tz(source)
+        start, end = local_bound(q.start, tz), local_bound(q.end, tz)
+        parts = []
+        for p in self._partitions(source):
+            m = pd.Timestamp(p.stem + "-01", tz="UTC")
+            # Prune whole months outside [start, end).
+            if end is not None and m >= end:
+                continue
+            if start is not None and m + pd.offsets.MonthBegin(1) <= start:
+                continue
+            parts.append(_read_parquet(p))
+        if not parts:
+            return empty_incidents()
+        df = pd.concat(parts, ignore_index=True)
+        keep = np.ones(len(df), dtype=bool)
+        if start is not None:
+            keep &= (df["occurred_from"] >= start).to_numpy()
+        if end is not None:
+            keep &= (df["occurred_from"] < end).to_numpy()
+        if q.categories is not None:
+            keep &= df["category"].isin(list(q.categories)).fillna(False).to_numpy(dtype=bool)
+        if q.districts is not None:
+            keep &= df["district"].isin([str(d) for d in q.districts]).fillna(False).to_numpy(dtype=bool)
+        if q.cells is not None:
+            res = q.cells_res if q.cells_res is not None else int(grid.resolution(np.asarray(q.cells[:1]))[0])
+            keep &= np.isin(cell_column(df, res), np.asarray(q.cells, dtype=np.int64))
+        if hour_level is None:
+            hour_level = needs_known_time((), q)
+        if hour_level:
+            keep &= df["time_known"].to_numpy(dtype=bool)
+        if q.hours is not None or q.dows is not None:
+            local = df["occurred_from"].dt.tz_convert(tz)
+            if q.hours is not None:
+                keep &= local.dt.hour.isin(list(q.hours)).to_numpy()
+            if q.dows is not None:
+                keep &= local.dt.dayofweek.isin(list(q.dows)).to_numpy()
+        return df.loc[keep].reset_index(drop=True)
+
+
+# --- the query layer's shared helpers (pure functions on canonical frames) ---
+
+def cell_column(df: pd.DataFrame, res: int) -> np.ndarray:
+    """H3 cells of ``df`` at ``res``: the indexed column, or rolled up from the
+    nearest finer indexed one."""
+    col = h3_column(res)
+    if col in df.columns:
+        return df[col].to_numpy(dtype=np.int64)
+    finer = [r for r in DEFAULT_RESOLUTIONS if r > res and h3_column(r) in df.columns]
+    if not finer:
+        raise ValueError(f"resolution {res} is finer than any indexed resolution {DEFAULT_RESOLUTIONS}")
+    return grid.parent(df[h3_column(min(finer))].to_numpy(dtype=np.int64), res)
+
+
+def _local_keys(df: pd.DataFrame, tz: str, by: Sequence[str]) -> dict[str, object]:
+    keys: dict[str, object] = {}
+    if not set(by) & {"hour", "dow", "hour_of_week", "day", "week", "month"}:
+        return keys
+    local = df["occurred_from"].dt.tz_convert(tz)
+    hour = local.dt.hour.to_numpy(dtype=np.int64)
+    dow = local.dt.dayofweek.to_numpy(dtype=np.int64)
+    day = local.dt.tz_localize(None).dt.normalize()
+    if "hour" in by:
+        keys["hour"] = hour
+    if "dow" in by:
+        keys["dow"] = dow
+    if "hour_of_week" in by:
+        keys["hour_of_week"] = dow * 24 + hour
+    if "day" in by:
+        keys["day"] = day.to_numpy()
+    if "week" in by:
+        keys["week"] = (day - pd.to_timedelta(dow, unit="D")).to_numpy()
+    if "month" in by:
+        keys["month"] = (day - pd.to_timedelta(local.dt.day.to_numpy() - 1, unit="D")).to_numpy()
+    return keys
+
+
+_COUNT_DTYPES = {
+    "cell": "int64", "category": "string", "district": "string", "hour": "int64", "dow": "int64",
+    "hour_of_week": "int64", "day": "datetime64[ns]", "week": "datetime64[ns]", "month": "datetime64[ns]",
+}
+
+
+def _normalise_count_dtypes(out: pd.DataFrame) -> pd.DataFrame:
+    for k, t in _COUNT_DTYPES.items():
+        if k in out.columns:
+            out[k] = out[k].astype(t)
+    out["n"] = out["n"].astype("int64")
+    return out.reset_index(drop=True)
+
+
+def _empty_counts(by: Sequence[str]) -> pd.DataFrame:
+    df = pd.DataFrame({k: pd.Series(dtype=_COUNT_DTYPES[k]) for k in by})
+    df["n"] = pd.Series(dtype="int64")
+    return df
+
+
+def _read_parquet(path: Path) -> pd.DataFrame:
+    # The geometry column is derivable from lon/lat; skip decoding it.
+    cols = list(CORE_DTYPES) + [h3_column(r) for r in DEFAULT_RESOLUTIONS]
+    return pd.read_parquet(path, columns=cols)
+
+
+def _write_geoparquet(df: pd.DataFrame, path: Path) -> None:
+    import geopandas as gpd
+    import shapely
+
+    gdf = gpd.GeoDataFrame(df, geometry=shapely.points(df["lon"].to_numpy(), df["lat"].to_numpy()), crs="EPSG:4326")
+    _atomic(path, lambda tmp: gdf.to_parquet(tmp, index=False))
+
+
+def _atomic_parquet(df: pd.DataFrame, path: Path) -> None:
+    _atomic(path, lambda tmp: df.to_parquet(tmp, index=False))
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    _atomic(path, lambda tmp: Path(tmp).write_text(text))
+
+
+def _atomic(path: Path, write) -> None:
+    """Write to a temp file beside ``path`` and rename: a crash never leaves half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
