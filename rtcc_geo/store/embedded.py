@@ -212,7 +212,7 @@ class EmbeddedStore(Store):
             if q.hours is not None:
                 keep &= local.dt.hour.isin(list(q.hours)).to_numpy()
             if q.dows is not None:
-                keep &= local.dt.dayofweek.isin(list(q.dows)).to_numpy()
+                keep &= local.dt.day_of_week.isin(list(q.dows)).to_numpy()
         return df.loc[keep].reset_index(drop=True)
 
 
@@ -236,7 +236,7 @@ def _local_keys(df: pd.DataFrame, tz: str, by: Sequence[str]) -> dict[str, objec
         return keys
     local = df["occurred_from"].dt.tz_convert(tz)
     hour = local.dt.hour.to_numpy(dtype=np.int64)
-    dow = local.dt.dayofweek.to_numpy(dtype=np.int64)
+    dow = local.dt.day_of_week.to_numpy(dtype=np.int64)
     day = local.dt.tz_localize(None).dt.normalize()
     if "hour" in by:
         keys["hour"] = hour

@@ -74,9 +74,9 @@ class SyntheticCity:
     daily_rate: float = 300.0        # mean background + hot-spot incidents a day (before contagion)
     n_hotspots: int = 30
     hotspot_share: float = 0.35
-    contagion: float = 0.35          # mean offspring per burglary / vehicle incident
-    contagion_days: float = 5.0
-    contagion_m: float = 120.0
+    contagion: float = 0.5           # mean offspring per burglary / vehicle incident
+    contagion_days: float = 2.0
+    contagion_m: float = 60.0
     date_only_share: float = 0.03
     window_share_burglary: float = 0.15
 
@@ -95,7 +95,7 @@ def generate(city: SyntheticCity = SyntheticCity(), boundary=None, progress: boo
     days = pd.date_range(city.start, city.end, freq="D", inclusive="left")
     nd = len(days)
     t_frac = np.arange(nd) / max(nd - 1, 1)
-    doy = days.dayofyear.to_numpy()
+    doy = days.day_of_year.to_numpy()
     season = 1.0 + 0.2 * np.cos(2 * np.pi * (doy - 200) / 365.25)  # peak mid-July
     trend = 1.0 + 0.05 * (t_frac - 0.5)
     day_rate = city.daily_rate * season * trend
@@ -120,13 +120,13 @@ def generate(city: SyntheticCity = SyntheticCity(), boundary=None, progress: boo
         kinds = hs_kind[which]
         xy = hs_xy[which] + rng.normal(0, 120.0, size=(n_hot, 2))
         cats = np.array([_hotspot_category(k, rng) for k in kinds], dtype=object)
-        hours = _hours(kinds, days[i].dayofweek, rng)
+        hours = _hours(kinds, days[i].day_of_week, rng)
         rows.append((np.full(n_hot, i), xy, cats, hours))
         # Background: smooth density = mixture of broad blobs over the city.
         nb = n - n_hot
         bxy = _sample_in(outline_m, nb, rng, centres=hs_xy[:8], spread=2500.0)
         bcats = rng.choice(list(_BACKGROUND_MIX), size=nb, p=list(_BACKGROUND_MIX.values()))
-        bh = _hours(np.full(nb, "background"), days[i].dayofweek, rng)
+        bh = _hours(np.full(nb, "background"), days[i].day_of_week, rng)
         rows.append((np.full(nb, i), bxy, bcats.astype(object), bh))
 
     day_i = np.concatenate([r[0] for r in rows])
