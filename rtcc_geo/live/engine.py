@@ -1,0 +1,200 @@
+"""The live engine: keeps the rolling state, raises and stores alerts, fans events out.
+
+One :class:`LiveEngine` per source. The feed (or the PostgreSQL listener)
+hands it each batch of newly stored incidents with :meth:`LiveEngine.ingest`;
+it updates :class:`~rtcc_geo.live.state.RollingState` incrementally, applies
+the hot-spot and near-repeat rules, stores the alerts and publishes both the
+incidents and the alerts on a :class:`Broker` that the app's event stream
+subscribes to. :meth:`LiveEngine.recompute` is the periodic full recompute
+(from the store) that fixes drift; :meth:`LiveEngine.scan` runs the
+prospective space-time scan on a schedule.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from .. import grid
+from ..store.base import Query
+from .alerts import Alert, AlertLog, NearRepeatRule, hotspot_alerts, near_repeat_alerts, scan_alerts
+from .scan import space_time_scan
+from .state import RollingState
+
+
+class Broker:
+    """In-process publish/subscribe of live events (thread-safe, bounded queues).
+
+    A slow subscriber never blocks the feed: when its queue is full the oldest
+    event is dropped for *that* subscriber only (the store keeps everything,
+    and a client that reconnects reloads from it).
+    """
+
+    def __init__(self, maxsize: int = 10_000):
+        self._subs: set[queue.Queue] = set()
+        self._lock = threading.Lock()
+        self.maxsize = maxsize
+
+    def subscribe(self) -> queue.Queue:
+        q: queue.Queue = queue.Queue(self.maxsize)
+        with self._lock:
+            self._subs.add(q)
+        return q
+
+    def unsubscribe(self, q: queue.Queue) -> None:
+        with self._lock:
+            self._subs.discard(q)
+
+    def publish(self, event: dict) -> None:
+        with self._lock:
+            subs = list(self._subs)
+        for q in subs:
+            try:
+                q.put_nowait(event)
+            except queue.Full:
+                try:
+                    q.get_nowait()
+                except queue.Empty:
+                    pass
+                q.put_nowait(event)
+
+    @property
+    def subscribers(self) -> int:
+        return len(self._subs)
+
+
+@dataclass
+class LiveConfig:
+    res: int = 9
+    window: str = "28D"
+    hotspot_min_bin: int = 2                # 95 % confidence after FDR
+    near_repeat: NearRepeatRule = NearRepeatRule()
+    scan_period_days: int = 56
+    scan_max_days: int = 7
+    scan_max_k: int = 1
+    scan_replicates: int = 999
+    scan_every_days: float = 1.0
+    scan_min_recurrence_days: float = 100.0
+
+
+class LiveEngine:
+    """Incremental state + alerts for one source."""
+
+    def __init__(self, store, source: str, boundary=None, config: LiveConfig = LiveConfig(),
+                 broker: Broker | None = None, study_cells: np.ndarray | None = None):
+        from ..hotspots.weights import kring_weights
+
+        self.store, self.source, self.cfg = store, source, config
+        self.tz = store.sources()[source]
+        self.broker = broker or Broker()
+        self.alerts = AlertLog(store)
+        if study_cells is None:
+            have = store.counts(config.res, ("cell",), Query(source=source))["cell"].to_numpy()
+            study_cells = np.union1d(grid.cover(boundary, config.res), have) if boundary is not None else have
+        self.cells = np.unique(np.asarray(study_cells, dtype=np.int64))
+        self.state = RollingState(self.cells, kring_weights(self.cells, 1).sparse, config.window)
+        self._recent = pd.DataFrame({"id": pd.Series(dtype=str), "source": pd.Series(dtype=str),
+                                     "category": pd.Series(dtype=str), "t": pd.Series(dtype="datetime64[ns, UTC]"),
+                                     "x": pd.Series(dtype=float), "y": pd.Series(dtype=float),
+                                     "cell": pd.Series(dtype="int64")})
+        lat0, lon0 = grid.cell_centres(self.cells[:1]) if len(self.cells) else (np.array([0.0]), np.array([0.0]))
+        from pyproj import Transformer
+
+        self._proj = Transformer.from_crs(
+            "EPSG:4326", f"+proj=aeqd +lat_0={lat0[0]} +lon_0={lon0[0]} +datum=WGS84 +units=m", always_xy=True)
+        self._lock = threading.Lock()
+
+    # --- the incremental path ------------------------------------------------
+    def ingest(self, df: pd.DataFrame, now=None) -> list[Alert]:
+        """Take newly stored canonical incidents of this source; returns new alerts."""
+        df = df[df["source"] == self.source]
+        if not len(df):
+            return []
+        with self._lock:
+            cells = _cells(df, self.cfg.res)
+            added_ids = set(df["id"].astype(str)) - self.state._ids
+            self.state.add(df["id"].astype(str), df["occurred_from"], cells)
+            latest = pd.to_datetime(df["occurred_from"], utc=True).max()
+            self.state.advance(max(pd.Timestamp(now) if now is not None else latest, latest))
+            new = df[df["id"].astype(str).isin(added_ids)]
+            if not len(new):
+                return []
+            st = self.state.status()
+            ncells = _cells(new, self.cfg.res)
+            pos = np.minimum(np.searchsorted(self.cells, ncells), len(self.cells) - 1)
+            inside = self.cells[pos] == ncells
+            bins = np.where(inside, st.bin[pos], 0)
+            z = np.where(inside, st.z[pos], 0.0)
+            x, y = self._proj.transform(new["lon"].to_numpy(float), new["lat"].to_numpy(float))
+            frame = pd.DataFrame({"id": new["id"].astype(str).to_numpy(), "source": self.source,
+                                  "category": new["category"].astype(str).to_numpy(),
+                                  "t": pd.to_datetime(new["occurred_from"], utc=True).to_numpy(),
+                                  "x": x, "y": y, "cell": ncells})
+            frame["t"] = pd.to_datetime(frame["t"], utc=True)
+            alerts = hotspot_alerts(frame, bins, z, self.cfg.hotspot_min_bin, self.cfg.window)
+            alerts += near_repeat_alerts(frame, self._recent, self.cfg.near_repeat)
+            keep_from = self.state.now - pd.Timedelta(days=self.cfg.near_repeat.days)
+            self._recent = pd.concat([self._recent[self._recent["t"] >= keep_from], frame], ignore_index=True)
+        self.alerts.add(alerts)
+        self.broker.publish({"type": "incidents", "source": self.source, "rows": _public_rows(new, ncells, bins)})
+        if alerts:
+            self.broker.publish({"type": "alerts", "source": self.source, "rows": [a.as_dict() for a in alerts]})
+        return alerts
+
+    # --- full recompute / schedule -------------------------------------------
+    def recompute(self, now) -> dict:
+        """Rebuild the rolling state from the store; returns the drift it fixed."""
+        now = _utc(now)
+        q = Query(source=self.source, start=now - pd.Timedelta(self.cfg.window), end=now + pd.Timedelta(microseconds=1))
+        df = self.store.incidents(q, columns=["id", "occurred_from", "lat", "lon", "category", "source",
+                                              "h3_r7", "h3_r8", "h3_r9", "h3_r10"])
+        with self._lock:
+            before = self.state.y.copy()
+            self.state.recompute(df["id"].astype(str), df["occurred_from"], _cells(df, self.cfg.res), now)
+            drift = int(np.abs(self.state.y - before).sum())
+        return {"incidents": int(self.state.total), "drift": drift}
+
+    def scan(self, now, seed: int | None = 0) -> list[Alert]:
+        """Run the prospective space-time scan over the last ``scan_period_days``."""
+        now = _utc(now)
+        local_end = now.tz_convert(self.tz).tz_localize(None).normalize()
+        start = local_end - pd.Timedelta(days=self.cfg.scan_period_days - 1)
+        df = self.store.incidents(Query(source=self.source, start=start, end=local_end + pd.Timedelta(days=1)),
+                                  columns=["occurred_from", "h3_r7", "h3_r8", "h3_r9", "h3_r10"])
+        if not len(df):
+            return []
+        days = df["occurred_from"].dt.tz_convert(self.tz).dt.tz_localize(None).dt.normalize()
+        res = space_time_scan(_cells(df, self.cfg.res), days, study_cells=self.cells, end_day=local_end,
+                              period_days=self.cfg.scan_period_days, max_days=self.cfg.scan_max_days,
+                              max_k=self.cfg.scan_max_k, replicates=self.cfg.scan_replicates,
+                              run_every_days=self.cfg.scan_every_days, seed=seed)
+        alerts = scan_alerts(res, self.source, self.cfg.scan_min_recurrence_days)
+        self.alerts.add(alerts)
+        if alerts:
+            self.broker.publish({"type": "alerts", "source": self.source, "rows": [a.as_dict() for a in alerts]})
+        return alerts
+
+
+def _cells(df: pd.DataFrame, res: int) -> np.ndarray:
+    from ..store.embedded import cell_column
+
+    return cell_column(df, res)
+
+
+def _utc(t) -> pd.Timestamp:
+    t = pd.Timestamp(t)
+    return t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
+
+
+def _public_rows(df: pd.DataFrame, cells: np.ndarray, bins: np.ndarray) -> list[dict]:
+    """What the map needs of an incident; no address (viewers see this stream too)."""
+    return [
+        {"id": str(i), "lon": float(lo), "lat": float(la), "category": str(c),
+         "occurred_from": pd.Timestamp(t).isoformat(), "cell": int(cell), "bin": int(b)}
+        for i, lo, la, c, t, cell, b in zip(df["id"], df["lon"], df["lat"], df["category"],
+                                             df["occurred_from"], cells, bins)
+    ]
