@@ -139,8 +139,9 @@ class LiveEngine:
             alerts += near_repeat_alerts(frame, self._recent, self.cfg.near_repeat)
             keep_from = self.state.now - pd.Timedelta(days=self.cfg.near_repeat.days)
             self._recent = pd.concat([self._recent[self._recent["t"] >= keep_from], frame], ignore_index=True)
-        self.alerts.add(alerts)
+        # Announce first: storing alerts must not delay the map.
         self.broker.publish({"type": "incidents", "source": self.source, "rows": _public_rows(new, ncells, bins)})
+        self.alerts.add(alerts)
         if alerts:
             self.broker.publish({"type": "alerts", "source": self.source, "rows": [a.as_dict() for a in alerts]})
         return alerts
