@@ -93,8 +93,12 @@ class LiveEngine:
         self.broker = broker or Broker()
         self.alerts = AlertLog(store)
         if study_cells is None:
+            # The study area: the agency's boundary cells plus any cell with history.
             have = store.counts(config.res, ("cell",), Query(source=source))["cell"].to_numpy()
+            boundary = boundary if boundary is not None else _agency_boundary(source)
             study_cells = np.union1d(grid.cover(boundary, config.res), have) if boundary is not None else have
+            if not len(study_cells):
+                raise ValueError(f"no study area for {source!r}: give a boundary or ingest its history first")
         self.cells = np.unique(np.asarray(study_cells, dtype=np.int64))
         self.state = RollingState(self.cells, kring_weights(self.cells, 1).sparse, config.window)
         self._recent = pd.DataFrame({"id": pd.Series(dtype=str), "source": pd.Series(dtype=str),
@@ -178,6 +182,22 @@ class LiveEngine:
         if alerts:
             self.broker.publish({"type": "alerts", "source": self.source, "rows": [a.as_dict() for a in alerts]})
         return alerts
+
+
+def _agency_boundary(source: str):
+    """The agency's boundary polygons, if it has a config and the file is found."""
+    from ..config import load_agency
+
+    try:
+        ag = load_agency(source)
+    except FileNotFoundError:
+        return None
+    path = ag.find_file(ag.boundary_file)
+    if path is None:
+        return None
+    import geopandas as gpd
+
+    return gpd.read_file(path).to_crs(4326)
 
 
 def _cells(df: pd.DataFrame, res: int) -> np.ndarray:
