@@ -1,0 +1,234 @@
+"""What every reader shares: the :class:`Batch` a reader hands to validation,
+CSV reading, local-time conversion (DST-explicit), JSON columns and
+deterministic ids — all vectorised (no per-row Python).
+
+A reader turns one source file into a :class:`Batch`: the raw rows exactly as
+read (strings), a frame with the canonical columns (no H3 yet) aligned to them,
+and *flags*: which rows already fail a quarantine rule the reader knows about
+(e.g. Vancouver's privacy-zeroed X/Y is ``no_coordinates``, not a junk point).
+:func:`rtcc_geo.ingest.validate.validate` adds the generic rules, resolves
+each rejected row to exactly one reason (the first in
+:data:`rtcc_geo.schema.QUARANTINE_REASONS` order) and indexes the rest on H3.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..schema import QUARANTINE_REASONS
+
+
+class IngestError(ValueError):
+    """A file that cannot be read as the format asked for (wrong columns,
+    not a CSV, ...). The message says what was expected."""
+
+
+@dataclass
+class Batch:
+    """One file read by a reader, before validation.
+
+    ``raw`` and ``frame`` share the index ``0..n-1``; data row ``i`` of the
+    file (1-based, header excluded) is index ``i - 1``.
+    """
+
+    source: str
+    file: str
+    raw: pd.DataFrame
+    frame: pd.DataFrame
+    flags: dict[str, tuple[np.ndarray, pd.Series]] = field(default_factory=dict)
+    #: ``{offense text: rows}`` for offense values the taxonomy does not list
+    #: (they get category ``other``; the pipeline reports them, never silently).
+    unmapped: dict[str, int] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.raw)
+
+    def flag(self, reason: str, mask, detail) -> None:
+        """Mark rows in ``mask`` as failing ``reason`` with ``detail`` (a string
+        or a per-row Series). Several flags may hit a row; validation keeps
+        the first in :data:`QUARANTINE_REASONS` order."""
+        if reason not in QUARANTINE_REASONS:
+            raise ValueError(f"unknown quarantine reason {reason!r}; use one of {QUARANTINE_REASONS}")
+        mask = np.asarray(mask, dtype=bool)
+        if isinstance(detail, str):
+            detail = pd.Series(detail, index=self.raw.index, dtype="object")
+        if reason in self.flags:  # merge: earlier flag's detail wins where both hit
+            m0, d0 = self.flags[reason]
+            detail = d0.where(m0, detail)
+            mask = m0 | mask
+        self.flags[reason] = (mask, detail)
+
+
+# --- reading ------------------------------------------------------------------
+
+def read_csv_strings(path: str | Path, required: list[str] | tuple[str, ...] = (),
+                     fmt: str = "") -> pd.DataFrame:
+    """Read a CSV keeping every value as the exact text in the file ('' for blank).
+
+    Raises :class:`IngestError` naming the missing columns when ``required``
+    ones are absent, which is how a wrong ``--format`` shows up.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no such file: {path}")
+    try:
+        df = pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False,
+                         encoding="utf-8-sig", low_memory=False)
+    except pd.errors.EmptyDataError:
+        raise IngestError(f"{path}: empty file (expected a CSV with a header row)") from None
+    except (UnicodeDecodeError, pd.errors.ParserError) as e:
+        raise IngestError(f"{path}: not a readable CSV ({e})") from None
+    df.columns = [str(c).strip() for c in df.columns]
+    missing = [c for c in required if c not in df.columns]
+    if missing:
+        raise IngestError(
+            f"{path.name}: missing column(s) {missing} for format {fmt!r}; "
+            f"the file has {list(df.columns)[:30]}. Check --format, or describe the file "
+            f"with a mapping (--format generic --mapping FILE)."
+        )
+    return df.reset_index(drop=True)
+
+
+def count_data_rows(path: str | Path) -> int:
+    """Data rows of a CSV (header excluded), counted with the csv module so
+    quoted newlines count once. Used by tests to check read == loaded + quarantined."""
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        return sum(1 for _ in csv.reader(f)) - 1
+
+
+def blank_to_na(s: pd.Series) -> pd.Series:
+    s = s.astype("string").str.strip()
+    return s.mask(s == "")
+
+
+# --- time -----------------------------------------------------------------------
+
+def localize(naive: pd.Series, tz: str) -> tuple[pd.Series, pd.Series]:
+    """Local wall-clock times -> UTC, with DST edge cases handled explicitly.
+
+    Returns ``(utc, dst_note)``. ``dst_note`` is ``"nonexistent"`` for wall
+    times inside a spring-forward gap (e.g. 02:30 on the night clocks jump to
+    03:00) — read as *standard* time, i.e. a clock not yet moved forward, so
+    02:30 becomes 03:30 daylight time (the same instant); ``"ambiguous"`` for
+    wall times in the repeated fall-back hour — read as the *first* (daylight)
+    occurrence, since nothing in the row tells which one was meant; else null.
+    """
+    naive = pd.to_datetime(naive)
+    if getattr(naive.dt, "tz", None) is not None:
+        raise ValueError("localize() expects naive local times")
+    ok = naive.notna().to_numpy()
+    strict = naive.dt.tz_localize(tz, ambiguous="NaT", nonexistent="NaT")
+    first = naive.dt.tz_localize(tz, ambiguous=np.ones(len(naive), dtype=bool), nonexistent="NaT")
+    nonexistent = ok & first.isna().to_numpy()
+    ambiguous = ok & strict.isna().to_numpy() & ~nonexistent
+    out = first
+    if nonexistent.any():
+        # Offset in force just before the gap (standard time), applied to the wall time.
+        before = (naive[nonexistent] - pd.Timedelta(hours=3)).dt.tz_localize(
+            tz, ambiguous=True, nonexistent="shift_forward")
+        offset = before.dt.tz_localize(None) - before.dt.tz_convert("UTC").dt.tz_localize(None)
+        fixed = (naive[nonexistent] - offset).dt.tz_localize("UTC").dt.tz_convert(tz)
+        out = out.copy()
+        out[nonexistent] = fixed
+    note = pd.Series(None, index=naive.index, dtype="object")
+    note[nonexistent] = "nonexistent"
+    note[ambiguous] = "ambiguous"
+    return out.dt.tz_convert("UTC").astype("datetime64[ns, UTC]"), note
+
+
+def parse_local(text: pd.Series, formats: list[str] | tuple[str, ...]) -> pd.Series:
+    """Parse naive local date-times trying each ``strftime`` format in turn
+    (``"ISO8601"`` allowed); rows no format fits are NaT."""
+    text = text.astype("string").str.strip()
+    out = pd.Series(pd.NaT, index=text.index, dtype="datetime64[ns]")
+    todo = text.notna() & (text != "")
+    for fmt in formats:
+        if not todo.any():
+            break
+        got = pd.to_datetime(text[todo], format=fmt, errors="coerce")
+        if getattr(got.dt, "tz", None) is not None:  # an offset in the text: keep the wall time
+            got = got.dt.tz_localize(None)
+        got = got.astype("datetime64[ns]")
+        out[todo] = got
+        todo = todo & out.isna()
+    return out
+
+
+# --- JSON columns -------------------------------------------------------------------
+
+def json_records(df: pd.DataFrame) -> pd.Series:
+    """One compact JSON object per row (vectorised through ``DataFrame.to_json``)."""
+    if len(df) == 0:
+        return pd.Series([], index=df.index, dtype="string")
+    if len(df.columns) == 0:
+        return pd.Series("{}", index=df.index, dtype="string")
+    text = df.to_json(orient="records", lines=True, force_ascii=False, date_format="iso")
+    lines = text.rstrip("\n").split("\n")
+    return pd.Series(lines, index=df.index, dtype="string")
+
+
+def extras_json(cols: dict[str, pd.Series], index: pd.Index) -> pd.Series:
+    """The ``extras`` column: source columns we keep but do not model, as JSON
+    (blank text becomes null; keys whose value is null are left out)."""
+    if not cols:
+        return pd.Series("{}", index=index, dtype="string")
+    data = {}
+    for k, v in cols.items():
+        kind = pd.api.types.infer_dtype(v, skipna=True) if v.dtype == object else None
+        if kind == "boolean":
+            v = v.astype("boolean")
+        elif (v.dtype != object and pd.api.types.is_string_dtype(v.dtype)) or kind in ("string", "empty"):
+            v = blank_to_na(v).astype(object)
+            v = v.where(v.notna(), None)
+        data[k] = v
+    df = pd.DataFrame(data, index=index)
+    out = json_records(df)
+    # Drop null members ("k":null) so sparse flags (e.g. dst) do not clutter every row.
+    out = out.str.replace(r'"[^"]+":null,?', "", regex=True).str.replace(",}", "}", regex=False)
+    return out.astype("string")
+
+
+# --- ids ------------------------------------------------------------------------------
+
+_HEX = np.frombuffer(b"0123456789abcdef", dtype="S1")
+
+
+def hex64(h: np.ndarray) -> np.ndarray:
+    """uint64 -> 16-character lower-case hex strings, vectorised."""
+    h = np.asarray(h, dtype=np.uint64)
+    shifts = np.arange(60, -4, -4, dtype=np.uint64)
+    nib = ((h[:, None] >> shifts) & np.uint64(15)).astype(np.intp)
+    return _HEX[nib].view("S16").ravel().astype(str)
+
+
+def content_ids(raw: pd.DataFrame, columns: list[str] | None = None, prefix: str = "") -> pd.Series:
+    """Deterministic ids for sources without an incident key.
+
+    ``<prefix><16-hex hash of the row's text>-<k>`` where ``k`` = 0, 1, ... numbers
+    identical rows in file order. The same file always gives the same ids
+    (re-ingest adds nothing), while rows that are true repeats (two thefts at
+    the same hundred block in the same minute) stay distinct. The hash is
+    pandas' SipHash with its fixed key over the stripped cell texts, so it
+    does not depend on the process (tested against a pinned value).
+    """
+    cols = list(columns) if columns else list(raw.columns)
+    text = raw[cols].apply(lambda s: s.astype(str).str.strip())
+    h = pd.util.hash_pandas_object(text, index=False).to_numpy(dtype=np.uint64)
+    hx = pd.Series(hex64(h), index=raw.index)
+    k = hx.groupby(hx, sort=False).cumcount().astype(str)
+    return (prefix + hx + "-" + k).astype("string")
+
+
+def summarise_reasons(frame_reason: pd.Series) -> dict[str, int]:
+    vc = frame_reason.value_counts()
+    return {r: int(vc.get(r, 0)) for r in QUARANTINE_REASONS if vc.get(r, 0)}
+
+
+def dumps(obj) -> str:
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)

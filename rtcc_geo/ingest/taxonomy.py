@@ -1,0 +1,89 @@
+"""Offense taxonomy: each source's offense text -> one of :data:`schema.CATEGORIES`.
+
+The mapping is data, not code: ``data/taxonomy/<source>.csv`` with columns
+
+``offense``   the source's offense text (matched case- and space-insensitively)
+``detail``    optional finer text (Chicago's ``description``); a row with a
+              detail overrides the offense-only row for that pair
+``category``  one of ``violent, robbery, burglary, vehicle, theft, property,
+              drugs, disorder, other``
+``note``      why, where not obvious
+
+Values the file does not list become ``other`` *and are reported* (the
+pipeline's summary lists them, the CLI warns) — never silently.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import pandas as pd
+
+from ..config import DATA_DIR
+from ..schema import CATEGORIES
+
+_SEP = "\x1f"
+
+
+def _norm(s: pd.Series) -> pd.Series:
+    return s.astype("string").str.strip().str.upper().str.replace(r"\s+", " ", regex=True).fillna("")
+
+
+@dataclass(frozen=True)
+class Taxonomy:
+    path: Path
+    by_offense: dict[str, str]
+    by_detail: dict[str, str]
+
+    def categorise(self, offense: pd.Series, detail: pd.Series | None = None) -> tuple[pd.Series, dict[str, int]]:
+        """Categories for ``offense`` (+ ``detail``), and ``{offense: rows}`` not listed."""
+        off = _norm(offense)
+        cat = off.map(self.by_offense)
+        if detail is not None and self.by_detail:
+            key = off + _SEP + _norm(detail)
+            over = key.map(self.by_detail)
+            cat = over.where(over.notna(), cat)
+        miss = cat.isna() & (off != "")
+        unmapped = {str(k): int(v) for k, v in offense[miss].astype("string").str.strip().value_counts().items()}
+        return cat.fillna("other").astype("string"), unmapped
+
+
+def taxonomy_path(name_or_path: str | Path) -> Path:
+    p = Path(name_or_path)
+    if p.suffix.lower() == ".csv":
+        return p
+    return DATA_DIR / "taxonomy" / f"{name_or_path}.csv"
+
+
+def load_taxonomy(name_or_path: str | Path) -> Taxonomy:
+    """Load ``data/taxonomy/<name>.csv`` (or a CSV path) and check it."""
+    p = taxonomy_path(name_or_path)
+    return _load(str(p.resolve()) if p.exists() else str(p))
+
+
+@lru_cache(maxsize=32)
+def _load(path: str) -> Taxonomy:
+    p = Path(path)
+    if not p.exists():
+        known = sorted(x.stem for x in (DATA_DIR / "taxonomy").glob("*.csv"))
+        raise FileNotFoundError(f"no taxonomy file {p}; shipped taxonomies: {known}")
+    df = pd.read_csv(p, dtype=str, keep_default_na=False)
+    for c in ("offense", "category"):
+        if c not in df.columns:
+            raise ValueError(f"{p}: taxonomy needs columns offense,category[,detail,note]; has {list(df.columns)}")
+    if "detail" not in df.columns:
+        df["detail"] = ""
+    df["category"] = df["category"].str.strip().str.lower()
+    bad = sorted(set(df["category"]) - set(CATEGORIES))
+    if bad:
+        raise ValueError(f"{p}: unknown categor(ies) {bad}; use one of {CATEGORIES}")
+    off, det = _norm(df["offense"]), _norm(df["detail"])
+    plain = det == ""
+    dup = off[plain].duplicated(keep=False)
+    if dup.any():
+        raise ValueError(f"{p}: offense listed twice: {sorted(set(off[plain][dup]))}")
+    by_offense = dict(zip(off[plain], df["category"][plain]))
+    by_detail = dict(zip((off + _SEP + det)[~plain], df["category"][~plain]))
+    return Taxonomy(p, by_offense, by_detail)

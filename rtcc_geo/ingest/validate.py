@@ -1,0 +1,202 @@
+"""Validation with quarantine: every row ends loaded or quarantined, never lost.
+
+Rules, in :data:`rtcc_geo.schema.QUARANTINE_REASONS` order; a rejected row
+carries the *first* rule it fails, with a human ``detail`` and the raw input
+row as JSON (``raw``), so ``read == loaded + quarantined`` for every file:
+
+1. ``missing_id``          no usable incident key;
+2. ``unparseable_time``    the occurrence time is missing or not a date-time;
+3. ``no_coordinates``      lon/lat (or x/y) blank, or a source's privacy 0/0;
+4. ``invalid_coordinates`` outside the WGS84 range, exactly (0, 0), or outside
+   the agency's rough ``bbox`` (junk geocodes such as Philadelphia's
+   (-80.5, 42.2), 400 km away);
+5. ``outside_boundary``    inside the bbox but farther than
+   ``boundary_buffer_m`` from the agency boundary. The buffer is applied in
+   metres in a local projection (the boundary's UTM zone), points projected
+   the same way, and the test is a vectorised ``shapely.contains_xy``;
+6. ``duplicate_key``       an id repeated within the file among rows that pass
+   1-5; the first copy is loaded;
+7. ``unknown_offense``     the offense text is blank.
+
+Rows that pass are indexed on H3 (:func:`rtcc_geo.grid.index_points`) at the
+agency's resolutions plus the schema's default ones, and conformed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .. import grid
+from ..config import Agency
+from ..schema import DEFAULT_RESOLUTIONS, QUARANTINE_COLUMNS, QUARANTINE_REASONS, conform, h3_column
+from .base import Batch, json_records
+
+#: Margin (degrees) around the boundary's bounds used as the junk box when an
+#: agency config gives no ``bbox``.
+BBOX_MARGIN_DEG = 0.5
+
+
+@dataclass(frozen=True)
+class Area:
+    """An agency's spatial checks, prepared once (boundary buffered in metres)."""
+
+    bbox: tuple[float, float, float, float] | None
+    boundary_file: str | None
+    buffer_m: float
+    local_crs: str | None
+    polygon: object | None  # buffered boundary in ``local_crs``, prepared
+
+    def outside(self, lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
+        """True where a point is farther than the buffer from the boundary."""
+        if self.polygon is None or len(lon) == 0:
+            return np.zeros(len(lon), dtype=bool)
+        import shapely
+
+        x, y = _to_local(self.local_crs)(lon, lat)
+        return ~shapely.contains_xy(self.polygon, x, y)
+
+
+@lru_cache(maxsize=16)
+def _to_local(crs: str):
+    from pyproj import Transformer
+
+    t = Transformer.from_crs("EPSG:4326", crs, always_xy=True)
+    return t.transform
+
+
+def agency_area(agency: Agency, near: list[Path] | None = None) -> Area:
+    """Prepare ``agency``'s bbox and buffered boundary (boundary looked up beside
+    the input files first, see :meth:`Agency.find_file`)."""
+    path = agency.find_file(agency.boundary_file, near)
+    return _area(agency.name, agency.bbox, str(path) if path else None, float(agency.boundary_buffer_m))
+
+
+@lru_cache(maxsize=16)
+def _area(name, bbox, path, buffer_m) -> Area:
+    if path is None:
+        return Area(bbox, None, buffer_m, None, None)
+    import geopandas as gpd
+    import shapely
+
+    g = gpd.read_file(path)
+    if g.crs is None:
+        g = g.set_crs("EPSG:4326")
+    g = g.to_crs("EPSG:4326")
+    crs = g.estimate_utm_crs()
+    geom = g.to_crs(crs).union_all().buffer(buffer_m)
+    shapely.prepare(geom)
+    if bbox is None:
+        x0, y0, x1, y1 = g.total_bounds
+        bbox = (x0 - BBOX_MARGIN_DEG, y0 - BBOX_MARGIN_DEG, x1 + BBOX_MARGIN_DEG, y1 + BBOX_MARGIN_DEG)
+    return Area(tuple(bbox), Path(path).name, buffer_m, crs.to_string(), geom)
+
+
+def _fmt_point(lon: pd.Series, lat: pd.Series) -> pd.Series:
+    return "(" + lon.round(6).astype(str) + ", " + lat.round(6).astype(str) + ")"
+
+
+def validate(batch: Batch, area: Area, resolutions: tuple[int, ...] = DEFAULT_RESOLUTIONS
+             ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Split a batch into ``(incidents, quarantine)``.
+
+    ``incidents`` is canonical (:func:`schema.conform`, H3 columns filled);
+    ``quarantine`` has :data:`schema.QUARANTINE_COLUMNS`. Their lengths add
+    up to ``len(batch)``.
+    """
+    f = batch.frame
+    n = len(f)
+    lon = f["lon"].to_numpy(dtype="float64")
+    lat = f["lat"].to_numpy(dtype="float64")
+
+    idv = f["id"].astype("string").str.strip()
+    batch.flag("missing_id", (idv.isna() | (idv == "")).to_numpy(), "no incident key (id blank)")
+    batch.flag("unparseable_time", f["occurred_from"].isna().to_numpy(), "occurrence time missing")
+    nan = ~np.isfinite(lon) | ~np.isfinite(lat)
+    batch.flag("no_coordinates", nan, "coordinates blank")
+
+    has = ~nan
+    with np.errstate(invalid="ignore"):
+        bad_range = has & ((np.abs(lat) > 90) | (np.abs(lon) > 180))
+        zero = has & (lon == 0) & (lat == 0)
+        if area.bbox is not None:
+            x0, y0, x1, y1 = area.bbox
+            out_box = has & ~((lon >= x0) & (lon <= x1) & (lat >= y0) & (lat <= y1))
+        else:
+            out_box = np.zeros(n, dtype=bool)
+    pts = _fmt_point(f["lon"], f["lat"])
+    batch.flag("invalid_coordinates", bad_range, pts + " is outside the WGS84 range")
+    batch.flag("invalid_coordinates", zero, "(0, 0): a junk geocode")
+    if out_box.any():
+        batch.flag("invalid_coordinates", out_box,
+                   pts + f" is outside the agency's bounding box {list(area.bbox)} (junk geocode)")
+
+    inbox = has & ~bad_range & ~zero & ~out_box
+    outside = np.zeros(n, dtype=bool)
+    if area.polygon is not None and inbox.any():
+        outside[inbox] = area.outside(lon[inbox], lat[inbox])
+        if outside.any():
+            batch.flag("outside_boundary", outside,
+                       pts + f" is more than {area.buffer_m:g} m outside {area.boundary_file}")
+
+    reason, detail = _resolve(batch, upto="duplicate_key")
+    ok = reason.isna().to_numpy()
+    dup = np.zeros(n, dtype=bool)
+    if ok.any():
+        ids_ok = idv[ok]
+        d = ids_ok.duplicated(keep="first").to_numpy()
+        if d.any():
+            rows = pd.Series(np.arange(1, n + 1), index=f.index)[ok]
+            first = rows.groupby(ids_ok.to_numpy()).transform("min")
+            dup[np.flatnonzero(ok)[d]] = True
+            det = pd.Series("", index=f.index, dtype="object")
+            det[ok] = ("id " + ids_ok + " repeats data row " + first.astype(str)
+                       + " of this file (the first copy is loaded)")
+            batch.flag("duplicate_key", dup, det)
+    blank_off = f["offense_raw"].isna().to_numpy() | (f["offense_raw"].astype("string").str.strip() == "").fillna(True).to_numpy()
+    batch.flag("unknown_offense", blank_off, "offense text blank")
+
+    reason, detail = _resolve(batch)
+    bad = reason.notna().to_numpy()
+
+    good = f.loc[~bad].copy()
+    res = tuple(sorted(set(resolutions) | set(DEFAULT_RESOLUTIONS)))
+    cells = grid.index_points(good["lat"].to_numpy(), good["lon"].to_numpy(), res) if len(good) else {
+        r: np.empty(0, dtype=np.int64) for r in res}
+    for r in res:
+        good[h3_column(r)] = cells[r]
+    incidents = conform(good)
+
+    q = pd.DataFrame({
+        "source": batch.source,
+        "file": batch.file,
+        "row_number": np.flatnonzero(bad).astype("int64") + 1,
+        "reason": reason[bad].to_numpy(),
+        "detail": detail[bad].to_numpy(),
+        "raw": json_records(batch.raw.loc[bad]).to_numpy() if bad.any() else np.array([], dtype=object),
+    })
+    for c in ("source", "file", "reason", "detail", "raw"):
+        q[c] = q[c].astype("string")
+    return incidents, q.loc[:, list(QUARANTINE_COLUMNS)]
+
+
+def _resolve(batch: Batch, upto: str | None = None) -> tuple[pd.Series, pd.Series]:
+    """First failing reason per row (in QUARANTINE_REASONS order) and its detail."""
+    idx = batch.raw.index
+    reason = pd.Series(None, index=idx, dtype="object")
+    detail = pd.Series(None, index=idx, dtype="object")
+    for r in QUARANTINE_REASONS:
+        if r == upto:
+            break
+        if r not in batch.flags:
+            continue
+        m, d = batch.flags[r]
+        take = m & reason.isna().to_numpy()
+        if take.any():
+            reason[take] = r
+            detail[take] = d[take].astype(str).to_numpy()
+    return reason, detail

@@ -1,0 +1,145 @@
+"""The ingest pipeline and CLI into real stores: summary adds up, re-ingest adds
+nothing, quarantine holds the rejects with their reason, and the embedded store
+and PostGIS agree on loaded/quarantined counts for the same files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from rtcc_geo.cli.main import main as cli
+from rtcc_geo.ingest.base import count_data_rows
+from rtcc_geo.ingest.pipeline import ingest_files
+from rtcc_geo.schema import QUARANTINE_REASONS
+from rtcc_geo.store.embedded import EmbeddedStore
+
+# One file per city keeps this lean; test_ingest.py reads every real file.
+SUBSET = {
+    "philadelphia": ["philadelphia/incidents_2024_03.csv", "philadelphia/incidents_2024_11.csv"],
+    "vancouver": ["vancouver/crimedata_csv_AllNeighbourhoods_2023.csv"],
+    "chicago": ["chicago_sample/chicago_crimes_sample_2019.csv"],
+}
+
+
+def files_of(shared: Path, city: str) -> list[Path]:
+    return [shared / f for f in SUBSET[city]]
+
+
+def check_summary(s: dict, files: list[Path]) -> None:
+    assert set(s) >= {"read", "loaded", "quarantined", "duplicates", "by_reason"}
+    assert s["read"] == sum(count_data_rows(f) for f in files)
+    assert s["read"] == s["loaded"] + s["quarantined"]
+    assert sum(s["by_reason"].values()) == s["quarantined"]
+    assert set(s["by_reason"]) <= set(QUARANTINE_REASONS)
+    for f in s["files"]:
+        assert f["read"] == f["loaded"] + f["quarantined"]
+
+
+@pytest.fixture(scope="module")
+def embedded_runs(shared_data, tmp_path_factory):
+    """Each city ingested twice into one embedded store: (store, {city: (first, second)})."""
+    store = EmbeddedStore(tmp_path_factory.mktemp("emb"))
+    runs = {}
+    for city in SUBSET:
+        files = files_of(shared_data, city)
+        first = ingest_files(city, files, store).as_dict()
+        n1 = store.count()
+        second = ingest_files(city, files, store).as_dict()
+        assert store.count() == n1, f"{city}: re-ingest changed the row count"
+        runs[city] = (first, second)
+    return store, runs
+
+
+@pytest.mark.parametrize("city", list(SUBSET))
+def test_embedded_ingest_adds_up_and_is_idempotent(city, embedded_runs, shared_data):
+    store, runs = embedded_runs
+    first, second = runs[city]
+    files = files_of(shared_data, city)
+    check_summary(first, files)
+    check_summary(second, files)
+    assert first["duplicates"] == 0 and first["inserted"] == first["loaded"]
+    assert first["boundary"]  # the agency's boundary file was found and used
+    # the re-run reads/loads/quarantines the same, and everything loaded was already there
+    for k in ("read", "loaded", "quarantined", "by_reason"):
+        assert second[k] == first[k]
+    assert second["duplicates"] == second["loaded"] and second["inserted"] == 0
+    from rtcc_geo.store.base import Query
+
+    assert store.count(Query(source=city)) == first["loaded"]
+    q = store.quarantine(city)
+    assert len(q) == first["quarantined"]  # quarantine is idempotent too
+    assert q["reason"].value_counts().to_dict() == first["by_reason"]
+
+
+def test_quarantine_holds_rows_without_coordinates(embedded_runs, shared_data):
+    store, runs = embedded_runs
+    q = store.quarantine("philadelphia")
+    nc = q[q["reason"] == "no_coordinates"]
+    assert len(nc) == runs["philadelphia"][0]["by_reason"]["no_coordinates"] > 0
+    raws = [json.loads(r) for r in nc["raw"]]
+    assert all(r["point_x"].strip() == "" or r["point_y"].strip() == "" for r in raws)
+    # the raw row is the file's row number-th data row, exactly
+    f = shared_data / SUBSET["philadelphia"][0]
+    raw = pd.read_csv(f, dtype=str, keep_default_na=False)
+    one = nc[nc["file"] == f.name].iloc[0]
+    assert json.loads(one["raw"]) == raw.iloc[int(one["row_number"]) - 1].to_dict()
+
+
+def test_cli_ingest_json_and_quarantine(shared_data, tmp_path, capsys):
+    files = [str(p) for p in files_of(shared_data, "chicago")]
+    args = ["ingest", "--format", "chicago", *files, "--store", str(tmp_path), "--json"]
+    assert cli(args) == 0
+    s = json.loads(capsys.readouterr().out)
+    check_summary(s, [Path(f) for f in files])
+    assert cli(args) == 0
+    s2 = json.loads(capsys.readouterr().out)
+    assert s2["duplicates"] == s2["loaded"] == s["loaded"]
+    # readable summary
+    assert cli(["ingest", "--format", "chicago", *files, "--store", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert f"read {s['read']:,} = loaded {s['loaded']:,}" in out
+    # quarantine listing (Chicago's sample may have none: still a clean answer)
+    assert cli(["quarantine", "--store", str(tmp_path), "--json"]) == 0
+    qj = json.loads(capsys.readouterr().out)
+    assert qj["rows"] == s["quarantined"]
+
+
+def test_cli_errors_are_clear(shared_data, tmp_path, capsys):
+    van = str(files_of(shared_data, "vancouver")[0])
+    assert cli(["ingest", "--format", "chicago", van, "--store", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "missing column" in err and "--format" in err
+    assert cli(["ingest", "--format", "generic", van, "--store", str(tmp_path)]) == 2
+    assert "--mapping" in capsys.readouterr().err
+    assert cli(["ingest", "--format", "vancouver", str(tmp_path / "nope.csv"), "--store", str(tmp_path)]) == 2
+    assert "not found" in capsys.readouterr().err
+    assert cli(["quarantine", "--store", str(tmp_path), "--reason", "bogus"]) == 2
+
+
+@pytest.mark.postgis
+def test_postgis_same_counts_and_idempotent(pg_url, embedded_runs, shared_data):
+    """Acceptance 1 on a subset: into PostGIS the summary adds up, a re-run leaves the row
+    count unchanged, and loaded/quarantined equal the embedded store's."""
+    from rtcc_geo.store import open_store
+
+    _, runs = embedded_runs
+    store = open_store(db=pg_url)
+    try:
+        for city in SUBSET:
+            files = files_of(shared_data, city)
+            first = ingest_files(city, files, store).as_dict()
+            n1 = store.count()
+            second = ingest_files(city, files, store).as_dict()
+            assert store.count() == n1
+            check_summary(first, files)
+            assert second["duplicates"] == second["loaded"] == first["loaded"]
+            emb = runs[city][0]
+            for k in ("read", "loaded", "quarantined", "by_reason"):
+                assert first[k] == emb[k], (city, k)
+            q = store.quarantine(city)
+            assert len(q) == first["quarantined"]
+    finally:
+        store.close()
