@@ -35,6 +35,9 @@ class EmbeddedStore(Store):
     def __init__(self, root: str | Path):
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
+        # Stored ids per source, read once per store object (re-reading every
+        # partition for each file made multi-file ingests quadratic).
+        self._ids: dict[str, set[str]] = {}
 
     def __repr__(self) -> str:
         return f"EmbeddedStore({str(self.root)!r})"
@@ -73,13 +76,14 @@ class EmbeddedStore(Store):
         # an incident across months: check every stored id of the source.
         for source, part_src in df.groupby("source", sort=True):
             known = self._stored_ids(source)
-            new_src = part_src[~part_src["id"].isin(known)] if len(known) else part_src
+            new_src = part_src[~part_src["id"].isin(known)] if known else part_src
             for m, part in new_src.groupby(month.loc[new_src.index], sort=True):
                 path = self._partition(source, m)
                 old = _read_parquet(path) if path.exists() else None
                 merged = part if old is None else pd.concat([old, part], ignore_index=True)
                 merged = merged.sort_values(["occurred_from", "id"], kind="mergesort")
                 _write_geoparquet(conform(merged), path)
+                known.update(part["id"].tolist())
                 inserted += len(part)
         return WriteResult(received, inserted)
 
@@ -164,9 +168,11 @@ class EmbeddedStore(Store):
     def _partitions(self, source: str) -> list[Path]:
         return sorted((self.root / "incidents" / source).glob("*.parquet"))
 
-    def _stored_ids(self, source: str) -> pd.Index:
-        parts = [pd.read_parquet(p, columns=["id"])["id"] for p in self._partitions(source)]
-        return pd.Index(pd.concat(parts, ignore_index=True)) if parts else pd.Index([])
+    def _stored_ids(self, source: str) -> set[str]:
+        if source not in self._ids:
+            parts = [pd.read_parquet(p, columns=["id"])["id"] for p in self._partitions(source)]
+            self._ids[source] = set(pd.concat(parts, ignore_index=True).tolist()) if parts else set()
+        return self._ids[source]
 
     def _sources_for(self, q: Query) -> list[str]:
         src = sorted(self.sources())
