@@ -1,0 +1,163 @@
+"""Bulk-load speed of the PostGIS store: our COPY path vs ``GeoDataFrame.to_postgis``.
+
+Acceptance 5 of the foundation issue. Loads the same canonical rows
+(Philadelphia 2023-2024 as read and validated by ``rtcc_geo.ingest``, plus the
+seeded synthetic city; >= 300k rows) into PostGIS twice, each into its own
+fresh schema of the same database, and prints rows/s for both and their ratio
+(goal >= 10x):
+
+* ours: ``PostGISStore.write_incidents`` = pyarrow CSV -> ``COPY`` into a TEMP
+  staging table -> ``INSERT ... SELECT`` of the new keys into ``incidents``
+  (primary key, GiST on geom, 6 btree indexes, generated geometry, jsonb);
+* reference: ``GeoDataFrame.to_postgis`` (SQLAlchemy + GeoAlchemy2 over
+  psycopg 3) of the same rows and columns with point geometry, into a new table
+  with GeoAlchemy2's GiST index and no other index or key.
+
+Only the load is timed (reading the CSVs is not). Also printed: re-ingesting
+the same rows into our store (all duplicates, nothing inserted). The schemas
+are dropped at the end unless ``--keep``.
+
+    .venv/bin/python bench/ingest.py [--db URL] [--rows N] [--no-synth]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+DEFAULT_DB = "postgresql://postgres@127.0.0.1:5432/rtcc_test"
+
+
+def load_rows(use_synth: bool, limit: int | None) -> tuple[pd.DataFrame, dict[str, str]]:
+    from rtcc_geo.config import load_agency, shared_data_dir
+    from rtcc_geo.ingest import read
+
+    files = sorted((shared_data_dir() / "philadelphia").glob("incidents_20*.csv"))
+    if not files:
+        raise SystemExit(f"no Philadelphia extracts under {shared_data_dir()}; set RTCC_SHARED_DATA")
+    t = time.perf_counter()
+    frames = [read("philadelphia", f)[0] for f in files]
+    tz = {"philadelphia": load_agency("philadelphia").timezone}
+    print(f"read + validated {len(files)} Philadelphia files: {sum(map(len, frames)):,} valid rows "
+          f"({time.perf_counter() - t:.1f} s)", flush=True)
+    if use_synth:
+        try:
+            from rtcc_geo import synth
+        except ImportError:
+            synth = None
+        if synth is not None:
+            t = time.perf_counter()
+            s = synth.generate(synth.SyntheticCity())
+            frames.append(s)
+            tz[synth.SOURCE] = synth.TIMEZONE
+            print(f"synthetic city ({synth.SOURCE}): {len(s):,} rows ({time.perf_counter() - t:.1f} s)", flush=True)
+    df = pd.concat(frames, ignore_index=True)
+    df = df.drop_duplicates(["source", "id"], keep="first").reset_index(drop=True)
+    if limit:
+        df = df.iloc[:limit].reset_index(drop=True)
+    return df, tz
+
+
+def schema_url(url: str, schema: str) -> str:
+    sep = "&" if "?" in url else "?"
+    return f"{url}{sep}options=-csearch_path%3D{schema},public"
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--db", default=os.environ.get("RTCC_TEST_DATABASE_URL", DEFAULT_DB),
+                   help=f"PostGIS database to create the two bench schemas in (default {DEFAULT_DB})")
+    p.add_argument("--rows", type=int, default=None, help="load only the first N rows")
+    p.add_argument("--no-synth", action="store_true", help="Philadelphia rows only")
+    p.add_argument("--keep", action="store_true", help="keep the bench schemas")
+    args = p.parse_args(argv)
+
+    import geopandas as gpd
+    import psycopg
+    import shapely
+    from sqlalchemy import create_engine
+
+    from rtcc_geo.store.postgis import PostGISStore
+
+    df, tz = load_rows(not args.no_synth, args.rows)
+    n = len(df)
+    print(f"rows to load: {n:,} ({', '.join(f'{k}: {v:,}' for k, v in df['source'].value_counts().items())})")
+    tag = uuid.uuid4().hex[:8]
+    ours_schema, ref_schema = f"bench_{tag}_copy", f"bench_{tag}_ref"
+    with psycopg.connect(args.db, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {ours_schema}")
+        conn.execute(f"CREATE SCHEMA {ref_schema}")
+    try:
+        # --- ours ---------------------------------------------------------------
+        store = PostGISStore(schema_url(args.db, ours_schema))  # migrations run here, untimed
+        for name, zone in tz.items():
+            store.register_source(name, zone)
+        t = time.perf_counter()
+        r = store.write_incidents(df)
+        t_ours = time.perf_counter() - t
+        assert r.inserted == n, r
+        t = time.perf_counter()
+        r2 = store.write_incidents(df)
+        t_again = time.perf_counter() - t
+        store.close()
+
+        # --- reference: GeoDataFrame.to_postgis ----------------------------------
+        gdf = gpd.GeoDataFrame(df, geometry=shapely.points(df["lon"].to_numpy(), df["lat"].to_numpy()),
+                               crs="EPSG:4326")
+        sa_url = args.db.replace("postgresql://", "postgresql+psycopg://", 1)
+        engine = create_engine(sa_url)
+        t = time.perf_counter()
+        gdf.to_postgis("incidents", engine, schema=ref_schema, index=False)
+        t_ref = time.perf_counter() - t
+        engine.dispose()
+        # What it takes to give the reference table what ours has: the key and indexes.
+        t = time.perf_counter()
+        with psycopg.connect(args.db, autocommit=True) as conn:
+            ref = f"{ref_schema}.incidents"
+            conn.execute(f"ALTER TABLE {ref} ADD PRIMARY KEY (source, id)")
+            for cols in ("h3_r7", "h3_r8", "h3_r9", "h3_r10", "source, occurred_from", "category"):
+                conn.execute(f"CREATE INDEX ON {ref} ({cols})")
+        t_ref_idx = time.perf_counter() - t
+        with psycopg.connect(args.db) as conn:
+            n_ref = conn.execute(f"SELECT count(*) FROM {ref_schema}.incidents").fetchone()[0]
+            n_ours = conn.execute(f"SELECT count(*) FROM {ours_schema}.incidents").fetchone()[0]
+        assert n_ref == n_ours == n, (n_ref, n_ours, n)
+    finally:
+        if not args.keep:
+            with psycopg.connect(args.db, autocommit=True) as conn:
+                conn.execute(f"DROP SCHEMA IF EXISTS {ours_schema} CASCADE")
+                conn.execute(f"DROP SCHEMA IF EXISTS {ref_schema} CASCADE")
+
+    print()
+    print(f"{'path':44s} {'rows':>9s} {'seconds':>8s} {'rows/s':>10s}")
+    print(f"{'ours: write_incidents (COPY, key + 7 indexes)':44s} {n:9,d} {t_ours:8.2f} {n / t_ours:10,.0f}")
+    print(f"{'reference: GeoDataFrame.to_postgis':44s} {n:9,d} {t_ref:8.2f} {n / t_ref:10,.0f}")
+    print(f"{'reference + the same key and 6 btree indexes':44s} {n:9,d} {t_ref + t_ref_idx:8.2f} "
+          f"{n / (t_ref + t_ref_idx):10,.0f}")
+    print(f"{'ours again (re-ingest, all duplicates)':44s} {n:9,d} {t_again:8.2f} {n / t_again:10,.0f}"
+          f"   inserted {r2.inserted}")
+    print()
+    ratio = t_ref / t_ours
+    print(f"speed-up of our COPY path over to_postgis: {ratio:.1f}x (goal >= 10x: {'met' if ratio >= 10 else 'NOT met'})")
+    print(f"speed-up over to_postgis + the same key and indexes: {(t_ref + t_ref_idx) / t_ours:.1f}x")
+    print("note: GeoDataFrame.to_postgis itself loads with COPY (geopandas' _psql_insert_copy, CSV from "
+          "Python's csv module) into a table with one GiST index and no key.")
+    try:
+        load = os.getloadavg()[0]
+        print(f"(machine load average during the run: {load:.1f} on {os.cpu_count()} cores)")
+    except OSError:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
