@@ -1,0 +1,179 @@
+"""``rtcc-geo hotspots``: Gi*, Local Moran or KDE on H3, written to a file."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import warnings
+
+from .common import UserError, add_json_arg, add_store_args, emit_json, store_from_args
+
+EPILOG = """\
+examples:
+  rtcc-geo hotspots --method gistar --res 9 --from 2024-01-01 --to 2025-01-01 --out hot.geojson
+  rtcc-geo hotspots --method lisa --category burglary --district 24 --out lisa.parquet --json
+  rtcc-geo hotspots --method kde --res 10 --bandwidth-m 300 --out kde.csv
+  rtcc-geo hotspots --method gistar --optimize --concentration --out hot.geojson --json
+
+Gi* bins: +3/+2/+1 hot spot at 99/95/90 %% confidence after Benjamini-Hochberg FDR,
+-3..-1 cold spots, 0 not significant. The study area is every cell of the agency
+boundary (or of the selected districts), zero-count cells included. See docs/hotspots.md.
+"""
+
+
+def _split(values):
+    if not values:
+        return None
+    out = []
+    for v in values:
+        out += [x.strip() for x in str(v).split(",") if x.strip()]
+    return tuple(out) or None
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "hotspots",
+        help="hot spots on H3: Getis-Ord Gi* with FDR bins, Local Moran clusters, or kernel density",
+        description=(
+            "Find where incidents concentrate more than chance would give, on the H3 grid. "
+            "gistar: Getis-Ord Gi* z-scores, permutation p-values, FDR-corrected 99/95/90 %% bins "
+            "(as ArcGIS Hot Spot Analysis). lisa: Local Moran's I with HH/LL/HL/LH clusters. "
+            "kde: quartic (or Gaussian) kernel density at cell centres. Writes one row per cell."
+        ),
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_store_args(p)
+    p.add_argument("--method", choices=("gistar", "lisa", "kde"), default="gistar",
+                   help="statistic (default: gistar)")
+    p.add_argument("--res", type=int, default=9, metavar="N",
+                   help="H3 resolution, 7..10 (default 9, cells of about 0.1 km2)")
+    f = p.add_argument_group("filters")
+    f.add_argument("--source", default=None, help="agency / source name (default: the store's only source)")
+    f.add_argument("--from", dest="start", metavar="DATE", default=None,
+                   help="first local date/time included, e.g. 2024-01-01")
+    f.add_argument("--to", dest="end", metavar="DATE", default=None,
+                   help="local date/time the window stops before (exclusive), e.g. 2025-01-01")
+    f.add_argument("--category", action="append", metavar="CAT",
+                   help="offense category (repeat or comma-separate): violent, robbery, burglary, "
+                        "vehicle, theft, property, drugs, disorder, other")
+    f.add_argument("--district", action="append", metavar="D",
+                   help="district(s) as published (repeat or comma-separate); the study area becomes those districts")
+    s = p.add_argument_group("neighbourhood and inference")
+    s.add_argument("--k", type=int, default=1, help="k-ring neighbourhood size (default 1: the 6 touching cells)")
+    s.add_argument("--band-m", type=float, default=None, metavar="M",
+                   help="distance-band neighbourhood in metres instead of k-rings")
+    s.add_argument("--optimize", action="store_true",
+                   help="choose k by incremental spatial autocorrelation (first peak of global Moran's z)")
+    s.add_argument("--permutations", type=int, default=999,
+                   help="conditional permutations for pseudo p-values (default 999; 0 = analytic only)")
+    s.add_argument("--seed", type=int, default=0, help="seed of the permutations (default 0)")
+    s.add_argument("--alternative", default="two-sided",
+                   choices=("two-sided", "folded", "directed", "greater", "lesser", "esda-two-sided", "esda-folded"),
+                   help="permutation p-value rule: two-sided (default, twice the smaller tail); folded "
+                        "(= directed, esda's classic p_sim, one-tailed in the data's direction); greater/lesser; "
+                        "esda-two-sided/esda-folded (esda.significance's rules, for comparison)")
+    s.add_argument("--inference", default="auto", choices=("auto", "sim", "norm"),
+                   help="p-values feeding FDR and bins: permutation (sim), analytic normal (norm; ArcGIS), "
+                        "auto = sim when --permutations > 0")
+    s.add_argument("--alpha", type=float, default=0.05, help="FDR level for LISA clusters (default 0.05)")
+    s.add_argument("--no-fdr", action="store_true", help="bins/clusters from raw p-values (not recommended)")
+    s.add_argument("--boundary", metavar="FILE", default=None,
+                   help="study-area polygon file (default: the agency's boundary, or the --district polygons); "
+                        "'incidents' = only cells with incidents (biased, not recommended)")
+    k = p.add_argument_group("kernel density")
+    k.add_argument("--kernel", choices=("quartic", "gaussian"), default="quartic", help="KDE kernel (default quartic)")
+    k.add_argument("--bandwidth-m", type=float, default=None, metavar="M",
+                   help="KDE bandwidth in metres (default: ArcGIS's rule of thumb from the data)")
+    p.add_argument("--concentration", action="store_true",
+                   help="also report crime concentration (Gini, top 1%%/5%% share of cells and blocks)")
+    p.add_argument("--out", metavar="FILE", default=None,
+                   help="write the table: .geojson, .csv or .parquet (GeoParquet)")
+    add_json_arg(p)
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from ..store.base import Query
+    from .. import hotspots as hs
+
+    if not 0 <= args.res <= 15:
+        raise UserError(f"--res {args.res}: use an H3 resolution the store indexes (7..10)")
+    if args.k < 1:
+        raise UserError("--k must be 1 or more")
+    if args.permutations < 0:
+        raise UserError("--permutations must be 0 or more")
+    if args.out and not args.out.lower().endswith((".geojson", ".json", ".csv", ".parquet", ".geoparquet")):
+        raise UserError(f"--out {args.out}: use a .geojson, .csv or .parquet file name")
+    from ..schema import CATEGORIES
+
+    cats = _split(args.category)
+    bad = [c for c in cats or () if c not in CATEGORIES]
+    if bad:
+        raise UserError(f"unknown --category {bad}; use any of {', '.join(CATEGORIES)}")
+    q = Query(source=args.source, start=args.start, end=args.end,
+              categories=cats, districts=_split(args.district))
+    t0 = time.perf_counter()
+    store = store_from_args(args)
+    if store.count(Query(source=args.source)) == 0:
+        where = f"source {args.source!r} in " if args.source else ""
+        store.close()
+        raise UserError(f"no incidents for {where}{store!r}: load some first, e.g. "
+                        "'rtcc-geo ingest --format philadelphia FILES' (same --db/--store), or 'rtcc-geo demo'")
+    boundary = args.boundary or "auto"
+    out: dict = {}
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            k = args.k
+            if args.optimize and args.band_m is None and args.method != "kde":
+                sc = hs.optimize_scale(store, q, res=args.res, boundary=boundary)
+                k = sc.k
+                out["scale"] = {"k": sc.k, "res": sc.res, "rule": sc.rule, "reason": sc.reason,
+                                "table": sc.table.to_dict(orient="records")}
+            gdf = hs.hotspots(store, args.method, args.res, q, boundary=boundary, k=k, band_m=args.band_m,
+                              permutations=args.permutations, seed=args.seed, alternative=args.alternative,
+                              alpha=args.alpha, inference=args.inference, fdr=not args.no_fdr,
+                              kernel=args.kernel, bandwidth_m=args.bandwidth_m)
+            if args.concentration:
+                rep = hs.concentration_report(store, args.res, q, boundary=boundary)
+                out["concentration"] = {u: c.summary() for u, c in rep.items()}
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    finally:
+        store.close()
+    out = {**hs.summary(gdf), **out}
+    out["warnings"] = [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
+    if args.out:
+        out["out"] = str(hs.export(gdf, args.out))
+    out["seconds"] = round(time.perf_counter() - t0, 3)
+    if args.json:
+        emit_json(out)
+    else:
+        _print_summary(out, args)
+    return 0
+
+
+def _print_summary(out: dict, args) -> None:
+    w = sys.stdout.write
+    w(f"{out['method']} on H3 res {out['res']}: {out['n_cells']:,} cells, {out['n_incidents']:,} incidents\n")
+    if "scale" in out:
+        w(f"scale: {out['scale']['reason']}\n")
+    if "bins" in out:
+        b = out["bins"]
+        w(f"hot spots: {b['3']} at 99 %, {b['2']} at 95 %, {b['1']} at 90 % | "
+          f"cold spots: {b['-3']} / {b['-2']} / {b['-1']} (after FDR)\n")
+    if "clusters" in out:
+        w("clusters: " + ", ".join(f"{k} {v}" for k, v in out["clusters"].items()) + "\n")
+    if "bandwidth_m" in out:
+        w(f"bandwidth {out['bandwidth_m']:.0f} m ({out['bandwidth_rule']}), kernel {out['kernel']}\n")
+    for u, c in out.get("concentration", {}).items():
+        w(f"concentration over {c['n_units']:,} {u}s: Gini {c['gini']:.3f}, top 1 % carry "
+          f"{100 * c['top1_share']:.1f} %, top 5 % carry {100 * c['top5_share']:.1f} %\n")
+    for m in out.get("warnings", []):
+        w(f"warning: {m}\n")
+    if out.get("out"):
+        w(f"wrote {out['out']}\n")
+    else:
+        w("(no --out given: nothing written)\n")
