@@ -150,32 +150,94 @@ def scan_alerts(result, source: str, min_recurrence_days: float) -> list[Alert]:
 
 
 class AlertLog:
-    """Alerts kept in the store (``put_table('alerts')``), listable and acknowledgeable."""
+    """Alerts kept in the store (table ``alerts``), listable and acknowledgeable.
 
-    def __init__(self, store):
+    With ``background=True`` :meth:`add` only queues: a writer thread stores
+    the queue every ``flush_every`` seconds in one append, so storing alerts
+    never delays the live map (the alerts are published to clients first).
+    :meth:`flush` writes what is queued now.
+    """
+
+    def __init__(self, store, background: bool = False, flush_every: float = 0.5):
+        import threading
+
         self.store = store
+        self._known: set[str] | None = None
+        self._queue: list[Alert] = []
+        self._qlock = threading.Lock()
+        self._wlock = threading.RLock()
+        self._stop = threading.Event()
+        self._thread = None
+        if background:
+            self._thread = threading.Thread(target=self._writer, args=(flush_every,), name="rtcc-alerts", daemon=True)
+            self._thread.start()
+
+    def _writer(self, every: float) -> None:
+        import logging
+
+        while not self._stop.wait(every):
+            try:
+                self.flush()
+            except Exception as e:  # noqa: BLE001 - keep the queue; try again next tick
+                logging.getLogger(__name__).warning("storing alerts failed, will retry: %s", e)
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5)
+        self.flush()
+
+    def add(self, alerts: list[Alert]) -> int:
+        """Store (or, in background mode, queue) alerts; returns how many were queued/stored."""
+        if not alerts:
+            return 0
+        if self._thread is None:
+            return self._store(alerts)
+        with self._qlock:
+            self._queue.extend(alerts)
+        return len(alerts)
+
+    def flush(self) -> int:
+        with self._qlock:
+            todo, self._queue = self._queue, []
+        if not todo:
+            return 0
+        try:
+            return self._store(todo)
+        except Exception:
+            with self._qlock:
+                self._queue[:0] = todo
+            raise
 
     def frame(self) -> pd.DataFrame:
+        if self._thread is not None:
+            self.flush()
         df = self.store.get_table("alerts")
         if df is None:
             return pd.DataFrame({c: pd.Series(dtype="string") for c in ALERT_COLUMNS})
         return df
 
-    def add(self, alerts: list[Alert]) -> int:
+    def _store(self, alerts: list[Alert]) -> int:
         """Store new alerts (ids already stored are skipped); returns how many were new."""
-        if not alerts:
-            return 0
-        old = self.frame()
         rows = pd.DataFrame([{
             "alert_id": a.alert_id, "kind": a.kind, "created_at": a.created_at, "source": a.source,
             "incident_id": a.incident_id, "cell": a.cell, "reason": a.reason,
             "data": json.dumps(a.data, default=str), "acknowledged": False, "ack_by": None, "ack_at": pd.NaT,
         } for a in alerts]).drop_duplicates("alert_id")
-        rows = rows[~rows["alert_id"].isin(old["alert_id"])]
-        if not len(rows):
-            return 0
-        self.store.put_table("alerts", _typed(pd.concat([old, rows], ignore_index=True)))
+        with self._wlock:
+            rows = rows[~rows["alert_id"].isin(self._ids())]
+            if not len(rows):
+                return 0
+            self.store.append_table("alerts", _typed(rows))
+            self._known.update(rows["alert_id"].tolist())
         return len(rows)
+
+    def _ids(self) -> set[str]:
+        # Ids are read once, then kept: the log only grows through this object
+        # (acknowledging changes rows, not ids).
+        if self._known is None:
+            self._known = set(self.frame()["alert_id"].astype(str))
+        return self._known
 
     def list(self, open_only: bool = False, limit: int | None = None) -> pd.DataFrame:
         df = self.frame()
@@ -185,6 +247,10 @@ class AlertLog:
         return df.head(limit) if limit else df
 
     def acknowledge(self, alert_id: str, user: str) -> bool:
+        with self._wlock:
+            return self._acknowledge(alert_id, user)
+
+    def _acknowledge(self, alert_id: str, user: str) -> bool:
         df = self.frame()
         hit = df["alert_id"] == alert_id
         if not hit.any():

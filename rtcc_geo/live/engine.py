@@ -85,13 +85,14 @@ class LiveEngine:
     """Incremental state + alerts for one source."""
 
     def __init__(self, store, source: str, boundary=None, config: LiveConfig = LiveConfig(),
-                 broker: Broker | None = None, study_cells: np.ndarray | None = None):
+                 broker: Broker | None = None, study_cells: np.ndarray | None = None,
+                 background_alerts: bool = True):
         from ..hotspots.weights import kring_weights
 
         self.store, self.source, self.cfg = store, source, config
         self.tz = store.sources()[source]
         self.broker = broker or Broker()
-        self.alerts = AlertLog(store)
+        self.alerts = AlertLog(store, background=background_alerts)
         if study_cells is None:
             # The study area: the agency's boundary cells plus any cell with history.
             have = store.counts(config.res, ("cell",), Query(source=source))["cell"].to_numpy()

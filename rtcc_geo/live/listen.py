@@ -52,8 +52,12 @@ class Listener(threading.Thread):
                     first = False
                     self.ready.set()
                     while not self._stop.is_set():
-                        for n in conn.notifies(timeout=0.5):
-                            self._handle(json.loads(n.payload), schema)
+                        # Take whatever is pending as one batch: one engine update per
+                        # burst, not per notification, keeps up with a busy feed.
+                        msgs = [json.loads(n.payload) for n in conn.notifies(timeout=0.5, stop_after=1)]
+                        if msgs:
+                            msgs += [json.loads(n.payload) for n in conn.notifies(timeout=0.02)]
+                            self._handle_all(msgs, schema)
             except Exception as e:  # noqa: BLE001 - reconnect whatever broke
                 if self._stop.is_set():
                     break
@@ -61,13 +65,12 @@ class Listener(threading.Thread):
                 log.warning("live listener lost its connection (%s); reconnecting", e)
                 time.sleep(self.backoff)
 
-    def _handle(self, msg: dict, schema: str) -> None:
-        if msg.get("schema") != schema:
-            return
-        if "bulk" in msg:
+    def _handle_all(self, msgs: list[dict], schema: str) -> None:
+        msgs = [m for m in msgs if m.get("schema") == schema]
+        if any("bulk" in m for m in msgs):
             self._recompute_all()
             return
-        rows = pd.DataFrame(msg.get("rows") or [])
+        rows = pd.DataFrame([r for m in msgs for r in (m.get("rows") or [])])
         if not len(rows):
             return
         rows["occurred_from"] = pd.to_datetime(rows["occurred_from"], utc=True, format="ISO8601")
@@ -76,8 +79,12 @@ class Listener(threading.Thread):
         self.received += len(rows)
         for source, part in rows.groupby("source"):
             eng = self.engines.get(source)
-            if eng is not None:
+            if eng is None:
+                continue
+            try:
                 eng.ingest(part.reset_index(drop=True))
+            except Exception as e:  # noqa: BLE001 - one bad batch must not stop the stream
+                log.warning("live engine failed on %d %s incidents: %s", len(part), source, e)
 
     def _recompute_all(self) -> None:
         now = pd.Timestamp.now(tz="UTC")

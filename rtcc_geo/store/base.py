@@ -126,6 +126,17 @@ class Store(abc.ABC):
     def get_table(self, name: str) -> pd.DataFrame | None:
         """The table stored under ``name``, or ``None`` if there is none."""
 
+    def append_table(self, name: str, df: pd.DataFrame) -> None:
+        """Append rows to the derived table ``name`` (created when missing).
+
+        For logs that grow (alerts): engines override this to avoid rewriting
+        the whole table. Columns and dtypes must match the stored table.
+        """
+        old = self.get_table(name)
+        if old is not None and list(old.columns) != list(df.columns):
+            raise ValueError(f"append_table({name!r}): columns {list(df.columns)} differ from the stored {list(old.columns)}")
+        self.put_table(name, df if old is None or not len(old) else pd.concat([old, df], ignore_index=True))
+
     def close(self) -> None:  # pragma: no cover - trivial
         pass
 

@@ -440,6 +440,29 @@ class PostGISStore(Store):
             )
 
     @_serialised
+    def append_table(self, name: str, df: pd.DataFrame) -> None:
+        name = check_table_name(name)
+        df = df.reset_index(drop=True)
+        row = self.conn.execute("SELECT tbl, columns, n_rows FROM rtcc_tables WHERE name = %s", (name,)).fetchone()
+        spec_new = [{"name": str(c), "dtype": str(df[c].dtype)} for c in df.columns]
+        if row is None or [{k: s[k] for k in ("name", "dtype")} for s in row[1]] != spec_new:
+            # New table, or a shape the stored one cannot take: the generic path
+            # (which also raises the clear errors).
+            return Store.append_table(self, name, df)  # the store's lock is re-entrant
+        if not len(df):
+            return None
+        tbl, spec, n0 = row
+        wire = {c: _table_column(name, c, df[c])[1] for c in df.columns}
+        wire[_ROW] = pa.array(np.arange(n0, n0 + len(df), dtype=np.int64))
+        names = [str(c) for c in df.columns]
+        with self.conn.transaction():
+            self.conn.execute("SELECT pg_advisory_xact_lock(hashtext('rtcc_table:' || %s))", (name,))
+            _copy_in(self.conn, tbl, pa.table(wire), columns=names + [_ROW])
+            self.conn.execute("UPDATE rtcc_tables SET n_rows = n_rows + %s, updated_at = now() WHERE name = %s",
+                              (len(df), name))
+        return None
+
+    @_serialised
     def get_table(self, name: str) -> pd.DataFrame | None:
         name = check_table_name(name)
         row = self.conn.execute("SELECT tbl, columns FROM rtcc_tables WHERE name = %s", (name,)).fetchone()
