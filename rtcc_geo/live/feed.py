@@ -133,8 +133,25 @@ def _parse_times(s: pd.Series, tz: str) -> pd.Series:
     return out
 
 
+@dataclass
+class _Job:
+    source: str
+    records: list[dict]
+    name: str
+    done: threading.Event = field(default_factory=threading.Event)
+    result: FeedResult | None = None
+    error: BaseException | None = None
+
+
 class FeedService:
     """Validate + store + announce; the HTTP layer is :func:`feed_blueprint`.
+
+    **Group commit.** Request threads hand their records to one writer
+    thread and wait; the writer takes every request pending within
+    ``batch_window`` seconds, validates and stores them as one batch (one
+    transaction), then answers each request with its own counts. A busy feed
+    (many small POSTs) thus costs one store write per window instead of one
+    per incident, and each reply still comes only after the commit.
 
     ``engines`` maps a source to its :class:`~rtcc_geo.live.engine.LiveEngine`;
     with an embedded store the service hands stored rows to it directly, with
@@ -143,11 +160,17 @@ class FeedService:
     processes are seen too.
     """
 
-    def __init__(self, store, engines: dict | None = None, agencies: dict[str, Agency] | None = None):
+    def __init__(self, store, engines: dict | None = None, agencies: dict[str, Agency] | None = None,
+                 batch_window: float = 0.02, max_batch: int = 20_000):
+        import queue
+
         self.store = store
         self.engines = engines or {}
         self._agencies = dict(agencies or {})
-        self._lock = threading.Lock()
+        self.batch_window, self.max_batch = batch_window, max_batch
+        self._pending: queue.Queue[_Job] = queue.Queue()
+        self._writer = threading.Thread(target=self._loop, name="rtcc-feed-writer", daemon=True)
+        self._writer.start()
 
     def agency(self, source: str) -> Agency:
         if source not in self._agencies:
@@ -162,26 +185,103 @@ class FeedService:
             self._agencies[source] = a
         return self._agencies[source]
 
-    def accept(self, source: str, payload) -> FeedResult:
+    def accept(self, source: str, payload, timeout: float = 120.0) -> FeedResult:
+        """Store one request's incidents; returns after they are committed.
+
+        Raises :class:`FeedError` for a request the sender must fix, and the
+        store's exception when the write failed (the sender retries).
+        """
         records = _records(payload)
-        ag = self.agency(source)
+        self.agency(source)  # unknown source: a FeedError now, not in the writer
         name = "feed:" + hashlib.sha1(json.dumps(records, sort_keys=True, default=str).encode()).hexdigest()[:16]
-        batch = records_to_batch(records, source, ag.timezone, name)
+        job = _Job(source, records, name)
+        self._pending.put(job)
+        if not job.done.wait(timeout):
+            raise TimeoutError(f"the store did not commit within {timeout:g} s")
+        if job.error is not None:
+            raise job.error
+        return job.result
+
+    # --- the writer thread ----------------------------------------------------
+    def _loop(self) -> None:
+        import queue
+        import time
+
+        while True:
+            jobs = [self._pending.get()]
+            deadline = time.monotonic() + self.batch_window
+            n = len(jobs[0].records)
+            while n < self.max_batch:
+                try:
+                    j = self._pending.get(timeout=max(0.0, deadline - time.monotonic()))
+                except queue.Empty:
+                    break
+                jobs.append(j)
+                n += len(j.records)
+            for group in _groups(jobs):
+                try:
+                    self._process(group)
+                except BaseException as e:  # noqa: BLE001 - every waiting request learns of it
+                    for j in group:
+                        j.error = e
+                finally:
+                    for j in group:
+                        j.done.set()
+
+    def _process(self, jobs: list[_Job]) -> None:
+        source = jobs[0].source
+        ag = self.agency(source)
+        records = [r for j in jobs for r in j.records]
+        owner = np.repeat(np.arange(len(jobs)), [len(j.records) for j in jobs])
+        local = np.concatenate([np.arange(len(j.records)) for j in jobs]) if records else np.zeros(0, int)
+        batch = records_to_batch(records, source, ag.timezone, jobs[0].name)
         incidents, quarantine = validate(batch, agency_area(ag), tuple(ag.resolutions))
-        with self._lock:  # one writer at a time keeps the store's upserts simple
-            self.store.register_source(source, ag.timezone)
-            w = self.store.write_incidents(incidents)
-            self.store.write_quarantine(quarantine)
-        result = FeedResult(
-            source=source, received=len(batch), loaded=len(incidents), quarantined=len(quarantine),
-            duplicates=w.duplicates, by_reason={str(k): int(v) for k, v in quarantine["reason"].value_counts().items()},
-            ids=incidents["id"].astype(str).tolist(),
-        )
+        # Quarantine keys belong to each request (its content hash + its row), so a
+        # re-sent request adds no quarantine row whatever it was batched with.
+        qrow = quarantine["row_number"].to_numpy() - 1
+        quarantine = quarantine.assign(
+            file=[jobs[k].name for k in owner[qrow]], row_number=(local[qrow] + 1).astype("int64"))
+        quarantine["file"] = quarantine["file"].astype("string")
+        self.store.register_source(source, ag.timezone)
+        w = self.store.write_incidents(incidents)
+        self.store.write_quarantine(quarantine)
+        inserted = w.inserted_keys if w.inserted_keys is not None else set()
+        ids = incidents["id"].astype(str).to_numpy()
+        # validate() keeps row order, so each valid row's owner is recoverable from its id.
+        id_owner = {rid: owner[i] for i, rid in enumerate(batch.frame["id"].astype(str).tolist())}
+        for k, j in enumerate(jobs):
+            mine = [i for i in ids if id_owner.get(i) == k]
+            q = quarantine[owner[qrow] == k]
+            j.result = FeedResult(
+                source=source, received=len(j.records), loaded=len(mine), quarantined=len(q),
+                duplicates=sum((source, i) not in inserted for i in mine),
+                by_reason={str(r): int(c) for r, c in q["reason"].value_counts().items()}, ids=mine)
         engine = self.engines.get(source)
         if engine is not None and getattr(self.store, "kind", "") != "postgis" and w.inserted:
             # Embedded store: no database to announce rows, so hand them over here.
-            engine.ingest(incidents)
-        return result
+            new = incidents[[(source, i) in inserted for i in ids]]
+            try:
+                engine.ingest(new)
+            except Exception as e:  # noqa: BLE001 - the rows are stored; the state catches up on recompute
+                log.warning("live engine failed on %d incidents: %s", len(new), e)
+
+
+def _groups(jobs: list[_Job]) -> list[list[_Job]]:
+    """Split jobs into same-source groups in which no incident id repeats across
+    jobs (a re-sent incident batched with its first copy must count as a
+    duplicate, not be quarantined as a repeated key)."""
+    out: list[list[_Job]] = []
+    current: dict[str, tuple[list[_Job], set]] = {}
+    for j in jobs:
+        ids = {str(r.get("id")) for r in j.records}
+        g = current.get(j.source)
+        if g is None or g[1] & ids:
+            g = ([], set())
+            current[j.source] = g
+            out.append(g[0])
+        g[0].append(j)
+        g[1].update(ids)
+    return out
 
 
 def _records(payload) -> list[dict]:

@@ -58,6 +58,8 @@ class Query:
 class WriteResult:
     received: int
     inserted: int
+    #: ``(source, id)`` keys actually inserted by this write (incident writes only).
+    inserted_keys: set[tuple[str, str]] | None = None
 
     @property
     def duplicates(self) -> int:

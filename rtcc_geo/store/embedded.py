@@ -72,6 +72,7 @@ class EmbeddedStore(Store):
         df = df.drop_duplicates(["source", "id"], keep="first")
         month = df["occurred_from"].dt.strftime("%Y-%m")
         inserted = 0
+        keys: set[tuple[str, str]] = set()
         # A key's partition follows its time, but a corrected re-export could move
         # an incident across months: check every stored id of the source.
         for source, part_src in df.groupby("source", sort=True):
@@ -84,8 +85,9 @@ class EmbeddedStore(Store):
                 merged = merged.sort_values(["occurred_from", "id"], kind="mergesort")
                 _write_geoparquet(conform(merged), path)
                 known.update(part["id"].tolist())
+                keys.update((source, i) for i in part["id"].tolist())
                 inserted += len(part)
-        return WriteResult(received, inserted)
+        return WriteResult(received, inserted, keys)
 
     def write_quarantine(self, df: pd.DataFrame) -> WriteResult:
         received = len(df)

@@ -197,6 +197,7 @@ class PostGISStore(Store):
                     # COPY straight into the table (first loads, the bulk case).
                     _copy_in(self.conn, "incidents", table, columns=cols)
                     inserted = len(df)
+                    keys = set(zip(df["source"].tolist(), df["id"].tolist()))
                 else:
                     self.conn.execute(
                         "CREATE TEMP TABLE rtcc_stage_incidents ("
@@ -208,13 +209,15 @@ class PostGISStore(Store):
                     cur = self.conn.execute(
                         f"INSERT INTO incidents ({', '.join(cols)}) "
                         f"SELECT {', '.join(cols)} FROM rtcc_stage_incidents s "
-                        "WHERE NOT EXISTS (SELECT 1 FROM incidents i WHERE i.source = s.source AND i.id = s.id)")
-                    inserted = cur.rowcount
+                        "WHERE NOT EXISTS (SELECT 1 FROM incidents i WHERE i.source = s.source AND i.id = s.id) "
+                        "RETURNING source, id")
+                    keys = set(map(tuple, cur.fetchall()))
+                    inserted = len(keys)
             except psycopg.errors.InvalidTextRepresentation as e:
                 raise ValueError(f"incidents.extras must hold JSON object text: {e.diag.message_primary}") from None
             for ddl in restore:
                 self.conn.execute(ddl)
-        return WriteResult(received, inserted)
+        return WriteResult(received, inserted, keys)
 
     def _drop_indexes_for_bulk(self, n: int) -> list[sql.Composable]:
         """Bulk mode: for a batch of ``n >= BULK_MIN_ROWS`` rows at least twice the
