@@ -168,9 +168,16 @@ ROWS = [
 ]
 
 
+def _counts(w):
+    return (w.received, w.inserted)
+
+
 def test_write_and_read_back_exactly(store):
     df = frame(ROWS)
-    assert vars(store.write_incidents(df)) == {"received": 4, "inserted": 4}
+    w = store.write_incidents(df)
+    assert (w.received, w.inserted) == (4, 4)
+    assert w.inserted_keys == {("philadelphia", "p1"), ("philadelphia", "p2"), ("philadelphia", "p3"), ("vancouver", "v1")}
+    assert store.write_incidents(df).inserted_keys == set()
     got = store.incidents()
     want = df.sort_values(["source", "occurred_from", "id"]).reset_index(drop=True)
     assert list(got.columns) == list(INCIDENT_COLUMNS)
@@ -194,7 +201,7 @@ def test_write_and_read_back_exactly(store):
 def test_reingest_adds_nothing_and_first_copy_wins(store):
     df = frame(ROWS)
     store.write_incidents(df)
-    assert vars(store.write_incidents(df)) == {"received": 4, "inserted": 0}
+    assert _counts(store.write_incidents(df)) == (4, 0)
     dup = frame([phl(9, "2024-05-01 12:00", category="first"), phl(9, "2024-05-02 12:00", category="second"),
                  phl(1, "2024-01-01", category="changed")])
     r = store.write_incidents(dup)
@@ -226,12 +233,12 @@ def test_bulk_mode_rebuilds_every_index(store, monkeypatch):
     monkeypatch.setattr(pgmod, "BULK_MIN_ROWS", 3)
     rows = [phl(i, f"2024-06-01 {i % 24:02d}:00", lon=-75.16 + i * 1e-3) for i in range(40)]
     df = frame(rows + [rows[0]])  # an in-batch repeat too
-    assert vars(store.write_incidents(df)) == {"received": 41, "inserted": 40}
+    assert _counts(store.write_incidents(df)) == (41, 40)
     assert idx() == before
-    assert vars(store.write_incidents(df)) == {"received": 41, "inserted": 0}  # the key is back
+    assert _counts(store.write_incidents(df)) == (41, 0)  # the key is back
     # a batch over twice the table, half of it already stored: staging + bulk rebuild
     more = frame([phl(i, f"2024-06-02 {i % 24:02d}:00", lon=-75.16 + i * 1e-3) for i in range(20, 120)])
-    assert vars(store.write_incidents(more)) == {"received": 100, "inserted": 80}
+    assert _counts(store.write_incidents(more)) == (100, 80)
     assert idx() == before and store.count() == 120
     assert store.count(Query(start=pd.Timestamp("2024-06-02", tz="UTC"))) == 80  # stored p20..p39 kept
     with pytest.raises(psycopg.errors.UniqueViolation):
@@ -244,8 +251,8 @@ def test_quarantine_roundtrip_idempotent(store):
         "row_number": [7, 3, 1], "reason": ["no_coordinates", "outside_boundary", "unparseable_time"],
         "detail": ["X = Y = 0", None, "bad"], "raw": ['{"X": "0", "Y": "0"}', '{"X": "1"}', '{"t": ""}'],
     })
-    assert vars(store.write_quarantine(q)) == {"received": 3, "inserted": 3}
-    assert vars(store.write_quarantine(q)) == {"received": 3, "inserted": 0}
+    assert _counts(store.write_quarantine(q)) == (3, 3)
+    assert _counts(store.write_quarantine(q)) == (3, 0)
     got = store.quarantine("vancouver")
     assert got["row_number"].tolist() == [3, 7] and got["row_number"].dtype == "int64"
     assert [json.loads(x) for x in got["raw"]] == [{"X": "1"}, {"X": "0", "Y": "0"}]
