@@ -50,7 +50,10 @@ class Agency:
         if not name:
             return None
         cands = [Path(p).parent / name for p in (near or [])]
-        cands += [shared_data_dir() / self.name / name, DATA_DIR / "boundaries" / name]
+        # The shared extracts sit in a folder named like the agency
+        # (``chicago_sample/`` for ``chicago``).
+        cands += [shared_data_dir() / self.name / name, *sorted(shared_data_dir().glob(f"{self.name}*/{name}")),
+                  DATA_DIR / "boundaries" / name]
         for c in cands:
             if c.exists():
                 return c

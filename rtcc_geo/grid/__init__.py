@@ -84,14 +84,26 @@ def cell_boundaries(cells: np.ndarray) -> list[list[tuple[float, float]]]:
 
 
 def cells_to_geodataframe(cells: np.ndarray, data: pd.DataFrame | None = None):
-    """A GeoDataFrame (EPSG:4326) with one hexagon per cell and a ``cell`` column."""
+    """A GeoDataFrame (EPSG:4326) with one hexagon per cell, ``cell`` first, then ``data``'s columns.
+
+    Built vectorised with ``shapely.polygons`` per ring length (hexagons have
+    7 closed points; pentagons and cells cut by the antimeridian differ).
+    """
     import geopandas as gpd
-    from shapely.geometry import Polygon
+    import shapely
 
     cells = np.asarray(cells, dtype=np.int64)
-    geoms = [Polygon(r) for r in cell_boundaries(cells)]
-    df = pd.DataFrame({"cell": cells}) if data is None else data.reset_index(drop=True).assign(cell=cells)
-    return gpd.GeoDataFrame(df, geometry=geoms, crs="EPSG:4326")
+    rings = cell_boundaries(cells)
+    lens = np.fromiter(map(len, rings), dtype=np.int64, count=len(rings))
+    geoms = np.empty(len(cells), dtype=object)
+    for m in np.unique(lens):
+        idx = np.flatnonzero(lens == m)
+        geoms[idx] = shapely.polygons(np.array([rings[i] for i in idx], dtype=np.float64))
+    out = pd.DataFrame(index=range(len(cells))) if data is None else data.reset_index(drop=True).copy()
+    if "cell" in out.columns:
+        out = out.drop(columns="cell")
+    out.insert(0, "cell", cells)
+    return gpd.GeoDataFrame(out, geometry=geoms, crs="EPSG:4326")
 
 
 def cover(boundary, res: int) -> np.ndarray:

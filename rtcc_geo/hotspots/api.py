@@ -57,17 +57,7 @@ def _norm_district(v) -> str:
 
 
 def _find_agency_file(agency, name: str | None):
-    """``Agency.find_file``, plus the shared-data folders named like the
-    agency (``chicago_sample/`` for ``chicago``)."""
-    if not name:
-        return None
-    p = agency.find_file(name)
-    if p is None:
-        from ..config import shared_data_dir
-
-        hits = sorted(shared_data_dir().glob(f"{agency.name}*/{name}"))
-        p = hits[0] if hits else None
-    return p
+    return agency.find_file(name)
 
 
 def agency_boundary(source: str | None, districts=None):
@@ -138,24 +128,9 @@ def study_counts(counts: pd.Series, res: int, boundary=None) -> tuple[np.ndarray
 
 
 def cells_gdf(cells: np.ndarray, df: pd.DataFrame):
-    """GeoDataFrame of hexagons with ``df``'s columns (``cell`` first).
-
-    Same polygons as :func:`rtcc_geo.grid.cells_to_geodataframe`, built
-    vectorised with ``shapely.polygons`` (about 10× faster for 25k cells).
-    """
-    import geopandas as gpd
-    import shapely
-
-    cells = np.asarray(cells, dtype=np.int64)
-    rings = grid.cell_boundaries(cells)
-    lens = np.fromiter(map(len, rings), dtype=np.int64, count=len(rings))
-    geoms = np.empty(len(cells), dtype=object)
-    for m in np.unique(lens):  # hexagons (7 points closed); pentagons / distorted cells apart
-        idx = np.flatnonzero(lens == m)
-        geoms[idx] = shapely.polygons(np.array([rings[i] for i in idx], dtype=np.float64))
-    out = df.reset_index(drop=True).copy()
-    out.insert(0, "cell", cells)
-    return gpd.GeoDataFrame(out, geometry=geoms, crs="EPSG:4326")
+    """GeoDataFrame of hexagons with ``df``'s columns (``cell`` first); see
+    :func:`rtcc_geo.grid.cells_to_geodataframe`."""
+    return grid.cells_to_geodataframe(cells, df)
 
 
 # --------------------------------------------------------------------------
