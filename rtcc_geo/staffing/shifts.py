@@ -1,0 +1,317 @@
+"""Shift optimisation: which shifts (start hour, length) and how many operators.
+
+An integer program over a cyclic week of ``P`` hours (168 for a week), solved
+with HiGHS through :func:`scipy.optimize.milp`.
+
+Variables
+    :math:`x_j \\in \\mathbb{Z}_{\\ge 0}` - operators working shift ``j`` (a start
+    hour of the week and a length, 8/10/12 h and optionally 4 h); a shift
+    that runs past Sunday midnight wraps to Monday (the week repeats).
+    :math:`n_h = \\sum_j a_{hj} x_j` - operators on duty in hour ``h``
+    (:math:`a_{hj} = 1` when shift ``j`` covers hour ``h``).
+    :math:`c_h \\ge 0` - workload covered in hour ``h``.
+
+Coverage
+    *Gain rule* (``gain`` given; what :func:`rtcc_geo.staffing.plan` uses):
+    the ``k``-th operator on duty in hour ``h`` adds :math:`g_{hk}` covered
+    events, e.g. :math:`g_{hk} = \\lambda_h (SL_h(k) - SL_h(k-1))` so an hour
+    with :math:`n_h` operators covers :math:`\\lambda_h SL_h(n_h)` events - the
+    events picked up within the target time (Erlang C). Service level is not
+    concave in ``k`` (it is 0 until :math:`k > A`), so it is modelled exactly
+    with binaries :math:`y_{hk}` ("at least ``k`` on duty"):
+    :math:`y_{h1} \\ge y_{h2} \\ge \\dots`, :math:`\\sum_k y_{hk} \\le n_h`,
+    :math:`c_h = \\sum_k g_{hk} y_{hk}` (gains beyond ``K`` columns are 0).
+
+    *Pro-rata rule* (no ``gain``): with :math:`r_h` the operators the service
+    level needs, :math:`\\lambda_h \\min(1, n_h / r_h)` events: full cover when
+    the requirement is met, pro rata below it. Linear:
+    :math:`c_h \\le \\lambda_h`, :math:`c_h \\le (\\lambda_h / r_h)\\, n_h`.
+
+Problems
+    *Minimum staff-hours* (service level given):
+    :math:`\\min \\sum_j L_j x_j` s.t. :math:`n_h \\ge r_h` for every hour
+    (the 24/7 option, with :math:`r_h \\ge 1` everywhere), or s.t.
+    :math:`\\sum_h c_h \\ge s \\sum_h \\lambda_h` for a coverage share ``s``
+    (the part-time option: the centre may close in quiet hours).
+
+    *Maximum coverage for a fixed head count* (``budget_hours``):
+    :math:`\\max \\sum_h c_h` s.t. :math:`\\sum_j L_j x_j \\le` budget, with
+    :math:`n_h \\ge 1` for the 24/7 option; then, among the plans reaching that
+    coverage, the one with fewest staff-hours (a second solve - so the hours
+    reported are the hours the coverage needs, and the rest of the budget is
+    free for other work).
+
+The optimiser chooses the weekly pattern of shifts; assigning named people to
+it (days off, rotation, leave relief) is a rostering step left to the agency.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+from scipy import sparse
+from scipy.optimize import Bounds, LinearConstraint, milp
+
+__all__ = ["ShiftPlan", "optimise_shifts", "shift_columns", "coverage_of", "DAYS"]
+
+DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+
+
+@dataclass
+class ShiftPlan:
+    """One staffing option.
+
+    Attributes
+    ----------
+    option : ``"24/7"`` or ``"part-time"``.
+    objective : ``"min_staff_hours"`` or ``"max_coverage"``.
+    shifts : DataFrame with ``start`` (hour of the period), ``day``,
+        ``start_hour`` (local hour of day), ``length`` (h), ``count``
+        (operators) - one row per shift used (``day = "every day"`` and
+        ``count`` per day with ``same_every_day``).
+    on_duty : (P,) operators on duty in each hour.
+    covered : (P,) covered events per hour; ``coverage`` is their share of the workload.
+    staff_hours : operator-hours per period (week).
+    status : HiGHS status text; ``optimal`` is True when HiGHS proved optimality
+        (within ``mip_rel_gap``); at the time limit the best plan found is
+        returned with ``optimal=False`` and its ``mip_gap``.
+    """
+
+    option: str
+    objective: str
+    shifts: pd.DataFrame
+    on_duty: np.ndarray
+    covered: np.ndarray
+    coverage: float
+    staff_hours: float
+    status: str
+    optimal: bool
+    mip_gap: float = 0.0
+    budget_hours: float | None = None
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {
+            "option": self.option,
+            "objective": self.objective,
+            "optimal": self.optimal,
+            "status": self.status,
+            "mip_gap": float(self.mip_gap),
+            "coverage": round(float(self.coverage), 6),
+            "staff_hours": float(self.staff_hours),
+            "budget_hours": self.budget_hours,
+            "shifts": self.shifts.to_dict(orient="records"),
+            "on_duty": [int(v) for v in self.on_duty],
+            **self.extra,
+        }
+
+
+def shift_columns(period: int, shift_lengths: Sequence[int], starts: Iterable[int] | None = None) -> tuple[sparse.csc_matrix, np.ndarray, np.ndarray]:
+    """The cover matrix ``A`` (P x J), and the start and length of each column.
+
+    ``starts`` are hours of the period where a shift may begin (default: every hour).
+    """
+    lengths = sorted({int(L) for L in shift_lengths})
+    if not lengths or any(L <= 0 or L > period for L in lengths):
+        raise ValueError(f"shift lengths must be whole hours in 1..{period} (got {list(shift_lengths)})")
+    st = np.arange(period) if starts is None else np.unique(np.asarray(list(starts), dtype=int) % period)
+    s_all = np.repeat(st, len(lengths))
+    l_all = np.tile(lengths, len(st))
+    rows, cols = [], []
+    for j, (s, L) in enumerate(zip(s_all, l_all)):
+        rows.append((s + np.arange(L)) % period)
+        cols.append(np.full(L, j))
+    r = np.concatenate(rows)
+    c = np.concatenate(cols)
+    A = sparse.csc_matrix((np.ones(len(r)), (r, c)), shape=(period, len(s_all)))
+    return A, s_all, l_all
+
+
+def coverage_of(on_duty: np.ndarray, required: np.ndarray, workload: np.ndarray,
+                gain: np.ndarray | None = None) -> np.ndarray:
+    """Covered events per hour: :math:`\\sum_{k \\le n_h} g_{hk}` with a gain matrix,
+    else :math:`\\lambda_h \\min(1, n_h / r_h)` (``r_h`` at least 1)."""
+    n = np.asarray(on_duty)
+    if gain is not None:
+        g = np.asarray(gain, float)
+        cum = np.concatenate([np.zeros((g.shape[0], 1)), np.cumsum(g, axis=1)], axis=1)
+        return cum[np.arange(g.shape[0]), np.minimum(n.astype(int), g.shape[1])]
+    r = np.maximum(np.asarray(required, dtype=float), 1.0)
+    return np.asarray(workload, float) * np.minimum(1.0, n.astype(float) / r)
+
+
+def optimise_shifts(
+    required: Sequence[float],
+    workload: Sequence[float] | None = None,
+    *,
+    shift_lengths: Sequence[int] = (8, 10, 12),
+    starts: Iterable[int] | None = None,
+    budget_hours: float | None = None,
+    min_coverage: float | None = None,
+    always_open: bool = False,
+    min_on_duty: int = 1,
+    max_per_shift: int | None = None,
+    gain: np.ndarray | None = None,
+    same_every_day: bool = False,
+    day_hours: int = 24,
+    time_limit: float = 60.0,
+    mip_rel_gap: float = 1e-6,
+) -> ShiftPlan:
+    """Solve one shift problem (see the module docstring for the maths).
+
+    Parameters
+    ----------
+    required : operators needed per hour (``r_h``), length ``P``.
+    workload : expected events per hour (``\\lambda_h``), weights of the coverage;
+        default ``required`` itself.
+    budget_hours : fixed head count as operator-hours per period; switches to
+        maximum coverage.
+    min_coverage : with no budget, the share of workload the plan must cover
+        (part-time option); ``None`` means every hour's requirement is met.
+    always_open : at least ``min_on_duty`` operators every hour (24/7).
+    gain : (P, K) covered events added by the k-th operator of each hour (the
+        gain rule); ``None`` = the pro-rata rule.
+    same_every_day : one daily pattern (the same shift starts and head counts
+        every day, a roster-friendly plan): a column is then a start hour of
+        the day and a length, worked on each of the ``P / day_hours`` days.
+    """
+    r = np.asarray(required, dtype=float)
+    if r.ndim != 1 or len(r) < 1 or np.any(r < 0) or not np.all(np.isfinite(r)):
+        raise ValueError("required operators must be a 1-D array of finite values >= 0")
+    P = len(r)
+    lam = r.copy() if workload is None else np.asarray(workload, dtype=float)
+    if lam.shape != r.shape or np.any(lam < 0):
+        raise ValueError("workload must have one value >= 0 per hour, like required")
+    r_eff = np.where(lam > 0, np.maximum(r, 1.0), r)
+    A, s_all, l_all = shift_columns(P, shift_lengths, starts)
+    n_days = 1
+    if same_every_day:
+        if P % day_hours:
+            raise ValueError(f"same_every_day needs a period of whole days ({P} hours is not a multiple of {day_hours})")
+        n_days = P // day_hours
+        # merge the columns that share (start hour of day, length): one variable worked every day
+        key = (s_all % day_hours) * (P + 1) + l_all
+        uniq, grp = np.unique(key, return_inverse=True)
+        G = sparse.csc_matrix((np.ones(len(grp)), (np.arange(len(grp)), grp)), shape=(len(grp), len(uniq)))
+        A = (A @ G).tocsc()
+        s_all = (uniq // (P + 1)).astype(int)
+        l_all = (uniq % (P + 1)).astype(int)
+    hours_col = (l_all * n_days).astype(float)  # staff-hours per period of one unit of each column
+    J = A.shape[1]
+    option = "24/7" if always_open else "part-time"
+    floor = np.full(P, float(min_on_duty) if always_open else 0.0)
+    ub_x = np.inf if max_per_shift is None else float(max_per_shift)
+    if gain is not None:
+        gain = np.asarray(gain, dtype=float)
+        if gain.ndim != 2 or gain.shape[0] != P or np.any(gain < -1e-12):
+            raise ValueError("gain must be a (hours, K) array of non-negative covered-event increments")
+        gain = np.maximum(gain, 0.0)
+    total = float(lam.sum())
+
+    def solve(c_obj, cons, integrality, lb, ub):
+        res = milp(c_obj, constraints=cons, integrality=integrality, bounds=Bounds(lb, ub),
+                   options={"time_limit": time_limit, "mip_rel_gap": mip_rel_gap, "disp": False})
+        return res
+
+    if budget_hours is None and min_coverage is None:
+        # min staff-hours with every hour's requirement met
+        lo = np.maximum(np.ceil(r_eff - 1e-9), floor)
+        cons = [LinearConstraint(A, lo, np.inf)]
+        res = solve(hours_col, cons, np.ones(J), np.zeros(J), np.full(J, ub_x))
+        objective = "min_staff_hours"
+        x = _int(res, J)
+    else:
+        if gain is None:
+            # variables [x (J), c (P)]; c_h - w_h n_h <= 0, c_h <= lambda_h
+            w = np.where(r_eff > 0, lam / np.maximum(r_eff, 1e-12), 0.0)
+            M = sparse.hstack([-sparse.diags(w) @ A, sparse.identity(P)], format="csc")
+            cons = [LinearConstraint(M, -np.inf, 0.0)]
+            nc = P
+            integ = np.concatenate([np.ones(J), np.zeros(P)])
+            ub = np.concatenate([np.full(J, ub_x), lam])
+            cov_coef = np.ones(P)
+        else:
+            # variables [x (J), y (P*K)], y[h, k] = "at least k+1 operators counted in hour h"
+            K = gain.shape[1]
+            nc = P * K
+            Y = sparse.kron(sparse.identity(P), np.ones((1, K)), format="csc")        # sum_k y_hk
+            cons = [LinearConstraint(sparse.hstack([-A, Y], format="csc"), -np.inf, 0.0)]
+            if K > 1:
+                D = sparse.kron(sparse.identity(P), sparse.diags([np.ones(K - 1), -np.ones(K - 1)], [0, 1],
+                                                                shape=(K - 1, K)), format="csc")
+                cons.append(LinearConstraint(sparse.hstack([sparse.csc_matrix((P * (K - 1), J)), D], format="csc"),
+                                             0.0, np.inf))                             # y_hk >= y_h,k+1
+            integ = np.ones(J + nc)
+            ub = np.concatenate([np.full(J, ub_x), np.ones(nc)])
+            cov_coef = gain.ravel()
+        if always_open:
+            cons.append(LinearConstraint(sparse.hstack([A, sparse.csc_matrix((P, nc))], format="csc"), floor, np.inf))
+        lb = np.zeros(J + nc)
+        hours_row = np.concatenate([hours_col, np.zeros(nc)])
+        cov_row = np.concatenate([np.zeros(J), cov_coef])
+        if budget_hours is not None:
+            if budget_hours < 0:
+                raise ValueError("budget_hours must be >= 0")
+            objective = "max_coverage"
+            res1 = solve(-cov_row, cons + [LinearConstraint(hours_row[None, :], -np.inf, float(budget_hours))], integ, lb, ub)
+            if res1.x is None:
+                return _infeasible(option, "max_coverage", res1, P, budget_hours)
+            best = -float(res1.fun)
+            res = res1
+            if res1.status == 0:
+                # second stage: fewest hours reaching that coverage (tolerance for LP round-off);
+                # skipped when stage 1 stopped at the time limit (its best plan is returned as is)
+                need = best - 1e-7 * max(total, 1.0) - 1e-9
+                res2 = solve(hours_row, cons + [LinearConstraint(hours_row[None, :], -np.inf, float(budget_hours)),
+                                                LinearConstraint(cov_row[None, :], need, np.inf)], integ, lb, ub)
+                if res2.x is not None:
+                    res = res2
+        else:
+            if not 0.0 <= float(min_coverage) <= 1.0:
+                raise ValueError(f"min_coverage is a share in [0, 1] (got {min_coverage})")
+            objective = "min_staff_hours"
+            cons.append(LinearConstraint(cov_row[None, :], float(min_coverage) * total * (1 - 1e-9), np.inf))
+            res = solve(hours_row, cons, integ, lb, ub)
+        x = _int(res, J)
+    if x is None:
+        return _infeasible(option, objective, res, P, budget_hours)
+    on = np.asarray(A @ x).ravel()
+    covered = coverage_of(on, r_eff, lam, gain)
+    shifts = pd.DataFrame({"start": s_all, "length": l_all, "count": x})
+    shifts = shifts[shifts["count"] > 0].reset_index(drop=True)
+    if same_every_day:
+        shifts.insert(1, "day", "every day")
+        shifts.insert(2, "start_hour", shifts["start"])
+    elif P == 168:
+        shifts.insert(1, "day", [DAYS[s // 24] for s in shifts["start"]])
+        shifts.insert(2, "start_hour", shifts["start"] % 24)
+    return ShiftPlan(
+        option=option,
+        objective=objective,
+        shifts=shifts,
+        on_duty=on.astype(int),
+        covered=covered,
+        coverage=float(covered.sum() / total) if total > 0 else 1.0,
+        staff_hours=float((hours_col * x).sum()),
+        status=str(res.message),
+        optimal=bool(res.status == 0),
+        mip_gap=float(getattr(res, "mip_gap", 0.0) or 0.0),
+        budget_hours=budget_hours,
+    )
+
+
+def _int(res, J: int) -> np.ndarray | None:
+    if res.x is None:
+        return None
+    return np.round(res.x[:J]).astype(int)
+
+
+def _infeasible(option, objective, res, P, budget) -> ShiftPlan:
+    return ShiftPlan(option=option, objective=objective,
+                     shifts=pd.DataFrame(columns=["start", "length", "count"]),
+                     on_duty=np.zeros(P, int), covered=np.zeros(P), coverage=0.0, staff_hours=0.0,
+                     status=str(res.message), optimal=False, budget_hours=budget,
+                     extra={"infeasible": True})
