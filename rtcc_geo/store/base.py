@@ -149,6 +149,19 @@ class Store(abc.ABC):
         self.close()
 
 
+def prepare_incidents(store: "Store", df: pd.DataFrame) -> pd.DataFrame:
+    """What every engine does before writing incidents: conform to the schema,
+    refuse unregistered sources, and keep the first copy of a key repeated
+    within the batch (as ``ON CONFLICT DO NOTHING`` would)."""
+    from ..schema import conform
+
+    df = conform(df)
+    unknown = set(df["source"].unique()) - set(store.sources())
+    if unknown:
+        raise ValueError(f"unknown source(s) {sorted(unknown)}: register_source() first")
+    return df.drop_duplicates(["source", "id"], keep="first")
+
+
 def check_table_name(name: str) -> str:
     import re
 

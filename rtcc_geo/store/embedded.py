@@ -24,7 +24,7 @@ import pandas as pd
 
 from .. import grid
 from ..schema import CORE_DTYPES, DEFAULT_RESOLUTIONS, QUARANTINE_COLUMNS, conform, empty_incidents, h3_column
-from .base import Query, Store, WriteResult, check_keys, check_table_name, local_bound, needs_known_time
+from .base import prepare_incidents, Query, Store, WriteResult, check_keys, check_table_name, local_bound, needs_known_time
 
 
 class EmbeddedStore(Store):
@@ -64,12 +64,7 @@ class EmbeddedStore(Store):
         received = len(df)
         if not received:
             return WriteResult(0, 0)
-        df = conform(df)
-        unknown = set(df["source"].unique()) - set(self.sources())
-        if unknown:
-            raise ValueError(f"unknown source(s) {sorted(unknown)}: register_source() first")
-        # Within one batch the first copy of a key wins, as ON CONFLICT DO NOTHING would.
-        df = df.drop_duplicates(["source", "id"], keep="first")
+        df = prepare_incidents(self, df)
         month = df["occurred_from"].dt.strftime("%Y-%m")
         inserted = 0
         keys: set[tuple[str, str]] = set()

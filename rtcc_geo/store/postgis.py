@@ -48,7 +48,7 @@ from psycopg import sql
 
 from .. import grid
 from ..schema import CORE_DTYPES, DEFAULT_RESOLUTIONS, INCIDENT_COLUMNS, QUARANTINE_COLUMNS, conform, empty_incidents, h3_column
-from .base import Query, Store, WriteResult, check_keys, check_table_name, local_bound, needs_known_time
+from .base import prepare_incidents, Query, Store, WriteResult, check_keys, check_table_name, local_bound, needs_known_time
 from .migrate import migrate
 
 _TS_COLS = ("occurred_from", "occurred_to", "reported_at")
@@ -173,13 +173,7 @@ class PostGISStore(Store):
         received = len(df)
         if not received:
             return WriteResult(0, 0)
-        df = conform(df)
-        unknown = set(df["source"].unique()) - set(self.sources())
-        if unknown:
-            raise ValueError(f"unknown source(s) {sorted(unknown)}: register_source() first")
-        # Within one batch the first copy of a key wins (as in the embedded store);
-        # deduplicating here spares the INSERT a sort to keep file order.
-        df = df.drop_duplicates(["source", "id"], keep="first")
+        df = prepare_incidents(self, df)
         table = _incidents_wire(df)
         cols = list(INCIDENT_COLUMNS)
         with self.conn.transaction():
