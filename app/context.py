@@ -1,0 +1,309 @@
+"""What the app knows about its data: the store, the source, outlines, the cell universe.
+
+The app only *presents*: figures come from the store API and ``rtcc_geo``
+functions. This module turns filter widgets into a :class:`~rtcc_geo.store.base.Query`,
+caches per-resolution geometry (the hexagon GeoJSON is built once and never
+resent on a recolour), and keeps a small LRU of layer results so the map,
+the export and the drill-down of one view share one computation.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any, Callable
+
+import h3
+import numpy as np
+import pandas as pd
+
+from rtcc_geo import grid
+from rtcc_geo.schema import CATEGORIES
+from rtcc_geo.store.base import Query, Store
+
+#: Day-of-week labels, 0 = Monday (the store's ``dow`` key).
+DOW_LABELS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+#: Resolutions the map offers (the indexed ones, coarse to fine).
+MAP_RESOLUTIONS = (7, 8, 9, 10)
+_DECIMALS = 5  # ~1 m: enough for hexagons of >= 65 m edge, and 40% less JSON than full floats
+
+
+def cell_hex(cells: np.ndarray) -> list[str]:
+    """int64 H3 ids -> the hex strings the map uses as feature ids."""
+    return [format(int(c), "x") for c in np.asarray(cells, dtype=np.int64)]
+
+
+def parse_cell(s: Any) -> int | None:
+    """A feature id from the browser -> int64 cell, or None if it is not a valid H3 cell."""
+    try:
+        c = int(str(s), 16)
+    except (TypeError, ValueError):
+        return None
+    return c if h3.api.basic_int.is_valid_cell(c) else None
+
+
+@dataclass
+class Filters:
+    """The commander map's filter widgets, validated (never trust the browser)."""
+
+    start: str | None = None          # first local day, inclusive (YYYY-MM-DD)
+    end: str | None = None            # last local day, inclusive
+    categories: tuple[str, ...] | None = None
+    hours: tuple[int, int] = (0, 24)  # [from, to) local hours
+    dows: tuple[int, ...] | None = None
+    districts: tuple[str, ...] | None = None
+    res: int = 9
+    show_empty: bool = False          # draw cells with no value too (presentation only)
+
+    @classmethod
+    def from_widgets(cls, start, end, categories, hours, dows, districts, res, show_empty=None) -> "Filters":
+        def day(v):
+            if not v:
+                return None
+            try:
+                return pd.Timestamp(str(v)[:10]).strftime("%Y-%m-%d")
+            except ValueError:
+                return None  # not a date: no bound (the widget never sends one)
+
+        def ints(vals, lo, hi):
+            out = []
+            for x in vals or []:
+                try:
+                    x = int(x)
+                except (TypeError, ValueError):
+                    continue
+                if lo <= x <= hi:
+                    out.append(x)
+            return out
+
+        cats = tuple(sorted(c for c in (categories or []) if c in CATEGORIES))
+        h = tuple(ints(hours if hours is not None else (0, 24), 0, 24))
+        h = (min(h), max(h)) if len(h) == 2 and h[0] != h[1] else (0, 24)
+        dw = tuple(sorted(set(ints(dows, 0, 6))))
+        dist = tuple(sorted(str(d) for d in (districts or []) if isinstance(d, (str, int))))
+        r = ints([res], 0, 15)
+        r = r[0] if r and r[0] in MAP_RESOLUTIONS else 9
+        return cls(start=day(start), end=day(end), categories=cats, hours=h,
+                   dows=dw, districts=dist or None, res=r, show_empty=bool(show_empty))
+
+    def query(self, source: str | None, all_categories: tuple[str, ...]) -> Query:
+        end = None if self.end is None else (pd.Timestamp(self.end) + pd.Timedelta(days=1)).strftime("%Y-%m-%d")
+        cats = self.categories
+        if cats is not None and set(all_categories) <= set(cats):
+            cats = None  # everything ticked: no filter (also keeps rows of categories not listed)
+        hours = None if self.hours == (0, 24) else tuple(range(self.hours[0], self.hours[1]))
+        dows = None if not self.dows or len(self.dows) == 7 else self.dows
+        return Query(source=source, start=self.start, end=end, categories=cats,
+                     districts=self.districts, hours=hours, dows=dows)
+
+
+class LRU:
+    """A tiny thread-safe LRU for computed frames (server threads share it)."""
+
+    def __init__(self, size: int = 32):
+        self.size = size
+        self._d: OrderedDict = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key, make: Callable[[], Any]):
+        with self._lock:
+            if key in self._d:
+                self._d.move_to_end(key)
+                return self._d[key]
+        val = make()
+        with self._lock:
+            self._d[key] = val
+            self._d.move_to_end(key)
+            while len(self._d) > self.size:
+                self._d.popitem(last=False)
+        return val
+
+
+@dataclass
+class AppContext:
+    """Everything a page needs: the store, which source it shows, outlines, caches."""
+
+    store: Store
+    source: str | None = None
+    timezone: str = "UTC"
+    boundary: Any = None        # shapely geometry (EPSG:4326) or None
+    districts: Any = None       # GeoDataFrame with a 'district' column, or None
+    title: str = "rtcc-geo"
+    default_res: int = 9
+    default_show_empty: bool = False
+    cache: LRU = field(default_factory=LRU)
+    _geom: dict = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _build_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    # --- data facts (computed once) ------------------------------------
+    @cached_property
+    def _months(self) -> pd.DataFrame:
+        return self.store.counts(7, ("month", "category"), Query(source=self.source))
+
+    @cached_property
+    def date_range(self) -> tuple[str | None, str | None]:
+        m = self._months
+        if m.empty:
+            return None, None
+        lo = pd.Timestamp(m["month"].min())
+        hi = pd.Timestamp(m["month"].max()) + pd.offsets.MonthEnd(0)
+        return lo.strftime("%Y-%m-%d"), hi.strftime("%Y-%m-%d")
+
+    @cached_property
+    def categories(self) -> tuple[str, ...]:
+        present = set(self._months["category"].dropna().astype(str))
+        return tuple(c for c in CATEGORIES if c in present)
+
+    @cached_property
+    def district_names(self) -> tuple[str, ...]:
+        d = self.store.counts(7, ("district",), Query(source=self.source))
+        names = [str(x) for x in d["district"].dropna()]
+        return tuple(sorted(set(names), key=lambda s: (len(s), s)))
+
+    def default_filters(self) -> Filters:
+        """The last 12 months of data (or all of it), every category, all hours."""
+        lo, hi = self.date_range
+        if hi is not None:
+            start = max(pd.Timestamp(lo), pd.Timestamp(hi) - pd.DateOffset(years=1) + pd.Timedelta(days=1))
+            lo = start.strftime("%Y-%m-%d")
+        return Filters(start=lo, end=hi, categories=self.categories, res=self.default_res,
+                       show_empty=self.default_show_empty)
+
+    # --- geometry --------------------------------------------------------
+    def universe(self, res: int) -> np.ndarray:
+        """Cells the map draws at ``res``: the boundary's cover plus every cell with
+        an incident (so nothing is hidden), sorted int64."""
+        return self.geometry(res)["cells"]
+
+    def geometry(self, res: int) -> dict:
+        """``{"cells", "ids", "body", "etag"}`` for ``res``, built once per process.
+
+        ``body`` is the hexagons' GeoJSON (feature id = H3 hex string), served by
+        ``/geo/cells/<res>.geojson`` so the browser fetches and caches it once
+        per resolution; map figures only carry its URL."""
+        with self._lock:
+            g = self._geom.get(res)
+        if g is not None:
+            return g
+        with self._build_lock:  # one build per resolution, even with the warm-up thread racing a request
+            with self._lock:
+                g = self._geom.get(res)
+            if g is None:
+                g = self._build_geometry(res)
+                with self._lock:
+                    self._geom[res] = g
+        return g
+
+    def _build_geometry(self, res: int) -> dict:
+        cells = self.store.counts(res, ("cell",), Query(source=self.source))["cell"].to_numpy(np.int64)
+        if self.boundary is not None:
+            cells = np.union1d(cells, grid.cover(self.boundary, res))
+        cells = np.unique(cells)
+        rings = grid.cell_boundaries(cells)
+        ids = cell_hex(cells)
+        feats = [
+            {"type": "Feature", "id": i,
+             "geometry": {"type": "Polygon", "coordinates": [[[round(x, _DECIMALS), round(y, _DECIMALS)] for x, y in r]]}}
+            for i, r in zip(ids, rings)
+        ]
+        body = json.dumps({"type": "FeatureCollection", "features": feats}, separators=(",", ":")).encode()
+        import hashlib
+
+        return {"cells": cells, "ids": ids, "body": body, "etag": hashlib.sha1(body).hexdigest()[:16]}
+
+    def geometry_url(self, res: int) -> str:
+        return f"/geo/cells/{int(res)}.geojson?v={self.geometry(res)['etag']}"
+
+    @cached_property
+    def outline_layers(self) -> list[dict]:
+        """Map layers (plain maplibre line layers: no tiles, no glyphs) for the
+        district and city outlines."""
+        layers = []
+        if self.districts is not None and len(self.districts):
+            gj = _simplified_geojson(self.districts.geometry, 0.0002)
+            layers.append({"sourcetype": "geojson", "source": gj, "type": "line",
+                           "color": "#5b6770", "line": {"width": 1}, "opacity": 0.8})
+        if self.boundary is not None:
+            import geopandas as gpd
+
+            gj = _simplified_geojson(gpd.GeoSeries([self.boundary], crs="EPSG:4326"), 0.0002)
+            layers.append({"sourcetype": "geojson", "source": gj, "type": "line",
+                           "color": "#1d2731", "line": {"width": 2.5}})
+        return layers
+
+    @cached_property
+    def view(self) -> dict:
+        """Initial centre and zoom fitting the boundary (or the incident cells)."""
+        if self.boundary is not None:
+            minx, miny, maxx, maxy = self.boundary.bounds
+        else:
+            cells = self.universe(7)
+            if not len(cells):
+                return {"center": {"lat": 0.0, "lon": 0.0}, "zoom": 1}
+            lat, lon = grid.cell_centres(cells)
+            minx, maxx, miny, maxy = lon.min(), lon.max(), lat.min(), lat.max()
+        span = max(maxx - minx, (maxy - miny) * 1.3, 1e-3)
+        zoom = math.log2(560 * 360 / (512 * span))  # fit ~560 px of map width
+        return {"center": {"lat": (miny + maxy) / 2, "lon": (minx + maxx) / 2}, "zoom": round(zoom, 2)}
+
+
+def _simplified_geojson(geoms, tol: float) -> dict:
+    import shapely
+
+    feats = []
+    for g in geoms:
+        if g is None or g.is_empty:
+            continue
+        s = shapely.set_precision(shapely.simplify(g, tol, preserve_topology=True), 10**-_DECIMALS)
+        feats.append({"type": "Feature", "properties": {}, "geometry": json.loads(shapely.to_geojson(s))})
+    return {"type": "FeatureCollection", "features": feats}
+
+
+def context_for(store: Store, source: str | None = None, agency=None, boundary=None,
+                districts=None, title: str | None = None, default_res: int = 9) -> AppContext:
+    """Build the context: pick the source (the only one, or the first), find its
+    agency config and outlines where one exists."""
+    import geopandas as gpd
+
+    from rtcc_geo.config import load_agency
+
+    sources = store.sources()
+    if source is None and sources:
+        source = sorted(sources)[0]
+    if source is not None and sources and source not in sources:
+        raise ValueError(f"the store has no source {source!r}; it has {sorted(sources)}")
+    tz = sources.get(source, "UTC") if source else "UTC"
+    if agency is None and source:
+        try:
+            agency = load_agency(source)
+        except FileNotFoundError:
+            agency = None
+    if agency is None and boundary is None and districts is None and source == "synthetic":
+        # The synthetic city ships its own district outlines.
+        from rtcc_geo import synth
+
+        d = synth.boundary().to_crs("EPSG:4326")
+        districts = gpd.GeoDataFrame({"district": d["district"].astype(str)}, geometry=d.geometry, crs=d.crs)
+        boundary = d.union_all()
+    if agency is not None:
+        if boundary is None:
+            p = agency.find_file(agency.boundary_file)
+            if p is not None:
+                boundary = gpd.read_file(p).to_crs("EPSG:4326").union_all()
+        if districts is None and agency.districts_file:
+            p = agency.find_file(agency.districts_file)
+            if p is not None:
+                d = gpd.read_file(p).to_crs("EPSG:4326")
+                fieldname = agency.districts_field or d.columns[0]
+                districts = gpd.GeoDataFrame({"district": d[fieldname].astype(str)}, geometry=d.geometry, crs=d.crs)
+    if boundary is not None and hasattr(boundary, "union_all"):
+        boundary = boundary.to_crs("EPSG:4326").union_all()
+    if default_res not in MAP_RESOLUTIONS:
+        raise ValueError(f"default_res must be one of {MAP_RESOLUTIONS}")
+    return AppContext(store=store, source=source, timezone=tz, boundary=boundary, districts=districts,
+                      title=title or f"rtcc-geo · {source or 'no data'}", default_res=default_res)

@@ -1,0 +1,138 @@
+"""Cell drill-down: hour-of-week profile, trend, hot-spot status, recent incidents.
+
+Incident rows (times, offense text, blocks) are only ever built for roles in
+:data:`rtcc_geo.auth.INCIDENT_ROLES`; other roles get the aggregates alone.
+The check is here, on the server, not in what the browser shows or hides.
+"""
+
+from __future__ import annotations
+
+import h3
+import numpy as np
+import pandas as pd
+from dash import dcc, html
+
+from . import auth
+from .context import AppContext, Filters, cell_hex
+from .figures import SMALL_CONFIG, empty_figure, profile_figure, trend_figure
+from .layers import Layer, compute, hotspot_layer
+
+N_RECENT = 15
+_TD = {"padding": "2px 6px", "borderBottom": "1px solid #eee", "verticalAlign": "top"}
+
+
+def placeholder(msg: str = "Click a hexagon for its profile, trend and status.") -> list:
+    return [html.Div(msg, id="drill-empty", style={"color": "#667", "padding": "20px 6px"})]
+
+
+def _cell_query(ctx: AppContext, cell: int, f: Filters):
+    """The view's dates and categories, restricted to the cell; every hour and day
+    (the profile is what the hour/day filters would cut)."""
+    q = f.query(ctx.source, ctx.categories)
+    return q.with_(cells=(int(cell),), cells_res=int(h3.api.basic_int.get_resolution(int(cell))),
+                   hours=None, dows=None)
+
+
+def hour_of_week(ctx: AppContext, cell: int, f: Filters) -> np.ndarray:
+    """7 x 24 matrix of incident counts by local day of week and hour (Store.counts)."""
+    q = _cell_query(ctx, cell, f)
+    c = ctx.store.counts(int(h3.api.basic_int.get_resolution(int(cell))), ("hour_of_week",), q)
+    m = np.zeros(168)
+    m[c["hour_of_week"].to_numpy(np.int64)] = c["n"].to_numpy("float64")
+    return m.reshape(7, 24)
+
+
+def weekly(ctx: AppContext, cell: int, f: Filters) -> pd.Series:
+    """Weekly counts (local Monday), zero-filled over the view's full weeks."""
+    q = _cell_query(ctx, cell, f)
+    c = ctx.store.counts(int(h3.api.basic_int.get_resolution(int(cell))), ("week",), q)
+    s = pd.Series(c["n"].to_numpy("float64"), index=pd.DatetimeIndex(c["week"]))
+    lo = pd.Timestamp(f.start) if f.start else (s.index.min() if len(s) else None)
+    hi = pd.Timestamp(f.end) if f.end else (s.index.max() if len(s) else None)
+    if lo is None:
+        return s
+    lo = lo - pd.Timedelta(days=lo.day_of_week)
+    weeks = pd.date_range(lo, hi, freq="7D")
+    return s.reindex(weeks, fill_value=0.0)
+
+
+def trend_text(y: np.ndarray) -> str:
+    """Mann-Kendall and Sen's slope from :mod:`rtcc_geo.temporal` (full weeks only)."""
+    if len(y) < 8:
+        return "too few weeks for a trend test"
+    try:
+        from rtcc_geo.temporal.mannkendall import mann_kendall, sen_slope
+    except Exception:  # noqa: BLE001
+        return "trend test not installed"
+    r = mann_kendall(y)
+    slope = float(sen_slope(y)[0])
+    word = {1: "rising", -1: "falling", 0: "no significant trend"}[int(r.trend(0.05)[0])]
+    return f"{word} (Mann-Kendall τ = {float(r.tau[0]):+.2f}, p = {float(r.p[0]):.3f}; Sen slope {slope:+.2f}/week)"
+
+
+def status(ctx: AppContext, cell: int, f: Filters, layer: Layer) -> list:
+    """Hot-spot status from the hot-spot layer where the library has one; the
+    cell's rank in the current layer otherwise."""
+    out = []
+    hs = hotspot_layer()
+    if hs is not None:
+        vals = compute(ctx, hs, f.__class__(**{**f.__dict__, "res": int(h3.api.basic_int.get_resolution(int(cell)))}))
+        row = vals.loc[vals["cell"] == cell]
+        if len(row):
+            v = float(row["value"].iloc[0])
+            label = next((c[1] for c in hs.classes if c[0] == v), "not significant")
+            out.append(html.Div([html.B("Hot-spot status: "), html.Span(label, id="drill-hotspot")]))
+    vals = compute(ctx, layer, f)
+    v = vals["value"].to_numpy("float64")
+    hit = np.flatnonzero(vals["cell"].to_numpy(np.int64) == cell)
+    if len(hit):
+        x = v[hit[0]]
+        fin = v[np.isfinite(v)]
+        pct = 100.0 * float(np.mean(fin <= x)) if len(fin) and np.isfinite(x) else float("nan")
+        xs = "no value" if not np.isfinite(x) else (f"{x:,.0f}" if x == round(x) else f"{x:.3g}")
+        out.append(html.Div([html.B(f"{layer.label}: "), xs,
+                             f" (higher than or equal to {pct:.0f}% of cells)" if np.isfinite(pct) else ""]))
+    return out
+
+
+def incident_table(ctx: AppContext, cell: int, f: Filters, role: str) -> html.Div:
+    if not auth.may_see_incidents(role):
+        return html.Div(f"Incident rows are not shown to the {role} role.", id="drill-incidents",
+                        style={"color": "#667"})
+    q = f.query(ctx.source, ctx.categories).with_(
+        cells=(int(cell),), cells_res=int(h3.api.basic_int.get_resolution(int(cell))))
+    df = ctx.store.incidents(q, columns=["occurred_from", "time_known", "category", "offense_raw", "block"])
+    df = df.tail(N_RECENT).iloc[::-1]
+    if df.empty:
+        return html.Div("No incidents for these filters.", id="drill-incidents")
+    when = df["occurred_from"].dt.tz_convert(ctx.timezone)
+    rows = [html.Tr([html.Td(t.strftime("%Y-%m-%d %H:%M") if k else t.strftime("%Y-%m-%d"), style=_TD),
+                     html.Td(str(c), style=_TD), html.Td(str(o), style=_TD), html.Td(str(b) if pd.notna(b) else "", style=_TD)])
+            for t, k, c, o, b in zip(when, df["time_known"], df["category"], df["offense_raw"], df["block"])]
+    head = html.Tr([html.Th(h, style=_TD) for h in ("local time", "category", "offense", "block")])
+    return html.Div(id="drill-incidents", children=[
+        html.Div(f"Most recent {len(df)} incidents", style={"fontWeight": 600, "margin": "8px 0 4px"}),
+        html.Table([html.Thead(head), html.Tbody(rows)], style={"borderCollapse": "collapse", "fontSize": "12px"}),
+    ])
+
+
+def panel(ctx: AppContext, cell: int, f: Filters, layer: Layer, role: str) -> list:
+    res = int(h3.api.basic_int.get_resolution(int(cell)))
+    lat, lon = h3.api.basic_int.cell_to_latlng(int(cell))
+    how = hour_of_week(ctx, cell, f)
+    wk = weekly(ctx, cell, f)
+    # Drop a partial last week from the test (it would read as a fall).
+    full = wk.iloc[:-1] if len(wk) > 1 else wk
+    prof = (profile_figure(how, f"Hour-of-week profile · {int(how.sum()):,} incidents")
+            if how.sum() else empty_figure("no incidents with a known time here", 210))
+    trend = (trend_figure(wk.index.strftime("%Y-%m-%d"), wk.to_numpy(), "Incidents per week")
+             if len(wk) else empty_figure("no incidents here", 190))
+    return [
+        html.Div([html.B("Cell "), html.Code(cell_hex([cell])[0], id="drill-cell"),
+                  f" · res {res} · {lat:.4f}, {lon:.4f}"], style={"marginBottom": "4px"}),
+        html.Div(status(ctx, cell, f, layer), id="drill-status"),
+        dcc.Graph(id="drill-profile", figure=prof, config=SMALL_CONFIG),
+        dcc.Graph(id="drill-trend", figure=trend, config=SMALL_CONFIG),
+        html.Div([html.B("Trend: "), trend_text(full.to_numpy())], id="drill-trend-text"),
+        incident_table(ctx, cell, f, role),
+    ]

@@ -1,0 +1,258 @@
+"""Map layers: what colours the hexagons.
+
+Each layer turns the current :class:`~app.context.Filters` into one value per
+cell of the map's universe, by calling ``rtcc_geo`` (the store API for counts;
+the hot-spot, temporal, forecast and deploy modules for the rest). A layer
+whose library module is not installed is simply not offered.
+
+A layer result is a frame aligned with ``ctx.universe(res)``: ``value``
+(float, NaN = no value) and, for categorical layers, ``label``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from .context import AppContext, Filters
+
+# Sequential scale for intensities: transparent-ish cream for zero, dark red for high.
+SEQ_SCALE = [[0.0, "rgba(255,255,229,0.35)"], [0.15, "#fee391"], [0.35, "#fec44f"],
+             [0.55, "#fe9929"], [0.75, "#ec7014"], [0.9, "#cc4c02"], [1.0, "#8c2d04"]]
+
+
+@dataclass
+class Layer:
+    id: str
+    label: str
+    compute: Callable[[AppContext, Filters], pd.DataFrame]
+    kind: str = "continuous"                 # or "categorical"
+    unit: str = ""
+    #: categorical layers: ordered (value, label, colour)
+    classes: list[tuple[float, str, str]] = field(default_factory=list)
+    needs: tuple[str, ...] = ()              # modules that must import for the layer to exist
+    empty_value: float | None = 0.0          # value not drawn unless "draw empty cells" is ticked
+
+    def available(self) -> bool:
+        for m in self.needs:
+            try:
+                importlib.import_module(m)
+            except Exception:  # noqa: BLE001 - a half-written module counts as absent
+                return False
+        return True
+
+
+def _aligned(ctx: AppContext, f: Filters, cells: np.ndarray, values: np.ndarray, fill=0.0) -> pd.DataFrame:
+    uni = ctx.universe(f.res)
+    out = np.full(len(uni), fill, dtype="float64")
+    pos = np.searchsorted(uni, cells)
+    ok = (pos < len(uni)) & (uni[np.minimum(pos, len(uni) - 1)] == cells)
+    out[pos[ok]] = values[ok]
+    return pd.DataFrame({"cell": uni, "value": out})
+
+
+def cell_counts(ctx: AppContext, f: Filters) -> pd.DataFrame:
+    """Incident counts per cell for the filters (``Store.counts``)."""
+    q = f.query(ctx.source, ctx.categories)
+    c = ctx.store.counts(f.res, ("cell",), q)
+    return _aligned(ctx, f, c["cell"].to_numpy(np.int64), c["n"].to_numpy("float64"))
+
+
+COUNTS = Layer("counts", "Incident counts", cell_counts, unit="incidents")
+
+
+def _study_boundary(ctx: AppContext, f: Filters):
+    """The study area: the selected districts' polygons, else the whole boundary."""
+    if f.districts and ctx.districts is not None:
+        sel = ctx.districts[ctx.districts["district"].isin(list(f.districts))]
+        if len(sel):
+            return sel.union_all()
+    return ctx.boundary
+
+
+def _from_table(ctx: AppContext, f: Filters, df: pd.DataFrame, col: str, fill=np.nan) -> pd.DataFrame:
+    return _aligned(ctx, f, df["cell"].to_numpy(np.int64), df[col].to_numpy("float64"), fill=fill)
+
+
+def gistar(ctx: AppContext, f: Filters) -> pd.DataFrame:
+    """Getis-Ord Gi* confidence bins (-3..3, FDR) from :func:`rtcc_geo.hotspots.hotspots`
+    (analytic inference, k = 1 ring, study area = boundary or selected districts)."""
+    from rtcc_geo.hotspots import hotspots
+
+    q = f.query(ctx.source, ctx.categories)
+    if ctx.store.count(q) == 0:
+        return _aligned(ctx, f, np.array([], np.int64), np.array([]), fill=np.nan)
+    gdf = hotspots(ctx.store, "gistar", f.res, q, boundary=_study_boundary(ctx, f), permutations=0)
+    return _from_table(ctx, f, pd.DataFrame(gdf.drop(columns="geometry")), "bin")
+
+
+def kde(ctx: AppContext, f: Filters) -> pd.DataFrame:
+    """Kernel density (incidents / km², quartic kernel, default bandwidth rule) from
+    :func:`rtcc_geo.hotspots.hotspots` (method ``kde``)."""
+    from rtcc_geo.hotspots import hotspots
+
+    q = f.query(ctx.source, ctx.categories)
+    if ctx.store.count(q) == 0:
+        return _aligned(ctx, f, np.array([], np.int64), np.array([]))
+    gdf = hotspots(ctx.store, "kde", f.res, q, boundary=_study_boundary(ctx, f))
+    return _from_table(ctx, f, pd.DataFrame(gdf.drop(columns="geometry")), "density", fill=0.0)
+
+
+def emerging(ctx: AppContext, f: Filters) -> pd.DataFrame:
+    """Emerging hot-spot category (Esri's 17) from :func:`rtcc_geo.temporal.emerging_hotspots`
+    on a weekly cube of the view (cells = the map's universe)."""
+    from rtcc_geo.temporal import EHSA_CATEGORIES, build_cube, emerging_hotspots
+
+    q = f.query(ctx.source, ctx.categories)
+    if ctx.store.count(q) == 0:
+        return _aligned(ctx, f, np.array([], np.int64), np.array([]))
+    cube = build_cube(ctx.store, f.res, "week", q, cells=ctx.universe(f.res))
+    t = emerging_hotspots(cube).table
+    code = {c: i for i, c in enumerate(EHSA_CATEGORIES)}
+    t = t.assign(code=t["category"].map(code).astype("float64"))
+    return _from_table(ctx, f, t, "code", fill=float(code["no pattern detected"]))
+
+
+def _forecast_model(ctx: AppContext, f: Filters):
+    """A space-time KDE (:class:`rtcc_geo.forecast.STKDE`) fitted on the year
+    before the view's end, shared by the forecast and deployment layers."""
+    def make():
+        from rtcc_geo.forecast.io import counts_from_store
+        from rtcc_geo.forecast.kde import STKDE
+
+        end = _view_end(ctx, f)
+        start = end - pd.Timedelta(days=365)
+        c = counts_from_store(ctx.store, ctx.source, "all", start=start.strftime("%Y-%m-%d"),
+                              end=end.strftime("%Y-%m-%d"), res=f.res)
+        return STKDE().fit(c, until=end.strftime("%Y-%m-%d"))
+
+    return ctx.cache.get(("forecast-model", ctx.source, f.res, f.end), make)
+
+
+def _view_end(ctx: AppContext, f: Filters) -> pd.Timestamp:
+    return pd.Timestamp(f.end or ctx.date_range[1]) + pd.Timedelta(days=1)
+
+
+def forecast(ctx: AppContext, f: Filters) -> pd.DataFrame:
+    """Expected incidents per cell in the 7 days after the view's end."""
+    s = _forecast_model(ctx, f).predict()
+    return _aligned(ctx, f, s.index.to_numpy(np.int64), s.to_numpy("float64"))
+
+
+#: The shift the deployment layer plans: the evening after the view ends, local time.
+DEPLOY_SHIFT = (16, 24)
+DEPLOY_UNITS = 5
+
+
+def deployment(ctx: AppContext, f: Filters) -> pd.DataFrame:
+    """Patrol areas of :func:`rtcc_geo.deploy.plan_shift` for the evening shift after the
+    view ends (5 units x 2 areas, a cell and its ring; exact MILP), value = unit number."""
+    day = _view_end(ctx, f)
+    start = day + pd.Timedelta(hours=DEPLOY_SHIFT[0])
+    end = day + pd.Timedelta(hours=DEPLOY_SHIFT[1])
+    risk = _forecast_model(ctx, f).predict(start=start.strftime("%Y-%m-%d %H:%M"), end=end.strftime("%Y-%m-%d %H:%M"))
+    try:
+        from rtcc_geo.deploy import plan_shift
+    except ImportError:
+        plan_shift = None
+    if plan_shift is not None:
+        plan = plan_shift(risk, DEPLOY_UNITS, start, end, areas_per_unit=2, radius=1)
+        cells = plan.cells["cell"].to_numpy(np.int64)
+        return _aligned(ctx, f, cells, plan.cells["unit"].to_numpy("float64"), fill=np.nan)
+    from rtcc_geo.deploy.select import select_areas
+
+    sel = select_areas(risk, n_areas=DEPLOY_UNITS * 2, radius=1, spacing_cells=3, time_limit=20.0)
+    cells = np.concatenate([np.asarray(a, dtype=np.int64) for a in sel.areas.values()]) if sel.areas else np.array([], np.int64)
+    return _aligned(ctx, f, cells, np.ones(len(cells)), fill=np.nan)
+
+
+def live_alerts(ctx: AppContext, f: Filters) -> pd.DataFrame:
+    """Open (unacknowledged) live alerts per cell, from the store's ``alerts`` table
+    that :mod:`rtcc_geo.live` keeps (hot-spot, near-repeat and space-time-scan
+    rules). Not cached: alerts change while the app runs."""
+    from rtcc_geo import grid
+
+    df = ctx.store.get_table("alerts")
+    if df is None or not len(df):
+        return _aligned(ctx, f, np.array([], np.int64), np.array([]))
+    df = df[~df["acknowledged"].astype(bool) & df["cell"].notna()]
+    if ctx.source is not None and "source" in df:
+        df = df[df["source"].astype(str) == ctx.source]
+    cells = df["cell"].astype("int64").to_numpy()
+    if not len(cells):
+        return _aligned(ctx, f, np.array([], np.int64), np.array([]))
+    # Alerts are raised on the live engine's grid; show them at the map's resolution.
+    fine = grid.resolution(cells) >= f.res
+    cells = grid.parent(cells[fine], f.res)
+    u, n = np.unique(cells, return_counts=True)
+    return _aligned(ctx, f, u, n.astype("float64"))
+
+
+_GI_CLASSES = [(-3.0, "cold spot 99%", "#2166ac"), (-2.0, "cold spot 95%", "#67a9cf"),
+               (-1.0, "cold spot 90%", "#d1e5f0"), (0.0, "not significant", "rgba(200,200,200,0.35)"),
+               (1.0, "hot spot 90%", "#fddbc7"), (2.0, "hot spot 95%", "#ef8a62"), (3.0, "hot spot 99%", "#b2182b")]
+_EHSA_COLOURS = ["#67000d", "#a50f15", "#cb181d", "#ef3b2c", "#fc9272", "#fcbba1", "#fee0d2", "#fff5f0",
+                 "#08306b", "#08519c", "#2171b5", "#4292c6", "#9ecae1", "#c6dbef", "#deebf7", "#f7fbff",
+                 "rgba(200,200,200,0.35)"]
+
+
+def _ehsa_classes() -> list[tuple[float, str, str]]:
+    try:
+        from rtcc_geo.temporal import EHSA_CATEGORIES
+    except Exception:  # noqa: BLE001
+        return []
+    return [(float(i), c, _EHSA_COLOURS[i % len(_EHSA_COLOURS)]) for i, c in enumerate(EHSA_CATEGORIES)]
+
+
+GISTAR = Layer("gistar", "Gi* hot spots", gistar, kind="categorical", classes=_GI_CLASSES,
+               needs=("rtcc_geo.hotspots",), empty_value=0.0)
+KDE = Layer("kde", "Kernel density", kde, unit="per km²", needs=("rtcc_geo.hotspots",))
+EMERGING = Layer("emerging", "Emerging hot spots", emerging, kind="categorical", classes=_ehsa_classes(),
+                 needs=("rtcc_geo.temporal",), empty_value=16.0)
+
+FORECAST = Layer("forecast", "Forecast: next 7 days", forecast, unit="expected incidents",
+                 needs=("rtcc_geo.forecast.kde", "rtcc_geo.forecast.io"))
+_UNIT_COLOURS = ["#6a3d9a", "#1f78b4", "#33a02c", "#e31a1c", "#ff7f00", "#b15928", "#a6cee3", "#fb9a99"]
+DEPLOY = Layer("deploy", "Patrol plan (next evening)", deployment, kind="categorical",
+               classes=[(float(u), f"unit {u}", _UNIT_COLOURS[(u - 1) % len(_UNIT_COLOURS)])
+                        for u in range(1, DEPLOY_UNITS + 1)],
+               needs=("rtcc_geo.deploy.select", "rtcc_geo.forecast.kde"), empty_value=None)
+
+ALERTS = Layer("alerts", "Live alerts (open)", live_alerts, unit="open alerts", needs=("rtcc_geo.live.alerts",))
+
+#: Every layer the app knows, in menu order; filtered by :meth:`Layer.available`.
+LAYERS: list[Layer] = [COUNTS, GISTAR, KDE, EMERGING, FORECAST, DEPLOY, ALERTS]
+
+#: Layers whose values change without the filters changing (never cached).
+UNCACHED = frozenset({"alerts"})
+
+
+def available_layers() -> list[Layer]:
+    return [lay for lay in LAYERS if lay.available()]
+
+
+def get_layer(layer_id: str | None) -> Layer:
+    for lay in available_layers():
+        if lay.id == layer_id:
+            return lay
+    return COUNTS
+
+
+def compute(ctx: AppContext, layer: Layer, f: Filters) -> pd.DataFrame:
+    """The layer's values for ``f``, shared by the map, export and drill-down (LRU cached)."""
+    if layer.id in UNCACHED:
+        return layer.compute(ctx, f)
+    key = (layer.id, f.res, f.query(ctx.source, ctx.categories))
+    return ctx.cache.get(key, lambda: layer.compute(ctx, f))
+
+
+def hotspot_layer() -> Layer | None:
+    """The Gi* layer when :mod:`rtcc_geo.hotspots` provides it (drill-down status)."""
+    for lay in available_layers():
+        if lay.id == "gistar":
+            return lay
+    return None

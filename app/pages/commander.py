@@ -1,0 +1,188 @@
+"""Commander map: hexagons coloured by a layer, filters, outlines, drill-down, export."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import pandas as pd
+from dash import Input, Output, State, dcc, html, no_update
+
+from .. import auth, drill
+from ..context import DOW_LABELS, MAP_RESOLUTIONS, AppContext, Filters, cell_hex, parse_cell
+from ..figures import GRAPH_CONFIG, map_figure, map_patch
+from ..layers import available_layers, compute, get_layer
+
+PATH = "/"
+FILTER_IDS = ("f-dates", "f-cats", "f-hours", "f-dows", "f-districts", "f-res")
+
+_SIDEBAR = {"width": "270px", "flex": "0 0 270px", "padding": "10px 14px", "overflowY": "auto",
+            "background": "#fff", "borderRight": "1px solid #d8dde2", "fontSize": "13px"}
+_H = {"fontSize": "12px", "fontWeight": 600, "textTransform": "uppercase", "color": "#556",
+      "margin": "14px 0 4px"}
+_BTN = {"marginRight": "6px", "padding": "4px 10px", "fontSize": "12px", "cursor": "pointer"}
+
+
+def layout(ctx: AppContext, role: str) -> html.Div:
+    f = ctx.default_filters()
+    lo, hi = ctx.date_range
+    layers = available_layers()
+    # The first map comes with the page (one round trip less than a callback after it).
+    values = compute(ctx, layers[0], f)
+    first = map_figure(ctx, layers[0], f, values)
+    sidebar = html.Div(style=_SIDEBAR, children=[
+        html.Div("Layer", style=_H),
+        dcc.RadioItems(id="f-layer", options=[{"label": " " + x.label, "value": x.id} for x in layers],
+                       value=layers[0].id, labelStyle={"display": "block"}),
+        html.Div("Dates (local)", style=_H),
+        dcc.DatePickerRange(id="f-dates", start_date=f.start, end_date=f.end, min_date_allowed=lo,
+                            max_date_allowed=hi, display_format="YYYY-MM-DD", minimum_nights=0),
+        html.Div("Categories", style=_H),
+        dcc.Checklist(id="f-cats", options=[{"label": " " + c, "value": c} for c in ctx.categories],
+                      value=list(ctx.categories), labelStyle={"display": "inline-block", "width": "50%"}),
+        html.Div("Time of day (local hours)", style=_H),
+        dcc.RangeSlider(id="f-hours", min=0, max=24, step=1, value=[0, 24],
+                        marks={h: str(h) for h in range(0, 25, 6)}, allowCross=False),
+        html.Div("Days of week", style=_H),
+        dcc.Checklist(id="f-dows", options=[{"label": " " + d, "value": i} for i, d in enumerate(DOW_LABELS)],
+                      value=list(range(7)), labelStyle={"display": "inline-block", "width": "25%"}),
+        html.Div("Districts", style=_H),
+        dcc.Dropdown(id="f-districts", options=[{"label": d, "value": d} for d in ctx.district_names],
+                     value=[], multi=True, placeholder="all districts"),
+        html.Div("Resolution (H3)", style=_H),
+        dcc.RadioItems(id="f-res", options=[{"label": f" {r}", "value": r} for r in MAP_RESOLUTIONS],
+                       value=f.res, inline=True, labelStyle={"marginRight": "10px"}),
+        dcc.Checklist(id="f-empty", options=[{"label": " draw cells with no incidents", "value": "empty"}],
+                      value=["empty"] if f.show_empty else [], style={"marginTop": "4px"}),
+        html.Div("Export this view", style=_H),
+        html.Button("GeoJSON", id="btn-geojson", style=_BTN),
+        html.Button("CSV", id="btn-csv", style=_BTN),
+        html.Div("PNG: camera icon on the map", style={"color": "#778", "fontSize": "11px", "marginTop": "4px"}),
+        dcc.Download(id="download"),
+    ])
+    main = html.Div(style={"flex": "1 1 auto", "display": "flex", "flexDirection": "column", "minWidth": 0}, children=[
+        html.Div(id="summary", children=summary(ctx, layers[0], f, values), style={"padding": "6px 12px", "background": "#1d2731", "color": "#fff",
+                                      "fontSize": "13px", "minHeight": "18px"}),
+        dcc.Graph(id="map", config=GRAPH_CONFIG, style={"flex": "1 1 auto", "minHeight": "420px"},
+                  figure=first),
+        dcc.Store(id="map-geom", data=geom_key(ctx, f)),
+    ])
+    panel = html.Div(id="drill", style={"width": "400px", "flex": "0 0 400px", "overflowY": "auto",
+                                        "background": "#fff", "borderLeft": "1px solid #d8dde2",
+                                        "padding": "8px 10px", "fontSize": "13px"},
+                     children=drill.placeholder())
+    return html.Div(style={"display": "flex", "height": "calc(100vh - 40px)"}, children=[sidebar, main, panel])
+
+
+def geom_key(ctx: AppContext, f: Filters) -> str:
+    """Which geometry the browser holds: the map is redrawn in full only when it changes."""
+    return f"{ctx.source}:{f.res}:{ctx.geometry(f.res)['etag']}"
+
+
+def _filters(dates_start, dates_end, cats, hours, dows, districts, res, empty=None) -> Filters:
+    return Filters.from_widgets(dates_start, dates_end, cats, hours, dows, districts, res, bool(empty))
+
+
+def register(app, ctx: AppContext) -> None:
+    filter_inputs = [Input("f-dates", "start_date"), Input("f-dates", "end_date"), Input("f-cats", "value"),
+                     Input("f-hours", "value"), Input("f-dows", "value"), Input("f-districts", "value"),
+                     Input("f-res", "value"), Input("f-empty", "value")]
+    filter_states = [State(i.component_id, i.component_property) for i in filter_inputs]
+
+    @app.callback(
+        Output("map", "figure"), Output("map-geom", "data"), Output("summary", "children"),
+        Input("f-layer", "value"), *filter_inputs, State("map-geom", "data"),
+        prevent_initial_call=True,
+    )
+    def update_map(layer_id, d0, d1, cats, hours, dows, districts, res, empty, shown):
+        auth.require()
+        f = _filters(d0, d1, cats, hours, dows, districts, res, empty)
+        layer = get_layer(layer_id)
+        values = compute(ctx, layer, f)
+        key = geom_key(ctx, f)
+        if shown == key:
+            fig = map_patch(ctx, layer, f, values)           # geometry already in the browser
+        else:
+            fig = map_figure(ctx, layer, f, values)  # first draw or new resolution
+        return fig, key, summary(ctx, layer, f, values)
+
+    @app.callback(Output("drill", "children"), Input("map", "clickData"),
+                  State("f-layer", "value"), *filter_states, prevent_initial_call=True)
+    def on_click(click, layer_id, d0, d1, cats, hours, dows, districts, res, empty):
+        role = auth.require()
+        try:
+            loc = click["points"][0]["location"]
+        except (TypeError, KeyError, IndexError):
+            return no_update
+        cell = parse_cell(loc)
+        if cell is None:
+            return drill.placeholder("That is not a map cell.")
+        f = _filters(d0, d1, cats, hours, dows, districts, res)
+        return drill.panel(ctx, cell, f, get_layer(layer_id), role)
+
+    @app.callback(Output("download", "data"), Input("btn-geojson", "n_clicks"), Input("btn-csv", "n_clicks"),
+                  State("f-layer", "value"), *filter_states, prevent_initial_call=True)
+    def export(n_geo, n_csv, layer_id, d0, d1, cats, hours, dows, districts, res, empty):
+        auth.require()
+        from dash import ctx as cbctx
+
+        f = _filters(d0, d1, cats, hours, dows, districts, res)
+        layer = get_layer(layer_id)
+        fmt = "geojson" if cbctx.triggered_id == "btn-geojson" else "csv"
+        body, name = export_view(ctx, layer, f, fmt)
+        return {"content": body, "filename": name, "type": "application/geo+json" if fmt == "geojson" else "text/csv"}
+
+
+def summary(ctx: AppContext, layer, f: Filters, values: pd.DataFrame) -> list:
+    """Header line: what is shown and how many incidents it covers (always visible)."""
+    q = f.query(ctx.source, ctx.categories)
+    v = values["value"].to_numpy("float64")
+    if layer.id == "counts":
+        n = int(np.nansum(v))  # the counts layer already tallied every incident of the view
+    else:
+        n = ctx.cache.get(("total", q), lambda: int(ctx.store.count(q)))
+    nz = int(np.count_nonzero(np.isfinite(v) & (v != 0)))
+    parts = [
+        html.B(f"{n:,} incidents"),
+        f" · {nz:,} of {len(v):,} cells with a value · {layer.label} · H3 res {f.res} · "
+        f"{f.start or '…'} to {f.end or '…'}",
+    ]
+    if f.categories is not None and set(f.categories) != set(ctx.categories):
+        parts.append(f" · {', '.join(f.categories) or 'no categories'}")
+    if f.hours != (0, 24):
+        parts.append(f" · {f.hours[0]:02d}:00–{f.hours[1]:02d}:00")
+    if f.dows and len(f.dows) < 7:
+        parts.append(" · " + ",".join(DOW_LABELS[d] for d in f.dows))
+    if f.districts:
+        parts.append(f" · district {', '.join(f.districts)}")
+    return [html.Span(parts, id="summary-text")]
+
+
+def export_view(ctx: AppContext, layer, f: Filters, fmt: str) -> tuple[str, str]:
+    """The current view as GeoJSON or CSV: one row per cell with a value (aggregated
+    cells only, whatever the role: exports never carry incident rows)."""
+    values = compute(ctx, layer, f)
+    v = values["value"].to_numpy("float64")
+    keep = np.isfinite(v) & (v != 0)
+    cells = values["cell"].to_numpy(np.int64)[keep]
+    ids = cell_hex(cells)
+    vals = v[keep]
+    name = f"rtcc-{ctx.source or 'view'}-{layer.id}-r{f.res}-{f.start}_{f.end}"
+    if fmt == "geojson":
+        from rtcc_geo import grid
+
+        rings = grid.cell_boundaries(cells)
+        feats = [{"type": "Feature", "properties": {"cell": i, "value": float(x)},
+                  "geometry": {"type": "Polygon", "coordinates": [[list(p) for p in r]]}}
+                 for i, x, r in zip(ids, vals, rings)]
+        meta = {"layer": layer.id, "res": f.res, "start": f.start, "end": f.end,
+                "categories": list(f.categories or []), "hours": list(f.hours), "dows": list(f.dows or []),
+                "districts": list(f.districts or [])}
+        return json.dumps({"type": "FeatureCollection", "rtcc_view": meta, "features": feats}), name + ".geojson"
+    from rtcc_geo import grid
+
+    lat, lon = grid.cell_centres(cells) if len(cells) else (np.array([]), np.array([]))
+    buf = io.StringIO()
+    pd.DataFrame({"cell": ids, "lat": np.round(lat, 6), "lon": np.round(lon, 6), layer.id: vals}).to_csv(buf, index=False)
+    return buf.getvalue(), name + ".csv"

@@ -1,0 +1,137 @@
+"""The app factory: ``create_app(store)`` -> a Dash app behind a login.
+
+Pages (one Dash app, routed on the URL path):
+
+``/``         commander map (every role; incident rows for commander/analyst only)
+``/planner``  staffing planner (commander, analyst, planner)
+``/login``, ``/logout``  plain HTML, the only routes open without a session
+
+Callbacks are registered on the app instance (``app.callback``), never on
+Dash's global registry, so several apps (tests, benchmarks) can live in one
+process.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import threading
+
+import dash
+import flask
+from dash import Input, Output, dcc, html
+
+from rtcc_geo.auth import PLANNER_ROLES, Users
+from rtcc_geo.store.base import Store
+
+from . import auth
+from .context import MAP_RESOLUTIONS, AppContext, context_for
+from .pages import commander, planner
+
+_NAV = {"display": "flex", "alignItems": "center", "height": "40px", "padding": "0 14px",
+        "background": "#0f1820", "color": "#e8ecef", "fontSize": "14px", "gap": "18px"}
+_LINK = {"color": "#e8ecef", "textDecoration": "none"}
+
+
+def create_app(store: Store, *, source: str | None = None, agency=None, boundary=None, districts=None,
+               secret_key: str | bytes | None = None, title: str | None = None, default_res: int = 9,
+               warm: bool = True, show_empty: bool = False) -> dash.Dash:
+    """Build the commander app over ``store``.
+
+    Parameters
+    ----------
+    store
+        Any :class:`~rtcc_geo.store.base.Store` (embedded or PostGIS). Users are
+        read from its ``users`` table (see ``rtcc-geo users``).
+    source
+        Which source to show (default: the store's only/first source).
+    agency, boundary, districts
+        Outlines; by default from the source's agency config (``data/agencies``).
+    default_res
+        H3 resolution the map opens at (7..10).
+    show_empty
+        Whether the map opens drawing cells with no incidents too (a tick box).
+    warm
+        Build the hexagon geometry of every resolution in a background thread at
+        start-up, so no user waits for it.
+    secret_key
+        Signs the session cookie. Default ``$RTCC_SECRET_KEY``, else a random
+        key per process (sessions then end when the server restarts).
+    """
+    ctx = context_for(store, source=source, agency=agency, boundary=boundary, districts=districts, title=title,
+                      default_res=default_res)
+    ctx.default_show_empty = bool(show_empty)
+    if warm:
+        def _warm():
+            for r in (default_res, *[r for r in MAP_RESOLUTIONS if r != default_res]):
+                try:
+                    ctx.geometry(r)
+                except Exception:  # noqa: BLE001 - a request will raise it properly later
+                    return
+
+        threading.Thread(target=_warm, name="rtcc-warm-geometry", daemon=True).start()
+    server = flask.Flask("rtcc_geo_app")
+    server.secret_key = secret_key or os.environ.get("RTCC_SECRET_KEY") or secrets.token_hex(32)
+    auth.Guard(server, Users(store), title=ctx.title)
+
+    app = dash.Dash(
+        "rtcc_geo_app", server=server, title=ctx.title, update_title=None,
+        suppress_callback_exceptions=True, serve_locally=True,
+        assets_folder=os.path.join(os.path.dirname(__file__), "assets"),
+        external_stylesheets=[], external_scripts=[],
+    )
+    app.rtcc = ctx  # for tests and benches
+    app.layout = html.Div(style={"fontFamily": "system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif",
+                                 "margin": 0, "background": "#eef0f2"}, children=[
+        dcc.Location(id="url"),
+        html.Div(id="nav", style=_NAV),
+        html.Div(id="page"),
+    ])
+
+    @app.callback(Output("page", "children"), Output("nav", "children"), Input("url", "pathname"))
+    def route(path):
+        role = auth.require()
+        user = auth.current_user()
+        links = [html.B(ctx.title), dcc.Link("Commander map", href="/", style=_LINK, id="nav-map")]
+        if role in PLANNER_ROLES:
+            links.append(dcc.Link("Planner", href="/planner", style=_LINK, id="nav-planner"))
+        links += [html.Span(style={"flex": 1}),
+                  html.Span(f"{user} ({role})", id="nav-user", style={"opacity": 0.8}),
+                  html.A("Log out", href="/logout", style=_LINK, id="nav-logout")]
+        if path in ("/planner", "/planner/"):
+            if role not in PLANNER_ROLES:
+                return html.Div(f"The planner page is not open to the {role} role.", id="forbidden",
+                                style={"padding": "30px"}), links
+            return planner.layout(ctx, role), links
+        if path in ("/", "", None):
+            return commander.layout(ctx, role), links
+        return html.Div(["No page here. ", dcc.Link("Back to the map", href="/")], style={"padding": "30px"}), links
+
+    @server.route("/geo/cells/<int:res>.geojson")
+    def cells_geojson(res: int):
+        # Login is checked by the guard before this runs. The URL carries a version,
+        # so the browser may keep the body for a day.
+        if res not in MAP_RESOLUTIONS:
+            flask.abort(404)
+        g = ctx.geometry(res)
+        if flask.request.if_none_match.contains(g["etag"]):
+            return flask.Response(status=304)
+        r = flask.Response(g["body"], mimetype="application/geo+json")
+        r.set_etag(g["etag"])
+        r.headers["Cache-Control"] = "private, max-age=86400"
+        return r
+
+    commander.register(app, ctx)
+    planner.register(app, ctx)
+    return app
+
+
+def wsgi(store_dir: str | None = None, db: str | None = None):
+    """WSGI entry for a production server, e.g. ``gunicorn 'app.server:wsgi()'``
+    (store from ``$RTCC_DATABASE_URL`` / ``$RTCC_STORE_DIR``)."""
+    from rtcc_geo.store import open_store
+
+    return create_app(open_store(db=db, store_dir=store_dir)).server
+
+
+__all__ = ["create_app", "wsgi", "AppContext"]

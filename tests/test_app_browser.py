@@ -1,0 +1,159 @@
+"""The commander app in real headless Chromium on Philadelphia 2024 (one browser session).
+
+Log in, draw the map (and prove no request leaves the machine), change the
+category filter and see the hexagons recolour with the right counts (zoom
+kept), click a hexagon and see its profile, open the planner and change the
+operator count. Screenshots go to ``test-artifacts/``.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from .conftest import missing
+from .test_app_common import PASSWORD, philly_app, philly_store  # noqa: F401  (fixtures)
+
+pytestmark = pytest.mark.browser
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+
+JS_MAP = """
+const gd = document.querySelector('#map .js-plotly-plot');
+if (!gd || !gd._fullLayout || !gd._fullLayout.map || !gd.data || !gd.data[0]) return null;
+const m = gd._fullLayout.map._subplot && gd._fullLayout.map._subplot.map;
+if (!m || !m.loaded() || !m.isStyleLoaded()) return null;
+const tr = gd._fullData[0];
+const layers = m.getStyle().layers.map(l => l.id).filter(id => id.includes(tr.uid));
+return {z: gd.data[0].z, locations: gd.data[0].locations, zoom: m.getZoom(), center: m.getCenter(),
+        geojson: gd.data[0].geojson, layoutZoom: gd.layout.map.zoom,
+        drawn: layers.length ? m.queryRenderedFeatures({layers: layers}).length : 0};
+"""
+
+
+@pytest.fixture(scope="module")
+def browser(philly_app):
+    from app.testing import LiveServer, chromium, find_browser
+
+    chrome, driver = find_browser()
+    if not chrome or not driver:
+        missing("headless Chromium", "install Debian 'chromium' and 'chromium-driver' (the README's test command does)")
+    ARTIFACTS.mkdir(exist_ok=True)
+    with LiveServer(philly_app.server) as url, chromium(chrome, driver) as d:
+        yield d, url
+
+
+def shot(d, name: str) -> None:
+    d.save_screenshot(str(ARTIFACTS / f"app_{name}.png"))
+
+
+def map_state(d, pred=lambda s: True, timeout=60.0, what="map drawn"):
+    from app.testing import wait_for
+
+    def ok():
+        s = d.execute_script(JS_MAP)
+        return s if s and s["drawn"] > 0 and pred(s) else None
+
+    return wait_for(ok, timeout=timeout, what=what)
+
+
+def test_map_renders_without_any_remote_request(browser, philly_app):
+    """Every request from the log-in page to the drawn map stays on 127.0.0.1."""
+    from app.testing import login, non_local, requested_urls
+
+    d, url = browser
+    requested_urls(d)  # drain whatever the empty browser did before
+    login(d, url, "chief", PASSWORD)
+    s = map_state(d)
+    time.sleep(0.5)  # let late requests (workers, fonts, tiles) show up in the log
+    urls = requested_urls(d)
+    # The log does see the page's own traffic (so an empty 'non_local' means something).
+    assert any("/_dash-update-component" in u for u in urls)
+    assert any("/geo/cells/9.geojson" in u for u in urls)
+    assert any("plotly.min.js" in u for u in urls)
+    assert non_local(urls) == [], non_local(urls)
+    assert s["drawn"] > 1000 and len(s["z"]) == len(s["locations"]) > 2000
+    shot(d, "1_map")
+
+
+def test_commander_flow(browser, philly_app):
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    from app.testing import login, wait_for
+
+    d, url = browser
+    ctx = philly_app.rtcc
+    store = ctx.store
+    if "/login" in d.current_url or not d.execute_script(JS_MAP):
+        login(d, url, "chief", PASSWORD)
+    before = map_state(d)
+    f = ctx.default_filters()
+    q = f.query("philadelphia", ctx.categories)
+    assert sum(v or 0 for v in before["z"]) == store.count(q)
+
+    # Zoom in (as a user would); the zoom must survive the filter change.
+    d.execute_script("const gd=document.querySelector('#map .js-plotly-plot');"
+                     "window.Plotly.relayout(gd, {'map.zoom': gd._fullLayout.map.zoom + 0.6});")
+    zoomed = map_state(d, lambda s: abs(s["zoom"] - (before["zoom"] + 0.6)) < 0.05, what="zoom")
+
+    # Untick 'theft': the hexagons recolour to the counts without theft.
+    d.find_element(By.CSS_SELECTOR, "#f-cats input[value='theft']").click()
+    want = store.count(q.with_(categories=tuple(c for c in ctx.categories if c != "theft")))
+    after = map_state(d, lambda s: sum(v or 0 for v in s["z"]) == want, what="recolour without theft")
+    assert after["z"] != before["z"]
+    assert after["geojson"] == before["geojson"]  # same geometry, only the colours moved
+    assert abs(after["zoom"] - zoomed["zoom"]) < 0.05, "zoom was reset by the filter change"
+    wait_for(lambda: "theft" not in d.find_element(By.ID, "summary-text").text
+             or "violent" in d.find_element(By.ID, "summary-text").text, what="summary")
+    shot(d, "2_recoloured")
+
+    # Click the busiest hexagon (centred and zoomed in so it is many pixels wide):
+    # its drill-down shows the hour-of-week profile.
+    import h3
+
+    z = np.array([v or 0 for v in after["z"]], dtype=float)
+    hexid = after["locations"][int(np.argmax(z))]
+    lat, lon = h3.api.basic_int.cell_to_latlng(int(hexid, 16))
+    d.execute_script("const gd=document.querySelector('#map .js-plotly-plot');"
+                     "window.Plotly.relayout(gd, {'map.center': {lon: arguments[0], lat: arguments[1]}, 'map.zoom': 14});",
+                     lon, lat)
+    map_state(d, lambda s: abs(s["zoom"] - 14) < 0.05, what="zoom to the cell")
+    canvas = d.find_element(By.CSS_SELECTOR, "#map canvas.maplibregl-canvas")
+    ActionChains(d).move_to_element(canvas).pause(0.3).click().perform()
+    wait_for(lambda: d.find_element(By.ID, "drill-cell").text == hexid, timeout=30, what="drill-down of the clicked cell")
+    prof = wait_for(lambda: d.execute_script(
+        "const g=document.querySelector('#drill-profile .js-plotly-plot'); return g && g.data && g.data[0] && g.data[0].z"),
+        what="profile")
+    cell = int(hexid, 16)
+    qc = q.with_(categories=tuple(c for c in ctx.categories if c != "theft"), cells=(cell,), cells_res=9)
+    want_how = store.counts(9, ("hour_of_week",), qc)
+    assert np.array(prof).sum() == want_how["n"].sum() > 0
+    # The commander sees the recent-incident table.
+    assert d.find_elements(By.CSS_SELECTOR, "#drill-incidents table")
+    shot(d, "3_drilldown")
+
+    # Planner page: change the operator count and the plan is re-run.
+    d.find_element(By.ID, "nav-planner").click()
+    text0 = wait_for(lambda: d.find_element(By.ID, "p-summary-text").text, timeout=90, what="planner summary")
+    curve = wait_for(lambda: d.execute_script(
+        "const g=document.querySelector('#p-curve .js-plotly-plot'); return g && g.data && g.data.length && g.data"),
+        what="planner curve")
+    assert len(curve[0]["y"]) == 168
+    shot(d, "4_planner")
+    box = d.find_element(By.ID, "p-operators")
+    box.send_keys(Keys.CONTROL, "a")
+    box.send_keys("20", Keys.ENTER)
+    text1 = wait_for(lambda: (lambda t: t if t != text0 else None)(d.find_element(By.ID, "p-summary-text").text),
+                     timeout=90, what="re-planned summary")
+    assert "20 operators" in text1
+    shot(d, "5_planner_20")
+    # Nothing in the whole flow (filters, drill-down, planner) went off the machine either.
+    from app.testing import non_local, requested_urls
+
+    urls = requested_urls(d)
+    assert any("/_dash-update-component" in u for u in urls)
+    assert non_local(urls) == [], non_local(urls)
