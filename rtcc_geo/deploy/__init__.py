@@ -1,1 +1,7 @@
-"""deploy."""
+"""Patrol deployment plans from forecasts: exact area choice, Koper dosage, reasons."""
+
+from .plan import Plan, capped_cells, plan_shift
+from .schedule import dosage_schedule, validate_schedule
+from .select import Selection, select_areas
+
+__all__ = ["Plan", "Selection", "capped_cells", "dosage_schedule", "plan_shift", "select_areas", "validate_schedule"]

@@ -1,0 +1,155 @@
+"""``rtcc-geo deploy``: a patrol plan for one shift (areas per unit, Koper dosage, reasons)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .common import UserError, add_json_arg, add_store_args, emit_json, store_from_args
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "deploy",
+        help="plan a shift: patrol areas per unit, randomised Koper-curve visits, reasons",
+        description=(
+            "Plan hot-spot patrol for one shift. Forecasts the shift (--model, default ensemble) for the "
+            "target (default all_but_enforcement: drugs, disorder and warrant offences are left out because "
+            "they measure police activity, not victimisation; override with --category), then chooses "
+            "--units x --areas-per-unit patrol areas (a cell and its --radius ring) that cover the most "
+            "forecast crime with a minimum spacing, exactly (a MILP solved by HiGHS). Cells dosed on each "
+            "of the last --max-consecutive-days days (from --history) are rested. Each unit gets a "
+            "randomised Koper-curve schedule: 12-16 min visits about every 2 h, no fixed pattern (--seed). "
+            "Writes the plan as CSV and/or GeoJSON and prints a readable summary; every cell says why it "
+            "was chosen (forecast, recent incidents, Gi* hot-spot status)."
+        ),
+    )
+    add_store_args(p)
+    p.add_argument("--source", default="philadelphia", help="agency/source in the store (default philadelphia)")
+    p.add_argument("--shift-start", required=True, help="shift start, local time, e.g. '2024-07-20 16:00'")
+    p.add_argument("--shift-hours", type=float, default=8.0, help="shift length in hours (default 8)")
+    p.add_argument("--units", type=int, default=8, help="number of patrol units (default 8)")
+    p.add_argument("--areas-per-unit", type=int, default=1, help="patrol areas each unit rotates through (default 1)")
+    p.add_argument("--radius", type=int, default=1,
+                   help="patrol area = centre cell + this many H3 rings (default 1: 7 cells, ~0.1 km² at res 10)")
+    p.add_argument("--spacing", type=int, default=None,
+                   help="minimum H3 grid distance between area centres (default 2 x radius + 1, i.e. disjoint)")
+    p.add_argument("--spacing-m", type=float, default=None, help="minimum distance between area centres in metres")
+    p.add_argument("--district", action="append", default=None,
+                   help="restrict to this police district (repeatable; default the whole agency)")
+    p.add_argument("--exclude", metavar="FILE", action="append", default=None,
+                   help="vector file (GeoJSON ...) of places never to patrol: polygons and points (repeatable)")
+    p.add_argument("--exclude-cell", metavar="HEX", action="append", default=None, help="an H3 cell never to patrol")
+    p.add_argument("--history", metavar="CSV", default=None,
+                   help="past plans (columns date, cell or cell_hex) for the consecutive-day cap")
+    p.add_argument("--max-consecutive-days", type=int, default=3,
+                   help="rest a cell dosed this many days in a row (default 3; 0 = no cap)")
+    p.add_argument("--category", default="all_but_enforcement",
+                   help="forecast target (default all_but_enforcement; see 'rtcc-geo forecast --help')")
+    p.add_argument("--model", default="ensemble",
+                   choices=("naive", "prospective", "stkde", "sepp", "learned", "ensemble"))
+    p.add_argument("--res", type=int, default=10, help="H3 resolution (default 10)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the randomised schedule (default 0)")
+    p.add_argument("--out-csv", metavar="FILE", help="write the plan's cells (with reasons) as CSV; "
+                   "the visit schedule goes beside it as FILE stem + '_schedule.csv'")
+    p.add_argument("--out-geojson", metavar="FILE", help="write the plan's cells as GeoJSON hexagons")
+    add_json_arg(p)
+    p.set_defaults(func=_deploy)
+
+
+def _deploy(args: argparse.Namespace) -> int:
+    from ..config import load_agency
+    from ..deploy.areas import district_cells, hotspot_bins, place_cells
+    from ..deploy.plan import plan_shift
+    from ..forecast.data import TARGETS
+    from ..forecast.io import counts_from_store
+    from .forecast import _models
+
+    if args.category not in TARGETS:
+        raise UserError(f"unknown --category {args.category!r}; use one of {', '.join(TARGETS)}")
+    if args.units < 1 or args.areas_per_unit < 1 or args.shift_hours <= 0:
+        raise UserError("--units, --areas-per-unit and --shift-hours must be positive")
+    try:
+        t0 = pd.Timestamp(args.shift_start)
+    except ValueError as e:
+        raise UserError(f"bad --shift-start: {e}") from None
+    t1 = t0 + pd.Timedelta(hours=args.shift_hours)
+    store = store_from_args(args)
+    try:
+        c = counts_from_store(store, args.source, args.category, end=t1, res=args.res)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    if len(c.hours) == 0:
+        raise UserError(f"no {args.category} incidents for {args.source} before {t0}: ingest data first")
+    horizon = f"{max(1, int(round(args.shift_hours / 24)))}d"
+    model = next(iter(_models(args.model, horizon).values()))
+    try:
+        fc = model.fit(c, until=t0).predict(None, t0, t1)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    eligible = None
+    if args.district:
+        try:
+            eligible = district_cells(load_agency(args.source), args.district, args.res)
+        except (ValueError, FileNotFoundError) as e:
+            raise UserError(str(e)) from None
+    excluded: set[int] = set()
+    for f in args.exclude or []:
+        if not Path(f).exists():
+            raise UserError(f"--exclude file {f} not found")
+        excluded.update(place_cells(f, args.res).tolist())
+    for h in args.exclude_cell or []:
+        try:
+            excluded.add(int(h, 16))
+        except ValueError:
+            raise UserError(f"--exclude-cell {h!r} is not an H3 cell in hex") from None
+    history = None
+    if args.history:
+        history = pd.read_csv(args.history)
+        if "cell" not in history.columns and "cell_hex" in history.columns:
+            history["cell"] = history["cell_hex"].map(lambda s: int(str(s), 16))
+        if not {"date", "cell"} <= set(history.columns):
+            raise UserError("--history needs columns date and cell (or cell_hex), e.g. a previous --out-csv")
+    r7 = pd.Series(c.window_counts(t0 - pd.Timedelta(days=7), t0), index=c.cells)
+    r28 = pd.Series(c.window_counts(t0 - pd.Timedelta(days=28), t0), index=c.cells)
+    bins = hotspot_bins(c.cells, r28.to_numpy())
+    try:
+        plan = plan_shift(fc, args.units, t0, t1, areas_per_unit=args.areas_per_unit, radius=args.radius,
+                          spacing_cells=args.spacing, spacing_m=args.spacing_m, eligible=eligible,
+                          excluded=excluded, history=history,
+                          max_consecutive_days=args.max_consecutive_days or None,
+                          recent_7d=r7, recent_28d=r28, hotspot_bins=bins, seed=args.seed)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    cells = plan.cells.assign(date=t0.normalize().date().isoformat())
+    if args.out_csv:
+        cells.to_csv(args.out_csv, index=False)
+        p = Path(args.out_csv)
+        plan.schedule.assign(area_hex=plan.schedule["area"].map(lambda a: f"{a:x}")).to_csv(
+            p.with_name(p.stem + "_schedule.csv"), index=False)
+    if args.out_geojson:
+        from ..grid import cells_to_geodataframe
+
+        g = cells_to_geodataframe(cells["cell"].to_numpy(), cells.drop(columns=["cell"]))
+        for col in ("cell", "centre"):
+            g[col] = g[col].astype("int64").astype(str)
+        g["hotspot_bin"] = g["hotspot_bin"].astype("float")
+        g.to_file(args.out_geojson, driver="GeoJSON")
+    if args.json:
+        emit_json({
+            "shift_start": str(t0), "shift_end": str(t1), "units": args.units, "status": plan.status,
+            "covered_share": plan.covered_share, "covered": plan.covered, "total": plan.total,
+            "cells": len(plan.cells), "visits": len(plan.schedule), "seed": args.seed,
+            "model": args.model, "category": args.category,
+            "areas": [{"unit": int(r.unit), "area": int(r.area), "centre_hex": r.centre_hex,
+                       "forecast": float(g.forecast.sum()), "reason": r.reason}
+                      for (_, g) in plan.cells.groupby("centre", sort=False)
+                      for r in [g[g["cell"] == g["centre"]].iloc[0]]],
+            "out_csv": args.out_csv, "out_geojson": args.out_geojson,
+        })
+    else:
+        print(plan.summary())
+    return 0

@@ -1,0 +1,242 @@
+"""Event arrays and per-cell daily count matrices every forecast model works on.
+
+A :class:`Counts` holds the incidents of one forecast target as two parallel
+arrays (cell index, local time in hours since ``origin``) over a fixed set of
+study cells, and derives from them, cached:
+
+* ``daily`` — a ``cells x days`` matrix of counts per local calendar day
+  (CSR sparse: most cells are empty most days);
+* ``how`` — a ``cells x 168`` hour-of-week histogram of the rows whose time
+  of day is known (for sub-day windows such as a shift).
+
+Models and the backtest share one ``Counts`` and look only at the days before
+their ``until``, so a 26-origin backtest builds the matrix once.
+
+Forecast targets
+----------------
+:func:`select_target` turns a target name into a row filter on canonical
+incidents:
+
+``all``
+    every incident;
+``all_but_enforcement``
+    every incident except categories driven by police activity rather than by
+    victimisation: :data:`ENFORCEMENT_CATEGORIES` (``drugs``, ``disorder``) and
+    offences whose text mentions a warrant (see :data:`ENFORCEMENT_TEXT`). This
+    is the default target of a deployment plan (patrolling where police made
+    arrests last week only chases enforcement);
+``violent_ucr``
+    UCR Part I violent codes 100–499 (homicide, rape, robbery, aggravated assault);
+``theft_from_vehicle``
+    offence text "theft from vehicle" (any case);
+``burglary`` / any other :data:`~rtcc_geo.schema.CATEGORIES` name
+    that normalised category.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from ..schema import CATEGORIES, h3_column
+
+#: Categories left out of the deployment target by default (enforcement-driven).
+ENFORCEMENT_CATEGORIES: tuple[str, ...] = ("drugs", "disorder")
+#: Offence-text pattern (case-insensitive) also treated as enforcement-driven.
+ENFORCEMENT_TEXT = r"warrant"
+
+TARGETS: tuple[str, ...] = ("all", "all_but_enforcement", "violent_ucr", "theft_from_vehicle") + CATEGORIES
+
+HOURS_PER_DAY = 24.0
+
+
+def select_target(incidents: pd.DataFrame, target: str = "all") -> pd.DataFrame:
+    """Rows of canonical ``incidents`` that belong to forecast ``target`` (see module doc)."""
+    if target not in TARGETS:
+        raise ValueError(f"unknown forecast target {target!r}; use one of {', '.join(TARGETS)}")
+    if target == "all" or incidents.empty:
+        return incidents
+    if target == "all_but_enforcement":
+        return incidents[~enforcement_mask(incidents)]
+    if target == "violent_ucr":
+        code = pd.to_numeric(incidents["offense_code"].astype("string").str.extract(r"^\s*(\d+)")[0], errors="coerce")
+        return incidents[(code >= 100) & (code < 500)]
+    if target == "theft_from_vehicle":
+        return incidents[incidents["offense_raw"].astype("string").str.contains("theft from vehicle", case=False, na=False)]
+    return incidents[incidents["category"].astype("string") == target]
+
+
+def enforcement_mask(incidents: pd.DataFrame, categories=ENFORCEMENT_CATEGORIES, text=ENFORCEMENT_TEXT) -> np.ndarray:
+    """True for rows whose category or offence text is enforcement-driven."""
+    m = np.array(incidents["category"].astype("string").isin(list(categories)).fillna(False), dtype=bool)
+    if text:
+        m |= incidents["offense_raw"].astype("string").str.contains(text, flags=re.I, na=False).to_numpy(bool)
+    return m
+
+
+@dataclass
+class Counts:
+    """Incidents of one target on fixed study cells, as local-time event arrays.
+
+    Parameters
+    ----------
+    cells : int64 array, sorted, unique — the study cells (H3, one resolution).
+    cell_idx : int array — each event's position in ``cells``.
+    hours : float array — each event's local time in hours since ``origin``.
+    time_known : bool array — False where only the date is known.
+    origin : naive local midnight of day 0.
+    tz : IANA time zone the local times are in.
+    n_days : number of days covered (day ``d`` is ``[origin + d, origin + d + 1)``).
+    """
+
+    cells: np.ndarray
+    cell_idx: np.ndarray
+    hours: np.ndarray
+    time_known: np.ndarray
+    origin: pd.Timestamp
+    tz: str
+    n_days: int
+    res: int = 10
+    _cache: dict = field(default_factory=dict, repr=False)
+
+    # ---- construction ---------------------------------------------------
+    @classmethod
+    def from_incidents(
+        cls,
+        incidents: pd.DataFrame,
+        cells: np.ndarray | None = None,
+        res: int = 10,
+        tz: str = "UTC",
+        origin=None,
+        end=None,
+    ) -> "Counts":
+        """Build from canonical incidents (``occurred_from`` UTC, ``h3_r<res>``).
+
+        ``cells`` defaults to the cells that have any incident; events in other
+        cells are dropped (they are outside the study area). ``origin``/``end``
+        default to the local midnights around the data.
+        """
+        col = h3_column(res)
+        if col not in incidents.columns:
+            raise ValueError(f"incidents have no {col} column; ingest with resolution {res} or pick another --res")
+        t = pd.to_datetime(incidents["occurred_from"], utc=True).dt.tz_convert(tz).dt.tz_localize(None)
+        h3c = incidents[col].to_numpy(np.int64)
+        if cells is None:
+            cells = np.unique(h3c)
+        cells = np.unique(np.asarray(cells, dtype=np.int64))
+        if origin is None:
+            origin = t.min().normalize() if len(t) else pd.Timestamp("2000-01-01")
+        origin = _naive_local(origin, tz).normalize()
+        if end is None:
+            end = (t.max().normalize() + pd.Timedelta(days=1)) if len(t) else origin + pd.Timedelta(days=1)
+        end = _naive_local(end, tz)
+        n_days = int(np.ceil((end - origin) / pd.Timedelta(days=1)))
+        hours = ((t - origin) / pd.Timedelta(hours=1)).to_numpy(np.float64)
+        pos = np.searchsorted(cells, h3c)
+        pos_c = np.clip(pos, 0, max(len(cells) - 1, 0))
+        keep = (len(cells) > 0) & (cells[pos_c] == h3c) & (hours >= 0) & (hours < n_days * HOURS_PER_DAY)
+        if "time_known" in incidents.columns:
+            tk = incidents["time_known"].fillna(True).to_numpy(bool)
+        else:
+            tk = np.ones(len(incidents), bool)
+        order = np.argsort(hours[keep], kind="stable")
+        return cls(
+            cells=cells,
+            cell_idx=pos_c[keep][order].astype(np.int64),
+            hours=hours[keep][order],
+            time_known=tk[keep][order],
+            origin=origin,
+            tz=tz,
+            n_days=n_days,
+            res=res,
+        )
+
+    @classmethod
+    def from_daily(cls, cells: np.ndarray, X, origin="2000-01-03", tz: str = "UTC", res: int = 10) -> "Counts":
+        """Build from a ``cells x days`` count matrix (events placed at noon);
+        for synthetic data and tests."""
+        X = sp.csr_matrix(X)
+        coo = X.tocoo()
+        reps = coo.data.astype(np.int64)
+        ci = np.repeat(coo.row, reps)
+        hrs = np.repeat(coo.col * HOURS_PER_DAY + 12.0, reps)
+        order = np.argsort(hrs, kind="stable")
+        return cls(cells=np.asarray(cells, np.int64), cell_idx=ci[order].astype(np.int64), hours=hrs[order],
+                   time_known=np.ones(len(hrs), bool), origin=pd.Timestamp(origin).normalize(), tz=tz,
+                   n_days=X.shape[1], res=res)
+
+    # ---- time helpers ---------------------------------------------------
+    def to_hours(self, ts) -> float:
+        """Local hours since ``origin`` of a timestamp (naive = local)."""
+        return float((_naive_local(ts, self.tz) - self.origin) / pd.Timedelta(hours=1))
+
+    def day_of(self, ts) -> int:
+        """Index of the local day containing ``ts`` (may be out of range)."""
+        return int(np.floor(self.to_hours(ts) / HOURS_PER_DAY))
+
+    def day_start(self, d: int) -> pd.Timestamp:
+        return self.origin + pd.Timedelta(days=int(d))
+
+    # ---- derived matrices ----------------------------------------------
+    @cached_property
+    def daily(self) -> sp.csr_matrix:
+        """``cells x n_days`` counts per local day (CSR, float64)."""
+        d = np.floor(self.hours / HOURS_PER_DAY).astype(np.int64)
+        m = sp.coo_matrix(
+            (np.ones(len(d)), (self.cell_idx, d)), shape=(len(self.cells), self.n_days)
+        ).tocsr()
+        m.sum_duplicates()
+        return m
+
+    @cached_property
+    def daily_csc(self) -> sp.csc_matrix:
+        return self.daily.tocsc()
+
+    def window_counts(self, start, end) -> np.ndarray:
+        """Observed events per cell in ``[start, end)`` (local times), exact to the event."""
+        a, b = self.to_hours(start), self.to_hours(end)
+        i0, i1 = np.searchsorted(self.hours, [a, b])
+        return np.bincount(self.cell_idx[i0:i1], minlength=len(self.cells)).astype(np.float64)
+
+    def days_before(self, d: int) -> sp.csc_matrix:
+        """Daily counts of days ``[0, d)`` (CSC slice)."""
+        return self.daily_csc[:, : max(0, min(d, self.n_days))]
+
+    def how_hist(self, until_hours: float) -> sp.csr_matrix:
+        """``cells x 168`` hour-of-week histogram of known-time events before ``until_hours``."""
+        i1 = np.searchsorted(self.hours, until_hours)
+        m = self.time_known[:i1]
+        h = self.hours[:i1][m]
+        # local hour of week: Monday 00:00 = 0
+        dow0 = self.origin.day_of_week
+        how = ((np.floor(h).astype(np.int64) + dow0 * 24) % 168)
+        return sp.coo_matrix((np.ones(len(how)), (self.cell_idx[:i1][m], how)), shape=(len(self.cells), 168)).tocsr()
+
+    def hour_of_week_slots(self, start, end) -> np.ndarray:
+        """Weight (0..n) of each of the 168 hour-of-week slots in ``[start, end)``."""
+        a, b = self.to_hours(start), self.to_hours(end)
+        w = np.zeros(168)
+        if b <= a:
+            return w
+        dow0 = self.origin.day_of_week * 24
+        h = np.floor(a)
+        while h < b:  # at most 168 * weeks iterations; windows are short
+            lo, hi = max(a, h), min(b, h + 1)
+            w[int(h + dow0) % 168] += hi - lo
+            h += 1
+            if h - np.floor(a) > 24 * 7 * 8:  # long windows: whole weeks are uniform
+                w += (b - h) / 168.0
+                break
+        return w
+
+
+def _naive_local(ts, tz: str) -> pd.Timestamp:
+    t = pd.Timestamp(ts)
+    if t.tzinfo is not None:
+        t = t.tz_convert(tz).tz_localize(None)
+    return t
