@@ -24,6 +24,8 @@ import flask
 from rtcc_geo.auth import INCIDENT_ROLES, PLANNER_ROLES, Users
 
 PUBLIC_PATHS = frozenset({"/login", "/logout"})
+#: Routes that authenticate machines by bearer token instead of a session (the live feed).
+TOKEN_PATHS = ("/api/feed/",)
 _ROLE_TTL_S = 5.0
 SESSION_HOURS = 12
 
@@ -59,13 +61,13 @@ class Guard:
 
     def check(self):
         path = flask.request.path
-        if path in PUBLIC_PATHS:
+        if path in PUBLIC_PATHS or path.startswith(TOKEN_PATHS):
             return None
         user = flask.session.get("user")
         role = self.role_of(user) if user else None
         if role is None:
             flask.session.clear()
-            if path.startswith(("/_", "/geo/")) or flask.request.method != "GET":
+            if path.startswith(("/_", "/geo/", "/api/")) or flask.request.method != "GET":
                 return flask.Response('{"error": "log in first (POST /login)"}', status=401,
                                       mimetype="application/json")
             return flask.redirect(f"/login?next={_safe_next(flask.request.full_path)}")

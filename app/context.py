@@ -135,6 +135,7 @@ class AppContext:
     title: str = "rtcc-geo"
     default_res: int = 9
     default_show_empty: bool = False
+    live: bool = False          # the live layer and alert panel are on
     cache: LRU = field(default_factory=LRU)
     _geom: dict = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)

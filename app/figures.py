@@ -110,7 +110,10 @@ def map_figure(ctx: AppContext, layer: Layer, f: Filters, values: pd.DataFrame) 
         "clickmode": "event",
         "hoverlabel": {"bgcolor": "white"},
     }
-    return {"data": [trace], "layout": layout}
+    from .live import live_trace
+
+    # Trace 1 receives live incidents (extendData), so it exists from the first draw.
+    return {"data": [trace, live_trace()], "layout": layout}
 
 
 def map_patch(ctx: AppContext, layer: Layer, f: Filters, values: pd.DataFrame) -> Patch:

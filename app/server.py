@@ -35,7 +35,8 @@ _LINK = {"color": "#e8ecef", "textDecoration": "none"}
 
 def create_app(store: Store, *, source: str | None = None, agency=None, boundary=None, districts=None,
                secret_key: str | bytes | None = None, title: str | None = None, default_res: int = 9,
-               warm: bool = True, show_empty: bool = False) -> dash.Dash:
+               warm: bool = True, show_empty: bool = False, live: bool = True,
+               feed_token: str | None = None) -> dash.Dash:
     """Build the commander app over ``store``.
 
     Parameters
@@ -51,6 +52,10 @@ def create_app(store: Store, *, source: str | None = None, agency=None, boundary
         H3 resolution the map opens at (7..10).
     show_empty
         Whether the map opens drawing cells with no incidents too (a tick box).
+    live
+        Run the live engine: the feed (``POST /api/feed/<source>/incidents``,
+        bearer ``feed_token`` or ``$RTCC_FEED_TOKEN``), the event stream, live
+        incidents on the map and the alert panel (see :mod:`app.live`).
     warm
         Build the hexagon geometry of every resolution in a background thread at
         start-up, so no user waits for it.
@@ -121,8 +126,13 @@ def create_app(store: Store, *, source: str | None = None, agency=None, boundary
         r.headers["Cache-Control"] = "private, max-age=86400"
         return r
 
+    ctx.live = bool(live)
     commander.register(app, ctx)
     planner.register(app, ctx)
+    if live:
+        from . import live as live_mod
+
+        ctx.live = live_mod.attach(app, ctx, token=feed_token) is not None
     return app
 
 

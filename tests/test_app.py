@@ -159,6 +159,8 @@ def test_every_page_and_callback_refuses_anonymous(philly_app):
 
     # Every callback: refused anonymously, answered with a session (so the refusal is the guard's).
     for dep in deps:
+        if dep.get("clientside_function"):
+            continue  # runs in the browser (live points appended to the map); no server route
         body = payload(dep, ctx, cell)
         r = anon.post("/_dash-update-component", json=body)
         assert r.status_code == 401, (dep["output"], r.status_code)
@@ -174,8 +176,13 @@ def test_every_page_and_callback_refuses_anonymous(philly_app):
                 "/_dash-component-suites/<string:package_name>/<path:fingerprinted_path>":
                     "/_dash-component-suites/dash/dcc/dash_core_components.js",
                 "/assets/<path:filename>": "/assets/x.css", "/static/<path:filename>": "/static/x.js"}
+    # The live feed authenticates machines by bearer token, the stream needs a session.
+    assert anon.post("/api/feed/philadelphia/incidents", json={}).status_code in (401, 403)
+    assert anon.post("/api/feed/philadelphia/incidents", json={},
+                     headers={"Authorization": "Bearer wrong"}).status_code in (401, 403)
+    assert anon.get("/api/live/stream").status_code == 401
     for rule in rules:
-        if rule in ("/login", "/logout"):
+        if rule in ("/login", "/logout", "/api/feed/<source>/incidents", "/api/live/stream"):
             continue
         assert rule in concrete or rule == "/_dash-update-component", f"new route {rule}: add it to this test"
         if rule == "/_dash-update-component":
@@ -226,7 +233,7 @@ def test_viewer_never_receives_incident_fields(philly_app):
         return {s for s in secrets if s and s in body}
 
     viewer, chief = client_for(app, "vic"), client_for(app, "chief")
-    drill = dep_for(deps, "drill.children")
+    drill = dep_for(deps, "drill-body.children")
     # The commander gets the incident table: the check can see incident fields when they are there.
     body = _post(chief, drill, ctx, hexid).get_data(as_text=True)
     assert leaked(body), "commander should see recent incidents (blocks, offense text)"
@@ -238,7 +245,7 @@ def test_viewer_never_receives_incident_fields(philly_app):
     assert "not shown to the viewer role" in body
     # Every other callback answered for a viewer carries no incident field either.
     for dep in deps:
-        if dep is drill:
+        if dep is drill or dep.get("clientside_function"):
             continue
         r = viewer.post("/_dash-update-component", json=payload(dep, ctx, hexid))
         if r.status_code == 403:  # planner callback: not the viewer's page

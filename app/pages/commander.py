@@ -68,10 +68,13 @@ def layout(ctx: AppContext, role: str) -> html.Div:
                   figure=first),
         dcc.Store(id="map-geom", data=geom_key(ctx, f)),
     ])
+    from .. import live
+
+    live_parts = live.components() if ctx.live else []
     panel = html.Div(id="drill", style={"width": "400px", "flex": "0 0 400px", "overflowY": "auto",
                                         "background": "#fff", "borderLeft": "1px solid #d8dde2",
                                         "padding": "8px 10px", "fontSize": "13px"},
-                     children=drill.placeholder())
+                     children=[html.Div(id="drill-body", children=drill.placeholder()), *live_parts])
     return html.Div(style={"display": "flex", "height": "calc(100vh - 40px)"}, children=[sidebar, main, panel])
 
 
@@ -107,7 +110,7 @@ def register(app, ctx: AppContext) -> None:
             fig = map_figure(ctx, layer, f, values)  # first draw or new resolution
         return fig, key, summary(ctx, layer, f, values)
 
-    @app.callback(Output("drill", "children"), Input("map", "clickData"),
+    @app.callback(Output("drill-body", "children"), Input("map", "clickData"),
                   State("f-layer", "value"), *filter_states, prevent_initial_call=True)
     def on_click(click, layer_id, d0, d1, cats, hours, dows, districts, res, empty):
         role = auth.require()

@@ -255,9 +255,10 @@ class AlertLog:
         hit = df["alert_id"] == alert_id
         if not hit.any():
             return False
+        df["ack_at"] = pd.to_datetime(df["ack_at"], utc=True).astype("datetime64[us, UTC]")
         df.loc[hit, "acknowledged"] = True
         df.loc[hit, "ack_by"] = user
-        df.loc[hit, "ack_at"] = pd.Timestamp.now(tz="UTC")
+        df.loc[hit, "ack_at"] = pd.Timestamp.now(tz="UTC").floor("us")
         self.store.put_table("alerts", _typed(df))
         return True
 

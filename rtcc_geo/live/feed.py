@@ -296,12 +296,13 @@ def _records(payload) -> list[dict]:
     return payload
 
 
-def feed_blueprint(service: FeedService, token: str | None = None, authorize=None, broker=None):
-    """Flask blueprint with the feed, the live event stream and the alert routes.
+def feed_blueprint(service: FeedService, token: str | None = None, authorize=None, broker=None, redact=None):
+    """Flask blueprint with the feed and the live event stream.
 
     ``authorize()`` returns the signed-in user's role (or ``None``) for the
-    stream and alert routes; ``broker`` is the :class:`~rtcc_geo.live.engine.Broker`
-    the stream subscribes to.
+    stream; ``broker`` is the :class:`~rtcc_geo.live.engine.Broker` the
+    stream subscribes to; ``redact(event, role)`` trims each event to what
+    that role may see (the app hides incident detail from viewers).
     """
     import os
     import queue
@@ -337,7 +338,8 @@ def feed_blueprint(service: FeedService, token: str | None = None, authorize=Non
 
     @bp.get("/api/live/stream")
     def stream():
-        if authorize is None or authorize() is None:
+        role = authorize() if authorize is not None else None
+        if role is None:
             return jsonify(error="sign in first"), 401
         if broker is None:
             return jsonify(error="no live engine running"), 404
@@ -352,6 +354,8 @@ def feed_blueprint(service: FeedService, token: str | None = None, authorize=Non
                     except queue.Empty:
                         yield ": keep-alive\n\n"
                         continue
+                    if redact is not None:
+                        ev = redact(ev, role)
                     yield f"event: {ev['type']}\ndata: {json.dumps(ev, default=str)}\n\n"
             finally:
                 broker.unsubscribe(q)

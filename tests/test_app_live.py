@@ -1,0 +1,123 @@
+"""Real time in the app, end to end: PostGIS + feed + LISTEN/NOTIFY + event stream + headless Chromium.
+
+November 2024 of Philadelphia is the stored history; the morning of 1 December
+is replayed through the app's feed as if live. The browser must show the
+replayed incidents on the map and alerts in the panel, with no request leaving
+the machine; a viewer's stream and panel carry no incident detail.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from rtcc_geo.auth import Users
+from rtcc_geo.config import load_agency
+
+from .conftest import missing
+
+pytestmark = [pytest.mark.browser, pytest.mark.postgis]
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+PASSWORD = "live-test-password"
+TOKEN = "live-test-token"
+
+JS_LIVE = """
+const gd = document.querySelector('#map .js-plotly-plot');
+if (!gd || !gd.data || gd.data.length < 2) return null;
+const rows = document.querySelectorAll('#alerts-panel .alert-row').length;
+return {points: gd.data[1].lon.length, received: (window.rtccLive || {}).received || 0, alertRows: rows,
+        alertsSeen: (window.rtccLive || {}).alerts || 0};
+"""
+
+
+@pytest.fixture(scope="module")
+def live_app(pg_session_url, shared_data):
+    from app import create_app
+    from rtcc_geo.ingest.pipeline import ingest_files
+    from rtcc_geo.store.postgis import PostGISStore
+
+    store = PostGISStore(pg_session_url)
+    ingest_files("philadelphia", [shared_data / "philadelphia" / "incidents_2024_11.csv"], store,
+                 agency=load_agency("philadelphia"))
+    users = Users(store)
+    users.add("chief", PASSWORD, "commander")
+    users.add("eye", PASSWORD, "viewer")
+    app = create_app(store, source="philadelphia", secret_key="live-secret", warm=False, feed_token=TOKEN)
+    assert app.rtcc_live is not None and app.rtcc_live.listener is not None
+    yield app
+    app.rtcc_live.listener.stop()
+
+
+def test_replayed_incidents_and_alerts_appear_in_the_browser(live_app, shared_data):
+    from app.testing import LiveServer, chromium, find_browser, login, non_local, requested_urls, wait_for
+    from rtcc_geo.live.replay import load_records, replay
+
+    chrome, driver = find_browser()
+    if not chrome or not driver:
+        missing("headless Chromium", "install Debian 'chromium' and 'chromium-driver' (the README's test command does)")
+    ARTIFACTS.mkdir(exist_ok=True)
+    _, recs = load_records("philadelphia", [shared_data / "philadelphia" / "incidents_2024_12.csv"],
+                           start="2024-12-01 00:00", end="2024-12-01 12:00")
+    assert len(recs) > 100
+    with LiveServer(live_app.server) as url, chromium(chrome, driver) as d:
+        requested_urls(d)
+        login(d, url, "chief", PASSWORD)
+        wait_for(lambda: d.execute_script(JS_LIVE), timeout=60, what="map with its live trace")
+        # The page holds the event stream open before the replay starts.
+        try:
+            wait_for(lambda: d.execute_script("return window.rtccLive && window.rtccLive.source.readyState === 1"),
+                     timeout=30, what="event stream open")
+        except TimeoutError:
+            d.save_screenshot(str(ARTIFACTS / "live_0_fail.png"))
+            print(d.get_log("browser"), d.execute_script("return [typeof window.rtccLive, !!document.getElementById('live-incidents'), Array.from(document.scripts).map(s => s.src)]"))
+            raise
+        out = {}
+        t = threading.Thread(target=lambda: out.update(rep=replay(recs, "philadelphia", url, TOKEN, speed="7200x")))
+        t.start()
+        t.join(120)
+        rep = out["rep"]
+        assert rep.sent == len(recs) == rep.loaded + rep.quarantined and rep.duplicates == 0
+        # Every stored incident reaches the map's live trace, and alerts reach the panel.
+        s = wait_for(lambda: (lambda x: x if x and x["points"] >= rep.loaded and x["alertRows"] > 0 else None)(
+            d.execute_script(JS_LIVE)), timeout=60, what="live points and alert rows")
+        assert s["points"] == rep.loaded == s["received"], s
+        d.save_screenshot(str(ARTIFACTS / "live_1_map.png"))
+        assert non_local(requested_urls(d)) == []
+
+        # Alerts carry their reason, and the engine's incremental state equals a full recompute.
+        alerts = live_app.rtcc_live.engine.alerts.list()
+        assert len(alerts) and set(alerts["kind"]) <= {"hotspot", "near_repeat", "stp_cluster"}
+        assert alerts["reason"].str.len().min() > 20
+        eng = live_app.rtcc_live.engine
+        before = eng.state.y.copy()
+        assert eng.recompute(eng.state.now)["drift"] == 0 and (eng.state.y == before).all()
+
+        # Acknowledge one from the panel: it leaves the open list.
+        from selenium.webdriver.common.by import By
+
+        n_open = len(eng.alerts.list(open_only=True))
+        d.find_elements(By.CSS_SELECTOR, "#alerts-panel .alert-row button")[0].click()
+        wait_for(lambda: len(eng.alerts.list(open_only=True)) == n_open - 1, timeout=20, what="acknowledged")
+        d.save_screenshot(str(ARTIFACTS / "live_2_ack.png"))
+
+
+def test_viewer_stream_and_panel_carry_no_incident_detail(live_app):
+    from app import live
+    from app.live import alerts_list
+
+    ev = {"type": "incidents", "source": "philadelphia",
+          "rows": [{"id": "202412X", "lon": -75.16, "lat": 39.95, "category": "theft",
+                    "occurred_from": "2024-12-01T10:00:00+00:00", "cell": 617733343613812735, "bin": 0}]}
+    v = live.redact(ev, "viewer")["rows"][0]
+    assert "id" not in v and v["occurred_from"] == "" and (v["lon"], v["lat"]) != (-75.16, 39.95)
+    assert live.redact(ev, "commander") == ev
+    store = live_app.rtcc.store
+    if live_app.rtcc_live.engine.alerts.list().empty:
+        pytest.fail("no alerts to check: run after the replay test")
+    viewer_panel = str(alerts_list(store, "viewer"))
+    chief_panel = str(alerts_list(store, "commander"))
+    assert "incident" in chief_panel and "incident" not in viewer_panel
+    assert "ack" in chief_panel and "'ack'" not in viewer_panel
