@@ -48,6 +48,14 @@ def main(argv: list[str] | None = None) -> int:
     except FileNotFoundError as e:
         print(f"rtcc-geo {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except Exception as e:  # noqa: BLE001 - store errors the user can act on, without a traceback
+        from ..store.migrate import MigrationError
+        from ..store.postgis import PostGISError
+
+        if isinstance(e, (PostGISError, MigrationError)):
+            print(f"rtcc-geo {args.command}: error: {e}", file=sys.stderr)
+            return 2
+        raise
     return int(rc or 0)
 
 

@@ -26,13 +26,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8050, help="port (default 8050)")
     p.add_argument("--source", default=None, help="which source to show (default: the store's first)")
-    p.add_argument("--threads", type=int, default=8, help="worker threads (default 8)")
+    p.add_argument("--feed-token", default=None, metavar="TOKEN",
+                   help="bearer token of the live feed POST /api/feed/SOURCE/incidents (default $RTCC_FEED_TOKEN; "
+                        "without one the feed refuses every request; see 'rtcc-geo replay')")
+    p.add_argument("--no-live", action="store_true", help="do not run the live feed, stream and alerts")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     store = store_from_args(args)
-    return serve_store(store, host=args.host, port=args.port, source=args.source, threads=args.threads)
+    return serve_store(store, host=args.host, port=args.port, source=args.source,
+                       feed_token=args.feed_token, live=not args.no_live)
 
 
 def ensure_admin(store) -> str | None:
@@ -49,7 +53,7 @@ def ensure_admin(store) -> str | None:
 
 
 def serve_store(store, host: str = "127.0.0.1", port: int = 8050, source: str | None = None,
-                threads: int = 8) -> int:
+                feed_token: str | None = None, live: bool = True) -> int:
     """Serve the app over ``store`` until interrupted (blocking)."""
     from werkzeug.serving import make_server
 
@@ -60,7 +64,7 @@ def serve_store(store, host: str = "127.0.0.1", port: int = 8050, source: str | 
     if not store.sources():
         raise UserError("the store is empty: load data first ('rtcc-geo ingest ...' or 'rtcc-geo demo')")
     try:
-        app = create_app(store, source=source)
+        app = create_app(store, source=source, live=live, feed_token=feed_token)
     except ValueError as e:
         raise UserError(str(e)) from None
     pw = ensure_admin(store)
@@ -72,6 +76,11 @@ def serve_store(store, host: str = "127.0.0.1", port: int = 8050, source: str | 
     except OSError as e:
         raise UserError(f"cannot listen on {host}:{port} ({e}); pick another --port") from None
     print(f"rtcc-geo app on http://{host}:{srv.server_port}/  (Ctrl-C stops it)", file=sys.stderr)
+    rt = getattr(app, "rtcc_live", None)
+    if rt is not None:
+        print(f"live feed: POST http://{host}:{srv.server_port}/api/feed/{rt.source}/incidents "
+              + ("(bearer token set)" if rt.token else "(disabled: give --feed-token or set RTCC_FEED_TOKEN)"),
+              file=sys.stderr)
     try:
         srv.serve_forever()
     except KeyboardInterrupt:
