@@ -7,6 +7,7 @@ part is missing; elsewhere it skips with a message saying how to get it.
 from __future__ import annotations
 
 import os
+import tempfile
 import uuid
 from pathlib import Path
 
@@ -15,6 +16,10 @@ import pytest
 from rtcc_geo.config import shared_data_dir
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+# Example stores (rtcc_geo.datasets) built during this run live in a fresh folder, so a
+# test never reads a cache an older version of the code wrote. Notebooks run by the
+# tests inherit it and share the one ingest.
+os.environ.setdefault("RTCC_CACHE_DIR", tempfile.mkdtemp(prefix="rtcc-test-cache-"))
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/rtcc_test"
 
 

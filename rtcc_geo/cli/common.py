@@ -41,3 +41,44 @@ def progress_enabled() -> bool:
 
 class UserError(Exception):
     """An error the user can fix; printed without a traceback, exit code 2."""
+
+
+def split_values(values) -> tuple[str, ...] | None:
+    """Repeated and/or comma-separated option values -> a tuple (None when none given)."""
+    if not values:
+        return None
+    out: list[str] = []
+    for v in values:
+        out += [x.strip() for x in str(v).split(",") if x.strip()]
+    return tuple(out) or None
+
+
+def add_filter_args(p: argparse.ArgumentParser, district_help: str = "district(s) as published "
+                    "(repeat or comma-separate)") -> argparse._ArgumentGroup:
+    """The incident filters every analysis command shares: --source, --from, --to,
+    --category, --district. Returns the group so a command can add its own."""
+    f = p.add_argument_group("filters")
+    f.add_argument("--source", default=None, help="agency / source name (default: the store's only source)")
+    f.add_argument("--from", dest="start", metavar="DATE", default=None,
+                   help="first local date/time included, e.g. 2024-01-01")
+    f.add_argument("--to", dest="end", metavar="DATE", default=None,
+                   help="local date/time the window stops before (exclusive), e.g. 2025-01-01")
+    f.add_argument("--category", action="append", metavar="CAT",
+                   help="offense category (repeat or comma-separate): violent, robbery, burglary, "
+                        "vehicle, theft, property, drugs, disorder, other")
+    f.add_argument("--district", action="append", metavar="D", help=district_help)
+    return f
+
+
+def query_from_args(args: argparse.Namespace):
+    """The :class:`~rtcc_geo.store.base.Query` of :func:`add_filter_args`' options;
+    unknown categories are a :class:`UserError`."""
+    from ..schema import CATEGORIES
+    from ..store.base import Query
+
+    cats = split_values(getattr(args, "category", None))
+    bad = [c for c in cats or () if c not in CATEGORIES]
+    if bad:
+        raise UserError(f"unknown --category {bad}; use any of {', '.join(CATEGORIES)}")
+    return Query(source=args.source, start=args.start, end=args.end, categories=cats,
+                 districts=split_values(getattr(args, "district", None)))

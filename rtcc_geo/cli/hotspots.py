@@ -7,7 +7,7 @@ import sys
 import time
 import warnings
 
-from .common import UserError, add_json_arg, add_store_args, emit_json, store_from_args
+from .common import UserError, add_filter_args, add_json_arg, add_store_args, emit_json, query_from_args, store_from_args
 
 EPILOG = """\
 examples:
@@ -20,15 +20,6 @@ Gi* bins: +3/+2/+1 hot spot at 99/95/90 %% confidence after Benjamini-Hochberg F
 -3..-1 cold spots, 0 not significant. The study area is every cell of the agency
 boundary (or of the selected districts), zero-count cells included. See docs/hotspots.md.
 """
-
-
-def _split(values):
-    if not values:
-        return None
-    out = []
-    for v in values:
-        out += [x.strip() for x in str(v).split(",") if x.strip()]
-    return tuple(out) or None
 
 
 def register(subparsers) -> None:
@@ -49,17 +40,8 @@ def register(subparsers) -> None:
                    help="statistic (default: gistar)")
     p.add_argument("--res", type=int, default=9, metavar="N",
                    help="H3 resolution, 7..10 (default 9, cells of about 0.1 km2)")
-    f = p.add_argument_group("filters")
-    f.add_argument("--source", default=None, help="agency / source name (default: the store's only source)")
-    f.add_argument("--from", dest="start", metavar="DATE", default=None,
-                   help="first local date/time included, e.g. 2024-01-01")
-    f.add_argument("--to", dest="end", metavar="DATE", default=None,
-                   help="local date/time the window stops before (exclusive), e.g. 2025-01-01")
-    f.add_argument("--category", action="append", metavar="CAT",
-                   help="offense category (repeat or comma-separate): violent, robbery, burglary, "
-                        "vehicle, theft, property, drugs, disorder, other")
-    f.add_argument("--district", action="append", metavar="D",
-                   help="district(s) as published (repeat or comma-separate); the study area becomes those districts")
+    add_filter_args(p, district_help="district(s) as published (repeat or comma-separate); "
+                                     "the study area becomes those districts")
     s = p.add_argument_group("neighbourhood and inference")
     s.add_argument("--k", type=int, default=1, help="k-ring neighbourhood size (default 1: the 6 touching cells)")
     s.add_argument("--band-m", type=float, default=None, metavar="M",
@@ -106,14 +88,7 @@ def run(args) -> int:
         raise UserError("--permutations must be 0 or more")
     if args.out and not args.out.lower().endswith((".geojson", ".json", ".csv", ".parquet", ".geoparquet")):
         raise UserError(f"--out {args.out}: use a .geojson, .csv or .parquet file name")
-    from ..schema import CATEGORIES
-
-    cats = _split(args.category)
-    bad = [c for c in cats or () if c not in CATEGORIES]
-    if bad:
-        raise UserError(f"unknown --category {bad}; use any of {', '.join(CATEGORIES)}")
-    q = Query(source=args.source, start=args.start, end=args.end,
-              categories=cats, districts=_split(args.district))
+    q = query_from_args(args)
     t0 = time.perf_counter()
     store = store_from_args(args)
     if store.count(Query(source=args.source)) == 0:

@@ -10,7 +10,8 @@ import warnings
 
 import numpy as np
 
-from .common import UserError, add_json_arg, add_store_args, emit_json, progress_enabled, store_from_args
+from .common import (UserError, add_filter_args, add_json_arg, add_store_args, emit_json, progress_enabled,
+                     query_from_args, store_from_args)
 
 TEMPORAL_EPILOG = """\
 examples:
@@ -48,35 +49,14 @@ p = (1 + #{simulated >= observed}) / (permutations + 1). Cells with p < 0.05 car
 """
 
 
-def _split(values):
-    if not values:
-        return None
-    out = []
-    for v in values:
-        out += [x.strip() for x in str(v).split(",") if x.strip()]
-    return tuple(out) or None
-
-
 def _filters(p: argparse.ArgumentParser) -> None:
-    f = p.add_argument_group("filters")
-    f.add_argument("--source", default=None, help="agency / source name (default: the store's only source)")
-    f.add_argument("--from", dest="start", metavar="DATE", default=None,
-                   help="first local date/time included, e.g. 2024-01-01")
-    f.add_argument("--to", dest="end", metavar="DATE", default=None,
-                   help="local date/time the window stops before (exclusive), e.g. 2025-01-01")
-    f.add_argument("--category", action="append", metavar="CAT",
-                   help="offense category (repeat or comma-separate): violent, robbery, burglary, "
-                        "vehicle, theft, property, drugs, disorder, other")
-    f.add_argument("--district", action="append", metavar="D", help="district(s) as published")
-    f.add_argument("--offense", action="append", metavar="TEXT",
-                   help="the source's own offense text, exact (e.g. 'Theft from Vehicle'); repeatable")
+    add_filter_args(p).add_argument(
+        "--offense", action="append", metavar="TEXT",
+        help="the source's own offense text, exact (e.g. 'Theft from Vehicle'); repeatable")
 
 
 def _query(args):
-    from ..store.base import Query
-
-    return Query(source=args.source, start=args.start, end=args.end,
-                 categories=_split(args.category), districts=_split(args.district))
+    return query_from_args(args)
 
 
 def _incidents(store, args, columns):
