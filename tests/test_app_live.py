@@ -17,7 +17,7 @@ import pytest
 from rtcc_geo.auth import Users
 from rtcc_geo.config import load_agency
 
-from .conftest import missing
+from .conftest import _schema_url, missing
 
 pytestmark = [pytest.mark.browser, pytest.mark.postgis]
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
@@ -34,12 +34,18 @@ return {points: gd.data[1].lon.length, received: (window.rtccLive || {}).receive
 
 
 @pytest.fixture(scope="module")
-def live_app(pg_session_url, shared_data):
+def live_url(pg_admin_url):
+    """A schema of its own (the session schema belongs to the parity tests' loads)."""
+    yield from _schema_url(pg_admin_url)
+
+
+@pytest.fixture(scope="module")
+def live_app(live_url, shared_data):
     from app import create_app
     from rtcc_geo.ingest.pipeline import ingest_files
     from rtcc_geo.store.postgis import PostGISStore
 
-    store = PostGISStore(pg_session_url)
+    store = PostGISStore(live_url)
     ingest_files("philadelphia", [shared_data / "philadelphia" / "incidents_2024_11.csv"], store,
                  agency=load_agency("philadelphia"))
     users = Users(store)
