@@ -87,7 +87,8 @@ def _classify_one(hot, cold, trend) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--store", default=None, help="embedded store directory with Philadelphia 2023-2024")
+    ap.add_argument("--store", default=None, help="embedded store directory with Philadelphia 2023-2024 "
+                                                  "(default: rtcc_geo.datasets.example_store, built once)")
     ap.add_argument("--db", default=None, help="or a PostGIS URL")
     ap.add_argument("--source", default="philadelphia")
     ap.add_argument("--from", dest="start", default="2023-01-02")
@@ -103,12 +104,20 @@ def main() -> None:
     from rtcc_geo.temporal.cube import build_cube
     from rtcc_geo.temporal.emerging import CATEGORIES, emerging_hotspots, kring_matrix
 
-    store = open_store(db=a.db, store_dir=a.store)
+    if a.db or a.store:
+        store = open_store(db=a.db, store_dir=a.store)
+    else:
+        from rtcc_geo.datasets import example_store
+
+        print("using the Philadelphia 2023-2024 example store (ingested on first use) ...", flush=True)
+        store = example_store("philadelphia", years=(2023, 2024))
     q = Query(source=a.source, start=a.start, end=a.end)
     t0 = time.perf_counter()
     cube = build_cube(store, a.res, a.step, q, cells=_study_cells(store, q, a.res))
     t_cube = time.perf_counter() - t0
     n, T = cube.values.shape
+    if cube.values.sum() == 0:
+        raise SystemExit(f"no {a.source} incidents between {a.start} and {a.end} in {store!r}: give --store or --db")
     print(f"cube: {n:,} cells x {T} {a.step}s, {cube.values.sum():,.0f} incidents "
           f"(built from store.counts in {t_cube:.2f} s)")
 
