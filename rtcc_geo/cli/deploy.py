@@ -62,11 +62,9 @@ def register(subparsers) -> None:
 
 def _deploy(args: argparse.Namespace) -> int:
     from ..config import load_agency
-    from ..deploy.areas import district_cells, hotspot_bins, place_cells
-    from ..deploy.plan import plan_shift
+    from ..deploy.api import plan_from_store
+    from ..deploy.areas import district_cells, place_cells
     from ..forecast.data import TARGETS
-    from ..forecast.io import counts_from_store
-    from .forecast import _models
 
     if args.category not in TARGETS:
         raise UserError(f"unknown --category {args.category!r}; use one of {', '.join(TARGETS)}")
@@ -77,19 +75,6 @@ def _deploy(args: argparse.Namespace) -> int:
     except ValueError as e:
         raise UserError(f"bad --shift-start: {e}") from None
     t1 = t0 + pd.Timedelta(hours=args.shift_hours)
-    store = store_from_args(args)
-    try:
-        c = counts_from_store(store, args.source, args.category, end=t1, res=args.res)
-    except ValueError as e:
-        raise UserError(str(e)) from None
-    if len(c.hours) == 0:
-        raise UserError(f"no {args.category} incidents for {args.source} before {t0}: ingest data first")
-    horizon = f"{max(1, int(round(args.shift_hours / 24)))}d"
-    model = next(iter(_models(args.model, horizon).values()))
-    try:
-        fc = model.fit(c, until=t0).predict(None, t0, t1)
-    except ValueError as e:
-        raise UserError(str(e)) from None
     eligible = None
     if args.district:
         try:
@@ -113,15 +98,13 @@ def _deploy(args: argparse.Namespace) -> int:
             history["cell"] = history["cell_hex"].map(lambda s: int(str(s), 16))
         if not {"date", "cell"} <= set(history.columns):
             raise UserError("--history needs columns date and cell (or cell_hex), e.g. a previous --out-csv")
-    r7 = pd.Series(c.window_counts(t0 - pd.Timedelta(days=7), t0), index=c.cells)
-    r28 = pd.Series(c.window_counts(t0 - pd.Timedelta(days=28), t0), index=c.cells)
-    bins = hotspot_bins(c.cells, r28.to_numpy())
+    store = store_from_args(args)
     try:
-        plan = plan_shift(fc, args.units, t0, t1, areas_per_unit=args.areas_per_unit, radius=args.radius,
-                          spacing_cells=args.spacing, spacing_m=args.spacing_m, eligible=eligible,
-                          excluded=excluded, history=history,
-                          max_consecutive_days=args.max_consecutive_days or None,
-                          recent_7d=r7, recent_28d=r28, hotspot_bins=bins, seed=args.seed)
+        plan = plan_from_store(store, args.source, t0, args.shift_hours, args.units, category=args.category,
+                               model=args.model, res=args.res, areas_per_unit=args.areas_per_unit,
+                               radius=args.radius, spacing_cells=args.spacing, spacing_m=args.spacing_m,
+                               eligible=eligible, excluded=excluded, history=history,
+                               max_consecutive_days=args.max_consecutive_days or None, seed=args.seed)
     except ValueError as e:
         raise UserError(str(e)) from None
     cells = plan.cells.assign(date=t0.normalize().date().isoformat())

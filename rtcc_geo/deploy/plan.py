@@ -54,6 +54,7 @@ class Plan:
     shift_end: pd.Timestamp
     seed: int
     params: dict = field(default_factory=dict)
+    forecast: pd.Series | None = None  # the shift forecast the plan was made from, when known
 
     def summary(self) -> str:
         """A plain-text briefing for the shift."""
