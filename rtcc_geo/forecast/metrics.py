@@ -150,11 +150,18 @@ def hit_rate_curve(forecast, observed, fractions: Sequence[float] | None = None,
     return pd.DataFrame(rows)
 
 
+#: Bins expecting fewer incidents than this get no calibration ratio.
+MIN_CALIBRATION_PREDICTED = 0.5
+
+
 def calibration(forecast, observed, bins: int = 10) -> pd.DataFrame:
     """Predicted vs observed totals by forecast quantile bin (cells ranked, equal-count bins).
 
     A calibrated forecast has ``observed / predicted`` near 1 in every bin.
-    The last row (``bin = "all"``) gives the totals.
+    The last row (``bin = "all"``) gives the totals. Bins are numbered from the
+    highest forecast down (``"1"`` .. ``"10"``, in row order). ``ratio`` is NaN
+    where a bin expects less than :data:`MIN_CALIBRATION_PREDICTED` incidents:
+    a ratio over next to nothing says nothing.
     """
     f, o, ids = _arrays(forecast, observed)
     order = np.lexsort((ids, -f))
@@ -163,7 +170,7 @@ def calibration(forecast, observed, bins: int = 10) -> pd.DataFrame:
     for i, g in enumerate(groups):
         p, ob = float(f[g].sum()), float(o[g].sum())
         rows.append({"bin": str(i + 1), "cells": len(g), "predicted": p, "observed": ob,
-                     "ratio": ob / p if p > 0 else float("nan")})
+                     "ratio": ob / p if p >= MIN_CALIBRATION_PREDICTED else float("nan")})
     p, ob = float(f.sum()), float(o.sum())
     rows.append({"bin": "all", "cells": len(f), "predicted": p, "observed": ob, "ratio": ob / p if p > 0 else float("nan")})
     return pd.DataFrame(rows)
