@@ -19,7 +19,16 @@ IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 # Example stores (rtcc_geo.datasets) built during this run live in a fresh folder, so a
 # test never reads a cache an older version of the code wrote. Notebooks run by the
 # tests inherit it and share the one ingest.
-os.environ.setdefault("RTCC_CACHE_DIR", tempfile.mkdtemp(prefix="rtcc-test-cache-"))
+_OWN_CACHE = None
+if "RTCC_CACHE_DIR" not in os.environ:
+    _OWN_CACHE = os.environ["RTCC_CACHE_DIR"] = tempfile.mkdtemp(prefix="rtcc-test-cache-")
+
+
+def pytest_unconfigure(config):
+    if _OWN_CACHE:
+        import shutil
+
+        shutil.rmtree(_OWN_CACHE, ignore_errors=True)
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/rtcc_test"
 
 
