@@ -288,14 +288,13 @@ def test_unmapped_offense_reaches_the_batch(shared_data, tmp_path):
     assert read_batch("vancouver", f).unmapped == {"Brand New Offence": 1}
 
 
-def test_outside_boundary_uses_metre_buffer(tmp_path):
+def test_outside_boundary_uses_metre_buffer(tmp_path, shared_data):
     """A point 150 m outside the Philadelphia boundary is kept; 1 km outside is quarantined."""
     import geopandas as gpd
 
     ag = load_agency("philadelphia")
     path = ag.find_file(ag.boundary_file)
-    if path is None:
-        pytest.skip("no Philadelphia boundary file")
+    assert path is not None, f"police_districts.geojson not found under {shared_data}"
     g = gpd.read_file(path).to_crs(32618).union_all()
     # Walk east from the boundary's easternmost point (the Delaware river edge).
     minx, miny, maxx, maxy = g.bounds

@@ -50,6 +50,19 @@ def _as_binary_csr(w) -> sp.csr_matrix:
     return W
 
 
+def binary_inputs(y, w, what: str) -> tuple[np.ndarray, sp.csr_matrix]:
+    """Counts as a float vector and the weights as a binary CSR matrix aligned with
+    them (what Gi* and Local Moran both take); clear errors otherwise."""
+    y = np.asarray(y, dtype=np.float64).ravel()
+    W = _as_binary_csr(w)
+    n = len(y)
+    if W.shape != (n, n):
+        raise ValueError(f"y has {n} values but the weights are {W.shape}: align counts with the weights' cells")
+    if W.nnz and not np.all(W.data == 1.0):
+        raise ValueError(f"{what} here takes binary weights (k-ring or distance band)")
+    return y, W
+
+
 class GiStar:
     """Getis–Ord Gi* with analytic and conditional-permutation inference.
 
@@ -83,13 +96,8 @@ class GiStar:
         draws: np.ndarray | None = None,
         keep_simulations: bool = False,
     ):
-        y = np.asarray(y, dtype=np.float64).ravel()
-        W = _as_binary_csr(w)
+        y, W = binary_inputs(y, w, "Gi*")
         n = len(y)
-        if W.shape != (n, n):
-            raise ValueError(f"y has {n} values but the weights are {W.shape}: align counts with the weights' cells")
-        if W.nnz and not np.all(W.data == 1.0):
-            raise ValueError("Gi* here takes binary weights (k-ring or distance band)")
         if np.any(y < 0) or not np.all(np.isfinite(y)):
             raise ValueError("counts must be finite and non-negative")
         total = y.sum()

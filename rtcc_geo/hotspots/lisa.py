@@ -36,7 +36,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy import stats
 
-from .gistar import _as_binary_csr
+from .gistar import binary_inputs
 from .permutation import check_alternative, crand
 
 #: esda quadrant codes and their labels.
@@ -71,13 +71,9 @@ class LocalMoran:
         draws: np.ndarray | None = None,
         keep_simulations: bool = False,
     ):
-        y = np.asarray(y, dtype=np.float64).ravel()
-        B = _as_binary_csr(w)
+        # Binary weights in: Local Moran row-standardises them itself when asked.
+        y, B = binary_inputs(y, w, "LocalMoran")
         n = len(y)
-        if B.shape != (n, n):
-            raise ValueError(f"y has {n} values but the weights are {B.shape}")
-        if B.nnz and not np.all(B.data == 1.0):
-            raise ValueError("LocalMoran here takes binary weights (it row-standardises them itself)")
         t = transformation.lower()
         if t not in ("r", "b"):
             raise ValueError("transformation must be 'r' (row-standardised) or 'b' (binary)")
