@@ -119,7 +119,7 @@ class EmbeddedStore(Store):
         return out if columns is None else out.loc[:, list(columns)]
 
     def count(self, q: Query = Query()) -> int:
-        return sum(len(self._filtered(s, q)) for s in self._sources_for(q))
+        return sum(len(self._filtered(s, q, columns=_QUERY_COLUMNS)) for s in self._sources_for(q))
 
     def quarantine(self, source: str | None = None) -> pd.DataFrame:
         d = self.root / "quarantine"
@@ -133,7 +133,7 @@ class EmbeddedStore(Store):
         by = check_keys(by)
         frames = []
         for source in self._sources_for(q):
-            df = self._filtered(source, q, hour_level=needs_known_time(by, q))
+            df = self._filtered(source, q, hour_level=needs_known_time(by, q), columns=_QUERY_COLUMNS)
             if not len(df):
                 continue
             keys = _local_keys(df, self._tz(source), by)
@@ -179,7 +179,8 @@ class EmbeddedStore(Store):
             return [q.source]
         return src
 
-    def _filtered(self, source: str, q: Query, hour_level: bool | None = None) -> pd.DataFrame:
+    def _filtered(self, source: str, q: Query, hour_level: bool | None = None,
+                  columns: Sequence[str] | None = None) -> pd.DataFrame:
         tz = self._tz(source)
         start, end = local_bound(q.start, tz), local_bound(q.end, tz)
         parts = []
@@ -190,7 +191,7 @@ class EmbeddedStore(Store):
                 continue
             if start is not None and m + pd.offsets.MonthBegin(1) <= start:
                 continue
-            parts.append(_read_parquet(p))
+            parts.append(_read_parquet(p, columns))
         if not parts:
             return empty_incidents()
         df = pd.concat(parts, ignore_index=True)
@@ -276,9 +277,15 @@ def _empty_counts(by: Sequence[str]) -> pd.DataFrame:
     return df
 
 
-def _read_parquet(path: Path) -> pd.DataFrame:
-    # The geometry column is derivable from lon/lat; skip decoding it.
-    cols = list(CORE_DTYPES) + [h3_column(r) for r in DEFAULT_RESOLUTIONS]
+#: What filters and counts need: aggregations skip the text columns (offense, block,
+#: extras), which are most of each partition's bytes.
+_QUERY_COLUMNS = ("source", "occurred_from", "time_known", "category", "district",
+                  *(h3_column(r) for r in DEFAULT_RESOLUTIONS))
+
+
+def _read_parquet(path: Path, columns: Sequence[str] | None = None) -> pd.DataFrame:
+    # The geometry column is derivable from lon/lat; never decode it.
+    cols = list(columns) if columns is not None else list(CORE_DTYPES) + [h3_column(r) for r in DEFAULT_RESOLUTIONS]
     return pd.read_parquet(path, columns=cols)
 
 
