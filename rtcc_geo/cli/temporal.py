@@ -308,18 +308,13 @@ def run_emerging(args) -> int:
 
 
 def _study_cells(store, q, res):
-    from ..hotspots.api import agency_boundary
-    from ..hotspots.weights import study_area
+    from ..hotspots.api import agency_boundary, study_cells
 
-    src = q.source
-    if src is None:
-        srcs = store.sources()
-        src = next(iter(srcs)) if len(srcs) == 1 else None
-    bnd = agency_boundary(src, q.districts)
-    if bnd is None:
-        return None
-    counts = store.counts(res, ("cell",), q)
-    return study_area(bnd, res, counts["cell"].to_numpy(np.int64))
+    srcs = store.sources()
+    src = q.source or (next(iter(srcs)) if len(srcs) == 1 else None)
+    if agency_boundary(src, q.districts) is None:
+        return None  # no boundary known: the cube keeps the cells with incidents
+    return study_cells(store, res, q.with_(source=src))
 
 
 #: Map colours: warm hues for hot-spot categories, cool for cold, each one distinct.

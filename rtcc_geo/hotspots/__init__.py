@@ -14,6 +14,7 @@ from .api import (
     hotspots,
     hotspots_from_counts,
     optimize_scale,
+    study_cells,
     study_counts,
     summary,
 )
@@ -27,7 +28,7 @@ from .weights import HexWeights, distance_band_weights, kring_weights, study_are
 
 __all__ = [
     "hotspots", "hotspots_from_counts", "concentration_report", "optimize_scale", "export", "summary",
-    "cell_counts", "study_counts", "agency_boundary",
+    "cell_counts", "study_cells", "study_counts", "agency_boundary",
     "GiStar", "LocalMoran", "kde_cells", "default_bandwidth", "bh_adjust", "confidence_bins",
     "global_moran", "choose_scale", "Concentration", "gini", "lorenz", "power_few", "top_share",
     "HexWeights", "kring_weights", "distance_band_weights", "study_area",

@@ -127,6 +127,13 @@ def study_counts(counts: pd.Series, res: int, boundary=None) -> tuple[np.ndarray
     return cells, y
 
 
+def study_cells(store: Store, res: int, q: Query = Query(), boundary: Any = None) -> np.ndarray:
+    """The study area of ``q`` at ``res``: every cell of the agency boundary (or of
+    the selected districts, or of ``boundary``) plus every cell with an incident."""
+    cells, _ = study_counts(cell_counts(store, res, q), res, _resolve_boundary(store, q, boundary))
+    return cells
+
+
 def cells_gdf(cells: np.ndarray, df: pd.DataFrame):
     """GeoDataFrame of hexagons with ``df``'s columns (``cell`` first); see
     :func:`rtcc_geo.grid.cells_to_geodataframe`."""

@@ -126,12 +126,27 @@ def build_cube(
     step: str = "week",
     q: Query = Query(),
     cells: np.ndarray | None = None,
+    study_area: str = "boundary",
 ) -> SpaceTimeCube:
     """Cube of ``q``'s incidents at H3 ``res`` by ``step`` from ``store.counts``.
 
     With ``q.start``/``q.end`` given, the steps cover exactly ``[start, end)``
-    (floored to the step), so leading/trailing empty steps are kept.
+    (floored to the step), so leading/trailing empty steps are kept. The cells
+    are ``cells`` when given, else the study area: ``"boundary"`` (default:
+    every cell of the agency boundary plus any with incidents, see
+    :func:`rtcc_geo.hotspots.api.study_cells`; zero cells matter to Gi*) or
+    ``"data"`` (only cells with incidents).
     """
+    if study_area not in ("boundary", "data"):
+        raise ValueError("study_area is 'boundary' (agency boundary + incident cells) or 'data'")
+    if cells is None and study_area == "boundary":
+        import warnings
+
+        from ..hotspots.api import study_cells
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # no boundary known: the data cells, as with "data"
+            cells = study_cells(store, res, q)
     counts = store.counts(res, ("cell", step), q)
     steps = None
     if q.start is not None and q.end is not None:
