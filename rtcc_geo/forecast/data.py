@@ -44,6 +44,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from ..schema import CATEGORIES, h3_column
+from ..store.base import naive_local
 
 #: Categories left out of the deployment target by default (enforcement-driven).
 ENFORCEMENT_CATEGORIES: tuple[str, ...] = ("drugs", "disorder")
@@ -131,10 +132,10 @@ class Counts:
         cells = np.unique(np.asarray(cells, dtype=np.int64))
         if origin is None:
             origin = t.min().normalize() if len(t) else pd.Timestamp("2000-01-01")
-        origin = _naive_local(origin, tz).normalize()
+        origin = naive_local(origin, tz).normalize()
         if end is None:
             end = (t.max().normalize() + pd.Timedelta(days=1)) if len(t) else origin + pd.Timedelta(days=1)
-        end = _naive_local(end, tz)
+        end = naive_local(end, tz)
         n_days = int(np.ceil((end - origin) / pd.Timedelta(days=1)))
         hours = ((t - origin) / pd.Timedelta(hours=1)).to_numpy(np.float64)
         pos = np.searchsorted(cells, h3c)
@@ -173,7 +174,7 @@ class Counts:
     # ---- time helpers ---------------------------------------------------
     def to_hours(self, ts) -> float:
         """Local hours since ``origin`` of a timestamp (naive = local)."""
-        return float((_naive_local(ts, self.tz) - self.origin) / pd.Timedelta(hours=1))
+        return float((naive_local(ts, self.tz) - self.origin) / pd.Timedelta(hours=1))
 
     def day_of(self, ts) -> int:
         """Index of the local day containing ``ts`` (may be out of range)."""
@@ -235,8 +236,3 @@ class Counts:
         return w
 
 
-def _naive_local(ts, tz: str) -> pd.Timestamp:
-    t = pd.Timestamp(ts)
-    if t.tzinfo is not None:
-        t = t.tz_convert(tz).tz_localize(None)
-    return t

@@ -122,6 +122,23 @@ def cover(boundary, res: int) -> np.ndarray:
     return np.array(sorted(out), dtype=np.int64)
 
 
+def local_transformer(lon0: float, lat0: float):
+    """Lon/lat -> metres in an azimuthal-equidistant projection centred on
+    (``lon0``, ``lat0``): distances within 0.1 % across a city."""
+    from pyproj import Transformer
+
+    return Transformer.from_crs(
+        "EPSG:4326", f"+proj=aeqd +lat_0={lat0:.8f} +lon_0={lon0:.8f} +datum=WGS84 +units=m", always_xy=True)
+
+
+def local_metres(lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
+    """(n, 2) metres of lon/lat points in the local projection centred on them."""
+    lon = np.asarray(lon, dtype=np.float64)
+    lat = np.asarray(lat, dtype=np.float64)
+    x, y = local_transformer(float(np.nanmean(lon)), float(np.nanmean(lat))).transform(lon, lat)
+    return np.column_stack([x, y])
+
+
 def cell_area_km2(res: int) -> float:
     """Average cell area at ``res`` in km²."""
     return float(h3.average_hexagon_area(res, unit="km^2"))

@@ -44,13 +44,7 @@ GAUSSIAN_CUTOFF = 4.0
 
 
 def _projector(lat0: float, lon0: float):
-    from pyproj import Transformer
-
-    return Transformer.from_crs(
-        "EPSG:4326",
-        f"+proj=aeqd +lat_0={lat0:.8f} +lon_0={lon0:.8f} +datum=WGS84 +units=m",
-        always_xy=True,
-    )
+    return grid.local_transformer(lon0, lat0)
 
 
 def default_bandwidth(xy: np.ndarray, weights: np.ndarray | None = None) -> float:

@@ -143,16 +143,8 @@ def cell_xy(cells) -> np.ndarray:
     """Cell centres in metres, in a local azimuthal-equidistant projection
     centred on the cells' mean centre (distances from it are exact; pairwise
     distances are within 0.1 % over a city)."""
-    from pyproj import Transformer
-
     lat, lon = grid.cell_centres(np.asarray(cells, dtype=np.int64))
-    t = Transformer.from_crs(
-        "EPSG:4326",
-        f"+proj=aeqd +lat_0={lat.mean():.8f} +lon_0={lon.mean():.8f} +datum=WGS84 +units=m",
-        always_xy=True,
-    )
-    x, y = t.transform(lon, lat)
-    return np.column_stack([x, y])
+    return grid.local_metres(lon, lat)
 
 
 def distance_band_weights(cells, band_m: float) -> HexWeights:

@@ -107,10 +107,7 @@ class LiveEngine:
                                      "x": pd.Series(dtype=float), "y": pd.Series(dtype=float),
                                      "cell": pd.Series(dtype="int64")})
         lat0, lon0 = grid.cell_centres(self.cells[:1]) if len(self.cells) else (np.array([0.0]), np.array([0.0]))
-        from pyproj import Transformer
-
-        self._proj = Transformer.from_crs(
-            "EPSG:4326", f"+proj=aeqd +lat_0={lat0[0]} +lon_0={lon0[0]} +datum=WGS84 +units=m", always_xy=True)
+        self._proj = grid.local_transformer(float(lon0[0]), float(lat0[0]))
         self._lock = threading.Lock()
 
     # --- the incremental path ------------------------------------------------

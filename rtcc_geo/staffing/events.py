@@ -38,6 +38,8 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from ..store.base import naive_local
+
 from .erlang import offered_load, required_agents
 from .workload import load_weights
 
@@ -158,11 +160,6 @@ class EventLoad:
         return out
 
 
-def _naive_local(t, tz: str) -> pd.Timestamp:
-    t = pd.Timestamp(t)
-    if t.tzinfo is not None:
-        t = t.tz_convert(tz).tz_localize(None)
-    return t
 
 
 def _window_hours(start: pd.Timestamp, end: pd.Timestamp) -> int:
@@ -212,15 +209,15 @@ def event_load_from_incidents(
     if uplift_factor is not None and uplift_factor < 0:
         raise ValueError("uplift_factor is a multiplier >= 0 (1.5 = half as much again)")
     w = load_weights(weights) if weights is not None else None
-    t0, t1 = _naive_local(start, tz), _naive_local(end, tz)
+    t0, t1 = naive_local(start, tz), naive_local(end, tz)
     nh = _window_hours(t0, t1)
-    comps = [(_naive_local(a, tz), _naive_local(b, tz)) for a, b in comparables]
+    comps = [(naive_local(a, tz), naive_local(b, tz)) for a, b in comparables]
     for a, b in comps:
         _window_hours(a, b)
     df = incidents
     if data_start is None:
         data_start = (pd.to_datetime(df["occurred_from"], utc=True).min() if len(df) else None)
-    d0 = None if data_start is None or pd.isna(data_start) else _naive_local(data_start, tz)
+    d0 = None if data_start is None or pd.isna(data_start) else naive_local(data_start, tz)
     inside = contains_xy(area, df["lon"].to_numpy(float), df["lat"].to_numpy(float)) if len(df) else np.zeros(0, bool)
     df = df.loc[inside]
     wt = (df["category"].astype(str).map(w).fillna(0.0).to_numpy(float) if w is not None
@@ -301,8 +298,8 @@ def event_load(
     _, _, tz = _local_bounds(store, q)
     if tz is None:
         raise ValueError("the store has no source: ingest incidents first")
-    t0, t1 = _naive_local(start, tz), _naive_local(end, tz)
-    comps = [(_naive_local(a, tz), _naive_local(b, tz)) for a, b in comparables]
+    t0, t1 = naive_local(start, tz), naive_local(end, tz)
+    comps = [(naive_local(a, tz), naive_local(b, tz)) for a, b in comparables]
     lo = min([t0] + [a for a, _ in comps]) - pd.Timedelta(days=7 * weeks * 4 + 1)
     hi = max([t1] + [b for _, b in comps])
     cells = cover(_buffer_m(area, 500.0), prefilter_res)  # res-9 cells reach ~200 m past their centre

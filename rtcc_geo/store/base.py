@@ -185,6 +185,14 @@ def needs_known_time(by: Iterable[str], q: Query) -> bool:
     return bool(HOUR_LEVEL_KEYS.intersection(by)) or q.hours is not None
 
 
+def naive_local(ts, tz: str) -> pd.Timestamp:
+    """A time as local wall-clock time in ``tz`` (tz-naive); naive input is taken as local already."""
+    t = pd.Timestamp(ts)
+    if t.tzinfo is not None:
+        t = t.tz_convert(tz).tz_localize(None)
+    return t
+
+
 def local_bound(ts, tz: str) -> pd.Timestamp | None:
     """A query bound as a UTC timestamp; naive values are local to ``tz``."""
     if ts is None:

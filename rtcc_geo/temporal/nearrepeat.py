@@ -206,17 +206,9 @@ def knox(
 def project(lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
     """Lon/lat to metres in a local azimuthal-equidistant projection centred on
     the points (distances within 0.1 % across a city)."""
-    from pyproj import Transformer
+    from ..grid import local_metres
 
-    lon = np.asarray(lon, dtype=np.float64)
-    lat = np.asarray(lat, dtype=np.float64)
-    tr = Transformer.from_crs(
-        "EPSG:4326",
-        f"+proj=aeqd +lat_0={np.nanmean(lat):.8f} +lon_0={np.nanmean(lon):.8f} +datum=WGS84 +units=m",
-        always_xy=True,
-    )
-    x, y = tr.transform(lon, lat)
-    return np.column_stack([x, y])
+    return local_metres(lon, lat)
 
 
 def event_days(df: pd.DataFrame, tz: str, time_resolution: str = "date") -> np.ndarray:
