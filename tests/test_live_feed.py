@@ -106,6 +106,7 @@ def test_postgis_notify_keeps_incremental_state_equal_to_full_recompute(pg_url, 
         assert rep.sent == 10_000 == rep.loaded + rep.quarantined
         assert wait_until(lambda: listener.received >= rep.loaded, 60), (listener.received, rep.loaded)
         listener.stop()
+        listener.join(5)
         incremental = engine.state.y.copy()
         now = engine.state.now
         assert engine.recompute(now)["drift"] == 0

@@ -30,19 +30,19 @@ class Listener(threading.Thread):
     def __init__(self, url: str, engines: dict, backoff: float = 0.5):
         super().__init__(name="rtcc-listener", daemon=True)
         self.url, self.engines, self.backoff = url, engines, backoff
-        self._stop = threading.Event()
+        self._halt = threading.Event()
         self.ready = threading.Event()
         self.received = 0
         self.reconnects = 0
 
     def stop(self) -> None:
-        self._stop.set()
+        self._halt.set()
 
     def run(self) -> None:
         import psycopg
 
         first = True
-        while not self._stop.is_set():
+        while not self._halt.is_set():
             try:
                 with psycopg.connect(self.url, autocommit=True, connect_timeout=5) as conn:
                     schema = conn.execute("SELECT current_schema()").fetchone()[0]
@@ -51,7 +51,7 @@ class Listener(threading.Thread):
                         self._recompute_all()  # catch up on what was announced while away
                     first = False
                     self.ready.set()
-                    while not self._stop.is_set():
+                    while not self._halt.is_set():
                         # Take whatever is pending as one batch: one engine update per
                         # burst, not per notification, keeps up with a busy feed.
                         msgs = [json.loads(n.payload) for n in conn.notifies(timeout=0.5, stop_after=1)]
@@ -59,7 +59,7 @@ class Listener(threading.Thread):
                             msgs += [json.loads(n.payload) for n in conn.notifies(timeout=0.02)]
                             self._handle_all(msgs, schema)
             except Exception as e:  # noqa: BLE001 - reconnect whatever broke
-                if self._stop.is_set():
+                if self._halt.is_set():
                     break
                 self.reconnects += 1
                 log.warning("live listener lost its connection (%s); reconnecting", e)
@@ -76,7 +76,6 @@ class Listener(threading.Thread):
         rows["occurred_from"] = pd.to_datetime(rows["occurred_from"], utc=True, format="ISO8601")
         for c in ("h3_r7", "h3_r8", "h3_r9", "h3_r10"):
             rows[c] = rows[c].astype("int64")
-        self.received += len(rows)
         for source, part in rows.groupby("source"):
             eng = self.engines.get(source)
             if eng is None:
@@ -85,6 +84,9 @@ class Listener(threading.Thread):
                 eng.ingest(part.reset_index(drop=True))
             except Exception as e:  # noqa: BLE001 - one bad batch must not stop the stream
                 log.warning("live engine failed on %d %s incidents: %s", len(part), source, e)
+        # Counted only once the engines hold them, so a reader that waits on
+        # ``received`` never sees a half-applied batch.
+        self.received += len(rows)
 
     def _recompute_all(self) -> None:
         now = pd.Timestamp.now(tz="UTC")
