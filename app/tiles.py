@@ -1,0 +1,208 @@
+"""The map's hexagons as Mapbox Vector Tiles (MVT 2.1), encoded with numpy.
+
+Why tiles: from a GeoJSON source MapLibre cuts every hexagon into tiles in
+the browser (geojson-vt) on each page load, about 0.7 s of a 2-core laptop's
+time for 25k cells before anything is drawn (``bench/app.py``). From vector
+tiles the browser only decodes the few tiles in view, and the server cuts
+each tile once per process (then the browser caches it: the URL carries the
+geometry's version).
+
+A tile holds one layer, ``hex``, with one polygon per cell whose bounding box
+meets the tile (plus a small buffer). Feature ``id`` is the cell's position
+in the map's sorted cell list (``AppContext.universe(res)``): the colour data
+the app sends refers to cells by that position, so a recolour carries no
+geometry and no 15-character ids. Property ``h`` is the H3 id in hex (what
+hover and click report). Rings are wound as the spec wants (positive
+surveyor's area in tile coordinates, y down), consecutive points that round
+to the same tile coordinate are dropped, and rings left with fewer than three
+points are left out. ``tests/test_app_tiles.py`` decodes our tiles with the
+mapbox-vector-tile package and compares them with the cells' true outlines.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections import OrderedDict
+
+import numpy as np
+
+from rtcc_geo import grid
+
+EXTENT = 4096
+BUFFER = 64        # tile units drawn beyond the edge, so no seam shows between tiles
+LAYER = "hex"
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while n >= 0x80:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def _varints(v: np.ndarray) -> tuple[bytes, np.ndarray]:
+    """Protobuf varints of non-negative ints, concatenated; plus each one's byte offset."""
+    v = np.asarray(v, dtype=np.uint64)
+    nb = np.ones(len(v), dtype=np.int64)
+    for j in range(1, 5):
+        nb += v >= np.uint64(1 << (7 * j))
+    start = np.zeros(len(v) + 1, dtype=np.int64)
+    np.cumsum(nb, out=start[1:])
+    out = np.empty(int(start[-1]), dtype=np.uint8)
+    for j in range(5):
+        has = nb > j
+        byte = (v[has] >> np.uint64(7 * j)) & np.uint64(0x7F)
+        more = (nb[has] > j + 1).astype(np.uint64) << np.uint64(7)
+        out[start[:-1][has] + j] = (byte | more).astype(np.uint8)
+    return out.tobytes(), start
+
+
+def _zigzag(v: np.ndarray) -> np.ndarray:
+    v = v.astype(np.int64)
+    return ((v << 1) ^ (v >> 63)).astype(np.uint64)
+
+
+def tile_bounds(z: int, x: int, y: int) -> tuple[float, float, float, float]:
+    """(west, south, east, north) in degrees of the XYZ tile."""
+    n = 2.0**z
+
+    def lat(yy):
+        return math.degrees(math.atan(math.sinh(math.pi * (1 - 2 * yy / n))))
+
+    return x / n * 360 - 180, lat(y + 1), (x + 1) / n * 360 - 180, lat(y)
+
+
+def unit_to_lonlat(mx: float, my: float) -> tuple[float, float]:
+    """Web Mercator unit-square coordinates (x right, y down) to (lon, lat) degrees."""
+    return mx * 360.0 - 180.0, math.degrees(math.atan(math.sinh(math.pi * (1 - 2 * my))))
+
+
+class HexTiles:
+    """Vector tiles of a fixed, sorted set of H3 cells (one resolution).
+
+    ``tile(z, x, y)`` returns the encoded tile (``b""`` when no cell meets it);
+    results are kept in a small LRU cache (bounded in bytes).
+    """
+
+    def __init__(self, cells: np.ndarray, cache_bytes: int = 96 << 20):
+        self.cells = np.asarray(cells, dtype=np.int64)
+        rings = grid.cell_boundaries(self.cells)
+        lens = np.fromiter((len(r) - 1 for r in rings), dtype=np.int64, count=len(rings))  # open rings
+        self.lens = lens
+        self.offsets = np.zeros(len(lens) + 1, dtype=np.int64)
+        np.cumsum(lens, out=self.offsets[1:])
+        flat = np.array([p for r in rings for p in r[:-1]], dtype=np.float64).reshape(-1, 2)
+        lon, lat = flat[:, 0], flat[:, 1]
+        # Web Mercator on the unit square (x right, y down), as XYZ tiles are cut.
+        self.mx = (lon + 180.0) / 360.0
+        self.my = (1.0 - np.log(np.tan(np.pi / 4 + np.radians(lat) / 2)) / np.pi) / 2.0
+        starts = self.offsets[:-1]
+        if len(lens):
+            self.x0, self.x1 = np.minimum.reduceat(self.mx, starts), np.maximum.reduceat(self.mx, starts)
+            self.y0, self.y1 = np.minimum.reduceat(self.my, starts), np.maximum.reduceat(self.my, starts)
+        else:
+            self.x0 = self.x1 = self.y0 = self.y1 = np.zeros(0)
+        self._values = [
+            b"\x22" + _varint(len(m)) + m
+            for m in (b"\x0a" + _varint(len(h)) + h for h in (format(int(c) & (2**64 - 1), "x").encode() for c in self.cells))
+        ]
+        self._cache: OrderedDict[tuple[int, int, int], bytes] = OrderedDict()
+        self._cache_bytes, self._max_bytes = 0, cache_bytes
+        self._lock = threading.Lock()
+
+    def tile(self, z: int, x: int, y: int) -> bytes:
+        key = (int(z), int(x), int(y))
+        with self._lock:
+            hit = self._cache.get(key)
+            if hit is not None:
+                self._cache.move_to_end(key)
+                return hit
+        body = self.encode(*key)
+        with self._lock:
+            if key not in self._cache:
+                self._cache[key] = body
+                self._cache_bytes += len(body)
+                while self._cache_bytes > self._max_bytes and self._cache:
+                    _, old = self._cache.popitem(last=False)
+                    self._cache_bytes -= len(old)
+        return body
+
+    def encode(self, z: int, x: int, y: int) -> bytes:
+        """Encode tile ``z/x/y`` (no cache)."""
+        n = float(2**z)
+        b = BUFFER / EXTENT
+        sel = np.flatnonzero((self.x1 * n - x >= -b) & (self.x0 * n - x <= 1 + b)
+                             & (self.y1 * n - y >= -b) & (self.y0 * n - y <= 1 + b))
+        if not len(sel):
+            return b""
+        # Gather the selected rings' vertices (ragged) and round to tile units.
+        lens = self.lens[sel]
+        first = np.zeros(len(sel) + 1, dtype=np.int64)
+        np.cumsum(lens, out=first[1:])
+        ring_of = np.repeat(np.arange(len(sel)), lens)
+        vidx = self.offsets[sel][ring_of] + (np.arange(first[-1]) - first[:-1][ring_of])
+        X = np.rint((self.mx[vidx] * n - x) * EXTENT).astype(np.int64)
+        Y = np.rint((self.my[vidx] * n - y) * EXTENT).astype(np.int64)
+        # Drop points equal to their predecessor in the ring (and a last point equal to the first).
+        is_first = np.zeros(len(X), dtype=bool)
+        is_first[first[:-1]] = True
+        same_prev = np.r_[False, (X[1:] == X[:-1]) & (Y[1:] == Y[:-1])] & ~is_first
+        last = first[1:] - 1
+        same_first = np.zeros(len(X), dtype=bool)
+        same_first[last] = (X[last] == X[first[:-1]]) & (Y[last] == Y[first[:-1]]) & (lens > 1)
+        keep = ~(same_prev | same_first)
+        X, Y, ring_of = X[keep], Y[keep], ring_of[keep]
+        m = np.bincount(ring_of, minlength=len(sel))
+        # Surveyor's area per ring (twice it), with the ring closed.
+        start = np.zeros(len(sel) + 1, dtype=np.int64)
+        np.cumsum(m, out=start[1:])
+        nxt = np.arange(len(X)) + 1
+        ends = start[1:] - 1
+        nxt[ends[m > 0]] = start[:-1][m > 0]
+        cross = X * Y[nxt] - X[nxt] * Y
+        area2 = np.bincount(ring_of, weights=cross, minlength=len(sel))
+        ok = (m >= 3) & (area2 != 0)
+        # Reverse rings wound the wrong way (exterior rings need a positive area).
+        pos = np.arange(len(X)) - start[:-1][ring_of]
+        flip = (area2 < 0)[ring_of]
+        src = np.where(flip, start[:-1][ring_of] + (m[ring_of] - 1 - pos), np.arange(len(X)))
+        X, Y = X[src], Y[src]
+        vmask = ok[ring_of]
+        X, Y, ring_of, pos = X[vmask], Y[vmask], ring_of[vmask], pos[vmask]
+        feats = np.flatnonzero(ok)
+        if not len(feats):
+            return b""
+        m = m[feats]
+        # Command integers per feature: MoveTo(1) dx dy, LineTo(m-1) (dx dy)*, ClosePath.
+        fo = np.zeros(len(feats) + 1, dtype=np.int64)
+        np.cumsum(2 * m + 3, out=fo[1:])
+        fidx = np.repeat(np.arange(len(feats)), m)
+        dx = np.diff(X, prepend=0)
+        dy = np.diff(Y, prepend=0)
+        f0 = np.zeros(len(feats), dtype=np.int64)
+        np.cumsum(m[:-1], out=f0[1:])
+        dx[f0], dy[f0] = X[f0], Y[f0]  # the cursor starts at (0, 0) in every feature
+        ints = np.empty(int(fo[-1]), dtype=np.uint64)
+        ints[fo[:-1]] = 9                                         # MoveTo, count 1
+        ints[fo[:-1] + 3] = (2 | ((m - 1) << 3)).astype(np.uint64)  # LineTo, count m - 1
+        ints[fo[1:] - 1] = 15                                     # ClosePath, count 1
+        px = fo[:-1][fidx] + np.where(pos == 0, 1, 2 * pos + 2)
+        ints[px], ints[px + 1] = _zigzag(dx), _zigzag(dy)
+        geom, boff = _varints(ints)
+        gstart, gend = boff[fo[:-1]], boff[fo[1:]]
+        ids = sel[feats]
+        parts = []
+        for j, (cid, a, e) in enumerate(zip(ids.tolist(), gstart.tolist(), gend.tolist())):
+            tags = b"\x00" + _varint(j)
+            msg = (b"\x08" + _varint(cid) + b"\x12" + _varint(len(tags)) + tags + b"\x18\x03"
+                   + b"\x22" + _varint(e - a) + geom[a:e])
+            parts.append(b"\x12" + _varint(len(msg)) + msg)
+        name = LAYER.encode()
+        layer = b"".join([
+            b"\x78\x02", b"\x0a" + _varint(len(name)) + name, *parts, b"\x1a\x01h",
+            *(self._values[i] for i in ids.tolist()), b"\x28" + _varint(EXTENT),
+        ])
+        return b"\x1a" + _varint(len(layer)) + layer
