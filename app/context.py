@@ -182,11 +182,11 @@ class AppContext:
         return self.geometry(res)["cells"]
 
     def geometry(self, res: int) -> dict:
-        """``{"cells", "ids", "body", "etag"}`` for ``res``, built once per process.
+        """``{"cells", "ids", "tiles", "etag"}`` for ``res``, built once per process.
 
-        ``body`` is the hexagons' GeoJSON (feature id = H3 hex string), served by
-        ``/geo/cells/<res>.geojson`` so the browser fetches and caches it once
-        per resolution; map figures only carry its URL."""
+        ``tiles`` (:class:`app.tiles.HexTiles`) serves the hexagons as vector
+        tiles at ``/geo/tiles/<res>/<z>/<x>/<y>.pbf?v=<etag>``; ``etag`` names
+        this cell set, so the browser may cache tiles as long as it holds."""
         with self._lock:
             g = self._geom.get(res)
         if g is not None:
@@ -201,24 +201,60 @@ class AppContext:
         return g
 
     def _build_geometry(self, res: int) -> dict:
+        import hashlib
+
+        from .tiles import HexTiles
+
         cells = self.store.counts(res, ("cell",), Query(source=self.source))["cell"].to_numpy(np.int64)
         if self.boundary is not None:
             cells = np.union1d(cells, grid.cover(self.boundary, res))
         cells = np.unique(cells)
-        rings = grid.cell_boundaries(cells)
-        ids = cell_hex(cells)
-        feats = [
-            {"type": "Feature", "id": i,
-             "geometry": {"type": "Polygon", "coordinates": [[[round(x, _DECIMALS), round(y, _DECIMALS)] for x, y in r]]}}
-            for i, r in zip(ids, rings)
-        ]
-        body = json.dumps({"type": "FeatureCollection", "features": feats}, separators=(",", ":")).encode()
-        import hashlib
+        return {"cells": cells, "ids": cell_hex(cells), "tiles": HexTiles(cells),
+                "etag": hashlib.sha1(cells.tobytes() + bytes([res])).hexdigest()[:16]}
 
-        return {"cells": cells, "ids": ids, "body": body, "etag": hashlib.sha1(body).hexdigest()[:16]}
+    def geometry_body(self, res: int) -> bytes:
+        """The hexagons of ``res`` as one GeoJSON (feature id = H3 hex string),
+        served at ``/geo/cells/<res>.geojson`` for GIS tools; built on first use."""
+        g = self.geometry(res)
+        with self._build_lock:
+            if "body" not in g:
+                rings = grid.cell_boundaries(g["cells"])
+                feats = [
+                    {"type": "Feature", "id": i, "geometry": {"type": "Polygon", "coordinates": [
+                        [[round(x, _DECIMALS), round(y, _DECIMALS)] for x, y in r]]}}
+                    for i, r in zip(g["ids"], rings)
+                ]
+                g["body"] = json.dumps({"type": "FeatureCollection", "features": feats}, separators=(",", ":")).encode()
+        return g["body"]
 
-    def geometry_url(self, res: int) -> str:
-        return f"/geo/cells/{int(res)}.geojson?v={self.geometry(res)['etag']}"
+    def warm_tiles(self, res: int) -> int:
+        """Cut the tiles the opening view asks for (the cells' extent at the view's zoom)."""
+        t = self.geometry(res)["tiles"]
+        if not len(t.cells):
+            return 0
+        z = max(0, int(math.floor(self.view["zoom"])))
+        n = 2**z
+        xs = range(int(t.x0.min() * n), int(t.x1.max() * n) + 1)
+        ys = range(int(t.y0.min() * n), int(t.y1.max() * n) + 1)
+        for x in xs:
+            for y in ys:
+                t.tile(z, x, y)
+        return len(xs) * len(ys)
+
+    def tiles_info(self, res: int) -> dict:
+        """Where the browser finds the hexagon tiles of ``res`` (MapLibre source options)."""
+        g = self.geometry(res)
+        t = g["tiles"]
+        if len(g["cells"]):
+            from .tiles import unit_to_lonlat
+
+            w, n = unit_to_lonlat(float(t.x0.min()), float(t.y0.min()))
+            e, s = unit_to_lonlat(float(t.x1.max()), float(t.y1.max()))
+            bounds = [round(w - 1e-3, 4), round(s - 1e-3, 4), round(e + 1e-3, 4), round(n + 1e-3, 4)]
+        else:
+            bounds = [-180, -85, 180, 85]
+        return {"tiles": f"/geo/tiles/{int(res)}/{{z}}/{{x}}/{{y}}.pbf?v={g['etag']}", "version": g["etag"],
+                "minzoom": 4, "maxzoom": 14, "bounds": bounds}
 
     @cached_property
     def outline_layers(self) -> list[dict]:

@@ -1,16 +1,19 @@
-"""Plotly figures as plain dicts (no validation pass over 20k features; dcc.Graph takes dicts).
+"""Figures as plain dicts (no validation pass over 20k features; dcc.Graph takes dicts).
 
-The map uses ``choroplethmap`` (MapLibre) over a *style object* with one
-background layer: no tile source, no sprite, no glyphs, so the browser never
-asks anyone for anything. Outlines are MapLibre line layers; labels and the
-legend are plotly's own SVG (hover, colour bar), which need no remote fonts.
+The commander map is a Plotly ``map`` (MapLibre) over a *style object* with
+one background layer: no tile source, no sprite, no glyphs, so the browser
+never asks anyone for anything. Plotly draws the outlines (line layers) and
+the live trace; the hexagons are a vector-tile layer on the same MapLibre
+map (``assets/hexmap.js``, tiles from :mod:`app.tiles`), coloured from
+:func:`hex_data`: cell positions, palette indices and values, never
+geometry. The legend is HTML over the map (:func:`legend`).
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from dash import Patch
+from dash import html
 
 from .context import DOW_LABELS, AppContext, Filters
 from .layers import SEQ_SCALE, Layer
@@ -29,10 +32,15 @@ OFFLINE_STYLE = {
 GRAPH_CONFIG = {
     "displaylogo": False,
     "scrollZoom": True,
-    "modeBarButtonsToRemove": ["select2d", "lasso2d"],
-    "toImageButtonOptions": {"format": "png", "filename": "rtcc-map", "scale": 2},
+    # Plotly's image export re-draws the figure without the hexagon layer: the
+    # page's PNG button (assets/hexmap.js) exports the map as shown instead.
+    "modeBarButtonsToRemove": ["select2d", "lasso2d", "toImage"],
 }
 SMALL_CONFIG = {"displaylogo": False, "displayModeBar": False}
+
+#: Steps of the sequential palette (a value is drawn with the nearest step).
+N_STEPS = 64
+HEX_OPACITY = 0.78
 
 
 def _values(v: np.ndarray) -> list:
@@ -48,10 +56,31 @@ def _values(v: np.ndarray) -> list:
     return out
 
 
-def colour_props(layer: Layer, values: pd.DataFrame, ids: list[str], show_empty: bool = False) -> dict:
-    """The trace properties a recolour changes: which cells are drawn (``locations``:
-    the cells with a value; the GeoJSON itself stays in the browser), their
-    values, colour range, scale, colour bar and hover text.
+def _rgba(c: str) -> np.ndarray:
+    c = c.strip()
+    if c.startswith("#"):
+        return np.array([int(c[i:i + 2], 16) for i in (1, 3, 5)] + [1.0], dtype=float)
+    parts = [float(x) for x in c[c.index("(") + 1:c.index(")")].split(",")]
+    return np.array(parts + [1.0] * (4 - len(parts)), dtype=float)
+
+
+def scale_palette(scale: list, n: int = N_STEPS) -> list[str]:
+    """``n`` colours evenly spaced along a Plotly-style colour scale."""
+    stops = np.array([s for s, _ in scale], dtype=float)
+    cols = np.array([_rgba(c) for _, c in scale])
+    t = np.linspace(0.0, 1.0, n)
+    rgba = np.column_stack([np.interp(t, stops, cols[:, j]) for j in range(4)])
+    return [f"rgba({r:.0f},{g:.0f},{b:.0f},{a:.3g})" for r, g, b, a in rgba]
+
+
+SEQ_PALETTE = scale_palette(SEQ_SCALE)
+
+
+def hex_data(ctx: AppContext, layer: Layer, f: Filters, values: pd.DataFrame) -> dict:
+    """What the browser needs to colour the hexagons for ``values`` (aligned with
+    ``ctx.universe(f.res)``): which cells are drawn (``ids``: positions in the
+    universe, the tiles' feature ids), their palette index ``k`` and value ``v``,
+    the palette, and where the tiles are.
 
     Cells without a value (zero count, NaN) are not drawn unless ``show_empty``:
     at res 10 that is two thirds of the city, and drawing them costs as much as
@@ -59,73 +88,67 @@ def colour_props(layer: Layer, values: pd.DataFrame, ids: list[str], show_empty:
     """
     v_all = values["value"].to_numpy("float64")
     keep = np.isfinite(v_all)
-    if not show_empty and layer.empty_value is not None:
+    if not f.show_empty and layer.empty_value is not None:
         keep &= v_all != layer.empty_value
+    out = {"res": int(f.res), **ctx.tiles_info(f.res), "label": layer.label, "unit": layer.unit,
+           "opacity": HEX_OPACITY, "line": 0.3 if f.res < 10 else 0, "layer": layer.id}
+    if layer.kind == "categorical":
+        code = np.full(len(v_all), -1, dtype=np.int64)
+        for i, (val, _, _) in enumerate(layer.classes):
+            code[v_all == val] = i
+        idx = np.flatnonzero(keep & (code >= 0))
+        return {**out, "kind": "categorical", "ids": idx.tolist(), "k": code[idx].tolist(),
+                "v": _values(v_all[idx]), "palette": [c[2] for c in layer.classes],
+                "labels": [c[1] for c in layer.classes]}
     idx = np.flatnonzero(keep)
     v = v_all[idx]
-    locations = [ids[i] for i in idx.tolist()]
-    if layer.kind == "categorical":
-        n = len(layer.classes)
-        scale = []
-        for i, (_, _, colour) in enumerate(layer.classes):
-            scale += [[i / n, colour], [(i + 1) / n, colour]]
-        code = np.full(len(v), np.nan)
-        for i, (val, _, _) in enumerate(layer.classes):
-            code[v == val] = i
-        return {
-            "locations": locations, "z": _values(code), "zmin": -0.5, "zmax": n - 0.5, "colorscale": scale,
-            "colorbar": {"title": {"text": layer.label}, "tickvals": list(range(n)),
-                         "ticktext": [c[1] for c in layer.classes], "len": 0.6, "thickness": 14},
-            "hovertemplate": f"%{{location}}<br>{layer.label}: %{{customdata}}<extra></extra>",
-            "customdata": [layer.classes[int(c)][1] if np.isfinite(c) else "no value" for c in code],
-        }
     fin = v[np.isfinite(v) & (v > 0)]
     # Cap the scale at the 99th percentile so one extreme cell does not wash out the rest.
     zmax = float(np.percentile(fin, 99)) if len(fin) else 1.0
-    zmax = max(zmax, 1e-9 if layer.unit != "incidents" else 1.0)
-    unit = f" {layer.unit}" if layer.unit else ""
-    return {
-        "locations": locations, "z": _values(v), "zmin": 0, "zmax": float(f"{zmax:.4g}"), "colorscale": SEQ_SCALE,
-        "colorbar": {"title": {"text": layer.label}, "len": 0.6, "thickness": 14},
-        "hovertemplate": f"%{{location}}<br>%{{z}}{unit}<extra></extra>",
-    }
+    zmax = float(f"{max(zmax, 1e-9 if layer.unit != 'incidents' else 1.0):.4g}")
+    k = np.clip(np.rint(np.clip(v, 0, None) / zmax * (N_STEPS - 1)), 0, N_STEPS - 1).astype(np.int64)
+    return {**out, "kind": "continuous", "ids": idx.tolist(), "k": k.tolist(), "v": _values(v),
+            "palette": SEQ_PALETTE, "labels": None, "zmin": 0, "zmax": zmax}
 
 
-def map_figure(ctx: AppContext, layer: Layer, f: Filters, values: pd.DataFrame) -> dict:
-    g = ctx.geometry(f.res)
-    trace = {
-        "type": "choroplethmap",
-        "name": "cells",
-        "geojson": ctx.geometry_url(f.res),  # fetched (and cached) by the browser once per res
-        "featureidkey": "id",
-        "marker": {"opacity": 0.78, "line": {"width": 0.3 if f.res < 10 else 0, "color": "rgba(60,60,60,0.35)"}},
-        **colour_props(layer, values, g["ids"], f.show_empty),
-    }
+def legend(data: dict) -> list:
+    """The map legend (HTML over the map): a colour ramp with its range, or the classes."""
+    title = html.Div(data["label"] + (f" ({data['unit']})" if data.get("unit") else ""),
+                     style={"fontWeight": 600, "marginBottom": "4px"})
+    if data["kind"] == "categorical":
+        rows = [html.Div([html.Span(style={"display": "inline-block", "width": "12px", "height": "12px",
+                                           "background": c, "marginRight": "6px", "verticalAlign": "middle",
+                                           "opacity": HEX_OPACITY}), lab])
+                for c, lab in zip(data["palette"], data["labels"])]
+        return [title, *rows]
+    stops = ", ".join(f"{c} {100 * s:.0f}%" for s, c in SEQ_SCALE)
+    zmax = data["zmax"]
+    ramp = html.Div(style={"height": "12px", "width": "180px", "background": f"linear-gradient(to right, {stops})",
+                           "opacity": HEX_OPACITY, "border": "1px solid #ccd"})
+    ticks = html.Div(style={"display": "flex", "justifyContent": "space-between", "width": "182px"},
+                     children=[html.Span("0"), html.Span(f"{zmax / 2:.3g}"), html.Span(f"≥ {zmax:.3g}")])
+    return [title, ramp, ticks]
+
+
+def map_figure(ctx: AppContext) -> dict:
+    """The Plotly map the hexagons are drawn into: offline style, outlines, live trace.
+
+    It does not change with the filters (only :func:`hex_data` does), so zoom
+    and pan always survive; ``uirevision`` keeps them across any redraw too.
+    """
     layout = {
         "map": {"style": OFFLINE_STYLE, "layers": ctx.outline_layers, **ctx.view},
-        # One constant uirevision: zoom and pan are kept across every redraw.
         "uirevision": "rtcc-map",
         "margin": {"l": 0, "r": 0, "t": 0, "b": 0},
         "paper_bgcolor": "#eef0f2",
         "clickmode": "event",
         "hoverlabel": {"bgcolor": "white"},
+        "showlegend": False,
     }
     from .live import live_trace
 
-    # Trace 1 receives live incidents (extendData), so it exists from the first draw.
-    return {"data": [trace, live_trace()], "layout": layout}
-
-
-def map_patch(ctx: AppContext, layer: Layer, f: Filters, values: pd.DataFrame) -> Patch:
-    """Recolour the drawn hexagons: only ids and values travel, never the geometry."""
-    p = Patch()
-    props = colour_props(layer, values, ctx.geometry(f.res)["ids"], f.show_empty)
-    for k, v in props.items():
-        p["data"][0][k] = v
-    if "customdata" not in props:
-        # A null customdata breaks dcc.Graph's click handler: remove the key instead.
-        del p["data"][0]["customdata"]
-    return p
+    # Trace 0 receives live incidents (extendTraces from assets/live.js).
+    return {"data": [live_trace()], "layout": layout}
 
 
 def empty_figure(message: str, height: int = 220) -> dict:

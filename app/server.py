@@ -71,6 +71,8 @@ def create_app(store: Store, *, source: str | None = None, agency=None, boundary
             for r in (default_res, *[r for r in MAP_RESOLUTIONS if r != default_res]):
                 try:
                     ctx.geometry(r)
+                    if r == default_res:  # the tiles of the opening view, cut before anyone asks
+                        ctx.warm_tiles(r)
                 except Exception:  # noqa: BLE001 - a request will raise it properly later
                     return
 
@@ -112,19 +114,28 @@ def create_app(store: Store, *, source: str | None = None, agency=None, boundary
             return commander.layout(ctx, role), links
         return html.Div(["No page here. ", dcc.Link("Back to the map", href="/")], style={"padding": "30px"}), links
 
-    @server.route("/geo/cells/<int:res>.geojson")
-    def cells_geojson(res: int):
-        # Login is checked by the guard before this runs. The URL carries a version,
-        # so the browser may keep the body for a day.
-        if res not in MAP_RESOLUTIONS:
-            flask.abort(404)
-        g = ctx.geometry(res)
-        if flask.request.if_none_match.contains(g["etag"]):
+    def _cached(body: bytes, etag: str, mimetype: str) -> flask.Response:
+        # Login is checked by the guard before this runs. The URLs carry the
+        # geometry's version, so the browser may keep the body for a day.
+        if flask.request.if_none_match.contains(etag):
             return flask.Response(status=304)
-        r = flask.Response(g["body"], mimetype="application/geo+json")
-        r.set_etag(g["etag"])
+        r = flask.Response(body, mimetype=mimetype)
+        r.set_etag(etag)
         r.headers["Cache-Control"] = "private, max-age=86400"
         return r
+
+    @server.route("/geo/cells/<int:res>.geojson")
+    def cells_geojson(res: int):
+        if res not in MAP_RESOLUTIONS:
+            flask.abort(404)
+        return _cached(ctx.geometry_body(res), ctx.geometry(res)["etag"], "application/geo+json")
+
+    @server.route("/geo/tiles/<int:res>/<int:z>/<int:x>/<int:y>.pbf")
+    def cells_tile(res: int, z: int, x: int, y: int):
+        if res not in MAP_RESOLUTIONS or not 0 <= z <= 22 or not (0 <= x < 2**z and 0 <= y < 2**z):
+            flask.abort(404)
+        g = ctx.geometry(res)
+        return _cached(g["tiles"].tile(z, x, y), f"{g['etag']}-{z}-{x}-{y}", "application/vnd.mapbox-vector-tile")
 
     ctx.live = bool(live)
     commander.register(app, ctx)

@@ -1,9 +1,12 @@
 """Helpers for the browser tests and the bench: an in-process server and headless Chromium.
 
 The server is a werkzeug server in a daemon thread on 127.0.0.1 with a free
-port (nothing to leak if a test dies); Chromium runs headless with every
-background service off and its DevTools network log on, so a test can list
-every URL the page asked for.
+port (nothing to leak if a test dies) that records the paths it served;
+Chromium runs headless with every background service off, its DevTools
+network log on (the page's own requests), and a *trap proxy* for everything
+else: every request that would leave the machine, from the page, a web
+worker (MapLibre fetches tiles from one) or the browser itself, goes to a
+local proxy that records it and refuses it (loopback stays direct).
 """
 
 from __future__ import annotations
@@ -21,17 +24,31 @@ CHROMIUM_FLAGS = (
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
     "--disable-dev-shm-usage", "--window-size=1400,900",
+    # Browser services that call Google on their own when a log-in form shows up;
+    # off, so whatever the trap proxy catches is the page's doing.
+    "--disable-features=AutofillServerCommunication,PasswordLeakDetection,OptimizationHints,Translate,"
+    "MediaRouter,SigninInterceptBubble",
+    "--disable-client-side-phishing-detection", "--disable-default-apps", "--no-pings",
+    # Google account endpoints (the password manager asks after a log-in form) to a dead local port.
+    "--gaia-url=http://127.0.0.1:9", "--google-apis-url=http://127.0.0.1:9", "--lso-url=http://127.0.0.1:9",
 )
 LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
 
 
 class LiveServer:
-    """``with LiveServer(app.server) as url:`` serves a WSGI app on a free local port."""
+    """``with LiveServer(app.server) as url:`` serves a WSGI app on a free local port;
+    ``.paths`` lists the paths it was asked for."""
 
     def __init__(self, wsgi_app, host: str = "127.0.0.1"):
         from werkzeug.serving import make_server
 
-        self.srv = make_server(host, 0, wsgi_app, threaded=True)
+        self.paths: list[str] = []
+
+        def recording(environ, start_response):
+            self.paths.append(environ.get("PATH_INFO", ""))
+            return wsgi_app(environ, start_response)
+
+        self.srv = make_server(host, 0, recording, threaded=True)
         self.url = f"http://{host}:{self.srv.server_port}"
         self.thread = threading.Thread(target=self.srv.serve_forever, name="rtcc-test-server", daemon=True)
 
@@ -45,6 +62,46 @@ class LiveServer:
         self.thread.join(timeout=5)
 
 
+class OffsiteTrap:
+    """A local HTTP proxy that records and refuses every request sent to it.
+
+    Chromium is started with ``--proxy-server`` pointing here; loopback
+    addresses bypass a proxy, so only requests that would leave the machine
+    arrive (``GET http://host/...`` or ``CONNECT host:443``), from any page,
+    worker or browser service alike.
+    """
+
+    def __init__(self):
+        import socketserver
+
+        trap = self
+        self.requests: list[str] = []
+
+        class Handler(socketserver.StreamRequestHandler):
+            def handle(self):
+                try:
+                    line = self.rfile.readline(65536).decode("latin-1").strip()
+                    if line:
+                        parts = line.split()
+                        trap.requests.append(parts[1] if len(parts) > 1 else line)
+                    self.wfile.write(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                except OSError:
+                    pass
+
+        class Server(socketserver.ThreadingTCPServer):
+            daemon_threads = True
+            allow_reuse_address = True
+
+        self.srv = Server(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.srv.server_address[1]}"
+        self.thread = threading.Thread(target=self.srv.serve_forever, name="rtcc-offsite-trap", daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.srv.shutdown()
+        self.srv.server_close()
+
+
 def find_browser() -> tuple[str | None, str | None]:
     """(chromium binary, chromedriver) or Nones."""
     chrome = os.environ.get("RTCC_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser") \
@@ -55,18 +112,27 @@ def find_browser() -> tuple[str | None, str | None]:
 
 @contextmanager
 def chromium(chrome: str, driver: str):
-    """A headless Chromium WebDriver with performance (network) logging."""
+    """A headless Chromium WebDriver with performance (network) logging and the
+    :class:`OffsiteTrap` as its proxy (``driver.offsite``: what it caught)."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
     profile = tempfile.mkdtemp(prefix="rtcc-chromium-")
+    trap = OffsiteTrap()
     opts = webdriver.ChromeOptions()
     opts.binary_location = chrome
     for f in CHROMIUM_FLAGS:
         opts.add_argument(f)
     opts.add_argument(f"--user-data-dir={profile}")
+    opts.add_argument(f"--proxy-server={trap.url}")
     opts.set_capability("goog:loggingPrefs", {"performance": "ALL", "browser": "ALL"})
+    opts.add_experimental_option("prefs", {
+        "credentials_enable_service": False, "profile.password_manager_enabled": False,
+        "profile.password_manager_leak_detection": False, "autofill.profile_enabled": False,
+        "autofill.credit_card_enabled": False, "signin.allowed": False, "safebrowsing.enabled": False,
+    })
     d = webdriver.Chrome(service=Service(driver), options=opts)
+    d.offsite = trap.requests
     try:
         d.set_page_load_timeout(60)
         yield d
@@ -74,12 +140,14 @@ def chromium(chrome: str, driver: str):
         try:
             d.quit()
         finally:
+            trap.close()
             shutil.rmtree(profile, ignore_errors=True)
 
 
 def requested_urls(driver) -> list[str]:
-    """Every URL the page asked for since the last call (DevTools ``Network.requestWillBeSent``,
-    which sees fetches, XHR, workers, images, fonts and style/tile requests alike)."""
+    """Every URL the page asked for since the last call (DevTools ``Network.requestWillBeSent``:
+    the page's fetches, XHR, scripts, images, fonts, web sockets; *not* requests made
+    inside web workers, which only the trap proxy sees: ``driver.offsite``)."""
     urls = []
     for entry in driver.get_log("performance"):
         msg = json.loads(entry["message"])["message"]
@@ -126,13 +194,16 @@ def wait_for(cond, timeout: float = 30.0, interval: float = 0.05, what: str = "c
     raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
-# JS: number of hexagon features MapLibre has drawn in the map trace (0 until painted).
+# JS: the commander map's hexagon state (null until the map and its colours are there).
+# ``drawn`` counts rendered hexagon features (0 until MapLibre has painted some);
+# ``ids``/``v`` are what is coloured (positions in the app's universe, values).
 JS_MAP_STATE = """
 const gd = document.querySelector('#map .js-plotly-plot');
-if (!gd || !gd._fullLayout || !gd._fullLayout.map) return null;
+const H = window.rtccHex;
+if (!gd || !gd._fullLayout || !gd._fullLayout.map || !H || !H.data) return null;
 const m = gd._fullLayout.map._subplot && gd._fullLayout.map._subplot.map;
-if (!m || !m.loaded()) return null;
-const z = gd.data[0] && gd.data[0].z;
-return {loaded: m.loaded(), n: z ? z.length : 0, z0: z ? z.slice(0) : null,
-        rendered: m.queryRenderedFeatures().length};
+if (!m || !m.loaded() || !m.isStyleLoaded() || H.shown !== H.data || !m.getLayer('rtcc-hex-fill')) return null;
+return {res: H.data.res, ids: H.data.ids, v: H.data.v, k: H.data.k, tiles: H.data.tiles, painted: H.painted,
+        zoom: m.getZoom(), center: m.getCenter(), layoutZoom: gd.layout.map.zoom,
+        drawn: m.queryRenderedFeatures({layers: ['rtcc-hex-fill']}).filter(f => f.state && f.state.c).length};
 """

@@ -43,8 +43,8 @@ def _value(spec, ctx, cell_hex=None):
         ("f-districts", "value"): [],
         ("f-res", "value"): 9,
         ("f-empty", "value"): [],
-        ("map-geom", "data"): None,
-        ("map", "clickData"): {"points": [{"location": cell_hex}]} if cell_hex else None,
+        ("map-hex", "data"): None,
+        ("map-click", "data"): {"cell": cell_hex, "t": 1} if cell_hex else None,
         ("btn-geojson", "n_clicks"): 1,
         ("btn-csv", "n_clicks"): None,
         ("p-operators", "value"): 12,
@@ -173,6 +173,7 @@ def test_every_page_and_callback_refuses_anonymous(philly_app):
     concrete = {"/": "/", "/<path:path>": "/planner", "/_dash-layout": "/_dash-layout",
                 "/_dash-dependencies": "/_dash-dependencies", "/_reload-hash": "/_reload-hash",
                 "/_favicon.ico": "/_favicon.ico", "/geo/cells/<int:res>.geojson": "/geo/cells/9.geojson",
+                "/geo/tiles/<int:res>/<int:z>/<int:x>/<int:y>.pbf": "/geo/tiles/9/10/298/387.pbf",
                 "/_dash-component-suites/<string:package_name>/<path:fingerprinted_path>":
                     "/_dash-component-suites/dash/dcc/dash_core_components.js",
                 "/assets/<path:filename>": "/assets/x.css", "/static/<path:filename>": "/static/x.js"}
@@ -194,7 +195,7 @@ def test_every_page_and_callback_refuses_anonymous(philly_app):
         else:
             assert r.status_code == 302 and r.headers["Location"].startswith("/login"), (url, r.status_code)
         assert b"philadelphia" not in r.data.lower()
-    for url in ("/", "/planner", "/_dash-layout", "/geo/cells/9.geojson"):
+    for url in ("/", "/planner", "/_dash-layout", "/geo/cells/9.geojson", "/geo/tiles/9/10/298/387.pbf"):
         assert chief.get(url).status_code == 200, url
     # After log-out the same client is refused again.
     chief.get("/logout")
@@ -266,48 +267,56 @@ def test_viewer_never_receives_incident_fields(philly_app):
     assert viewer.post("/_dash-update-component", json=payload(plan, ctx)).status_code == 403
 
 
-def test_map_recolours_by_patch_with_right_counts(philly_app):
+def _drawn(ctx, data) -> pd.Series:
+    """The values the map colours, by cell (from the map-hex data the browser gets)."""
+    cells = ctx.universe(data["res"])[np.asarray(data["ids"], dtype=np.int64)]
+    return pd.Series(np.array(data["v"], dtype=float), index=cells)
+
+
+def test_map_recolours_with_values_only_and_right_counts(philly_app):
     app, ctx = philly_app, philly_app.rtcc
-    dep = dep_for(deps_of(app), "map.figure")
+    dep = dep_for(deps_of(app), "map-hex.data")
     c = client_for(app, "chief")
-    first = _post(c, dep, ctx).get_json()["response"]
-    fig = first["map"]["figure"]
-    key = first["map-geom"]["data"]
-    trace = fig["data"][0]
-    assert trace["type"] == "choroplethmap" and trace["geojson"].startswith("/geo/cells/9.geojson")
-    assert fig["layout"]["uirevision"] == "rtcc-map"
-    style = fig["layout"]["map"]["style"]
-    assert isinstance(style, dict) and "glyphs" not in style and "sprite" not in style
-    assert all(src["type"] == "geojson" and isinstance(src["data"], dict) for src in style["sources"].values())
+    # The page itself carries the first colours (no callback round trip) and an offline
+    # map whose zoom survives redraws; no hexagon geometry travels with it.
+    route = dep_for(deps_of(app), "page.children")
+    page = json.dumps(_post(c, route, ctx).get_json())
+    assert '"map-hex"' in page and "/geo/tiles/9/" in page and '"uirevision": "rtcc-map"' in page
+    assert '"glyphs"' not in page and '"sprite"' not in page and "choropleth" not in page
+    assert page.count('"coordinates"') <= 30  # the outlines only, not 3,588 hexagons
+    first = _post(c, dep, ctx, overrides={("f-cats", "value"): list(ctx.categories)}).get_json()["response"]
+    data = first["map-hex"]["data"]
+    assert data["res"] == 9 and data["tiles"].startswith("/geo/tiles/9/{z}/{x}/{y}.pbf?v=")
+    assert len(data["ids"]) == len(data["k"]) == len(data["v"])
     # Counts equal an independent tally of incident rows (pandas on Store.incidents).
     f = ctx.default_filters()
     inc = ctx.store.incidents(Query(source="philadelphia", start=f.start,
                                     end=(pd.Timestamp(f.end) + pd.Timedelta(days=1)).strftime("%Y-%m-%d")))
     want = inc.groupby("h3_r9").size()
-    got = pd.Series(trace["z"], index=[int(x, 16) for x in trace["locations"]])
+    got = _drawn(ctx, data)
     assert got.sum() == len(inc) == want.sum()
     assert len(got) == len(want) and (got.reindex(want.index) == want).all()
+    # Colour index: monotone in the value, capped at the top of the scale.
+    k = np.array(data["k"])
+    order = np.argsort(got.to_numpy(), kind="stable")
+    assert np.all(np.diff(k[order]) >= 0) and k.max() == len(data["palette"]) - 1 and k.min() >= 0
 
-    # Category change: a Patch with values only (no geometry), theft counts only.
-    ov = {("f-cats", "value"): ["theft"], ("map-geom", "data"): key}
-    r = _post(c, dep, ctx, overrides=ov)
+    # Category change: values only (no geometry), theft counts only.
+    r = _post(c, dep, ctx, overrides={("f-cats", "value"): ["theft"]})
     raw = r.get_data(as_text=True)
     resp = json.loads(raw)["response"]
-    patch = resp["map"]["figure"]
-    assert patch.get("__dash_patch_update") and "geojson" not in raw and "coordinates" not in raw
-    assert len(raw) < 0.5 * len(json.dumps(fig))
-    ops = {tuple(o["location"]): o["params"].get("value") for o in patch["operations"]}
-    z = np.array(ops[("data", 0, "z")], dtype=float)
+    assert "geojson" not in raw and "coordinates" not in raw
+    assert len(raw) < 0.2 * len(ctx.geometry_body(9))
     theft = inc[inc["category"] == "theft"].groupby("h3_r9").size()
-    got = pd.Series(z, index=[int(x, 16) for x in ops[("data", 0, "locations")]])
+    got = _drawn(ctx, resp["map-hex"]["data"])
     assert len(got) == len(theft)  # exactly the cells with a theft are drawn
     assert got.sum() == theft.sum() and (got.reindex(theft.index) == theft).all()
     assert "theft" in json.dumps(resp["summary"])
-    # A resolution change redraws the geometry (new URL), still with the same uirevision.
-    ov = {("f-res", "value"): 8, ("map-geom", "data"): key}
-    fig8 = _post(c, dep, ctx, overrides=ov).get_json()["response"]["map"]["figure"]
-    assert fig8["data"][0]["geojson"].startswith("/geo/cells/8.geojson")
-    assert fig8["layout"]["uirevision"] == "rtcc-map"
+    assert "Incident counts" in json.dumps(resp["legend"])
+    # A resolution change names the other resolution's tiles; positions refer to its cells.
+    d8 = _post(c, dep, ctx, overrides={("f-res", "value"): 8}).get_json()["response"]["map-hex"]["data"]
+    assert d8["res"] == 8 and d8["tiles"].startswith("/geo/tiles/8/")
+    assert _drawn(ctx, d8).sum() == len(inc)
 
 
 def test_cells_geojson_and_exports(philly_app):
@@ -324,6 +333,23 @@ def test_cells_geojson_and_exports(philly_app):
     have = ctx.store.counts(9, ("cell",), Query(source="philadelphia"))["cell"].to_numpy(np.int64)
     assert np.isin(have, ids).all()
     assert c.get("/geo/cells/9.geojson", headers={"If-None-Match": r.headers["ETag"]}).status_code == 304
+    # The map's vector tiles: feature ids are positions in the same cell list.
+    import mapbox_vector_tile as mvt
+
+    info = ctx.tiles_info(9)
+    lon, lat = ctx.view["center"]["lon"], ctx.view["center"]["lat"]
+    x = int((lon + 180) / 360 * 2**11)
+    y = int((1 - np.arcsinh(np.tan(np.radians(lat))) / np.pi) / 2 * 2**11)
+    url = info["tiles"].replace("{z}", "11").replace("{x}", str(x)).replace("{y}", str(y))
+    t = c.get(url)
+    assert t.status_code == 200 and t.mimetype == "application/vnd.mapbox-vector-tile"
+    assert t.headers["Cache-Control"].startswith("private")
+    feats = mvt.decode(t.data)["hex"]["features"]
+    universe = ctx.universe(9)
+    assert len(feats) > 50
+    assert all(format(int(universe[f["id"]]), "x") == f["properties"]["h"] for f in feats)
+    assert c.get(url, headers={"If-None-Match": t.headers["ETag"]}).status_code == 304
+    assert c.get("/geo/tiles/9/11/99999/1.pbf").status_code == 404
 
     from app.layers import COUNTS
     from app.pages.commander import export_view
@@ -342,14 +368,13 @@ def test_cells_geojson_and_exports(philly_app):
 
 
 def test_every_layer_recolours_with_the_library_values(philly_app):
-    """Each offered layer goes through the map callback as a Patch, and the drawn
-    values are exactly what the rtcc_geo function returns for the view."""
+    """Each offered layer goes through the map callback, and the drawn values are
+    exactly what the rtcc_geo function returns for the view."""
     from app.layers import available_layers
 
     app, ctx = philly_app, philly_app.rtcc
-    dep = dep_for(deps_of(app), "map.figure")
+    dep = dep_for(deps_of(app), "map-hex.data")
     c = client_for(app, "vic")
-    key = _post(c, dep, ctx).get_json()["response"]["map-geom"]["data"]
     f = ctx.default_filters()
     q = f.query("philadelphia", ctx.categories)
     layers = {lay.id: lay for lay in available_layers()}
@@ -369,11 +394,11 @@ def test_every_layer_recolours_with_the_library_values(philly_app):
         "acknowledged": [False, False, True], "ack_by": pd.Series([None, None, "chief"], dtype="string"),
         "ack_at": pd.Series([pd.NaT] * 3, dtype="datetime64[ns, UTC]")}))
     for lid, lay in layers.items():
-        ov = {("f-layer", "value"): lid, ("map-geom", "data"): key, ("f-empty", "value"): ["empty"]}
-        resp = _post(c, dep, ctx, overrides=ov).get_json()["response"]
-        ops = {tuple(o["location"]): o["params"].get("value") for o in resp["map"]["figure"]["operations"]}
-        z = pd.Series(np.array(ops[("data", 0, "z")], dtype=float),
-                      index=[int(x, 16) for x in ops[("data", 0, "locations")]])
+        ov = {("f-layer", "value"): lid, ("f-empty", "value"): ["empty"]}
+        data = _post(c, dep, ctx, overrides=ov).get_json()["response"]["map-hex"]["data"]
+        z = _drawn(ctx, data)
+        if lay.kind == "categorical":
+            z = pd.Series(np.array(data["k"], dtype=float), index=z.index)
         if lid == "gistar":
             from rtcc_geo.hotspots import hotspots
 

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from .conftest import missing
@@ -20,17 +21,9 @@ from .test_app_common import PASSWORD, philly_app, philly_store  # noqa: F401  (
 pytestmark = pytest.mark.browser
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 
-JS_MAP = """
-const gd = document.querySelector('#map .js-plotly-plot');
-if (!gd || !gd._fullLayout || !gd._fullLayout.map || !gd.data || !gd.data[0]) return null;
-const m = gd._fullLayout.map._subplot && gd._fullLayout.map._subplot.map;
-if (!m || !m.loaded() || !m.isStyleLoaded()) return null;
-const tr = gd._fullData[0];
-const layers = m.getStyle().layers.map(l => l.id).filter(id => id.includes(tr.uid));
-return {z: gd.data[0].z, locations: gd.data[0].locations, zoom: m.getZoom(), center: m.getCenter(),
-        geojson: gd.data[0].geojson, layoutZoom: gd.layout.map.zoom,
-        drawn: layers.length ? m.queryRenderedFeatures({layers: layers}).length : 0};
-"""
+def _cells(ctx, s) -> np.ndarray:
+    """The H3 cells the browser colours (positions in the app's universe -> ids)."""
+    return ctx.universe(s["res"])[np.asarray(s["ids"], dtype=np.int64)]
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +34,9 @@ def browser(philly_app):
     if not chrome or not driver:
         missing("headless Chromium", "install Debian 'chromium' and 'chromium-driver' (the README's test command does)")
     ARTIFACTS.mkdir(exist_ok=True)
-    with LiveServer(philly_app.server) as url, chromium(chrome, driver) as d:
+    server = LiveServer(philly_app.server)
+    with server as url, chromium(chrome, driver) as d:
+        d.served = server.paths
         yield d, url
 
 
@@ -50,10 +45,10 @@ def shot(d, name: str) -> None:
 
 
 def map_state(d, pred=lambda s: True, timeout=60.0, what="map drawn"):
-    from app.testing import wait_for
+    from app.testing import JS_MAP_STATE, wait_for
 
     def ok():
-        s = d.execute_script(JS_MAP)
+        s = d.execute_script(JS_MAP_STATE)
         return s if s and s["drawn"] > 0 and pred(s) else None
 
     return wait_for(ok, timeout=timeout, what=what)
@@ -65,16 +60,31 @@ def test_map_renders_without_any_remote_request(browser, philly_app):
 
     d, url = browser
     requested_urls(d)  # drain whatever the empty browser did before
+    # The trap proxy does catch off-machine requests, from the page and from a web
+    # worker alike (so an empty list below means something).
+    d.get(url + "/login")
+    d.execute_script("fetch('http://offsite-check.invalid/page').catch(() => 0);"
+                     "new Worker(URL.createObjectURL(new Blob(["
+                     "\"fetch('http://offsite-check.invalid/worker').catch(() => 0)\"])));")
+    from app.testing import wait_for
+
+    wait_for(lambda: {"http://offsite-check.invalid/page", "http://offsite-check.invalid/worker"} <= set(d.offsite),
+             timeout=20, what="the trap proxy to see the control requests")
+    d.offsite.clear()
+    requested_urls(d)
+    served = len(d.served)
     login(d, url, "chief", PASSWORD)
     s = map_state(d)
-    time.sleep(0.5)  # let late requests (workers, fonts, tiles) show up in the log
+    time.sleep(0.5)  # let late requests (workers, fonts, tiles) show up
     urls = requested_urls(d)
     # The log does see the page's own traffic (so an empty 'non_local' means something).
     assert any("/_dash-update-component" in u for u in urls)
-    assert any("/geo/cells/9.geojson" in u for u in urls)
     assert any("plotly.min.js" in u for u in urls)
     assert non_local(urls) == [], non_local(urls)
-    assert s["drawn"] > 1000 and len(s["z"]) == len(s["locations"]) > 2000
+    # The hexagon tiles come from a MapLibre worker: the server saw them, the trap nothing.
+    assert any(p.startswith("/geo/tiles/9/") for p in d.served[served:])
+    assert d.offsite == [], d.offsite
+    assert s["drawn"] > 1000 and len(s["v"]) == len(s["ids"]) > 2000
     shot(d, "1_map")
 
 
@@ -88,12 +98,18 @@ def test_commander_flow(browser, philly_app):
     d, url = browser
     ctx = philly_app.rtcc
     store = ctx.store
-    if "/login" in d.current_url or not d.execute_script(JS_MAP):
+    from app.testing import JS_MAP_STATE
+
+    if "/login" in d.current_url or not d.execute_script(JS_MAP_STATE):
         login(d, url, "chief", PASSWORD)
     before = map_state(d)
     f = ctx.default_filters()
     q = f.query("philadelphia", ctx.categories)
-    assert sum(v or 0 for v in before["z"]) == store.count(q)
+    assert sum(v or 0 for v in before["v"]) == store.count(q)
+    # Each drawn cell has its own count (an independent tally from the store).
+    want0 = store.counts(9, ("cell",), q).set_index("cell")["n"]
+    got0 = pd.Series(before["v"], index=_cells(ctx, before))
+    assert (got0.reindex(want0.index) == want0).all() and len(got0) == len(want0)
 
     # Zoom in (as a user would); the zoom must survive the filter change.
     d.execute_script("const gd=document.querySelector('#map .js-plotly-plot');"
@@ -103,9 +119,9 @@ def test_commander_flow(browser, philly_app):
     # Untick 'theft': the hexagons recolour to the counts without theft.
     d.find_element(By.CSS_SELECTOR, "#f-cats input[value='theft']").click()
     want = store.count(q.with_(categories=tuple(c for c in ctx.categories if c != "theft")))
-    after = map_state(d, lambda s: sum(v or 0 for v in s["z"]) == want, what="recolour without theft")
-    assert after["z"] != before["z"]
-    assert after["geojson"] == before["geojson"]  # same geometry, only the colours moved
+    after = map_state(d, lambda s: sum(v or 0 for v in s["v"]) == want, what="recolour without theft")
+    assert after["v"] != before["v"] and after["painted"] > before["painted"]
+    assert after["tiles"] == before["tiles"]  # same geometry, only the colours moved
     assert abs(after["zoom"] - zoomed["zoom"]) < 0.05, "zoom was reset by the filter change"
     wait_for(lambda: "theft" not in d.find_element(By.ID, "summary-text").text
              or "violent" in d.find_element(By.ID, "summary-text").text, what="summary")
@@ -115,8 +131,8 @@ def test_commander_flow(browser, philly_app):
     # its drill-down shows the hour-of-week profile.
     import h3
 
-    z = np.array([v or 0 for v in after["z"]], dtype=float)
-    hexid = after["locations"][int(np.argmax(z))]
+    z = np.array([v or 0 for v in after["v"]], dtype=float)
+    hexid = format(int(_cells(ctx, after)[int(np.argmax(z))]), "x")
     lat, lon = h3.api.basic_int.cell_to_latlng(int(hexid, 16))
     d.execute_script("const gd=document.querySelector('#map .js-plotly-plot');"
                      "window.Plotly.relayout(gd, {'map.center': {lon: arguments[0], lat: arguments[1]}, 'map.zoom': 14});",
@@ -135,6 +151,25 @@ def test_commander_flow(browser, philly_app):
     # The commander sees the recent-incident table.
     assert d.find_elements(By.CSS_SELECTOR, "#drill-incidents table")
     shot(d, "3_drilldown")
+
+    # PNG of the view (the page's button; plotly's own export would drop the hexagons):
+    # the image holds the coloured hexagons under the pointer's cell.
+    import base64
+    import io
+
+    from PIL import Image
+
+    assert d.find_element(By.ID, "btn-png").is_displayed()
+    png = d.execute_script("return window.rtccHex.png()")
+    assert png.startswith("data:image/png;base64,")
+    im = np.asarray(Image.open(io.BytesIO(base64.b64decode(png.split(",", 1)[1]))).convert("RGB")).astype(int)
+    (ARTIFACTS / "app_3b_export.png").write_bytes(base64.b64decode(png.split(",", 1)[1]))
+    h, w, _ = im.shape
+    centre = im[h // 2 - 20:h // 2 + 20, w // 2 - 20:w // 2 + 20]
+    bg = np.array([0xEE, 0xF0, 0xF2])
+    # The busiest cell is at the centre: dark orange/brown of the top of the scale, not background.
+    assert np.abs(centre - bg).sum(axis=2).mean() > 100
+    assert ((centre[..., 0] > centre[..., 2] + 60)).mean() > 0.5
 
     # Planner page: change the operator count and the plan is re-run.
     d.find_element(By.ID, "nav-planner").click()
@@ -157,3 +192,4 @@ def test_commander_flow(browser, philly_app):
     urls = requested_urls(d)
     assert any("/_dash-update-component" in u for u in urls)
     assert non_local(urls) == [], non_local(urls)
+    assert d.offsite == [], d.offsite

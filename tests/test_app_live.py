@@ -26,9 +26,10 @@ TOKEN = "live-test-token"
 
 JS_LIVE = """
 const gd = document.querySelector('#map .js-plotly-plot');
-if (!gd || !gd.data || gd.data.length < 2) return null;
+const live = gd && gd.data && gd.data.find(t => t.name === 'live');
+if (!live) return null;
 const rows = document.querySelectorAll('#alerts-panel .alert-row').length;
-return {points: gd.data[1].lon.length, received: (window.rtccLive || {}).received || 0, alertRows: rows,
+return {points: live.lon.length, received: (window.rtccLive || {}).received || 0, alertRows: rows,
         alertsSeen: (window.rtccLive || {}).alerts || 0};
 """
 

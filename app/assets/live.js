@@ -1,5 +1,5 @@
 // Live incidents and alerts. Holds the server-sent event stream open; new incidents are
-// drawn on the map's live trace (trace 1) with Plotly directly, alerts are handed to Dash
+// drawn on the map's live trace (the trace named 'live') with Plotly directly, alerts are handed to Dash
 // (set_props on a hidden store) so the server re-renders the alert panel. Nothing here
 // talks to any host but the page's own; EventSource reconnects by itself (retry: 1000).
 (function () {
@@ -8,7 +8,11 @@
 
   function graph() {
     var gd = document.querySelector('#map .js-plotly-plot');
-    return gd && gd.data && gd.data.length > 1 ? gd : null;
+    return gd && gd.data && gd.data.length ? gd : null;
+  }
+  function liveIndex(gd) {
+    for (var i = 0; i < gd.data.length; i++) if (gd.data[i].name === 'live') return i;
+    return -1;
   }
 
   // Draw the buffer: append when the trace holds exactly what was drawn before,
@@ -16,15 +20,17 @@
   function draw(fresh) {
     var gd = graph();
     if (!gd || !window.Plotly) return;
-    var have = gd.data[1].lon ? gd.data[1].lon.length : 0;
+    var t = liveIndex(gd);
+    if (t < 0) return;
+    var have = gd.data[t].lon ? gd.data[t].lon.length : 0;
     var before = live.points.length - fresh.length;
     var col = function (rows, k) { return rows.map(function (p) { return p[k]; }); };
     if (have === before && fresh.length) {
       window.Plotly.extendTraces(gd, {lon: [col(fresh, 'lon')], lat: [col(fresh, 'lat')],
-                                      customdata: [col(fresh, 'label')]}, [1], MAX);
+                                      customdata: [col(fresh, 'label')]}, [t], MAX);
     } else if (have !== live.points.length) {
       window.Plotly.restyle(gd, {lon: [col(live.points, 'lon')], lat: [col(live.points, 'lat')],
-                                 customdata: [col(live.points, 'label')]}, [1]);
+                                 customdata: [col(live.points, 'label')]}, [t]);
     }
   }
 

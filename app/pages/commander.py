@@ -7,11 +7,11 @@ import json
 
 import numpy as np
 import pandas as pd
-from dash import Input, Output, State, dcc, html, no_update
+from dash import ClientsideFunction, Input, Output, State, dcc, html, no_update
 
 from .. import auth, drill
 from ..context import DOW_LABELS, MAP_RESOLUTIONS, AppContext, Filters, cell_hex, parse_cell
-from ..figures import GRAPH_CONFIG, map_figure, map_patch
+from ..figures import GRAPH_CONFIG, hex_data, legend, map_figure
 from ..layers import available_layers, compute, get_layer
 
 PATH = "/"
@@ -21,6 +21,9 @@ _SIDEBAR = {"width": "270px", "flex": "0 0 270px", "padding": "10px 14px", "over
             "background": "#fff", "borderRight": "1px solid #d8dde2", "fontSize": "13px"}
 _H = {"fontSize": "12px", "fontWeight": 600, "textTransform": "uppercase", "color": "#556",
       "margin": "14px 0 4px"}
+_LEGEND = {"position": "absolute", "right": "10px", "bottom": "24px", "background": "rgba(255,255,255,0.92)",
+           "padding": "6px 8px", "border": "1px solid #ccd", "borderRadius": "3px", "fontSize": "12px",
+           "zIndex": 5, "pointerEvents": "none"}
 _BTN = {"marginRight": "6px", "padding": "4px 10px", "fontSize": "12px", "cursor": "pointer"}
 
 
@@ -28,9 +31,9 @@ def layout(ctx: AppContext, role: str) -> html.Div:
     f = ctx.default_filters()
     lo, hi = ctx.date_range
     layers = available_layers()
-    # The first map comes with the page (one round trip less than a callback after it).
+    # The first colours come with the page (one round trip less than a callback after it).
     values = compute(ctx, layers[0], f)
-    first = map_figure(ctx, layers[0], f, values)
+    first = hex_data(ctx, layers[0], f, values)
     sidebar = html.Div(style=_SIDEBAR, children=[
         html.Div("Layer", style=_H),
         dcc.RadioItems(id="f-layer", options=[{"label": " " + x.label, "value": x.id} for x in layers],
@@ -58,15 +61,21 @@ def layout(ctx: AppContext, role: str) -> html.Div:
         html.Div("Export this view", style=_H),
         html.Button("GeoJSON", id="btn-geojson", style=_BTN),
         html.Button("CSV", id="btn-csv", style=_BTN),
-        html.Div("PNG: camera icon on the map", style={"color": "#778", "fontSize": "11px", "marginTop": "4px"}),
+        html.Button("PNG", id="btn-png", style=_BTN, title="the map as shown, with its legend"),
+        dcc.Store(id="png-saved"),
         dcc.Download(id="download"),
     ])
     main = html.Div(style={"flex": "1 1 auto", "display": "flex", "flexDirection": "column", "minWidth": 0}, children=[
         html.Div(id="summary", children=summary(ctx, layers[0], f, values), style={"padding": "6px 12px", "background": "#1d2731", "color": "#fff",
                                       "fontSize": "13px", "minHeight": "18px"}),
-        dcc.Graph(id="map", config=GRAPH_CONFIG, style={"flex": "1 1 auto", "minHeight": "420px"},
-                  figure=first),
-        dcc.Store(id="map-geom", data=geom_key(ctx, f)),
+        html.Div(style={"flex": "1 1 auto", "position": "relative", "minHeight": "420px", "display": "flex"}, children=[
+            dcc.Graph(id="map", config=GRAPH_CONFIG, style={"flex": "1 1 auto"}, figure=map_figure(ctx)),
+            html.Div(id="legend", children=legend(first), style=_LEGEND),
+        ]),
+        # The hexagons' colours (assets/hexmap.js paints them); clicks on a hexagon.
+        dcc.Store(id="map-hex", data=first),
+        dcc.Store(id="map-hex-shown"),
+        dcc.Store(id="map-click"),
     ])
     from .. import live
 
@@ -76,11 +85,6 @@ def layout(ctx: AppContext, role: str) -> html.Div:
                                         "padding": "8px 10px", "fontSize": "13px"},
                      children=[html.Div(id="drill-body", children=drill.placeholder()), *live_parts])
     return html.Div(style={"display": "flex", "height": "calc(100vh - 40px)"}, children=[sidebar, main, panel])
-
-
-def geom_key(ctx: AppContext, f: Filters) -> str:
-    """Which geometry the browser holds: the map is redrawn in full only when it changes."""
-    return f"{ctx.source}:{f.res}:{ctx.geometry(f.res)['etag']}"
 
 
 def _filters(dates_start, dates_end, cats, hours, dows, districts, res, empty=None) -> Filters:
@@ -94,29 +98,31 @@ def register(app, ctx: AppContext) -> None:
     filter_states = [State(i.component_id, i.component_property) for i in filter_inputs]
 
     @app.callback(
-        Output("map", "figure"), Output("map-geom", "data"), Output("summary", "children"),
-        Input("f-layer", "value"), *filter_inputs, State("map-geom", "data"),
-        prevent_initial_call=True,
+        Output("map-hex", "data"), Output("legend", "children"), Output("summary", "children"),
+        Input("f-layer", "value"), *filter_inputs, prevent_initial_call=True,
     )
-    def update_map(layer_id, d0, d1, cats, hours, dows, districts, res, empty, shown):
+    def update_map(layer_id, d0, d1, cats, hours, dows, districts, res, empty):
+        """Recolour: cell positions, palette indices and values only (the geometry is in
+        the browser as cached vector tiles; a new resolution just names other tiles)."""
         auth.require()
         f = _filters(d0, d1, cats, hours, dows, districts, res, empty)
         layer = get_layer(layer_id)
         values = compute(ctx, layer, f)
-        key = geom_key(ctx, f)
-        if shown == key:
-            fig = map_patch(ctx, layer, f, values)           # geometry already in the browser
-        else:
-            fig = map_figure(ctx, layer, f, values)  # first draw or new resolution
-        return fig, key, summary(ctx, layer, f, values)
+        data = hex_data(ctx, layer, f, values)
+        return data, legend(data), summary(ctx, layer, f, values)
 
-    @app.callback(Output("drill-body", "children"), Input("map", "clickData"),
+    app.clientside_callback(ClientsideFunction("rtcc", "paintHex"), Output("map-hex-shown", "data"),
+                            Input("map-hex", "data"))
+    app.clientside_callback(ClientsideFunction("rtcc", "savePng"), Output("png-saved", "data"),
+                            Input("btn-png", "n_clicks"), prevent_initial_call=True)
+
+    @app.callback(Output("drill-body", "children"), Input("map-click", "data"),
                   State("f-layer", "value"), *filter_states, prevent_initial_call=True)
     def on_click(click, layer_id, d0, d1, cats, hours, dows, districts, res, empty):
         role = auth.require()
         try:
-            loc = click["points"][0]["location"]
-        except (TypeError, KeyError, IndexError):
+            loc = click["cell"]
+        except (TypeError, KeyError):
             return no_update
         cell = parse_cell(loc)
         if cell is None:
