@@ -92,7 +92,10 @@ def live_trace() -> dict:
     }
 
 
-def alerts_list(store, role: str, limit: int = 12) -> html.Div:
+def alerts_list(store, role: str, limit: int = 12, tz: str = "UTC") -> html.Div:
+    """The open alerts, newest first: when each was raised (agency local time) and why;
+    for roles that may see incidents also the incident's own local time and the
+    acknowledge button."""
     title = html.Div("Live alerts", style={"fontSize": "12px", "fontWeight": 600, "textTransform": "uppercase",
                                            "color": "#556", "margin": "10px 0 4px"})
     if store is None:
@@ -105,15 +108,33 @@ def alerts_list(store, role: str, limit: int = 12) -> html.Div:
     detail = auth.may_see_incidents(role)
     rows = []
     for a in df.itertuples(index=False):
-        when = pd.Timestamp(a.created_at).strftime("%H:%M:%S")
+        when = _local(a.created_at, tz).strftime("%H:%M:%S")
         # Viewers see that an alert of a kind fired in a cell, never the incident behind it.
         text = a.reason if detail else f"{a.kind.replace('_', ' ')} alert"
-        kids = [html.B(a.kind.replace("_", " ")), f" {when} · ", html.Span(text)]
+        kids = [html.B(a.kind.replace("_", " ")), f" raised {when} · ", html.Span(text)]
+        occurred = _alert_data(a.data).get("occurred_from") if detail else None
+        if occurred:
+            kids.append(html.Span(f" (incident {_local(occurred, tz):%Y-%m-%d %H:%M})", className="alert-when"))
         if detail:
             kids.append(html.Button("ack", id={"type": "ack", "id": a.alert_id}, n_clicks=0,
                                     style={"marginLeft": "6px", "fontSize": "11px"}))
         rows.append(html.Div(kids, className="alert-row", style={"borderBottom": "1px solid #eee", "padding": "3px 0"}))
     return html.Div([title, *rows])
+
+
+def _local(t, tz: str) -> pd.Timestamp:
+    t = pd.Timestamp(t)
+    return (t.tz_localize("UTC") if t.tzinfo is None else t).tz_convert(tz)
+
+
+def _alert_data(raw) -> dict:
+    import json
+
+    try:
+        d = json.loads(raw) if isinstance(raw, str) else (raw or {})
+    except ValueError:
+        return {}
+    return d if isinstance(d, dict) else {}
 
 
 def redact(event: dict, role: str | None) -> dict:
@@ -142,4 +163,4 @@ def _register_callbacks(app, rt: LiveRuntime) -> None:
         if isinstance(trig, dict) and trig.get("type") == "ack" and any(acks or []):
             if auth.may_see_incidents(role):
                 rt.engine.alerts.acknowledge(trig["id"], auth.current_user() or "?")
-        return alerts_list(rt.store, role)
+        return alerts_list(rt.store, role, tz=rt.store.sources().get(rt.source, "UTC"))

@@ -12,6 +12,7 @@ import threading
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from rtcc_geo.auth import Users
@@ -102,9 +103,21 @@ def test_replayed_incidents_and_alerts_appear_in_the_browser(live_app, shared_da
         before = eng.state.y.copy()
         assert eng.recompute(eng.state.now)["drift"] == 0 and (eng.state.y == before).all()
 
-        # Acknowledge one from the panel: it leaves the open list.
+        # A row says when it was raised and when its incident happened, in Philadelphia time.
+        import json
+
         from selenium.webdriver.common.by import By
 
+        row = d.find_elements(By.CSS_SELECTOR, "#alerts-panel .alert-row")[0]
+        aid = json.loads(row.find_element(By.TAG_NAME, "button").get_attribute("id"))["id"]
+        a = eng.alerts.list().set_index("alert_id").loc[aid]
+        tz = "America/New_York"
+        assert f"raised {pd.Timestamp(a.created_at).tz_convert(tz):%H:%M:%S}" in row.text
+        if a.kind in ("hotspot", "near_repeat"):
+            occurred = pd.Timestamp(json.loads(a.data)["occurred_from"]).tz_convert(tz)
+            assert f"(incident {occurred:%Y-%m-%d %H:%M})" in row.text, row.text
+
+        # Acknowledge one from the panel: it leaves the open list.
         n_open = len(eng.alerts.list(open_only=True))
         d.find_elements(By.CSS_SELECTOR, "#alerts-panel .alert-row button")[0].click()
         wait_for(lambda: len(eng.alerts.list(open_only=True)) == n_open - 1, timeout=20, what="acknowledged")
@@ -127,4 +140,5 @@ def test_viewer_stream_and_panel_carry_no_incident_detail(live_app):
     viewer_panel = str(alerts_list(store, "viewer"))
     chief_panel = str(alerts_list(store, "commander"))
     assert "incident" in chief_panel and "incident" not in viewer_panel
+    assert "alert-when" not in viewer_panel
     assert "ack" in chief_panel and "'ack'" not in viewer_panel

@@ -94,7 +94,8 @@ def hotspot_alerts(incidents: pd.DataFrame, bins: np.ndarray, z: np.ndarray, min
                 kind="hotspot", source=row.source, incident_id=row.id, cell=int(row.cell),
                 reason=f"{row.category} inside a current hot spot ({conf[int(b)]} % confidence after FDR, "
                        f"Gi* z = {zz:.2f} over the last {window})",
-                data={"bin": int(b), "z": round(float(zz), 3), "window": window},
+                data={"bin": int(b), "z": round(float(zz), 3), "window": window,
+                      "occurred_from": pd.Timestamp(row.t).isoformat()},
             ))
     return out
 
@@ -130,7 +131,8 @@ def near_repeat_alerts(new: pd.DataFrame, recent: pd.DataFrame, rule: NearRepeat
                     f"inside the near-repeat window ({rule.distance_m:.0f} m, {rule.days:g} days)"),
             data={"prior_id": str(rid[j]), "distance_m": round(float(d[j]), 1),
                   "days": round(float(dt[j] / 86_400e9), 3), "window_m": rule.distance_m,
-                  "window_days": rule.days, "matches": int(ok.sum())},
+                  "window_days": rule.days, "matches": int(ok.sum()),
+                  "occurred_from": pd.Timestamp(row.t).isoformat()},
         ))
     return out
 
