@@ -27,7 +27,7 @@ CHROMIUM_FLAGS = (
     # Browser services that call Google on their own when a log-in form shows up;
     # off, so whatever the trap proxy catches is the page's doing.
     "--disable-features=AutofillServerCommunication,PasswordLeakDetection,OptimizationHints,Translate,"
-    "MediaRouter,SigninInterceptBubble",
+    "MediaRouter,SigninInterceptBubble,NetworkTimeServiceQuerying",
     "--disable-client-side-phishing-detection", "--disable-default-apps", "--no-pings",
     # Google account endpoints (the password manager asks after a log-in form) to a dead local port.
     "--gaia-url=http://127.0.0.1:9", "--google-apis-url=http://127.0.0.1:9", "--lso-url=http://127.0.0.1:9",
@@ -132,6 +132,12 @@ def chromium(chrome: str, driver: str):
         "autofill.credit_card_enabled": False, "signin.allowed": False, "safebrowsing.enabled": False,
     })
     d = webdriver.Chrome(service=Service(driver), options=opts)
+    # Chromium itself phones home once as it starts (Debian's build: extension update
+    # check, default search engine preconnect), before any page exists. Let that pass
+    # and keep it apart, so ``offsite`` holds only what came after: the pages' doing.
+    _settle(trap.requests)
+    d.startup_offsite = list(trap.requests)
+    trap.requests.clear()
     d.offsite = trap.requests
     try:
         d.set_page_load_timeout(60)
@@ -142,6 +148,16 @@ def chromium(chrome: str, driver: str):
         finally:
             trap.close()
             shutil.rmtree(profile, ignore_errors=True)
+
+
+def _settle(requests: list, quiet: float = 2.0, limit: float = 20.0) -> None:
+    """Wait until no new entry has arrived for ``quiet`` seconds (at most ``limit``)."""
+    t0 = last = time.monotonic()
+    n = len(requests)
+    while time.monotonic() - last < quiet and time.monotonic() - t0 < limit:
+        time.sleep(0.1)
+        if len(requests) != n:
+            n, last = len(requests), time.monotonic()
 
 
 def requested_urls(driver) -> list[str]:
