@@ -123,7 +123,10 @@ def panel(ctx: AppContext, cell: int, f: Filters, layer: Layer, role: str) -> li
     wk = weekly(ctx, cell, f)
     # Drop a partial last week from the test (it would read as a fall).
     full = wk.iloc[:-1] if len(wk) > 1 else wk
-    prof = (profile_figure(how, f"Hour-of-week profile · {int(how.sum()):,} incidents")
+    # Rows known only to the day count in the weekly trend, never in an hour (docs/temporal.md).
+    unknown = int(round(wk.sum() - how.sum()))
+    note = f" ({unknown:,} with unknown time not shown)" if unknown > 0 else ""
+    prof = (profile_figure(how, f"Hour-of-week profile · {int(how.sum()):,} incidents{note}")
             if how.sum() else empty_figure("no incidents with a known time here", 210))
     trend = (trend_figure(wk.index.strftime("%Y-%m-%d"), wk.to_numpy(), "Incidents per week")
              if len(wk) else empty_figure("no incidents here", 190))

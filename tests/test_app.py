@@ -202,6 +202,21 @@ def test_every_page_and_callback_refuses_anonymous(philly_app):
     assert chief.get("/_dash-layout").status_code == 401
 
 
+def test_drill_down_says_how_many_rows_have_no_time(philly_app):
+    """The profile counts incidents with a known time; the rest are named, not lost."""
+    app, ctx = philly_app, philly_app.rtcc
+    f = ctx.default_filters()
+    q = f.query("philadelphia", ctx.categories)
+    inc = ctx.store.incidents(q.with_(include_unknown_time=True), columns=["h3_r9", "time_known"])
+    unknown = inc[~inc["time_known"].astype(bool)].groupby("h3_r9").size()
+    assert len(unknown), "Philadelphia 2024 has time-unknown rows (UCR 100 with a placeholder time)"
+    cell = int(unknown.sort_values().index[-1])
+    drill = dep_for(deps_of(app), "drill-body.children")
+    body = json.dumps(_post(client_for(app, "chief"), drill, ctx, format(cell, "x")).get_json(), ensure_ascii=False)
+    known = int((inc["h3_r9"] == cell).sum() - unknown[cell])
+    assert f"Hour-of-week profile · {known:,} incidents ({int(unknown[cell]):,} with unknown time not shown)" in body
+
+
 def test_removed_user_loses_access(philly_app):
     from app.auth import _ROLE_TTL_S
 
