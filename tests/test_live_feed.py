@@ -121,7 +121,8 @@ def test_postgis_notify_keeps_incremental_state_equal_to_full_recompute(pg_url, 
 
 def test_killing_postgres_during_a_replay_loses_and_duplicates_nothing(pg_url, june_records, tmp_path):
     store = _pg_store(pg_url)
-    recs = june_records[:4000]
+    recs = june_records[:6000]
+    watch = _pg_store(pg_url)
     with feed_server(store, "philadelphia", None) as (url, engine):
         out = {}
 
@@ -131,7 +132,13 @@ def test_killing_postgres_during_a_replay_loses_and_duplicates_nothing(pg_url, j
 
         t = threading.Thread(target=run)
         t.start()
-        time.sleep(0.8)
+        # Kill the database once the replay is under way (a few batches stored), not
+        # after a fixed delay that a fast machine could outrun.
+        deadline = time.monotonic() + 60
+        while t.is_alive() and time.monotonic() < deadline and watch.count(Query(source="philadelphia")) < 400:
+            time.sleep(0.02)
+        assert t.is_alive(), "the replay ended before the database could be killed"
+        watch.close()
         ver = sorted(p.name for p in Path("/etc/postgresql").iterdir())[-1]
         # An immediate stop is a crash as far as clients can tell.
         subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", ver, "main", "stop", "-m", "immediate"],
