@@ -44,6 +44,7 @@ def _value(spec, ctx, cell_hex=None):
         ("f-res", "value"): 9,
         ("f-empty", "value"): [],
         ("map-hex", "data"): None,
+        ("map-hex-key", "data"): None,
         ("map-click", "data"): {"cell": cell_hex, "t": 1} if cell_hex else None,
         ("btn-geojson", "n_clicks"): 1,
         ("btn-csv", "n_clicks"): None,
@@ -316,20 +317,27 @@ def test_map_recolours_with_values_only_and_right_counts(philly_app):
     order = np.argsort(got.to_numpy(), kind="stable")
     assert np.all(np.diff(k[order]) >= 0) and k.max() == len(data["palette"]) - 1 and k.min() >= 0
 
-    # Category change: values only (no geometry), theft counts only.
-    r = _post(c, dep, ctx, overrides={("f-cats", "value"): ["theft"]})
+    # Category change with the same tiles and layer in the browser: a Patch of positions,
+    # palette indices and values only (no geometry, no tiles, no palette), theft counts only.
+    key = first["map-hex-key"]["data"]
+    r = _post(c, dep, ctx, overrides={("f-cats", "value"): ["theft"], ("map-hex-key", "data"): key})
     raw = r.get_data(as_text=True)
     resp = json.loads(raw)["response"]
-    assert "geojson" not in raw and "coordinates" not in raw
+    assert "geojson" not in raw and "coordinates" not in raw and "/geo/tiles/" not in raw
     assert len(raw) < 0.2 * len(ctx.geometry_body(9))
+    patch = resp["map-hex"]["data"]
+    assert patch.get("__dash_patch_update")
+    ops = {tuple(o["location"]): o["params"]["value"] for o in patch["operations"]}
+    assert {k[0] for k in ops} <= {"ids", "k", "v", "zmin", "zmax"} and {("ids",), ("k",), ("v",)} <= set(ops)
     theft = inc[inc["category"] == "theft"].groupby("h3_r9").size()
-    got = _drawn(ctx, resp["map-hex"]["data"])
+    got = _drawn(ctx, {"res": 9, "ids": ops[("ids",)], "v": ops[("v",)]})
     assert len(got) == len(theft)  # exactly the cells with a theft are drawn
     assert got.sum() == theft.sum() and (got.reindex(theft.index) == theft).all()
     assert "theft" in json.dumps(resp["summary"])
     assert "Incident counts" in json.dumps(resp["legend"])
-    # A resolution change names the other resolution's tiles; positions refer to its cells.
-    d8 = _post(c, dep, ctx, overrides={("f-res", "value"): 8}).get_json()["response"]["map-hex"]["data"]
+    # A resolution change sends the whole spec: the other resolution's tiles; positions refer to its cells.
+    d8 = _post(c, dep, ctx, overrides={("f-res", "value"): 8, ("map-hex-key", "data"): key}
+               ).get_json()["response"]["map-hex"]["data"]
     assert d8["res"] == 8 and d8["tiles"].startswith("/geo/tiles/8/")
     assert _drawn(ctx, d8).sum() == len(inc)
 

@@ -7,7 +7,7 @@ import json
 
 import numpy as np
 import pandas as pd
-from dash import ClientsideFunction, Input, Output, State, dcc, html, no_update
+from dash import ClientsideFunction, Input, Output, Patch, State, dcc, html, no_update
 
 from .. import auth, drill
 from ..context import DOW_LABELS, MAP_RESOLUTIONS, AppContext, Filters, cell_hex, parse_cell
@@ -74,6 +74,7 @@ def layout(ctx: AppContext, role: str) -> html.Div:
         ]),
         # The hexagons' colours (assets/hexmap.js paints them); clicks on a hexagon.
         dcc.Store(id="map-hex", data=first),
+        dcc.Store(id="map-hex-key", data=hex_key(first)),
         dcc.Store(id="map-hex-shown"),
         dcc.Store(id="map-click"),
     ])
@@ -87,6 +88,16 @@ def layout(ctx: AppContext, role: str) -> html.Div:
     return html.Div(style={"display": "flex", "height": "calc(100vh - 40px)"}, children=[sidebar, main, panel])
 
 
+#: What a recolour changes in the map-hex data; the rest (tiles, palette, classes)
+#: depends only on the resolution and the layer, named by :func:`hex_key`.
+_RECOLOUR_FIELDS = ("ids", "k", "v", "zmin", "zmax")
+
+
+def hex_key(data: dict) -> str:
+    """Which tiles and palette the browser holds: a recolour under the same key is a Patch."""
+    return f"{data['res']}:{data['version']}:{data['layer']}"
+
+
 def _filters(dates_start, dates_end, cats, hours, dows, districts, res, empty=None) -> Filters:
     return Filters.from_widgets(dates_start, dates_end, cats, hours, dows, districts, res, bool(empty))
 
@@ -98,18 +109,27 @@ def register(app, ctx: AppContext) -> None:
     filter_states = [State(i.component_id, i.component_property) for i in filter_inputs]
 
     @app.callback(
-        Output("map-hex", "data"), Output("legend", "children"), Output("summary", "children"),
-        Input("f-layer", "value"), *filter_inputs, prevent_initial_call=True,
+        Output("map-hex", "data"), Output("map-hex-key", "data"), Output("legend", "children"),
+        Output("summary", "children"),
+        Input("f-layer", "value"), *filter_inputs, State("map-hex-key", "data"), prevent_initial_call=True,
     )
-    def update_map(layer_id, d0, d1, cats, hours, dows, districts, res, empty):
-        """Recolour: cell positions, palette indices and values only (the geometry is in
-        the browser as cached vector tiles; a new resolution just names other tiles)."""
+    def update_map(layer_id, d0, d1, cats, hours, dows, districts, res, empty, shown_key):
+        """Recolour: a Patch of cell positions, palette indices and values only (the
+        geometry is in the browser as cached vector tiles). A new resolution or layer
+        sends the whole (small) colour spec: other tiles, another palette."""
         auth.require()
         f = _filters(d0, d1, cats, hours, dows, districts, res, empty)
         layer = get_layer(layer_id)
         values = compute(ctx, layer, f)
         data = hex_data(ctx, layer, f, values)
-        return data, legend(data), summary(ctx, layer, f, values)
+        key = hex_key(data)
+        out = data
+        if key == shown_key:
+            out = Patch()
+            for k in _RECOLOUR_FIELDS:
+                if k in data:
+                    out[k] = data[k]
+        return out, key, legend(data), summary(ctx, layer, f, values)
 
     app.clientside_callback(ClientsideFunction("rtcc", "paintHex"), Output("map-hex-shown", "data"),
                             Input("map-hex", "data"))
