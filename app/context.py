@@ -230,12 +230,8 @@ class AppContext:
     def warm_tiles(self, res: int) -> int:
         """Cut the tiles the opening view asks for (the cells' extent at the view's zoom)."""
         t = self.geometry(res)["tiles"]
-        if not len(t.cells):
-            return 0
         z = max(0, int(math.floor(self.view["zoom"])))
-        n = 2**z
-        xs = range(int(t.x0.min() * n), int(t.x1.max() * n) + 1)
-        ys = range(int(t.y0.min() * n), int(t.y1.max() * n) + 1)
+        xs, ys = t.tile_range(z)
         for x in xs:
             for y in ys:
                 t.tile(z, x, y)
@@ -244,15 +240,9 @@ class AppContext:
     def tiles_info(self, res: int) -> dict:
         """Where the browser finds the hexagon tiles of ``res`` (MapLibre source options)."""
         g = self.geometry(res)
-        t = g["tiles"]
-        if len(g["cells"]):
-            from .tiles import unit_to_lonlat
-
-            w, n = unit_to_lonlat(float(t.x0.min()), float(t.y0.min()))
-            e, s = unit_to_lonlat(float(t.x1.max()), float(t.y1.max()))
-            bounds = [round(w - 1e-3, 4), round(s - 1e-3, 4), round(e + 1e-3, 4), round(n + 1e-3, 4)]
-        else:
-            bounds = [-180, -85, 180, 85]
+        b = g["tiles"].bounds
+        bounds = [round(b[0] - 1e-3, 4), round(b[1] - 1e-3, 4), round(b[2] + 1e-3, 4), round(b[3] + 1e-3, 4)] \
+            if b is not None else [-180, -85, 180, 85]
         return {"tiles": f"/geo/tiles/{int(res)}/{{z}}/{{x}}/{{y}}.pbf?v={g['etag']}", "version": g["etag"],
                 "minzoom": 4, "maxzoom": 14, "bounds": bounds}
 

@@ -65,16 +65,6 @@ def _zigzag(v: np.ndarray) -> np.ndarray:
     return ((v << 1) ^ (v >> 63)).astype(np.uint64)
 
 
-def tile_bounds(z: int, x: int, y: int) -> tuple[float, float, float, float]:
-    """(west, south, east, north) in degrees of the XYZ tile."""
-    n = 2.0**z
-
-    def lat(yy):
-        return math.degrees(math.atan(math.sinh(math.pi * (1 - 2 * yy / n))))
-
-    return x / n * 360 - 180, lat(y + 1), (x + 1) / n * 360 - 180, lat(y)
-
-
 def unit_to_lonlat(mx: float, my: float) -> tuple[float, float]:
     """Web Mercator unit-square coordinates (x right, y down) to (lon, lat) degrees."""
     return mx * 360.0 - 180.0, math.degrees(math.atan(math.sinh(math.pi * (1 - 2 * my))))
@@ -105,6 +95,12 @@ class HexTiles:
             self.y0, self.y1 = np.minimum.reduceat(self.my, starts), np.maximum.reduceat(self.my, starts)
         else:
             self.x0 = self.x1 = self.y0 = self.y1 = np.zeros(0)
+        # (west, south, east, north) of all cells in degrees, None when there are none.
+        self.bounds: tuple[float, float, float, float] | None = None
+        if len(lens):
+            w, n = unit_to_lonlat(float(self.x0.min()), float(self.y0.min()))
+            e, so = unit_to_lonlat(float(self.x1.max()), float(self.y1.max()))
+            self.bounds = (w, so, e, n)
         self._values = [
             b"\x22" + _varint(len(m)) + m
             for m in (b"\x0a" + _varint(len(h)) + h for h in (format(int(c) & (2**64 - 1), "x").encode() for c in self.cells))
@@ -112,6 +108,14 @@ class HexTiles:
         self._cache: OrderedDict[tuple[int, int, int], bytes] = OrderedDict()
         self._cache_bytes, self._max_bytes = 0, cache_bytes
         self._lock = threading.Lock()
+
+    def tile_range(self, z: int) -> tuple[range, range]:
+        """The x and y ranges of the zoom-``z`` tiles that hold any cell."""
+        if self.bounds is None:
+            return range(0), range(0)
+        n = 2**z
+        return (range(int(self.x0.min() * n), int(self.x1.max() * n) + 1),
+                range(int(self.y0.min() * n), int(self.y1.max() * n) + 1))
 
     def tile(self, z: int, x: int, y: int) -> bytes:
         key = (int(z), int(x), int(y))

@@ -60,6 +60,16 @@ class Agency:
         return None
 
 
+def read_toml(path: str | Path, what: str, template: Path | None = None) -> dict:
+    """A TOML settings file as a dict; a missing file says what it is and where a
+    template to copy lives."""
+    p = Path(path)
+    if not p.exists():
+        hint = f"; copy {template} and edit it" if template is not None else ""
+        raise FileNotFoundError(f"{what} file {p} not found{hint}")
+    return tomllib.loads(p.read_text())
+
+
 def load_agency(name_or_path: str | Path) -> Agency:
     """Load ``data/agencies/<name>.toml`` (or a TOML file path)."""
     p = Path(name_or_path)

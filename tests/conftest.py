@@ -85,3 +85,18 @@ def _schema_url(admin_url: str):
     yield f"{admin_url}{sep}options=-csearch_path%3D{schema},public"
     with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+
+PHL_APR_JUL = ("incidents_2024_04.csv", "incidents_2024_05.csv", "incidents_2024_06.csv", "incidents_2024_07.csv")
+
+
+@pytest.fixture(scope="session")
+def phl_apr_jul_store(shared_data, tmp_path_factory):
+    """April-July 2024 of real Philadelphia incidents in an embedded store, via the ingest
+    pipeline; built once per run and shared (read-only) by the forecast and deploy tests."""
+    from rtcc_geo.ingest import ingest_files
+    from rtcc_geo.store import open_store
+
+    store = open_store(store_dir=tmp_path_factory.mktemp("phl_apr_jul"))
+    ingest_files("philadelphia", [shared_data / "philadelphia" / f for f in PHL_APR_JUL], store)
+    return store

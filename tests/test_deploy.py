@@ -122,26 +122,13 @@ def test_koper_schedule_rules_and_seed():
     assert any("length" in e for e in validate_schedule(bad, units, t0, t1))
 
 
-FILES = ("incidents_2024_04.csv", "incidents_2024_05.csv", "incidents_2024_06.csv", "incidents_2024_07.csv")
-
-
-@pytest.fixture(scope="module")
-def philly_store(shared_data, tmp_path_factory):
-    from rtcc_geo.ingest import ingest_files
-    from rtcc_geo.store import open_store
-
-    store = open_store(store_dir=tmp_path_factory.mktemp("deploy_store"))
-    ingest_files("philadelphia", [shared_data / "philadelphia" / f for f in FILES], store)
-    return store
-
-
-def test_eight_unit_plan_on_a_philadelphia_shift(philly_store):
+def test_eight_unit_plan_on_a_philadelphia_shift(phl_apr_jul_store):
     from rtcc_geo.deploy.areas import hotspot_bins
     from rtcc_geo.forecast.io import counts_from_store
     from rtcc_geo.forecast.kde import STKDE
 
     start, end = pd.Timestamp("2024-07-20 16:00"), pd.Timestamp("2024-07-21 00:00")
-    c = counts_from_store(philly_store, "philadelphia", "all_but_enforcement", end="2024-08-01", res=10)
+    c = counts_from_store(phl_apr_jul_store, "philadelphia", "all_but_enforcement", end="2024-08-01", res=10)
     fc = STKDE().fit(c, until=start).predict(None, start, end)
     r7 = pd.Series(c.window_counts(start - pd.Timedelta(days=7), start), index=c.cells)
     r28 = pd.Series(c.window_counts(start - pd.Timedelta(days=28), start), index=c.cells)

@@ -16,20 +16,6 @@ from rtcc_geo.forecast.prospective import ProspectiveHotspot
 from rtcc_geo.forecast.sepp import SEPP
 from rtcc_geo.store.base import Query
 
-FILES = ("incidents_2024_04.csv", "incidents_2024_05.csv", "incidents_2024_06.csv", "incidents_2024_07.csv")
-
-
-@pytest.fixture(scope="session")
-def philly_store(shared_data, tmp_path_factory):
-    """Four months of real Philadelphia incidents in an embedded store, via the ingest pipeline."""
-    from rtcc_geo.ingest import ingest_files
-    from rtcc_geo.store import open_store
-
-    store = open_store(store_dir=tmp_path_factory.mktemp("fc_store"))
-    ingest_files("philadelphia", [shared_data / "philadelphia" / f for f in FILES], store)
-    return store
-
-
 def _line_cells(n: int) -> np.ndarray:
     import h3
 
@@ -104,8 +90,8 @@ def test_api_errors():
     assert parse_horizon("shift") == pd.Timedelta(hours=8) and parse_horizon("2w") == pd.Timedelta(days=14)
 
 
-def test_targets_on_real_rows(philly_store):
-    df = philly_store.incidents(Query(source="philadelphia", start="2024-07-01", end="2024-07-08"))
+def test_targets_on_real_rows(phl_apr_jul_store):
+    df = phl_apr_jul_store.incidents(Query(source="philadelphia", start="2024-07-01", end="2024-07-08"))
     code = pd.to_numeric(df["offense_code"], errors="coerce")
     assert len(select_target(df, "violent_ucr")) == int(((code >= 100) & (code < 500)).sum())
     tfv = select_target(df, "theft_from_vehicle")
@@ -117,11 +103,11 @@ def test_targets_on_real_rows(philly_store):
         select_target(df, "everything")
 
 
-def test_counts_match_the_store(philly_store):
+def test_counts_match_the_store(phl_apr_jul_store):
     """Observed counts per cell from the Counts arrays equal store.counts (independent path)."""
-    c = counts_from_store(philly_store, "philadelphia", "all", end="2024-08-01", res=10)
+    c = counts_from_store(phl_apr_jul_store, "philadelphia", "all", end="2024-08-01", res=10)
     obs = c.window_counts("2024-07-08", "2024-07-15")
-    ref = philly_store.counts(10, ("cell",), Query(source="philadelphia", start="2024-07-08", end="2024-07-15",
+    ref = phl_apr_jul_store.counts(10, ("cell",), Query(source="philadelphia", start="2024-07-08", end="2024-07-15",
                                                    include_unknown_time=True))
     got = pd.Series(obs, index=c.cells)
     got = got[got > 0]
@@ -132,8 +118,8 @@ def test_counts_match_the_store(philly_store):
     assert 20_000 < len(c.cells) < 30_000
 
 
-def test_backtest_on_philadelphia(philly_store):
-    c = counts_from_store(philly_store, "philadelphia", "all", end="2024-07-29", res=10)
+def test_backtest_on_philadelphia(phl_apr_jul_store):
+    c = counts_from_store(phl_apr_jul_store, "philadelphia", "all", end="2024-07-29", res=10)
     models = {k: v for k, v in default_models("7d").items() if k in ("naive", "stkde", "sepp")}
     r = backtest(c, models, "2024-07-01", "2024-07-15", "7d")
     s = r.summary()
@@ -142,7 +128,7 @@ def test_backtest_on_philadelphia(philly_store):
     from rtcc_geo.forecast import metrics
 
     until = pd.Timestamp("2024-07-01")
-    prev = philly_store.counts(10, ("cell",), Query(source="philadelphia", start=until - pd.Timedelta(days=28),
+    prev = phl_apr_jul_store.counts(10, ("cell",), Query(source="philadelphia", start=until - pd.Timedelta(days=28),
                                                     end=until, include_unknown_time=True)).set_index("cell")["n"]
     nxt = pd.Series(c.window_counts(until, until + pd.Timedelta(days=7)), index=c.cells)
     fc = prev.reindex(c.cells, fill_value=0) / 28 * 7
@@ -158,17 +144,17 @@ def test_backtest_on_philadelphia(philly_store):
     assert len(r2.scores) == 3
 
 
-def test_fit_on_a_canonical_frame_equals_fit_on_counts(philly_store):
-    df = philly_store.incidents(Query(source="philadelphia", end="2024-07-15"))
+def test_fit_on_a_canonical_frame_equals_fit_on_counts(phl_apr_jul_store):
+    df = phl_apr_jul_store.incidents(Query(source="philadelphia", end="2024-07-15"))
     until = pd.Timestamp("2024-07-08")
     a = NaiveHotspot().fit(df, until=until, res=10, tz="America/New_York").predict(None, until, "2024-07-15")
-    c = counts_from_store(philly_store, "philadelphia", "all", end="2024-07-15", res=10)
+    c = counts_from_store(phl_apr_jul_store, "philadelphia", "all", end="2024-07-15", res=10)
     b = NaiveHotspot().fit(c, until=until).predict(a.index, until, "2024-07-15")
     pd.testing.assert_series_equal(a, b, check_names=False)
 
 
 @pytest.mark.postgis
-def test_same_counts_from_postgis(shared_data, pg_url, philly_store):
+def test_same_counts_from_postgis(shared_data, pg_url, phl_apr_jul_store):
     """The forecast input is engine-independent: PostGIS gives the same Counts as the embedded store."""
     from rtcc_geo.ingest import ingest_files
     from rtcc_geo.store import open_store
@@ -177,7 +163,7 @@ def test_same_counts_from_postgis(shared_data, pg_url, philly_store):
     try:
         ingest_files("philadelphia", [shared_data / "philadelphia" / "incidents_2024_07.csv"], pg)
         a = counts_from_store(pg, "philadelphia", "theft_from_vehicle", start="2024-07-01", end="2024-07-29", res=10)
-        b = counts_from_store(philly_store, "philadelphia", "theft_from_vehicle", start="2024-07-01",
+        b = counts_from_store(phl_apr_jul_store, "philadelphia", "theft_from_vehicle", start="2024-07-01",
                               end="2024-07-29", res=10)
         assert np.array_equal(a.cells, b.cells) and a.n_days == b.n_days == 28
         np.testing.assert_array_equal(a.cell_idx, b.cell_idx)

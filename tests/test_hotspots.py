@@ -25,7 +25,7 @@ from rtcc_geo.hotspots.permutation import ALTERNATIVES, crand, draw_block, signi
 from rtcc_geo.hotspots.scale import choose_scale, global_moran, knn_fallback_k
 from rtcc_geo.hotspots.weights import distance_band_weights, kring_weights, study_area
 
-esda = pytest.importorskip("esda")
+import esda  # noqa: E402  (a test extra: missing it must fail, not skip)
 warnings.filterwarnings("ignore", category=DeprecationWarning)
 
 #: our rule name -> esda.significance's name for the same rule

@@ -21,7 +21,7 @@ from rtcc_geo.hotspots import (
 from rtcc_geo.hotspots.concentration import top_share
 from rtcc_geo.store.base import Query
 
-esda = pytest.importorskip("esda")
+import esda  # noqa: E402  (a test extra: missing it must fail, not skip)
 warnings.filterwarnings("ignore", category=DeprecationWarning)
 
 Y2024 = Query(source="philadelphia", start="2024-01-01", end="2025-01-01")

@@ -25,14 +25,13 @@ Tasks
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from ..config import DATA_DIR
+from ..config import DATA_DIR, read_toml
 
 __all__ = ["DEFAULT_TASKS_FILE", "load_tasks", "Downtime", "downtime"]
 
@@ -45,10 +44,7 @@ def load_tasks(tasks: str | Path | list[dict] | None = None) -> list[dict]:
     if tasks is None:
         tasks = DEFAULT_TASKS_FILE
     if isinstance(tasks, (str, Path)):
-        p = Path(tasks)
-        if not p.exists():
-            raise FileNotFoundError(f"downtime tasks file {p} not found; copy {DEFAULT_TASKS_FILE} and edit it")
-        tasks = tomllib.loads(p.read_text()).get("task", [])
+        tasks = read_toml(tasks, "downtime tasks", DEFAULT_TASKS_FILE).get("task", [])
     out = []
     for t in tasks:
         if "name" not in t or "value" not in t:

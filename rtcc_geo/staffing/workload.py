@@ -36,7 +36,6 @@ not weigh the same event twice (an incident that started as a call).
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
@@ -45,7 +44,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import norm
 
-from ..config import DATA_DIR
+from ..config import DATA_DIR, read_toml
 from ..schema import CATEGORIES
 
 __all__ = [
@@ -69,10 +68,7 @@ def _read_weights(weights) -> dict:
     if weights is None:
         weights = DEFAULT_WEIGHTS_FILE
     if isinstance(weights, (str, Path)):
-        p = Path(weights)
-        if not p.exists():
-            raise FileNotFoundError(f"weights file {p} not found; copy {DEFAULT_WEIGHTS_FILE} and edit it")
-        raw = tomllib.loads(p.read_text())
+        raw = read_toml(weights, "weights", DEFAULT_WEIGHTS_FILE)
         out = dict(raw.get("weights", {}))
         if "offense" in raw:
             out["offense"] = dict(raw["offense"])
