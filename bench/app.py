@@ -119,8 +119,8 @@ def callback_payload(ctx, cats, layer="counts", empty=False, key=None) -> dict:
 
 def reference_values(ctx, f, res: int) -> dict:
     """The counts layer as a Plotly choroplethmap needs it (hex ids, values, scale cap)."""
-    from app.figures import hex_data
-    from app.layers import COUNTS, compute
+    from rtcc_geo.app.figures import hex_data
+    from rtcc_geo.app.layers import COUNTS, compute
 
     d = hex_data(ctx, COUNTS, f, compute(ctx, COUNTS, f))
     ids = ctx.geometry(res)["ids"]
@@ -136,8 +136,8 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=5)
     args = ap.parse_args()
 
-    from app import create_app
-    from app.testing import LiveServer, chromium, find_browser, login, wait_for
+    from rtcc_geo.app import create_app
+    from tests.browser import LiveServer, chromium, find_browser, login, wait_for
 
     store = open_store(db=args.db) if args.db else open_store(store_dir=args.store)
     print(f"store: {store!r}")
@@ -163,8 +163,8 @@ def main() -> int:
     first = client.post("/_dash-update-component", json=callback_payload(ctx, cats_all)).get_json()  # warm imports
     key = first["response"]["map-hex-key"]["data"]  # the browser holds these tiles: recolours are Patches
     ours, ours_bytes, ref, ref_bytes = [], [], [], []
-    from app.layers import COUNTS, compute
-    from app.pages.commander import _filters
+    from rtcc_geo.app.layers import COUNTS, compute
+    from rtcc_geo.app.pages.commander import _filters
 
     body_geo = ctx.geometry_body(args.res)
     for i in range(args.repeat):
@@ -204,8 +204,8 @@ def main() -> int:
         return 1
     from selenium.webdriver.common.by import By
 
-    from app.figures import OFFLINE_STYLE
-    from app.layers import SEQ_SCALE
+    from rtcc_geo.app.figures import OFFLINE_STYLE
+    from rtcc_geo.app.layers import SEQ_SCALE
 
     f0 = ctx.default_filters()
     n_nonempty = len(ctx.store.counts(args.res, ("cell",), f0.query(ctx.source, ctx.categories)))

@@ -9,22 +9,28 @@ from __future__ import annotations
 
 import os
 import tomllib
+from importlib import resources
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .schema import DEFAULT_RESOLUTIONS
 
-#: Repository / package data directory (``data/`` at the top level).
-DATA_DIR = Path(__file__).resolve().parent.parent / "data"
+#: Package data shipped with rtcc-geo (presets, taxonomies, mappings, staffing files).
+#: In a checkout ``rtcc_geo/data`` links to the top-level ``data/``; a wheel holds a copy.
+DATA_DIR = Path(str(resources.files("rtcc_geo") / "data"))
+
+#: The repository root when running from a checkout (``None`` in an installed wheel).
+_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT: Path | None = _ROOT if (_ROOT / "pyproject.toml").exists() else None
 
 
 def shared_data_dir() -> Path:
     """Where the real public extracts live: ``$RTCC_SHARED_DATA`` or ``../shared/data``
-    beside the repository root."""
+    beside the repository root (beside the working directory for an installed package)."""
     env = os.environ.get("RTCC_SHARED_DATA")
     if env:
         return Path(env)
-    return DATA_DIR.parent.parent / "shared" / "data"
+    return (REPO_ROOT or Path.cwd()).parent / "shared" / "data"
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ import os
 from pathlib import Path
 from typing import Iterable
 
-from .config import DATA_DIR, load_agency, shared_data_dir
+from .config import REPO_ROOT, load_agency, shared_data_dir
 from .store.embedded import EmbeddedStore
 
 #: Folder of each city's extracts under the shared data directory, and how its
@@ -30,7 +30,8 @@ _CITIES = {
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("RTCC_CACHE_DIR", DATA_DIR.parent / "var" / "cache"))
+    default = REPO_ROOT / "var" / "cache" if REPO_ROOT else Path.home() / ".cache" / "rtcc-geo"
+    return Path(os.environ.get("RTCC_CACHE_DIR", default))
 
 
 def example_files(city: str, years: Iterable[int]) -> list[Path]:

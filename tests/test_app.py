@@ -219,7 +219,7 @@ def test_drill_down_says_how_many_rows_have_no_time(philly_app):
 
 
 def test_removed_user_loses_access(philly_app):
-    from app.auth import _ROLE_TTL_S
+    from rtcc_geo.app.auth import _ROLE_TTL_S
 
     c = client_for(philly_app, "temp")
     assert c.get("/_dash-layout").status_code == 200
@@ -374,8 +374,8 @@ def test_cells_geojson_and_exports(philly_app):
     assert c.get(url, headers={"If-None-Match": t.headers["ETag"]}).status_code == 304
     assert c.get("/geo/tiles/9/11/99999/1.pbf").status_code == 404
 
-    from app.layers import COUNTS
-    from app.pages.commander import export_view
+    from rtcc_geo.app.layers import COUNTS
+    from rtcc_geo.app.pages.commander import export_view
 
     f = ctx.default_filters()
     f.categories = ("burglary",)
@@ -393,7 +393,7 @@ def test_cells_geojson_and_exports(philly_app):
 def test_every_layer_recolours_with_the_library_values(philly_app):
     """Each offered layer goes through the map callback, and the drawn values are
     exactly what the rtcc_geo function returns for the view."""
-    from app.layers import available_layers
+    from rtcc_geo.app.layers import available_layers
 
     app, ctx = philly_app, philly_app.rtcc
     dep = dep_for(deps_of(app), "map-hex.data")
@@ -463,7 +463,7 @@ def test_serve_bootstraps_one_admin_and_has_help(tmp_path, capsys):
 
 
 def test_filters_never_trust_the_browser():
-    from app.context import Filters
+    from rtcc_geo.app.context import Filters
 
     f = Filters.from_widgets("not a date", "2024-02-30x", ["theft", "'; DROP TABLE", 3], [30, -5], [0, 9, "x"],
                              [{"a": 1}, "7"], "99")

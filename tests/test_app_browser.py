@@ -28,7 +28,7 @@ def _cells(ctx, s) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def browser(philly_app):
-    from app.testing import LiveServer, chromium, find_browser
+    from tests.browser import LiveServer, chromium, find_browser
 
     chrome, driver = find_browser()
     if not chrome or not driver:
@@ -45,7 +45,7 @@ def shot(d, name: str) -> None:
 
 
 def map_state(d, pred=lambda s: True, timeout=60.0, what="map drawn"):
-    from app.testing import JS_MAP_STATE, wait_for
+    from tests.browser import JS_MAP_STATE, wait_for
 
     def ok():
         s = d.execute_script(JS_MAP_STATE)
@@ -56,7 +56,7 @@ def map_state(d, pred=lambda s: True, timeout=60.0, what="map drawn"):
 
 def test_map_renders_without_any_remote_request(browser, philly_app):
     """Every request from the log-in page to the drawn map stays on 127.0.0.1."""
-    from app.testing import login, non_local, requested_urls
+    from tests.browser import login, non_local, requested_urls
 
     d, url = browser
     requested_urls(d)  # drain whatever the empty browser did before
@@ -66,7 +66,7 @@ def test_map_renders_without_any_remote_request(browser, philly_app):
     d.execute_script("fetch('http://offsite-check.invalid/page').catch(() => 0);"
                      "new Worker(URL.createObjectURL(new Blob(["
                      "\"fetch('http://offsite-check.invalid/worker').catch(() => 0)\"])));")
-    from app.testing import wait_for
+    from tests.browser import wait_for
 
     wait_for(lambda: {"http://offsite-check.invalid/page", "http://offsite-check.invalid/worker"} <= set(d.offsite),
              timeout=20, what="the trap proxy to see the control requests")
@@ -93,12 +93,12 @@ def test_commander_flow(browser, philly_app):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
 
-    from app.testing import login, wait_for
+    from tests.browser import login, wait_for
 
     d, url = browser
     ctx = philly_app.rtcc
     store = ctx.store
-    from app.testing import JS_MAP_STATE
+    from tests.browser import JS_MAP_STATE
 
     if "/login" in d.current_url or not d.execute_script(JS_MAP_STATE):
         login(d, url, "chief", PASSWORD)
@@ -187,7 +187,7 @@ def test_commander_flow(browser, philly_app):
     assert "20 operators" in text1
     shot(d, "5_planner_20")
     # Nothing in the whole flow (filters, drill-down, planner) went off the machine either.
-    from app.testing import non_local, requested_urls
+    from tests.browser import non_local, requested_urls
 
     urls = requested_urls(d)
     assert any("/_dash-update-component" in u for u in urls)

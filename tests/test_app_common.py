@@ -40,7 +40,7 @@ def philly_store(shared_data, tmp_path_factory):
 @pytest.fixture(scope="session")
 def philly_app(philly_store):
     if "app" not in _CACHE:
-        from app import create_app
+        from rtcc_geo.app import create_app
 
         _CACHE["app"] = create_app(philly_store, source="philadelphia", secret_key="test-secret", warm=False)
     return _CACHE["app"]

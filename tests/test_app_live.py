@@ -43,7 +43,7 @@ def live_url(pg_admin_url):
 
 @pytest.fixture(scope="module")
 def live_app(live_url, shared_data):
-    from app import create_app
+    from rtcc_geo.app import create_app
     from rtcc_geo.ingest.pipeline import ingest_files
     from rtcc_geo.store.postgis import PostGISStore
 
@@ -60,7 +60,7 @@ def live_app(live_url, shared_data):
 
 
 def test_replayed_incidents_and_alerts_appear_in_the_browser(live_app, shared_data):
-    from app.testing import LiveServer, chromium, find_browser, login, non_local, requested_urls, wait_for
+    from tests.browser import LiveServer, chromium, find_browser, login, non_local, requested_urls, wait_for
     from rtcc_geo.live.replay import load_records, replay
 
     chrome, driver = find_browser()
@@ -125,8 +125,8 @@ def test_replayed_incidents_and_alerts_appear_in_the_browser(live_app, shared_da
 
 
 def test_viewer_stream_and_panel_carry_no_incident_detail(live_app):
-    from app import live
-    from app.live import alerts_list
+    from rtcc_geo.app import live
+    from rtcc_geo.app.live import alerts_list
 
     ev = {"type": "incidents", "source": "philadelphia",
           "rows": [{"id": "202412X", "lon": -75.16, "lat": 39.95, "category": "theft",

@@ -1,4 +1,4 @@
-"""The map's vector tiles (app/tiles.py) against an independent decoder and projection.
+"""The map's vector tiles (rtcc_geo/app/tiles.py) against an independent decoder and projection.
 
 Decoded with the mapbox-vector-tile package; expected coordinates from pyproj's
 Web Mercator (EPSG:3857) and shapely, not from our own projection code.
@@ -15,7 +15,7 @@ import pytest
 import shapely
 from pyproj import Transformer
 
-from app.tiles import BUFFER, EXTENT, HexTiles
+from rtcc_geo.app.tiles import BUFFER, EXTENT, HexTiles
 
 HALF = 20037508.342789244  # half the Web Mercator world width, metres
 

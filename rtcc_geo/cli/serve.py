@@ -58,8 +58,8 @@ def serve_store(store, host: str = "127.0.0.1", port: int = 8050, source: str | 
     from werkzeug.serving import make_server
 
     try:
-        from app import create_app
-    except ImportError as e:  # pragma: no cover - app/ ships with the package
+        from rtcc_geo.app import create_app
+    except ImportError as e:  # pragma: no cover - rtcc_geo.app ships with the package
         raise UserError(f"the web app is not installed: {e}") from None
     if not store.sources():
         raise UserError("the store is empty: load data first ('rtcc-geo ingest ...' or 'rtcc-geo demo')")

@@ -20,14 +20,16 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+from importlib import resources
 from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
 from psycopg import sql
 
-#: Where the migration files live: ``$RTCC_SQL_DIR`` or ``sql/`` at the repository root.
-SQL_DIR = Path(os.environ.get("RTCC_SQL_DIR", Path(__file__).resolve().parents[2] / "sql"))
+#: Where the migration files live: ``$RTCC_SQL_DIR`` or the package's ``sql/`` (in a
+#: checkout a link to ``sql/`` at the repository root).
+SQL_DIR = Path(os.environ.get("RTCC_SQL_DIR", str(resources.files("rtcc_geo") / "sql")))
 
 _NAME = re.compile(r"^(\d{3,})_[a-z0-9_]+\.sql$")
 

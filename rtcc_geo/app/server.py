@@ -148,7 +148,7 @@ def create_app(store: Store, *, source: str | None = None, agency=None, boundary
 
 
 def wsgi(store_dir: str | None = None, db: str | None = None):
-    """WSGI entry for a production server, e.g. ``gunicorn 'app.server:wsgi()'``
+    """WSGI entry for a production server, e.g. ``gunicorn 'rtcc_geo.app.server:wsgi()'``
     (store from ``$RTCC_DATABASE_URL`` / ``$RTCC_STORE_DIR``)."""
     from rtcc_geo.store import open_store
 
