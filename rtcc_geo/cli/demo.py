@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import time
 
 from .common import UserError, add_json_arg, emit_json, progress_enabled
@@ -54,8 +53,6 @@ def run(args: argparse.Namespace) -> int:
               f"into {store.root} ({summary['seconds']} s)")
     if args.no_serve:
         return 0
-    if importlib.util.find_spec("app") is None or importlib.util.find_spec("rtcc_geo.cli.serve") is None:
-        raise UserError("the web app is not installed in this checkout; use --no-serve")
     from .serve import serve_store
 
     return serve_store(store, host=args.host, port=args.port)
