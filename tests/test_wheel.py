@@ -101,7 +101,7 @@ def test_wheel_demo_migrate_ingest_serve(installed, pg_url, shared_data):
                 break
             except OSError:
                 if srv.poll() is not None or time.time() > deadline:
-                    raise AssertionError(f"serve from the wheel did not answer:\n{srv.stdout.read()[-3000:]}")
+                    raise AssertionError(f"serve from the wheel did not answer:\n{srv.stdout.read()[-3000:]}") from None
                 time.sleep(0.5)
         assert "password" in body.lower()
         # An app asset comes from the installed package.

@@ -8,7 +8,7 @@ import textwrap
 
 from .common import UserError, add_json_arg, add_store_args, emit_json, progress_enabled, store_from_args
 
-_FORMATS = ("philadelphia", "vancouver", "chicago", "generic")
+_FORMATS = ("philadelphia", "vancouver", "chicago", "generic", "auto")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -27,7 +27,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
             formats: philadelphia (OpenDataPhilly Carto extract), vancouver (VPD GeoDASH),
                      chicago (City of Chicago portal), generic (any CSV described by a
-                     --mapping TOML file; see data/mappings/)."""),
+                     --mapping TOML file; see data/mappings/), auto (an unseen export: the
+                     mapping is inferred from the first file and printed; see docs/mapping.md)."""),
         epilog=textwrap.dedent("""\
             examples:
               rtcc-geo ingest --format philadelphia ../shared/data/philadelphia/*.csv
@@ -40,6 +41,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="agency config (time zone, boundary): a name in data/agencies/ or a TOML path "
                         "(default: the format's own agency, or the mapping's)")
     p.add_argument("files", nargs="+", metavar="FILES", help="CSV files to load")
+    from .mapping import add_infer_args
+
+    add_infer_args(p)
     add_store_args(p)
     add_json_arg(p)
     p.set_defaults(func=run_ingest)
@@ -89,9 +93,19 @@ def run_ingest(args: argparse.Namespace) -> int:
         raise UserError("--format generic needs --mapping FILE (examples in data/mappings/)")
     if args.mapping and args.format != "generic":
         raise UserError("--mapping is only used with --format generic")
+    fmt, mapping = args.format, args.mapping
+    if fmt == "auto":
+        from .mapping import infer_from_args, print_inference
+
+        if not args.agency:
+            raise UserError("--format auto needs --agency NAME (its time zone and boundary decide times and "
+                            "coordinates); add one with: rtcc-geo agency add NAME --boundary FILE --timezone TZ")
+        inf = infer_from_args(args, args.files[0])
+        print_inference(inf)
+        fmt, mapping = "generic", inf.mapping
     store = store_from_args(args)
     try:
-        s = ingest_files(args.format, args.files, store, agency=args.agency, mapping=args.mapping,
+        s = ingest_files(fmt, args.files, store, agency=args.agency, mapping=mapping,
                          progress=progress_enabled())
     except (IngestError, ValueError) as e:
         raise UserError(str(e)) from None

@@ -68,7 +68,7 @@ class Batch:
 # --- reading ------------------------------------------------------------------
 
 def read_csv_strings(path: str | Path, required: list[str] | tuple[str, ...] = (),
-                     fmt: str = "") -> pd.DataFrame:
+                     fmt: str = "", encoding: str = "utf-8-sig", delimiter: str = ",") -> pd.DataFrame:
     """Read a CSV keeping every value as the exact text in the file ('' for blank).
 
     Raises :class:`IngestError` naming the missing columns when ``required``
@@ -79,7 +79,7 @@ def read_csv_strings(path: str | Path, required: list[str] | tuple[str, ...] = (
         raise FileNotFoundError(f"no such file: {path}")
     try:
         df = pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False,
-                         encoding="utf-8-sig", low_memory=False)
+                         encoding=encoding, sep=delimiter, low_memory=False)
     except pd.errors.EmptyDataError:
         raise IngestError(f"{path}: empty file (expected a CSV with a header row)") from None
     except (UnicodeDecodeError, pd.errors.ParserError) as e:

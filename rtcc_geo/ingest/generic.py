@@ -27,9 +27,23 @@ exactly as the ``chicago`` reader does — tested)::
     y = "y"
     extras = ["case_no", "premise"]  # kept as JSON in ``extras``
 
+    # occurred_hour = "hour"         # ... or a date column and an integer hour column
+    # occurred_minute = "minute"     #     (+ minute), `formats` then describe the date
+    # occurred_year = "YEAR" ...     # ... or year/month/day[/hour/minute] columns
+    #                                #     (occurred_year, occurred_month, occurred_day)
+
+    [csv]                            # how the file is written (defaults shown)
+    encoding = "utf-8-sig"           # e.g. "latin-1" (cp1252) for many RMS exports
+    delimiter = ","                  # e.g. ";" where the comma is the decimal mark
+    decimal = "."                    # "," : 40,0123 in coordinate and number columns
+
     [time]
     formats = ["%m/%d/%Y %H:%M", "ISO8601"]   # tried in order
     utc = false                      # true: times are UTC (else local to the time zone)
+    offsets = false                  # true: texts carry UTC offsets (+00, -05:00): exact instants
+    epoch = ""                       # "s" or "ms": the occurred column holds Unix epoch numbers (UTC)
+    date_only = false                # true: only the local date is known (a time part, e.g.
+                                     # local midnight written in UTC, is ignored): time unknown
     unknown_times = ["00:00"]        # local HH:MM values meaning "time unknown"
 
     [coordinates]
@@ -61,8 +75,10 @@ from .base import Batch, IngestError, blank_to_na, content_ids, extras_json, loc
 from .chicago import coordinates, pad_digits, to_bool, unpad, zfill_code
 from .taxonomy import load_taxonomy, taxonomy_path
 
-_COLUMN_KEYS = ("id", "occurred", "occurred_date", "occurred_time", "occurred_to", "reported", "offense",
+_COLUMN_KEYS = ("id", "occurred", "occurred_date", "occurred_time", "occurred_hour", "occurred_minute",
+                "occurred_year", "occurred_month", "occurred_day", "occurred_to", "reported", "offense",
                 "offense_detail", "offense_code", "block", "district", "lon", "lat", "x", "y")
+_PARTS = ("occurred_year", "occurred_month", "occurred_day")
 
 
 @dataclass(frozen=True)
@@ -83,6 +99,12 @@ class Mapping:
     booleans: tuple[str, ...] = ()
     unpad: tuple[str, ...] = ()
     taxonomy: Path | None = None
+    encoding: str = "utf-8-sig"
+    delimiter: str = ","
+    decimal: str = "."
+    offsets: bool = False
+    epoch: str | None = None
+    date_only: bool = False
 
     def load_agency(self) -> Agency:
         if self.agency:
@@ -114,8 +136,11 @@ def load_mapping(path: str | Path) -> Mapping:
         raise ValueError(f"{p}: [source] name = \"...\" is required (the source name stored with each row)")
     if "offense" not in cols:
         raise ValueError(f"{p}: [columns] offense = \"...\" is required")
-    if "occurred" not in cols and "occurred_date" not in cols:
-        raise ValueError(f"{p}: [columns] needs occurred = \"...\" or occurred_date (+ occurred_time)")
+    if "occurred" not in cols and "occurred_date" not in cols and not set(_PARTS) <= set(cols):
+        raise ValueError(f"{p}: [columns] needs occurred = \"...\", or occurred_date (+ occurred_time or "
+                         f"occurred_hour), or occurred_year + occurred_month + occurred_day")
+    if "occurred_time" in cols and "occurred_hour" in cols:
+        raise ValueError(f"{p}: give occurred_time or occurred_hour, not both")
     if ("x" in cols) != ("y" in cols) or ("lon" in cols) != ("lat" in cols):
         raise ValueError(f"{p}: give both x and y (or both lon and lat)")
     if "x" not in cols and "lon" not in cols:
@@ -124,6 +149,9 @@ def load_mapping(path: str | Path) -> Mapping:
     if "x" in cols and not coords.get("crs"):
         raise ValueError(f"{p}: [coordinates] crs = \"EPSG:...\" is required for x/y columns")
     t = m.get("time", {})
+    if t.get("epoch") and t["epoch"] not in ("s", "ms"):
+        raise ValueError(f"{p}: [time] epoch is \"s\" or \"ms\", not {t['epoch']!r}")
+    csv_ = m.get("csv", {})
     tax = m.get("offense", {}).get("taxonomy")
     taxp = None
     if tax:
@@ -138,6 +166,9 @@ def load_mapping(path: str | Path) -> Mapping:
         zero_is_missing=bool(coords.get("zero_is_missing", True)),
         zfill=dict(codes.get("zfill", {})), pad_digits=dict(codes.get("pad_digits", {})),
         booleans=tuple(codes.get("booleans", ())), unpad=tuple(codes.get("unpad", ())), taxonomy=taxp,
+        encoding=str(csv_.get("encoding", "utf-8-sig")), delimiter=str(csv_.get("delimiter", ",")),
+        decimal=str(csv_.get("decimal", ".")), offsets=bool(t.get("offsets", False)),
+        epoch=t.get("epoch") or None, date_only=bool(t.get("date_only", False)),
     )
 
 
@@ -147,7 +178,11 @@ def read(path: str | Path, mapping: Mapping | str | Path, timezone: str | None =
     tz = timezone or mp.timezone or mp.load_agency().timezone
     c = mp.columns
     need = [v for k, v in c.items()] + list(mp.extras)
-    raw = read_csv_strings(path, need, f"generic ({mp.path.name})")
+    raw = read_csv_strings(path, need, f"generic ({mp.path.name})", encoding=mp.encoding, delimiter=mp.delimiter)
+    if mp.decimal != ".":
+        for k in ("lon", "lat", "x", "y"):
+            if k in c:
+                raw[c[k]] = raw[c[k]].str.replace(mp.decimal, ".", regex=False)
     idx = raw.index
     get = lambda k: raw[c[k]] if k in c else None  # noqa: E731
     fixed = {}
@@ -162,21 +197,11 @@ def read(path: str | Path, mapping: Mapping | str | Path, timezone: str | None =
     val = lambda name: fixed.get(name, raw[name])  # noqa: E731
 
     # time
-    if "occurred" in c:
-        text = raw[c["occurred"]]
-    else:
-        text = raw[c["occurred_date"]].str.strip()
-        if "occurred_time" in c:
-            text = text + " " + raw[c["occurred_time"]].str.strip()
-    naive = parse_local(text, mp.formats)
-    if mp.utc:
-        occurred = naive.dt.tz_localize("UTC").astype("datetime64[ns, UTC]")
-        dst = pd.Series(None, index=idx, dtype="object")
-    else:
-        occurred, dst = localize(naive, tz)
-    conv = lambda k: (localize(parse_local(raw[c[k]], mp.formats), tz)[0] if not mp.utc  # noqa: E731
-                      else parse_local(raw[c[k]], mp.formats).dt.tz_localize("UTC")) if k in c else pd.NaT
-    if mp.unknown_times:
+    text, naive, occurred, dst = _occurred(raw, mp, tz)
+    conv = lambda k: _instant(raw[c[k]], mp, tz) if k in c else pd.NaT  # noqa: E731
+    if mp.date_only:
+        time_known = np.zeros(len(raw), dtype=bool)
+    elif mp.unknown_times:
         hhmm = naive.dt.strftime("%H:%M")
         time_known = ~hhmm.isin(list(mp.unknown_times)).to_numpy()
     else:
@@ -187,7 +212,8 @@ def read(path: str | Path, mapping: Mapping | str | Path, timezone: str | None =
         lon, lat, from_xy = coordinates(raw[c["lat"]], raw[c["lon"]], get("x"), get("y"), mp.crs or "EPSG:4326")
         if not mp.zero_is_missing:
             zero = (pd.to_numeric(raw[c["lon"]], errors="coerce") == 0) & (pd.to_numeric(raw[c["lat"]], errors="coerce") == 0)
-            lon = np.where(zero, 0.0, lon); lat = np.where(zero, 0.0, lat)
+            lon = np.where(zero, 0.0, lon)
+            lat = np.where(zero, 0.0, lat)
     else:
         lon, lat, from_xy = coordinates(pd.Series(np.nan, index=idx), pd.Series(np.nan, index=idx),
                                         raw[c["x"]], raw[c["y"]], mp.crs)
@@ -223,8 +249,9 @@ def read(path: str | Path, mapping: Mapping | str | Path, timezone: str | None =
     b = Batch(mp.source, Path(path).name, raw, frame, unmapped=unmapped)
     bad = frame["occurred_from"].isna().to_numpy()
     if bad.any():
-        what = c.get("occurred") or "+".join(c[k] for k in ("occurred_date", "occurred_time") if k in c)
-        b.flag("unparseable_time", bad, f"{what} '" + text.astype(str) + "' matches none of " + str(list(mp.formats)))
+        what = c.get("occurred") or "+".join(c[k] for k in _TIME_KEYS[1:] if k in c)
+        how = f"epoch {mp.epoch}" if mp.epoch else str(list(mp.formats))
+        b.flag("unparseable_time", bad, f"{what} '" + text.astype(str) + "' matches none of " + how)
     nocoord = ~np.isfinite(lon) | ~np.isfinite(lat)
     if nocoord.any():
         names = " and ".join(f"{c[a]}/{c[b_]}" for a, b_ in (("lat", "lon"), ("x", "y")) if a in c)
@@ -232,9 +259,83 @@ def read(path: str | Path, mapping: Mapping | str | Path, timezone: str | None =
     return b
 
 
+_TIME_KEYS = ("occurred", "occurred_date", "occurred_time", "occurred_hour", "occurred_minute", *_PARTS)
+
+
+def _number(s: pd.Series, decimal: str) -> pd.Series:
+    s = s.astype("string").str.strip()
+    if decimal != ".":
+        s = s.str.replace(decimal, ".", regex=False)
+    return pd.to_numeric(s, errors="coerce")
+
+
+def _instant(text: pd.Series, mp: Mapping, tz: str) -> pd.Series:
+    """UTC instants of one time column written as ``mp`` says (epoch, offsets, UTC or local)."""
+    if mp.epoch:
+        n = _number(text, mp.decimal)
+        return pd.to_datetime(n, unit=mp.epoch, utc=True, errors="coerce").astype("datetime64[ns, UTC]")
+    if mp.offsets:
+        t = text.astype("string").str.strip()
+        out = pd.Series(pd.NaT, index=t.index, dtype="datetime64[ns, UTC]")
+        todo = t.notna() & (t != "")
+        for fmt in mp.formats:
+            if not todo.any():
+                break
+            out[todo] = pd.to_datetime(t[todo], format=fmt, utc=True, errors="coerce").astype("datetime64[ns, UTC]")
+            todo = todo & out.isna()
+        return out
+    naive = parse_local(text, mp.formats)
+    if mp.utc:
+        return naive.dt.tz_localize("UTC").astype("datetime64[ns, UTC]")
+    return localize(naive, tz)[0]
+
+
+def _occurred(raw: pd.DataFrame, mp: Mapping, tz: str) -> tuple[pd.Series, pd.Series, pd.Series, pd.Series]:
+    """``(text for messages, naive local time, UTC instant, DST note)`` of the occurrence,
+    whatever layout the export uses (see the module doc)."""
+    c = mp.columns
+    none = pd.Series(None, index=raw.index, dtype="object")
+    if "occurred" in c:
+        text = raw[c["occurred"]]
+        if mp.epoch or mp.offsets or mp.utc:
+            utc = _instant(text, mp, tz)
+            naive = utc.dt.tz_convert(tz).dt.tz_localize(None).astype("datetime64[ns]")
+            if not mp.date_only:
+                return text, naive, utc, none
+            naive = naive.dt.normalize()
+        else:
+            naive = parse_local(text, mp.formats)
+    elif "occurred_date" in c:
+        text = raw[c["occurred_date"]].str.strip()
+        if "occurred_time" in c:
+            text = text + " " + raw[c["occurred_time"]].str.strip()
+            naive = parse_local(text, mp.formats)
+        else:
+            naive = parse_local(text, mp.formats)
+            if "occurred_hour" in c:
+                h = _number(raw[c["occurred_hour"]], mp.decimal)
+                m = _number(raw[c["occurred_minute"]], mp.decimal) if "occurred_minute" in c else 0
+                text = text + " h" + raw[c["occurred_hour"]].str.strip()
+                ok = h.between(0, 23) & (pd.Series(m, index=raw.index).between(0, 59))
+                naive = (naive.dt.normalize() + pd.to_timedelta(h, unit="h") + pd.to_timedelta(m, unit="m")).where(ok)
+    else:
+        parts = {k.removeprefix("occurred_"): _number(raw[c[k]], mp.decimal)
+                 for k in (*_PARTS, "occurred_hour", "occurred_minute") if k in c}
+        text = raw[c["occurred_year"]].str.strip() + "-" + raw[c["occurred_month"]].str.strip() + "-" \
+            + raw[c["occurred_day"]].str.strip()
+        naive = pd.to_datetime(pd.DataFrame(parts), errors="coerce")
+    if mp.date_only:
+        naive = naive.dt.normalize()
+    if mp.utc and not mp.date_only:
+        return text, naive, naive.dt.tz_localize("UTC").astype("datetime64[ns, UTC]"), none
+    utc, dst = localize(naive, tz)
+    return text, naive, utc, dst
+
+
 def check_columns(path: str | Path, mapping: Mapping) -> None:
     """Raise :class:`IngestError` if ``path`` lacks a column the mapping names."""
-    read_csv_strings(path, list(mapping.columns.values()) + list(mapping.extras), mapping.path.name)
+    read_csv_strings(path, list(mapping.columns.values()) + list(mapping.extras), mapping.path.name,
+                     encoding=mapping.encoding, delimiter=mapping.delimiter)
 
 
 __all__ = ["Mapping", "load_mapping", "read", "check_columns", "IngestError"]
