@@ -73,7 +73,7 @@ import pandas as pd
 from ..config import Agency, load_agency
 from .base import Batch, IngestError, blank_to_na, content_ids, extras_json, localize, parse_local, read_csv_strings
 from .chicago import coordinates, pad_digits, to_bool, unpad, zfill_code
-from .taxonomy import load_taxonomy, taxonomy_path
+from .taxonomy import Taxonomy, load_taxonomy, taxonomy_path
 
 _COLUMN_KEYS = ("id", "occurred", "occurred_date", "occurred_time", "occurred_hour", "occurred_minute",
                 "occurred_year", "occurred_month", "occurred_day", "occurred_to", "reported", "offense",
@@ -220,7 +220,10 @@ def read(path: str | Path, mapping: Mapping | str | Path, timezone: str | None =
         from_xy = np.zeros(len(raw), dtype=bool)  # x/y is the only source: no note needed
 
     offense = blank_to_na(raw[c["offense"]])
-    tax = load_taxonomy(mp.taxonomy if mp.taxonomy else mp.source)
+    if mp.taxonomy or taxonomy_path(mp.source).exists():
+        tax = load_taxonomy(mp.taxonomy if mp.taxonomy else mp.source)
+    else:  # no taxonomy yet: every offence is 'other' and reported as unmapped, never silently
+        tax = Taxonomy(Path("(none)"), {}, {})
     category, unmapped = tax.categorise(offense, get("offense_detail"))
     if "id" in c:
         ids = blank_to_na(raw[c["id"]])

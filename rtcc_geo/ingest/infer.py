@@ -182,7 +182,7 @@ _DISTRICT_WORDS = ("district", "dist", "precinct", "neighbourhood", "neighborhoo
 
 _DATETIME_FORMATS = ("ISO8601", "%m/%d/%Y %I:%M %p", "%m/%d/%Y %I:%M:%S %p", "%m/%d/%Y %H:%M", "%m/%d/%Y %H:%M:%S",
                      "%d/%m/%Y %H:%M", "%d/%m/%Y %H:%M:%S", "%Y/%m/%d %H:%M:%S", "%Y/%m/%d %H:%M",
-                     "%d.%m.%Y %H:%M", "%d.%m.%Y %H:%M:%S")
+                     "%Y/%m/%d %H:%M:%S%z", "%m/%d/%Y %H:%M:%S%z", "%d.%m.%Y %H:%M", "%d.%m.%Y %H:%M:%S")
 _DATE_FORMATS = ("%Y-%m-%d", "%m/%d/%Y", "%d/%m/%Y", "%Y/%m/%d", "%d.%m.%Y", "%Y%m%d")
 _TIME_OF_DAY = re.compile(r"^\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?(\s?[AaPp][Mm])?$")
 _OFFSET = re.compile(r"(?:Z|[+-]\d{2}(?::?\d{2})?)$")
@@ -443,6 +443,9 @@ def _infer_time(raw, names, nonblank, numeric, tz, take, cols, used, reasons, wa
             raise AmbiguousMapping(f"{c!r}: every value reads both as {fmt!r} and as {other[0]!r} (no day "
                                    f"above 12 in the sample); give the format with --time-format")
 
+    if "occurred" not in single and "reported" in single and not epochs and not dates:
+        single["occurred"] = single.pop("reported")
+        warnings.append(f"no occurrence time column: the report time {single['occurred'][0][0]!r} stands for it")
     # Priority: an epoch column, a single date-time, date + time, date + hour, parts.
     if epochs and not single.get("occurred"):
         c, unit = epochs[0]
@@ -577,7 +580,7 @@ def _infer_place(raw, names, numeric, area, take, cols, used, reasons, crs, over
                 if a == b:
                     continue
                 x, y = sample_pair(a, b)
-                if len(x) < 10 or np.abs(x).max() > 180 or np.abs(y).max() > 90:
+                if len(x) < min(10, len(raw)) or not len(x) or np.abs(x).max() > 180 or np.abs(y).max() > 90:
                     continue
                 f = inside(x, y).mean()
                 if f >= 0.9 and (best is None or f > best[0]):

@@ -40,7 +40,7 @@ class Taxonomy:
     def categorise(self, offense: pd.Series, detail: pd.Series | None = None) -> tuple[pd.Series, dict[str, int]]:
         """Categories for ``offense`` (+ ``detail``), and ``{offense: rows}`` not listed."""
         off = _norm(offense)
-        cat = off.map(self.by_offense)
+        cat = off.map(self.by_offense).astype("object")  # an empty table maps to float NaN
         if detail is not None and self.by_detail:
             key = off + _SEP + _norm(detail)
             over = key.map(self.by_detail)
