@@ -38,9 +38,8 @@ def test_worked_example(tmp_path, shared_data, title, csv, toml, expected):
     f.write_text(csv)
     m = tmp_path / "mapping.toml"
     head = '[source]\nname = "doc"\ntimezone = "America/New_York"\n'
-    body = toml if "[columns]" in toml else toml
-    extra = 'offense = "offense"\nlon = "lon"\nlat = "lat"\n'
-    body = body.replace("[columns]\n", "[columns]\n" + extra, 1)
+    # The examples show only the time columns; every one also has offense, lon and lat.
+    body = toml.replace("[columns]\n", '[columns]\noffense = "offense"\nlon = "lon"\nlat = "lat"\n', 1)
     m.write_text(head + body)
     b = read(f, load_mapping(m))
     got = dict(zip(b.frame["id"].astype(str), b.frame["occurred_from"]))
