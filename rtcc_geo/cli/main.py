@@ -10,6 +10,8 @@ import sys
 from .common import UserError
 
 _NOT_COMMANDS = {"main", "common"}
+#: Commands that serve HTTP: SIGPIPE stays ignored (a closed socket is an error for one request).
+_SERVERS = frozenset({"serve", "demo"})
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,11 +39,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     import signal
 
-    if hasattr(signal, "SIGPIPE") and argv is None:
-        # 'rtcc-geo ... | head' ends quietly, as Unix tools do.
-        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     parser = build_parser()
     args = parser.parse_args(argv)
+    if hasattr(signal, "SIGPIPE") and argv is None and args.command not in _SERVERS:
+        # 'rtcc-geo ... | head' ends quietly, as Unix tools do; never a server,
+        # which would die on its first write to a client that hung up.
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
