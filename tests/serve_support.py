@@ -22,6 +22,7 @@ import time
 from contextlib import contextmanager
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import Self
 
 ROOT = Path(__file__).resolve().parents[1]
 CLI = [sys.executable, "-m", "rtcc_geo.cli.main"]
@@ -40,7 +41,7 @@ def cli_env(**extra: str) -> dict:
 
 def build_store(root: Path, start: str = "2024-01-01", end: str = "2024-02-01") -> Path:
     """A synthetic month in an embedded store at ``root``, with the users of :data:`USERS`."""
-    run = lambda *a, **kw: subprocess.run([*CLI, *a], env=cli_env(), check=True, capture_output=True,  # noqa: E731
+    run = lambda *a, **kw: subprocess.run([*CLI, *a], env=cli_env(), check=True, capture_output=True,
                                           text=True, timeout=300, **kw)
     run("demo", "--no-serve", "--start", start, "--end", end, "--store", str(root))
     for user, role in USERS.items():
@@ -58,7 +59,7 @@ class ServeProcess:
         self.log: list[str] = []
         self.url = ""
 
-    def __enter__(self) -> ServeProcess:
+    def __enter__(self) -> Self:
         self.proc = subprocess.Popen(self.cmd, env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                      text=True, start_new_session=True)
         ready = threading.Event()

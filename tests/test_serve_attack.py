@@ -24,7 +24,15 @@ from urllib.parse import urlparse
 import pytest
 
 from .serve_support import (
-    Commander, cookie_header, feed_records, hammer, login, percentile, post_feed, session_pool, shared_server,
+    Commander,
+    cookie_header,
+    feed_records,
+    hammer,
+    login,
+    percentile,
+    post_feed,
+    session_pool,
+    shared_server,
 )
 
 
