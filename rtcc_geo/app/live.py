@@ -104,7 +104,9 @@ def alerts_list(store, role: str, limit: int = 12, tz: str = "UTC", log=None) ->
         return html.Div([title, html.Div("none yet", id="alerts-empty", style={"color": "#889"})])
     from rtcc_geo.live.alerts import AlertLog
 
-    df = (log or AlertLog(store)).list(open_only=True, limit=limit)
+    df = (log or AlertLog(store)).list(open_only=True)
+    # With several PostGIS workers each engine stores the alert it raised (same id).
+    df = df.drop_duplicates("alert_id").head(limit)
     if not len(df):
         return html.Div([title, html.Div("none open", id="alerts-empty", style={"color": "#889"})])
     detail = auth.may_see_incidents(role)

@@ -131,10 +131,37 @@ def serve_store(store, host: str = "127.0.0.1", port: int = 8050, source: str | 
     if postgis and hasattr(store, "close"):
         store.close()  # workers open their own connections; none is shared across a fork
 
+    built = []
+
     def build():
         from rtcc_geo.app import create_app
 
-        return create_app(reopen(), source=source, live=live, feed_token=feed_token, secret_key=secret).server
+        built.append(create_app(reopen(), source=source, live=live, feed_token=feed_token, secret_key=secret))
+        return built[-1].server
+
+    def post_worker_init(worker) -> None:
+        # On a stop the open live streams end at once (else the worker waits
+        # for clients that never leave, and is killed with alerts unstored).
+        from rtcc_geo.live.server import STOPPING
+
+        def wrap(prev):
+            def on_stop(signum, frame):
+                STOPPING.set()
+                if callable(prev):
+                    prev(signum, frame)
+            return on_stop
+
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
+            signal.signal(sig, wrap(signal.getsignal(sig)))
+
+    def worker_exit(server, worker) -> None:
+        from rtcc_geo.live.server import STOPPING
+
+        STOPPING.set()
+        for app in built:  # store the alerts still queued
+            rt = getattr(app, "rtcc_live", None)
+            if rt is not None:
+                rt.engine.alerts.close()
 
     def when_ready(server) -> None:
         port_ = server.LISTENERS[0].sock.getsockname()[1]
@@ -150,7 +177,8 @@ def serve_store(store, host: str = "127.0.0.1", port: int = 8050, source: str | 
         # Open event streams never end by themselves: a stop waits this long, then ends them.
         "graceful_timeout": 5, "keepalive": 5,
         "accesslog": None, "errorlog": "-", "loglevel": "warning", "proc_name": "rtcc-geo",
-        "preload_app": False, "when_ready": when_ready,
+        "preload_app": False, "when_ready": when_ready, "post_worker_init": post_worker_init,
+        "worker_exit": worker_exit,
         "control_socket_disable": True,  # no admin socket in $HOME (gunicorn >= 25)
     }
     try:

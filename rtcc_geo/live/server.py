@@ -40,6 +40,11 @@ def feed_server(store, source: str, token: str, host: str = "127.0.0.1", port: i
         t.join(5)
 
 
+#: Set when the server process is stopping: open event streams end (within a
+#: second), so the process can exit instead of waiting for its clients.
+STOPPING = threading.Event()
+
+
 def client_gone(environ: dict) -> bool:
     """Whether the client of this request has hung up (its socket reads EOF or
     fails). An event stream's client sends nothing after its request, so a
@@ -71,5 +76,5 @@ def wait_event(q: queue.Queue, environ: dict, timeout: float, poll: float = 1.0)
         try:
             return q.get(timeout=min(poll, left))
         except queue.Empty:
-            if client_gone(environ):
+            if STOPPING.is_set() or client_gone(environ):
                 return None
