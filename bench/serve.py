@@ -56,7 +56,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sessions", type=int, default=50)
     ap.add_argument("--seconds", type=float, default=60.0)
-    ap.add_argument("--store", type=Path, default=None, help="embedded store with users chief/eye (default: build one)")
+    ap.add_argument("--store", type=Path, default=None, help="embedded store with the user chief (default: build one)")
     ap.add_argument("--no-attack", action="store_true", help="no hang-up clients beside the sessions")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()

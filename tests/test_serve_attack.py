@@ -296,3 +296,19 @@ def test_alert_panel_shows_the_alert_as_soon_as_it_is_raised(srv, chief):
     finally:
         s.close()
     assert requests.get(srv.url + "/login", timeout=30).status_code == 200
+
+
+@pytest.mark.parametrize("argv, default", [(["users", "--help"], True), (["demo", "--help"], False)])
+def test_sigpipe_default_only_for_ordinary_commands(argv, default):
+    """'rtcc-geo ... | head' still ends quietly (SIGPIPE default); serve and demo keep it ignored."""
+    import subprocess
+    import sys
+
+    from .serve_support import cli_env
+
+    code = ("import signal, sys; from rtcc_geo.cli.main import main\n"
+            f"sys.argv = ['rtcc-geo', *{argv!r}]\n"
+            "try:\n    main()\nexcept SystemExit:\n    pass\n"
+            "print('SIGPIPE', signal.getsignal(signal.SIGPIPE) == signal.SIG_DFL, file=sys.stderr)")
+    r = subprocess.run([sys.executable, "-c", code], env=cli_env(), capture_output=True, text=True, timeout=120)
+    assert f"SIGPIPE {default}" in r.stderr, r.stderr[-500:]

@@ -39,12 +39,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     import signal
 
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if hasattr(signal, "SIGPIPE") and argv is None and args.command not in _SERVERS:
+    command = next((a for a in sys.argv[1:] if not a.startswith("-")), None)
+    if hasattr(signal, "SIGPIPE") and argv is None and command not in _SERVERS:
         # 'rtcc-geo ... | head' ends quietly, as Unix tools do; never a server,
         # which would die on its first write to a client that hung up.
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
