@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     except FileNotFoundError as e:
         print(f"rtcc-geo {args.command}: error: {e}", file=sys.stderr)
         return 2
-    except Exception as e:  # noqa: BLE001 - store errors the user can act on, without a traceback
+    except Exception as e:  # store errors the user can act on, without a traceback
         from ..store.migrate import MigrationError
         from ..store.postgis import PostGISError
 
