@@ -174,7 +174,7 @@ def serve_store(store, host: str = "127.0.0.1", port: int = 8050, source: str | 
     options = {
         "bind": f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
         "worker_class": "gthread", "workers": workers, "threads": threads, "timeout": timeout,
-        # Open event streams never end by themselves: a stop waits this long, then ends them.
+        # A stop ends the live streams at once (STOPPING); other requests get 5 s to finish.
         "graceful_timeout": 5, "keepalive": 5,
         "accesslog": None, "errorlog": "-", "loglevel": "warning", "proc_name": "rtcc-geo",
         "preload_app": False, "when_ready": when_ready, "post_worker_init": post_worker_init,
