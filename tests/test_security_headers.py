@@ -161,3 +161,26 @@ def test_rendered_pages_carry_only_safe_graph_configs(srv):
     assert {g["props"]["id"] for g in graphs} >= {"map", "p-curve"}
     for g in graphs:
         assert not bad_config(g["props"].get("config")), (g["props"]["id"], g["props"].get("config"))
+
+
+def test_requests_the_server_cannot_parse_get_the_headers_too(srv):
+    """gunicorn answers these itself (the app never sees them): still no banner,
+    no page that could load or frame anything."""
+    import socket
+    from urllib.parse import urlparse
+
+    u = urlparse(srv.url)
+    for raw in (b"GARBAGE\r\n\r\n", b"GET / HTTP/9.9\r\nHost: x\r\n\r\n",
+                b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n"):
+        with socket.create_connection((u.hostname, u.port), timeout=30) as s:
+            s.sendall(raw)
+            got = b""
+            while chunk := s.recv(65536):
+                got += chunk
+        head = got.split(b"\r\n\r\n", 1)[0].decode("latin-1")
+        assert head.startswith("HTTP/1.1 4"), head
+        lines = {ln.split(":", 1)[0].lower(): ln.split(":", 1)[1].strip() for ln in head.split("\r\n")[1:]}
+        assert lines["x-content-type-options"] == "nosniff" and lines["x-frame-options"] == "DENY", head
+        assert "frame-ancestors 'none'" in lines["content-security-policy"], head
+        assert "server" not in lines and "html" not in lines["content-type"], head
+    assert srv.alive()

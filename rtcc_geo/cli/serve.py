@@ -231,6 +231,31 @@ def _no_server_banner() -> None:
     wsgi.Response.default_headers = default_headers
 
 
+#: Headers of the answers gunicorn writes itself (a request it cannot parse): plain
+#: text that may load nothing and be framed by no one.
+ERROR_PAGE_HEADERS = ("Content-Security-Policy: default-src 'none'; frame-ancestors 'none'\r\n"
+                      "X-Frame-Options: DENY\r\nX-Content-Type-Options: nosniff\r\nReferrer-Policy: same-origin\r\n")
+
+
+def _plain_error_pages() -> None:
+    """gunicorn answers a malformed request with its own HTML page, without the
+    app's security headers; answer in plain text with them instead."""
+    from gunicorn import util
+
+    if getattr(util.write_error, "_rtcc", False):
+        return
+
+    def write_error(sock, status_int, reason, mesg):
+        body = f"{status_int} {reason}\n".encode("latin-1", "replace")
+        head = (f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\n"
+                f"Content-Type: text/plain; charset=utf-8\r\nContent-Length: {len(body)}\r\n"
+                + ERROR_PAGE_HEADERS + "\r\n")
+        util.write_nonblock(sock, head.encode("latin-1", "replace") + body)
+
+    write_error._rtcc = True
+    util.write_error = write_error
+
+
 def _gunicorn_app_class():
     from gunicorn.app.base import BaseApplication
 
@@ -252,4 +277,5 @@ def _gunicorn_app_class():
 
 def _GunicornApp(build, options: dict):  # a class factory: gunicorn is imported only to serve
     _no_server_banner()
+    _plain_error_pages()
     return _gunicorn_app_class()(build, options)
