@@ -29,14 +29,19 @@ OFFLINE_STYLE = {
     "layers": [{"id": "background", "type": "background", "paint": {"background-color": "#eef0f2"}}],
 }
 
+#: Every dcc.Graph's config starts from this: no button or link that could send a
+#: figure's data off the machine (Chart Studio, "send to cloud"), no Plotly logo.
+#: tests/test_security_headers.py checks every graph in the app.
+NO_CLOUD_CONFIG = {"displaylogo": False, "showSendToCloud": False, "showEditInChartStudio": False,
+                   "showLink": False, "sendData": False}
 GRAPH_CONFIG = {
-    "displaylogo": False,
+    **NO_CLOUD_CONFIG,
     "scrollZoom": True,
     # Plotly's image export re-draws the figure without the hexagon layer: the
     # page's PNG button (assets/hexmap.js) exports the map as shown instead.
     "modeBarButtonsToRemove": ["select2d", "lasso2d", "toImage"],
 }
-SMALL_CONFIG = {"displaylogo": False, "displayModeBar": False}
+SMALL_CONFIG = {**NO_CLOUD_CONFIG, "displayModeBar": False}
 
 #: Steps of the sequential palette (a value is drawn with the nearest step).
 N_STEPS = 64

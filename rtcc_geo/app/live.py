@@ -92,17 +92,21 @@ def live_trace() -> dict:
     }
 
 
-def alerts_list(store, role: str, limit: int = 12, tz: str = "UTC") -> html.Div:
+def alerts_list(store, role: str, limit: int = 12, tz: str = "UTC", log=None) -> html.Div:
     """The open alerts, newest first: when each was raised (agency local time) and why;
     for roles that may see incidents also the incident's own local time and the
-    acknowledge button."""
+    acknowledge button. ``log`` is the engine's :class:`AlertLog`: it also holds
+    the alerts just raised and not yet written (the panel redraws on the event
+    announcing them, before the background write)."""
     title = html.Div("Live alerts", style={"fontSize": "12px", "fontWeight": 600, "textTransform": "uppercase",
                                            "color": "#556", "margin": "10px 0 4px"})
     if store is None:
         return html.Div([title, html.Div("none yet", id="alerts-empty", style={"color": "#889"})])
     from rtcc_geo.live.alerts import AlertLog
 
-    df = AlertLog(store).list(open_only=True, limit=limit)
+    df = (log or AlertLog(store)).list(open_only=True)
+    # With several PostGIS workers each engine stores the alert it raised (same id).
+    df = df.drop_duplicates("alert_id").head(limit)
     if not len(df):
         return html.Div([title, html.Div("none open", id="alerts-empty", style={"color": "#889"})])
     detail = auth.may_see_incidents(role)
@@ -163,4 +167,4 @@ def _register_callbacks(app, rt: LiveRuntime) -> None:
         if isinstance(trig, dict) and trig.get("type") == "ack" and any(acks or []):
             if auth.may_see_incidents(role):
                 rt.engine.alerts.acknowledge(trig["id"], auth.current_user() or "?")
-        return alerts_list(rt.store, role, tz=rt.store.sources().get(rt.source, "UTC"))
+        return alerts_list(rt.store, role, tz=rt.store.sources().get(rt.source, "UTC"), log=rt.engine.alerts)

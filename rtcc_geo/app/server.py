@@ -137,6 +137,7 @@ def create_app(store: Store, *, source: str | None = None, agency=None, boundary
         g = ctx.geometry(res)
         return _cached(g["tiles"].tile(z, x, y), f"{g['etag']}-{z}-{x}-{y}", "application/vnd.mapbox-vector-tile")
 
+    server.after_request(_security_headers(app))
     ctx.live = bool(live)
     commander.register(app, ctx)
     planner.register(app, ctx)
@@ -145,6 +146,43 @@ def create_app(store: Store, *, source: str | None = None, agency=None, boundary
 
         ctx.live = live_mod.attach(app, ctx, token=feed_token) is not None
     return app
+
+
+def _security_headers(app: dash.Dash):
+    """An ``after_request`` hook: the same security headers on every response.
+
+    The CSP allows only this origin: no ``eval``, no inline script but
+    Dash's renderer start (allowed by its hash); MapLibre runs its tile
+    worker from a ``blob:`` URL and Plotly/Dash set inline styles.
+    ``frame-ancestors 'none'`` and ``X-Frame-Options`` forbid framing
+    (click-jacking). Under ``/api/feed/`` (machines only) an HTML error page
+    becomes JSON.
+    """
+    csp: list[str] = []
+
+    def hook(resp: flask.Response) -> flask.Response:
+        if not csp:  # the hashes are final once every callback is registered: the first request
+            csp.append("; ".join((
+                "default-src 'self'", "script-src 'self' " + " ".join(app.csp_hashes()),
+                "style-src 'self' 'unsafe-inline'", "img-src 'self' data: blob:", "font-src 'self' data:",
+                "connect-src 'self'", "worker-src 'self' blob:", "child-src 'self' blob:", "object-src 'none'",
+                "base-uri 'self'", "form-action 'self'", "frame-ancestors 'none'")))
+        h = resp.headers
+        h["Content-Security-Policy"] = csp[0]
+        h["X-Frame-Options"] = "DENY"
+        h["X-Content-Type-Options"] = "nosniff"
+        h["Referrer-Policy"] = "same-origin"
+        h["Cross-Origin-Opener-Policy"] = "same-origin"
+        if flask.request.path.startswith("/api/feed/") and resp.mimetype == "text/html":
+            if resp.status_code < 400:  # Dash's catch-all page route
+                resp.status_code = 404
+            resp.set_data(flask.json.dumps({"error": f"{resp.status}: the feed takes POST "
+                                                     "/api/feed/SOURCE/incidents with JSON"}))
+            resp.mimetype = "application/json"
+            resp.headers.pop("Location", None)
+        return resp
+
+    return hook
 
 
 def wsgi(store_dir: str | None = None, db: str | None = None):

@@ -6,6 +6,7 @@ import argparse
 import time
 
 from .common import UserError, add_json_arg, emit_json, progress_enabled
+from .serve import add_server_args, serve_store
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -28,6 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-serve", action="store_true", help="build and compute only; do not start the web app")
     p.add_argument("--host", default="127.0.0.1", help="address the app listens on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8050, help="port of the app (default 8050)")
+    add_server_args(p)
     add_json_arg(p)
     p.set_defaults(func=run)
 
@@ -53,9 +55,8 @@ def run(args: argparse.Namespace) -> int:
               f"into {store.root} ({summary['seconds']} s)")
     if args.no_serve:
         return 0
-    from .serve import serve_store
-
-    return serve_store(store, host=args.host, port=args.port)
+    return serve_store(store, host=args.host, port=args.port, workers=args.workers, threads=args.threads,
+                       timeout=args.timeout)
 
 
 def _load_real(city: str, store) -> dict:

@@ -10,6 +10,8 @@ import sys
 from .common import UserError
 
 _NOT_COMMANDS = {"main", "common"}
+#: Commands that serve HTTP: SIGPIPE stays ignored (a closed socket is an error for one request).
+_SERVERS = frozenset({"serve", "demo"})
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,8 +39,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     import signal
 
-    if hasattr(signal, "SIGPIPE") and argv is None:
-        # 'rtcc-geo ... | head' ends quietly, as Unix tools do.
+    command = next((a for a in sys.argv[1:] if not a.startswith("-")), None)
+    if hasattr(signal, "SIGPIPE") and argv is None and command not in _SERVERS:
+        # 'rtcc-geo ... | head' ends quietly, as Unix tools do; never a server,
+        # which would die on its first write to a client that hung up.
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -53,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     except FileNotFoundError as e:
         print(f"rtcc-geo {args.command}: error: {e}", file=sys.stderr)
         return 2
-    except Exception as e:  # noqa: BLE001 - store errors the user can act on, without a traceback
+    except Exception as e:  # store errors the user can act on, without a traceback
         from ..store.migrate import MigrationError
         from ..store.postgis import PostGISError
 

@@ -200,21 +200,26 @@ class AlertLog:
         return len(alerts)
 
     def flush(self) -> int:
-        with self._qlock:
-            todo, self._queue = self._queue, []
-        if not todo:
-            return 0
-        try:
-            return self._store(todo)
-        except Exception:
+        # Taking the queue and storing it is one step under the write lock, so a
+        # reader (frame) never runs between the two and misses alerts in flight.
+        with self._wlock:
             with self._qlock:
-                self._queue[:0] = todo
-            raise
+                todo, self._queue = self._queue, []
+            if not todo:
+                return 0
+            try:
+                return self._store(todo)
+            except Exception:
+                with self._qlock:
+                    self._queue[:0] = todo
+                raise
 
     def frame(self) -> pd.DataFrame:
-        if self._thread is not None:
-            self.flush()
-        df = self.store.get_table("alerts")
+        """Every alert added so far (queued ones are stored first)."""
+        with self._wlock:
+            if self._thread is not None:
+                self.flush()
+            df = self.store.get_table("alerts")
         if df is None:
             return pd.DataFrame({c: pd.Series(dtype="string") for c in ALERT_COLUMNS})
         return df

@@ -338,22 +338,27 @@ def feed_blueprint(service: FeedService, token: str | None = None, authorize=Non
 
     @bp.get("/api/live/stream")
     def stream():
+        from .server import wait_event  # a vanished client frees its thread within a second
+
         role = authorize() if authorize is not None else None
         if role is None:
             return jsonify(error="sign in first"), 401
         if broker is None:
             return jsonify(error="no live engine running"), 404
         q = broker.subscribe()
+        environ = request.environ
 
         def events():
             try:
                 yield "retry: 1000\n\n"
                 while True:
                     try:
-                        ev = q.get(timeout=15)
+                        ev = wait_event(q, environ, 15)
                     except queue.Empty:
                         yield ": keep-alive\n\n"
                         continue
+                    if ev is None:
+                        return
                     if redact is not None:
                         ev = redact(ev, role)
                     yield f"event: {ev['type']}\ndata: {json.dumps(ev, default=str)}\n\n"

@@ -13,7 +13,7 @@ from rtcc_geo.auth import PLANNER_ROLES
 
 from .. import auth, staffing_view
 from ..context import DOW_LABELS, AppContext
-from ..figures import empty_figure
+from ..figures import NO_CLOUD_CONFIG, empty_figure
 
 PATH = "/planner"
 _BOX = {"display": "inline-block", "marginRight": "22px", "verticalAlign": "top", "fontSize": "13px"}
@@ -43,7 +43,7 @@ def layout(ctx: AppContext, role: str) -> html.Div:
         inputs,
         html.Div(id="p-summary", style={"padding": "6px 14px", "background": "#1d2731", "color": "#fff",
                                         "fontSize": "13px", "minHeight": "18px"}),
-        dcc.Loading(dcc.Graph(id="p-curve", config={"displaylogo": False}, figure=empty_figure("planning...", 500),
+        dcc.Loading(dcc.Graph(id="p-curve", config=NO_CLOUD_CONFIG, figure=empty_figure("planning...", 500),
                               style={"height": "530px"}), type="circle"),
         html.Div(id="p-shift-table", style={"padding": "8px 14px", "fontSize": "13px"}),
     ])
