@@ -9,10 +9,12 @@ import numpy as np
 import pandas as pd
 from dash import ClientsideFunction, Input, Output, Patch, State, dcc, html, no_update
 
-from .. import auth, drill
+from .. import auth, drill, suppress
 from ..context import DOW_LABELS, MAP_RESOLUTIONS, AppContext, Filters, cell_hex, parse_cell
 from ..figures import GRAPH_CONFIG, hex_data, legend, map_figure
-from ..layers import available_layers, compute, get_layer
+from ..layers import available_layers, get_layer
+from ..layers import compute as layer_values
+from ..suppress import compute  # counts below k never reach viewers and planners
 
 PATH = "/"
 FILTER_IDS = ("f-dates", "f-cats", "f-hours", "f-dows", "f-districts", "f-res")
@@ -160,6 +162,9 @@ def register(app, ctx: AppContext) -> None:
         layer = get_layer(layer_id)
         fmt = "geojson" if cbctx.triggered_id == "btn-geojson" else "csv"
         body, name = export_view(ctx, layer, f, fmt)
+        rows = len(json.loads(body)["features"]) if fmt == "geojson" else max(0, body.count("\n") - 1)
+        auth.audit("export", {"format": fmt, "file": name, "layer": layer.id, "rows": rows,
+                              "filters": drill.filters_dict(f)})
         return {"content": body, "filename": name, "type": "application/geo+json" if fmt == "geojson" else "text/csv"}
 
 
@@ -167,13 +172,13 @@ def summary(ctx: AppContext, layer, f: Filters, values: pd.DataFrame) -> list:
     """Header line: what is shown and how many incidents it covers (always visible)."""
     q = f.query(ctx.source, ctx.categories)
     v = values["value"].to_numpy("float64")
-    if layer.id == "counts":
+    if layer.id == "counts" and not suppress.active():
         n = int(np.nansum(v))  # the counts layer already tallied every incident of the view
     else:
         n = ctx.cache.get(("total", q), lambda: int(ctx.store.count(q)))
     nz = int(np.count_nonzero(np.isfinite(v) & (v != 0)))
     parts = [
-        html.B(f"{n:,} incidents"),
+        html.B(suppress.count_text(n, source=ctx.source)),
         f" · {nz:,} of {len(v):,} cells with a value · {layer.label} · H3 res {f.res} · "
         f"{f.start or '…'} to {f.end or '…'}",
     ]
@@ -185,26 +190,33 @@ def summary(ctx: AppContext, layer, f: Filters, values: pd.DataFrame) -> list:
         parts.append(" · " + ",".join(DOW_LABELS[d] for d in f.dows))
     if f.districts:
         parts.append(f" · district {', '.join(f.districts)}")
+    if layer.unit in suppress.COUNT_UNITS and suppress.active():
+        parts.append(f" · cells with fewer than {suppress.k_for(ctx.source)} incidents are not coloured")
     return [html.Span(parts, id="summary-text")]
 
 
-def export_view(ctx: AppContext, layer, f: Filters, fmt: str) -> tuple[str, str]:
+def export_view(ctx: AppContext, layer, f: Filters, fmt: str, role: str | None = None) -> tuple[str, str]:
     """The current view as GeoJSON or CSV: one row per cell with a value (aggregated
-    cells only, whatever the role: exports never carry incident rows)."""
-    values = compute(ctx, layer, f)
+    cells only, whatever the role: exports never carry incident rows). For viewers
+    and planners a count below k reads "fewer than k" (:mod:`rtcc_geo.app.suppress`)."""
+    values = compute(ctx, layer, f, role=role)
     v = values["value"].to_numpy("float64")
-    keep = np.isfinite(v) & (v != 0)
+    raw = layer_values(ctx, layer, f)["value"].to_numpy("float64")
+    hidden = np.isnan(v) & np.isfinite(raw) & (raw != 0)
+    keep = (np.isfinite(v) & (v != 0)) | hidden
     cells = values["cell"].to_numpy(np.int64)[keep]
     ids = cell_hex(cells)
     vals = v[keep]
+    few = f"fewer than {suppress.k_for(ctx.source)}"
+    shown = [few if not np.isfinite(x) else float(x) for x in vals]
     name = f"rtcc-{ctx.source or 'view'}-{layer.id}-r{f.res}-{f.start}_{f.end}"
     if fmt == "geojson":
         from rtcc_geo import grid
 
         rings = grid.cell_boundaries(cells)
-        feats = [{"type": "Feature", "properties": {"cell": i, "value": float(x)},
+        feats = [{"type": "Feature", "properties": {"cell": i, "value": x},
                   "geometry": {"type": "Polygon", "coordinates": [[list(p) for p in r]]}}
-                 for i, x, r in zip(ids, vals, rings)]
+                 for i, x, r in zip(ids, shown, rings)]
         meta = {"layer": layer.id, "res": f.res, "start": f.start, "end": f.end,
                 "categories": list(f.categories or []), "hours": list(f.hours), "dows": list(f.dows or []),
                 "districts": list(f.districts or [])}
@@ -213,5 +225,6 @@ def export_view(ctx: AppContext, layer, f: Filters, fmt: str) -> tuple[str, str]
 
     lat, lon = grid.cell_centres(cells) if len(cells) else (np.array([]), np.array([]))
     buf = io.StringIO()
-    pd.DataFrame({"cell": ids, "lat": np.round(lat, 6), "lon": np.round(lon, 6), layer.id: vals}).to_csv(buf, index=False)
+    col = shown if hidden.any() else vals
+    pd.DataFrame({"cell": ids, "lat": np.round(lat, 6), "lon": np.round(lon, 6), layer.id: col}).to_csv(buf, index=False)
     return buf.getvalue(), name + ".csv"
