@@ -75,7 +75,7 @@ def check_password(password: str, username: str | None = None) -> None:
 
     Refused: shorter than :data:`MIN_PASSWORD`; a common password, or a common
     one with digits/symbols around it (``Password1234!``); one character or a
-    two-character pattern repeated; the user name in it.
+    two-character pattern repeated; digits only; the user name in it.
     """
     pw = password or ""
     if len(pw) < MIN_PASSWORD:
@@ -88,6 +88,8 @@ def check_password(password: str, username: str | None = None) -> None:
         raise ValueError("that password is on the list of common passwords: choose another")
     if len(set(low)) <= 2:
         raise ValueError("that password repeats one or two characters: choose another")
+    if low.isdigit():
+        raise ValueError("that password is only digits: use words")
     if username and len(username) >= 3 and username.lower() in low:
         raise ValueError("the password must not contain the user name")
 
