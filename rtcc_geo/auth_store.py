@@ -162,6 +162,8 @@ def _bound(ts) -> pd.Timestamp | None:
 def _frame(rows: list[dict]) -> pd.DataFrame:
     df = pd.DataFrame(rows, columns=list(AUDIT_COLUMNS))
     df["at"] = pd.to_datetime(df["at"], utc=True)
+    for c in ("user", "address"):  # None, never NaN (JSON output)
+        df[c] = df[c].astype(object).where(df[c].notna(), None)
     return df
 
 

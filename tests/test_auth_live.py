@@ -476,12 +476,13 @@ _COUNT_TEXT = re.compile(r"(?<![\d.,])(\d[\d,]*) (?:incidents|with unknown time)
 
 
 def small_values(obj, k: int = K) -> list:
-    """Every aggregate below k (and above 0) in a callback response: numbers in the
-    figure/map value arrays ``z``, ``y``, ``v``, ``value``, counts in text, export bodies."""
+    """Every aggregate below k (zero included: see rtcc_geo.app.suppress) in a callback
+    response: numbers in the figure/map value arrays ``z``, ``y``, ``v``, ``value``,
+    counts in text, export bodies."""
     found = []
 
     def num_bad(x) -> bool:
-        return isinstance(x, (int, float)) and not isinstance(x, bool) and 0 < x < k
+        return isinstance(x, (int, float)) and not isinstance(x, bool) and 0 <= x < k
 
     def walk(o, key=None):
         if isinstance(o, dict):
@@ -498,7 +499,7 @@ def small_values(obj, k: int = K) -> list:
                 for vv in o:
                     walk(vv, key)
         elif isinstance(o, str):
-            found.extend(int(m.replace(",", "")) for m in _COUNT_TEXT.findall(o) if 0 < int(m.replace(",", "")) < k)
+            found.extend(int(m.replace(",", "")) for m in _COUNT_TEXT.findall(o) if int(m.replace(",", "")) < k)
         elif key == "value" and num_bad(o):
             found.append(o)
 
@@ -510,7 +511,7 @@ def small_values(obj, k: int = K) -> list:
         else:
             df = pd.read_csv(pd.io.common.StringIO(text))
             col = pd.to_numeric(df.iloc[:, -1], errors="coerce")
-            found.extend(col[(col > 0) & (col < k)].tolist())
+            found.extend(col[col < k].tolist())
 
     walk(obj)
     return found
@@ -574,3 +575,49 @@ def test_viewer_never_receives_an_aggregate_below_k(served):
     assert commander_small > 50            # ... which a commander sees, and a viewer never
     print(f"suppression: {checked} viewer/planner responses over {len(combos)} filter sets, "
           f"{singles} single-incident cells/views hidden")
+
+
+# --- what users see (headless Chromium against the running server) ------------------------
+
+@pytest.mark.browser
+def test_browser_audit_page_logout_button_and_suppressed_drill(served):
+    """A commander opens the audit page from the header and logs out with the
+    header's button (a POST); a viewer's drill-down says "fewer than 5"."""
+    from selenium.webdriver.common.by import By
+
+    from tests.browser import chromium, find_browser, login as browser_login, wait_for
+
+    from .conftest import missing
+
+    chrome, driver = find_browser()
+    if not chrome or not driver:
+        missing("headless Chromium", "install Debian 'chromium' and 'chromium-driver'")
+    art = Path(__file__).resolve().parents[1] / "test-artifacts"
+    art.mkdir(exist_ok=True)
+    base, store = served["a"], served["store"]
+    with chromium(chrome, driver) as d:
+        d.set_window_size(1400, 900)
+        browser_login(d, base, "chief", PW)
+        link = wait_for(lambda: d.find_elements(By.ID, "nav-audit"), timeout=60, what="audit link")[0]
+        link.click()
+        wait_for(lambda: d.find_elements(By.ID, "a-rows"), timeout=30, what="audit rows")
+        text = d.find_element(By.ID, "a-rows").text
+        assert "logged in" in text and "chief" in text
+        d.save_screenshot(str(art / "auth_audit_page.png"))
+        cookie = d.get_cookie("rtcc_session")["value"]
+        d.find_element(By.ID, "nav-logout").click()
+        wait_for(lambda: d.find_elements(By.ID, "login-form"), timeout=20, what="log-in form after log-out")
+        assert set(statuses(base, cookie).values()) == {401}
+        # A viewer clicks into a cell with fewer than 5 incidents.
+        browser_login(d, base, "vic", PW)
+        wait_for(lambda: d.find_elements(By.ID, "nav-user"), timeout=60, what="map page")
+        assert not d.find_elements(By.ID, "nav-audit")
+        q = Query(source="philadelphia", start="2024-11-01", end="2024-12-01")
+        c = store.counts(9, ("cell",), q)
+        small = int(c.loc[(c["n"] > 0) & (c["n"] < K), "cell"].iloc[0])
+        d.execute_script("window.dash_clientside.set_props('map-click', {data: {cell: arguments[0], t: 1}});",
+                         format(small, "x"))
+        wait_for(lambda: d.find_elements(By.ID, "drill-status"), timeout=30, what="drill-down")
+        status = d.find_element(By.ID, "drill-status").text
+        assert "fewer than 5" in status, status
+        d.save_screenshot(str(art / "auth_viewer_drill.png"))

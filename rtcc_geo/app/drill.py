@@ -142,22 +142,33 @@ def panel(ctx: AppContext, cell: int, f: Filters, layer: Layer, role: str) -> li
     unknown = int(round(wk.sum() - how.sum()))
     hide = suppress.active(role)
     k = suppress.k_for(ctx.source)
-    count = lambda n, what="incidents": suppress.count_text(n, what, ctx.source, role)  # noqa: E731
-    note = f" ({count(unknown, 'with unknown time')} not shown)" if unknown > 0 else ""
-    shown_how = suppress.mask(how, k) if hide else how
-    shown_wk = suppress.mask(wk.to_numpy(), k) if hide else wk.to_numpy()
-    few = f" · blank: fewer than {k}" if hide and np.isnan(shown_how).any() else ""
-    prof = (profile_figure(shown_how, f"Hour-of-week profile · {count(how.sum())}{note}{few}")
-            if how.sum() else empty_figure("no incidents with a known time here", 210))
-    few = f" · gaps: fewer than {k}" if hide and np.isnan(shown_wk).any() else ""
-    trend = (trend_figure(wk.index.strftime("%Y-%m-%d"), shown_wk, f"Incidents per week{few}")
-             if len(wk) else empty_figure("no incidents here", 190))
+    if hide:  # viewers and planners: nothing below k, and 0 looks like 1..k-1 (see suppress)
+        note = f" ({unknown:,} with unknown time not shown)" if unknown >= k else ""
+        if how.sum() < k:
+            prof = empty_figure(f"fewer than {k} incidents with a known time here", 210)
+        else:
+            shown = suppress.mask(how, k)
+            few = f" · blank: fewer than {k}" if np.isnan(shown).any() else ""
+            prof = profile_figure(shown, f"Hour-of-week profile · {int(how.sum()):,} incidents{note}{few}")
+        if wk.sum() < k:
+            trend = empty_figure(f"fewer than {k} incidents here", 190)
+        else:
+            shown = suppress.mask(wk.to_numpy(), k)
+            few = f" · gaps: fewer than {k}" if np.isnan(shown).any() else ""
+            trend = trend_figure(wk.index.strftime("%Y-%m-%d"), shown, f"Incidents per week{few}")
+    else:
+        note = f" ({unknown:,} with unknown time not shown)" if unknown > 0 else ""
+        prof = (profile_figure(how, f"Hour-of-week profile · {int(how.sum()):,} incidents{note}")
+                if how.sum() else empty_figure("no incidents with a known time here", 210))
+        trend = (trend_figure(wk.index.strftime("%Y-%m-%d"), wk.to_numpy(), "Incidents per week")
+                 if len(wk) else empty_figure("no incidents here", 190))
     return [
         html.Div([html.B("Cell "), html.Code(cell_hex([cell])[0], id="drill-cell"),
                   f" · res {res} · {lat:.4f}, {lon:.4f}"], style={"marginBottom": "4px"}),
         html.Div(status(ctx, cell, f, layer, role), id="drill-status"),
         dcc.Graph(id="drill-profile", figure=prof, config=SMALL_CONFIG),
         dcc.Graph(id="drill-trend", figure=trend, config=SMALL_CONFIG),
-        html.Div([html.B("Trend: "), trend_text(full.to_numpy())], id="drill-trend-text"),
+        html.Div([html.B("Trend: "), trend_text(full.to_numpy()) if not hide or wk.sum() >= k
+                  else f"fewer than {k} incidents: no trend test"], id="drill-trend-text"),
         incident_table(ctx, cell, f, role),
     ]

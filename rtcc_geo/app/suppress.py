@@ -2,10 +2,11 @@
 
 A count of 1 to k - 1 incidents in a cell, an hour, a week or a whole view
 can point at one incident (and at the people in it), so those roles never
-receive one: the server replaces it by "fewer than k" in text and by no
-value (``null``) in figures, map colours and exports. Zero is sent as zero
-(nothing happened is no disclosure). Commanders and analysts, who may see
-incident rows anyway, get every number.
+receive one: the server replaces it by "fewer than k" in text, by no value
+(``null``) in figures and map colours, and leaves the cell out of exports.
+Zero is suppressed the same way: were zeros shown, the one blank hour among
+zeros would mark where the incident happened. Commanders and analysts, who
+may see incident rows anyway, get every number.
 
 k is, first to last: ``rtcc-geo serve --suppress-k`` / ``$RTCC_SUPPRESS_K``,
 the agency's ``suppress_k`` (``data/agencies/<source>.toml``), 5.
@@ -59,9 +60,9 @@ def active(role: str | None = None) -> bool:
 
 
 def mask(values, k: int) -> np.ndarray:
-    """Counts as float with every value in ``[1, k)`` (in fact ``0 < v < k``) set to NaN."""
+    """Counts as float with every value below ``k`` (zero included) set to NaN."""
     v = np.asarray(values, dtype="float64").copy()
-    v[(v > 0) & (v < k)] = np.nan
+    v[v < k] = np.nan
     return v
 
 
@@ -77,6 +78,6 @@ def compute(ctx, layer, f, role: str | None = None) -> pd.DataFrame:
 def count_text(n: float, what: str = "incidents", source: str | None = None, role: str | None = None) -> str:
     """``"1,234 incidents"``, or ``"fewer than 5 incidents"`` when suppressed."""
     k = k_for(source)
-    if active(role) and 0 < n < k:
+    if active(role) and n < k:
         return f"fewer than {k} {what}"
     return f"{int(round(n)):,} {what}"

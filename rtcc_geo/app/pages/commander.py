@@ -13,7 +13,6 @@ from .. import auth, drill, suppress
 from ..context import DOW_LABELS, MAP_RESOLUTIONS, AppContext, Filters, cell_hex, parse_cell
 from ..figures import GRAPH_CONFIG, hex_data, legend, map_figure
 from ..layers import available_layers, get_layer
-from ..layers import compute as layer_values
 from ..suppress import compute  # counts below k never reach viewers and planners
 
 PATH = "/"
@@ -198,33 +197,30 @@ def summary(ctx: AppContext, layer, f: Filters, values: pd.DataFrame) -> list:
 def export_view(ctx: AppContext, layer, f: Filters, fmt: str, role: str | None = None) -> tuple[str, str]:
     """The current view as GeoJSON or CSV: one row per cell with a value (aggregated
     cells only, whatever the role: exports never carry incident rows). For viewers
-    and planners a count below k reads "fewer than k" (:mod:`rtcc_geo.app.suppress`)."""
+    and planners cells with fewer than k incidents are left out (:mod:`rtcc_geo.app.suppress`)."""
     values = compute(ctx, layer, f, role=role)
     v = values["value"].to_numpy("float64")
-    raw = layer_values(ctx, layer, f)["value"].to_numpy("float64")
-    hidden = np.isnan(v) & np.isfinite(raw) & (raw != 0)
-    keep = (np.isfinite(v) & (v != 0)) | hidden
+    keep = np.isfinite(v) & (v != 0)
     cells = values["cell"].to_numpy(np.int64)[keep]
     ids = cell_hex(cells)
     vals = v[keep]
-    few = f"fewer than {suppress.k_for(ctx.source)}"
-    shown = [few if not np.isfinite(x) else float(x) for x in vals]
     name = f"rtcc-{ctx.source or 'view'}-{layer.id}-r{f.res}-{f.start}_{f.end}"
     if fmt == "geojson":
         from rtcc_geo import grid
 
         rings = grid.cell_boundaries(cells)
-        feats = [{"type": "Feature", "properties": {"cell": i, "value": x},
+        feats = [{"type": "Feature", "properties": {"cell": i, "value": float(x)},
                   "geometry": {"type": "Polygon", "coordinates": [[list(p) for p in r]]}}
-                 for i, x, r in zip(ids, shown, rings)]
+                 for i, x, r in zip(ids, vals, rings)]
         meta = {"layer": layer.id, "res": f.res, "start": f.start, "end": f.end,
                 "categories": list(f.categories or []), "hours": list(f.hours), "dows": list(f.dows or []),
                 "districts": list(f.districts or [])}
+        if layer.unit in suppress.COUNT_UNITS and suppress.active(role):
+            meta["left_out"] = f"cells with fewer than {suppress.k_for(ctx.source)} incidents"
         return json.dumps({"type": "FeatureCollection", "rtcc_view": meta, "features": feats}), name + ".geojson"
     from rtcc_geo import grid
 
     lat, lon = grid.cell_centres(cells) if len(cells) else (np.array([]), np.array([]))
     buf = io.StringIO()
-    col = shown if hidden.any() else vals
-    pd.DataFrame({"cell": ids, "lat": np.round(lat, 6), "lon": np.round(lon, 6), layer.id: col}).to_csv(buf, index=False)
+    pd.DataFrame({"cell": ids, "lat": np.round(lat, 6), "lon": np.round(lon, 6), layer.id: vals}).to_csv(buf, index=False)
     return buf.getvalue(), name + ".csv"
