@@ -206,8 +206,30 @@ def test_logout_ends_the_session_on_every_route_of_every_server(served):
     # A GET of /logout (a link, an image on another site) does not log out; a POST does.
     s.get(served["a"] + "/logout")
     assert statuses(served["a"], cookie)[("GET", "/_dash-layout")] == 200
+    # An event stream open at log-out ends too (the server closes it within a second).
+    import threading
+
+    import requests
+
+    ended = {}
+    stream = requests.get(served["a"] + "/api/live/stream", cookies={"rtcc_session": cookie}, stream=True,
+                          timeout=30)
+    assert stream.status_code == 200
+
+    def read():
+        for _ in stream.iter_lines():
+            pass
+        ended["at"] = time.monotonic()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    time.sleep(0.5)
+    assert "at" not in ended
+    t_out = time.monotonic()
     assert s.post(served["a"] + "/logout", allow_redirects=False).status_code == 303
     took = assert_revoked_within(served["a"], cookie)
+    reader.join(timeout=5)
+    assert "at" in ended and ended["at"] - t_out < 1.5, "the open event stream outlived the log-out"
     assert_revoked_within(served["b"], cookie)
     print(f"logout: every route 401 after {took:.3f} s")
 

@@ -307,6 +307,17 @@ def feed_audit(store):
     return on_batch
 
 
+def session_alive() -> bool:
+    """Whether this request's session still lives (asked by long-lived responses: the
+    live event stream ends within a second of a log-out or revocation)."""
+    g = guard()
+    token = flask.request.cookies.get(COOKIE) or ""
+    if g is None or not token:
+        return False
+    s = g.records.session(token)
+    return s is not None and time.time() - s.last_seen <= g.options.idle_minutes * 60.0
+
+
 def current_user() -> str | None:
     return getattr(flask.g, "rtcc_user", None)
 

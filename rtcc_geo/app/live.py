@@ -71,7 +71,8 @@ def attach(app, ctx, token: str | None = None) -> LiveRuntime | None:
         log.warning("live layer off: %s", e)
         return None
     app.server.register_blueprint(feed_blueprint(rt.service, token=rt.token, authorize=auth.current_role,
-                                                 broker=rt.broker, redact=redact, on_batch=auth.feed_audit(ctx.store)))
+                                                 broker=rt.broker, redact=redact, on_batch=auth.feed_audit(ctx.store),
+                                                 alive=auth.session_alive))
     app.rtcc_live = rt
     _register_callbacks(app, rt)
     return rt

@@ -296,7 +296,8 @@ def _records(payload) -> list[dict]:
     return payload
 
 
-def feed_blueprint(service: FeedService, token=None, authorize=None, broker=None, redact=None, on_batch=None):
+def feed_blueprint(service: FeedService, token=None, authorize=None, broker=None, redact=None, on_batch=None,
+                   alive=None):
     """Flask blueprint with the feed and the live event stream.
 
     ``authorize()`` returns the signed-in user's role (or ``None``) for the
@@ -305,7 +306,9 @@ def feed_blueprint(service: FeedService, token=None, authorize=None, broker=None
     that role may see (the app hides incident detail from viewers).
     ``token`` is one token (any source) or a
     :class:`~rtcc_geo.feed_tokens.FeedTokens` (a token per source);
-    ``on_batch(source, token_label, result)`` is told of every stored batch (audit log).
+    ``on_batch(source, token_label, result)`` is told of every stored batch (audit log);
+    ``alive()`` is asked once a second whether the stream's session still lives (a
+    log-out or revocation ends an open stream within a second).
     """
     import os
     import queue
@@ -356,11 +359,17 @@ def feed_blueprint(service: FeedService, token=None, authorize=None, broker=None
         def events():
             try:
                 yield "retry: 1000\n\n"
+                quiet = 0
                 while True:
+                    if alive is not None and not alive():
+                        return  # session ended: the browser reconnects and gets 401
                     try:
-                        ev = q.get(timeout=15)
+                        ev = q.get(timeout=1 if alive is not None else 15)
                     except queue.Empty:
-                        yield ": keep-alive\n\n"
+                        quiet += 1
+                        if alive is None or quiet >= 15:
+                            quiet = 0
+                            yield ": keep-alive\n\n"
                         continue
                     if redact is not None:
                         ev = redact(ev, role)
