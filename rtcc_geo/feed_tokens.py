@@ -59,7 +59,7 @@ class FeedTokens:
 
     @classmethod
     def load(cls, source: str | None, token: str | None = None, file: str | os.PathLike | None = None,
-             env: dict | None = None) -> "FeedTokens":
+             env: dict | None = None) -> FeedTokens:
         """Merge the token of ``--feed-token``, the token file and the environment."""
         env = os.environ if env is None else env
         out: dict[str, list[str]] = {}

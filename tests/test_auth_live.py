@@ -607,7 +607,8 @@ def test_browser_audit_page_logout_button_and_suppressed_drill(served):
     header's button (a POST); a viewer's drill-down says "fewer than 5"."""
     from selenium.webdriver.common.by import By
 
-    from tests.browser import chromium, find_browser, login as browser_login, wait_for
+    from tests.browser import chromium, find_browser, wait_for
+    from tests.browser import login as browser_login
 
     from .conftest import missing
 

@@ -37,6 +37,7 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass, fields
+from typing import ClassVar
 from urllib.parse import urlparse
 
 import flask
@@ -73,12 +74,12 @@ class Options:
     address_lock_after: int = 100          # ... or a client address
     lock_minutes: float = 15.0             # RTCC_LOCK_MINUTES: first lock-out; doubles each time, at most a day
 
-    _ENV = {"session_hours": "RTCC_SESSION_HOURS", "idle_minutes": "RTCC_IDLE_MINUTES",
+    _ENV: ClassVar[dict[str, str]] = {"session_hours": "RTCC_SESSION_HOURS", "idle_minutes": "RTCC_IDLE_MINUTES",
             "secure_cookies": "RTCC_SECURE_COOKIES", "trust_proxy": "RTCC_TRUST_PROXY",
             "lock_minutes": "RTCC_LOCK_MINUTES"}
 
     @classmethod
-    def from_env(cls) -> "Options":
+    def from_env(cls) -> Options:
         kw = {}
         for f in fields(cls):
             var = cls._ENV.get(f.name)
@@ -155,7 +156,7 @@ class Guard:
     def audit(self, action: str, user: str | None, detail: dict | None = None) -> None:
         try:
             self.records.audit(action, user, detail, address=self.address() if flask.has_request_context() else None)
-        except Exception as e:  # noqa: BLE001 - never hide it: log loudly, then fail the request
+        except Exception as e:  # never hidden: logged loudly, then the request fails
             log.error("audit log write failed for %s by %s: %s", action, user, e)
             raise
 
@@ -342,7 +343,7 @@ def _safe_next(nxt: str | None) -> str:
     """Only same-site relative paths (no open redirect)."""
     nxt = (nxt or "/").rstrip("?")
     u = urlparse(nxt)
-    if u.scheme or u.netloc or not nxt.startswith("/") or nxt.startswith("//") or nxt.startswith("/login"):
+    if u.scheme or u.netloc or not nxt.startswith("/") or nxt.startswith(("//", "/login")):
         return "/"
     return nxt
 

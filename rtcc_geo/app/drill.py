@@ -119,7 +119,7 @@ def incident_table(ctx: AppContext, cell: int, f: Filters, role: str) -> html.Di
     df = df.tail(N_RECENT).iloc[::-1]
     if df.empty:
         return html.Div("No incidents for these filters.", id="drill-incidents")
-    auth.audit("drill", {"cell": cell_hex([cell])[0], "filters": filters_dict(f), "rows": int(len(df))})
+    auth.audit("drill", {"cell": cell_hex([cell])[0], "filters": filters_dict(f), "rows": len(df)})
     when = df["occurred_from"].dt.tz_convert(ctx.timezone)
     rows = [html.Tr([html.Td(t.strftime("%Y-%m-%d %H:%M") if k else t.strftime("%Y-%m-%d"), style=_TD),
                      html.Td(str(c), style=_TD), html.Td(str(o), style=_TD), html.Td(str(b) if pd.notna(b) else "", style=_TD)])
@@ -139,7 +139,7 @@ def panel(ctx: AppContext, cell: int, f: Filters, layer: Layer, role: str) -> li
     # Drop a partial last week from the test (it would read as a fall).
     full = wk.iloc[:-1] if len(wk) > 1 else wk
     # Rows known only to the day count in the weekly trend, never in an hour (docs/temporal.md).
-    unknown = int(round(wk.sum() - how.sum()))
+    unknown = round(float(wk.sum() - how.sum()))
     hide = suppress.active(role)
     k = suppress.k_for(ctx.source)
     if hide:  # viewers and planners: nothing below k, and 0 looks like 1..k-1 (see suppress)

@@ -27,7 +27,8 @@ from rtcc_geo.store.base import Store
 
 from . import auth
 from .context import MAP_RESOLUTIONS, AppContext, context_for
-from .pages import audit as audit_page, commander, planner
+from .pages import audit as audit_page
+from .pages import commander, planner
 
 _NAV = {"display": "flex", "alignItems": "center", "height": "40px", "padding": "0 14px",
         "background": "#0f1820", "color": "#e8ecef", "fontSize": "14px", "gap": "18px"}

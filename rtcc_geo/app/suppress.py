@@ -80,4 +80,4 @@ def count_text(n: float, what: str = "incidents", source: str | None = None, rol
     k = k_for(source)
     if active(role) and n < k:
         return f"fewer than {k} {what}"
-    return f"{int(round(n)):,} {what}"
+    return f"{round(float(n)):,} {what}"

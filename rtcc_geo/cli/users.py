@@ -44,36 +44,22 @@ def register(subparsers) -> None:
     add_json_arg(a)
     a.set_defaults(func=_add)
 
-    ls = sub.add_parser("list", help="list users and roles (never the hashes)")
-    add_store_args(ls)
-    add_json_arg(ls)
-    ls.set_defaults(func=_list)
+    def action(name: str, func, help_: str, *, user: bool = True):
+        sp = sub.add_parser(name, help=help_)
+        if user:
+            sp.add_argument("username")
+        add_store_args(sp)
+        add_json_arg(sp)
+        sp.set_defaults(func=func)
+        return sp
 
-    rm = sub.add_parser("remove", help="remove a user (their open sessions end at once)")
-    rm.add_argument("username")
-    add_store_args(rm)
-    add_json_arg(rm)
-    rm.set_defaults(func=_remove)
-
-    pw = sub.add_parser("passwd", help="change a user's password (their open sessions end at once)")
-    pw.add_argument("username")
-    pw.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
-    add_store_args(pw)
-    add_json_arg(pw)
-    pw.set_defaults(func=_passwd)
-
-    ro = sub.add_parser("role", help="change a user's role (their open sessions end at once)")
-    ro.add_argument("username")
-    ro.add_argument("--role", required=True, choices=ROLES)
-    add_store_args(ro)
-    add_json_arg(ro)
-    ro.set_defaults(func=_role)
-
-    un = sub.add_parser("unlock", help="lift the lock-out after too many failed log-ins")
-    un.add_argument("username")
-    add_store_args(un)
-    add_json_arg(un)
-    un.set_defaults(func=_unlock)
+    action("list", _list, "list users and roles (never the hashes)", user=False)
+    action("remove", _remove, "remove a user (their open sessions end at once)")
+    action("passwd", _passwd, "change a user's password (their open sessions end at once)").add_argument(
+        "--password-stdin", action="store_true", help="read the password from stdin")
+    action("role", _role, "change a user's role (their open sessions end at once)").add_argument(
+        "--role", required=True, choices=ROLES)
+    action("unlock", _unlock, "lift the lock-out after too many failed log-ins")
 
     p.set_defaults(func=lambda args: (p.print_help(), 0)[1])
 
