@@ -593,6 +593,25 @@ def test_viewer_never_receives_an_aggregate_below_k(served):
                 assert "fewer than 5" in json.dumps(resp)
                 checked += 1
         commander_small += len(small_values(_call(chief, base, mdep, ctx, overrides=ov)))
+    # A view of one incident: no layer (density, hot spots) draws anything for a viewer.
+    one = None
+    for c in cats:
+        for d in dists:
+            q = Query(source="philadelphia", categories=(c,), districts=(d,), hours=(3,), dows=(2,))
+            if store.count(q) == 1:
+                one = {("f-cats", "value"): [c], ("f-districts", "value"): [d], ("f-hours", "value"): [3, 4],
+                       ("f-dows", "value"): [2], ("f-dates", "start_date"): "2024-11-01",
+                       ("f-dates", "end_date"): "2024-11-30"}
+                break
+        if one:
+            break
+    assert one is not None
+    for lid in ("counts", "kde", "gistar"):
+        ov = {**one, ("f-layer", "value"): lid}
+        data = _call(viewer, base, mdep, ctx, overrides=ov)
+        assert data["map-hex"]["data"]["ids"] == [], lid
+        assert "fewer than 5 incidents" in json.dumps(data["summary"]), lid
+        assert len(_call(chief, base, mdep, ctx, overrides=ov)["map-hex"]["data"]["ids"]) >= 1, lid
     assert singles > 50, singles            # the sweep does narrow to single incidents ...
     assert commander_small > 50            # ... which a commander sees, and a viewer never
     print(f"suppression: {checked} viewer/planner responses over {len(combos)} filter sets, "

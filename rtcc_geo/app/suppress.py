@@ -66,12 +66,25 @@ def mask(values, k: int) -> np.ndarray:
     return v
 
 
+def view_total(ctx, f) -> int:
+    """Incidents in the view (cached; the summary line shares the key)."""
+    q = f.query(ctx.source, ctx.categories)
+    return ctx.cache.get(("total", q), lambda: int(ctx.store.count(q)))
+
+
 def compute(ctx, layer, f, role: str | None = None) -> pd.DataFrame:
     """:func:`rtcc_geo.app.layers.compute`, with counts below k removed for the
-    aggregate-only roles (the cached values are never changed)."""
+    aggregate-only roles (the cached values are never changed). A view of fewer
+    than k incidents shows no layer at all to them: a density or hot-spot map of
+    one incident is a map of where it happened."""
     out = _compute(ctx, layer, f)
-    if layer.unit in COUNT_UNITS and active(role):
-        out = out.assign(value=mask(out["value"].to_numpy(), k_for(ctx.source)))
+    if not active(role):
+        return out
+    k = k_for(ctx.source)
+    if layer.unit in COUNT_UNITS:
+        return out.assign(value=mask(out["value"].to_numpy(), k))
+    if view_total(ctx, f) < k:
+        return out.assign(value=np.nan)
     return out
 
 
