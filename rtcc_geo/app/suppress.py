@@ -77,16 +77,15 @@ def compute(ctx, layer, f, role: str | None = None) -> pd.DataFrame:
     aggregate-only roles (the cached values are never changed). A view of fewer
     than k incidents shows no layer at all to them: a density or hot-spot map of
     one incident is a map of where it happened."""
-    out = _compute(ctx, layer, f)
     if not active(role):
-        return out
+        return _compute(ctx, layer, f)
     k = k_for(ctx.source)
     if layer.unit in COUNT_UNITS:
+        out = _compute(ctx, layer, f)
         return out.assign(value=mask(out["value"].to_numpy(), k))
-    if view_total(ctx, f) < k:
-        return out.assign(value=np.nan)
-    return out
-
+    if view_total(ctx, f) < k:  # not even computed
+        return pd.DataFrame({"cell": ctx.universe(f.res), "value": np.nan})
+    return _compute(ctx, layer, f)
 
 def count_text(n: float, what: str = "incidents", source: str | None = None, role: str | None = None) -> str:
     """``"1,234 incidents"``, or ``"fewer than 5 incidents"`` when suppressed."""
