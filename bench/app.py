@@ -157,7 +157,9 @@ def main() -> int:
 
     # --- 2. server time of a filter change vs the full-figure reference ------------------
     client = app.server.test_client()
-    client.post("/login", data={"username": "bench", "password": PASSWORD})
+    from tests.test_app_common import login_post
+
+    login_post(client, "bench", PASSWORD)  # the form's CSRF token, as a browser sends it
     cats_all = list(ctx.categories)
     variants = [[c for c in cats_all if c != drop] for drop in cats_all]
     first = client.post("/_dash-update-component", json=callback_payload(ctx, cats_all)).get_json()  # warm imports

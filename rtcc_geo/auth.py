@@ -16,6 +16,15 @@ viewer
     The aggregated map only: cell counts and statistics, never incident rows,
     blocks or coordinates of single incidents.
 
+Passwords: at least :data:`MIN_PASSWORD` (12) characters, and not one of the
+common passwords shipped in ``data/security/common_passwords.txt`` (30,000
+from leaked-password corpora), nor one of them with digits or symbols added
+(``password1234!``), nor the user name (:func:`check_password`).
+
+Every change of a user (added, password or role changed, removed) ends that
+user's open sessions at once and leaves one entry in the audit log
+(:mod:`rtcc_geo.auth_store`).
+
 Passwords are hashed with scrypt (:func:`hashlib.scrypt`, a memory-hard KDF
 in the standard library) with a random 16-byte salt per user; the stored
 string is ``scrypt$n$r$p$salt_hex$hash_hex`` so the cost can be raised later
@@ -24,6 +33,8 @@ without invalidating old hashes.
 
 from __future__ import annotations
 
+import functools
+import getpass
 import hashlib
 import hmac
 import re
@@ -31,6 +42,8 @@ import secrets
 
 import pandas as pd
 
+from .auth_store import records_for
+from .config import DATA_DIR
 from .store.base import Store
 
 #: Roles, most to least privileged.
@@ -47,7 +60,38 @@ COLUMNS = ("username", "role", "password_hash", "created_at")
 # paper recommends (about 16 MiB and ~50 ms a check).
 _N, _R, _P = 2**14, 8, 1
 _USERNAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
-MIN_PASSWORD = 8
+MIN_PASSWORD = 12
+
+
+@functools.lru_cache(maxsize=1)
+def common_passwords() -> frozenset[str]:
+    """The shipped list of common passwords, lower-cased."""
+    text = (DATA_DIR / "security" / "common_passwords.txt").read_text(encoding="utf-8")
+    return frozenset(w for w in (line.strip() for line in text.splitlines()) if w and not w.startswith("#"))
+
+
+def check_password(password: str, username: str | None = None) -> None:
+    """Raise :class:`ValueError` (saying why) unless ``password`` may be used.
+
+    Refused: shorter than :data:`MIN_PASSWORD`; a common password, or a common
+    one with digits/symbols around it (``Password1234!``); one character or a
+    two-character pattern repeated; digits only; the user name in it.
+    """
+    pw = password or ""
+    if len(pw) < MIN_PASSWORD:
+        raise ValueError(f"password too short: use at least {MIN_PASSWORD} characters "
+                         "(a few unrelated words make a good one)")
+    low = pw.lower()
+    common = common_passwords()
+    core = re.sub(r"^[\W\d_]+|[\W\d_]+$", "", low)
+    if low in common or (core and core in common) or low.strip("0123456789") in common:
+        raise ValueError("that password is on the list of common passwords: choose another")
+    if len(set(low)) <= 2:
+        raise ValueError("that password repeats one or two characters: choose another")
+    if low.isdigit():
+        raise ValueError("that password is only digits: use words")
+    if username and len(username) >= 3 and username.lower() in low:
+        raise ValueError("the password must not contain the user name")
 
 
 def hash_password(password: str, *, n: int = _N, r: int = _R, p: int = _P) -> str:
@@ -88,8 +132,20 @@ class Users:
     'commander'
     """
 
-    def __init__(self, store: Store):
+    def __init__(self, store: Store, actor: str | None = None):
         self.store = store
+        #: Who makes changes (the audit log's user): the app user, else the OS user.
+        self.actor = actor or f"cli:{_os_user()}"
+
+    @property
+    def records(self):
+        return records_for(self.store)
+
+    def _changed(self, action: str, username: str, detail: dict | None = None) -> int:
+        """End the user's sessions and log the change; returns the sessions ended."""
+        n = self.records.revoke_user(username)
+        self.records.audit(action, self.actor, {"username": username, **(detail or {}), "sessions_ended": n})
+        return n
 
     def table(self) -> pd.DataFrame:
         df = self.store.get_table(TABLE)
@@ -105,8 +161,7 @@ class Users:
             raise ValueError(f"bad user name {username!r}: use 1-64 letters, digits, '.', '_', '@' or '-'")
         if role not in ROLES:
             raise ValueError(f"unknown role {role!r}; use one of {', '.join(ROLES)}")
-        if len(password or "") < MIN_PASSWORD:
-            raise ValueError(f"password too short: use at least {MIN_PASSWORD} characters")
+        check_password(password, username)
         df = self.table()
         exists = df["username"].eq(username).fillna(False).to_numpy(dtype=bool)
         if exists.any() and not replace:
@@ -120,6 +175,39 @@ class Users:
         keep = df.loc[~exists]
         out = row if not len(keep) else pd.concat([keep, row], ignore_index=True)
         self.store.put_table(TABLE, out.astype({"username": "string", "role": "string", "password_hash": "string"}))
+        if exists.any():
+            old = str(df.loc[exists, "role"].iloc[0])
+            if old != role:  # one change, one entry
+                self._changed("user_role", username, {"from": old, "to": role, "password_changed": True})
+            else:
+                self._changed("user_password", username)
+        else:
+            self._changed("user_add", username, {"role": role})
+
+    def set_password(self, username: str, password: str) -> None:
+        """Change a user's password (their open sessions end)."""
+        role = self.role(username)
+        if role is None:
+            raise ValueError(f"no user {username!r}")
+        self.add(username, password, role, replace=True)
+
+    def set_role(self, username: str, role: str) -> None:
+        """Change a user's role, keeping the password (their open sessions end)."""
+        if role not in ROLES:
+            raise ValueError(f"unknown role {role!r}; use one of {', '.join(ROLES)}")
+        df = self.table()
+        hit = df["username"].eq(username).fillna(False).to_numpy(dtype=bool)
+        if not hit.any():
+            raise ValueError(f"no user {username!r}")
+        old = str(df.loc[hit, "role"].iloc[0])
+        df.loc[hit, "role"] = role
+        self.store.put_table(TABLE, df.reset_index(drop=True))
+        self._changed("user_role", username, {"from": old, "to": role})
+
+    def unlock(self, username: str) -> None:
+        """Lift a lock-out after failed log-ins."""
+        self.records.clear_failures(f"user:{username}")
+        self.records.audit("user_unlock", self.actor, {"username": username})
 
     def remove(self, username: str) -> bool:
         """Remove a user; ``False`` if there was none of that name."""
@@ -128,6 +216,7 @@ class Users:
         if not hit.any():
             return False
         self.store.put_table(TABLE, df.loc[~hit].reset_index(drop=True))
+        self._changed("user_remove", username)
         return True
 
     def role(self, username: str) -> str | None:
@@ -147,6 +236,13 @@ class Users:
         if not verify_password(password, str(hit["password_hash"].iloc[0])):
             return None
         return str(hit["role"].iloc[0])
+
+
+def _os_user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # noqa: BLE001 - no passwd entry in a container
+        return "unknown"
 
 
 _DUMMY: list[str] = []

@@ -15,7 +15,7 @@ from rtcc_geo.auth import Users, hash_password, verify_password
 from rtcc_geo.store.base import Query
 from rtcc_geo.store.embedded import EmbeddedStore
 
-from .test_app_common import PASSWORD, USERS, philly_app, philly_store  # noqa: F401  (fixtures)
+from .test_app_common import PASSWORD, USERS, login_post, philly_app, philly_store  # noqa: F401  (fixtures)
 
 
 # --- helpers -----------------------------------------------------------------
@@ -23,7 +23,7 @@ from .test_app_common import PASSWORD, USERS, philly_app, philly_store  # noqa: 
 def client_for(app, user: str | None):
     c = app.server.test_client()
     if user is not None:
-        r = c.post("/login", data={"username": user, "password": PASSWORD, "next": "/"})
+        r = login_post(c, user, PASSWORD)
         assert r.status_code == 302, r.data[:300]
     return c
 
@@ -115,14 +115,14 @@ def test_users_cli_add_list_remove(tmp_path, monkeypatch, capsys):
     from rtcc_geo.cli.main import main
 
     store = str(tmp_path / "s")
-    monkeypatch.setattr("sys.stdin", io.StringIO("s3cret-pass\n"))
+    monkeypatch.setattr("sys.stdin", io.StringIO("s3cret-pass-phrase\n"))
     assert main(["users", "add", "lee", "--role", "analyst", "--password-stdin", "--store", store]) == 0
-    assert Users(EmbeddedStore(store)).authenticate("lee", "s3cret-pass") == "analyst"
+    assert Users(EmbeddedStore(store)).authenticate("lee", "s3cret-pass-phrase") == "analyst"
     assert Users(EmbeddedStore(store)).authenticate("lee", "wrong-pass") is None
     # Stored as a hash, never the password.
     raw = EmbeddedStore(store).get_table("users")
     assert "s3cret-pass" not in raw.to_csv()
-    monkeypatch.setattr("sys.stdin", io.StringIO("another-pass\n"))
+    monkeypatch.setattr("sys.stdin", io.StringIO("another-pass-phrase\n"))
     assert main(["users", "add", "lee", "--role", "viewer", "--password-stdin", "--store", store]) == 2
     assert "exists" in capsys.readouterr().err
     monkeypatch.setattr("sys.stdin", io.StringIO("short\n"))
@@ -141,10 +141,10 @@ def test_users_cli_add_list_remove(tmp_path, monkeypatch, capsys):
 
 def test_login_rejects_wrong_password_and_open_redirect(philly_app):
     c = philly_app.server.test_client()
-    r = c.post("/login", data={"username": "chief", "password": "nope-nope"})
+    r = login_post(c, "chief", "nope-nope")
     assert r.status_code == 401 and b"Wrong user name or password" in r.data
     assert c.get("/_dash-layout").status_code == 401
-    r = c.post("/login", data={"username": "chief", "password": PASSWORD, "next": "https://evil.example/x"})
+    r = login_post(c, "chief", PASSWORD, "https://evil.example/x")
     assert r.status_code == 302 and r.headers["Location"] == "/"
     assert c.get("/_dash-layout").status_code == 200
 
@@ -169,7 +169,7 @@ def test_every_page_and_callback_refuses_anonymous(philly_app):
         ok = chief.post("/_dash-update-component", json=body)
         assert ok.status_code in (200, 204), (dep["output"], ok.status_code, ok.data[:300])
 
-    # Every route of the server: pages redirect to /login, data routes answer 401.
+    # Every route of the server answers 401 (pages with the log-in form).
     rules = [r.rule for r in app.server.url_map.iter_rules()]
     concrete = {"/": "/", "/<path:path>": "/planner", "/_dash-layout": "/_dash-layout",
                 "/_dash-dependencies": "/_dash-dependencies", "/_reload-hash": "/_reload-hash",
@@ -191,15 +191,17 @@ def test_every_page_and_callback_refuses_anonymous(philly_app):
             continue
         url = concrete[rule]
         r = anon.get(url)
-        if url.startswith(("/_", "/geo/")):
-            assert r.status_code == 401, (url, r.status_code)
-        else:
-            assert r.status_code == 302 and r.headers["Location"].startswith("/login"), (url, r.status_code)
-        assert b"philadelphia" not in r.data.lower()
+        assert r.status_code == 401, (url, r.status_code)
+        if not url.startswith(("/_", "/geo/", "/assets/", "/static/")):
+            assert b'id="login-form"' in r.data, url
+        else:  # the log-in form shows the app's title (as GET /login does), data routes nothing
+            assert b"philadelphia" not in r.data.lower()
     for url in ("/", "/planner", "/_dash-layout", "/geo/cells/9.geojson", "/geo/tiles/9/10/298/387.pbf"):
         assert chief.get(url).status_code == 200, url
-    # After log-out the same client is refused again.
-    chief.get("/logout")
+    # After log-out (POST only) the same client is refused again.
+    chief.get("/logout")  # a GET (a link, an <img> on another site) does not log anyone out
+    assert chief.get("/_dash-layout").status_code == 200
+    chief.post("/logout")
     assert chief.get("/_dash-layout").status_code == 401
 
 
@@ -266,7 +268,7 @@ def test_viewer_never_receives_incident_fields(philly_app):
             continue
         r = viewer.post("/_dash-update-component", json=payload(dep, ctx, hexid))
         if r.status_code == 403:  # planner callback: not the viewer's page
-            assert "p-curve" in dep["output"]
+            assert "p-curve" in dep["output"] or "a-table" in dep["output"]  # planner page, audit page
             continue
         assert r.status_code in (200, 204), (dep["output"], r.status_code)
         assert not leaked(r.get_data(as_text=True)), dep["output"]
@@ -379,12 +381,12 @@ def test_cells_geojson_and_exports(philly_app):
 
     f = ctx.default_filters()
     f.categories = ("burglary",)
-    body, name = export_view(ctx, COUNTS, f, "csv")
+    body, name = export_view(ctx, COUNTS, f, "csv", role="commander")
     df = pd.read_csv(io.StringIO(body))
     assert name.endswith(".csv") and list(df.columns) == ["cell", "lat", "lon", "counts"]
     q = f.query("philadelphia", ctx.categories)
     assert df["counts"].sum() == ctx.store.count(q)
-    body, name = export_view(ctx, COUNTS, f, "geojson")
+    body, name = export_view(ctx, COUNTS, f, "geojson", role="commander")
     gj = json.loads(body)
     assert len(gj["features"]) == len(df) and gj["rtcc_view"]["categories"] == ["burglary"]
     assert sum(ft["properties"]["value"] for ft in gj["features"]) == ctx.store.count(q)
@@ -437,7 +439,10 @@ def test_every_layer_recolours_with_the_library_values(philly_app):
             want = pd.Series(ref["density"].to_numpy(float), index=ref["cell"].to_numpy(np.int64))
             np.testing.assert_allclose(z.reindex(want.index).to_numpy(), want.to_numpy(), rtol=1e-3, atol=1e-9)
         elif lid == "counts":
-            assert z.sum() == ctx.store.count(q)
+            # A viewer: cells of 1-4 incidents are not sent (small-count suppression, k = 5).
+            raw = ctx.store.counts(9, ("cell",), q)["n"].to_numpy()
+            assert raw.min() < 5 and not ((z > 0) & (z < 5)).any()
+            assert z.sum() == ctx.store.count(q) - raw[raw < 5].sum()
         elif lid == "alerts":
             p = int(grid.parent(np.array([busy]), 9)[0])
             assert z[p] == 2 and z.sum() == 2  # the acknowledged one is not shown

@@ -6,6 +6,8 @@ both modules share one store), with one user per role.
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from rtcc_geo.auth import Users
@@ -13,6 +15,20 @@ from rtcc_geo.auth import Users
 PASSWORD = "test-password-1"
 USERS = {"chief": "commander", "ana": "analyst", "plan": "planner", "vic": "viewer", "temp": "viewer"}
 _CACHE: dict = {}
+
+
+def csrf_of(html: str) -> str:
+    """The CSRF token of a log-in form page."""
+    m = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert m, "no CSRF token in the log-in form"
+    return m.group(1)
+
+
+def login_post(client, user: str, password: str, next_: str = "/"):
+    """What a browser does: fetch the form (CSRF cookie + field), post it back."""
+    token = csrf_of(client.get("/login").get_data(as_text=True))
+    return client.post("/login", data={"username": user, "password": password, "next": next_,
+                                       "csrf_token": token})
 
 
 def _ingest(shared_data, root):

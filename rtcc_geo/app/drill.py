@@ -1,8 +1,12 @@
 """Cell drill-down: hour-of-week profile, trend, hot-spot status, recent incidents.
 
 Incident rows (times, offense text, blocks) are only ever built for roles in
-:data:`rtcc_geo.auth.INCIDENT_ROLES`; other roles get the aggregates alone.
+:data:`rtcc_geo.auth.INCIDENT_ROLES`; other roles get the aggregates alone,
+and of those never a count between 1 and k - 1 (an hour of the week, a week,
+the cell's total: "fewer than k" instead, :mod:`rtcc_geo.app.suppress`).
 The check is here, on the server, not in what the browser shows or hides.
+Each drill-down that returns incident rows is one entry in the audit log
+(user, cell, filters, row count).
 """
 
 from __future__ import annotations
@@ -12,10 +16,11 @@ import numpy as np
 import pandas as pd
 from dash import dcc, html
 
-from . import auth
+from . import auth, suppress
 from .context import AppContext, Filters, cell_hex
 from .figures import SMALL_CONFIG, empty_figure, profile_figure, trend_figure
-from .layers import Layer, compute, hotspot_layer
+from .layers import Layer, hotspot_layer
+from .suppress import compute
 
 N_RECENT = 15
 _TD = {"padding": "2px 6px", "borderBottom": "1px solid #eee", "verticalAlign": "top"}
@@ -23,6 +28,13 @@ _TD = {"padding": "2px 6px", "borderBottom": "1px solid #eee", "verticalAlign": 
 
 def placeholder(msg: str = "Click a hexagon for its profile, trend and status.") -> list:
     return [html.Div(msg, id="drill-empty", style={"color": "#667", "padding": "20px 6px"})]
+
+
+def filters_dict(f: Filters) -> dict:
+    """The view's filters as plain JSON (audit log)."""
+    return {"start": f.start, "end": f.end, "categories": list(f.categories) if f.categories is not None else None,
+            "hours": list(f.hours), "dows": list(f.dows) if f.dows is not None else None,
+            "districts": list(f.districts) if f.districts is not None else None, "res": f.res}
 
 
 def _cell_query(ctx: AppContext, cell: int, f: Filters):
@@ -70,7 +82,7 @@ def trend_text(y: np.ndarray) -> str:
     return f"{word} (Mann-Kendall τ = {float(r.tau[0]):+.2f}, p = {float(r.p[0]):.3f}; Sen slope {slope:+.2f}/week)"
 
 
-def status(ctx: AppContext, cell: int, f: Filters, layer: Layer) -> list:
+def status(ctx: AppContext, cell: int, f: Filters, layer: Layer, role: str | None = None) -> list:
     """Hot-spot status from the hot-spot layer where the library has one; the
     cell's rank in the current layer otherwise."""
     out = []
@@ -82,7 +94,7 @@ def status(ctx: AppContext, cell: int, f: Filters, layer: Layer) -> list:
             v = float(row["value"].iloc[0])
             label = next((c[1] for c in hs.classes if c[0] == v), "not significant")
             out.append(html.Div([html.B("Hot-spot status: "), html.Span(label, id="drill-hotspot")]))
-    vals = compute(ctx, layer, f)
+    vals = compute(ctx, layer, f, role=role)
     v = vals["value"].to_numpy("float64")
     hit = np.flatnonzero(vals["cell"].to_numpy(np.int64) == cell)
     if len(hit):
@@ -90,6 +102,8 @@ def status(ctx: AppContext, cell: int, f: Filters, layer: Layer) -> list:
         fin = v[np.isfinite(v)]
         pct = 100.0 * float(np.mean(fin <= x)) if len(fin) and np.isfinite(x) else float("nan")
         xs = "no value" if not np.isfinite(x) else (f"{x:,.0f}" if x == round(x) else f"{x:.3g}")
+        if not np.isfinite(x) and layer.unit in suppress.COUNT_UNITS and suppress.active(role):
+            xs = f"fewer than {suppress.k_for(ctx.source)}"
         out.append(html.Div([html.B(f"{layer.label}: "), xs,
                              f" (higher than or equal to {pct:.0f}% of cells)" if np.isfinite(pct) else ""]))
     return out
@@ -105,6 +119,7 @@ def incident_table(ctx: AppContext, cell: int, f: Filters, role: str) -> html.Di
     df = df.tail(N_RECENT).iloc[::-1]
     if df.empty:
         return html.Div("No incidents for these filters.", id="drill-incidents")
+    auth.audit("drill", {"cell": cell_hex([cell])[0], "filters": filters_dict(f), "rows": len(df)})
     when = df["occurred_from"].dt.tz_convert(ctx.timezone)
     rows = [html.Tr([html.Td(t.strftime("%Y-%m-%d %H:%M") if k else t.strftime("%Y-%m-%d"), style=_TD),
                      html.Td(str(c), style=_TD), html.Td(str(o), style=_TD), html.Td(str(b) if pd.notna(b) else "", style=_TD)])
@@ -124,18 +139,36 @@ def panel(ctx: AppContext, cell: int, f: Filters, layer: Layer, role: str) -> li
     # Drop a partial last week from the test (it would read as a fall).
     full = wk.iloc[:-1] if len(wk) > 1 else wk
     # Rows known only to the day count in the weekly trend, never in an hour (docs/temporal.md).
-    unknown = int(round(wk.sum() - how.sum()))
-    note = f" ({unknown:,} with unknown time not shown)" if unknown > 0 else ""
-    prof = (profile_figure(how, f"Hour-of-week profile · {int(how.sum()):,} incidents{note}")
-            if how.sum() else empty_figure("no incidents with a known time here", 210))
-    trend = (trend_figure(wk.index.strftime("%Y-%m-%d"), wk.to_numpy(), "Incidents per week")
-             if len(wk) else empty_figure("no incidents here", 190))
+    unknown = round(float(wk.sum() - how.sum()))
+    hide = suppress.active(role)
+    k = suppress.k_for(ctx.source)
+    if hide:  # viewers and planners: nothing below k, and 0 looks like 1..k-1 (see suppress)
+        note = f" ({unknown:,} with unknown time not shown)" if unknown >= k else ""
+        if how.sum() < k:
+            prof = empty_figure(f"fewer than {k} incidents with a known time here", 210)
+        else:
+            shown = suppress.mask(how, k)
+            few = f" · blank: fewer than {k}" if np.isnan(shown).any() else ""
+            prof = profile_figure(shown, f"Hour-of-week profile · {int(how.sum()):,} incidents{note}{few}")
+        if wk.sum() < k:
+            trend = empty_figure(f"fewer than {k} incidents here", 190)
+        else:
+            shown = suppress.mask(wk.to_numpy(), k)
+            few = f" · gaps: fewer than {k}" if np.isnan(shown).any() else ""
+            trend = trend_figure(wk.index.strftime("%Y-%m-%d"), shown, f"Incidents per week{few}")
+    else:
+        note = f" ({unknown:,} with unknown time not shown)" if unknown > 0 else ""
+        prof = (profile_figure(how, f"Hour-of-week profile · {int(how.sum()):,} incidents{note}")
+                if how.sum() else empty_figure("no incidents with a known time here", 210))
+        trend = (trend_figure(wk.index.strftime("%Y-%m-%d"), wk.to_numpy(), "Incidents per week")
+                 if len(wk) else empty_figure("no incidents here", 190))
     return [
         html.Div([html.B("Cell "), html.Code(cell_hex([cell])[0], id="drill-cell"),
                   f" · res {res} · {lat:.4f}, {lon:.4f}"], style={"marginBottom": "4px"}),
-        html.Div(status(ctx, cell, f, layer), id="drill-status"),
+        html.Div(status(ctx, cell, f, layer, role), id="drill-status"),
         dcc.Graph(id="drill-profile", figure=prof, config=SMALL_CONFIG),
         dcc.Graph(id="drill-trend", figure=trend, config=SMALL_CONFIG),
-        html.Div([html.B("Trend: "), trend_text(full.to_numpy())], id="drill-trend-text"),
+        html.Div([html.B("Trend: "), trend_text(full.to_numpy()) if not hide or wk.sum() >= k
+                  else f"fewer than {k} incidents: no trend test"], id="drill-trend-text"),
         incident_table(ctx, cell, f, role),
     ]

@@ -14,7 +14,6 @@ re-render the alert panel.
 from __future__ import annotations
 
 import logging
-import os
 
 import pandas as pd
 from dash import ALL, Input, Output, ctx as cbctx, dcc, html
@@ -59,16 +58,21 @@ def latest_time(store, source: str) -> pd.Timestamp:
 
 
 def attach(app, ctx, token: str | None = None) -> LiveRuntime | None:
-    """Mount the live routes on ``app`` and register the live callbacks."""
+    """Mount the live routes on ``app`` and register the live callbacks
+    (feed tokens per source: :class:`rtcc_geo.feed_tokens.FeedTokens`)."""
+    from rtcc_geo.feed_tokens import FeedTokens
+
     if not ctx.source:
         return None
+    tokens = FeedTokens.load(ctx.source, token)  # a bad token setting stops the server, loudly
     try:
-        rt = LiveRuntime(ctx.store, ctx.source, token or os.environ.get("RTCC_FEED_TOKEN"))
+        rt = LiveRuntime(ctx.store, ctx.source, tokens)
     except Exception as e:  # noqa: BLE001 - the map works without the live layer
         log.warning("live layer off: %s", e)
         return None
     app.server.register_blueprint(feed_blueprint(rt.service, token=rt.token, authorize=auth.current_role,
-                                                 broker=rt.broker, redact=redact))
+                                                 broker=rt.broker, redact=redact, on_batch=auth.feed_audit(ctx.store),
+                                                 alive=auth.session_alive))
     app.rtcc_live = rt
     _register_callbacks(app, rt)
     return rt
@@ -166,5 +170,6 @@ def _register_callbacks(app, rt: LiveRuntime) -> None:
         trig = cbctx.triggered_id
         if isinstance(trig, dict) and trig.get("type") == "ack" and any(acks or []):
             if auth.may_see_incidents(role):
-                rt.engine.alerts.acknowledge(trig["id"], auth.current_user() or "?")
+                if rt.engine.alerts.acknowledge(trig["id"], auth.current_user() or "?"):
+                    auth.audit("alert_ack", {"alert": trig["id"]})
         return alerts_list(rt.store, role, tz=rt.store.sources().get(rt.source, "UTC"), log=rt.engine.alerts)

@@ -4,7 +4,8 @@ Pages (one Dash app, routed on the URL path):
 
 ``/``         commander map (every role; incident rows for commander/analyst only)
 ``/planner``  staffing planner (commander, analyst, planner)
-``/login``, ``/logout``  plain HTML, the only routes open without a session
+``/audit``     audit log (commander)
+``/login``    plain HTML, the only route open without a session; ``POST /logout`` ends it
 
 Callbacks are registered on the app instance (``app.callback``), never on
 Dash's global registry, so several apps (tests, benchmarks) can live in one
@@ -26,6 +27,7 @@ from rtcc_geo.store.base import Store
 
 from . import auth
 from .context import MAP_RESOLUTIONS, AppContext, context_for
+from .pages import audit as audit_page
 from .pages import commander, planner
 
 _NAV = {"display": "flex", "alignItems": "center", "height": "40px", "padding": "0 14px",
@@ -36,7 +38,7 @@ _LINK = {"color": "#e8ecef", "textDecoration": "none"}
 def create_app(store: Store, *, source: str | None = None, agency=None, boundary=None, districts=None,
                secret_key: str | bytes | None = None, title: str | None = None, default_res: int = 9,
                warm: bool = True, show_empty: bool = False, live: bool = True,
-               feed_token: str | None = None) -> dash.Dash:
+               feed_token: str | None = None, auth_options: auth.Options | None = None) -> dash.Dash:
     """Build the commander app over ``store``.
 
     Parameters
@@ -62,6 +64,9 @@ def create_app(store: Store, *, source: str | None = None, agency=None, boundary
     secret_key
         Signs the session cookie. Default ``$RTCC_SECRET_KEY``, else a random
         key per process (sessions then end when the server restarts).
+    auth_options
+        Session lifetime, idle timeout, secure cookies, proxy trust, lock-out
+        (:class:`rtcc_geo.app.auth.Options`; default from the environment).
     """
     ctx = context_for(store, source=source, agency=agency, boundary=boundary, districts=districts, title=title,
                       default_res=default_res)
@@ -79,7 +84,7 @@ def create_app(store: Store, *, source: str | None = None, agency=None, boundary
         threading.Thread(target=_warm, name="rtcc-warm-geometry", daemon=True).start()
     server = flask.Flask("rtcc_geo_app")
     server.secret_key = secret_key or os.environ.get("RTCC_SECRET_KEY") or secrets.token_hex(32)
-    auth.Guard(server, Users(store), title=ctx.title)
+    auth.Guard(server, Users(store), title=ctx.title, options=auth_options)
 
     app = dash.Dash(
         "rtcc_geo_app", server=server, title=ctx.title, update_title=None,
@@ -102,14 +107,14 @@ def create_app(store: Store, *, source: str | None = None, agency=None, boundary
         links = [html.B(ctx.title), dcc.Link("Commander map", href="/", style=_LINK, id="nav-map")]
         if role in PLANNER_ROLES:
             links.append(dcc.Link("Planner", href="/planner", style=_LINK, id="nav-planner"))
-        links += [html.Span(style={"flex": 1}),
-                  html.Span(f"{user} ({role})", id="nav-user", style={"opacity": 0.8}),
-                  html.A("Log out", href="/logout", style=_LINK, id="nav-logout")]
+        links += audit_page.nav_tail(user, role)
         if path in ("/planner", "/planner/"):
             if role not in PLANNER_ROLES:
                 return html.Div(f"The planner page is not open to the {role} role.", id="forbidden",
                                 style={"padding": "30px"}), links
             return planner.layout(ctx, role), links
+        if path in (audit_page.PATH, audit_page.PATH + "/"):
+            return audit_page.layout(ctx, role), links
         if path in ("/", "", None):
             return commander.layout(ctx, role), links
         return html.Div(["No page here. ", dcc.Link("Back to the map", href="/")], style={"padding": "30px"}), links
@@ -141,6 +146,7 @@ def create_app(store: Store, *, source: str | None = None, agency=None, boundary
     ctx.live = bool(live)
     commander.register(app, ctx)
     planner.register(app, ctx)
+    audit_page.register(app, ctx)
     if live:
         from . import live as live_mod
 

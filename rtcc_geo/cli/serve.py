@@ -26,6 +26,7 @@ import socket
 import sys
 
 from .common import UserError, add_store_args, store_from_args
+from .users import add_security_args, apply_security_args
 
 #: Threads per worker. Every open map holds one for its live event stream, so
 #: this bounds concurrent users (plus headroom for callbacks).
@@ -52,9 +53,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--source", default=None, help="which source to show (default: the store's first)")
     p.add_argument("--feed-token", default=None, metavar="TOKEN",
                    help="bearer token of the live feed POST /api/feed/SOURCE/incidents (default $RTCC_FEED_TOKEN; "
-                        "without one the feed refuses every request; see 'rtcc-geo replay')")
+                        "without one the feed refuses every request; see 'rtcc-geo replay'). Visible to "
+                        "anyone in 'ps': prefer $RTCC_FEED_TOKEN(S) or --feed-token-file")
     p.add_argument("--no-live", action="store_true", help="do not run the live feed, stream and alerts")
     add_server_args(p)
+    add_security_args(p)
     p.set_defaults(func=run)
 
 
@@ -70,6 +73,7 @@ def add_server_args(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    apply_security_args(args)
     store = store_from_args(args)
     return serve_store(store, host=args.host, port=args.port, source=args.source,
                        feed_token=args.feed_token, live=not args.no_live,
@@ -84,7 +88,7 @@ def ensure_admin(store) -> str | None:
     users = Users(store)
     if len(users.list()):
         return None
-    pw = secrets.token_urlsafe(12)
+    pw = secrets.token_urlsafe(18)
     users.add("admin", pw, "commander")
     return pw
 

@@ -296,13 +296,19 @@ def _records(payload) -> list[dict]:
     return payload
 
 
-def feed_blueprint(service: FeedService, token: str | None = None, authorize=None, broker=None, redact=None):
+def feed_blueprint(service: FeedService, token=None, authorize=None, broker=None, redact=None, on_batch=None,
+                   alive=None):
     """Flask blueprint with the feed and the live event stream.
 
     ``authorize()`` returns the signed-in user's role (or ``None``) for the
     stream; ``broker`` is the :class:`~rtcc_geo.live.engine.Broker` the
     stream subscribes to; ``redact(event, role)`` trims each event to what
     that role may see (the app hides incident detail from viewers).
+    ``token`` is one token (any source) or a
+    :class:`~rtcc_geo.feed_tokens.FeedTokens` (a token per source);
+    ``on_batch(source, token_label, result)`` is told of every stored batch (audit log);
+    ``alive()`` is asked once a second whether the stream's session still lives (a
+    log-out or revocation ends an open stream within a second).
     """
     import os
     import queue
@@ -318,8 +324,11 @@ def feed_blueprint(service: FeedService, token: str | None = None, authorize=Non
             return jsonify(error="the feed is disabled: start the server with RTCC_FEED_TOKEN set "
                                  "(or --feed-token) and send it as 'Authorization: Bearer <token>'"), 403
         got = request.headers.get("Authorization", "")
-        if not hmac.compare_digest(got.encode(), f"Bearer {token}".encode()):
-            return jsonify(error="missing or wrong bearer token"), 401
+        per_source = getattr(token, "authorize", None)
+        label = per_source(source, got) if per_source is not None else (
+            "token" if hmac.compare_digest(got.encode(), f"Bearer {token}".encode()) else None)
+        if label is None:
+            return jsonify(error="missing or wrong bearer token (for this source)"), 401
         payload = request.get_json(silent=True)
         if payload is None:
             return jsonify(error="the body must be JSON (Content-Type: application/json)"), 400
@@ -334,6 +343,8 @@ def feed_blueprint(service: FeedService, token: str | None = None, authorize=Non
             r.status_code = 503
             r.headers["Retry-After"] = "1"
             return r
+        if on_batch is not None:
+            on_batch(source, label, result)
         return jsonify(result.as_dict())
 
     @bp.get("/api/live/stream")
@@ -351,11 +362,17 @@ def feed_blueprint(service: FeedService, token: str | None = None, authorize=Non
         def events():
             try:
                 yield "retry: 1000\n\n"
+                quiet = 0
                 while True:
+                    if alive is not None and not alive():
+                        return  # session ended: the browser reconnects and gets 401
                     try:
-                        ev = wait_event(q, environ, 15)
+                        ev = wait_event(q, environ, 1 if alive is not None else 15)
                     except queue.Empty:
-                        yield ": keep-alive\n\n"
+                        quiet += 1
+                        if alive is None or quiet >= 15:
+                            quiet = 0
+                            yield ": keep-alive\n\n"
                         continue
                     if ev is None:
                         return

@@ -9,10 +9,11 @@ import numpy as np
 import pandas as pd
 from dash import ClientsideFunction, Input, Output, Patch, State, dcc, html, no_update
 
-from .. import auth, drill
+from .. import auth, drill, suppress
 from ..context import DOW_LABELS, MAP_RESOLUTIONS, AppContext, Filters, cell_hex, parse_cell
 from ..figures import GRAPH_CONFIG, hex_data, legend, map_figure
-from ..layers import available_layers, compute, get_layer
+from ..layers import available_layers, get_layer
+from ..suppress import compute  # counts below k never reach viewers and planners
 
 PATH = "/"
 FILTER_IDS = ("f-dates", "f-cats", "f-hours", "f-dows", "f-districts", "f-res")
@@ -160,6 +161,9 @@ def register(app, ctx: AppContext) -> None:
         layer = get_layer(layer_id)
         fmt = "geojson" if cbctx.triggered_id == "btn-geojson" else "csv"
         body, name = export_view(ctx, layer, f, fmt)
+        rows = len(json.loads(body)["features"]) if fmt == "geojson" else max(0, body.count("\n") - 1)
+        auth.audit("export", {"format": fmt, "file": name, "layer": layer.id, "rows": rows,
+                              "filters": drill.filters_dict(f)})
         return {"content": body, "filename": name, "type": "application/geo+json" if fmt == "geojson" else "text/csv"}
 
 
@@ -167,13 +171,13 @@ def summary(ctx: AppContext, layer, f: Filters, values: pd.DataFrame) -> list:
     """Header line: what is shown and how many incidents it covers (always visible)."""
     q = f.query(ctx.source, ctx.categories)
     v = values["value"].to_numpy("float64")
-    if layer.id == "counts":
+    if layer.id == "counts" and not suppress.active():
         n = int(np.nansum(v))  # the counts layer already tallied every incident of the view
     else:
         n = ctx.cache.get(("total", q), lambda: int(ctx.store.count(q)))
     nz = int(np.count_nonzero(np.isfinite(v) & (v != 0)))
     parts = [
-        html.B(f"{n:,} incidents"),
+        html.B(suppress.count_text(n, source=ctx.source)),
         f" · {nz:,} of {len(v):,} cells with a value · {layer.label} · H3 res {f.res} · "
         f"{f.start or '…'} to {f.end or '…'}",
     ]
@@ -185,13 +189,16 @@ def summary(ctx: AppContext, layer, f: Filters, values: pd.DataFrame) -> list:
         parts.append(" · " + ",".join(DOW_LABELS[d] for d in f.dows))
     if f.districts:
         parts.append(f" · district {', '.join(f.districts)}")
+    if layer.unit in suppress.COUNT_UNITS and suppress.active():
+        parts.append(f" · cells with fewer than {suppress.k_for(ctx.source)} incidents are not coloured")
     return [html.Span(parts, id="summary-text")]
 
 
-def export_view(ctx: AppContext, layer, f: Filters, fmt: str) -> tuple[str, str]:
+def export_view(ctx: AppContext, layer, f: Filters, fmt: str, role: str | None = None) -> tuple[str, str]:
     """The current view as GeoJSON or CSV: one row per cell with a value (aggregated
-    cells only, whatever the role: exports never carry incident rows)."""
-    values = compute(ctx, layer, f)
+    cells only, whatever the role: exports never carry incident rows). For viewers
+    and planners cells with fewer than k incidents are left out (:mod:`rtcc_geo.app.suppress`)."""
+    values = compute(ctx, layer, f, role=role)
     v = values["value"].to_numpy("float64")
     keep = np.isfinite(v) & (v != 0)
     cells = values["cell"].to_numpy(np.int64)[keep]
@@ -208,6 +215,8 @@ def export_view(ctx: AppContext, layer, f: Filters, fmt: str) -> tuple[str, str]
         meta = {"layer": layer.id, "res": f.res, "start": f.start, "end": f.end,
                 "categories": list(f.categories or []), "hours": list(f.hours), "dows": list(f.dows or []),
                 "districts": list(f.districts or [])}
+        if layer.unit in suppress.COUNT_UNITS and suppress.active(role):
+            meta["left_out"] = f"cells with fewer than {suppress.k_for(ctx.source)} incidents"
         return json.dumps({"type": "FeatureCollection", "rtcc_view": meta, "features": feats}), name + ".geojson"
     from rtcc_geo import grid
 
