@@ -151,8 +151,12 @@ class AppContext:
         m = self._months
         if m.empty:
             return None, None
-        lo = pd.Timestamp(m["month"].min())
-        hi = pd.Timestamp(m["month"].max()) + pd.offsets.MonthEnd(0)
+        # Robust ends: the 0.1 % and 99.9 % quantiles of the monthly counts, so a
+        # stray record dated 1970 or 2099 does not stretch the default period.
+        per = m.groupby("month")["n"].sum().sort_index()
+        cum = (per.cumsum() / per.sum()).to_numpy()
+        lo = pd.Timestamp(per.index[int(np.searchsorted(cum, 0.001))])
+        hi = pd.Timestamp(per.index[min(int(np.searchsorted(cum, 0.999)), len(per) - 1)]) + pd.offsets.MonthEnd(0)
         return lo.strftime("%Y-%m-%d"), hi.strftime("%Y-%m-%d")
 
     @cached_property
