@@ -336,7 +336,12 @@ class FeedService:
                     break
                 jobs.append(j)
                 n += len(j.records)
-            for group in _groups(jobs):
+            try:
+                groups = _groups(jobs)
+            except Exception:  # noqa: BLE001 - a bug here must not kill the writer thread
+                log.exception("feed writer: cannot group %d request(s)", len(jobs))
+                groups = [[j] for j in jobs]
+            for group in groups:
                 try:
                     self._process_safely(group)
                 except BaseException as e:  # noqa: BLE001 - every waiting request learns of it
@@ -465,7 +470,7 @@ def _groups(jobs: list[_Job]) -> list[list[_Job]]:
     out: list[list[_Job]] = []
     current: dict[str, tuple[list[_Job], set]] = {}
     for j in jobs:
-        ids = {str(r.get("id")) for r in j.records}
+        ids = {str(r.get("id")) for r in j.records if isinstance(r, dict)}
         g = current.get(j.source)
         if g is None or g[1] & ids:
             g = ([], set())
