@@ -151,12 +151,15 @@ class AppContext:
         m = self._months
         if m.empty:
             return None, None
-        # Robust ends: the 0.1 % and 99.9 % quantiles of the monthly counts, so a
-        # stray record dated 1970 or 2099 does not stretch the default period.
+        # Outliers ignored: the data's main run of months (split where a year or more
+        # has no incident; the run with most incidents), so a stray record dated 1970
+        # or years ahead does not stretch the default period.
         per = m.groupby("month")["n"].sum().sort_index()
-        cum = (per.cumsum() / per.sum()).to_numpy()
-        lo = pd.Timestamp(per.index[int(np.searchsorted(cum, 0.001))])
-        hi = pd.Timestamp(per.index[min(int(np.searchsorted(cum, 0.999)), len(per) - 1)]) + pd.offsets.MonthEnd(0)
+        run = (pd.Series(per.index).diff() > pd.Timedelta(days=366)).cumsum().to_numpy()
+        main = per.groupby(run).sum().idxmax()
+        months = per.index[run == main]
+        lo = pd.Timestamp(months.min())
+        hi = pd.Timestamp(months.max()) + pd.offsets.MonthEnd(0)
         return lo.strftime("%Y-%m-%d"), hi.strftime("%Y-%m-%d")
 
     @cached_property
