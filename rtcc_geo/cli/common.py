@@ -38,7 +38,7 @@ def store_from_args(args: argparse.Namespace, create: bool | None = None) -> Sto
     if not db:
         d = Path(args.store or os.environ.get("RTCC_STORE_DIR") or DEFAULT_STORE_DIR)
         if not create and not d.is_dir():
-            raise UserError(f"store directory {str(d)!r} does not exist: load data into it first "
+            raise UserError(f"store directory {str(d)!r} does not exist, so the store is empty: load data into it first "
                             f"(rtcc-geo ingest --store {d} ...) or give --db URL")
     store = open_store(db=db, store_dir=args.store)
     if getattr(args, "_rtcc_filters", False):
