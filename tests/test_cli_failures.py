@@ -80,7 +80,7 @@ def _write(path, header, rows):
 
 
 def test_bad_csv_rows_are_quarantined_not_the_file(small, tmp_path):
-    d, good, bad, ref = small
+    _, _, bad, ref = small
     [r] = _run_all([["ingest", "--format", "philadelphia", "--json", "--store", str(tmp_path / "s"), str(bad)]])
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
@@ -180,7 +180,7 @@ def test_live_clock_cannot_be_moved_by_one_record(small, tmp_path):
 def test_map_default_period_ignores_outliers(small, tmp_path):
     from rtcc_geo.app.context import context_for
 
-    d, good, _, _ = small
+    _, good, _, _ = small
     store = EmbeddedStore(tmp_path / "s")
     ingest_files("philadelphia", [good], store)
     strays = store.incidents().head(2).assign(id=["old-stray", "new-stray"])

@@ -43,13 +43,12 @@ import json
 import logging
 import threading
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from ..config import Agency, DATA_DIR, load_agency
-from ..ingest.base import Batch, extras_json, json_records
+from ..ingest.base import Batch, extras_json
 from ..ingest.taxonomy import load_taxonomy
 from ..ingest.validate import agency_area, validate
 from ..schema import CATEGORIES
