@@ -102,7 +102,7 @@ def run_ingest(args: argparse.Namespace) -> int:
             pd.Timestamp(args.time_floor)
         except ValueError:
             raise UserError(f"bad --time-floor {args.time_floor!r}: use a date such as 1990-01-01") from None
-    store = store_from_args(args, create=True)
+    store = store_from_args(args)  # ingest may create the directory (common.CREATING_COMMANDS)
     try:
         s = ingest_files(args.format, args.files, store, agency=args.agency, mapping=args.mapping,
                          progress=progress_enabled() and not args.quiet, time_floor=args.time_floor)
