@@ -91,10 +91,6 @@ def run_ingest(args: argparse.Namespace) -> int:
     from ..ingest.base import IngestError
     from ..ingest.pipeline import ingest_files
 
-    if args.format == "generic" and not args.mapping:
-        raise UserError("--format generic needs --mapping FILE (examples in data/mappings/)")
-    if args.mapping and args.format != "generic":
-        raise UserError("--mapping is only used with --format generic")
     if args.time_floor is not None:
         import pandas as pd
 
@@ -102,7 +98,11 @@ def run_ingest(args: argparse.Namespace) -> int:
             pd.Timestamp(args.time_floor)
         except ValueError:
             raise UserError(f"bad --time-floor {args.time_floor!r}: use a date such as 1990-01-01") from None
-    store = store_from_args(args)  # ingest may create the directory (common.CREATING_COMMANDS)
+    if args.format == "generic" and not args.mapping:
+        raise UserError("--format generic needs --mapping FILE (examples in data/mappings/)")
+    if args.mapping and args.format != "generic":
+        raise UserError("--mapping is only used with --format generic")
+    store = store_from_args(args)
     try:
         s = ingest_files(args.format, args.files, store, agency=args.agency, mapping=args.mapping,
                          progress=progress_enabled() and not args.quiet, time_floor=args.time_floor)
