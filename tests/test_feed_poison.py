@@ -100,6 +100,7 @@ CASES = {
     "nested_extras": ([{**GOOD, "id": "p-nested", "extras": {"a": {"b": {"c": [1, 2, 3]}}}}], None),
     "huge_record": ([{**GOOD, "id": "p-huge", "notes": "n" * 40_000}], "invalid_field"),
     "nul_char": ([{**GOOD, "id": "p-nul", "block": "12\u0000 MARKET"}], "invalid_field"),
+    "nul_in_extras": ([{**GOOD, "id": "p-nul-extra", "cad_note": "a\u0000b"}], "invalid_field"),
     "not_an_object": (["just a string"], None),
 }
 

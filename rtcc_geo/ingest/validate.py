@@ -76,6 +76,8 @@ def _unstorable_text(s: pd.Series, limit: int) -> tuple[np.ndarray, pd.Series]:
     too_long = (t.str.len() > limit).fillna(False).to_numpy(dtype=bool)
     # (Lone surrogates cannot reach here: pandas' Arrow strings refuse them; the feed screens them.)
     broken = t.str.contains("\x00", regex=False).fillna(False).to_numpy(dtype=bool)
+    if s.name == "extras":  # ... nor its JSON escape in extras (PostgreSQL's jsonb refuses \u0000)
+        broken |= t.str.contains("\\u0000", regex=False).fillna(False).to_numpy(dtype=bool)
     det = pd.Series(np.where(too_long, "longer than " + str(limit) + " characters",
                              "holds a NUL character"), index=s.index, dtype="object")
     return too_long | broken, det
