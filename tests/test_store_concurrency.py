@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -24,11 +25,12 @@ import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
 from rtcc_geo.ingest.pipeline import ingest_files
-from rtcc_geo.store.embedded import EmbeddedStore
+from rtcc_geo.store.embedded import EmbeddedStore, hash_ids
 
 _SCRIPT = Path(sys.executable).with_name("rtcc-geo")
 RTCC = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "rtcc_geo.cli.main"]
@@ -202,3 +204,25 @@ def test_replay_into_serve_while_an_ingest_writes_the_same_store(kind, chunks, r
     # Every incident the feed acknowledged as loaded is stored.
     acked = sent_ids & reference_ids
     assert len(acked) == rep["loaded"] and acked <= set(stored)
+
+
+def test_key_index_is_built_for_old_stores_and_never_trusted_alone(chunks, tmp_path):
+    """A store written before the key index (no keys/) dedups on its first append and
+    gets the index; a 64-bit hash hit is confirmed against the stored ids."""
+    root = tmp_path / "old"
+    s = EmbeddedStore(root)
+    first = ingest_files("philadelphia", chunks[:1], s)
+    n = s.count()
+    shutil.rmtree(root / "keys")  # as written by a version without the index
+    again = ingest_files("philadelphia", chunks[:1], EmbeddedStore(root))
+    assert again.duplicates == again.loaded == first.loaded and s.count() == n
+    keyfile = next((root / "keys").glob("*/*.npy"))
+    assert len(np.load(keyfile)) == n
+    # Plant a new row's hash in the index (a collision): the row is still inserted.
+    new = s.incidents().head(1).assign(id="collides")
+    k = np.load(keyfile)
+    k[0] = hash_ids(new["id"])[0]
+    np.save(keyfile, np.sort(k))
+    w = s.write_incidents(new)
+    assert w.inserted == 1 and s.count() == n + 1
+    assert _embedded_ids(root).count("collides") == 1
