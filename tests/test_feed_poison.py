@@ -172,3 +172,35 @@ def test_poison_in_the_same_group_commit_window(server):
     assert all(o["loaded"] == 1 and o["quarantined"] == 1 for _, o in results)
     want = {f"good-window-{k}" for k in range(20)}
     assert _stored(store, want) == want
+
+
+def test_a_record_the_store_refuses_is_quarantined_alone(server):
+    """A record that passes validation but that the database refuses (here: a real
+    CHECK constraint added to the live table) poisons neither its request nor the
+    group-commit window: it is quarantined with the store's message, the rest stored."""
+    url, store = server
+    if getattr(store, "kind", "") != "postgis":
+        pytest.skip("a store-side refusal of a valid record needs a database constraint (PostGIS)")
+    store.conn.execute("ALTER TABLE incidents ADD CONSTRAINT poison_block "
+                       "CHECK (block IS NULL OR block NOT LIKE '%POISON%') NOT VALID")
+    try:
+        results: list[tuple[int, dict]] = []
+
+        def send(k: int):
+            recs = [_good(f"refused-{k}"), {**_good(f"refused-{k}-poison"), "block": "1 POISON ST"}]
+            results.append(_post(url, json.dumps(recs).encode()))
+
+        threads = [threading.Thread(target=send, args=(k,)) for k in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+    finally:
+        store.conn.execute("ALTER TABLE incidents DROP CONSTRAINT poison_block")
+    assert len(results) == 8 and {c for c, _ in results} == {200}, results[:2]
+    assert all(o["loaded"] == 1 and o["by_reason"] == {"invalid_field": 1} for _, o in results), results[:2]
+    want = {f"good-refused-{k}" for k in range(8)}
+    assert _stored(store, want | {f"good-refused-{k}-poison" for k in range(8)}) == want
+    q = store.quarantine("philadelphia")
+    refused = q[q["detail"].str.contains("the store refused this record", regex=False)]
+    assert len(refused) == 8 and refused["detail"].str.contains("poison_block").all()
