@@ -133,6 +133,9 @@ def test_lone_surrogate_is_quarantined(server):
     code, out = _post(url, body)
     assert code == 200 and out["loaded"] == 1 and out["by_reason"] == {"invalid_field": 1}, out
     assert _stored(store, ["good-surrogate"]) == {"good-surrogate"}
+    q = store.quarantine("philadelphia")
+    mine = q[q["raw"].str.contains('"p-surrogate"', regex=False)]
+    assert mine["detail"].tolist() == ["broken Unicode (lone surrogate)"]  # screened, not refused by the store
 
 
 def test_request_limits_are_4xx(server):
@@ -203,4 +206,5 @@ def test_a_record_the_store_refuses_is_quarantined_alone(server):
     assert _stored(store, want | {f"good-refused-{k}-poison" for k in range(8)}) == want
     q = store.quarantine("philadelphia")
     refused = q[q["detail"].str.contains("the store refused this record", regex=False)]
-    assert len(refused) == 8 and refused["detail"].str.contains("poison_block").all()
+    assert len(refused) == 8 and refused["detail"].str.contains("poison_block").all(), \
+        refused[["file", "row_number", "detail", "raw"]].to_string()

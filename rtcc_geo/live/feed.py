@@ -164,11 +164,12 @@ def screen_record(r) -> tuple[dict, str | None]:
     if not isinstance(r, dict):
         return {"record": _clean_text(json.dumps(r, default=str)[:1000])}, "not a JSON object"
     problems: list[str] = []
-    text = json.dumps(r, default=str)
+    text = json.dumps(r, default=str, ensure_ascii=False)  # keeps lone surrogates visible as characters
     if _has_surrogate(text):
-        r = json.loads(_clean_text(text))
+        text = _clean_text(text)
+        r = json.loads(text)
         problems.append("broken Unicode (lone surrogate)")
-    if len(text.encode("utf-8", "surrogatepass")) > MAX_RECORD_BYTES:
+    if len(text.encode("utf-8")) > MAX_RECORD_BYTES:
         rid = r.get("id")
         return ({"id": rid if isinstance(rid, (str, int)) and not isinstance(rid, bool) else None,
                  "record": text[:1000]}, f"record larger than {MAX_RECORD_BYTES // 1024} kB")
