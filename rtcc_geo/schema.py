@@ -95,7 +95,9 @@ INCIDENT_COLUMNS: tuple[str, ...] = tuple(CORE_DTYPES) + tuple(
 #: rule it fails, in this order).
 QUARANTINE_REASONS: tuple[str, ...] = (
     "missing_id",        # no usable incident key
+    "invalid_field",     # a value no store can hold: wrong type, over-long, NUL or broken Unicode
     "unparseable_time",  # occurred time missing or not parseable
+    "implausible_time",  # before the plausible floor (default 1990) or after now + 1 day
     "no_coordinates",    # lon/lat (or projected x/y) blank, NaN or the privacy 0/0
     "invalid_coordinates",  # out of WGS84 range or a junk point far from the agency
     "outside_boundary",  # a real point, but outside the agency's boundary (+ buffer)

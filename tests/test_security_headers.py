@@ -52,7 +52,7 @@ def _route_urls(srv, chief) -> list[tuple[str, str]]:
     from rtcc_geo.app import create_app
     from rtcc_geo.store import open_store
 
-    app = create_app(open_store(store_dir=srv.store_dir), warm=False, live=True, feed_token="x")
+    app = create_app(open_store(store_dir=srv.store_dir), warm=False, live=True, feed_token="x" * 16)
     try:
         rules = list(app.server.url_map.iter_rules())
     finally:

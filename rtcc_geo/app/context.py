@@ -151,8 +151,15 @@ class AppContext:
         m = self._months
         if m.empty:
             return None, None
-        lo = pd.Timestamp(m["month"].min())
-        hi = pd.Timestamp(m["month"].max()) + pd.offsets.MonthEnd(0)
+        # Outliers ignored: the data's main run of months (split where a year or more
+        # has no incident; the run with most incidents), so a stray record dated 1970
+        # or years ahead does not stretch the default period.
+        per = m.groupby("month")["n"].sum().sort_index()
+        run = (pd.Series(per.index).diff() > pd.Timedelta(days=366)).cumsum().to_numpy()
+        main = per.groupby(run).sum().idxmax()
+        months = per.index[run == main]
+        lo = pd.Timestamp(months.min())
+        hi = pd.Timestamp(months.max()) + pd.offsets.MonthEnd(0)
         return lo.strftime("%Y-%m-%d"), hi.strftime("%Y-%m-%d")
 
     @cached_property

@@ -20,9 +20,46 @@ def add_store_args(p: argparse.ArgumentParser) -> None:
                    help=f"embedded store directory, no server needed (default: $RTCC_STORE_DIR or {DEFAULT_STORE_DIR})")
 
 
-def store_from_args(args: argparse.Namespace) -> Store:
+#: Commands that may create a missing ``--store`` directory (they write the first data);
+#: every other command refuses one, so a typo'd path is an error, not an empty success.
+CREATING_COMMANDS = frozenset({"ingest", "users", "demo"})
+
+
+def store_from_args(args: argparse.Namespace, create: bool | None = None) -> Store:
+    """Open the store the options select. A missing embedded directory is a
+    :class:`UserError` unless ``create`` (default: the command is one of
+    :data:`CREATING_COMMANDS`); with :func:`add_filter_args`' options, an unknown
+    ``--source`` or a window holding no incident is one too."""
+    from pathlib import Path
+
     db = args.db or (None if args.store else os.environ.get("RTCC_DATABASE_URL"))
-    return open_store(db=db, store_dir=args.store)
+    if create is None:
+        create = getattr(args, "command", None) in CREATING_COMMANDS
+    if not db:
+        d = Path(args.store or os.environ.get("RTCC_STORE_DIR") or DEFAULT_STORE_DIR)
+        if not create and not d.is_dir():
+            raise UserError(f"store directory {str(d)!r} does not exist, so the store is empty: load data into it first "
+                            f"(rtcc-geo ingest --store {d} ...) or give --db URL")
+    store = open_store(db=db, store_dir=args.store)
+    if getattr(args, "_rtcc_filters", False):
+        try:
+            check_selection(store, query_from_args(args))
+        except BaseException:
+            store.close()
+            raise
+    return store
+
+
+def check_selection(store: Store, q) -> None:
+    """:class:`UserError` for an unknown source or a selection with no incident."""
+    have = store.sources()
+    if q.source is not None and q.source not in have:
+        raise UserError(f"unknown source {q.source!r}; the store holds: {', '.join(sorted(have)) or 'no source yet'}")
+    if store.count(q) == 0:
+        what = [f"{k} {v}" for k, v in (("source", q.source), ("from", q.start), ("to", q.end),
+                                        ("category", q.categories), ("district", q.districts)) if v]
+        raise UserError("no incidents match " + (", ".join(what) if what else "(the store is empty)")
+                        + ": widen the window or the filters")
 
 
 def add_json_arg(p: argparse.ArgumentParser) -> None:
@@ -67,7 +104,25 @@ def add_filter_args(p: argparse.ArgumentParser, district_help: str = "district(s
                    help="offense category (repeat or comma-separate): violent, robbery, burglary, "
                         "vehicle, theft, property, drugs, disorder, other")
     f.add_argument("--district", action="append", metavar="D", help=district_help)
+    p.set_defaults(_rtcc_filters=True)  # store_from_args checks the selection is not empty
     return f
+
+
+def check_window(start, end) -> None:
+    """``--from``/``--to`` must be dates and ``--from`` before ``--to`` (:class:`UserError`)."""
+    import pandas as pd
+
+    t = {}
+    for flag, v in (("--from", start), ("--to", end)):
+        if v is not None:
+            try:
+                t[flag] = pd.Timestamp(v)
+            except ValueError:
+                raise UserError(f"bad {flag} {v!r}: use a date such as 2024-01-31") from None
+            if t[flag] is pd.NaT:
+                raise UserError(f"bad {flag} {v!r}: use a date such as 2024-01-31")
+    if len(t) == 2 and t["--from"] >= t["--to"]:
+        raise UserError(f"--from {start} is not before --to {end}: the window is empty")
 
 
 def query_from_args(args: argparse.Namespace):
@@ -80,5 +135,6 @@ def query_from_args(args: argparse.Namespace):
     bad = [c for c in cats or () if c not in CATEGORIES]
     if bad:
         raise UserError(f"unknown --category {bad}; use any of {', '.join(CATEGORIES)}")
+    check_window(args.start, args.end)
     return Query(source=args.source, start=args.start, end=args.end, categories=cats,
                  districts=split_values(getattr(args, "district", None)))

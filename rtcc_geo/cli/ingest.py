@@ -20,8 +20,9 @@ def register(sub: argparse._SubParsersAction) -> None:
             Read crime extract CSVs, validate every row and load it into the store.
 
             Each row is either loaded (H3-indexed, times in UTC) or quarantined with one
-            reason (missing_id, unparseable_time, no_coordinates, invalid_coordinates,
-            outside_boundary, duplicate_key, unknown_offense) and its raw text, so
+            reason (missing_id, invalid_field, unparseable_time, implausible_time,
+            no_coordinates, invalid_coordinates, outside_boundary, duplicate_key,
+            unknown_offense) and its raw text, so
             read == loaded + quarantined for every file. Re-running the same files adds
             nothing: those rows are reported as 'duplicates' (already in the store).
 
@@ -40,6 +41,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--agency", metavar="NAME|FILE",
                    help="agency config (time zone, boundary): a name in data/agencies/ or a TOML path "
                         "(default: the format's own agency, or the mapping's)")
+    p.add_argument("--time-floor", metavar="DATE", default=None,
+                   help="earliest plausible incident time; earlier ones (and any after now + 1 day) are "
+                        "quarantined as implausible_time (default $RTCC_TIME_FLOOR or 1990-01-01)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars (they are off anyway when stderr "
+                   "is not a terminal)")
     p.add_argument("files", nargs="+", metavar="FILES", help="CSV files to load")
     from .mapping import add_infer_args
 
@@ -89,6 +95,13 @@ def run_ingest(args: argparse.Namespace) -> int:
     from ..ingest.base import IngestError
     from ..ingest.pipeline import ingest_files
 
+    if args.time_floor is not None:
+        import pandas as pd
+
+        try:
+            pd.Timestamp(args.time_floor)
+        except ValueError:
+            raise UserError(f"bad --time-floor {args.time_floor!r}: use a date such as 1990-01-01") from None
     if args.format == "generic" and not args.mapping:
         raise UserError("--format generic needs --mapping FILE (examples in data/mappings/)")
     if args.mapping and args.format != "generic":
@@ -106,7 +119,7 @@ def run_ingest(args: argparse.Namespace) -> int:
     store = store_from_args(args)
     try:
         s = ingest_files(fmt, args.files, store, agency=args.agency, mapping=mapping,
-                         progress=progress_enabled())
+                         progress=progress_enabled() and not args.quiet, time_floor=args.time_floor)
     except (IngestError, ValueError) as e:
         raise UserError(str(e)) from None
     finally:

@@ -72,7 +72,11 @@ def read_csv_strings(path: str | Path, required: list[str] | tuple[str, ...] = (
     """Read a CSV keeping every value as the exact text in the file ('' for blank).
 
     Raises :class:`IngestError` naming the missing columns when ``required``
-    ones are absent, which is how a wrong ``--format`` shows up.
+    ones are absent, which is how a wrong ``--format`` shows up. A row with
+    the wrong number of fields or bytes that are not UTF-8 does not fail the
+    file: it is read leniently (padded/cut to the header, U+FFFD for bad
+    bytes) and listed in ``df.attrs["malformed_rows"]`` ``{row index:
+    why}``, which validation quarantines (``invalid_field``).
     """
     path = Path(path)
     if not path.exists():
@@ -82,8 +86,8 @@ def read_csv_strings(path: str | Path, required: list[str] | tuple[str, ...] = (
                          encoding=encoding, sep=delimiter, low_memory=False)
     except pd.errors.EmptyDataError:
         raise IngestError(f"{path}: empty file (expected a CSV with a header row)") from None
-    except (UnicodeDecodeError, pd.errors.ParserError) as e:
-        raise IngestError(f"{path}: not a readable CSV ({e})") from None
+    except (UnicodeDecodeError, pd.errors.ParserError):
+        df = _read_csv_lenient(path)
     df.columns = [str(c).strip() for c in df.columns]
     missing = [c for c in required if c not in df.columns]
     if missing:
@@ -93,6 +97,29 @@ def read_csv_strings(path: str | Path, required: list[str] | tuple[str, ...] = (
             f"with a mapping (--format generic --mapping FILE)."
         )
     return df.reset_index(drop=True)
+
+
+def _read_csv_lenient(path: Path) -> pd.DataFrame:
+    """The slow path for a CSV with malformed rows: the csv module, row by row."""
+    with open(path, newline="", encoding="utf-8-sig", errors="replace") as f:
+        rows = [r for r in csv.reader(f) if r]  # pandas skips blank lines too
+    if not rows:
+        raise IngestError(f"{path}: empty file (expected a CSV with a header row)")
+    header, n = rows[0], len(rows[0])
+    bad: dict[int, str] = {}
+    data = []
+    for i, r in enumerate(rows[1:]):
+        if len(r) != n:
+            bad[i] = f"malformed CSV row: {len(r)} fields where the header has {n}"
+            r = (r + [""] * n)[:n]
+        elif any("\ufffd" in v for v in r):
+            bad[i] = "malformed CSV row: bytes that are not UTF-8"
+        data.append(r)
+    if len(bad) == len(data) and data:
+        raise IngestError(f"{path}: not a readable CSV (every row is malformed, e.g. {bad[0]})")
+    df = pd.DataFrame(data, columns=header, dtype=str)
+    df.attrs["malformed_rows"] = bad
+    return df
 
 
 def count_data_rows(path: str | Path) -> int:

@@ -27,7 +27,10 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
+from collections.abc import Iterable
+
+import numpy as np
+import pandas as pd
 
 from ..config import Agency, load_agency
 from ..schema import QUARANTINE_REASONS
@@ -117,9 +120,13 @@ def resolve_agency(fmt: str, agency: Agency | str | Path | None, mapping: Mappin
 
 
 def ingest_files(fmt: str, files: Iterable[str | Path], store: Store, agency: Agency | str | Path | None = None,
-                 mapping: Mapping | str | Path | None = None, progress: bool = False) -> IngestSummary:
+                 mapping: Mapping | str | Path | None = None, progress: bool = False,
+                 time_floor: str | None = None) -> IngestSummary:
     """Read, validate and store ``files`` of format ``fmt``; see the module doc
-    for what the summary counts."""
+    for what the summary counts. ``time_floor``: earliest plausible incident
+    time (default ``$RTCC_TIME_FLOOR`` or 1990-01-01; see
+    :func:`~rtcc_geo.ingest.validate.plausible_window`). ``progress``: bars
+    on stderr, per file and per row."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; use one of {FORMATS}")
     files = [Path(f) for f in files]
@@ -138,31 +145,41 @@ def ingest_files(fmt: str, files: Iterable[str | Path], store: Store, agency: Ag
     store.register_source(source, ag.timezone)
     summary = IngestSummary(source=source, store=repr(store), boundary=area.boundary_file)
 
-    bar = None
+    bar = rows = None
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=len(files), unit="file", desc=f"ingest {source}", leave=True)
+        bar = tqdm(total=len(files), unit="file", desc=f"ingest {source}", leave=True, position=0)
+        rows = tqdm(unit="row", unit_scale=True, desc="rows", leave=True, position=1)
     try:
         for path in files:
             if bar is not None:
                 bar.set_postfix_str(path.name)
-            summary.files.append(ingest_one(fmt, path, store, ag, area, source, mapping))
+            summary.files.append(ingest_one(fmt, path, store, ag, area, source, mapping, time_floor))
             if bar is not None:
                 fs = summary.files[-1]
                 bar.set_postfix_str(f"{path.name}: {fs.loaded:,} loaded, {fs.quarantined:,} quarantined")
                 bar.update(1)
+                rows.update(fs.read)
     finally:
-        if bar is not None:
-            bar.close()
+        for b in (bar, rows):
+            if b is not None:
+                b.close()
     return summary
 
 
-def ingest_one(fmt, path: Path, store: Store, ag: Agency, area, source: str, mapping) -> FileSummary:
+def ingest_one(fmt, path: Path, store: Store, ag: Agency, area, source: str, mapping,
+               time_floor: str | None = None) -> FileSummary:
     """One file = one partition: read, validate, write; returns its counts."""
     t0 = time.perf_counter()
     batch = read_batch(fmt, path, timezone=ag.timezone, mapping=mapping, source=source)
-    incidents, quarantine = validate(batch, area, tuple(ag.resolutions))
+    malformed = batch.raw.attrs.get("malformed_rows") or {}
+    if malformed:  # one bad CSV row is quarantined, not the whole file
+        mask = np.zeros(len(batch), dtype=bool)
+        mask[list(malformed)] = True
+        detail = pd.Series(malformed, dtype="object").reindex(range(len(batch))).set_axis(batch.raw.index)
+        batch.flag("invalid_field", mask, detail.fillna(""))
+    incidents, quarantine = validate(batch, area, tuple(ag.resolutions), time_floor=time_floor)
     if len(incidents) + len(quarantine) != len(batch):  # a bug, never bad input
         raise RuntimeError(f"{path.name}: validation lost rows ({len(batch)} read, "
                            f"{len(incidents)} + {len(quarantine)} out)")

@@ -5,18 +5,26 @@ carries the *first* rule it fails, with a human ``detail`` and the raw input
 row as JSON (``raw``), so ``read == loaded + quarantined`` for every file:
 
 1. ``missing_id``          no usable incident key;
-2. ``unparseable_time``    the occurrence time is missing or not a date-time;
-3. ``no_coordinates``      lon/lat (or x/y) blank, or a source's privacy 0/0;
-4. ``invalid_coordinates`` outside the WGS84 range, exactly (0, 0), or outside
+2. ``invalid_field``       a value no store can hold or announce: a text field
+   longer than :data:`FIELD_LIMITS` (the id also keys a B-tree index and
+   rides in a NOTIFY payload capped at 8000 bytes), a NUL character or
+   broken Unicode (lone surrogates), ``extras`` over 16 kB; readers add
+   their own (the feed: wrong JSON types);
+3. ``unparseable_time``    the occurrence time is missing or not a date-time;
+4. ``implausible_time``    before the floor (:func:`plausible_window`: default
+   1990-01-01, ``$RTCC_TIME_FLOOR``) or after now + 1 day: a typo'd year
+   would otherwise stretch every time axis and move the live clock;
+5. ``no_coordinates``      lon/lat (or x/y) blank, or a source's privacy 0/0;
+6. ``invalid_coordinates`` outside the WGS84 range, exactly (0, 0), or outside
    the agency's rough ``bbox`` (junk geocodes such as Philadelphia's
    (-80.5, 42.2), 400 km away);
-5. ``outside_boundary``    inside the bbox but farther than
+7. ``outside_boundary``    inside the bbox but farther than
    ``boundary_buffer_m`` from the agency boundary. The buffer is applied in
    metres in a local projection (the boundary's UTM zone), points projected
    the same way, and the test is a vectorised ``shapely.contains_xy``;
-6. ``duplicate_key``       an id repeated within the file among rows that pass
-   1-5; the first copy is loaded;
-7. ``unknown_offense``     the offense text is blank.
+8. ``duplicate_key``       an id repeated within the file among rows that pass
+   1-7; the first copy is loaded;
+9. ``unknown_offense``     the offense text is blank.
 
 Rows that pass are indexed on H3 (:func:`rtcc_geo.grid.index_points`) at the
 agency's resolutions plus the schema's default ones, and conformed.
@@ -35,6 +43,53 @@ from .. import grid
 from ..config import Agency
 from ..schema import DEFAULT_RESOLUTIONS, QUARANTINE_COLUMNS, QUARANTINE_REASONS, conform, h3_column
 from .base import Batch, json_records
+
+#: Longest text (characters) each field may hold; longer values are
+#: ``invalid_field``. 15 ids of 128 characters plus the other announced
+#: columns stay well under PostgreSQL's 8000-byte NOTIFY payload.
+FIELD_LIMITS: dict[str, int] = {"id": 128, "offense_code": 128, "district": 128,
+                                "offense_raw": 1000, "block": 1000, "extras": 16_384}
+
+#: Default earliest plausible incident time (``$RTCC_TIME_FLOOR`` overrides).
+TIME_FLOOR = "1990-01-01"
+
+
+def plausible_window(floor: str | pd.Timestamp | None = None, now: pd.Timestamp | None = None
+                     ) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """``[floor, now + 1 day]`` in UTC: the incident times validation accepts.
+
+    ``floor`` defaults to ``$RTCC_TIME_FLOOR`` or :data:`TIME_FLOOR` (naive
+    values are UTC); ``now`` to the wall clock.
+    """
+    import os
+
+    f = pd.Timestamp(floor if floor is not None else os.environ.get("RTCC_TIME_FLOOR") or TIME_FLOOR)
+    f = f.tz_localize("UTC") if f.tzinfo is None else f.tz_convert("UTC")
+    n = pd.Timestamp.now(tz="UTC") if now is None else pd.Timestamp(now)
+    n = n.tz_localize("UTC") if n.tzinfo is None else n.tz_convert("UTC")
+    return f, n + pd.Timedelta(days=1)
+
+
+def _unstorable_text(s: pd.Series, limit: int) -> tuple[np.ndarray, pd.Series]:
+    """Rows whose text is over ``limit`` characters or holds a NUL (PostgreSQL text cannot)."""
+    t = s.astype("string")
+    too_long = (t.str.len() > limit).fillna(False).to_numpy(dtype=bool)
+    # (Lone surrogates cannot reach here: pandas' Arrow strings refuse them; the feed screens them.)
+    broken = t.str.contains("\x00", regex=False).fillna(False).to_numpy(dtype=bool)
+    if s.name == "extras":  # ... nor its JSON escape in extras (PostgreSQL's jsonb refuses \u0000)
+        broken |= t.str.contains("\\u0000", regex=False).fillna(False).to_numpy(dtype=bool)
+    det = pd.Series(np.where(too_long, "longer than " + str(limit) + " characters",
+                             "holds a NUL character"), index=s.index, dtype="object")
+    return too_long | broken, det
+
+
+def safe_json_text(s: pd.Series) -> pd.Series:
+    """Raw rows as JSON any store accepts: NUL and lone-surrogate escapes (which
+    PostgreSQL's jsonb refuses) become U+FFFD, so the quarantine keeps the rest."""
+    t = s.astype("string")
+    t = t.str.replace(r"\\u0000|\\ud[89a-fA-F][0-9a-fA-F]{2}", "\\\\ufffd", regex=True)
+    return t.str.replace("\x00", "\ufffd", regex=False)
+
 
 #: Margin (degrees) around the boundary's bounds used as the junk box when an
 #: agency config gives no ``bbox``.
@@ -100,8 +155,8 @@ def _fmt_point(lon: pd.Series, lat: pd.Series) -> pd.Series:
     return "(" + lon.round(6).astype(str) + ", " + lat.round(6).astype(str) + ")"
 
 
-def validate(batch: Batch, area: Area, resolutions: tuple[int, ...] = DEFAULT_RESOLUTIONS
-             ) -> tuple[pd.DataFrame, pd.DataFrame]:
+def validate(batch: Batch, area: Area, resolutions: tuple[int, ...] = DEFAULT_RESOLUTIONS,
+             time_floor: str | pd.Timestamp | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Split a batch into ``(incidents, quarantine)``.
 
     ``incidents`` is canonical (:func:`schema.conform`, H3 columns filled);
@@ -115,7 +170,18 @@ def validate(batch: Batch, area: Area, resolutions: tuple[int, ...] = DEFAULT_RE
 
     idv = f["id"].astype("string").str.strip()
     batch.flag("missing_id", (idv.isna() | (idv == "")).to_numpy(), "no incident key (id blank)")
+    for col, limit in FIELD_LIMITS.items():
+        if col in f.columns:
+            bad_text, det = _unstorable_text(f[col], limit)
+            if bad_text.any():
+                batch.flag("invalid_field", bad_text, col + " " + det)
     batch.flag("unparseable_time", f["occurred_from"].isna().to_numpy(), "occurrence time missing")
+    lo, hi = plausible_window(time_floor)
+    occ = f["occurred_from"]
+    implausible = (occ.notna() & ((occ < lo) | (occ > hi))).to_numpy(dtype=bool)
+    if implausible.any():
+        batch.flag("implausible_time", implausible,
+                   "occurred " + occ.astype(str) + f", outside the plausible window {lo:%Y-%m-%d} .. now + 1 day")
     nan = ~np.isfinite(lon) | ~np.isfinite(lat)
     batch.flag("no_coordinates", nan, "coordinates blank")
 
@@ -177,7 +243,7 @@ def validate(batch: Batch, area: Area, resolutions: tuple[int, ...] = DEFAULT_RE
         "row_number": np.flatnonzero(bad).astype("int64") + 1,
         "reason": reason[bad].to_numpy(),
         "detail": detail[bad].to_numpy(),
-        "raw": json_records(batch.raw.loc[bad]).to_numpy() if bad.any() else np.array([], dtype=object),
+        "raw": safe_json_text(json_records(batch.raw.loc[bad])).to_numpy() if bad.any() else np.array([], dtype=object),
     })
     for c in ("source", "file", "reason", "detail", "raw"):
         q[c] = q[c].astype("string")

@@ -5,7 +5,16 @@ hands it each batch of newly stored incidents with :meth:`LiveEngine.ingest`;
 it updates :class:`~rtcc_geo.live.state.RollingState` incrementally, applies
 the hot-spot and near-repeat rules, stores the alerts and publishes both the
 incidents and the alerts on a :class:`Broker` that the app's event stream
-subscribes to. :meth:`LiveEngine.recompute` is the periodic full recompute
+subscribes to.
+
+**The clock** (the engine's "now", from incident times, as a replay needs)
+never follows a single record: it advances to the *second-latest* distinct
+incident seen (or the caller's ``now``), and only to times before the wall
+clock + 1 day. One record with a typo'd year therefore cannot expire the
+window; the latest incident waits "ahead" of the clock and enters the state
+when a second one confirms time has moved on.
+
+:meth:`LiveEngine.recompute` is the periodic full recompute
 (from the store) that fixes drift; :meth:`LiveEngine.scan` runs the
 prospective space-time scan on a schedule.
 """
@@ -106,6 +115,9 @@ class LiveEngine:
                                      "category": pd.Series(dtype=str), "t": pd.Series(dtype="datetime64[ns, UTC]"),
                                      "x": pd.Series(dtype=float), "y": pd.Series(dtype=float),
                                      "cell": pd.Series(dtype="int64")})
+        self._ahead = pd.DataFrame({"id": pd.Series(dtype=str), "t": pd.Series(dtype="datetime64[ns, UTC]"),
+                                    "cell": pd.Series(dtype="int64")})
+        self._top: list[tuple[pd.Timestamp, str]] = []  # the two latest distinct incidents seen
         lat0, lon0 = grid.cell_centres(self.cells[:1]) if len(self.cells) else (np.array([0.0]), np.array([0.0]))
         self._proj = grid.local_transformer(float(lon0[0]), float(lat0[0]))
         self._lock = threading.Lock()
@@ -117,16 +129,26 @@ class LiveEngine:
         if not len(df):
             return []
         with self._lock:
-            cells = _cells(df, self.cfg.res)
-            added_ids = set(df["id"].astype(str)) - self.state._ids
-            self.state.add(df["id"].astype(str), df["occurred_from"], cells)
-            latest = pd.to_datetime(df["occurred_from"], utc=True).max()
-            self.state.advance(max(pd.Timestamp(now) if now is not None else latest, latest))
-            new = df[df["id"].astype(str).isin(added_ids)]
+            ids = df["id"].astype(str)
+            seen = self.state._ids | set(self._ahead["id"])
+            fresh = (~ids.isin(seen) & ~ids.duplicated()).to_numpy()
+            new = df[fresh]
             if not len(new):
                 return []
-            st = self.state.status()
             ncells = _cells(new, self.cfg.res)
+            t_new = pd.to_datetime(new["occurred_from"], utc=True)
+            self._ahead = pd.concat([self._ahead, pd.DataFrame(
+                {"id": ids[fresh].to_numpy(), "t": t_new.to_numpy(), "cell": ncells})], ignore_index=True)
+            clock = self._clock(t_new, ids[fresh], now)
+            if clock is not None:
+                self.state.advance(clock)
+                due = (self._ahead["t"] <= clock).to_numpy()
+            else:
+                due = np.ones(len(self._ahead), dtype=bool)  # no clock yet: the state takes everything
+            take = self._ahead[due]
+            self.state.add(take["id"], take["t"], take["cell"].to_numpy())
+            self._ahead = self._ahead[~due].reset_index(drop=True)
+            st = self.state.status()
             pos = np.minimum(np.searchsorted(self.cells, ncells), len(self.cells) - 1)
             inside = self.cells[pos] == ncells
             bins = np.where(inside, st.bin[pos], 0)
@@ -139,14 +161,30 @@ class LiveEngine:
             frame["t"] = pd.to_datetime(frame["t"], utc=True)
             alerts = hotspot_alerts(frame, bins, z, self.cfg.hotspot_min_bin, self.cfg.window)
             alerts += near_repeat_alerts(frame, self._recent, self.cfg.near_repeat)
-            keep_from = self.state.now - pd.Timedelta(days=self.cfg.near_repeat.days)
-            self._recent = pd.concat([self._recent[self._recent["t"] >= keep_from], frame], ignore_index=True)
+            recent = self._recent
+            if self.state.now is not None:
+                recent = recent[recent["t"] >= self.state.now - pd.Timedelta(days=self.cfg.near_repeat.days)]
+            self._recent = pd.concat([recent, frame], ignore_index=True)
         # Announce first: storing alerts must not delay the map.
         self.broker.publish({"type": "incidents", "source": self.source, "rows": _public_rows(new, ncells, bins)})
         self.alerts.add(alerts)
         if alerts:
             self.broker.publish({"type": "alerts", "source": self.source, "rows": [a.as_dict() for a in alerts]})
         return alerts
+
+    def _clock(self, t: pd.Series, ids: pd.Series, now) -> pd.Timestamp | None:
+        """Where the clock may go: the second-latest distinct incident seen (within
+        wall clock + 1 day), or ``now`` if later; ``None`` before two are seen."""
+        cap = pd.Timestamp.now(tz="UTC") + pd.Timedelta(days=1)
+        ok = (t <= cap).to_numpy()
+        cand = sorted(zip(t[ok].tolist(), ids[ok].tolist()))[-2:]
+        top = {i: ts for ts, i in self._top}
+        for ts, i in cand:
+            top[i] = max(ts, top.get(i, ts))
+        self._top = sorted((ts, i) for i, ts in top.items())[-2:]
+        support = self._top[0][0] if len(self._top) == 2 else None
+        parts = [x for x in (_utc(now) if now is not None else None, support) if x is not None]
+        return max(parts) if parts else None
 
     # --- full recompute / schedule -------------------------------------------
     def recompute(self, now) -> dict:
@@ -159,6 +197,7 @@ class LiveEngine:
             before = self.state.y.copy()
             self.state.recompute(df["id"].astype(str), df["occurred_from"], _cells(df, self.cfg.res), now)
             drift = int(np.abs(self.state.y - before).sum())
+            self._ahead = self._ahead[self._ahead["t"] > now].reset_index(drop=True)
         return {"incidents": int(self.state.total), "drift": drift}
 
     def scan(self, now, seed: int | None = 0) -> list[Alert]:

@@ -17,6 +17,19 @@ twice (quarantined rows are keyed by the batch's content hash). When the
 store is unreachable (database restart) the feed answers **503** with
 ``Retry-After``; nothing is buffered in memory that a crash could lose.
 
+Poison records never make the sender retry. Limits (HTTP 413 / 400 for the
+whole request): a body over :data:`MAX_BODY_BYTES`, JSON nested deeper than
+:data:`MAX_JSON_DEPTH`, more than 10,000 incidents, a body that is not a
+JSON object or list of objects. Per record (quarantined ``invalid_field``,
+the rest of the request is stored): a value of the wrong JSON type (types
+are strict: ``"false"`` is not a boolean, ``"-75.1"`` is not a number), a
+record over :data:`MAX_RECORD_BYTES`, broken Unicode, and every check of
+:func:`~rtcc_geo.ingest.validate.validate` (over-long fields, implausible
+times, ...). Should the store still refuse a group-commit batch while it is
+reachable, the batch is retried request by request and then record by
+record, and a record the store refuses on its own is quarantined with the
+store's message: 503 is only for a store that cannot be reached.
+
 Authentication: a bearer token (``Authorization: Bearer <token>``) set with
 ``RTCC_FEED_TOKEN`` or the ``token`` argument; without one configured the
 feed refuses every request and says how to set it.
@@ -30,18 +43,32 @@ import json
 import logging
 import threading
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from ..config import Agency, DATA_DIR, load_agency
-from ..ingest.base import Batch, extras_json, json_records
+from ..ingest.base import Batch, extras_json
 from ..ingest.taxonomy import load_taxonomy
 from ..ingest.validate import agency_area, validate
 from ..schema import CATEGORIES
 
 log = logging.getLogger(__name__)
+
+#: Largest request body accepted (HTTP 413 beyond).
+MAX_BODY_BYTES = 8 * 1024 * 1024
+#: Deepest JSON nesting accepted (a canonical record with ``extras`` needs 4).
+MAX_JSON_DEPTH = 16
+#: Largest single record (its compact JSON); bigger ones are quarantined.
+MAX_RECORD_BYTES = 32 * 1024
+
+_NUMBER = (int, float)
+#: The JSON types each canonical field may have (``None`` = null is always allowed).
+_FIELD_TYPES: dict[str, tuple[type, ...]] = {
+    "id": (str, int), "occurred_from": (str,), "occurred_to": (str,), "reported_at": (str,),
+    "time_known": (bool,), "offense_raw": (str,), "offense_code": (str, int), "category": (str,),
+    "lon": _NUMBER, "lat": _NUMBER, "block": (str,), "district": (str, int), "extras": (dict,),
+}
 
 _CANON_FIELDS = ("id", "occurred_from", "occurred_to", "reported_at", "time_known", "offense_raw",
                  "offense_code", "category", "lon", "lat", "block", "district", "extras")
@@ -68,7 +95,14 @@ class FeedResult:
 
 
 def records_to_batch(records: list[dict], source: str, tz: str, batch_name: str) -> Batch:
-    """Canonical JSON records -> a :class:`~rtcc_geo.ingest.base.Batch` for validation."""
+    """Canonical JSON records -> a :class:`~rtcc_geo.ingest.base.Batch` for validation.
+
+    Each record is screened first (:func:`screen_record`): a field of the wrong
+    type is blanked and the row flagged ``invalid_field``, so the rest of the
+    batch goes on."""
+    screened = [screen_record(r) for r in records]
+    records = [r for r, _ in screened]
+    problems = [p for _, p in screened]
     raw = pd.DataFrame.from_records(records) if records else pd.DataFrame()
     raw = raw.reset_index(drop=True)
     n = len(raw)
@@ -76,7 +110,7 @@ def records_to_batch(records: list[dict], source: str, tz: str, batch_name: str)
     unknown = sorted(set(raw.columns) - set(_CANON_FIELDS) - {"source"})
     occurred = _parse_times(col("occurred_from"), tz)
     tk = col("time_known")
-    time_known = tk.map(lambda v: True if v is None or (isinstance(v, float) and np.isnan(v)) else bool(v))
+    time_known = tk.map(lambda v: v if isinstance(v, bool) else True)  # screened: a bool or null
     offense = col("offense_raw").astype("string").str.strip()
     category = col("category").astype("string").str.strip().str.lower()
     need_cat = category.isna() | (category == "")
@@ -108,11 +142,94 @@ def records_to_batch(records: list[dict], source: str, tz: str, batch_name: str)
     frame["extras"] = extras_json({k: pd.Series(v, dtype="object") for k, v in extras.items()}, frame.index)
     raw_text = raw.astype("object").where(raw.notna(), None) if n else raw
     b = Batch(source, batch_name, raw_text, frame, unmapped=unmapped)
+    bad_rec = np.array([p is not None for p in problems], dtype=bool)
+    if bad_rec.any():
+        b.flag("invalid_field", bad_rec, pd.Series([p or "" for p in problems], index=raw.index, dtype="object"))
     given = col("occurred_from").notna().to_numpy()
     bad_t = given & frame["occurred_from"].isna().to_numpy()
     if bad_t.any():
         b.flag("unparseable_time", bad_t, "occurred_from is not an ISO 8601 date-time")
     return b
+
+
+def screen_record(r) -> tuple[dict, str | None]:
+    """``(record fit for a DataFrame, problem or None)``.
+
+    Strict JSON types per :data:`_FIELD_TYPES` (``bool`` is not a number, a
+    string is not a boolean); a wrongly typed field is set to null so the
+    record can still be quarantined with its raw values (kept as JSON text);
+    lone surrogates become U+FFFD (no store can encode them); a record over
+    :data:`MAX_RECORD_BYTES` keeps only its id.
+    """
+    if not isinstance(r, dict):
+        return {"record": _clean_text(json.dumps(r, default=str)[:1000])}, "not a JSON object"
+    problems: list[str] = []
+    text = json.dumps(r, default=str, ensure_ascii=False)  # keeps lone surrogates visible as characters
+    if _has_surrogate(text):
+        text = _clean_text(text)
+        r = json.loads(text)
+        problems.append("broken Unicode (lone surrogate)")
+    if len(text.encode("utf-8")) > MAX_RECORD_BYTES:
+        rid = r.get("id")
+        return ({"id": rid if isinstance(rid, (str, int)) and not isinstance(rid, bool) else None,
+                 "record": text[:1000]}, f"record larger than {MAX_RECORD_BYTES // 1024} kB")
+    out = dict(r)
+    for k, types in _FIELD_TYPES.items():
+        v = out.get(k)
+        if v is None:
+            continue
+        if isinstance(v, bool) and bool not in types or not isinstance(v, types) \
+                or isinstance(v, float) and not np.isfinite(v):
+            problems.append(f"{k} must be {' or '.join(_JSON_NAMES[t] for t in types)}, got {json.dumps(v)[:60]}")
+            out[k] = None
+            out[f"{k}_given"] = json.dumps(v)[:1000]  # kept in the quarantine's raw row
+    for k, v in out.items():
+        if k not in _FIELD_TYPES and isinstance(v, (dict, list)):
+            out[k] = json.dumps(v)  # unknown nested fields are kept as JSON text in extras
+    return out, "; ".join(problems) or None
+
+
+_JSON_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "true/false", dict: "an object"}
+
+
+def _has_surrogate(text: str) -> bool:
+    import re
+
+    return re.search("[\ud800-\udfff]", text) is not None
+
+
+def _clean_text(text: str) -> str:
+    import re
+
+    return re.sub("[\ud800-\udfff]", "\ufffd", text)
+
+
+def json_depth(obj, limit: int = MAX_JSON_DEPTH) -> int:
+    """Nesting depth of a parsed JSON value (iterative; stops counting past ``limit``)."""
+    depth, stack = 0, [(obj, 1)]
+    while stack:
+        o, d = stack.pop()
+        if isinstance(o, (dict, list)):
+            depth = max(depth, d)
+            if depth > limit:
+                return depth
+            stack.extend((v, d + 1) for v in (o.values() if isinstance(o, dict) else o))
+    return depth
+
+
+def parse_body(body: bytes):
+    """Request body -> JSON value, refusing what would hurt the server."""
+    if len(body) > MAX_BODY_BYTES:
+        raise FeedError(f"body larger than {MAX_BODY_BYTES // (1024 * 1024)} MB: send fewer incidents per request")
+    try:
+        payload = json.loads(body)
+    except RecursionError:
+        raise FeedError(f"JSON nested deeper than {MAX_JSON_DEPTH} levels") from None
+    except ValueError:
+        raise FeedError("the body must be JSON (Content-Type: application/json)") from None
+    if json_depth(payload) > MAX_JSON_DEPTH:
+        raise FeedError(f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
+    return payload
 
 
 def _parse_times(s: pd.Series, tz: str) -> pd.Series:
@@ -138,6 +255,7 @@ class _Job:
     source: str
     records: list[dict]
     name: str
+    offset: int = 0  # row number of records[0] in its request, minus one
     done: threading.Event = field(default_factory=threading.Event)
     result: FeedResult | None = None
     error: BaseException | None = None
@@ -218,15 +336,67 @@ class FeedService:
                     break
                 jobs.append(j)
                 n += len(j.records)
-            for group in _groups(jobs):
+            try:
+                groups = _groups(jobs)
+            except Exception:  # noqa: BLE001 - a bug here must not kill the writer thread
+                log.exception("feed writer: cannot group %d request(s)", len(jobs))
+                groups = [[j] for j in jobs]
+            for group in groups:
                 try:
-                    self._process(group)
+                    self._process_safely(group)
                 except BaseException as e:  # noqa: BLE001 - every waiting request learns of it
                     for j in group:
                         j.error = e
                 finally:
                     for j in group:
                         j.done.set()
+
+    def _process_safely(self, jobs: list[_Job]) -> None:
+        """Store a group; if the store refuses it while it is reachable, no record
+        may poison the others: retry request by request, then record by record,
+        and quarantine what the store refuses alone."""
+        try:
+            self._process(jobs)
+            return
+        except Exception as e:  # noqa: BLE001
+            if not _store_alive(self.store):
+                raise
+            log.warning("the store refused a batch of %d request(s) while reachable (%s): "
+                        "retrying one by one", len(jobs), e)
+        for j in jobs:
+            try:
+                self._process([j])
+                continue
+            except Exception as e:  # noqa: BLE001
+                if not _store_alive(self.store):
+                    raise
+                err = e
+            parts = []
+            for i, r in enumerate(j.records):
+                one = _Job(j.source, [r], j.name, offset=i)  # quarantine keeps the request's row number
+                try:
+                    self._process([one])
+                except Exception as e:  # noqa: BLE001
+                    if not _store_alive(self.store):
+                        raise
+                    one.result = self._quarantine_refused(j, i, r, e)
+                parts.append(one.result)
+            log.warning("request %s: %d record(s) refused by the store (%s)", j.name,
+                        sum(p.quarantined for p in parts), err)
+            j.result = _merge_results(j.source, parts)
+
+    def _quarantine_refused(self, job: _Job, i: int, record, err: Exception) -> FeedResult:
+        from ..ingest.validate import safe_json_text
+
+        raw = safe_json_text(pd.Series([json.dumps(record, default=str)], dtype="string"))
+        q = pd.DataFrame({"source": [job.source], "file": [job.name], "row_number": [i + 1],
+                          "reason": ["invalid_field"],
+                          "detail": [f"the store refused this record: {type(err).__name__}: {str(err)[:300]}"],
+                          "raw": raw})
+        for c in ("source", "file", "reason", "detail", "raw"):
+            q[c] = q[c].astype("string")
+        self.store.write_quarantine(q)
+        return FeedResult(job.source, 1, 0, 1, 0, {"invalid_field": 1}, [])
 
     def _process(self, jobs: list[_Job]) -> None:
         source = jobs[0].source
@@ -240,7 +410,7 @@ class FeedService:
         # re-sent request adds no quarantine row whatever it was batched with.
         qrow = quarantine["row_number"].to_numpy() - 1
         quarantine = quarantine.assign(
-            file=[jobs[k].name for k in owner[qrow]], row_number=(local[qrow] + 1).astype("int64"))
+            file=[jobs[k].name for k in owner[qrow]], row_number=(local[qrow] + 1 + np.array([j.offset for j in jobs])[owner[qrow]]).astype("int64"))
         quarantine["file"] = quarantine["file"].astype("string")
         self.store.register_source(source, ag.timezone)
         w = self.store.write_incidents(incidents)
@@ -266,6 +436,33 @@ class FeedService:
                 log.warning("live engine failed on %d incidents: %s", len(new), e)
 
 
+def _merge_results(source: str, parts: list[FeedResult]) -> FeedResult:
+    out = FeedResult(source, 0, 0, 0, 0)
+    for p in parts:
+        out.received += p.received
+        out.loaded += p.loaded
+        out.quarantined += p.quarantined
+        out.duplicates += p.duplicates
+        out.ids += p.ids
+        for k, v in p.by_reason.items():
+            out.by_reason[k] = out.by_reason.get(k, 0) + v
+    return out
+
+
+def _store_alive(store) -> bool:
+    """Whether the store answers at all (a refused write is then the data's fault)."""
+    try:
+        store.sources()
+        return True
+    except Exception:  # noqa: BLE001
+        _reconnect(store)
+        try:
+            store.sources()
+            return True
+        except Exception:  # noqa: BLE001
+            return False
+
+
 def _groups(jobs: list[_Job]) -> list[list[_Job]]:
     """Split jobs into same-source groups in which no incident id repeats across
     jobs (a re-sent incident batched with its first copy must count as a
@@ -273,7 +470,7 @@ def _groups(jobs: list[_Job]) -> list[list[_Job]]:
     out: list[list[_Job]] = []
     current: dict[str, tuple[list[_Job], set]] = {}
     for j in jobs:
-        ids = {str(r.get("id")) for r in j.records}
+        ids = {str(r.get("id")) for r in j.records if isinstance(r, dict)}
         g = current.get(j.source)
         if g is None or g[1] & ids:
             g = ([], set())
@@ -289,7 +486,7 @@ def _records(payload) -> list[dict]:
         payload = payload["incidents"]
     if isinstance(payload, dict):
         payload = [payload]
-    if not isinstance(payload, list) or not all(isinstance(r, dict) for r in payload):
+    if not isinstance(payload, list) or (payload and not any(isinstance(r, dict) for r in payload)):
         raise FeedError("send a JSON object, a list of objects, or {\"incidents\": [...]}")
     if len(payload) > 10_000:
         raise FeedError(f"{len(payload)} incidents in one request: send at most 10,000 per request")
@@ -329,10 +526,14 @@ def feed_blueprint(service: FeedService, token=None, authorize=None, broker=None
             "token" if hmac.compare_digest(got.encode(), f"Bearer {token}".encode()) else None)
         if label is None:
             return jsonify(error="missing or wrong bearer token (for this source)"), 401
-        payload = request.get_json(silent=True)
-        if payload is None:
-            return jsonify(error="the body must be JSON (Content-Type: application/json)"), 400
+        if (request.content_length or 0) > MAX_BODY_BYTES:
+            return jsonify(error=f"body larger than {MAX_BODY_BYTES // (1024 * 1024)} MB: "
+                                 "send fewer incidents per request"), 413
+        body = request.stream.read(MAX_BODY_BYTES + 1)
+        if len(body) > MAX_BODY_BYTES:
+            return jsonify(error=f"body larger than {MAX_BODY_BYTES // (1024 * 1024)} MB"), 413
         try:
+            payload = parse_body(body)
             result = service.accept(source, payload)
         except FeedError as e:
             return jsonify(error=str(e)), 400

@@ -6,9 +6,27 @@ Layout (every file is plain (Geo)Parquet any tool can read)::
     DIR/incidents/<source>/<YYYY-MM>.parquet   one file per UTC month (GeoParquet, point geometry)
     DIR/quarantine/<source>.parquet       rejected rows with their reason and raw JSON
     DIR/tables/<name>.parquet             derived tables (put_table / get_table)
+    DIR/keys/<source>/<YYYY-MM>.npy       sorted 64-bit hashes of that partition's ids
+    DIR/.write.lock                       the cross-process writer lock
+    DIR/.generation                       bumped around every write (readers' consistency check)
 
 Monthly partitions keep re-ingest cheap (only touched months are rewritten)
 and map one-to-one onto Dask partitions should an agency outgrow one machine.
+
+Concurrency (see docs/store.md): every write takes an exclusive file lock on
+``.write.lock`` (any process, any thread), so writers queue and none loses or
+duplicates a row. Files are replaced by atomic rename, and a write bumps
+``.generation`` to odd before and to even after it touches files: a reader
+that sees the generation change (or odd) while it read retries, so it never
+mixes months from before and after one write.
+
+Deduplication reads only the key index: per partition, the sorted
+``hash64(id)`` array (8 bytes a row); a hash hit is confirmed against that
+partition's stored ids, so a 64-bit collision can never drop a row. Memory
+is O(batch + one partition), never a set of every stored id. Stores written
+before the index existed get it built lazily, partition by partition, on
+their first write (a missing or stale index file is rebuilt from the
+partition; staleness is a row-count mismatch).
 """
 
 from __future__ import annotations
@@ -17,10 +35,11 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
+from filelock import FileLock
 
 from .. import grid
 from ..schema import CORE_DTYPES, DEFAULT_RESOLUTIONS, QUARANTINE_COLUMNS, conform, empty_incidents, h3_column
@@ -32,22 +51,32 @@ class EmbeddedStore(Store):
 
     kind = "embedded"
 
-    def __init__(self, root: str | Path):
+    #: Seconds a writer waits for the lock before giving up (an ingest holds it
+    #: for one file's write at a time, so waits are seconds, not minutes).
+    lock_timeout: float = 600.0
+
+    def __init__(self, root: str | Path, create: bool = True):
         self.root = Path(root)
-        self.root.mkdir(parents=True, exist_ok=True)
-        # Stored ids per source, read once per store object (re-reading every
-        # partition for each file made multi-file ingests quadratic).
-        self._ids: dict[str, set[str]] = {}
+        if create:
+            self.root.mkdir(parents=True, exist_ok=True)
+        elif not self.root.is_dir():
+            raise FileNotFoundError(f"store directory {str(self.root)!r} does not exist "
+                                    "(create it by ingesting: rtcc-geo ingest --store DIR ...)")
+        # Re-entrant within a thread; exclusive across threads and processes (flock).
+        self._lock = FileLock(str(self.root / ".write.lock"), timeout=self.lock_timeout)
 
     def __repr__(self) -> str:
         return f"EmbeddedStore({str(self.root)!r})"
 
     # --- sources ---------------------------------------------------------
     def register_source(self, name: str, timezone: str) -> None:
-        src = self.sources()
-        if src.get(name) != timezone:
-            src[name] = timezone
-            _atomic_write_text(self.root / "sources.json", json.dumps(src, indent=2, sort_keys=True))
+        if self.sources().get(name) == timezone:
+            return
+        with self._writing():
+            src = self.sources()  # re-read under the lock: another writer may have added one
+            if src.get(name) != timezone:
+                src[name] = timezone
+                _atomic_write_text(self.root / "sources.json", json.dumps(src, indent=2, sort_keys=True))
 
     def sources(self) -> dict[str, str]:
         p = self.root / "sources.json"
@@ -64,24 +93,26 @@ class EmbeddedStore(Store):
         received = len(df)
         if not received:
             return WriteResult(0, 0)
-        df = prepare_incidents(self, df)
-        month = df["occurred_from"].dt.strftime("%Y-%m")
-        inserted = 0
-        keys: set[tuple[str, str]] = set()
-        # A key's partition follows its time, but a corrected re-export could move
-        # an incident across months: check every stored id of the source.
-        for source, part_src in df.groupby("source", sort=True):
-            known = self._stored_ids(source)
-            new_src = part_src[~part_src["id"].isin(known)] if known else part_src
-            for m, part in new_src.groupby(month.loc[new_src.index], sort=True):
-                path = self._partition(source, m)
-                old = _read_parquet(path) if path.exists() else None
-                merged = part if old is None else pd.concat([old, part], ignore_index=True)
-                merged = merged.sort_values(["occurred_from", "id"], kind="mergesort")
-                _write_geoparquet(conform(merged), path)
-                known.update(part["id"].tolist())
-                keys.update((source, i) for i in part["id"].tolist())
-                inserted += len(part)
+        with self._writing():
+            df = prepare_incidents(self, df)
+            month = df["occurred_from"].dt.strftime("%Y-%m")
+            hashes = hash_ids(df["id"])
+            inserted = 0
+            keys: set[tuple[str, str]] = set()
+            for source, part_src in df.groupby("source", sort=True):
+                # A key's partition follows its time, but a corrected re-export could move
+                # an incident across months: every partition's key index is checked.
+                h = hashes[df.index.get_indexer(part_src.index)]
+                new_src = part_src[~self._stored(source, part_src["id"], h)]
+                for m, part in new_src.groupby(month.loc[new_src.index], sort=True):
+                    path = self._partition(source, m)
+                    old = _read_parquet(path) if path.exists() else None
+                    merged = part if old is None else pd.concat([old, part], ignore_index=True)
+                    merged = merged.sort_values(["occurred_from", "id"], kind="mergesort")
+                    _write_geoparquet(conform(merged), path)
+                    _save_keys(self._keyfile(source, m), hash_ids(merged["id"]))
+                    keys.update((source, i) for i in part["id"].tolist())
+                    inserted += len(part)
         return WriteResult(received, inserted, keys)
 
     def write_quarantine(self, df: pd.DataFrame) -> WriteResult:
@@ -94,6 +125,12 @@ class EmbeddedStore(Store):
             df[c] = df[c].astype("string")
         df = df.drop_duplicates(["source", "file", "row_number"], keep="first")
         inserted = 0
+        with self._writing():
+            inserted = self._append_quarantine(df)
+        return WriteResult(received, inserted)
+
+    def _append_quarantine(self, df: pd.DataFrame) -> int:
+        inserted = 0
         for source, part in df.groupby("source", sort=True):
             path = self.root / "quarantine" / f"{source}.parquet"
             old = pd.read_parquet(path) if path.exists() else None
@@ -105,10 +142,13 @@ class EmbeddedStore(Store):
                 merged = part if old is None else pd.concat([old, part], ignore_index=True)
                 _atomic_parquet(merged.reset_index(drop=True), path)
                 inserted += len(part)
-        return WriteResult(received, inserted)
+        return inserted
 
     # --- reads -----------------------------------------------------------
     def incidents(self, q: Query = Query(), columns: Sequence[str] | None = None) -> pd.DataFrame:
+        return self._consistent(lambda: self._incidents(q, columns))
+
+    def _incidents(self, q: Query, columns: Sequence[str] | None) -> pd.DataFrame:
         frames = [self._filtered(source, q) for source in self._sources_for(q)]
         frames = [f for f in frames if len(f)]
         if not frames:
@@ -119,7 +159,7 @@ class EmbeddedStore(Store):
         return out if columns is None else out.loc[:, list(columns)]
 
     def count(self, q: Query = Query()) -> int:
-        return sum(len(self._filtered(s, q, columns=_QUERY_COLUMNS)) for s in self._sources_for(q))
+        return self._consistent(lambda: sum(len(self._filtered(s, q, columns=_QUERY_COLUMNS)) for s in self._sources_for(q)))
 
     def quarantine(self, source: str | None = None) -> pd.DataFrame:
         d = self.root / "quarantine"
@@ -131,6 +171,9 @@ class EmbeddedStore(Store):
 
     def counts(self, res: int, by: Sequence[str] = ("cell",), q: Query = Query()) -> pd.DataFrame:
         by = check_keys(by)
+        return self._consistent(lambda: self._counts(res, by, q))
+
+    def _counts(self, res: int, by: tuple[str, ...], q: Query) -> pd.DataFrame:
         frames = []
         for source in self._sources_for(q):
             df = self._filtered(source, q, hour_level=needs_known_time(by, q), columns=_QUERY_COLUMNS)
@@ -152,7 +195,14 @@ class EmbeddedStore(Store):
 
     # --- derived tables --------------------------------------------------
     def put_table(self, name: str, df: pd.DataFrame) -> None:
-        _atomic_parquet(df.reset_index(drop=True), self.root / "tables" / f"{check_table_name(name)}.parquet")
+        path = self.root / "tables" / f"{check_table_name(name)}.parquet"
+        with self._writing():
+            _atomic_parquet(df.reset_index(drop=True), path)
+
+    def append_table(self, name: str, df: pd.DataFrame) -> None:
+        # Read and rewrite under one lock hold: two appenders must not both read the old table.
+        with self._writing():
+            super().append_table(name, df)
 
     def get_table(self, name: str) -> pd.DataFrame | None:
         p = self.root / "tables" / f"{check_table_name(name)}.parquet"
@@ -165,12 +215,91 @@ class EmbeddedStore(Store):
     def _partitions(self, source: str) -> list[Path]:
         return sorted((self.root / "incidents" / source).glob("*.parquet"))
 
-    def _stored_ids(self, source: str) -> set[str]:
-        if source not in self._ids:
-            parts = [pd.read_parquet(p, columns=["id"])["id"] for p in self._partitions(source)]
-            self._ids[source] = set(pd.concat(parts, ignore_index=True).tolist()) if parts else set()
-        return self._ids[source]
+    def _keyfile(self, source: str, month: str) -> Path:
+        return self.root / "keys" / source / f"{month}.npy"
 
+    def _stored(self, source: str, ids: pd.Series, h: np.ndarray) -> np.ndarray:
+        """Which of ``ids`` (hashes ``h``) are stored for ``source``: a hash hit in a
+        partition's key index, confirmed against that partition's ids."""
+        hit = np.zeros(len(ids), dtype=bool)
+        ids_np = ids.astype(str).to_numpy(dtype=object)
+        for p in self._partitions(source):
+            k = self._keys(source, p)
+            cand = _isin_sorted(h, k) & ~hit
+            if cand.any():
+                stored = pd.read_parquet(p, columns=["id"])["id"].astype(str).to_numpy(dtype=object)
+                hit[cand] = pd.Series(ids_np[cand]).isin(stored).to_numpy()
+        return hit
+
+    def _keys(self, source: str, partition: Path) -> np.ndarray:
+        """The partition's key index; (re)built when missing or stale (an older
+        store, or a crash between the partition's rename and the index's)."""
+        import pyarrow.parquet as pq
+
+        f = self._keyfile(source, partition.stem)
+        n = pq.ParquetFile(partition).metadata.num_rows
+        if f.exists():
+            k = np.load(f)
+            if len(k) == n:
+                return k
+        k = hash_ids(pd.read_parquet(partition, columns=["id"])["id"])
+        _save_keys(f, k)
+        return np.sort(k)
+
+    # --- locking and consistent reads -------------------------------------
+    def _writing(self):
+        """Hold the writer lock and mark the generation odd while files change."""
+        from contextlib import contextmanager
+
+        @contextmanager
+        def cm():
+            with self._lock:
+                outer = self._lock.lock_counter == 1
+                if outer:
+                    self._bump_generation(odd=True)
+                try:
+                    yield
+                finally:
+                    if outer:
+                        self._bump_generation(odd=False)
+        return cm()
+
+    def _generation(self) -> int:
+        try:
+            return int((self.root / ".generation").read_text() or 0)
+        except (FileNotFoundError, ValueError):
+            return 0
+
+    def _bump_generation(self, odd: bool) -> None:
+        g = self._generation()
+        if (g % 2 == 1) != odd:
+            g += 1
+        else:
+            g += 2  # a crashed writer left it odd (or even): keep the parity we need, still change it
+        _atomic_write_text(self.root / ".generation", str(g))
+
+    def _consistent(self, read, tries: int = 200):
+        """Run ``read`` until no write overlapped it (seqlock on ``.generation``).
+
+        A write in progress makes the generation odd; a reader that saw it odd
+        or changed reads again. After ``tries`` overlapping attempts (a writer
+        that crashed mid-write leaves it odd for good) it waits for the lock:
+        the files then are as the last completed write left them.
+        """
+        import time
+
+        for i in range(tries):
+            g0 = self._generation()
+            if g0 % 2 == 0:
+                try:
+                    out = read()
+                except (FileNotFoundError, OSError):
+                    out = _RETRY
+                if out is not _RETRY and self._generation() == g0:
+                    return out
+            time.sleep(min(0.005 * (i + 1), 0.1))
+        with self._lock:
+            return read()
     def _sources_for(self, q: Query) -> list[str]:
         src = sorted(self.sources())
         if q.source is not None:
@@ -281,6 +410,34 @@ def _empty_counts(by: Sequence[str]) -> pd.DataFrame:
 #: extras), which are most of each partition's bytes.
 _QUERY_COLUMNS = ("source", "occurred_from", "time_known", "category", "district",
                   *(h3_column(r) for r in DEFAULT_RESOLUTIONS))
+
+
+_RETRY = object()
+
+
+def hash_ids(ids: pd.Series) -> np.ndarray:
+    """64-bit hashes of incident ids (SipHash-2-4 with a fixed key, as pandas
+    implements it; the index format in ``keys/`` depends on it)."""
+    from pandas.util import hash_array
+
+    return hash_array(ids.astype(str).to_numpy(dtype=object), encoding="utf8", hash_key=_HASH_KEY, categorize=False)
+
+
+_HASH_KEY = "rtcc-geo-ids-v01"  # 16 bytes
+
+
+def _isin_sorted(h: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    if not len(keys) or not len(h):
+        return np.zeros(len(h), dtype=bool)
+    pos = np.minimum(np.searchsorted(keys, h), len(keys) - 1)
+    return keys[pos] == h
+
+
+def _save_keys(path: Path, hashes: np.ndarray) -> None:
+    def write(tmp):
+        with open(tmp, "wb") as fh:
+            np.save(fh, np.sort(np.asarray(hashes, dtype=np.uint64)))
+    _atomic(path, write)
 
 
 def _read_parquet(path: Path, columns: Sequence[str] | None = None) -> pd.DataFrame:
