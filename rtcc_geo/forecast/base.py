@@ -115,7 +115,7 @@ class ForecastModel:
             raise RuntimeError(f"{type(self).__name__} is not fitted: call fit(incidents, until=...) first")
 
     def get_params(self) -> dict:
-        return {k: v for k, v in vars(self).items() if not k.endswith("_") and not k.startswith("_")}
+        return {k: v for k, v in vars(self).items() if not k.endswith("_") and not k.startswith("_") and k != "name"}
 
     def __repr__(self) -> str:
         p = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
