@@ -183,7 +183,8 @@ class AdditiveTerms(ForecastModel):
     name = "additive"
 
     def __init__(self, horizon_days: int = 7, n_origins: int = 12, quiet_keep: int = 10, zero_keep: int = 3,
-                 calibrate: bool = True, calibration_bins: int = 40, random_state: int = 0):
+                 calibrate: bool = True, calibration_bins: int = 50, calibration_origins: int = 6,
+                 random_state: int = 0):
         if horizon_days < 1 or n_origins < 1:
             raise ValueError("horizon_days and n_origins must be >= 1")
         self.horizon_days = horizon_days
@@ -192,6 +193,7 @@ class AdditiveTerms(ForecastModel):
         self.zero_keep = zero_keep
         self.calibrate = calibrate
         self.calibration_bins = calibration_bins
+        self.calibration_origins = calibration_origins
         self.random_state = random_state
 
     def _fit(self, c: Counts, T: int) -> None:
@@ -220,19 +222,23 @@ class AdditiveTerms(ForecastModel):
         # Warm start from the last fit (a backtest refits week after week); the optimum
         # is global, so the start changes only the time it takes.
         self.beta_ = nn_poisson_identity(X, y, w, start=getattr(self, "beta_", None))
-        self.n_train_rows_ = len(y)
         self.n_train_origins_ = len(Xs)
-        # Monotone recalibration on the training origins (see module doc).
+        self.n_train_rows_ = len(y)
+        # Monotone recalibration on the most recent training origins, every cell unsampled and
+        # bins of equal numbers of cells (as the per-decile check counts them; see module doc).
         self.cal_x_, self.cal_y_ = None, None
         if self.calibrate:
-            raw = X @ self.beta_
+            raw, obs = [], []
+            for k in range(1, min(self.calibration_origins, self.n_train_origins_) + 1):
+                t0 = T - h * k
+                raw.append(term_features(c, t0, h) @ self.beta_ * h)
+                obs.append((C[:, t0 + h] - C[:, t0]).astype(np.float64))
+            raw, obs = np.concatenate(raw), np.concatenate(obs)
             order = np.argsort(raw, kind="stable")
-            cw = np.cumsum(w[order])
-            edges = np.searchsorted(cw, np.linspace(0, cw[-1], self.calibration_bins + 1)[1:-1])
-            groups = np.split(order, edges)
-            gx = np.array([np.average(raw[g], weights=w[g]) for g in groups if len(g)])
-            gy = np.array([np.average(y[g], weights=w[g]) for g in groups if len(g)])
-            gw = np.array([w[g].sum() for g in groups if len(g)])
+            groups = np.array_split(order, self.calibration_bins)
+            gx = np.array([raw[g].mean() for g in groups if len(g)])
+            gy = np.array([obs[g].mean() for g in groups if len(g)])
+            gw = np.array([len(g) for g in groups if len(g)], float)
             # strictly increasing, so recalibration never ties cells the raw forecast ranked apart
             self.cal_x_, self.cal_y_ = gx, _pav(gy, gw) + 1e-9 * np.arange(len(gx))
         self.terms_ = self._terms_daily(term_features(c, T, h))
