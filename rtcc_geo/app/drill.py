@@ -116,6 +116,14 @@ def incident_table(ctx: AppContext, cell: int, f: Filters, role: str) -> html.Di
     ])
 
 
+def forecast_why(ctx: AppContext, cell: int, f: Filters, role: str):
+    """Why the cell's forecast is what it is (owned by :mod:`rtcc_geo.forecast.explain`);
+    block addresses only for roles that may see incident rows."""
+    from rtcc_geo.forecast.explain import drill_section
+
+    return drill_section(ctx, cell, f, places=auth.may_see_incidents(role))
+
+
 def panel(ctx: AppContext, cell: int, f: Filters, layer: Layer, role: str) -> list:
     res = int(h3.api.basic_int.get_resolution(int(cell)))
     lat, lon = h3.api.basic_int.cell_to_latlng(int(cell))
@@ -137,5 +145,6 @@ def panel(ctx: AppContext, cell: int, f: Filters, layer: Layer, role: str) -> li
         dcc.Graph(id="drill-profile", figure=prof, config=SMALL_CONFIG),
         dcc.Graph(id="drill-trend", figure=trend, config=SMALL_CONFIG),
         html.Div([html.B("Trend: "), trend_text(full.to_numpy())], id="drill-trend-text"),
+        forecast_why(ctx, cell, f, role),
         incident_table(ctx, cell, f, role),
     ]

@@ -167,7 +167,8 @@ def drill_section(ctx, cell: int, f, places: bool = True):
     rows.append(html.Tr([html.Td(html.B("forecast, next 7 days"), style=td),
                          html.Td(html.B(f"{ex['expected']:.2f}"), style={**td, "textAlign": "right"})]))
     return html.Div(id="drill-forecast", children=[
-        html.Div("Why this forecast", style={"fontWeight": 600, "margin": "8px 0 4px"}),
+        html.Div(f"Why this forecast (all incidents, the 7 days from {end:%Y-%m-%d})",
+                 style={"fontWeight": 600, "margin": "8px 0 4px"}),
         html.Div(ex["why"], id="drill-forecast-why", style={"fontSize": "12px", "marginBottom": "4px"}),
         html.Table(html.Tbody(rows), id="drill-forecast-terms",
                    title="Expected incidents each part of the additive model adds (they sum to the forecast)",
