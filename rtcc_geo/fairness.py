@@ -122,7 +122,8 @@ class Audit:
         s = self.summary
         lines = [
             f"Fairness audit: {s['plans']} plan(s), {s['minutes']:,.0f} patrol minutes in {s['tracts_dosed']} of "
-            f"{s['tracts']} census tracts ({s['districts_dosed']} districts).",
+            f"{s['tracts']} census tracts ({s['districts_dosed']} districts); {s['minutes_outside_tracts']:,.0f} "
+            "minutes fall outside every tract (water, the city edge).",
             f"Median dosage over dosed tracts: {s['median_per_1000']:.1f} min per 1,000 residents; "
             f"warning above {s['multiple']:g}x that.",
             f"Share of all minutes in the 10 most-dosed tracts: {s['top10_share']:.0%}; residents there: "
@@ -203,7 +204,9 @@ def audit(minutes: pd.DataFrame, tracts, *, districts=None, incidents: pd.DataFr
                           "jaccard": jaccard(sets[i - 1], sets[i])} for i in range(1, len(plans))],
                         columns=["plan", "previous", "cells", "jaccard"])
     top = bt.head(10)
-    summary = {"plans": len(plans), "minutes": float(bt["minutes"].sum()), "tracts": len(bt),
+    total = float(per_cell.sum())
+    summary = {"plans": len(plans), "minutes": total, "minutes_outside_tracts": total - float(bt["minutes"].sum()),
+               "tracts": len(bt),
                "tracts_dosed": int((bt["minutes"] > 0).sum()),
                "districts_dosed": int((bd["minutes"] > 0).sum()) if len(bd) else 0,
                "median_per_1000": med, "multiple": multiple, "min_residents": min_residents,
