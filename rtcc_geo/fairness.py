@@ -121,13 +121,14 @@ class Audit:
     def text(self) -> str:
         s = self.summary
         lines = [
-            f"Fairness audit: {s['plans']} plan(s), {s['minutes']:,.0f} patrol minutes in {s['tracts_dosed']} of "
-            f"{s['tracts']} census tracts ({s['districts_dosed']} districts); {s['minutes_outside_tracts']:,.0f} "
-            "minutes fall outside every tract (water, the city edge).",
-            f"Median dosage over dosed tracts: {s['median_per_1000']:.1f} min per 1,000 residents; "
-            f"warning above {s['multiple']:g}x that.",
-            f"Share of all minutes in the 10 most-dosed tracts: {s['top10_share']:.0%}; residents there: "
-            f"{s['top10_residents_share']:.1%} of the city.",
+            (f"Fairness audit: {s['plans']} plan(s), {s['minutes']:,.0f} patrol minutes in {s['tracts_dosed']} of "
+             f"{s['tracts']} census tracts."),
+            (f"{s['districts_dosed']} police districts dosed; {s['minutes_outside_tracts']:,.0f} minutes fall "
+             "outside every tract (water, the city edge)."),
+            (f"Median dosage over dosed tracts: {s['median_per_1000']:.1f} min per 1,000 residents; "
+             f"warning above {s['multiple']:g}x that."),
+            (f"Share of all minutes in the 10 most-dosed tracts: {s['top10_share']:.0%}; residents there: "
+             f"{s['top10_residents_share']:.1%} of the city."),
         ]
         if "mean_jaccard" in s:
             lines.append(f"Day-to-day overlap of patrolled cells (Jaccard): mean {s['mean_jaccard']:.2f} "

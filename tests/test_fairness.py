@@ -10,7 +10,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rtcc_geo.fairness import audit, cell_population, jaccard, load_tracts, plan_minutes, tract_join
+from rtcc_geo.fairness import (
+    audit,
+    cell_population,
+    jaccard,
+    load_tracts,
+    plan_minutes,
+    tract_join,
+)
 
 H = h3.api.basic_int
 

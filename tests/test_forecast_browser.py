@@ -15,7 +15,7 @@ ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 
 
 @pytest.fixture(scope="module")
-def browser(philly_app):
+def browser(philly_app):  # noqa: F811
     from tests.browser import LiveServer, chromium, find_browser
 
     chrome, driver = find_browser()
@@ -26,7 +26,7 @@ def browser(philly_app):
         yield d, url
 
 
-def test_drilldown_explains_the_forecast(browser, philly_app):
+def test_drilldown_explains_the_forecast(browser, philly_app):  # noqa: F811
     import h3
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
@@ -38,8 +38,11 @@ def test_drilldown_explains_the_forecast(browser, philly_app):
     d, url = browser
     ctx = philly_app.rtcc
     login(d, url, "chief", PASSWORD)
-    s = wait_for(lambda: (lambda st: st if st and st["drawn"] > 0 else None)(d.execute_script(JS_MAP_STATE)),
-                 timeout=60, what="map drawn")
+    def drawn():
+        st = d.execute_script(JS_MAP_STATE)
+        return st if st and st["drawn"] > 0 else None
+
+    s = wait_for(drawn, timeout=60, what="map drawn")
     z = np.array([v or 0 for v in s["v"]], dtype=float)
     cell = int(ctx.universe(s["res"])[np.asarray(s["ids"], dtype=np.int64)][int(np.argmax(z))])
     hexid = format(cell, "x")

@@ -59,7 +59,7 @@ def test_identity_poisson_matches_scipy_reference():
 
 
 def test_contributions_sum_to_the_forecast(fitted):
-    c, m = fitted
+    _, m = fitted
     for start, end in (("2024-07-22", "2024-07-29"), ("2024-07-26 16:00", "2024-07-27 00:00")):
         fc = m.predict(None, start, end)
         ex = explain(m, start, end)
@@ -73,7 +73,7 @@ def test_contributions_sum_to_the_forecast(fitted):
 
 
 def test_words_name_the_top_term_and_quote_the_store(fitted, phl_apr_jul_store):
-    c, m = fitted
+    _, m = fitted
     ex = explain(m, "2024-07-22", "2024-07-29").head(30)
     for r in ex.itertuples():
         contrib = {t: getattr(r, f"contrib_{t}") for t in TERMS}

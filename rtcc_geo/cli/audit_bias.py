@@ -104,9 +104,9 @@ def _audit(args: argparse.Namespace) -> int:
 
         try:
             d0 = pd.Timestamp(args.week).normalize()
-            kw = dict(units=args.units, shift_start_hour=args.shift_start_hour, shift_hours=args.shift_hours,
-                      model=args.model, res=args.res, spacing_m=args.spacing_m, max_dose_multiple=args.max_dose_multiple,
-                      tracts=tracts)
+            kw = {"units": args.units, "shift_start_hour": args.shift_start_hour, "shift_hours": args.shift_hours,
+                  "model": args.model, "res": args.res, "spacing_m": args.spacing_m,
+                  "max_dose_multiple": args.max_dose_multiple, "tracts": tracts}
             plans = plan_week(store, args.source, d0, category=args.category, **kw)
             if args.compare_enforcement:
                 other = plan_week(store, args.source, d0, category="all", **kw)

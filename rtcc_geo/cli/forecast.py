@@ -7,7 +7,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from .common import UserError, add_json_arg, add_store_args, emit_json, progress_enabled, store_from_args
+from .common import (
+    UserError,
+    add_json_arg,
+    add_store_args,
+    emit_json,
+    progress_enabled,
+    store_from_args,
+)
 
 MODELS = ("naive", "naive365", "seasonal", "prospective", "stkde", "sepp", "learned", "ensemble", "additive")
 #: The default model of ``predict`` (additive in its terms, so it can explain itself).

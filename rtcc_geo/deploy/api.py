@@ -49,7 +49,7 @@ def _plan(c, m, t0, t1, units, *, tracts=None, max_dose_multiple=None, dosed=Non
     r7 = pd.Series(c.window_counts(t0 - pd.Timedelta(days=7), t0), index=c.cells)
     r28 = pd.Series(c.window_counts(t0 - pd.Timedelta(days=28), t0), index=c.cells)
     bins = hotspot_bins(c.cells, r28.to_numpy())
-    excluded = set(int(x) for x in plan_kw.pop("excluded", ()) or ())
+    excluded = {int(x) for x in plan_kw.pop("excluded", ()) or ()}
     capped: set[int] = set()
     for _ in range(6 if max_dose_multiple else 1):
         plan = plan_shift(fc, units, t0, t1, recent_7d=r7, recent_28d=r28, hotspot_bins=bins,
@@ -103,7 +103,7 @@ def plan_from_store(store, source: str, shift_start, shift_hours: float = 8.0, u
     _check(category, units, shift_hours)
     t0 = pd.Timestamp(shift_start)
     t1 = t0 + pd.Timedelta(hours=shift_hours)
-    c, m = _fit(store, source, category, model, res, t0, t1, max(1, int(round(shift_hours / 24))))
+    c, m = _fit(store, source, category, model, res, t0, t1, max(1, round(shift_hours / 24)))
     if max_dose_multiple and tracts is None:
         from ..fairness import load_tracts
 
