@@ -206,7 +206,8 @@ def audit(minutes: pd.DataFrame, tracts, *, districts=None, incidents: pd.DataFr
                         columns=["plan", "previous", "cells", "jaccard"])
     top = bt.head(10)
     total = float(per_cell.sum())
-    summary = {"plans": len(plans), "minutes": total, "minutes_outside_tracts": total - float(bt["minutes"].sum()),
+    summary = {"plans": len(plans), "minutes": total,
+               "minutes_outside_tracts": max(total - float(bt["minutes"].sum()), 0.0),
                "tracts": len(bt),
                "tracts_dosed": int((bt["minutes"] > 0).sum()),
                "districts_dosed": int((bd["minutes"] > 0).sum()) if len(bd) else 0,
