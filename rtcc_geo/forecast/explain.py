@@ -35,14 +35,8 @@ def contributions(model: AdditiveTerms, start=None, end=None) -> pd.DataFrame:
         raise TypeError(f"explanations need the additive model, not {type(model).__name__}: use --model additive")
     model._check_fitted()
     c = model.counts_
-    a = model.until_hours_ if start is None else c.to_hours(start)
-    b = a + 7 * HOURS_PER_DAY if end is None else c.to_hours(end)
-    if b <= a:
-        raise ValueError(f"empty forecast window [{start}, {end}): end must be after start")
-    days = (b - a) / HOURS_PER_DAY
-    e = model.terms_ * days
-    if not (abs(days / 7 - round(days / 7)) < 1e-9 and round(days / 7) >= 1):
-        e = e / days * 7.0 * model.window_share(a, b)[:, None]
+    a, b = model.window_hours(start, end)
+    e = model.to_window(model.terms_ * ((b - a) / HOURS_PER_DAY), a, b)
     return pd.DataFrame(e, index=pd.Index(c.cells, name="cell"), columns=[f"contrib_{t}" for t in TERMS])
 
 
