@@ -131,6 +131,16 @@ def incident_table(ctx: AppContext, cell: int, f: Filters, role: str) -> html.Di
     ])
 
 
+def forecast_why(ctx: AppContext, cell: int, f: Filters, role: str):
+    """Why the cell's forecast is what it is (owned by :mod:`rtcc_geo.forecast.explain`);
+    block addresses only for roles that may see incident rows, counts below k only as
+    "fewer than k" for aggregate-only roles."""
+    from rtcc_geo.forecast.explain import drill_section
+
+    k = suppress.k_for(ctx.source) if suppress.active(role) else 0
+    return drill_section(ctx, cell, f, places=auth.may_see_incidents(role), min_count=k)
+
+
 def panel(ctx: AppContext, cell: int, f: Filters, layer: Layer, role: str) -> list:
     res = int(h3.api.basic_int.get_resolution(int(cell)))
     lat, lon = h3.api.basic_int.cell_to_latlng(int(cell))
@@ -170,5 +180,6 @@ def panel(ctx: AppContext, cell: int, f: Filters, layer: Layer, role: str) -> li
         dcc.Graph(id="drill-trend", figure=trend, config=SMALL_CONFIG),
         html.Div([html.B("Trend: "), trend_text(full.to_numpy()) if not hide or wk.sum() >= k
                   else f"fewer than {k} incidents: no trend test"], id="drill-trend-text"),
+        forecast_why(ctx, cell, f, role),
         incident_table(ctx, cell, f, role),
     ]

@@ -16,7 +16,7 @@ def register(subparsers) -> None:
         "deploy",
         help="plan a shift: patrol areas per unit, randomised Koper-curve visits, reasons",
         description=(
-            "Plan hot-spot patrol for one shift. Forecasts the shift (--model, default ensemble) for the "
+            "Plan hot-spot patrol for one shift. Forecasts the shift (--model, default additive) for the "
             "target (default all_but_enforcement: drugs, disorder and warrant offences are left out because "
             "they measure police activity, not victimisation; override with --category), then chooses "
             "--units x --areas-per-unit patrol areas (a cell and its --radius ring) that cover the most "
@@ -24,7 +24,8 @@ def register(subparsers) -> None:
             "of the last --max-consecutive-days days (from --history) are rested. Each unit gets a "
             "randomised Koper-curve schedule: 12-16 min visits about every 2 h, no fixed pattern (--seed). "
             "Writes the plan as CSV and/or GeoJSON and prints a readable summary; every cell says why it "
-            "was chosen (forecast, recent incidents, Gi* hot-spot status)."
+            "was chosen (forecast, recent incidents, Gi* hot-spot status and, with the default additive "
+            "model, the incidents each term adds). --max-dose-multiple caps the dosage per resident by tract."
         ),
     )
     add_store_args(p)
@@ -49,8 +50,14 @@ def register(subparsers) -> None:
                    help="rest a cell dosed this many days in a row (default 3; 0 = no cap)")
     p.add_argument("--category", default="all_but_enforcement",
                    help="forecast target (default all_but_enforcement; see 'rtcc-geo forecast --help')")
-    p.add_argument("--model", default="ensemble",
-                   choices=("naive", "prospective", "stkde", "sepp", "learned", "ensemble"))
+    p.add_argument("--model", default="additive",
+                   choices=("naive", "naive365", "seasonal", "prospective", "stkde", "sepp", "learned", "ensemble",
+                            "additive"),
+                   help="forecast model (default additive: every reason then quotes what each term adds)")
+    p.add_argument("--max-dose-multiple", type=float, default=None, metavar="K",
+                   help="cap: no census tract gets more patrol minutes per resident than K x the median of the "
+                        "dosed tracts (cells of tracts over it are left out and the shift re-planned; "
+                        "see 'rtcc-geo audit-bias'). Default: no cap")
     p.add_argument("--res", type=int, default=10, help="H3 resolution (default 10)")
     p.add_argument("--seed", type=int, default=0, help="seed of the randomised schedule (default 0)")
     p.add_argument("--out-csv", metavar="FILE", help="write the plan's cells (with reasons) as CSV; "
@@ -104,8 +111,9 @@ def _deploy(args: argparse.Namespace) -> int:
                                model=args.model, res=args.res, areas_per_unit=args.areas_per_unit,
                                radius=args.radius, spacing_cells=args.spacing, spacing_m=args.spacing_m,
                                eligible=eligible, excluded=excluded, history=history,
-                               max_consecutive_days=args.max_consecutive_days or None, seed=args.seed)
-    except ValueError as e:
+                               max_consecutive_days=args.max_consecutive_days or None, seed=args.seed,
+                               max_dose_multiple=args.max_dose_multiple)
+    except (ValueError, FileNotFoundError) as e:
         raise UserError(str(e)) from None
     cells = plan.cells.assign(date=t0.normalize().date().isoformat())
     if args.out_csv:

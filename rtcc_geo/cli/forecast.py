@@ -7,9 +7,18 @@ from pathlib import Path
 
 import pandas as pd
 
-from .common import UserError, add_json_arg, add_store_args, emit_json, progress_enabled, store_from_args
+from .common import (
+    UserError,
+    add_json_arg,
+    add_store_args,
+    emit_json,
+    progress_enabled,
+    store_from_args,
+)
 
-MODELS = ("naive", "prospective", "stkde", "sepp", "learned", "ensemble")
+MODELS = ("naive", "naive365", "seasonal", "prospective", "stkde", "sepp", "learned", "ensemble", "additive")
+#: The default model of ``predict`` (additive in its terms, so it can explain itself).
+DEFAULT_MODEL = "additive"
 
 
 def register(subparsers) -> None:
@@ -20,9 +29,11 @@ def register(subparsers) -> None:
             "Forecast expected incidents per H3 cell for the next shift/day/week, and prove it: "
             "'backtest' refits each model at every origin (rolling origin, trained only on what came "
             "before) and scores the next window by hit rate, PAI and PEI* at 1 %% / 5 %% of the area and "
-            "a fixed km²; 'predict' writes the forecast for one window. Models: naive (last 28 days), "
-            "prospective (Bowers-Johnson-Pease), stkde, sepp (self-exciting, EM), learned (Poisson "
-            "gradient boosting), ensemble (learned + stkde + sepp). See docs/forecast.md."
+            "a fixed km²; 'predict' writes the forecast for one window (--explain: why, term by term). Models: "
+            "naive (last 28 days), naive365 (last 365 days), seasonal (same weeks last year), prospective "
+            "(Bowers-Johnson-Pease), stkde, sepp (self-exciting, EM), learned (Poisson gradient boosting), "
+            "ensemble (learned + stkde + sepp), additive (sum of long-memory, recent, near-repeat, seasonal "
+            "and place terms; the default). See docs/forecast.md."
         ),
     )
     sub = p.add_subparsers(dest="forecast_command", metavar="SUBCOMMAND")
@@ -57,10 +68,14 @@ def register(subparsers) -> None:
                        description="Fit on everything before --at and write expected incidents per cell for "
                                    "[--at, --at + --horizon).")
     common(q)
-    q.add_argument("--model", default="ensemble", choices=MODELS, help="model (default ensemble)")
+    q.add_argument("--model", default=DEFAULT_MODEL, choices=MODELS, help=f"model (default {DEFAULT_MODEL})")
     q.add_argument("--at", required=True, help="start of the window (local time), e.g. '2024-07-20 16:00'")
     q.add_argument("--out", metavar="FILE", help="write cell,cell_hex,expected,rank as CSV (.csv) or GeoJSON (.geojson)")
     q.add_argument("--top", type=int, default=20, help="how many top cells to print (default 20)")
+    q.add_argument("--explain", action="store_true",
+                   help="say why, per cell: the expected incidents each term adds (long memory, recent activity, "
+                        "near-repeat, seasonality, place; columns contrib_<term>, summing to expected), "
+                        "p_any (chance of at least one incident) and a 'why' sentence. Additive model only")
     q.set_defaults(func=_predict)
     p.set_defaults(func=lambda args: (p.print_help(), 0)[1])
 
@@ -148,22 +163,33 @@ def _predict(args: argparse.Namespace) -> int:
     except ValueError as e:
         raise UserError(f"bad --at: {e}") from None
     h = parse_horizon(args.horizon)
+    if args.explain and args.model != "additive":
+        raise UserError(f"--explain needs --model additive (a sum of terms), not {args.model}")
     c = _counts(args, at)
     try:
         fc = m.fit(c, until=at).predict(None, at, at + h)
     except ValueError as e:
         raise UserError(str(e)) from None
     out = _frame(fc)
+    if args.explain:
+        from ..forecast.explain import explain
+
+        ex = explain(m, at, at + h)
+        out = out.merge(ex.drop(columns=["cell_hex", "expected", "rank"]), on="cell", how="left")
     if args.out:
         _write(out, args.out)
     if args.json:
         emit_json({"model": args.model, "category": args.category, "at": str(at), "horizon": args.horizon,
                    "cells": len(out), "expected_total": float(fc.sum()), "out": args.out,
-                   "top": out.head(args.top)[["cell_hex", "expected", "rank"]].to_dict("records")})
+                   "top": out.head(args.top)[[k for k in out.columns if k != "cell"]].to_dict("records")})
     else:
         print(f"{args.model} forecast of {args.category}, {at} + {args.horizon}: "
               f"{fc.sum():.1f} expected incidents over {len(out):,} cells")
         print(out.head(args.top)[["rank", "cell_hex", "expected"]].to_string(index=False))
+        if args.explain:
+            print("\nWhy:")
+            for r in out.head(args.top).itertuples():
+                print(f"  {r.rank:>4} {r.cell_hex}: {r.why}")
     return 0
 
 

@@ -11,12 +11,13 @@ from .data import ENFORCEMENT_CATEGORIES, TARGETS, Counts, select_target
 from .ensemble import Ensemble
 from .kde import STKDE
 from .learned import LearnedPoisson
-from .naive import NaiveHotspot
+from .naive import NaiveHotspot, SeasonalNaive
 from .prospective import ProspectiveHotspot
 from .sepp import SEPP, simulate_grid_hawkes
+from .terms import TERMS, AdditiveTerms
 
 __all__ = [
-    "BacktestResult", "Counts", "ENFORCEMENT_CATEGORIES", "Ensemble", "ForecastModel", "LearnedPoisson",
-    "NaiveHotspot", "ProspectiveHotspot", "SEPP", "STKDE", "TARGETS", "backtest", "default_models",
-    "parse_horizon", "select_target", "simulate_grid_hawkes",
+    "ENFORCEMENT_CATEGORIES", "SEPP", "STKDE", "TARGETS", "TERMS", "AdditiveTerms", "BacktestResult", "Counts",
+    "Ensemble", "ForecastModel", "LearnedPoisson", "NaiveHotspot", "ProspectiveHotspot", "SeasonalNaive",
+    "backtest", "default_models", "parse_horizon", "select_target", "simulate_grid_hawkes",
 ]

@@ -137,9 +137,10 @@ def default_models(horizon: str | pd.Timedelta = "7d") -> dict[str, ForecastMode
     from .ensemble import Ensemble
     from .kde import STKDE
     from .learned import LearnedPoisson
-    from .naive import NaiveHotspot
+    from .naive import NaiveHotspot, SeasonalNaive
     from .prospective import ProspectiveHotspot
     from .sepp import SEPP
+    from .terms import AdditiveTerms
 
     hd = max(1, int(round(parse_horizon(horizon) / pd.Timedelta(days=1))))
     stkde, sepp, learned = STKDE(), SEPP(), LearnedPoisson(horizon_days=hd)
@@ -147,9 +148,16 @@ def default_models(horizon: str | pd.Timedelta = "7d") -> dict[str, ForecastMode
     # backtest fits each once per origin (Ensemble reuses fitted members).
     return {
         "naive": NaiveHotspot(),
+        "naive365": NaiveHotspot(days=365),
+        "seasonal": SeasonalNaive(horizon_days=hd),
         "prospective": ProspectiveHotspot(),
         "stkde": stkde,
         "sepp": sepp,
         "learned": learned,
         "ensemble": Ensemble([learned, stkde, sepp]),
+        "additive": AdditiveTerms(horizon_days=hd),
     }
+
+
+#: Models that are baselines: the default model must beat the strongest of them.
+BASELINES: tuple[str, ...] = ("naive", "naive365", "seasonal")

@@ -78,18 +78,30 @@ class ForecastModel:
         """
         self._check_fitted()
         c = self.counts_
-        a = self.until_hours_ if start is None else c.to_hours(start)
-        b = a + 7 * HOURS_PER_DAY if end is None else c.to_hours(end)
-        if b <= a:
-            raise ValueError(f"empty forecast window [{start}, {end}): end must be after start")
-        e = self._expected(a / HOURS_PER_DAY, b / HOURS_PER_DAY)
-        days = (b - a) / HOURS_PER_DAY
-        if not (abs(days / 7 - round(days / 7)) < 1e-9 and round(days / 7) >= 1):
-            e = e / days * 7.0 * self.window_share(a, b)
+        a, b = self.window_hours(start, end)
+        e = self.to_window(self._expected(a / HOURS_PER_DAY, b / HOURS_PER_DAY), a, b)
         s = pd.Series(np.maximum(e, 0.0), index=pd.Index(c.cells, name="cell"), name=self.name)
         if cells is not None:
             s = s.reindex(pd.Index(np.asarray(cells, dtype=np.int64), name="cell"), fill_value=0.0)
         return s
+
+    def window_hours(self, start=None, end=None) -> tuple[float, float]:
+        """``[start, end)`` in hours since the data's origin (default: the week after ``until``)."""
+        c = self.counts_
+        a = self.until_hours_ if start is None else c.to_hours(start)
+        b = a + 7 * HOURS_PER_DAY if end is None else c.to_hours(end)
+        if b <= a:
+            raise ValueError(f"empty forecast window [{start}, {end}): end must be after start")
+        return a, b
+
+    def to_window(self, e: np.ndarray, a_hours: float, b_hours: float) -> np.ndarray:
+        """Expected counts ``e`` for ``days`` of constant rate -> the window's (see module doc);
+        ``e`` may be ``cells x k`` (per-term parts of the forecast get the same scaling)."""
+        days = (b_hours - a_hours) / HOURS_PER_DAY
+        if abs(days / 7 - round(days / 7)) < 1e-9 and round(days / 7) >= 1:
+            return e
+        share = self.window_share(a_hours, b_hours)
+        return e / days * 7.0 * (share[:, None] if e.ndim == 2 else share)
 
     def window_share(self, a_hours: float, b_hours: float) -> np.ndarray:
         """Each cell's shrunk share of weekly incidents in the window (see module doc)."""
@@ -115,7 +127,7 @@ class ForecastModel:
             raise RuntimeError(f"{type(self).__name__} is not fitted: call fit(incidents, until=...) first")
 
     def get_params(self) -> dict:
-        return {k: v for k, v in vars(self).items() if not k.endswith("_") and not k.startswith("_")}
+        return {k: v for k, v in vars(self).items() if not k.endswith("_") and not k.startswith("_") and k != "name"}
 
     def __repr__(self) -> str:
         p = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())

@@ -103,6 +103,12 @@ class Counts:
     tz: str
     n_days: int
     res: int = 10
+    #: Optional per-event labels for explanations and place features: codes into
+    #: ``block_names`` / ``category_names`` (-1 = unknown), parallel to ``hours``.
+    block: np.ndarray | None = None
+    block_names: np.ndarray | None = None
+    category: np.ndarray | None = None
+    category_names: np.ndarray | None = None
     _cache: dict = field(default_factory=dict, repr=False)
 
     # ---- construction ---------------------------------------------------
@@ -146,6 +152,12 @@ class Counts:
         else:
             tk = np.ones(len(incidents), bool)
         order = np.argsort(hours[keep], kind="stable")
+        labels = {}
+        for col in ("block", "category"):
+            if col in incidents.columns:
+                codes, names = pd.factorize(incidents[col].astype("string"), use_na_sentinel=True)
+                labels[col] = np.asarray(codes, np.int64)[keep][order]
+                labels[f"{col}_names"] = np.asarray(names, dtype=object)
         return cls(
             cells=cells,
             cell_idx=pos_c[keep][order].astype(np.int64),
@@ -155,6 +167,7 @@ class Counts:
             tz=tz,
             n_days=n_days,
             res=res,
+            **labels,
         )
 
     @classmethod

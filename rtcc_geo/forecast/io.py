@@ -17,7 +17,7 @@ from ..schema import h3_column
 from ..store.base import Query, Store
 from .data import Counts, select_target
 
-FORECAST_COLUMNS = ("id", "occurred_from", "time_known", "offense_raw", "offense_code", "category", "district")
+FORECAST_COLUMNS = ("id", "occurred_from", "time_known", "offense_raw", "offense_code", "category", "district", "block")
 
 
 def boundary_cells(agency: Agency | str, res: int) -> np.ndarray | None:
@@ -53,4 +53,6 @@ def counts_from_store(store: Store, source: str, target: str, start=None, end=No
         cells = None
     if cells is not None and len(df):
         cells = np.union1d(cells, df[h3_column(res)].to_numpy(np.int64))
-    return Counts.from_incidents(df, cells=cells, res=res, tz=tz, origin=start, end=end)
+    c = Counts.from_incidents(df, cells=cells, res=res, tz=tz, origin=start, end=end)
+    c._cache["agency"] = agency if isinstance(agency, str) else getattr(agency, "name", None) or source
+    return c

@@ -1,0 +1,272 @@
+"""An additive model whose forecast is a sum of named terms, so every cell can say why.
+
+For origin day ``T`` each study cell ``c`` gets non-negative features, all
+daily rates from days ``< T``, grouped into five **terms**:
+
+``long_memory``
+    the cell's count over the last 365 days, and its ring-1 and ring-2
+    neighbourhood means (places busy all year);
+``recent``
+    the cell's counts over the last 28 and 91 days, and the ring-1 mean of 28 days;
+``near_repeat``
+    exponentially decayed counts (half-life 7 days) of the cell and its ring-1
+    neighbours (contagion: a burglary raises the risk next door for days);
+``seasonality``
+    "same weeks last year": the cell's and its ring's mean daily count in the
+    forecast weeks 52 weeks earlier, +-1 week (:func:`~rtcc_geo.forecast.naive.seasonal_rate`);
+``place``
+    the busiest single block address in the cell over the last 730 days
+    (repeat places: a store, a bar), the cell's residents (census tracts,
+    areally weighted, per 10,000; when the tract file is there) and a constant.
+
+The expected count in a window of ``h`` days is
+
+.. math:: E_c = h \\sum_j \\beta_j x_{cj}, \\qquad \\beta_j \\ge 0,
+
+a Poisson regression with the **identity link** and non-negative weights,
+fitted by maximum likelihood on ``n_origins`` stacked past origins (each
+origin's features against its next ``h`` days) by L-BFGS-B with bounds
+``beta >= 0`` (the likelihood is concave in ``beta``: a global optimum). Because the model is a sum,
+the contribution of term ``t`` to cell ``c`` is exactly
+``h sum_{j in t} beta_j x_cj``, and the contributions add up to the forecast.
+
+**Calibration.** An identity-link fit is calibrated on average but not per
+decile (the top cells are under-predicted). A monotone recalibration
+``g(E)`` is fitted on the training origins (mean observed per quantile bin of
+the raw forecast, pooled-adjacent-violators, linear interpolation), and every
+term of a cell is scaled by the same factor ``g(E_c) / E_c``: the sum stays
+exact, the order of cells is unchanged, and observed / predicted per decile
+stays near 1 (tested on validation origins).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .base import ForecastModel, decayed_sum
+from .data import Counts
+from .learned import _dense_stats, _ring_ops
+from .naive import seasonal_rate
+
+TERMS: tuple[str, ...] = ("long_memory", "recent", "near_repeat", "seasonality", "place")
+#: (term, feature) in column order of :func:`term_features`.
+FEATURES: tuple[tuple[str, str], ...] = (
+    ("long_memory", "own_365d"), ("long_memory", "ring1_365d"), ("long_memory", "ring2_365d"),
+    ("recent", "own_28d"), ("recent", "own_91d"), ("recent", "ring1_28d"),
+    ("near_repeat", "own_decay7d"), ("near_repeat", "ring1_decay7d"),
+    ("seasonality", "own_last_year"), ("seasonality", "ring1_last_year"),
+    ("place", "top_block_730d"), ("place", "residents"), ("place", "constant"),
+)
+TERM_OF = np.array([TERMS.index(t) for t, _ in FEATURES])
+
+
+def _window_rate(C: np.ndarray, T: int, w: int) -> np.ndarray:
+    lo = max(0, T - w)
+    return (C[:, T] - C[:, lo]).astype(np.float64) / max(T - lo, 1)
+
+
+def top_block_rate(c: Counts, T: int, days: int = 730) -> np.ndarray:
+    """Per cell, incidents at its busiest block address in the ``days`` before day ``T``, per day."""
+    out = np.zeros(len(c.cells))
+    if c.block is None:
+        return out
+    lo_h, hi_h = max(T - days, 0) * 24.0, T * 24.0
+    i0, i1 = np.searchsorted(c.hours, [lo_h, hi_h])
+    ci, bl = c.cell_idx[i0:i1], c.block[i0:i1]
+    ok = bl >= 0
+    if not ok.any():
+        return out
+    nb = int(bl.max()) + 1
+    keys, n = np.unique(ci[ok] * nb + bl[ok], return_counts=True)
+    np.maximum.at(out, keys // nb, n.astype(np.float64))
+    return out / max(min(days, T), 1)
+
+
+def residents_feature(c: Counts) -> np.ndarray:
+    """Residents per cell / 10,000 (areal join of the agency's census tracts), cached; zeros
+    when the agency is unknown or has no tract file (the feature then carries no weight).
+    The agency is the one :func:`~rtcc_geo.forecast.io.counts_from_store` recorded."""
+    key = ("terms_residents",)
+    agency = c._cache.get("agency")
+    if key not in c._cache:
+        try:
+            from ..fairness import cell_population, load_tracts
+
+            if agency is None:
+                raise FileNotFoundError("no agency")
+            pop = cell_population(c.cells, load_tracts(agency)).to_numpy(np.float64) / 1e4
+        except (FileNotFoundError, ValueError, ImportError):
+            pop = np.zeros(len(c.cells))
+        c._cache[key] = pop
+    return c._cache[key]
+
+
+def term_features(c: Counts, T: int, horizon_days: int = 7) -> np.ndarray:
+    """Feature matrix ``cells x len(FEATURES)`` at origin day ``T`` (days ``< T`` only), cached."""
+    store = c._cache.setdefault("terms_features", {})
+    key = (T, horizon_days)
+    if key in store:
+        return store[key]
+    C, _ = _dense_stats(c)
+    K1, n1, K2, n2 = _ring_ops(c)
+    own365 = _window_rate(C, T, 365)
+    own28 = _window_rate(C, T, 28)
+    age = np.arange(min(365, T))
+    w = 0.5 ** (age / 7.0)
+    dec = decayed_sum(c, T, w / w.sum())
+    seas = seasonal_rate(c, T, horizon_days, 7)
+    F = np.column_stack([
+        own365, K1 @ own365 / n1, K2 @ own365 / n2,
+        own28, _window_rate(C, T, 91), K1 @ own28 / n1,
+        dec, K1 @ dec / n1,
+        seas, K1 @ seas / n1,
+        top_block_rate(c, T), residents_feature(c), np.full(len(c.cells), 1e-3),
+    ])
+    if len(store) > 80:
+        store.clear()
+    store[key] = F
+    return F
+
+
+def nn_poisson_identity(X: np.ndarray, y: np.ndarray, w: np.ndarray | None = None, iters: int = 200,
+                        start: np.ndarray | None = None) -> np.ndarray:
+    """Non-negative ``beta`` maximising the weighted Poisson likelihood of ``y ~ X beta``.
+
+    Minimises ``sum_i w_i (mu_i - y_i log mu_i)``, ``mu = X beta``, with gradient
+    ``X^T w (1 - y / mu)``, by L-BFGS-B with bounds ``beta >= 0`` (the likelihood is
+    concave in ``beta``, so the optimum is global and ``start`` only saves iterations).
+    """
+    from scipy.optimize import minimize
+    from threadpoolctl import threadpool_limits
+
+    w = np.ones(len(y)) if w is None else np.asarray(w, np.float64)
+    X = np.asarray(X, np.float64)
+    scale = np.maximum(X.max(axis=0), 1e-12)  # unit columns: a better-conditioned problem
+    Xs = X / scale
+    wy = w * y
+
+    def f(b):
+        mu = np.maximum(Xs @ b, 1e-12)
+        return float((w * mu - wy * np.log(mu)).sum()), Xs.T @ (w - wy / mu)
+
+    if start is not None and np.isfinite(start).all() and (start > 0).any():
+        b0 = np.maximum(np.asarray(start, np.float64) * scale, 0.0)
+    else:
+        b0 = np.full(X.shape[1], float(wy.sum() / max((w[:, None] * Xs).sum(), 1e-12)))
+    # One BLAS thread: these are thin matrix-vector products, and spinning threads on a
+    # loaded machine made them 10x slower (as for the learned model).
+    with threadpool_limits(limits=1):
+        r = minimize(f, b0, jac=True, method="L-BFGS-B", bounds=[(0, None)] * X.shape[1],
+                     options={"maxiter": iters, "ftol": 1e-10, "gtol": 1e-7})
+    return r.x / scale
+
+
+def _pav(y: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Pool-adjacent-violators: the non-decreasing fit to ``y`` with weights ``w``."""
+    vals, wts, sizes = [], [], []
+    for v, ww in zip(y.tolist(), w.tolist()):
+        vals.append(v)
+        wts.append(ww)
+        sizes.append(1)
+        while len(vals) > 1 and vals[-2] > vals[-1]:
+            v2, w2, s2 = vals.pop(), wts.pop(), sizes.pop()
+            tot = wts[-1] + w2
+            vals[-1] = (vals[-1] * wts[-1] + v2 * w2) / tot if tot > 0 else vals[-1]
+            wts[-1] = tot
+            sizes[-1] += s2
+    return np.repeat(vals, sizes)
+
+
+class AdditiveTerms(ForecastModel):
+    """Sum of non-negative term forecasts (see module doc); exact per-term explanations."""
+
+    name = "additive"
+
+    def __init__(self, horizon_days: int = 7, n_origins: int = 12, quiet_keep: int = 10, zero_keep: int = 3,
+                 calibrate: bool = True, calibration_bins: int = 50, calibration_origins: int = 6,
+                 random_state: int = 0):
+        if horizon_days < 1 or n_origins < 1:
+            raise ValueError("horizon_days and n_origins must be >= 1")
+        self.horizon_days = horizon_days
+        self.n_origins = n_origins
+        self.quiet_keep = quiet_keep
+        self.zero_keep = zero_keep
+        self.calibrate = calibrate
+        self.calibration_bins = calibration_bins
+        self.calibration_origins = calibration_origins
+        self.random_state = random_state
+
+    def _fit(self, c: Counts, T: int) -> None:
+        h = self.horizon_days
+        C, _ = _dense_stats(c)
+        rng = np.random.default_rng(self.random_state)
+        Xs, ys, ws = [], [], []
+        for k in range(1, self.n_origins + 1):
+            t0 = T - h * k
+            if t0 < 28:
+                break
+            F = term_features(c, t0, h)
+            y = (C[:, t0 + h] - C[:, t0]).astype(np.float64)
+            # Cells with nothing nearby for a year are many and nearly all zero: a seeded
+            # 1-in-quiet_keep sample, weighted back up (same expected likelihood).
+            quiet = (F[:, 0] == 0) & (F[:, 1] == 0)
+            # Zero weeks elsewhere: a seeded 1-in-zero_keep sample, weighted back up.
+            wt = np.where(quiet, float(self.quiet_keep), np.where(y == 0, float(self.zero_keep), 1.0))
+            keep = rng.random(len(y)) < 1.0 / wt
+            Xs.append(F[keep] * h)
+            ys.append(y[keep])
+            ws.append(wt[keep])
+        if not Xs:
+            raise ValueError(f"not enough history before day {T} to fit the additive model (need > {h + 28} days)")
+        X, y, w = np.vstack(Xs), np.concatenate(ys), np.concatenate(ws)
+        # Warm start from the last fit (a backtest refits week after week); the optimum
+        # is global, so the start changes only the time it takes.
+        self.beta_ = nn_poisson_identity(X, y, w, start=getattr(self, "beta_", None))
+        self.n_train_origins_ = len(Xs)
+        self.n_train_rows_ = len(y)
+        # Monotone recalibration on the most recent training origins, every cell unsampled and
+        # bins of equal numbers of cells (as the per-decile check counts them; see module doc).
+        self.cal_x_, self.cal_y_ = None, None
+        if self.calibrate:
+            raw, obs = [], []
+            for k in range(1, min(self.calibration_origins, self.n_train_origins_) + 1):
+                t0 = T - h * k
+                raw.append(term_features(c, t0, h) @ self.beta_ * h)
+                obs.append((C[:, t0 + h] - C[:, t0]).astype(np.float64))
+            raw, obs = np.concatenate(raw), np.concatenate(obs)
+            order = np.argsort(raw, kind="stable")
+            groups = np.array_split(order, self.calibration_bins)
+            gx = np.array([raw[g].mean() for g in groups if len(g)])
+            gy = np.array([obs[g].mean() for g in groups if len(g)])
+            gw = np.array([len(g) for g in groups if len(g)], float)
+            # strictly increasing, so recalibration never ties cells the raw forecast ranked apart
+            self.cal_x_, self.cal_y_ = gx, _pav(gy, gw) + 1e-9 * np.arange(len(gx))
+        self.terms_ = self._terms_daily(term_features(c, T, h))
+
+    def _terms_daily(self, F: np.ndarray) -> np.ndarray:
+        """``cells x len(TERMS)`` daily-rate contribution of each term (calibrated)."""
+        parts = F * self.beta_[None, :]
+        by_term = np.zeros((F.shape[0], len(TERMS)))
+        for t in range(len(TERMS)):
+            by_term[:, t] = parts[:, TERM_OF == t].sum(axis=1)
+        if self.cal_x_ is not None:
+            raw = by_term.sum(axis=1) * self.horizon_days
+            # Extrapolate beyond the last bin with the top bin's ratio (no flattening at the top).
+            hi_ratio = self.cal_y_[-1] / max(self.cal_x_[-1], 1e-12)
+            lo_ratio = self.cal_y_[0] / max(self.cal_x_[0], 1e-12)
+            g = np.interp(raw, self.cal_x_, self.cal_y_)
+            g = np.where(raw > self.cal_x_[-1], raw * hi_ratio, g)
+            g = np.where(raw < self.cal_x_[0], raw * lo_ratio, g)
+            factor = np.where(raw > 0, g / np.maximum(raw, 1e-300), 1.0)
+            by_term *= factor[:, None]
+        return by_term
+
+    def _daily_rate(self) -> np.ndarray:
+        return self.terms_.sum(axis=1)
+
+    def contributions_daily(self):
+        """Per-cell daily-rate contribution of each term (columns = :data:`TERMS`)."""
+        import pandas as pd
+
+        self._check_fitted()
+        return pd.DataFrame(self.terms_, index=pd.Index(self.cells_, name="cell"), columns=list(TERMS))
