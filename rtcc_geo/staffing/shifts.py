@@ -105,7 +105,7 @@ class ShiftPlan:
             "objective": self.objective,
             "optimal": self.optimal,
             "status": self.status,
-            "mip_gap": float(self.mip_gap),
+            "mip_gap": float(self.mip_gap) if np.isfinite(self.mip_gap) else None,
             "coverage": round(float(self.coverage), 6),
             "staff_hours": float(self.staff_hours),
             "budget_hours": self.budget_hours,
@@ -166,7 +166,7 @@ def optimise_shifts(
     time_limit: float = 60.0,
     mip_rel_gap: float = 1e-6,
     fast: bool = False,
-    fast_time: float = 0.25,
+    fast_time: float = 0.4,
     fast_gap: float = 0.005,
 ) -> ShiftPlan:
     """Solve one shift problem (see the module docstring for the maths).
@@ -346,7 +346,7 @@ def optimise_shifts(
         mip_gap=float(res["mip_gap"]),
         budget_hours=budget_hours,
         extra={"solver_seconds": round(time.perf_counter() - t_start, 3), "mode": "fast" if fast else "exact",
-               "bound": res.get("bound")},
+               "bound": res["bound"] if np.isfinite(res.get("bound", np.nan)) else None},
     )
 
 
