@@ -15,7 +15,7 @@ count asks for the plans that cover the most workload with that head count
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -163,6 +163,9 @@ def plan_from_curve(
 ) -> StaffingPlan:
     """:func:`plan` on a workload curve already computed (see :func:`plan`)."""
     rr = load_rules(rules)
+    if part_time and not rr.part_time:
+        raise ValueError("the agency's roster rules have no part-time staff (part_time = false in its rules file)")
+    rr = replace(rr, part_time=bool(part_time))
     if coverage_rule not in ("erlang", "pro_rata"):
         raise ValueError("coverage_rule is 'erlang' (events picked up within the target time) or 'pro_rata'")
     if plan_on not in ("expected", "upper"):
@@ -183,12 +186,15 @@ def plan_from_curve(
     if coverage_rule == "erlang":
         gain = erlang_gain(lam, load, int(np.max(req, initial=0)) + 2, target_seconds, handle_minutes)
     lengths = tuple(sorted({int(x) for x in shift_lengths} | ({PART_TIME_SHIFT_HOURS} if part_time else set())))
+    if not part_time:  # shifts as short as part-time ones need part-time staff
+        lengths = tuple(L for L in lengths if L > rr.part_time_shift_max_hours) or lengths
     too_long = [L for L in lengths if L > rr.max_shift_hours]
     if too_long:
         raise ValueError(f"shift length(s) {too_long} h break the agency's rule of at most {rr.max_shift_hours} h a shift")
     budget = None if operators is None else float(operators) * float(hours_per_operator)
     kw = dict(shift_lengths=lengths, starts=None if starts is None else [d * 24 + s for d in range(7) for s in starts],
-              time_limit=time_limit, min_on_duty=min_on_duty, gain=gain, same_every_day=same_every_day, fast=fast)
+              time_limit=time_limit, min_on_duty=min_on_duty, gain=gain, same_every_day=same_every_day, fast=fast,
+              max_short_share=rr.part_time_max_share if part_time else None, short_hours=rr.part_time_shift_max_hours)
     if budget is None:
         opts = {
             "24/7": optimise_shifts(req, lam, always_open=True, **kw),

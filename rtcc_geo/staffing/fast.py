@@ -53,14 +53,27 @@ def _delta(cum: np.ndarray, n: np.ndarray, k: int) -> np.ndarray:
     return _cov(cum, np.clip(n + k, 0, K)) - _cov(cum, np.minimum(n, K))
 
 
+def _share_ok(x, hours, short, share, j, k) -> np.ndarray:
+    """Columns whose ``k`` more copies keep short shifts within ``share`` of the staff-hours."""
+    if short is None:
+        return np.ones(len(hours), bool)
+    tot = float(hours @ x) + k * hours
+    sh = float(hours[short] @ x[short]) + k * hours * short
+    return sh <= share * tot + 1e-9
+
+
 def greedy_budget(A: sparse.csc_matrix, hours: np.ndarray, cum: np.ndarray, budget: float,
-                  floor: np.ndarray | None = None, k_max: int = 3) -> np.ndarray:
+                  floor: np.ndarray | None = None, k_max: int = 3, short: np.ndarray | None = None,
+                  share: float = 1.0, x0: np.ndarray | None = None) -> np.ndarray:
     """Greedy plan covering the most events within ``budget`` staff-hours
-    (after ``floor``: a cheapest cover of the minimum on duty, e.g. 1 every hour)."""
+    (after ``floor``: a cheapest cover of the minimum on duty, e.g. 1 every hour;
+    or continuing from ``x0``)."""
     P, J = A.shape
     x = np.zeros(J, int)
-    if floor is not None and np.any(floor > 0):
-        x = _cover_floor(A, hours, floor)
+    if x0 is not None:
+        x = np.asarray(x0, int).copy()
+    elif floor is not None and np.any(floor > 0):
+        x = _cover_floor(A, hours, floor, short)
     AT = A.T.tocsr()
     used = float(hours @ x)
     while True:
@@ -68,7 +81,7 @@ def greedy_budget(A: sparse.csc_matrix, hours: np.ndarray, cum: np.ndarray, budg
         best, pick = 0.0, None
         for k in range(1, k_max + 1):
             g = AT @ _delta(cum, n, k)
-            ok = used + k * hours <= budget + 1e-9
+            ok = (used + k * hours <= budget + 1e-9) & _share_ok(x, hours, short, share, None, k)
             if not ok.any():
                 continue
             r = np.where(ok, g / (k * hours), -1.0)
@@ -82,10 +95,11 @@ def greedy_budget(A: sparse.csc_matrix, hours: np.ndarray, cum: np.ndarray, budg
 
 
 def greedy_target(A: sparse.csc_matrix, hours: np.ndarray, cum: np.ndarray, target: float,
-                  floor: np.ndarray | None = None, k_max: int = 3) -> np.ndarray:
+                  floor: np.ndarray | None = None, k_max: int = 3, short: np.ndarray | None = None,
+                  share: float = 1.0) -> np.ndarray:
     """Greedy plan reaching ``target`` covered events (best events per staff-hour first)."""
     P, J = A.shape
-    x = _cover_floor(A, hours, floor) if floor is not None and np.any(floor > 0) else np.zeros(J, int)
+    x = _cover_floor(A, hours, floor, short) if floor is not None and np.any(floor > 0) else np.zeros(J, int)
     AT = A.T.tocsr()
     for _ in range(100000):
         n = np.asarray(A @ x).ravel().astype(int)
@@ -93,7 +107,7 @@ def greedy_target(A: sparse.csc_matrix, hours: np.ndarray, cum: np.ndarray, targ
             return x
         best, pick = 0.0, None
         for k in range(1, k_max + 1):
-            r = (AT @ _delta(cum, n, k)) / (k * hours)
+            r = np.where(_share_ok(x, hours, short, share, None, k), (AT @ _delta(cum, n, k)) / (k * hours), -1.0)
             j = int(np.argmax(r))
             if r[j] > best + 1e-12:
                 best, pick = r[j], (j, k)
@@ -103,9 +117,10 @@ def greedy_target(A: sparse.csc_matrix, hours: np.ndarray, cum: np.ndarray, targ
     return x
 
 
-def _cover_floor(A, hours, floor) -> np.ndarray:
+def _cover_floor(A, hours, floor, avoid: np.ndarray | None = None) -> np.ndarray:
     """Cheap cover of ``floor`` operators every hour: repeatedly the column covering the
-    most still-short hours per staff-hour."""
+    most still-short hours per staff-hour (not the ``avoid`` columns, e.g. part-time shifts
+    limited to a share of the hours)."""
     P, J = A.shape
     x = np.zeros(J, int)
     AT = A.T.tocsr()
@@ -113,14 +128,18 @@ def _cover_floor(A, hours, floor) -> np.ndarray:
         short = (np.asarray(A @ x).ravel() < floor).astype(float)
         if not short.any():
             break
-        j = int(np.argmax((AT @ short) / hours))
+        r = (AT @ short) / hours
+        if avoid is not None and not avoid.all():
+            r = np.where(avoid, -1.0, r)
+        j = int(np.argmax(r))
         x[j] += 1
     return x
 
 
 def local_search(A: sparse.csc_matrix, hours: np.ndarray, cum: np.ndarray, x: np.ndarray, *,
                  budget: float | None = None, target: float | None = None,
-                 floor: np.ndarray | None = None, deadline: float = 0.5) -> np.ndarray:
+                 floor: np.ndarray | None = None, deadline: float = 0.5, short: np.ndarray | None = None,
+                 share: float = 1.0) -> np.ndarray:
     """Improve ``x`` by moving one operator between shifts (or dropping one).
 
     Budget mode: maximise covered events with staff-hours <= ``budget``, ties to
@@ -154,9 +173,14 @@ def local_search(A: sparse.csc_matrix, hours: np.ndarray, cum: np.ndarray, x: np
             new_used = used - hours[i] + hours
             new_cov = cov - loss + gains
             # a move must keep the floor: column j must cover the hours i leaves short
-            short = np.flatnonzero(n2 < fl)
-            ok = np.ones(len(hours), bool) if len(short) == 0 else \
-                np.asarray((A[short, :] > 0).sum(axis=0)).ravel() == len(short)
+            low = np.flatnonzero(n2 < fl)
+            ok = np.ones(len(hours), bool) if len(low) == 0 else \
+                np.asarray((A[low, :] > 0).sum(axis=0)).ravel() == len(low)
+            if short is not None:  # the move keeps short (part-time) shifts within their share
+                sh = float(hours[short] @ x[short]) - hours[i] * short[i] + hours * short
+                ok &= sh <= share * new_used + 1e-9
+                if not short[i]:
+                    drop_ok = drop_ok and float(hours[short] @ x[short]) <= share * (used - hours[i]) + 1e-9
             if budget is not None:
                 ok &= new_used <= budget + 1e-9
                 score = np.where(ok, new_cov - cov - 1e-9 * (new_used - used), -np.inf)

@@ -14,7 +14,8 @@ that each operator's week respects the agency's rules
   part-timer);
 * weekly hours at most ``full_time_hours`` (``part_time_max_hours`` for a
   part-timer); shifts of ``part_time_shift_max_hours`` or less are part-time
-  shifts, worked only by part-timers (none when ``part_time`` is off).
+  shifts, worked only by part-timers (none when ``part_time`` is off), and the
+  optimiser keeps them within ``part_time_max_share`` of the staff-hours.
 
 Construction is greedy, per pattern (start hour and length) and day:
 each instance goes to the operator of its kind who already works that
@@ -54,6 +55,7 @@ class RosterRules:
     part_time_shift_max_hours: int = 4
     part_time_max_hours: float = 20.0
     part_time_max_days: int = 4
+    part_time_max_share: float = 0.3
     after_hours: str = "police dispatch and patrol, without RTCC support"
 
     def __post_init__(self):
@@ -67,6 +69,7 @@ class RosterRules:
             (0 <= self.part_time_shift_max_hours < 24, "part_time_shift_max_hours is 0..23"),
             (0 < self.part_time_max_hours <= WEEK, "part_time_max_hours is in (0, 168]"),
             (1 <= self.part_time_max_days <= 7, "part_time_max_days is 1..7"),
+            (0 <= self.part_time_max_share <= 1, "part_time_max_share is a share in [0, 1]"),
         ]
         for ok, msg in chk:
             if not ok:

@@ -165,6 +165,8 @@ def optimise_shifts(
     day_hours: int = 24,
     time_limit: float = 60.0,
     mip_rel_gap: float = 1e-6,
+    max_short_share: float | None = None,
+    short_hours: int = 4,
     fast: bool = False,
     fast_time: float = 0.4,
     fast_gap: float = 0.005,
@@ -186,6 +188,9 @@ def optimise_shifts(
     same_every_day : one daily pattern (the same shift starts and head counts
         every day, a roster-friendly plan): a column is then a start hour of
         the day and a length, worked on each of the ``P / day_hours`` days.
+    max_short_share, short_hours : shifts of ``short_hours`` or less (part-time
+        shifts) take at most this share of the staff-hours:
+        :math:`\sum_{j: L_j \le s} L_j x_j \le m \sum_j L_j x_j`.
     fast : the page's mode: a greedy plan improved by local search, then HiGHS
         warm-started from it for ``fast_time`` seconds (stopping at a
         ``fast_gap`` relative gap); see :mod:`rtcc_geo.staffing.fast`. The
@@ -227,20 +232,31 @@ def optimise_shifts(
     total = float(lam.sum())
 
     cum = _cum_matrix(r_eff, lam, gain)
+    short = None
+    share_kw: dict = {}
+    if max_short_share is not None and np.any(l_all <= short_hours):
+        if not 0.0 <= max_short_share <= 1.0:
+            raise ValueError("max_short_share is a share in [0, 1]")
+        short = l_all <= short_hours
+        share_kw = {"short": short, "share": float(max_short_share)}
     deadline = min(0.6, 0.3 * time_limit) if fast else min(1.0, 0.1 * time_limit)
     t_fast = time_limit if not fast else min(time_limit, fast_time)
 
-    def solve(c_obj, cons, integ, lb, ub, x0=None, tl=None):
+    def solve(c_obj, cons, integ, lb, ub, x0=None, tl=None, gap=None):
         rows = [(c.A, c.lb, c.ub) for c in cons]
         return highs_solve(c_obj, rows, integ, lb, ub, time_limit=t_fast if tl is None else tl,
-                           mip_rel_gap=fast_gap if fast else mip_rel_gap, x0=x0)
+                           mip_rel_gap=gap if gap is not None else fast_gap if fast else mip_rel_gap, x0=x0)
 
     if budget_hours is None and min_coverage is None:
         # min staff-hours with every hour's requirement met
         lo = np.maximum(np.ceil(r_eff - 1e-9), floor)
         cons = [LinearConstraint(A, lo, np.inf)]
+        if short is not None:
+            cons.append(LinearConstraint(((short - max_short_share) * hours_col)[None, :], -np.inf, 0.0))
         x0 = _fast.local_search(A, hours_col, _cover_cum(lo), _fast._cover_floor(A, hours_col, lo),
                                 target=float(_cover_cum(lo)[:, -1].sum()), floor=lo, deadline=deadline)
+        if short is not None and hours_col[short] @ x0[short] > max_short_share * (hours_col @ x0) + 1e-9:
+            x0 = None
         res = solve(hours_col, cons, np.ones(J), np.zeros(J), np.full(J, ub_x), x0=x0)
         objective = "min_staff_hours"
         x = _int(res, J)
@@ -278,6 +294,9 @@ def optimise_shifts(
         if always_open:
             cons.append(LinearConstraint(sparse.hstack([A, sparse.csc_matrix((P, nc))], format="csc"), floor, np.inf))
         lb = np.zeros(J + nc)
+        if short is not None:
+            cons.append(LinearConstraint(np.concatenate([(short - max_short_share) * hours_col, np.zeros(nc)])[None, :],
+                                         -np.inf, 0.0))
         hours_row = np.concatenate([hours_col, np.zeros(nc)])
         cov_row = np.concatenate([np.zeros(J), cov_coef])
         fl = floor if always_open else None
@@ -285,11 +304,12 @@ def optimise_shifts(
             if budget_hours < 0:
                 raise ValueError("budget_hours must be >= 0")
             objective = "max_coverage"
-            x0 = _fast.greedy_budget(A, hours_col, cum, float(budget_hours), fl)
+            x0 = _fast.greedy_budget(A, hours_col, cum, float(budget_hours), fl, **share_kw)
             if hours_col @ x0 > budget_hours + 1e-9:  # the floor alone breaks the budget: infeasible
                 x0 = None
             else:
-                x0 = _fast.local_search(A, hours_col, cum, x0, budget=float(budget_hours), floor=fl, deadline=deadline)
+                x0 = _fast.local_search(A, hours_col, cum, x0, budget=float(budget_hours), floor=fl, deadline=deadline,
+                                        **share_kw)
             bcons = cons + [LinearConstraint(hours_row[None, :], -np.inf, float(budget_hours))]
             res1 = solve(-cov_row, bcons, integ, lb, ub, x0=None if x0 is None else full(x0))
             if res1["x"] is None:
@@ -298,7 +318,7 @@ def optimise_shifts(
             res = res1
             if fast:
                 xj = _fast.local_search(A, hours_col, cum, _int(res1, J), budget=float(budget_hours), floor=fl,
-                                        deadline=deadline / 2)
+                                        deadline=deadline / 2, **share_kw)
                 res = dict(res1, x=full(xj).astype(float))
             elif res1["optimal"]:
                 # second stage: fewest hours reaching that coverage (tolerance for LP round-off);
@@ -314,12 +334,15 @@ def optimise_shifts(
             objective = "min_staff_hours"
             need = float(min_coverage) * total * (1 - 1e-9)
             cons.append(LinearConstraint(cov_row[None, :], need, np.inf))
-            x0 = _fast.greedy_target(A, hours_col, cum, need, fl)
+            x0 = _fast.greedy_target(A, hours_col, cum, need, fl, **share_kw)
             if _fast._cov(cum, np.asarray(A @ x0).ravel().astype(int)).sum() >= need:
-                x0 = _fast.local_search(A, hours_col, cum, x0, target=need, floor=fl, deadline=deadline)
+                x0 = _fast.local_search(A, hours_col, cum, x0, target=need, floor=fl, deadline=deadline, **share_kw)
             else:
                 x0 = None
-            res = solve(hours_row, cons, integ, lb, ub, x0=None if x0 is None else full(x0))
+            # fast mode: the minimum-hours problem has a tight bound, so HiGHS may run until the
+            # plan is proven within 1.5 % (usually well under its 3 s cap)
+            res = solve(hours_row, cons, integ, lb, ub, x0=None if x0 is None else full(x0),
+                        tl=min(time_limit, 3.0) if fast else None, gap=0.015 if fast else None)
         x = _int(res, J)
     if x is None:
         return _infeasible(option, objective, res, P, budget_hours)
