@@ -157,11 +157,22 @@ def _query(ctx: AppContext, p: Params) -> Query:
 
 
 def curve(ctx: AppContext, p: Params):
-    """The workload curve of the base period and weights (cached: the step that reads data)."""
+    """The workload curve of the base period and weights: cached per period and weights,
+    and the period's incidents (the step that reads the store) cached per period, so a
+    change of weights only re-weighs them."""
     from rtcc_geo.staffing.workload import workload_curve
 
-    return ctx.cache.get(("staff-curve", ctx.source, p.start, p.end, p.weights),
-                         lambda: workload_curve(ctx.store, _query(ctx, p), _weights_arg(p)))
+    q = _query(ctx, p)
+
+    def read():
+        return ctx.store.incidents(q.with_(include_unknown_time=True),
+                                   columns=["occurred_from", "occurred_to", "time_known", "category", "offense_raw"])
+
+    def make():
+        inc = ctx.cache.get(("staff-incidents", ctx.source, p.start, p.end), read)
+        return workload_curve(ctx.store, q, _weights_arg(p), incidents=inc)
+
+    return ctx.cache.get(("staff-curve", ctx.source, p.start, p.end, p.weights), make)
 
 
 def run(ctx: AppContext, p: Params) -> Result:
@@ -188,7 +199,7 @@ def _run(ctx: AppContext, p: Params) -> Result:
     c = curve(ctx, p)
     sp = plan_from_curve(c, p.operators, service_level=p.service_level, target_seconds=p.target_seconds,
                          handle_minutes=p.handle_minutes, shift_lengths=p.shift_lengths, part_time=p.part_time,
-                         same_every_day=p.daily, fast=True, time_limit=2.0)
+                         same_every_day=p.daily, fast=True, time_limit=1.0)
     ev = None
     if p.event is not None:
         venue, lon, lat, when, hours, crowd = p.event

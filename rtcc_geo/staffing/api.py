@@ -205,6 +205,18 @@ def plan_from_curve(
             "24/7": optimise_shifts(req, lam, budget_hours=budget, always_open=True, **kw),
             "part-time": optimise_shifts(req, lam, budget_hours=budget, **kw),
         }
+    a, b = opts["24/7"], opts["part-time"]
+    if not a.extra.get("infeasible") and (
+            (budget is not None and b.coverage < a.coverage - 1e-9)
+            or (budget is None and a.staff_hours < b.staff_hours and a.coverage >= min_coverage - 1e-9)):
+        # a heuristic (fast mode) can miss that the always-open plan is also the best part-time
+        # plan: it is a feasible part-time plan, so the part-time option is never worse
+        opts["part-time"] = replace(a, option="part-time", extra=dict(a.extra, from_24_7=True))
+    elif not b.extra.get("infeasible") and np.all(b.on_duty >= min_on_duty) and (
+            (budget is not None and a.coverage < b.coverage - 1e-9)
+            or (budget is None and b.staff_hours < a.staff_hours and np.all(b.on_duty >= np.ceil(req - 1e-9)))):
+        # likewise, a part-time plan that is open every hour is a 24/7 plan
+        opts["24/7"] = replace(b, option="24/7", extra=dict(b.extra, from_part_time=True))
     dts = {k: downtime(o.on_duty, lam, req, handle_minutes, o.shifts, tasks) for k, o in opts.items()}
     for o in opts.values():
         # the Erlang view of the same plan: share of events picked up within the target time

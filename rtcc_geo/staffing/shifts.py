@@ -168,7 +168,7 @@ def optimise_shifts(
     max_short_share: float | None = None,
     short_hours: int = 4,
     fast: bool = False,
-    fast_time: float = 0.4,
+    fast_time: float = 0.25,
     fast_gap: float = 0.005,
 ) -> ShiftPlan:
     """Solve one shift problem (see the module docstring for the maths).
@@ -239,7 +239,7 @@ def optimise_shifts(
             raise ValueError("max_short_share is a share in [0, 1]")
         short = l_all <= short_hours
         share_kw = {"short": short, "share": float(max_short_share)}
-    deadline = min(0.6, 0.3 * time_limit) if fast else min(1.0, 0.1 * time_limit)
+    deadline = min(0.3, 0.3 * time_limit) if fast else min(1.0, 0.1 * time_limit)
     t_fast = time_limit if not fast else min(time_limit, fast_time)
 
     def solve(c_obj, cons, integ, lb, ub, x0=None, tl=None, gap=None):

@@ -58,9 +58,9 @@ def layout(ctx: AppContext, role: str) -> html.Div:
         children=[
         html.H3("Inputs", style={"margin": "6px 0"}),
         _field("Base period (local dates, from – to)", html.Div([
-            dcc.Input(id="p-from", type="date", value=d["start"], min=lo, max=hi, debounce=True, style={"width": "130px"}),
-            " – ",
-            dcc.Input(id="p-to", type="date", value=d["end"], min=lo, debounce=True, style={"width": "130px"})]),
+            dcc.Input(id="p-from", type="date", value=d["start"], min=lo, max=hi, debounce=True, style={"width": "150px"}),
+            html.Span(" to ", style={"fontSize": "12px"}),
+            dcc.Input(id="p-to", type="date", value=d["end"], min=lo, debounce=True, style={"width": "150px"})]),
             f"Data: {lo} to {hi}. Whole weeks inside the period make the average week."),
         _field("Operators (people, full-time equivalents)",
                dcc.Input(id="p-operators", type="number", min=1, max=500, step=1, value=d["operators"], debounce=True,
@@ -90,10 +90,11 @@ def layout(ctx: AppContext, role: str) -> html.Div:
         html.Table(html.Tbody(weight_rows), id="p-weights", style={"borderCollapse": "collapse", "marginTop": "4px"}),
         html.Div(f"Offense refinements from the agency's file: {off}." if off else "", style=_MEAN),
         html.H4("Large public event (optional)", style={"margin": "14px 0 2px"}),
-        _field("Place", dcc.Dropdown(id="p-ev-venue", options=[{"label": v["name"], "value": v["name"]} for v in venues],
-                                     value=None, placeholder="choose a venue", clearable=True)),
+        _field("Place", dcc.RadioItems(id="p-ev-venue", options=[{"label": " none", "value": ""}] + [
+            {"label": " " + v["name"], "value": v["name"]} for v in venues], value="",
+            labelStyle={"display": "block", "fontSize": "12px"})),
         _field("Start (local)", dcc.Input(id="p-ev-start", type="text", placeholder="2025-09-14 13:00", debounce=True,
-                                          style={"width": "140px"})),
+                                          style={"width": "170px"})),
         _field("Hours", dcc.Input(id="p-ev-hours", type="number", min=1, max=72, value=d["event_hours"],
                                   debounce=True, style=_IN)),
         _field("Expected crowd (people)", dcc.Input(id="p-ev-crowd", type="number", min=0, step=1000, debounce=True,
@@ -198,10 +199,10 @@ def main_view(r, rules) -> list:
               f"{DOW_LABELS[pk // 24]} {pk % 24:02d}:00 needs {int(req.max())} operators on duty at the same time to pick up "
               f"{_pct(p.service_level)} of its events within {p.target_seconds:g} s; the quietest hour needs {int(req.min())}.",
               "p-card-peak"),
-        _card("Your head count", f"{p.operators} people",
+        _card("Your staffing budget", f"{p.operators} full-time",
               f"{p.operators} × 42 h = {budget:,} staff-hours a week, enough to keep {seats:.1f} seats open on average "
-              f"(one seat around the clock takes 4 people). So {p.operators} people and {int(req.max())} at once at the "
-              f"peak do not contradict each other.", "p-card-heads"),
+              f"(one seat around the clock takes 4 people). So {p.operators} operators and {int(req.max())} at once at "
+              f"the peak do not contradict each other.", "p-card-heads"),
     ])
     return [html.H3("24/7 or part-time?", style={"margin": "12px 0 6px"}), cards, compare_table(r, rules)]
 
@@ -293,8 +294,10 @@ def roster_view(r, rules) -> html.Div:
                 for _, x in lines.iterrows()]
         csv = "data:text/csv;charset=utf-8," + urllib.parse.quote(ro.to_csv())
         blocks.append(html.Div([
-            html.H4(f"{k}: {ro.summary}", style={"margin": "8px 0 2px"}, id=f"p-roster-title-{'247' if k == '24/7' else 'pt'}"),
-            html.Div(f"{ro.operators} people; pattern × n = operators starting that shift each day. "
+            html.H4(f"{k}: {ro.operators} people ({_roster_kinds(ro)})", style={"margin": "8px 0 2px"}),
+            html.Div(["Shifts each day: ", html.Span(ro.summary, id=f"p-roster-title-{'247' if k == '24/7' else 'pt'}",
+                                                     style={"fontWeight": "600"})], style={"fontSize": "13px"}),
+            html.Div("× n = operators starting that shift each day. "
                      f"Every line keeps ≥ {rules.min_rest_hours:g} h rest, ≤ {rules.max_consecutive_days} days in a row, "
                      f"≤ {rules.full_time_hours:g} h a week (part-time ≤ {rules.part_time_max_hours:g} h).", style=_MEAN),
             html.A(f"Download the {k} roster (CSV)", href=csv, download=f"rtcc_roster_{'24-7' if k == '24/7' else 'part-time'}.csv",
@@ -303,7 +306,7 @@ def roster_view(r, rules) -> html.Div:
                         html.Tbody(body)], style={"borderCollapse": "collapse", "background": "#fff", "marginTop": "4px"}),
         ] + ([html.Div(f"{len(ro.unassigned)} shift(s) no one may work under the rules: "
                        f"{ro.unassigned['reason'].iloc[0]}", style={"color": "#a40000"})] if len(ro.unassigned) else []),
-            style={"display": "inline-block", "verticalAlign": "top", "marginRight": "24px"}))
+            style={"display": "inline-block", "verticalAlign": "top", "marginRight": "24px", "maxWidth": "640px"}))
     return html.Div([html.H3("Roster", style={"margin": "4px 0"}),
                      html.Button("Print the rosters", id="p-print", className="no-print", style={"fontSize": "13px"}),
                      html.Div(blocks, id="p-print-area")], id="p-roster", style=_SECTION)
