@@ -28,7 +28,7 @@ operator could ever work (longer than the limits) is listed as
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Mapping
 
@@ -150,12 +150,14 @@ class Roster:
         (e.g. ``"Day 07-15 x2"``).
     unassigned : shift instances no operator may work, with the reason.
     rules : the rules used.
+    by_operator : ``{operator: [(start hour of week, length), ...]}``.
     """
 
     lines: pd.DataFrame
     patterns: pd.DataFrame
     unassigned: pd.DataFrame
     rules: RosterRules
+    by_operator: dict = field(default_factory=dict)
 
     @property
     def operators(self) -> int:
@@ -168,7 +170,7 @@ class Roster:
 
     def operator_shifts(self) -> dict[str, list[tuple[int, int]]]:
         """{operator: [(start hour of week, length), ...]} (what the rules are checked on)."""
-        return self.lines.attrs.get("shifts", {})
+        return self.by_operator
 
     def to_csv(self) -> str:
         cols = ["operator", "kind", "pattern", *DAYS, "hours", "shifts", "days_off"]
@@ -235,7 +237,6 @@ def build_roster(shifts: pd.DataFrame, rules: str | Path | Mapping | RosterRules
                      **day, "hours": sum(L for _, L in o["shifts"]), "shifts": len(o["shifts"]),
                      "days_off": 7 - len({s // 24 for s, _ in o["shifts"]})})
     lines = pd.DataFrame(rows, columns=["operator", "kind", "pattern", *DAYS, "hours", "shifts", "days_off"])
-    lines.attrs["shifts"] = by_op
     prow = {}
     for s, L in inst:
         key = (s % 24, L)
@@ -248,4 +249,5 @@ def build_roster(shifts: pd.DataFrame, rules: str | Path | Mapping | RosterRules
         pats.append({"pattern": name, "start_hour": h, "length": L, **dict(zip(DAYS, cnt)), "label": label})
     patterns = pd.DataFrame(pats, columns=["pattern", "start_hour", "length", *DAYS, "label"])
     return Roster(lines=lines, patterns=patterns,
-                  unassigned=pd.DataFrame(unassigned, columns=["day", "start_hour", "length", "reason"]), rules=r)
+                  unassigned=pd.DataFrame(unassigned, columns=["day", "start_hour", "length", "reason"]), rules=r,
+                  by_operator=by_op)

@@ -168,7 +168,7 @@ def optimise_shifts(
     max_short_share: float | None = None,
     short_hours: int = 4,
     fast: bool = False,
-    fast_time: float = 0.25,
+    fast_time: float = 0.15,
     fast_gap: float = 0.005,
 ) -> ShiftPlan:
     """Solve one shift problem (see the module docstring for the maths).
