@@ -70,7 +70,7 @@ def browser_replans(store, n: int) -> tuple[list[float], list[tuple], tuple[str,
     chrome, driver = find_browser()
     if not chrome or not driver:
         raise SystemExit("headless Chromium and chromedriver are needed (Debian: chromium, chromium-driver)")
-    times, done, server = [], [], []
+    times, done, server, req = [], [], [], []
     with LiveServer(app.server) as url, chromium(chrome, driver) as d:
         login(d, url, "bench-planner", PASSWORD)
         wait_for(lambda: d.find_element(By.ID, "nav-planner"), timeout=60, what="log-in")
@@ -80,6 +80,7 @@ def browser_replans(store, n: int) -> tuple[list[float], list[tuple], tuple[str,
                         what="first plan")
         state = (12, False, 0.25)
         for ops, pt, veh in CHANGES[:n]:
+            tjs = d.execute_script("return performance.now()")
             t0 = time.perf_counter()
             if ops != state[0]:
                 el = d.find_element(By.ID, "p-operators")
@@ -88,19 +89,23 @@ def browser_replans(store, n: int) -> tuple[list[float], list[tuple], tuple[str,
             elif pt != state[1]:
                 d.find_element(By.CSS_SELECTOR, "#p-parttime input").click()
             else:
-                el = d.find_element(By.CSS_SELECTOR, "#p-weights input[id*='vehicle']")
+                el = d.find_element(By.CSS_SELECTOR, "#p-w-vehicle")
                 el.send_keys(Keys.CONTROL, "a")
                 el.send_keys(f"{veh:g}", Keys.ENTER)
             prev = last
             last = wait_for(lambda: (lambda t: t if t != prev and t.startswith("Result for") else None)(summary()),
-                            timeout=120, interval=0.01, what="re-plan")
+                            timeout=120, interval=0.05, what="re-plan")
             times.append(time.perf_counter() - t0)
             done.append((ops, pt, veh))
+            req.append(d.execute_script(
+                "const e = performance.getEntriesByType('resource').filter(r => r.name.includes('_dash-update-component'));"
+                "const r = e[e.length - 1]; return [(r.startTime - arguments[0]) / 1000, r.duration / 1000];", tjs))
             det = d.execute_script("return document.getElementById('p-details').textContent")
             server.append(float(re.search(r"Re-plan took ([\d.]+) s", det).group(1)))
             state = (ops, pt, veh)
             print(f"  change {len(times):2d}: {ops} operators, part-time {'on' if pt else 'off'}, vehicle {veh:g}: "
-                  f"{times[-1]:.2f} s on screen, {server[-1]:.2f} s on the server", file=sys.stderr)
+                  f"{times[-1]:.2f} s on screen (request sent after {req[-1][0]:.2f} s, answered in {req[-1][1]:.2f} s; "
+                  f"plan {server[-1]:.2f} s of it)", file=sys.stderr)
     return times, done, period, server
 
 

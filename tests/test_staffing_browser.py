@@ -107,7 +107,7 @@ def test_planner_changes_operators_weights_part_time(page):
 
     # what counts as an event: vehicle theft now weighs 1 (was 0.25): more events a week
     ev0 = d.find_element(By.ID, "p-card-events").text
-    w = d.find_element(By.CSS_SELECTOR, "#p-weights input[id*='vehicle']")
+    w = d.find_element(By.CSS_SELECTOR, "#p-w-vehicle")
     _set(d, w, "1")
     text2 = _wait_change(d, text1, "re-plan with new weights")
     assert "vehicle 1" in text2

@@ -9,10 +9,12 @@ solver's internals in a closed details panel. All numbers come from
 
 from __future__ import annotations
 
+import re
 import urllib.parse
+from html import escape
 
 import numpy as np
-from dash import ALL, Input, Output, State, dcc, html
+from dash import Input, Output, dcc, html
 
 from rtcc_geo.auth import PLANNER_ROLES
 from rtcc_geo.schema import CATEGORIES
@@ -34,6 +36,36 @@ _SECTION = {"background": "#fff", "border": "1px solid #d8dde2", "borderRadius":
             "margin": "10px 0"}
 
 
+def _css(st: dict) -> str:
+    return ";".join(f"{re.sub('([A-Z])', lambda m: '-' + m.group(1).lower(), k)}:{v}" for k, v in st.items())
+
+
+def _table(head: list, rows: list[list], id_: str | None = None, cell_style: dict | None = None,
+           last_muted: bool = False) -> str:
+    """An HTML table (cells are escaped text, or ``Markup`` kept as is)."""
+    td, th = _css({**_TD, **(cell_style or {})}), _css({**_TH, **(cell_style or {})})
+    muted = _css({**_TD, **(cell_style or {}), **_MEAN})
+
+    def cell(v, tag, style):
+        return f"<{tag} style='{style}'>{v if isinstance(v, Markup) else escape(str(v))}</{tag}>"
+
+    out = [f"<table{f' id={chr(39)}{id_}{chr(39)}' if id_ else ''} style='border-collapse:collapse;background:#fff'>",
+           "<thead><tr>" + "".join(cell(h, "th", th) for h in head) + "</tr></thead><tbody>"]
+    for r in rows:
+        out.append("<tr>" + "".join(cell(v, "th" if i == 0 and isinstance(v, Markup) and v.startswith("<b>") else "td",
+                                         muted if last_muted and i == len(r) - 1 else td) for i, v in enumerate(r))
+                   + "</tr>")
+    return "".join(out) + "</tbody></table>"
+
+
+class Markup(str):
+    """Trusted HTML for :func:`_table` (built here from escaped parts)."""
+
+
+def _html(text: str, **kw) -> dcc.Markdown:
+    return dcc.Markdown(text, dangerously_allow_html=True, **kw)
+
+
 def _field(label, child, hint=None):
     return html.Div([html.Div(label, style=_LBL), child] + ([html.Div(hint, style=_MEAN)] if hint else []))
 
@@ -48,7 +80,7 @@ def layout(ctx: AppContext, role: str) -> html.Div:
     venues = crowd_settings(ctx.source)["venues"]
     lo, hi = ctx.date_range
     weight_rows = [html.Tr([html.Td(c, style={**_TD, "padding": "1px 6px"}),
-                            html.Td(dcc.Input(id={"type": "p-weight", "cat": c}, type="number", min=0, max=5, step=0.05,
+                            html.Td(dcc.Input(id=f"p-w-{c}", type="number", min=0, max=5, step=0.05,
                                               value=w["weights"][c], debounce=True, style={"width": "60px"}),
                                     style={**_TD, "padding": "1px 6px"})]) for c in CATEGORIES]
     off = ", ".join(f"{k} = {v:g}" for k, v in w["offense"].items())
@@ -121,17 +153,16 @@ def register(app, ctx: AppContext) -> None:
                   Input("p-operators", "value"), Input("p-shifts", "value"), Input("p-sl", "value"),
                   Input("p-target", "value"), Input("p-handle", "value"), Input("p-parttime", "value"),
                   Input("p-daily", "value"), Input("p-from", "value"), Input("p-to", "value"),
-                  Input({"type": "p-weight", "cat": ALL}, "value"), Input("p-ev-venue", "value"),
-                  Input("p-ev-start", "value"), Input("p-ev-hours", "value"), Input("p-ev-crowd", "value"),
-                  State({"type": "p-weight", "cat": ALL}, "id"))
-    def replan(operators, shifts, sl, target, handle, part_time, daily, start, end, weights, venue, ev_start,
-               ev_hours, ev_crowd, weight_ids):
+                  Input("p-ev-venue", "value"), Input("p-ev-start", "value"), Input("p-ev-hours", "value"),
+                  Input("p-ev-crowd", "value"), *[Input(f"p-w-{c}", "value") for c in CATEGORIES])
+    def replan(operators, shifts, sl, target, handle, part_time, daily, start, end, venue, ev_start,
+               ev_hours, ev_crowd, *weights):
         auth.require(PLANNER_ROLES)
         from rtcc_geo.staffing.events import crowd_settings
         from rtcc_geo.staffing.roster import load_rules
 
         rules = load_rules()
-        wmap = {i["cat"]: v for i, v in zip(weight_ids or [], weights or [])}
+        wmap = dict(zip(CATEGORIES, weights))
         ev = None
         if venue or ev_crowd:
             v = next((x for x in crowd_settings(ctx.source)["venues"] if x["name"] == venue), None)
@@ -225,13 +256,10 @@ def compare_table(r, rules) -> html.Div:
     f = {k: _option_facts(r, k, rules) for k in keys}
     tot = sp.curve.weekly_total
 
-    def row(label, vals, meaning):
-        return html.Tr([html.Th(label, style=_TH)] + [html.Td(v, style=_TD) for v in vals] + [html.Td(meaning, style={**_TD, **_MEAN})])
-
     def live(k):
-        s = f[k]["share"]
-        return html.Span([html.B(f"cover {_pct(s)}"), f": {100 * s:.0f} of 100 RTCC events are picked up within "
-                          f"{p.target_seconds:g} s"])
+        sh = f[k]["share"]
+        return Markup(f"<b>cover {_pct(sh)}</b>: {100 * sh:.0f} of 100 RTCC events are picked up within "
+                      f"{p.target_seconds:g} s")
 
     def closed(k):
         n = f[k]["closed"]
@@ -240,21 +268,19 @@ def compare_table(r, rules) -> html.Div:
         return f"{n:,.0f} a week ({_pct(n / tot)}); handled by {rules.after_hours}"
 
     rows = [
-        row("Open", [staffing_view.opening_hours(f[k]["o"].on_duty) for k in keys], "hours with at least one operator on duty"),
-        row("Staff-hours a week", [f"{f[k]['o'].staff_hours:,.0f} of {p.operators * 42:,}" for k in keys],
-            "operator hours the shifts use, of what the head count allows; the rest is free for other work"),
-        row("Events handled live", [live(k) for k in keys],
-            "the rest wait longer than that, or arrive while the centre is closed"),
-        row("Events while closed", [closed(k) for k in keys], "RTCC events in hours with nobody on duty"),
-        row("People on the roster", [f"{f[k]['people']} ({_roster_kinds(f[k]['roster'])})" for k in keys],
-            "people needed to work these shifts within the agency's rules (rest, days in a row, weekly hours)"),
-        row("Downtime per person", [f"{f[k]['idle_per_person']:.1f} h a week ({_pct(f[k]['dt'].idle_share)} of shift time)"
-                                    for k in keys], "time on shift with no live event: see the downtime plan below"),
+        ["Open", *[staffing_view.opening_hours(f[k]["o"].on_duty) for k in keys], "hours with at least one operator on duty"],
+        ["Staff-hours a week", *[f"{f[k]['o'].staff_hours:,.0f} of {p.operators * 42:,}" for k in keys],
+         "operator hours the shifts use, of what the head count allows; the rest is free for other work"],
+        ["Events handled live", *[live(k) for k in keys],
+         "the rest wait longer than that, or arrive while the centre is closed"],
+        ["Events while closed", *[closed(k) for k in keys], "RTCC events in hours with nobody on duty"],
+        ["People on the roster", *[f"{f[k]['people']} ({_roster_kinds(f[k]['roster'])})" for k in keys],
+         "people needed to work these shifts within the agency's rules (rest, days in a row, weekly hours)"],
+        ["Downtime per person", *[f"{f[k]['idle_per_person']:.1f} h a week ({_pct(f[k]['dt'].idle_share)} of shift time)"
+                                  for k in keys], "time on shift with no live event: see the downtime plan below"],
     ]
-    return html.Div([html.Table([html.Thead(html.Tr([html.Th("", style=_TH)] + [html.Th(k, style=_TH) for k in keys]
-                                                    + [html.Th("what it means", style=_TH)])),
-                                 html.Tbody(rows)], id="p-compare",
-                                style={"borderCollapse": "collapse", "background": "#fff", "width": "100%"}),
+    rows = [[Markup(f"<b>{escape(r[0])}</b>"), *r[1:]] for r in rows]
+    return html.Div([_html(_table(["", *keys, "what it means"], rows, "p-compare", last_muted=True)),
                      html.Div(_verdict(r, f, keys), id="p-verdict", style={"fontSize": "13px", "margin": "6px 2px"})])
 
 
@@ -287,23 +313,21 @@ def roster_view(r, rules) -> html.Div:
     blocks = []
     for k in [k for k in ("24/7", "part-time") if k in sp.rosters]:
         ro = sp.rosters[k]
-        lines = ro.lines
         cols = ["operator", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun", "hours"]
-        body = [html.Tr([html.Td(str(x[c]), style={**_TD, "padding": "2px 6px",
-                                                  "color": "#99a" if x[c] == "off" else "#111"}) for c in cols])
-                for _, x in lines.iterrows()]
+        body = [[Markup("<span style='color:#99a'>off</span>") if v == "off" else v for v in x]
+                for x in ro.lines[cols].astype(str).itertuples(index=False)]
         csv = "data:text/csv;charset=utf-8," + urllib.parse.quote(ro.to_csv())
+        tag = "247" if k == "24/7" else "pt"
         blocks.append(html.Div([
             html.H4(f"{k}: {ro.operators} people ({_roster_kinds(ro)})", style={"margin": "8px 0 2px"}),
-            html.Div(["Shifts each day: ", html.Span(ro.summary, id=f"p-roster-title-{'247' if k == '24/7' else 'pt'}",
+            html.Div(["Shifts each day: ", html.Span(ro.summary, id=f"p-roster-title-{tag}",
                                                      style={"fontWeight": "600"})], style={"fontSize": "13px"}),
             html.Div("× n = operators starting that shift each day. "
                      f"Every line keeps ≥ {rules.min_rest_hours:g} h rest, ≤ {rules.max_consecutive_days} days in a row, "
                      f"≤ {rules.full_time_hours:g} h a week (part-time ≤ {rules.part_time_max_hours:g} h).", style=_MEAN),
             html.A(f"Download the {k} roster (CSV)", href=csv, download=f"rtcc_roster_{'24-7' if k == '24/7' else 'part-time'}.csv",
-                   id=f"p-roster-csv-{'247' if k == '24/7' else 'pt'}", style={"fontSize": "13px", "marginRight": "14px"}),
-            html.Table([html.Thead(html.Tr([html.Th(c, style={**_TH, "padding": "2px 6px"}) for c in cols])),
-                        html.Tbody(body)], style={"borderCollapse": "collapse", "background": "#fff", "marginTop": "4px"}),
+                   id=f"p-roster-csv-{tag}", style={"fontSize": "13px", "marginRight": "14px"}),
+            _html(_table(cols, body, f"p-roster-table-{tag}", {"padding": "2px 6px"})),
         ] + ([html.Div(f"{len(ro.unassigned)} shift(s) no one may work under the rules: "
                        f"{ro.unassigned['reason'].iloc[0]}", style={"color": "#a40000"})] if len(ro.unassigned) else []),
             style={"display": "inline-block", "verticalAlign": "top", "marginRight": "24px", "maxWidth": "640px"}))
@@ -320,17 +344,14 @@ def downtime_view(r) -> html.Div:
         ro = sp.rosters.get(k)
         people = ro.operators if ro is not None else 0
         t = dt.tasks
-        rows = [html.Tr([html.Td(x["task"], style=_TD), html.Td(f"{x['hours_per_week']:.0f} h", style=_TD),
-                         html.Td(x["best_hours"] or "—", style=_TD), html.Td(x["description"], style={**_TD, **_MEAN})])
+        rows = [[x["task"], f"{x['hours_per_week']:.0f} h", x["best_hours"] or "—", x["description"]]
                 for _, x in t.iterrows() if x["hours_per_week"] >= 0.5]
         per = dt.idle_hours / people if people else 0.0
         blocks.append(html.Div([
             html.H4(f"{k}: {per:.1f} h of downtime per person a week", style={"margin": "8px 0 2px"}),
             html.Div(f"{dt.idle_hours:,.0f} operator-hours a week with no live event ({_pct(dt.idle_share)} of shift time), "
                      f"filled from the agency's task list, most valuable first:", style=_MEAN),
-            html.Table([html.Thead(html.Tr([html.Th(h, style=_TH) for h in ("task", "hours a week (all)", "best time",
-                                                                              "what it is")])),
-                        html.Tbody(rows)], style={"borderCollapse": "collapse", "background": "#fff"}),
+            _html(_table(["task", "hours a week (all)", "best time", "what it is"], rows, last_muted=True)),
         ], style={"marginBottom": "8px"}))
     return html.Div([html.H3("Downtime plan", style={"margin": "4px 0"})] + blocks, id="p-downtime", style=_SECTION)
 
@@ -342,8 +363,7 @@ def event_view(r) -> html.Div:
                         "extra load and the operators to add.", id="p-event", style={**_SECTION, **_MEAN})
     x = ev.extra
     n = int(np.max(ev.extra_operators, initial=0))
-    hrs = [html.Tr([html.Td(h.strftime("%a %d %b %H:%M"), style=_TD), html.Td(f"{b:.2f}", style=_TD),
-                    html.Td(f"+{u:.2f}", style=_TD), html.Td(f"{int(a)} → {int(w)} (+{int(e)})", style=_TD)])
+    hrs = [[h.strftime("%a %d %b %H:%M"), f"{b:.2f}", f"+{u:.2f}", f"{int(a)} → {int(w)} (+{int(e)})"]
            for h, b, u, a, w, e in zip(ev.hours, ev.baseline, ev.uplift, ev.operators_without, ev.operators_with,
                                        ev.extra_operators)]
     return html.Div([
@@ -353,9 +373,7 @@ def event_view(r) -> html.Div:
                  f"(same weekday and hours, {ev.n_weeks} ordinary weeks of data). The crowd adds "
                  f"{ev.uplift_total:.1f} (the agency's assumption: {x['rate']:g} events per 10,000 people an hour, "
                  f"data/staffing/events.toml).", style=_MEAN),
-        html.Table([html.Thead(html.Tr([html.Th(h, style=_TH) for h in ("hour", "ordinary events", "extra (crowd)",
-                                                                          "operators needed city-wide")])),
-                    html.Tbody(hrs)], style={"borderCollapse": "collapse", "background": "#fff"}),
+        _html(_table(["hour", "ordinary events", "extra (crowd)", "operators needed city-wide"], hrs)),
     ], id="p-event", style=_SECTION)
 
 
