@@ -23,7 +23,10 @@ seconds. The planner page needs an answer in about a second, so:
    :math:`(\\text{bound} - \\text{found}) / |\\text{found}|`.
 
 Every plan this returns is feasible; how far from the optimum it may be is
-the gap HiGHS reports (shown in the page's details panel).
+the gap HiGHS reports (shown in the page's details panel). The minimum-hours
+problem (no head count) has a tight bound, so there the fast mode lets HiGHS
+run until the plan is proven within 1.5 % (at most 3 s). The local search is
+time-bounded, so on a busy machine the fast plan can differ between runs.
 """
 
 from __future__ import annotations

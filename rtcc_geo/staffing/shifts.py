@@ -42,8 +42,10 @@ Problems
     reported are the hours the coverage needs, and the rest of the budget is
     free for other work).
 
-The optimiser chooses the weekly pattern of shifts; assigning named people to
-it (days off, rotation, leave relief) is a rostering step left to the agency.
+The optimiser chooses the weekly pattern of shifts; :mod:`rtcc_geo.staffing.roster`
+turns it into weekly lines with days off within the agency's rules. Part-time
+shifts (``short_hours`` or less) can be capped at a share of the staff-hours
+(``max_short_share``).
 """
 
 from __future__ import annotations

@@ -327,10 +327,10 @@ def roster_view(r, rules) -> html.Div:
                      f"≤ {rules.full_time_hours:g} h a week (part-time ≤ {rules.part_time_max_hours:g} h).", style=_MEAN),
             html.A(f"Download the {k} roster (CSV)", href=csv, download=f"rtcc_roster_{'24-7' if k == '24/7' else 'part-time'}.csv",
                    id=f"p-roster-csv-{tag}", style={"fontSize": "13px", "marginRight": "14px"}),
-            _html(_table(cols, body, f"p-roster-table-{tag}", {"padding": "2px 6px"})),
+            _html(_table(cols, body, f"p-roster-table-{tag}", {"padding": "2px 6px", "whiteSpace": "nowrap"})),
         ] + ([html.Div(f"{len(ro.unassigned)} shift(s) no one may work under the rules: "
                        f"{ro.unassigned['reason'].iloc[0]}", style={"color": "#a40000"})] if len(ro.unassigned) else []),
-            style={"display": "inline-block", "verticalAlign": "top", "marginRight": "24px", "maxWidth": "640px"}))
+            style={"display": "inline-block", "verticalAlign": "top", "marginRight": "24px", "maxWidth": "760px"}))
     return html.Div([html.H3("Roster", style={"margin": "4px 0"}),
                      html.Button("Print the rosters", id="p-print", className="no-print", style={"fontSize": "13px"}),
                      html.Div(blocks, id="p-print-area")], id="p-roster", style=_SECTION)
