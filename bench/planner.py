@@ -34,16 +34,23 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from rtcc_geo.auth import Users  # noqa: E402
-from rtcc_geo.config import load_agency, shared_data_dir  # noqa: E402
-from rtcc_geo.store import open_store  # noqa: E402
-from rtcc_geo.store.base import Query  # noqa: E402
+from rtcc_geo.auth import Users
+from rtcc_geo.config import load_agency, shared_data_dir
+from rtcc_geo.store import open_store
+from rtcc_geo.store.base import Query
 
 PASSWORD = "bench-password"
-# (head count, part-time staff on, vehicle weight): each differs from the one before
+# (head count, part-time staff on, vehicle weight): each differs from every earlier one and from the
+# page's default (12, off, 0.25), so every change is a new plan (no cache hit)
 CHANGES = [(10, False, 0.25), (10, True, 0.25), (14, True, 0.25), (14, True, 0.5), (8, True, 0.5),
-           (8, False, 0.5), (16, False, 0.5), (16, False, 0.25), (12, False, 0.25), (12, True, 0.25),
+           (8, False, 0.5), (16, False, 0.5), (16, False, 0.25), (11, False, 0.25), (11, True, 0.25),
            (18, True, 0.25), (9, True, 0.25)]
+
+
+def _when(get, ok):
+    """``get()`` if ``ok`` of it, else None (for wait_for)."""
+    v = get()
+    return v if ok(v) else None
 
 
 def ensure_data(store) -> None:
@@ -60,8 +67,7 @@ def browser_replans(store, n: int) -> tuple[list[float], list[tuple], tuple[str,
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
 
-    from rtcc_geo.app import create_app
-    from rtcc_geo.app import staffing_view
+    from rtcc_geo.app import create_app, staffing_view
     from tests.browser import LiveServer, chromium, find_browser, login, wait_for
 
     Users(store).add("bench-planner", PASSWORD, "planner", replace=True)
@@ -75,8 +81,10 @@ def browser_replans(store, n: int) -> tuple[list[float], list[tuple], tuple[str,
         login(d, url, "bench-planner", PASSWORD)
         wait_for(lambda: d.find_element(By.ID, "nav-planner"), timeout=60, what="log-in")
         d.get(url + "/planner")
-        summary = lambda: d.find_element(By.ID, "p-summary-text").text  # noqa: E731
-        last = wait_for(lambda: (lambda t: t if t.startswith("Result for") else None)(summary()), timeout=180,
+        def summary():
+            return d.find_element(By.ID, "p-summary-text").text
+
+        last = wait_for(lambda: _when(summary, lambda t: t.startswith("Result for")), timeout=180,
                         what="first plan")
         state = (12, False, 0.25)
         for ops, pt, veh in CHANGES[:n]:
@@ -93,7 +101,7 @@ def browser_replans(store, n: int) -> tuple[list[float], list[tuple], tuple[str,
                 el.send_keys(Keys.CONTROL, "a")
                 el.send_keys(f"{veh:g}", Keys.ENTER)
             prev = last
-            last = wait_for(lambda: (lambda t: t if t != prev and t.startswith("Result for") else None)(summary()),
+            last = wait_for(lambda prev=prev: _when(summary, lambda t: t != prev and t.startswith("Result for")),
                             timeout=120, interval=0.05, what="re-plan")
             times.append(time.perf_counter() - t0)
             done.append((ops, pt, veh))
@@ -112,10 +120,9 @@ def browser_replans(store, n: int) -> tuple[list[float], list[tuple], tuple[str,
 def cli(args, store_dir: str, period, ops: int, pt: bool, veh: float, fast: bool) -> dict:
     import tempfile
 
-    w = tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False)
-    w.write("[weights]\nviolent = 1.0\nrobbery = 1.0\nburglary = 1.0\n"
-            f"vehicle = {veh}\ndisorder = 0.1\n[offense]\n\"Other Assaults\" = 0.25\n\"Homicide - Justifiable\" = 0.0\n")
-    w.close()
+    with tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False) as w:
+        w.write("[weights]\nviolent = 1.0\nrobbery = 1.0\nburglary = 1.0\n"
+                f"vehicle = {veh}\ndisorder = 0.1\n[offense]\n\"Other Assaults\" = 0.25\n\"Homicide - Justifiable\" = 0.0\n")
     cmd = [sys.executable, "-m", "rtcc_geo.cli.main", "staff", "--store", store_dir, "--source", "philadelphia",
            "--from", period[0], "--to", period[1], "--operators", str(ops), "--same-every-day", "--json",
            "--weights", w.name, "--time-limit", str(args.time_limit)] + (["--part-time"] if pt else []) + \

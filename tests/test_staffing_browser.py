@@ -19,11 +19,17 @@ from .test_app_common import PASSWORD, philly_app, philly_store  # noqa: F401  (
 
 pytestmark = pytest.mark.browser
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
-STATUS = re.compile(r"HiGHS|Status \d|Time limit|kOptimal|mip_gap", re.I)
+STATUS = re.compile(r"HiGHS|Status \d|Time limit|kOptimal|mip_gap", re.IGNORECASE)
+
+
+def _when(get, ok):
+    """``get()`` if ``ok`` of it, else None (for wait_for)."""
+    v = get()
+    return v if ok(v) else None
 
 
 @pytest.fixture(scope="module")
-def page(philly_app):
+def page(philly_app):  # noqa: F811
     from tests.browser import LiveServer, chromium, find_browser, login, wait_for
 
     chrome, driver = find_browser()
@@ -49,8 +55,8 @@ def _main_text(d) -> str:
 def _wait_change(d, old: str, what: str) -> str:
     from tests.browser import wait_for
 
-    return wait_for(lambda: (lambda t: t if t and t != old and not t.startswith("No plan") else None)(
-        d.find_element("id", "p-summary-text").text), timeout=90, what=what)
+    return wait_for(lambda: _when(lambda: d.find_element("id", "p-summary-text").text,
+                                  lambda t: t and t != old and not t.startswith("No plan")), timeout=90, what=what)
 
 
 def _set(d, el, value: str) -> None:
@@ -64,8 +70,9 @@ def _check_plain(d, operators: int) -> None:
     from tests.browser import wait_for
 
     try:
-        text = wait_for(lambda: (lambda t: t if f"{operators} full-time" in t and "Downtime plan" in t else None)(
-            _main_text(d)), timeout=60, what="result blocks")
+        text = wait_for(lambda: _when(lambda: _main_text(d),
+                                      lambda t: f"{operators} full-time" in t and "Downtime plan" in t),
+                        timeout=60, what="result blocks")
     except TimeoutError:
         d.save_screenshot(str(ARTIFACTS / "planner_failed.png"))
         raise AssertionError(_main_text(d)[:2000]) from None
@@ -93,9 +100,9 @@ def test_planner_changes_operators_weights_part_time(page):
 
     from tests.browser import wait_for
 
-    d, url = page
-    text0 = wait_for(lambda: (lambda t: t if t.startswith("Result for") else None)(
-        d.find_element(By.ID, "p-summary-text").text), timeout=120, what="first plan")
+    d, _ = page
+    text0 = wait_for(lambda: _when(lambda: d.find_element(By.ID, "p-summary-text").text,
+                                   lambda t: t.startswith("Result for")), timeout=120, what="first plan")
     _check_plain(d, 12)
     d.save_screenshot(str(ARTIFACTS / "planner_1_default.png"))
 
@@ -111,7 +118,7 @@ def test_planner_changes_operators_weights_part_time(page):
     _set(d, w, "1")
     text2 = _wait_change(d, text1, "re-plan with new weights")
     assert "vehicle 1" in text2
-    ev1 = wait_for(lambda: (lambda t: t if t != ev0 else None)(d.find_element(By.ID, "p-card-events").text),
+    ev1 = wait_for(lambda: _when(lambda: d.find_element(By.ID, "p-card-events").text, lambda t: t != ev0),
                    what="events card")
     n0, n1 = (float(re.search(r"([\d,]+)\n", t).group(1).replace(",", "")) for t in (ev0, ev1))
     assert n1 > n0
@@ -145,15 +152,16 @@ def test_planner_changes_operators_weights_part_time(page):
 
 def test_planner_large_event(page):
     from selenium.webdriver.common.by import By
+
     from tests.browser import wait_for
 
-    d, url = page
+    d, _ = page
     wait_for(lambda: d.find_element(By.ID, "p-summary-text").text.startswith("Result for"), timeout=90, what="plan")
     d.find_element(By.CSS_SELECTOR, "#p-ev-venue input[value='Citizens Bank Park']").click()
     _set(d, d.find_element(By.ID, "p-ev-start"), "2025-09-14 13:00")
     _set(d, d.find_element(By.ID, "p-ev-crowd"), "45000")
-    head = wait_for(lambda: (lambda t: t if t.startswith("Event: add") else None)(
-        d.find_element(By.CSS_SELECTOR, "#p-event h3").text), timeout=90, what="event result")
+    head = wait_for(lambda: _when(lambda: d.find_element(By.CSS_SELECTOR, "#p-event h3").text,
+                                  lambda t: t.startswith("Event: add")), timeout=90, what="event result")
     assert re.match(r"Event: add \d+ operators? for those hours", head)
     body = d.find_element(By.ID, "p-event").text
     assert "Citizens Bank Park" in body and "45,000 people" in body and "Ordinary load" in body

@@ -66,7 +66,7 @@ class Params:
     @classmethod
     def from_widgets(cls, operators, shifts, sl, target, handle, part_time=None, daily=None, start=None,
                      end=None, weights=None, event=None, data_range=(None, None),
-                     max_shift_hours: int = 24) -> "Params":
+                     max_shift_hours: int = 24) -> Params:
         """Validate; raises ``ValueError`` with every problem found, one per line."""
         errs = []
 

@@ -15,21 +15,22 @@ count asks for the plans that cover the most workload with that head count
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
 from .downtime import Downtime, downtime
-from .erlang import offered_load, required_agents, service_level as erlang_sl, utilisation_agents
+from .erlang import offered_load, required_agents, utilisation_agents
+from .erlang import service_level as erlang_sl
 from .events import EventLoad, event_load, extra_staffing
 from .roster import Roster, build_roster, load_rules
 from .shifts import ShiftPlan, optimise_shifts
 from .workload import WorkloadCurve, workload_curve
 
-__all__ = ["StaffingPlan", "plan", "plan_from_curve", "erlang_gain", "PART_TIME_SHIFT_HOURS", "DEFAULT_HOURS_PER_OPERATOR"]
+__all__ = ["DEFAULT_HOURS_PER_OPERATOR", "PART_TIME_SHIFT_HOURS", "StaffingPlan", "erlang_gain", "plan", "plan_from_curve"]
 
 #: Length of the optional part-time shift.
 PART_TIME_SHIFT_HOURS = 4
@@ -192,9 +193,10 @@ def plan_from_curve(
     if too_long:
         raise ValueError(f"shift length(s) {too_long} h break the agency's rule of at most {rr.max_shift_hours} h a shift")
     budget = None if operators is None else float(operators) * float(hours_per_operator)
-    kw = dict(shift_lengths=lengths, starts=None if starts is None else [d * 24 + s for d in range(7) for s in starts],
-              time_limit=time_limit, min_on_duty=min_on_duty, gain=gain, same_every_day=same_every_day, fast=fast,
-              max_short_share=rr.part_time_max_share if part_time else None, short_hours=rr.part_time_shift_max_hours)
+    kw = {"shift_lengths": lengths, "starts": None if starts is None else [d * 24 + s for d in range(7) for s in starts],
+          "time_limit": time_limit, "min_on_duty": min_on_duty, "gain": gain, "same_every_day": same_every_day,
+          "fast": fast, "max_short_share": rr.part_time_max_share if part_time else None,
+          "short_hours": rr.part_time_shift_max_hours}
     if budget is None:
         opts = {
             "24/7": optimise_shifts(req, lam, always_open=True, **kw),

@@ -32,19 +32,25 @@ Staffing
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
 from ..store.base import naive_local
-
 from .erlang import offered_load, required_agents
 from .workload import load_weights
 
-__all__ = ["event_area", "EventLoad", "event_load_from_incidents", "event_load", "extra_staffing", "crowd_event",
-           "crowd_settings"]
+__all__ = [
+    "EventLoad",
+    "crowd_event",
+    "crowd_settings",
+    "event_area",
+    "event_load",
+    "event_load_from_incidents",
+    "extra_staffing",
+]
 
 
 def event_area(polygon=None, lon: float | None = None, lat: float | None = None, radius_m: float | None = None):

@@ -36,7 +36,7 @@ import time
 import numpy as np
 from scipy import sparse
 
-__all__ = ["cumulative", "greedy_budget", "greedy_target", "local_search", "highs_solve"]
+__all__ = ["cumulative", "greedy_budget", "greedy_target", "highs_solve", "local_search"]
 
 
 def cumulative(gain: np.ndarray) -> np.ndarray:
@@ -71,7 +71,7 @@ def greedy_budget(A: sparse.csc_matrix, hours: np.ndarray, cum: np.ndarray, budg
     """Greedy plan covering the most events within ``budget`` staff-hours
     (after ``floor``: a cheapest cover of the minimum on duty, e.g. 1 every hour;
     or continuing from ``x0``)."""
-    P, J = A.shape
+    J = A.shape[1]
     x = np.zeros(J, int)
     if x0 is not None:
         x = np.asarray(x0, int).copy()
@@ -101,7 +101,7 @@ def greedy_target(A: sparse.csc_matrix, hours: np.ndarray, cum: np.ndarray, targ
                   floor: np.ndarray | None = None, k_max: int = 3, short: np.ndarray | None = None,
                   share: float = 1.0) -> np.ndarray:
     """Greedy plan reaching ``target`` covered events (best events per staff-hour first)."""
-    P, J = A.shape
+    J = A.shape[1]
     x = _cover_floor(A, hours, floor, short) if floor is not None and np.any(floor > 0) else np.zeros(J, int)
     AT = A.T.tocsr()
     for _ in range(100000):

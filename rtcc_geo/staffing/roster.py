@@ -28,16 +28,23 @@ operator could ever work (longer than the limits) is listed as
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Mapping
 
 import pandas as pd
 
 from ..config import DATA_DIR, read_toml
 
-__all__ = ["RosterRules", "load_rules", "Roster", "build_roster", "pattern_name", "line_violations",
-           "DEFAULT_RULES_FILE"]
+__all__ = [
+    "DEFAULT_RULES_FILE",
+    "Roster",
+    "RosterRules",
+    "build_roster",
+    "line_violations",
+    "load_rules",
+    "pattern_name",
+]
 
 DEFAULT_RULES_FILE = DATA_DIR / "staffing" / "roster_rules.toml"
 DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")

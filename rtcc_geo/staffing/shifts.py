@@ -51,9 +51,8 @@ shifts (``short_hours`` or less) can be capped at a share of the staff-hours
 from __future__ import annotations
 
 import time
-
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -63,7 +62,7 @@ from scipy.optimize import LinearConstraint
 from . import fast as _fast
 from .fast import highs_solve
 
-__all__ = ["ShiftPlan", "optimise_shifts", "shift_columns", "coverage_of", "DAYS"]
+__all__ = ["DAYS", "ShiftPlan", "coverage_of", "optimise_shifts", "shift_columns"]
 
 DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 
@@ -192,7 +191,7 @@ def optimise_shifts(
         the day and a length, worked on each of the ``P / day_hours`` days.
     max_short_share, short_hours : shifts of ``short_hours`` or less (part-time
         shifts) take at most this share of the staff-hours:
-        :math:`\sum_{j: L_j \le s} L_j x_j \le m \sum_j L_j x_j`.
+        :math:`\\sum_{j: L_j \\le s} L_j x_j \\le m \\sum_j L_j x_j`.
     fast : the page's mode: a greedy plan improved by local search, then HiGHS
         warm-started from it for ``fast_time`` seconds (stopping at a
         ``fast_gap`` relative gap); see :mod:`rtcc_geo.staffing.fast`. The

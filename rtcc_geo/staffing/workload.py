@@ -36,9 +36,9 @@ not weigh the same event twice (an incident that started as a call).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
 
 import numpy as np
 import pandas as pd
@@ -49,14 +49,14 @@ from ..schema import CATEGORIES
 
 __all__ = [
     "DEFAULT_WEIGHTS_FILE",
-    "load_weights",
-    "load_offense_weights",
-    "weighted_counts_from_incidents",
+    "HOURS_OF_WEEK",
     "WorkloadCurve",
     "complete_weeks",
-    "workload_from_counts",
+    "load_offense_weights",
+    "load_weights",
+    "weighted_counts_from_incidents",
     "workload_curve",
-    "HOURS_OF_WEEK",
+    "workload_from_counts",
 ]
 
 DEFAULT_WEIGHTS_FILE = DATA_DIR / "staffing" / "weights_default.toml"
