@@ -34,10 +34,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.app import ensure_data  # the same Philadelphia 2024 bench store
 from rtcc_geo.auth import Users
-from rtcc_geo.config import load_agency, shared_data_dir
 from rtcc_geo.store import open_store
-from rtcc_geo.store.base import Query
 
 PASSWORD = "bench-password"
 # (head count, part-time staff on, vehicle weight): each differs from every earlier one and from the
@@ -51,16 +50,6 @@ def _when(get, ok):
     """``get()`` if ``ok`` of it, else None (for wait_for)."""
     v = get()
     return v if ok(v) else None
-
-
-def ensure_data(store) -> None:
-    if store.count(Query(source="philadelphia")) > 0:
-        return
-    from rtcc_geo.ingest.pipeline import ingest_files
-
-    files = sorted((shared_data_dir() / "philadelphia").glob("incidents_2024_*.csv"))
-    print(f"ingesting {len(files)} Philadelphia 2024 files into the bench store ...", file=sys.stderr)
-    ingest_files("philadelphia", files, store, agency=load_agency("philadelphia"))
 
 
 def browser_replans(store, n: int) -> tuple[list[float], list[tuple], tuple[str, str]]:
