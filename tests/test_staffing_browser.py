@@ -88,7 +88,10 @@ def _check_plain(d, operators: int) -> None:
     assert len(rows) >= operators * 0.8
     assert "off" in d.find_element("id", "p-roster").text
     href = d.find_element("id", "p-roster-csv-247").get_attribute("href")
-    assert href.startswith("data:text/csv") and "operator%2Ckind%2Cpattern" in href
+    assert href.startswith("data:text/csv") and "operator%2Ckind%2Cpattern" in href and "downtime_hours" in href
+    # the downtime plan is exported too: the agency's tasks with their hours
+    dt = d.find_element("id", "p-downtime-csv-247").get_attribute("href")
+    assert "case%20support" in dt and "hours_per_week" in dt
     # solver internals only behind the details panel, which is closed
     det = d.find_element("id", "p-details")
     assert det.get_attribute("open") is None

@@ -239,6 +239,12 @@ def plan_from_curve(
         "weeks": [str(curve.weeks[0].date()), str(curve.weeks[-1].date())] if curve.n_weeks else [],
     }
     rosters = {k: build_roster(o.shifts, rr) for k, o in opts.items() if len(o.shifts)}
+    for k, ro in rosters.items():
+        # each operator's expected downtime: the idle share of every hour they work, summed
+        n = opts[k].on_duty.astype(float)
+        f = np.where(n > 0, dts[k].idle / np.maximum(n, 1e-12), 0.0)
+        ro.lines["downtime_hours"] = [round(float(sum(f[(s + np.arange(L)) % 168].sum() for s, L in
+                                                      ro.by_operator[op])), 1) for op in ro.lines["operator"]]
     return StaffingPlan(
         curve=curve, load=load, required=np.asarray(req, int), required_rule=rule,
         options=opts, shifts={k: o.shifts for k, o in opts.items()},

@@ -180,7 +180,9 @@ class Roster:
         return self.by_operator
 
     def to_csv(self) -> str:
+        """One row per operator (and ``downtime_hours`` when the plan has filled it in)."""
         cols = ["operator", "kind", "pattern", *DAYS, "hours", "shifts", "days_off"]
+        cols += [c for c in ("downtime_hours",) if c in self.lines.columns]
         return self.lines[cols].to_csv(index=False)
 
     def to_dict(self) -> dict:

@@ -305,7 +305,7 @@ def _verdict(r, f, keys) -> str:
 
 
 def second_view(r, rules) -> list:
-    return [roster_view(r, rules), downtime_view(r), event_view(r), details_view(r)]
+    return [html.Div([roster_view(r, rules), downtime_view(r)], id="p-print-area"), event_view(r), details_view(r)]
 
 
 def roster_view(r, rules) -> html.Div:
@@ -313,7 +313,7 @@ def roster_view(r, rules) -> html.Div:
     blocks = []
     for k in [k for k in ("24/7", "part-time") if k in sp.rosters]:
         ro = sp.rosters[k]
-        cols = ["operator", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun", "hours"]
+        cols = ["operator", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun", "hours", "downtime_hours"]
         body = [[Markup("<span style='color:#99a'>off</span>") if v == "off" else v for v in x]
                 for x in ro.lines[cols].astype(str).itertuples(index=False)]
         csv = "data:text/csv;charset=utf-8," + urllib.parse.quote(ro.to_csv())
@@ -327,13 +327,15 @@ def roster_view(r, rules) -> html.Div:
                      f"≤ {rules.full_time_hours:g} h a week (part-time ≤ {rules.part_time_max_hours:g} h).", style=_MEAN),
             html.A(f"Download the {k} roster (CSV)", href=csv, download=f"rtcc_roster_{'24-7' if k == '24/7' else 'part-time'}.csv",
                    id=f"p-roster-csv-{tag}", style={"fontSize": "13px", "marginRight": "14px"}),
-            _html(_table(cols, body, f"p-roster-table-{tag}", {"padding": "2px 6px", "whiteSpace": "nowrap"})),
+            _html(_table([*cols[:-1], "downtime h"], body, f"p-roster-table-{tag}",
+                         {"padding": "2px 6px", "whiteSpace": "nowrap"})),
         ] + ([html.Div(f"{len(ro.unassigned)} shift(s) no one may work under the rules: "
                        f"{ro.unassigned['reason'].iloc[0]}", style={"color": "#a40000"})] if len(ro.unassigned) else []),
             style={"display": "inline-block", "verticalAlign": "top", "marginRight": "24px", "maxWidth": "760px"}))
     return html.Div([html.H3("Roster", style={"margin": "4px 0"}),
-                     html.Button("Print the rosters", id="p-print", className="no-print", style={"fontSize": "13px"}),
-                     html.Div(blocks, id="p-print-area")], id="p-roster", style=_SECTION)
+                     html.Button("Print the rosters and the downtime plan", id="p-print", className="no-print",
+                                 style={"fontSize": "13px"}),
+                     html.Div(blocks)], id="p-roster", style=_SECTION)
 
 
 def downtime_view(r) -> html.Div:
@@ -346,12 +348,17 @@ def downtime_view(r) -> html.Div:
         t = dt.tasks
         rows = [[x["task"], f"{x['hours_per_week']:.0f} h", x["best_hours"] or "—", x["description"]]
                 for _, x in t.iterrows() if x["hours_per_week"] >= 0.5]
+        csv = "data:text/csv;charset=utf-8," + urllib.parse.quote(
+            t[["rank", "task", "hours_per_week", "best_hours", "description"]].round(2).to_csv(index=False))
         per = dt.idle_hours / people if people else 0.0
         blocks.append(html.Div([
             html.H4(f"{k}: {per:.1f} h of downtime per person a week", style={"margin": "8px 0 2px"}),
             html.Div(f"{dt.idle_hours:,.0f} operator-hours a week with no live event ({_pct(dt.idle_share)} of shift time), "
                      f"filled from the agency's task list, most valuable first:", style=_MEAN),
             _html(_table(["task", "hours a week (all)", "best time", "what it is"], rows, last_muted=True)),
+            html.A(f"Download the {k} downtime plan (CSV)", href=csv,
+                   download=f"rtcc_downtime_{'24-7' if k == '24/7' else 'part-time'}.csv",
+                   id=f"p-downtime-csv-{'247' if k == '24/7' else 'pt'}", style={"fontSize": "13px"}),
         ], style={"marginBottom": "8px"}))
     return html.Div([html.H3("Downtime plan", style={"margin": "4px 0"})] + blocks, id="p-downtime", style=_SECTION)
 
