@@ -308,10 +308,25 @@ def second_view(r, rules) -> list:
     return [html.Div([roster_view(r, rules), downtime_view(r)], id="p-print-area"), event_view(r), details_view(r)]
 
 
+def _same_plan(sp) -> bool:
+    """The part-time option is the 24/7 plan (open around the clock with the same shifts)."""
+    o = sp.options
+    return "part-time" in o and "24/7" in o and o["part-time"].shifts.equals(o["24/7"].shifts)
+
+
+def _shown(sp, d: dict) -> list[str]:
+    return [k for k in ("24/7", "part-time") if k in d and not (k == "part-time" and _same_plan(sp))]
+
+
+def _same_note(sp):
+    return [html.Div("part-time: the same plan as 24/7 (with these inputs the best part-time plan is open "
+                     "around the clock).", style=_MEAN)] if _same_plan(sp) else []
+
+
 def roster_view(r, rules) -> html.Div:
     sp = r.plan
     blocks = []
-    for k in [k for k in ("24/7", "part-time") if k in sp.rosters]:
+    for k in _shown(sp, sp.rosters):
         ro = sp.rosters[k]
         cols = ["operator", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun", "hours", "downtime_hours"]
         body = [[Markup("<span style='color:#99a'>off</span>") if v == "off" else v for v in x]
@@ -335,13 +350,13 @@ def roster_view(r, rules) -> html.Div:
     return html.Div([html.H3("Roster", style={"margin": "4px 0"}),
                      html.Button("Print the rosters and the downtime plan", id="p-print", className="no-print",
                                  style={"fontSize": "13px"}),
-                     html.Div(blocks)], id="p-roster", style=_SECTION)
+                     html.Div(blocks + _same_note(sp))], id="p-roster", style=_SECTION)
 
 
 def downtime_view(r) -> html.Div:
     sp = r.plan
     blocks = []
-    for k in [k for k in ("24/7", "part-time") if k in sp.downtime]:
+    for k in _shown(sp, sp.downtime):
         dt = sp.downtime[k]
         ro = sp.rosters.get(k)
         people = ro.operators if ro is not None else 0
@@ -360,7 +375,8 @@ def downtime_view(r) -> html.Div:
                    download=f"rtcc_downtime_{'24-7' if k == '24/7' else 'part-time'}.csv",
                    id=f"p-downtime-csv-{'247' if k == '24/7' else 'pt'}", style={"fontSize": "13px"}),
         ], style={"marginBottom": "8px"}))
-    return html.Div([html.H3("Downtime plan", style={"margin": "4px 0"})] + blocks, id="p-downtime", style=_SECTION)
+    return html.Div([html.H3("Downtime plan", style={"margin": "4px 0"})] + blocks + _same_note(sp), id="p-downtime",
+                    style=_SECTION)
 
 
 def event_view(r) -> html.Div:
