@@ -298,3 +298,37 @@ def _new_highs(highspy):
         os.close(saved)
     h.setOptionValue("output_flag", False)
     return h
+
+
+def envelope_bound(cum: np.ndarray, staff_hours: float) -> float:
+    """An upper bound on the events any plan of ``staff_hours`` can cover.
+
+    Relax the shifts away: hand out ``staff_hours`` operator-hours to single
+    hours freely and fractionally. With :math:`\\hat C_h` the upper concave
+    envelope of :math:`C_h(n)`, the best split takes the steepest envelope
+    segments first (a fractional knapsack), and
+    :math:`\\sum_h C_h(n_h) \\le \\sum_h \\hat C_h(n_h)` for every plan, whose
+    on-duty hours add up to its staff-hours.
+    """
+    slopes, lengths = [], []
+    for c in np.asarray(cum, float):
+        hull = [0]
+        for n in range(1, len(c)):  # upper hull of (n, c_n), monotone chain
+            while len(hull) >= 2:
+                a, b = hull[-2], hull[-1]
+                if (c[b] - c[a]) * (n - a) <= (c[n] - c[a]) * (b - a):
+                    hull.pop()
+                else:
+                    break
+            hull.append(n)
+        for a, b in zip(hull[:-1], hull[1:]):
+            s = (c[b] - c[a]) / (b - a)
+            if s > 0:
+                slopes.append(s)
+                lengths.append(b - a)
+    if not slopes:
+        return 0.0
+    order = np.argsort(slopes)[::-1]
+    s, L = np.asarray(slopes)[order], np.asarray(lengths, float)[order]
+    take = np.clip(float(staff_hours) - np.concatenate([[0.0], np.cumsum(L)[:-1]]), 0.0, L)
+    return float((s * take).sum())

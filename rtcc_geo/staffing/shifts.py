@@ -305,18 +305,32 @@ def optimise_shifts(
             if budget_hours < 0:
                 raise ValueError("budget_hours must be >= 0")
             objective = "max_coverage"
-            x0 = _fast.greedy_budget(A, hours_col, cum, float(budget_hours), fl, **share_kw)
-            if hours_col @ x0 > budget_hours + 1e-9:  # the floor alone breaks the budget: infeasible
-                x0 = None
-            else:
-                x0 = _fast.local_search(A, hours_col, cum, x0, budget=float(budget_hours), floor=fl, deadline=deadline,
-                                        **share_kw)
+            def start(kw):
+                x = _fast.greedy_budget(A, hours_col, cum, float(budget_hours), fl, **kw)
+                if hours_col @ x > budget_hours + 1e-9:  # the floor alone breaks the budget: infeasible
+                    return None
+                return _fast.local_search(A, hours_col, cum, x, budget=float(budget_hours), floor=fl,
+                                          deadline=deadline, **kw)
+
+            x0 = start(share_kw)
+            if short is not None and x0 is not None:
+                # the plan without part-time shifts is feasible too: the heuristic must not do worse
+                # with them than without them
+                xb = start({"short": short, "share": 0.0})
+                if xb is not None and _cov_total(cum, A, xb) > _cov_total(cum, A, x0) + 1e-9:
+                    x0 = xb
             bcons = cons + [LinearConstraint(hours_row[None, :], -np.inf, float(budget_hours))]
             res1 = solve(-cov_row, bcons, integ, lb, ub, x0=None if x0 is None else full(x0))
             if res1["x"] is None:
                 return _infeasible(option, "max_coverage", res1, P, budget_hours)
             best = -float(res1["fun"])
             res = res1
+            # a second, shift-free bound (fast mode: HiGHS may not finish its root LP in time)
+            env = _fast.envelope_bound(cum, float(budget_hours))
+            if env > 0:
+                # HiGHS bounds -coverage from below; -env is another such bound: keep the tighter
+                b = max(float(res1["bound"]) if np.isfinite(res1["bound"]) else -np.inf, -env)
+                res1 = dict(res1, bound=b, mip_gap=max(0.0, -b - best) / best if best > 0 else 0.0)
             if fast:
                 xj = _fast.local_search(A, hours_col, cum, _int(res1, J), budget=float(budget_hours), floor=fl,
                                         deadline=deadline / 2, **share_kw)
@@ -335,11 +349,17 @@ def optimise_shifts(
             objective = "min_staff_hours"
             need = float(min_coverage) * total * (1 - 1e-9)
             cons.append(LinearConstraint(cov_row[None, :], need, np.inf))
-            x0 = _fast.greedy_target(A, hours_col, cum, need, fl, **share_kw)
-            if _fast._cov(cum, np.asarray(A @ x0).ravel().astype(int)).sum() >= need:
-                x0 = _fast.local_search(A, hours_col, cum, x0, target=need, floor=fl, deadline=deadline, **share_kw)
-            else:
-                x0 = None
+            def start_t(kw):
+                x = _fast.greedy_target(A, hours_col, cum, need, fl, **kw)
+                if _cov_total(cum, A, x) < need:
+                    return None
+                return _fast.local_search(A, hours_col, cum, x, target=need, floor=fl, deadline=deadline, **kw)
+
+            x0 = start_t(share_kw)
+            if short is not None:  # likewise: never worse than the plan without part-time shifts
+                xb = start_t({"short": short, "share": 0.0})
+                if xb is not None and (x0 is None or hours_col @ xb < hours_col @ x0):
+                    x0 = xb
             # fast mode: the minimum-hours problem has a tight bound, so HiGHS may run until the
             # plan is proven within 1.5 % (usually well under its 3 s cap)
             res = solve(hours_row, cons, integ, lb, ub, x0=None if x0 is None else full(x0),
@@ -378,6 +398,10 @@ def _int(res: dict, J: int) -> np.ndarray | None:
     if res["x"] is None:
         return None
     return np.round(res["x"][:J]).astype(int)
+
+
+def _cov_total(cum: np.ndarray, A, x: np.ndarray) -> float:
+    return float(_fast._cov(cum, np.asarray(A @ x).ravel().astype(int)).sum())
 
 
 def _cum_matrix(r_eff: np.ndarray, lam: np.ndarray, gain: np.ndarray | None) -> np.ndarray:
