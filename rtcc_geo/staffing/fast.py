@@ -32,6 +32,7 @@ time-bounded, so on a busy machine the fast plan can differ between runs.
 from __future__ import annotations
 
 import time
+from itertools import pairwise
 
 import numpy as np
 from scipy import sparse
@@ -321,7 +322,7 @@ def envelope_bound(cum: np.ndarray, staff_hours: float) -> float:
                 else:
                     break
             hull.append(n)
-        for a, b in zip(hull[:-1], hull[1:]):
+        for a, b in pairwise(hull):
             s = (c[b] - c[a]) / (b - a)
             if s > 0:
                 slopes.append(s)

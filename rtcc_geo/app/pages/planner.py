@@ -412,7 +412,8 @@ def details_view(r) -> html.Details:
         html.Summary("Solver details (for analysts)"),
         html.Div(f"Re-plan took {r.seconds:.2f} s (workload curve {'from cache' if r.curve_cached else 'computed'}). "
                  "The page uses the fast mode: a greedy plan improved by local search and a short HiGHS run started "
-                 "from it; 'gap' is how far the plan may be from the best possible, proven by HiGHS's bound. "
+                 "from it. 'gap': at most this much better is possible, proven by a bound (HiGHS's, or one that "
+                 "ignores shift boundaries; that one is loose when every hour must be staffed, as in 24/7). "
                  "`rtcc-geo staff` (without --fast) solves to the optimum.", style=_MEAN),
         html.Table([html.Thead(html.Tr([html.Th(h, style=_TH) for h in ("option", "mode", "solver status",
                                                                           "proven optimal", "gap", "time")])),
