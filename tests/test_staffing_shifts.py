@@ -197,3 +197,18 @@ def test_bad_input_is_explained():
         optimise_shifts([1, 1, 1], shift_lengths=(0,))
     with pytest.raises(ValueError, match="share"):
         optimise_shifts([1, 1, 1], shift_lengths=(1,), min_coverage=80)
+
+
+def test_envelope_bound_hand_worked_and_above_every_plan(cases):
+    from rtcc_geo.staffing.fast import envelope_bound
+
+    # hour 0: the 2nd operator brings 10 events (the 1st none); hour 1: the 1st brings 1
+    cum = np.array([[0.0, 0.0, 10.0], [0.0, 1.0, 1.0]])
+    assert [envelope_bound(cum, b) for b in (0, 1, 2, 3, 9)] == [0.0, 5.0, 10.0, 11.0, 11.0]
+    # never below what a plan within the same staff-hours covers (brute force over all plans)
+    for P, lengths, starts, req, lam, X, on, hours, r_eff, cov, g in cases:
+        c = np.concatenate([np.zeros((P, 1)), np.cumsum(g, 1)], 1) if g is not None else \
+            lam[:, None] * np.minimum(1.0, np.arange(4)[None, :] / np.maximum(r_eff, 1)[:, None])
+        for budget in (2, 4, 6, 9):
+            ok = hours <= budget
+            assert envelope_bound(c, budget) >= cov[ok].max() - 1e-9

@@ -82,6 +82,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="covered workload = events picked up within the target (erlang, default) or "
                         "workload x min(1, on duty / needed) (pro_rata)")
     h.add_argument("--tasks", default=None, metavar="FILE", help="downtime tasks TOML (default data/staffing/downtime_tasks.toml)")
+    h.add_argument("--fast", action="store_true",
+                   help="fast mode (the planner page's): a heuristic plan polished by a short HiGHS run, "
+                        "its gap to the proven bound reported; default: the exact optimum")
+    h.add_argument("--rules", default=None, metavar="FILE",
+                   help="roster rules TOML (default data/staffing/roster_rules.toml)")
     h.add_argument("--time-limit", type=float, default=30.0,
                    help="solver time limit per problem, seconds (default 30); the best plan found is shown, flagged")
     e = p.add_argument_group("large event (optional)")
@@ -157,7 +162,8 @@ def run(args: argparse.Namespace) -> int:
                  hours_per_operator=args.hours_per_operator, min_coverage=args.min_coverage,
                  weights=args.weights, month=args.month, band=args.band, plan_on=args.plan_on,
                  utilisation=args.utilisation, max_occupancy=args.max_occupancy, starts=starts,
-                 coverage_rule=args.coverage_rule, same_every_day=args.same_every_day, tasks=args.tasks, event=_event(args), time_limit=args.time_limit)
+                 coverage_rule=args.coverage_rule, same_every_day=args.same_every_day, tasks=args.tasks, event=_event(args), time_limit=args.time_limit,
+                 fast=args.fast, rules=args.rules)
     except (ValueError, LookupError) as e:
         raise UserError(str(e)) from None
     if args.json:
@@ -192,6 +198,11 @@ def _print(p, out) -> None:
             print(o.shifts.to_string(index=False), file=out)
         else:
             print("  (none: infeasible with these inputs)", file=out)
+    for k, r in p.rosters.items():
+        print(f"\n{k} roster ({r.operators} operators): {r.summary}", file=out)
+        print(r.lines.drop(columns=["pattern"]).to_string(index=False), file=out)
+        if len(r.unassigned):
+            print(f"  {len(r.unassigned)} shift(s) no operator may work: {r.unassigned['reason'].iloc[0]}", file=out)
     best = "part-time" if "part-time" in p.downtime else next(iter(p.downtime))
     t = p.downtime[best].tasks
     if len(t):

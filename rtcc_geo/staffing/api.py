@@ -15,20 +15,22 @@ count asks for the plans that cover the most workload with that head count
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
 from .downtime import Downtime, downtime
-from .erlang import offered_load, required_agents, service_level as erlang_sl, utilisation_agents
+from .erlang import offered_load, required_agents, utilisation_agents
+from .erlang import service_level as erlang_sl
 from .events import EventLoad, event_load, extra_staffing
+from .roster import Roster, build_roster, load_rules
 from .shifts import ShiftPlan, optimise_shifts
 from .workload import WorkloadCurve, workload_curve
 
-__all__ = ["StaffingPlan", "plan", "plan_from_curve", "erlang_gain", "PART_TIME_SHIFT_HOURS", "DEFAULT_HOURS_PER_OPERATOR"]
+__all__ = ["DEFAULT_HOURS_PER_OPERATOR", "PART_TIME_SHIFT_HOURS", "StaffingPlan", "erlang_gain", "plan", "plan_from_curve"]
 
 #: Length of the optional part-time shift.
 PART_TIME_SHIFT_HOURS = 4
@@ -55,6 +57,7 @@ class StaffingPlan:
     downtime : ``{option: Downtime}``.
     event : :class:`~rtcc_geo.staffing.events.EventLoad` when an event was given.
     params : the inputs used.
+    rosters : ``{option: Roster}``: the shifts as weekly lines within the agency's rules.
     """
 
     curve: WorkloadCurve
@@ -67,6 +70,7 @@ class StaffingPlan:
     downtime: dict[str, Downtime]
     event: EventLoad | None
     params: dict = field(default_factory=dict)
+    rosters: dict[str, Roster] = field(default_factory=dict)
 
     def summary(self) -> pd.DataFrame:
         """One row per option: coverage, staff-hours, downtime share, optimality."""
@@ -78,8 +82,14 @@ class StaffingPlan:
                          "staff_hours": o.staff_hours,
                          "downtime_share": d.idle_share, "idle_hours": d.idle_hours,
                          "max_on_duty": int(o.on_duty.max()), "hours_open": int((o.on_duty > 0).sum()),
+                         "events_closed": self.events_closed(k),
                          "optimal": o.optimal, "status": o.status})
         return pd.DataFrame(rows)
+
+    def events_closed(self, option: str) -> float:
+        """Expected RTCC-eligible events a week that fall in hours with nobody on duty."""
+        lam = self.curve.upper if self.params.get("plan_on") == "upper" else self.curve.expected
+        return float(np.asarray(lam)[self.options[option].on_duty == 0].sum())
 
     def to_dict(self) -> dict:
         """The ``rtcc-geo staff --json`` document."""
@@ -102,7 +112,16 @@ class StaffingPlan:
             d = o.to_dict()
             d["downtime_share"] = round(self.downtime[k].idle_share, 6)
             d["downtime"] = self.downtime[k].to_dict()
+            d["events_closed"] = round(self.events_closed(k), 4)
+            if k in self.rosters:
+                d["roster"] = self.rosters[k].to_dict()
             out["options"][k] = d
+        # the plan's headline (the 24/7 option; each option carries its own in "options")
+        main = "24/7" if "24/7" in self.options else next(iter(self.options))
+        out["roster_option"] = main
+        out["staff_hours"] = float(self.options[main].staff_hours)
+        if main in self.rosters:
+            out["roster"] = self.rosters[main].to_dict()
         out["coverage"] = {k: round(v, 6) for k, v in self.coverage.items()}
         if self.event is not None:
             out["event"] = self.event.to_dict()
@@ -140,8 +159,14 @@ def plan_from_curve(
     tasks: str | Path | list[dict] | None = None,
     event: EventLoad | None = None,
     time_limit: float = 30.0,
+    fast: bool = False,
+    rules=None,
 ) -> StaffingPlan:
     """:func:`plan` on a workload curve already computed (see :func:`plan`)."""
+    rr = load_rules(rules)
+    if part_time and not rr.part_time:
+        raise ValueError("the agency's roster rules have no part-time staff (part_time = false in its rules file)")
+    rr = replace(rr, part_time=bool(part_time))
     if coverage_rule not in ("erlang", "pro_rata"):
         raise ValueError("coverage_rule is 'erlang' (events picked up within the target time) or 'pro_rata'")
     if plan_on not in ("expected", "upper"):
@@ -162,9 +187,16 @@ def plan_from_curve(
     if coverage_rule == "erlang":
         gain = erlang_gain(lam, load, int(np.max(req, initial=0)) + 2, target_seconds, handle_minutes)
     lengths = tuple(sorted({int(x) for x in shift_lengths} | ({PART_TIME_SHIFT_HOURS} if part_time else set())))
+    if not part_time:  # shifts as short as part-time ones need part-time staff
+        lengths = tuple(L for L in lengths if L > rr.part_time_shift_max_hours) or lengths
+    too_long = [L for L in lengths if L > rr.max_shift_hours]
+    if too_long:
+        raise ValueError(f"shift length(s) {too_long} h break the agency's rule of at most {rr.max_shift_hours} h a shift")
     budget = None if operators is None else float(operators) * float(hours_per_operator)
-    kw = dict(shift_lengths=lengths, starts=None if starts is None else [d * 24 + s for d in range(7) for s in starts],
-              time_limit=time_limit, min_on_duty=min_on_duty, gain=gain, same_every_day=same_every_day)
+    kw = {"shift_lengths": lengths, "starts": None if starts is None else [d * 24 + s for d in range(7) for s in starts],
+          "time_limit": time_limit, "min_on_duty": min_on_duty, "gain": gain, "same_every_day": same_every_day,
+          "fast": fast, "max_short_share": rr.part_time_max_share if part_time else None,
+          "short_hours": rr.part_time_shift_max_hours}
     if budget is None:
         opts = {
             "24/7": optimise_shifts(req, lam, always_open=True, **kw),
@@ -175,6 +207,18 @@ def plan_from_curve(
             "24/7": optimise_shifts(req, lam, budget_hours=budget, always_open=True, **kw),
             "part-time": optimise_shifts(req, lam, budget_hours=budget, **kw),
         }
+    a, b = opts["24/7"], opts["part-time"]
+    if not a.extra.get("infeasible") and (
+            (budget is not None and b.coverage < a.coverage - 1e-9)
+            or (budget is None and a.staff_hours < b.staff_hours and a.coverage >= min_coverage - 1e-9)):
+        # a heuristic (fast mode) can miss that the always-open plan is also the best part-time
+        # plan: it is a feasible part-time plan, so the part-time option is never worse
+        opts["part-time"] = replace(a, option="part-time", extra=dict(a.extra, from_24_7=True))
+    elif not b.extra.get("infeasible") and np.all(b.on_duty >= min_on_duty) and (
+            (budget is not None and a.coverage < b.coverage - 1e-9)
+            or (budget is None and b.staff_hours < a.staff_hours and np.all(b.on_duty >= np.ceil(req - 1e-9)))):
+        # likewise, a part-time plan that is open every hour is a 24/7 plan
+        opts["24/7"] = replace(b, option="24/7", extra=dict(b.extra, from_part_time=True))
     dts = {k: downtime(o.on_duty, lam, req, handle_minutes, o.shifts, tasks) for k, o in opts.items()}
     for o in opts.values():
         # the Erlang view of the same plan: share of events picked up within the target time
@@ -191,11 +235,21 @@ def plan_from_curve(
         "utilisation": utilisation, "max_occupancy": max_occupancy, "month": curve.month,
         "weights": curve.weights, "offense_weights": curve.extra.get("offense_weights", {}),
         "coverage_rule": coverage_rule, "same_every_day": same_every_day, "mode": "max_coverage" if budget is not None else "min_staff_hours",
+        "solver": "fast" if fast else "exact", "weekly_events": round(float(curve.weekly_total), 4),
+        "weeks": [str(curve.weeks[0].date()), str(curve.weeks[-1].date())] if curve.n_weeks else [],
     }
+    rosters = {k: build_roster(o.shifts, rr) for k, o in opts.items() if len(o.shifts)}
+    for k, ro in rosters.items():
+        # each operator's expected downtime: the idle share of every hour they work, summed
+        n = opts[k].on_duty.astype(float)
+        f = np.where(n > 0, dts[k].idle / np.maximum(n, 1e-12), 0.0)
+        ro.lines["downtime_hours"] = [round(float(sum(f[(s + np.arange(L)) % 168].sum() for s, L in
+                                                      ro.by_operator[op])), 1) for op in ro.lines["operator"]]
     return StaffingPlan(
         curve=curve, load=load, required=np.asarray(req, int), required_rule=rule,
         options=opts, shifts={k: o.shifts for k, o in opts.items()},
         coverage={k: o.coverage for k, o in opts.items()}, downtime=dts, event=event, params=params,
+        rosters=rosters,
     )
 
 
@@ -225,6 +279,8 @@ def plan(
     tasks: str | Path | list[dict] | None = None,
     event: dict | None = None,
     time_limit: float = 30.0,
+    fast: bool = False,
+    rules=None,
 ) -> StaffingPlan:
     """Staffing plan for the incidents ``q`` selects in ``store``.
 
@@ -255,6 +311,11 @@ def plan(
     time_limit : seconds per HiGHS solve; a plan stopped by it is the best found,
         flagged ``optimal=False`` with its ``mip_gap`` (very flat or heavily
         understaffed weeks have many near-equal plans and can take long to prove).
+    fast : the planner page's mode (:mod:`rtcc_geo.staffing.fast`): a heuristic
+        plan polished by a short HiGHS run, with its gap to HiGHS's bound.
+    rules : the agency's roster rules (TOML path, mapping or
+        :class:`~rtcc_geo.staffing.roster.RosterRules`; default
+        ``data/staffing/roster_rules.toml``); the rosters are in ``rosters``.
     """
     curve = workload_curve(store, q, weights, month=month, band=band, calls_q=calls_q, calls_weights=calls_weights)
     ev = None
@@ -275,5 +336,5 @@ def plan(
         hours_per_operator=hours_per_operator, min_coverage=min_coverage, plan_on=plan_on,
         utilisation=utilisation, max_occupancy=max_occupancy, starts=starts, coverage_rule=coverage_rule,
         same_every_day=same_every_day, tasks=tasks, event=ev,
-        time_limit=time_limit,
+        time_limit=time_limit, fast=fast, rules=rules,
     )

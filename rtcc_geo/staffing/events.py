@@ -32,18 +32,25 @@ Staffing
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
 from ..store.base import naive_local
-
 from .erlang import offered_load, required_agents
 from .workload import load_weights
 
-__all__ = ["event_area", "EventLoad", "event_load_from_incidents", "event_load", "extra_staffing"]
+__all__ = [
+    "EventLoad",
+    "crowd_event",
+    "crowd_settings",
+    "event_area",
+    "event_load",
+    "event_load_from_incidents",
+    "extra_staffing",
+]
 
 
 def event_area(polygon=None, lon: float | None = None, lat: float | None = None, radius_m: float | None = None):
@@ -338,4 +345,58 @@ def extra_staffing(
     n0 = required_agents(offered_load(base, handle_minutes), **kw)
     n1 = required_agents(offered_load(plus, handle_minutes), **kw)
     ev.operators_without, ev.operators_with, ev.extra_operators = n0, n1, n1 - n0
+    return ev
+
+
+def crowd_settings(source: str | None = None, path=None) -> dict:
+    """``{"rate", "radius_m", "venues": [{"name", "lon", "lat"}]}`` from ``data/staffing/events.toml``
+    (venues of ``source`` only)."""
+    from ..config import DATA_DIR, read_toml
+
+    default = DATA_DIR / "staffing" / "events.toml"
+    raw = read_toml(path or default, "event settings", default)
+    c = raw.get("crowd", {})
+    rate = float(c.get("extra_events_per_10k_per_hour", 0.5))
+    if not np.isfinite(rate) or rate < 0:
+        raise ValueError("extra_events_per_10k_per_hour must be a number >= 0")
+    venues = [{"name": str(v["name"]), "lon": float(v["lon"]), "lat": float(v["lat"])}
+              for v in raw.get("venue", []) if source is None or v.get("source") == source]
+    return {"rate": rate, "radius_m": float(c.get("radius_m", 800.0)), "venues": venues}
+
+
+def crowd_event(store, q, weights, lon: float, lat: float, start, hours: int, crowd: float, *,
+                rate: float, radius_m: float = 800.0, weeks: int = 8) -> EventLoad:
+    """A large public event given by its crowd: the ordinary load of the place at those
+    hours (from the data) plus :math:`u = \\text{crowd} / 10^4 \\times \\text{rate}` extra
+    events per hour (``rate``: the agency's stated assumption, see ``events.toml``).
+
+    When the event lies after the data, the ordinary load is taken from the
+    latest weeks the data holds (same weekday and hours), so a future event still
+    has a measured baseline; ``extra["baseline_from"]`` says which date was used.
+    """
+    from .workload import _local_bounds
+
+    if not 1 <= int(hours) <= 72:
+        raise ValueError("an event lasts 1 to 72 hours")
+    if not crowd >= 0:
+        raise ValueError("the expected crowd is a number of people >= 0")
+    _, _, tz = _local_bounds(store, q)
+    t0 = naive_local(start, tz)
+    last = store.counts(7, ("day",), q.with_(start=None, end=None) if hasattr(q, "with_") else q)
+    ref = t0
+    if len(last):
+        data_end = pd.Timestamp(last["day"].max()) + pd.Timedelta(days=1)
+        if getattr(data_end, "tzinfo", None) is not None:
+            data_end = data_end.tz_localize(None)
+        while ref + pd.Timedelta(hours=int(hours)) > data_end:
+            ref -= pd.Timedelta(days=7)
+    area = event_area(lon=lon, lat=lat, radius_m=radius_m)
+    ev = event_load(store, area, ref + pd.Timedelta(days=7), ref + pd.Timedelta(days=7, hours=int(hours)), q,
+                    weights, weeks=weeks, uplift_factor=1.0)
+    up = np.full(len(ev.baseline), float(crowd) / 1e4 * float(rate))
+    ev.start, ev.end = t0, t0 + pd.Timedelta(hours=int(hours))
+    ev.hours = pd.date_range(t0, periods=len(ev.baseline), freq="h")
+    ev.uplift, ev.expected = up, np.maximum(ev.baseline + up, 0.0)
+    ev.extra.update(crowd=float(crowd), rate=float(rate), radius_m=radius_m, lon=lon, lat=lat,
+                    baseline_from=str((ref - pd.Timedelta(days=7 * (weeks - 1))).date()) if ref != t0 else None)
     return ev

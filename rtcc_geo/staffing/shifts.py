@@ -1,7 +1,8 @@
 """Shift optimisation: which shifts (start hour, length) and how many operators.
 
 An integer program over a cyclic week of ``P`` hours (168 for a week), solved
-with HiGHS through :func:`scipy.optimize.milp`.
+with HiGHS (``highspy``), warm-started from a fast heuristic plan
+(:mod:`rtcc_geo.staffing.fast`).
 
 Variables
     :math:`x_j \\in \\mathbb{Z}_{\\ge 0}` - operators working shift ``j`` (a start
@@ -41,21 +42,27 @@ Problems
     reported are the hours the coverage needs, and the rest of the budget is
     free for other work).
 
-The optimiser chooses the weekly pattern of shifts; assigning named people to
-it (days off, rotation, leave relief) is a rostering step left to the agency.
+The optimiser chooses the weekly pattern of shifts; :mod:`rtcc_geo.staffing.roster`
+turns it into weekly lines with days off within the agency's rules. Part-time
+shifts (``short_hours`` or less) can be capped at a share of the staff-hours
+(``max_short_share``).
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
 from scipy import sparse
-from scipy.optimize import Bounds, LinearConstraint, milp
+from scipy.optimize import LinearConstraint
 
-__all__ = ["ShiftPlan", "optimise_shifts", "shift_columns", "coverage_of", "DAYS"]
+from . import fast as _fast
+from .fast import highs_solve
+
+__all__ = ["DAYS", "ShiftPlan", "coverage_of", "optimise_shifts", "shift_columns"]
 
 DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 
@@ -99,7 +106,7 @@ class ShiftPlan:
             "objective": self.objective,
             "optimal": self.optimal,
             "status": self.status,
-            "mip_gap": float(self.mip_gap),
+            "mip_gap": float(self.mip_gap) if np.isfinite(self.mip_gap) else None,
             "coverage": round(float(self.coverage), 6),
             "staff_hours": float(self.staff_hours),
             "budget_hours": self.budget_hours,
@@ -159,6 +166,11 @@ def optimise_shifts(
     day_hours: int = 24,
     time_limit: float = 60.0,
     mip_rel_gap: float = 1e-6,
+    max_short_share: float | None = None,
+    short_hours: int = 4,
+    fast: bool = False,
+    fast_time: float = 0.15,
+    fast_gap: float = 0.005,
 ) -> ShiftPlan:
     """Solve one shift problem (see the module docstring for the maths).
 
@@ -177,7 +189,16 @@ def optimise_shifts(
     same_every_day : one daily pattern (the same shift starts and head counts
         every day, a roster-friendly plan): a column is then a start hour of
         the day and a length, worked on each of the ``P / day_hours`` days.
+    max_short_share, short_hours : shifts of ``short_hours`` or less (part-time
+        shifts) take at most this share of the staff-hours:
+        :math:`\\sum_{j: L_j \\le s} L_j x_j \\le m \\sum_j L_j x_j`.
+    fast : the page's mode: a greedy plan improved by local search, then HiGHS
+        warm-started from it for ``fast_time`` seconds (stopping at a
+        ``fast_gap`` relative gap); see :mod:`rtcc_geo.staffing.fast`. The
+        exact mode starts HiGHS from the same plan and runs to ``mip_rel_gap``
+        or ``time_limit``.
     """
+    t_start = time.perf_counter()
     r = np.asarray(required, dtype=float)
     if r.ndim != 1 or len(r) < 1 or np.any(r < 0) or not np.all(np.isfinite(r)):
         raise ValueError("required operators must be a 1-D array of finite values >= 0")
@@ -211,16 +232,33 @@ def optimise_shifts(
         gain = np.maximum(gain, 0.0)
     total = float(lam.sum())
 
-    def solve(c_obj, cons, integrality, lb, ub):
-        res = milp(c_obj, constraints=cons, integrality=integrality, bounds=Bounds(lb, ub),
-                   options={"time_limit": time_limit, "mip_rel_gap": mip_rel_gap, "disp": False})
-        return res
+    cum = _cum_matrix(r_eff, lam, gain)
+    short = None
+    share_kw: dict = {}
+    if max_short_share is not None and np.any(l_all <= short_hours):
+        if not 0.0 <= max_short_share <= 1.0:
+            raise ValueError("max_short_share is a share in [0, 1]")
+        short = l_all <= short_hours
+        share_kw = {"short": short, "share": float(max_short_share)}
+    deadline = min(0.3, 0.3 * time_limit) if fast else min(1.0, 0.1 * time_limit)
+    t_fast = time_limit if not fast else min(time_limit, fast_time)
+
+    def solve(c_obj, cons, integ, lb, ub, x0=None, tl=None, gap=None):
+        rows = [(c.A, c.lb, c.ub) for c in cons]
+        return highs_solve(c_obj, rows, integ, lb, ub, time_limit=t_fast if tl is None else tl,
+                           mip_rel_gap=gap if gap is not None else fast_gap if fast else mip_rel_gap, x0=x0)
 
     if budget_hours is None and min_coverage is None:
         # min staff-hours with every hour's requirement met
         lo = np.maximum(np.ceil(r_eff - 1e-9), floor)
         cons = [LinearConstraint(A, lo, np.inf)]
-        res = solve(hours_col, cons, np.ones(J), np.zeros(J), np.full(J, ub_x))
+        if short is not None:
+            cons.append(LinearConstraint(((short - max_short_share) * hours_col)[None, :], -np.inf, 0.0))
+        x0 = _fast.local_search(A, hours_col, _cover_cum(lo), _fast._cover_floor(A, hours_col, lo),
+                                target=float(_cover_cum(lo)[:, -1].sum()), floor=lo, deadline=deadline)
+        if short is not None and hours_col[short] @ x0[short] > max_short_share * (hours_col @ x0) + 1e-9:
+            x0 = None
+        res = solve(hours_col, cons, np.ones(J), np.zeros(J), np.full(J, ub_x), x0=x0)
         objective = "min_staff_hours"
         x = _int(res, J)
     else:
@@ -233,6 +271,9 @@ def optimise_shifts(
             integ = np.concatenate([np.ones(J), np.zeros(P)])
             ub = np.concatenate([np.full(J, ub_x), lam])
             cov_coef = np.ones(P)
+
+            def full(xj):
+                return np.concatenate([xj, _fast._cov(cum, np.asarray(A @ xj).ravel().astype(int))])
         else:
             # variables [x (J), y (P*K)], y[h, k] = "at least k+1 operators counted in hour h"
             K = gain.shape[1]
@@ -247,34 +288,82 @@ def optimise_shifts(
             integ = np.ones(J + nc)
             ub = np.concatenate([np.full(J, ub_x), np.ones(nc)])
             cov_coef = gain.ravel()
+
+            def full(xj):
+                n = np.minimum(np.asarray(A @ xj).ravel().astype(int), K)
+                return np.concatenate([xj, (np.arange(K)[None, :] < n[:, None]).astype(float).ravel()])
         if always_open:
             cons.append(LinearConstraint(sparse.hstack([A, sparse.csc_matrix((P, nc))], format="csc"), floor, np.inf))
         lb = np.zeros(J + nc)
+        if short is not None:
+            cons.append(LinearConstraint(np.concatenate([(short - max_short_share) * hours_col, np.zeros(nc)])[None, :],
+                                         -np.inf, 0.0))
         hours_row = np.concatenate([hours_col, np.zeros(nc)])
         cov_row = np.concatenate([np.zeros(J), cov_coef])
+        fl = floor if always_open else None
         if budget_hours is not None:
             if budget_hours < 0:
                 raise ValueError("budget_hours must be >= 0")
             objective = "max_coverage"
-            res1 = solve(-cov_row, cons + [LinearConstraint(hours_row[None, :], -np.inf, float(budget_hours))], integ, lb, ub)
-            if res1.x is None:
+            def start(kw):
+                x = _fast.greedy_budget(A, hours_col, cum, float(budget_hours), fl, **kw)
+                if hours_col @ x > budget_hours + 1e-9:  # the floor alone breaks the budget: infeasible
+                    return None
+                return _fast.local_search(A, hours_col, cum, x, budget=float(budget_hours), floor=fl,
+                                          deadline=deadline, **kw)
+
+            x0 = start(share_kw)
+            if short is not None and x0 is not None:
+                # the plan without part-time shifts is feasible too: the heuristic must not do worse
+                # with them than without them
+                xb = start({"short": short, "share": 0.0})
+                if xb is not None and _cov_total(cum, A, xb) > _cov_total(cum, A, x0) + 1e-9:
+                    x0 = xb
+            bcons = cons + [LinearConstraint(hours_row[None, :], -np.inf, float(budget_hours))]
+            res1 = solve(-cov_row, bcons, integ, lb, ub, x0=None if x0 is None else full(x0))
+            if res1["x"] is None:
                 return _infeasible(option, "max_coverage", res1, P, budget_hours)
-            best = -float(res1.fun)
+            best = -float(res1["fun"])
             res = res1
-            if res1.status == 0:
+            # a second, shift-free bound (fast mode: HiGHS may not finish its root LP in time)
+            env = _fast.envelope_bound(cum, float(budget_hours))
+            if env > 0:
+                # HiGHS bounds -coverage from below; -env is another such bound: keep the tighter
+                b = max(float(res1["bound"]) if np.isfinite(res1["bound"]) else -np.inf, -env)
+                res1 = dict(res1, bound=b, mip_gap=max(0.0, -b - best) / best if best > 0 else 0.0)
+            if fast:
+                xj = _fast.local_search(A, hours_col, cum, _int(res1, J), budget=float(budget_hours), floor=fl,
+                                        deadline=deadline / 2, **share_kw)
+                res = dict(res1, x=full(xj).astype(float))
+            elif res1["optimal"]:
                 # second stage: fewest hours reaching that coverage (tolerance for LP round-off);
                 # skipped when stage 1 stopped at the time limit (its best plan is returned as is)
                 need = best - 1e-7 * max(total, 1.0) - 1e-9
-                res2 = solve(hours_row, cons + [LinearConstraint(hours_row[None, :], -np.inf, float(budget_hours)),
-                                                LinearConstraint(cov_row[None, :], need, np.inf)], integ, lb, ub)
-                if res2.x is not None:
-                    res = res2
+                res2 = solve(hours_row, bcons + [LinearConstraint(cov_row[None, :], need, np.inf)], integ, lb, ub,
+                             x0=res1["x"])
+                if res2["x"] is not None:
+                    res = dict(res2, mip_gap=res1["mip_gap"], optimal=res1["optimal"] and res2["optimal"])
         else:
             if not 0.0 <= float(min_coverage) <= 1.0:
                 raise ValueError(f"min_coverage is a share in [0, 1] (got {min_coverage})")
             objective = "min_staff_hours"
-            cons.append(LinearConstraint(cov_row[None, :], float(min_coverage) * total * (1 - 1e-9), np.inf))
-            res = solve(hours_row, cons, integ, lb, ub)
+            need = float(min_coverage) * total * (1 - 1e-9)
+            cons.append(LinearConstraint(cov_row[None, :], need, np.inf))
+            def start_t(kw):
+                x = _fast.greedy_target(A, hours_col, cum, need, fl, **kw)
+                if _cov_total(cum, A, x) < need:
+                    return None
+                return _fast.local_search(A, hours_col, cum, x, target=need, floor=fl, deadline=deadline, **kw)
+
+            x0 = start_t(share_kw)
+            if short is not None:  # likewise: never worse than the plan without part-time shifts
+                xb = start_t({"short": short, "share": 0.0})
+                if xb is not None and (x0 is None or hours_col @ xb < hours_col @ x0):
+                    x0 = xb
+            # fast mode: the minimum-hours problem has a tight bound, so HiGHS may run until the
+            # plan is proven within 1.5 % (usually well under its 3 s cap)
+            res = solve(hours_row, cons, integ, lb, ub, x0=None if x0 is None else full(x0),
+                        tl=min(time_limit, 3.0) if fast else None, gap=0.015 if fast else None)
         x = _int(res, J)
     if x is None:
         return _infeasible(option, objective, res, P, budget_hours)
@@ -296,22 +385,43 @@ def optimise_shifts(
         covered=covered,
         coverage=float(covered.sum() / total) if total > 0 else 1.0,
         staff_hours=float((hours_col * x).sum()),
-        status=str(res.message),
-        optimal=bool(res.status == 0),
-        mip_gap=float(getattr(res, "mip_gap", 0.0) or 0.0),
+        status=res["status"],
+        optimal=bool(res["optimal"]),
+        mip_gap=float(res["mip_gap"]),
         budget_hours=budget_hours,
+        extra={"solver_seconds": round(time.perf_counter() - t_start, 3), "mode": "fast" if fast else "exact",
+               "bound": res["bound"] if np.isfinite(res.get("bound", np.nan)) else None},
     )
 
 
-def _int(res, J: int) -> np.ndarray | None:
-    if res.x is None:
+def _int(res: dict, J: int) -> np.ndarray | None:
+    if res["x"] is None:
         return None
-    return np.round(res.x[:J]).astype(int)
+    return np.round(res["x"][:J]).astype(int)
+
+
+def _cov_total(cum: np.ndarray, A, x: np.ndarray) -> float:
+    return float(_fast._cov(cum, np.asarray(A @ x).ravel().astype(int)).sum())
+
+
+def _cum_matrix(r_eff: np.ndarray, lam: np.ndarray, gain: np.ndarray | None) -> np.ndarray:
+    """(P, K+1) events covered with 0..K operators, for either coverage rule."""
+    if gain is not None:
+        return _fast.cumulative(gain)
+    K = int(np.ceil(np.max(r_eff, initial=0.0))) + 1
+    n = np.arange(K + 1)[None, :]
+    return lam[:, None] * np.minimum(1.0, n / np.maximum(r_eff, 1.0)[:, None])
+
+
+def _cover_cum(lo: np.ndarray) -> np.ndarray:
+    """Coverage table of a pure requirement: one unit per operator up to ``lo``."""
+    K = int(np.max(lo, initial=0.0)) + 1
+    return np.minimum(np.arange(K + 1)[None, :], np.asarray(lo, float)[:, None])
 
 
 def _infeasible(option, objective, res, P, budget) -> ShiftPlan:
     return ShiftPlan(option=option, objective=objective,
                      shifts=pd.DataFrame(columns=["start", "length", "count"]),
                      on_duty=np.zeros(P, int), covered=np.zeros(P), coverage=0.0, staff_hours=0.0,
-                     status=str(res.message), optimal=False, budget_hours=budget,
+                     status=res["status"], optimal=False, budget_hours=budget,
                      extra={"infeasible": True})

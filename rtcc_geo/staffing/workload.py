@@ -36,9 +36,9 @@ not weigh the same event twice (an incident that started as a call).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
 
 import numpy as np
 import pandas as pd
@@ -49,14 +49,14 @@ from ..schema import CATEGORIES
 
 __all__ = [
     "DEFAULT_WEIGHTS_FILE",
-    "load_weights",
-    "load_offense_weights",
-    "weighted_counts_from_incidents",
+    "HOURS_OF_WEEK",
     "WorkloadCurve",
     "complete_weeks",
-    "workload_from_counts",
+    "load_offense_weights",
+    "load_weights",
+    "weighted_counts_from_incidents",
     "workload_curve",
-    "HOURS_OF_WEEK",
+    "workload_from_counts",
 ]
 
 DEFAULT_WEIGHTS_FILE = DATA_DIR / "staffing" / "weights_default.toml"
@@ -347,8 +347,14 @@ def workload_curve(
     calls_q=None,
     calls_weights: Mapping[str, float] | str | Path | None = None,
     res: int = 9,
+    incidents: pd.DataFrame | None = None,
 ) -> WorkloadCurve:
     """The workload curve of the incidents matching ``q`` in ``store``.
+
+    ``incidents``: the query's incidents already read (columns ``occurred_from``,
+    ``occurred_to``, ``time_known``, ``category``, ``offense_raw``; every
+    category), e.g. kept by the planner page so that a change of weights does not
+    read the store again; they are weighted here (the incident path below).
 
     Uses ``store.counts(res, ("hour_of_week", "week", "category"), q)``, i.e.
     the store's own DST-correct local-time aggregation (time-unknown rows are
@@ -360,7 +366,12 @@ def workload_curve(
     w = load_weights(weights)
     ow = load_offense_weights(weights)
     start, end, tz = _local_bounds(store, q)
-    if ow:
+    if incidents is not None:
+        if tz is None:
+            raise ValueError("the store has no source: ingest incidents first")
+        inc = incidents if q.categories is None else incidents[incidents["category"].isin(q.categories)]
+        counts = weighted_counts_from_incidents(inc, tz, weights)
+    elif ow:
         # offense-level overrides need the offense text: read incidents (only the categories that
         # can weigh anything, i.e. weighted categories and every category when an override is > 0)
         cats = None if any(v > 0 for v in ow.values()) else tuple(k for k, v in w.items() if v > 0)
