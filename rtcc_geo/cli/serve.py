@@ -184,6 +184,9 @@ def serve_store(store, host: str = "127.0.0.1", port: int = 8050, source: str | 
         "preload_app": False, "when_ready": when_ready, "post_worker_init": post_worker_init,
         "worker_exit": worker_exit,
         "control_socket_disable": True,  # no admin socket in $HOME (gunicorn >= 25)
+        # gunicorn believes X-Forwarded-Proto from 127.0.0.1 by default, so any local process
+        # could mark a request https; only the app's --trust-proxy (one proxy, ProxyFix) decides.
+        "forwarded_allow_ips": "", "secure_scheme_headers": {},
     }
     try:
         _GunicornApp(build, options).run()

@@ -527,6 +527,11 @@ def feed_blueprint(service: FeedService, token=None, authorize=None, broker=None
         if label is None:
             return jsonify(error="missing or wrong bearer token (for this source)"), 401
         if (request.content_length or 0) > MAX_BODY_BYTES:
+            # Read (and drop) a moderately oversized body so the sender gets the 413 instead of
+            # a broken pipe; a huge one is cut off (the connection closes after the answer).
+            if request.content_length <= 4 * MAX_BODY_BYTES:
+                while request.stream.read(1 << 20):
+                    pass
             return jsonify(error=f"body larger than {MAX_BODY_BYTES // (1024 * 1024)} MB: "
                                  "send fewer incidents per request"), 413
         body = request.stream.read(MAX_BODY_BYTES + 1)
