@@ -23,7 +23,6 @@ import re
 import shutil
 import tempfile
 import zoneinfo
-from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 

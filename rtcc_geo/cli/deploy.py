@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .common import UserError, add_json_arg, add_store_args, emit_json, store_from_args
+from .common import (UserError, add_json_arg, add_store_args, default_source, emit_json, scope_from_args, split_values,
+                     store_from_args)
 
 
 def register(subparsers) -> None:
@@ -28,7 +29,9 @@ def register(subparsers) -> None:
         ),
     )
     add_store_args(p)
-    p.add_argument("--source", default="philadelphia", help="agency/source in the store (default philadelphia)")
+    p.add_argument("--source", default=None, help="agency/source in the store (default: the store's only source)")
+    p.add_argument("--train-from", metavar="DATE", default=None,
+                   help="first local day the forecast learns from (default: the first incident)")
     p.add_argument("--shift-start", required=True, help="shift start, local time, e.g. '2024-07-20 16:00'")
     p.add_argument("--shift-hours", type=float, default=8.0, help="shift length in hours (default 8)")
     p.add_argument("--units", type=int, default=8, help="number of patrol units (default 8)")
@@ -61,9 +64,8 @@ def register(subparsers) -> None:
 
 
 def _deploy(args: argparse.Namespace) -> int:
-    from ..config import load_agency
     from ..deploy.api import plan_from_store
-    from ..deploy.areas import district_cells, place_cells
+    from ..deploy.areas import place_cells
     from ..forecast.data import TARGETS
 
     if args.category not in TARGETS:
@@ -75,12 +77,16 @@ def _deploy(args: argparse.Namespace) -> int:
     except ValueError as e:
         raise UserError(f"bad --shift-start: {e}") from None
     t1 = t0 + pd.Timedelta(hours=args.shift_hours)
+    store = store_from_args(args)
+    args.source = default_source(store, args.source)
     eligible = None
     if args.district:
-        try:
-            eligible = district_cells(load_agency(args.source), args.district, args.res)
-        except (ValueError, FileNotFoundError) as e:
-            raise UserError(str(e)) from None
+        # The districts' polygons from the stored agency (one name normalisation + aliases).
+        from ..grid import cover
+        from ..store.base import Query
+
+        sc = scope_from_args(args, store, Query(source=args.source, districts=split_values(args.district)))
+        eligible = cover(sc.boundary(), args.res)
     excluded: set[int] = set()
     for f in args.exclude or []:
         if not Path(f).exists():
@@ -98,10 +104,10 @@ def _deploy(args: argparse.Namespace) -> int:
             history["cell"] = history["cell_hex"].map(lambda s: int(str(s), 16))
         if not {"date", "cell"} <= set(history.columns):
             raise UserError("--history needs columns date and cell (or cell_hex), e.g. a previous --out-csv")
-    store = store_from_args(args)
     try:
         plan = plan_from_store(store, args.source, t0, args.shift_hours, args.units, category=args.category,
-                               model=args.model, res=args.res, areas_per_unit=args.areas_per_unit,
+                               model=args.model, res=args.res, train_from=args.train_from,
+                               areas_per_unit=args.areas_per_unit,
                                radius=args.radius, spacing_cells=args.spacing, spacing_m=args.spacing_m,
                                eligible=eligible, excluded=excluded, history=history,
                                max_consecutive_days=args.max_consecutive_days or None, seed=args.seed)

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from .common import UserError, add_json_arg, add_store_args, emit_json, progress_enabled, store_from_args
+from .common import (UserError, add_json_arg, add_store_args, default_source, emit_json, progress_enabled,
+                     store_from_args)
 
 MODELS = ("naive", "prospective", "stkde", "sepp", "learned", "ensemble")
 
@@ -29,7 +30,10 @@ def register(subparsers) -> None:
 
     def common(sp):
         add_store_args(sp)
-        sp.add_argument("--source", default="philadelphia", help="agency/source in the store (default: philadelphia)")
+        sp.add_argument("--source", default=None, help="agency/source in the store (default: the store's only source)")
+        sp.add_argument("--train-from", metavar="DATE", default=None,
+                        help="first local day the models learn from (default: the first incident; required when "
+                             "a few incidents are dated years before the rest)")
         sp.add_argument("--category", default="all",
                         help="forecast target: all, all_but_enforcement, violent_ucr (UCR 100-499), "
                              "theft_from_vehicle, or a category (burglary, robbery, vehicle, ...). Default: all")
@@ -88,8 +92,9 @@ def _counts(args, end):
     except ValueError as e:
         raise UserError(str(e)) from None
     store = store_from_args(args)
+    args.source = default_source(store, args.source)
     try:
-        c = counts_from_store(store, args.source, args.category, end=end, res=args.res)
+        c = counts_from_store(store, args.source, args.category, start=args.train_from, end=end, res=args.res)
     except ValueError as e:
         raise UserError(str(e)) from None
     if len(c.hours) == 0:

@@ -7,7 +7,8 @@ import sys
 import time
 import warnings
 
-from .common import UserError, add_filter_args, add_json_arg, add_store_args, emit_json, query_from_args, store_from_args
+from .common import (UserError, add_filter_args, add_json_arg, add_store_args, add_study_area_arg, emit_json,
+                     query_from_args, scope_from_args, store_from_args)
 
 EPILOG = """\
 examples:
@@ -62,8 +63,9 @@ def register(subparsers) -> None:
     s.add_argument("--alpha", type=float, default=0.05, help="FDR level for LISA clusters (default 0.05)")
     s.add_argument("--no-fdr", action="store_true", help="bins/clusters from raw p-values (not recommended)")
     s.add_argument("--boundary", metavar="FILE", default=None,
-                   help="study-area polygon file (default: the agency's boundary, or the --district polygons); "
-                        "'incidents' = only cells with incidents (biased, not recommended)")
+                   help="study-area polygon file (default: the stored agency's boundary, or the --district "
+                        "polygons); 'incidents' = the same as --study-area incidents")
+    add_study_area_arg(s)
     k = p.add_argument_group("kernel density")
     k.add_argument("--kernel", choices=("quartic", "gaussian"), default="quartic", help="KDE kernel (default quartic)")
     k.add_argument("--bandwidth-m", type=float, default=None, metavar="M",
@@ -96,29 +98,35 @@ def run(args) -> int:
         store.close()
         raise UserError(f"no incidents for {where}{store!r}: load some first, e.g. "
                         "'rtcc-geo ingest --format philadelphia FILES' (same --db/--store), or 'rtcc-geo demo'")
-    boundary = args.boundary or "auto"
+    if args.boundary == "incidents":
+        args.study_area = "incidents"
     out: dict = {}
     try:
+        # One Scope: source, agency, study area and district names resolved once.
+        scope = store if args.boundary not in (None, "incidents") else scope_from_args(args, store, q)
+        boundary = args.boundary if args.boundary not in (None, "incidents") else None
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             k = args.k
             if args.optimize and args.band_m is None and args.method != "kde":
-                sc = hs.optimize_scale(store, q, res=args.res, boundary=boundary)
+                sc = hs.optimize_scale(scope, q, res=args.res, boundary=boundary)
                 k = sc.k
                 out["scale"] = {"k": sc.k, "res": sc.res, "rule": sc.rule, "reason": sc.reason,
                                 "table": sc.table.to_dict(orient="records")}
-            gdf = hs.hotspots(store, args.method, args.res, q, boundary=boundary, k=k, band_m=args.band_m,
+            gdf = hs.hotspots(scope, args.method, args.res, q, boundary=boundary, k=k, band_m=args.band_m,
                               permutations=args.permutations, seed=args.seed, alternative=args.alternative,
                               alpha=args.alpha, inference=args.inference, fdr=not args.no_fdr,
                               kernel=args.kernel, bandwidth_m=args.bandwidth_m)
             if args.concentration:
-                rep = hs.concentration_report(store, args.res, q, boundary=boundary)
+                rep = hs.concentration_report(scope, args.res, q, boundary=boundary)
                 out["concentration"] = {u: c.summary() for u, c in rep.items()}
     except ValueError as e:
         raise UserError(str(e)) from None
     finally:
         store.close()
     out = {**hs.summary(gdf), **out}
+    if args.boundary in (None, "incidents"):
+        out["scope"] = scope.describe()
     out["warnings"] = [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
     if args.out:
         out["out"] = str(hs.export(gdf, args.out))
@@ -133,6 +141,8 @@ def run(args) -> int:
 def _print_summary(out: dict, args) -> None:
     w = sys.stdout.write
     w(f"{out['method']} on H3 res {out['res']}: {out['n_cells']:,} cells, {out['n_incidents']:,} incidents\n")
+    if out.get("study_area"):
+        w(f"study area: {out['study_area']}\n")
     if "scale" in out:
         w(f"scale: {out['scale']['reason']}\n")
     if "bins" in out:

@@ -13,9 +13,9 @@ from .areas import hotspot_bins
 from .plan import Plan, plan_shift
 
 
-def plan_from_store(store, source: str, shift_start, shift_hours: float = 8.0, units: int = 8, *,
+def plan_from_store(store, source: str | None, shift_start, shift_hours: float = 8.0, units: int = 8, *,
                     category: str = "all_but_enforcement", model: str = "ensemble", res: int = 10,
-                    **plan_kw) -> Plan:
+                    train_from=None, **plan_kw) -> Plan:
     """Forecast the shift with ``model`` on ``category`` (default: everything but the
     enforcement-driven categories) from the incidents before it, and plan ``units``
     patrols with :func:`~rtcc_geo.deploy.plan.plan_shift`.
@@ -24,8 +24,13 @@ def plan_from_store(store, source: str, shift_start, shift_hours: float = 8.0, u
     and 28 days, and its Gi* bin over those 28 days. ``plan_kw`` goes to
     :func:`plan_shift` (``areas_per_unit``, ``radius``, ``spacing_cells`` /
     ``spacing_m``, ``eligible``, ``excluded``, ``history``,
-    ``max_consecutive_days``, ``seed``).
+    ``max_consecutive_days``, ``seed``). ``store`` may be a
+    :class:`~rtcc_geo.scope.Scope` (``source`` None = the scope's).
     """
+    from ..scope import Scope
+
+    if isinstance(store, Scope):
+        source = source or store.source
     from ..forecast.backtest import default_models
     from ..forecast.data import TARGETS
     from ..forecast.io import counts_from_store
@@ -36,7 +41,7 @@ def plan_from_store(store, source: str, shift_start, shift_hours: float = 8.0, u
         raise ValueError("units and shift_hours must be positive")
     t0 = pd.Timestamp(shift_start)
     t1 = t0 + pd.Timedelta(hours=shift_hours)
-    c = counts_from_store(store, source, category, end=t1, res=res)
+    c = counts_from_store(store, source, category, start=train_from, end=t1, res=res)
     if len(c.hours) == 0:
         raise ValueError(f"no {category} incidents for {source} before {t0}: ingest data first")
     models = default_models(f"{max(1, int(round(shift_hours / 24)))}d")

@@ -256,6 +256,10 @@ def plan(
         flagged ``optimal=False`` with its ``mip_gap`` (very flat or heavily
         understaffed weeks have many near-equal plans and can take long to prove).
     """
+    from ..scope import Scope
+
+    if isinstance(store, Scope):  # one Scope: its store and query
+        store, q = store.store, q if q is not None else store.query
     curve = workload_curve(store, q, weights, month=month, band=band, calls_q=calls_q, calls_weights=calls_weights)
     ev = None
     if event is not None:
