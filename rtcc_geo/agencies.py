@@ -154,7 +154,10 @@ def _settings(a: Agency) -> dict:
                                               "taxonomy_file": a.taxonomy_file}}
 
 
-def _from_parts(name: str, tz: str, settings: dict, boundary, districts, layers: dict, taxonomy: str | None) -> Agency:
+def _from_parts(name: str, tz: str, settings: dict, boundary, districts, layers: dict, taxonomy: str | None,
+                files: dict) -> Agency:
+    """The stored agency; ``files`` = the stored geometry as files (``boundary_file``,
+    ``districts_file``) for readers that take a path (ingest validation)."""
     return Agency(name=name, timezone=tz, boundary_buffer_m=float(settings.get("boundary_buffer_m", 250.0)),
                   resolutions=tuple(settings.get("resolutions") or DEFAULT_RESOLUTIONS),
                   bbox=tuple(settings["bbox"]) if settings.get("bbox") else None,
@@ -162,12 +165,12 @@ def _from_parts(name: str, tz: str, settings: dict, boundary, districts, layers:
                   origin="store", boundary_geom=boundary, districts_gdf=districts, layers=layers,
                   taxonomy_csv=taxonomy, districts_field="district" if districts is not None else None,
                   district_label_field="label" if districts is not None else None,
-                  basemaps=tuple(sorted(layers)), **{k: (settings.get("origin") or {}).get(k)
-                                                     for k in ("boundary_file", "districts_file", "taxonomy_file")})
+                  basemaps=tuple(sorted(layers)), taxonomy_file=(settings.get("origin") or {}).get("taxonomy_file"),
+                  **files)
 
 
 def put_agency(store, a: Agency) -> None:
-    """Store (or replace) agency ``a`` and register its source's time zone."""
+    """Store (or replace) agency ``a`` (its source is registered by the first ingest)."""
     check_name(a.name)
     _check_tz(a.timezone)
     if a.boundary_geom is None:
@@ -176,7 +179,6 @@ def put_agency(store, a: Agency) -> None:
         _pg_put(store, a)
     else:
         _emb_put(store, a)
-    store.register_source(a.name, a.timezone)
 
 
 def get_agency(store, name: str) -> Agency | None:
@@ -231,8 +233,7 @@ def describe(a: Agency) -> dict:
             "resolutions": list(a.resolutions), "bbox": list(a.bbox) if a.bbox else None,
             "taxonomy_rows": (len(a.taxonomy_csv.strip().splitlines()) - 1) if a.taxonomy_csv else 0,
             "base_layers": {k: int(len(v)) for k, v in (a.layers or {}).items()},
-            "files": {"boundary_file": a.boundary_file, "districts_file": a.districts_file,
-                      "taxonomy_file": a.taxonomy_file}}
+            "taxonomy_file": a.taxonomy_file}
 
 
 def _area_km2(geom) -> float:
@@ -294,7 +295,9 @@ def _emb_get(store, name: str) -> Agency | None:
         dist["label"] = dist["label"].astype(str)
     layers = {f.stem: gpd.read_file(f) for f in sorted((p / "layers").glob("*.geojson"))} if (p / "layers").is_dir() else {}
     tax = (p / "taxonomy.csv").read_text(encoding="utf-8") if (p / "taxonomy.csv").exists() else None
-    return _from_parts(m["name"], m["timezone"], m.get("settings", {}), bnd, dist, layers, tax)
+    files = {"boundary_file": str(p / "boundary.geojson"),
+             "districts_file": str(p / "districts.geojson") if dist is not None else None}
+    return _from_parts(m["name"], m["timezone"], m.get("settings", {}), bnd, dist, layers, tax, files)
 
 
 # --------------------------------------------------------------------------
@@ -350,6 +353,44 @@ def _pg_get(store, name: str) -> Agency | None:
             layers.setdefault(x[1], []).append((x[4] or {}, g))
     layers = {k: gpd.GeoDataFrame(pd.DataFrame([p for p, _ in v]), geometry=[g for _, g in v], crs="EPSG:4326")
               for k, v in layers.items()}
-    return _from_parts(name, tz, settings, bnd, dist, layers, tax)
+    files = {"boundary_file": _cached_geojson(gpd.GeoDataFrame(geometry=[bnd], crs="EPSG:4326")),
+             "districts_file": _cached_geojson(dist) if dist is not None else None}
+    return _from_parts(name, tz, settings, bnd, dist, layers, tax, files)
 
 
+def _cached_geojson(gdf) -> str:
+    """The stored geometry as a GeoJSON file named by its content hash (for readers
+    that take a path; PostGIS stays the source of truth)."""
+    import hashlib
+
+    text = gdf.to_json()
+    d = Path(os.environ.get("XDG_CACHE_HOME", str(Path.home() / ".cache"))) / "rtcc_geo" / "agency"
+    p = d / f"{hashlib.sha256(text.encode()).hexdigest()[:24]}.geojson"
+    if not p.exists():
+        d.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=d, suffix=".tmp")
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, p)
+    return str(p)
+
+
+
+
+def agency_for_ingest(store, name: str, fmt: str, mapping=None, near: Sequence[Path] = ()) -> Agency:
+    """The stored agency ``name``; on first ingest of a known format its preset is
+    copied into the store. An unknown source with no stored agency is an error
+    naming the command to run."""
+    a = get_agency(store, name)
+    if a is not None:
+        if mapping is not None and getattr(mapping, "timezone", None) and mapping.timezone != a.timezone:
+            raise ValueError(f"the mapping says time zone {mapping.timezone} but the stored agency {name} has "
+                             f"{a.timezone}; fix one of them")
+        return a
+    if (presets_dir() / f"{name}.toml").exists():
+        return add_preset(store, name, near)
+    if mapping is not None and getattr(mapping, "agency", None):
+        return mapping.load_agency()  # the mapping names an agency TOML file of its own
+    raise ValueError(f"no agency {name!r} in the store and no preset of that name: first run "
+                     f"`rtcc-geo agency add {name} --boundary FILE --timezone TZ` (same --db/--store), "
+                     f"then ingest again")

@@ -66,11 +66,17 @@ COUNTS = Layer("counts", "Incident counts", cell_counts, unit="incidents")
 
 
 def _study_boundary(ctx: AppContext, f: Filters):
-    """The study area: the selected districts' polygons, else the whole boundary."""
-    if f.districts and ctx.districts is not None:
-        sel = ctx.districts[ctx.districts["district"].isin(list(f.districts))]
-        if len(sel):
-            return sel.union_all()
+    """The study area: the selected districts' polygons (through the stored agency's
+    aliases; a district with no polygon is an error, never the whole city), else the boundary."""
+    if f.districts and ctx.agency is not None:
+        return ctx.scope(f).boundary()
+    if f.districts:
+        sel = None if ctx.districts is None else ctx.districts[ctx.districts["district"].isin(list(f.districts))]
+        if sel is None or len(sel) == 0:
+            from rtcc_geo.scope import ScopeError
+
+            raise ScopeError(f"district filter {list(f.districts)} cannot be honoured: no district polygons match")
+        return sel.union_all()
     return ctx.boundary
 
 

@@ -104,9 +104,17 @@ class IngestSummary:
                 "files": [f.as_dict() for f in self.files]}
 
 
-def resolve_agency(fmt: str, agency: Agency | str | Path | None, mapping: Mapping | None) -> Agency:
+def resolve_agency(fmt: str, agency: Agency | str | Path | None, mapping: Mapping | None,
+                   store: Store | None = None, near: list[Path] | None = None) -> Agency:
+    """The agency an ingest validates against: the one stored for the source
+    (a known format's preset is copied in on first ingest), else a TOML given."""
     if isinstance(agency, Agency):
         return agency
+    if store is not None and not (agency is not None and Path(str(agency)).suffix):
+        from ..agencies import agency_for_ingest
+
+        return agency_for_ingest(store, agency or (mapping.source if fmt == "generic" and mapping else fmt),
+                                 fmt, mapping, near or [])
     if agency is not None:
         return load_agency(agency)
     if fmt == "generic":
@@ -132,7 +140,7 @@ def ingest_files(fmt: str, files: Iterable[str | Path], store: Store, agency: Ag
         mapping = load_mapping(mapping)
     if fmt == "generic" and mapping is None:
         raise ValueError("--format generic needs --mapping FILE (see data/mappings/ for examples)")
-    ag = resolve_agency(fmt, agency, mapping)
+    ag = resolve_agency(fmt, agency, mapping, store, files)
     source = mapping.source if fmt == "generic" else fmt
     area = agency_area(ag, near=files)
     store.register_source(source, ag.timezone)
