@@ -19,6 +19,7 @@ from rtcc_geo.hotspots import (
     GiStar, LocalMoran, concentration_report, export, hotspots, kde_cells, kring_weights,
 )
 from rtcc_geo.hotspots.concentration import top_share
+from rtcc_geo.hotspots.permutation import mc_se
 from rtcc_geo.store.base import Query
 
 import esda  # noqa: E402  (a test extra: missing it must fail, not skip)
@@ -58,7 +59,7 @@ def _mc_tol(p_a, p_b, P, sd=5.0):
     """Allowed |p_a - p_b| between two independent P-permutation estimates:
     ``sd`` binomial standard errors of a difference, plus two counts of slack."""
     p = np.clip((p_a + p_b) / 2, 1 / (P + 1), 1)
-    return sd * np.sqrt(2 * p * (1 - p) / P) + 2 / (P + 1)
+    return sd * np.sqrt(2) * mc_se(p, P, "folded") + 2 / (P + 1)  # folded is one-tailed: p(1-p)/P
 
 
 def test_acceptance1_gistar_equals_esda(res9):

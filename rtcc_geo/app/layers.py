@@ -92,7 +92,11 @@ def gistar(ctx: AppContext, f: Filters) -> pd.DataFrame:
     q = f.query(ctx.source, ctx.categories)
     if ctx.store.count(q) == 0:
         return _aligned(ctx, f, np.array([], np.int64), np.array([]), fill=np.nan)
-    gdf = hotspots(ctx.store, "gistar", f.res, q, boundary=_study_boundary(ctx, f), permutations=0)
+    from rtcc_geo import defaults
+
+    # The CLI's defaults (rtcc_geo.defaults): same inference, so the same bins.
+    gdf = hotspots(ctx.store, "gistar", f.res, q, boundary=_study_boundary(ctx, f),
+                   **defaults.gistar_kwargs(interactive=True))
     return _from_table(ctx, f, pd.DataFrame(gdf.drop(columns="geometry")), "bin")
 
 

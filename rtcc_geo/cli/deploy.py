@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .. import defaults as D
 from .common import (UserError, add_json_arg, add_store_args, default_source, emit_json, scope_from_args, split_values,
                      store_from_args)
 
@@ -33,8 +34,8 @@ def register(subparsers) -> None:
     p.add_argument("--train-from", metavar="DATE", default=None,
                    help="first local day the forecast learns from (default: the first incident)")
     p.add_argument("--shift-start", required=True, help="shift start, local time, e.g. '2024-07-20 16:00'")
-    p.add_argument("--shift-hours", type=float, default=8.0, help="shift length in hours (default 8)")
-    p.add_argument("--units", type=int, default=8, help="number of patrol units (default 8)")
+    p.add_argument("--shift-hours", type=float, default=D.DEPLOY_SHIFT_HOURS, help="shift length in hours (default 8)")
+    p.add_argument("--units", type=int, default=D.DEPLOY_UNITS, help="number of patrol units (default 8)")
     p.add_argument("--areas-per-unit", type=int, default=1, help="patrol areas each unit rotates through (default 1)")
     p.add_argument("--radius", type=int, default=1,
                    help="patrol area = centre cell + this many H3 rings (default 1: 7 cells, ~0.1 km² at res 10)")
@@ -50,11 +51,11 @@ def register(subparsers) -> None:
                    help="past plans (columns date, cell or cell_hex) for the consecutive-day cap")
     p.add_argument("--max-consecutive-days", type=int, default=3,
                    help="rest a cell dosed this many days in a row (default 3; 0 = no cap)")
-    p.add_argument("--category", default="all_but_enforcement",
+    p.add_argument("--category", default=D.DEPLOY_TARGET,
                    help="forecast target (default all_but_enforcement; see 'rtcc-geo forecast --help')")
-    p.add_argument("--model", default="ensemble",
+    p.add_argument("--model", default=D.DEPLOY_MODEL,
                    choices=("naive", "prospective", "stkde", "sepp", "learned", "ensemble"))
-    p.add_argument("--res", type=int, default=10, help="H3 resolution (default 10)")
+    p.add_argument("--res", type=int, default=D.DEPLOY_RES, help="H3 resolution (default 10)")
     p.add_argument("--seed", type=int, default=0, help="seed of the randomised schedule (default 0)")
     p.add_argument("--out-csv", metavar="FILE", help="write the plan's cells (with reasons) as CSV; "
                    "the visit schedule goes beside it as FILE stem + '_schedule.csv'")

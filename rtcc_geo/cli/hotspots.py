@@ -7,6 +7,7 @@ import sys
 import time
 import warnings
 
+from .. import defaults as D
 from .common import (UserError, add_filter_args, add_json_arg, add_store_args, add_study_area_arg, emit_json,
                      query_from_args, scope_from_args, store_from_args)
 
@@ -39,28 +40,29 @@ def register(subparsers) -> None:
     add_store_args(p)
     p.add_argument("--method", choices=("gistar", "lisa", "kde"), default="gistar",
                    help="statistic (default: gistar)")
-    p.add_argument("--res", type=int, default=9, metavar="N",
+    p.add_argument("--res", type=int, default=D.RES, metavar="N",
                    help="H3 resolution, 7..10 (default 9, cells of about 0.1 km2)")
     add_filter_args(p, district_help="district(s) as published (repeat or comma-separate); "
                                      "the study area becomes those districts")
     s = p.add_argument_group("neighbourhood and inference")
-    s.add_argument("--k", type=int, default=1, help="k-ring neighbourhood size (default 1: the 6 touching cells)")
+    s.add_argument("--k", type=int, default=D.K_RING, help="k-ring neighbourhood size (default 1: the 6 touching cells)")
     s.add_argument("--band-m", type=float, default=None, metavar="M",
                    help="distance-band neighbourhood in metres instead of k-rings")
     s.add_argument("--optimize", action="store_true",
                    help="choose k by incremental spatial autocorrelation (first peak of global Moran's z)")
-    s.add_argument("--permutations", type=int, default=999,
-                   help="conditional permutations for pseudo p-values (default 999; 0 = analytic only)")
-    s.add_argument("--seed", type=int, default=0, help="seed of the permutations (default 0)")
-    s.add_argument("--alternative", default="two-sided",
+    s.add_argument("--permutations", type=int, default=D.PERMUTATIONS,
+                   help=f"conditional permutations for pseudo p-values (default {D.PERMUTATIONS}; 0 = none)")
+    s.add_argument("--seed", type=int, default=D.SEED, help=f"seed of the permutations (default {D.SEED})")
+    s.add_argument("--alternative", default=D.ALTERNATIVE,
                    choices=("two-sided", "folded", "directed", "greater", "lesser", "esda-two-sided", "esda-folded"),
                    help="permutation p-value rule: two-sided (default, twice the smaller tail); folded "
                         "(= directed, esda's classic p_sim, one-tailed in the data's direction); greater/lesser; "
                         "esda-two-sided/esda-folded (esda.significance's rules, for comparison)")
-    s.add_argument("--inference", default="auto", choices=("auto", "sim", "norm"),
-                   help="p-values feeding FDR and bins: permutation (sim), analytic normal (norm; ArcGIS), "
-                        "auto = sim when --permutations > 0")
-    s.add_argument("--alpha", type=float, default=0.05, help="FDR level for LISA clusters (default 0.05)")
+    s.add_argument("--inference", default=D.INFERENCE, choices=("auto", "sim", "norm"),
+                   help=f"p-values feeding FDR and bins: analytic normal (norm; ArcGIS), permutation (sim; "
+                        f"warns when the 99 %% bin is out of reach), auto = sim when --permutations > 0 "
+                        f"(default {D.INFERENCE}, the map's too)")
+    s.add_argument("--alpha", type=float, default=D.ALPHA, help="FDR level for LISA clusters (default 0.05)")
     s.add_argument("--no-fdr", action="store_true", help="bins/clusters from raw p-values (not recommended)")
     s.add_argument("--boundary", metavar="FILE", default=None,
                    help="study-area polygon file (default: the stored agency's boundary, or the --district "

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import pandas as pd
 
+from .. import defaults as D
 from .areas import hotspot_bins
 from .plan import Plan, plan_shift
 
 
-def plan_from_store(store, source: str | None, shift_start, shift_hours: float = 8.0, units: int = 8, *,
-                    category: str = "all_but_enforcement", model: str = "ensemble", res: int = 10,
+def plan_from_store(store, source: str | None, shift_start, shift_hours: float = D.DEPLOY_SHIFT_HOURS,
+                    units: int = D.DEPLOY_UNITS, *, category: str = D.DEPLOY_TARGET, model: str = D.DEPLOY_MODEL,
+                    res: int = D.DEPLOY_RES,
                     train_from=None, **plan_kw) -> Plan:
     """Forecast the shift with ``model`` on ``category`` (default: everything but the
     enforcement-driven categories) from the incidents before it, and plan ``units``

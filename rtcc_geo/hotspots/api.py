@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .. import defaults as D
 from .. import grid
 from ..store.base import Query, Store
 from .concentration import Concentration, concentration
@@ -144,14 +145,14 @@ def hotspots_from_counts(
     res: int,
     method: str = "gistar",
     boundary=None,
-    k: int = 1,
+    k: int = D.K_RING,
     band_m: float | None = None,
-    permutations: int = 999,
-    seed: int | None = 0,
-    alternative: str = "two-sided",
-    alpha: float = 0.05,
-    inference: str = "auto",
-    fdr: bool = True,
+    permutations: int = D.PERMUTATIONS,
+    seed: int | None = D.SEED,
+    alternative: str = D.ALTERNATIVE,
+    alpha: float = D.ALPHA,
+    inference: str = D.INFERENCE,
+    fdr: bool = D.FDR,
 ):
     """Gi* or Local Moran on a cell→count series over the study area.
 
@@ -188,8 +189,11 @@ def hotspots_from_counts(
         "p_sim": p_sim,
         "p_fdr": p_fdr,
     })
+    reach = D.bin_reach(permutations, len(cells), inference, alternative, fdr)
     if method == "gistar":
         df["bin"] = confidence_bins(z, p_used, fdr=fdr)
+        if reach["message"] and not (np.abs(df["bin"].to_numpy()) == 3).any():
+            warnings.warn(f"no cell can reach the 99 % bin: {reach['message']}", UserWarning, stacklevel=3)
     else:
         df["q"] = st.q
         df["cluster"] = np.where(p_fdr <= alpha, st.labels, "ns")
@@ -199,7 +203,7 @@ def hotspots_from_counts(
         "method": method, "res": int(res), "k": None if band_m else int(k), "band_m": band_m,
         "n_cells": int(len(cells)), "n_incidents": int(y.sum()), "permutations": int(permutations),
         "seed": seed, "alternative": alternative, "inference": inference, "fdr": fdr, "alpha": alpha,
-        "islands": int(len(w.islands)),
+        "islands": int(len(w.islands)), "reach_99": reach,
     }
     return gdf
 
@@ -210,17 +214,17 @@ def hotspots_from_counts(
 def hotspots(
     store: Store,
     method: str = "gistar",
-    res: int = 9,
+    res: int = D.RES,
     q: Query = Query(),
     boundary: Any = None,
-    k: int = 1,
+    k: int = D.K_RING,
     band_m: float | None = None,
-    permutations: int = 999,
-    seed: int | None = 0,
-    alternative: str = "two-sided",
-    alpha: float = 0.05,
-    inference: str = "auto",
-    fdr: bool = True,
+    permutations: int = D.PERMUTATIONS,
+    seed: int | None = D.SEED,
+    alternative: str = D.ALTERNATIVE,
+    alpha: float = D.ALPHA,
+    inference: str = D.INFERENCE,
+    fdr: bool = D.FDR,
     kernel: str = "quartic",
     bandwidth_m: float | None = None,
 ):
@@ -245,8 +249,10 @@ def hotspots(
         (esda's classic p_sim; alias ``directed``), ``greater``, ``lesser``,
         ``esda-two-sided``, ``esda-folded`` (see :mod:`~rtcc_geo.hotspots.permutation`).
     alpha : FDR level for LISA ``cluster`` labels.
-    inference : ``"sim"`` (permutation p), ``"norm"`` (analytic p) or
-        ``"auto"`` (sim when permutations > 0) — which p feeds FDR / bins.
+    inference : ``"norm"`` (analytic p, the default: see :mod:`rtcc_geo.defaults`),
+        ``"sim"`` (permutation p) or ``"auto"`` (sim when permutations > 0) —
+        which p feeds FDR / bins. A permutation run that cannot reach the 99 %
+        bin warns (:func:`rtcc_geo.defaults.bin_reach`).
     fdr : apply Benjamini–Hochberg (default, as ArcGIS's FDR option).
     kernel, bandwidth_m : KDE kernel (``quartic``/``gaussian``) and bandwidth (m; default rule).
 
