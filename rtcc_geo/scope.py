@@ -184,8 +184,9 @@ def resolve_districts(store: Store, source: str, agency: Agency | None, wanted, 
                          f"{sorted(agency.districts()['label'])}{hint}")
     keys = tuple(dict.fromkeys(keys))
     spelled = tuple(n for n in data_names if look.get(norm_district(n)) in keys)
-    # A district with no incident yet is still a valid (empty) filter: keep its own names.
-    spelled = tuple(dict.fromkeys(spelled + tuple(w for w in wanted if w not in spelled)))
+    # A district with no incident yet is still a valid (empty) filter: keep the name asked for.
+    have = {look.get(norm_district(n)) for n in spelled}
+    spelled = tuple(dict.fromkeys(spelled + tuple(w for w in wanted if look[norm_district(w)] not in have)))
     return keys, spelled
 
 

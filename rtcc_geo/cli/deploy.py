@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from .. import defaults as D
@@ -116,18 +115,16 @@ def _deploy(args: argparse.Namespace) -> int:
         raise UserError(str(e)) from None
     cells = plan.cells.assign(date=t0.normalize().date().isoformat())
     if args.out_csv:
-        cells.to_csv(args.out_csv, index=False)
+        from ..export import write_cells
+
+        write_cells(cells, args.out_csv)
         p = Path(args.out_csv)
         plan.schedule.assign(area_hex=plan.schedule["area"].map(lambda a: f"{a:x}")).to_csv(
             p.with_name(p.stem + "_schedule.csv"), index=False)
     if args.out_geojson:
-        from ..grid import cells_to_geodataframe
+        from ..export import write_cells
 
-        g = cells_to_geodataframe(cells["cell"].to_numpy(), cells.drop(columns=["cell"]))
-        for col in ("cell", "centre"):
-            g[col] = g[col].astype("int64").astype(str)
-        g["hotspot_bin"] = g["hotspot_bin"].astype("float")
-        g.to_file(args.out_geojson, driver="GeoJSON")
+        write_cells(cells.assign(hotspot_bin=cells["hotspot_bin"].astype("float")), args.out_geojson)
     if args.json:
         emit_json({
             "shift_start": str(t0), "shift_end": str(t1), "units": args.units, "status": plan.status,

@@ -183,14 +183,9 @@ def _frame(fc: pd.Series) -> pd.DataFrame:
 
 
 def _write(df: pd.DataFrame, path: str) -> None:
-    p = Path(path)
-    if p.suffix.lower() in (".geojson", ".json"):
-        from ..grid import cells_to_geodataframe
+    from ..export import write_cells
 
-        g = cells_to_geodataframe(df["cell"].to_numpy(), df.drop(columns=["cell"]))
-        g["cell"] = g["cell"].astype("int64").astype(str)
-        g.to_file(p, driver="GeoJSON")
-    elif p.suffix.lower() == ".csv":
-        df.to_csv(p, index=False)
-    else:
-        raise UserError(f"--out must end in .csv or .geojson, not {p.suffix!r}")
+    try:
+        write_cells(df.drop(columns=["cell_hex"]), Path(path))  # one writer: textual H3 ids, centre lat/lon
+    except ValueError as e:
+        raise UserError(f"--out: {e}") from None

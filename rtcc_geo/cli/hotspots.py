@@ -75,7 +75,8 @@ def register(subparsers) -> None:
     p.add_argument("--concentration", action="store_true",
                    help="also report crime concentration (Gini, top 1%%/5%% share of cells and blocks)")
     p.add_argument("--out", metavar="FILE", default=None,
-                   help="write the table: .geojson, .csv or .parquet (GeoParquet)")
+                   help="write the table: .csv, .geojson, .parquet (GeoParquet), .gpkg or .shp "
+                        "(cells as textual H3 ids, with centre lat/lon)")
     add_json_arg(p)
     p.set_defaults(func=run)
 
@@ -90,8 +91,10 @@ def run(args) -> int:
         raise UserError("--k must be 1 or more")
     if args.permutations < 0:
         raise UserError("--permutations must be 0 or more")
-    if args.out and not args.out.lower().endswith((".geojson", ".json", ".csv", ".parquet", ".geoparquet")):
-        raise UserError(f"--out {args.out}: use a .geojson, .csv or .parquet file name")
+    from ..export import FORMATS
+
+    if args.out and not args.out.lower().endswith(tuple(FORMATS)):
+        raise UserError(f"--out {args.out}: use a {', '.join(sorted(FORMATS))} file name")
     q = query_from_args(args)
     t0 = time.perf_counter()
     store = store_from_args(args)

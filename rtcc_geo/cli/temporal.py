@@ -278,11 +278,9 @@ def run_emerging(args) -> int:
         "ehsa_seconds": round(t2 - t1, 3),
     }
     if args.geojson:
-        from .. import grid
+        from ..export import write_cells
 
-        gdf = grid.cells_to_geodataframe(res.table["cell"].to_numpy(), res.table.drop(columns="cell"))
-        gdf["category"] = gdf["category"].astype(str)
-        gdf.to_file(args.geojson, driver="GeoJSON")
+        write_cells(res.table, args.geojson)
         out["geojson"] = args.geojson
     if args.map:
         try:

@@ -338,23 +338,11 @@ def optimize_scale(store: Store, q: Query = Query(), res: int | None = 9, ks=(1,
 
 
 def export(gdf, path: str | Path) -> Path:
-    """Write a hot-spot table by file suffix: ``.geojson``/``.json`` (GeoJSON),
-    ``.csv`` (no geometry; cell centre lat/lon added), ``.parquet`` (GeoParquet)."""
-    path = Path(path)
-    suf = path.suffix.lower()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if suf in (".geojson", ".json"):
-        out = gdf.copy()
-        out["cell"] = out["cell"].map(lambda c: format(int(c), "x"))  # JSON numbers lose int64 precision
-        out.to_file(path, driver="GeoJSON")
-    elif suf == ".csv":
-        lat, lon = grid.cell_centres(gdf["cell"].to_numpy())
-        pd.DataFrame(gdf.drop(columns="geometry")).assign(lat=lat, lon=lon).to_csv(path, index=False)
-    elif suf in (".parquet", ".geoparquet"):
-        gdf.to_parquet(path)
-    else:
-        raise ValueError(f"unknown output type {suf!r}: use .geojson, .csv or .parquet")
-    return path
+    """Write a hot-spot table by file suffix with :func:`rtcc_geo.export.write_cells`
+    (CSV, GeoJSON, GeoParquet, GeoPackage, Shapefile; textual H3 ids, centre lat/lon)."""
+    from ..export import write_cells
+
+    return write_cells(gdf, path)
 
 
 def summary(gdf) -> dict:

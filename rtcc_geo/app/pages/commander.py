@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 
 import numpy as np
@@ -10,7 +9,7 @@ import pandas as pd
 from dash import ClientsideFunction, Input, Output, Patch, State, dcc, html, no_update
 
 from .. import auth, drill
-from ..context import DOW_LABELS, MAP_RESOLUTIONS, AppContext, Filters, cell_hex, parse_cell
+from ..context import DOW_LABELS, MAP_RESOLUTIONS, AppContext, Filters, parse_cell
 from ..figures import GRAPH_CONFIG, hex_data, legend, map_figure
 from ..layers import available_layers, compute, get_layer
 
@@ -195,23 +194,14 @@ def export_view(ctx: AppContext, layer, f: Filters, fmt: str) -> tuple[str, str]
     v = values["value"].to_numpy("float64")
     keep = np.isfinite(v) & (v != 0)
     cells = values["cell"].to_numpy(np.int64)[keep]
-    ids = cell_hex(cells)
     vals = v[keep]
     name = f"rtcc-{ctx.source or 'view'}-{layer.id}-r{f.res}-{f.start}_{f.end}"
-    if fmt == "geojson":
-        from rtcc_geo import grid
+    from rtcc_geo.export import to_text  # the CLI's writer: textual H3 ids, centre lat/lon
 
-        rings = grid.cell_boundaries(cells)
-        feats = [{"type": "Feature", "properties": {"cell": i, "value": float(x)},
-                  "geometry": {"type": "Polygon", "coordinates": [[list(p) for p in r]]}}
-                 for i, x, r in zip(ids, vals, rings)]
+    if fmt == "geojson":
+        doc = json.loads(to_text(pd.DataFrame({"cell": cells, "value": vals}), "geojson"))
         meta = {"layer": layer.id, "res": f.res, "start": f.start, "end": f.end,
                 "categories": list(f.categories or []), "hours": list(f.hours), "dows": list(f.dows or []),
                 "districts": list(f.districts or [])}
-        return json.dumps({"type": "FeatureCollection", "rtcc_view": meta, "features": feats}), name + ".geojson"
-    from rtcc_geo import grid
-
-    lat, lon = grid.cell_centres(cells) if len(cells) else (np.array([]), np.array([]))
-    buf = io.StringIO()
-    pd.DataFrame({"cell": ids, "lat": np.round(lat, 6), "lon": np.round(lon, 6), layer.id: vals}).to_csv(buf, index=False)
-    return buf.getvalue(), name + ".csv"
+        return json.dumps({"type": "FeatureCollection", "rtcc_view": meta, "features": doc["features"]}), name + ".geojson"
+    return to_text(pd.DataFrame({"cell": cells, layer.id: vals}), "csv"), name + ".csv"
