@@ -77,7 +77,7 @@ COMMANDS = [
      "--horizon", "7d", "--train-from", FROM),
     ("deploy", "--model", "stkde", "--units", "3", "--res", "8", "--shift-start", "2024-06-20 16:00",
      "--train-from", FROM),
-    ("staff", "--from", FROM, "--to", TO, "--operators", "10"),
+    ("staff", "--from", FROM, "--to", TO, "--operators", "12"),
 ]
 
 
