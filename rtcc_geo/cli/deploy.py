@@ -102,6 +102,10 @@ def _deploy(args: argparse.Namespace) -> int:
         history = pd.read_csv(args.history)
         if "cell" not in history.columns and "cell_hex" in history.columns:
             history["cell"] = history["cell_hex"].map(lambda s: int(str(s), 16))
+        elif "cell" in history.columns:  # textual H3 ids (what --out-csv writes) or older int64 ids
+            from ..export import cell_int
+
+            history["cell"] = cell_int(history["cell"])
         if not {"date", "cell"} <= set(history.columns):
             raise UserError("--history needs columns date and cell (or cell_hex), e.g. a previous --out-csv")
     try:
