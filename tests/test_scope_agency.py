@@ -242,3 +242,32 @@ def test_acceptance3_cli_equals_api_equals_app(stores, capsys, monkeypatch, tmp_
     view = staffing_view.run(ctx, prm)
     assert np.asarray(sp_cli["required"]).tolist() == np.asarray(sp_api.required).tolist() == view.required.tolist()
     assert sp_cli["coverage"] == pytest.approx(sp_api.coverage)
+
+
+def test_far_dated_incidents_are_counted_and_forecasts_need_train_from(tmp_path, shared_data, capsys):
+    """A few 1966 dates in an export: ingest warns and counts them; a backtest refuses to
+    span the empty decades unless --train-from says where to start."""
+    import csv
+
+    src = shared_data / "philadelphia" / "incidents_2024_06.csv"
+    with src.open(newline="") as fh:
+        rows = list(csv.DictReader(fh))[:3000]
+    rows = [r for r in rows if r["point_x"]][:2000]
+    for r in rows[:3]:  # three typos in the year
+        r["dispatch_date_time"] = r["dispatch_date_time"].replace("2024-", "1966-")
+        r["dispatch_date"] = r["dispatch_date"].replace("2024-", "1966-")
+    f = tmp_path / "incidents_2024_06.csv"
+    with f.open("w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    st = ["--store", str(tmp_path / "s")]
+    s = cli(capsys, "ingest", "--format", "philadelphia", str(f), *st)
+    assert s["far_dated"] == 3 and s["files"][0]["far_dated"]["before"] == 3
+    assert s["files"][0]["far_dated"]["earliest"].startswith("1966") and "1966" in s["warnings"][0]
+    bt = ("forecast", "backtest", "--model", "naive", "--res", "8", "--from", "2024-06-10", "--to", "2024-06-17",
+          "--horizon", "7d", *st)
+    err = cli_error(capsys, *bt)
+    assert "--train-from" in err and "3 incidents" in err
+    out = cli(capsys, *bt, "--train-from", "2024-05-01")
+    assert out

@@ -117,6 +117,8 @@ def run_ingest(args: argparse.Namespace) -> int:
               "(set boundary_file in the agency config)", file=out)
     if s.seconds > 0:
         print(f"{s.read / s.seconds:,.0f} rows/s", file=out)
+    for m in s.warnings:
+        print(f"warning: {m}", file=sys.stderr)
     if s.unmapped_offenses:
         print(f"warning: offense values not in the taxonomy were categorised 'other': "
               f"{s.unmapped_offenses} — add them to data/taxonomy/{s.source}.csv", file=sys.stderr)
