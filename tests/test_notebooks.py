@@ -31,7 +31,10 @@ MAX_SECONDS = 180.0
 #: Per-cell timeout (s): a hung cell fails the test instead of hanging the suite.
 CELL_TIMEOUT = 170
 #: Example stores the notebooks open (city, years); built before timing.
-EXAMPLE_STORES = (("philadelphia", (2023, 2024)),)
+EXAMPLE_STORES = (("philadelphia", (2023, 2024)), ("vancouver", (2024,)))
+#: Notebooks run a second time on another agency, only their ``parameters`` cell changed.
+OTHER_AGENCY = {"02_hotspots": 'SOURCE = "vancouver"\nYEARS = (2024,)\nSTART, END = "2024-01-01", "2025-01-01"\n'
+                               'CATEGORY = "burglary"\n'}
 KERNEL_NAME = "rtcc-geo-test"
 
 
@@ -139,8 +142,24 @@ def kernel_spec_dir(tmp_path_factory) -> Path:
     return d.parent
 
 
+def _parameters_cell(nb) -> int:
+    cells = [i for i, c in enumerate(nb.cells) if "parameters" in c.get("metadata", {}).get("tags", [])]
+    assert len(cells) == 1, "a notebook takes its agency from exactly one cell tagged 'parameters'"
+    return cells[0]
+
+
 @pytest.mark.parametrize("nb_path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_notebook_runs(nb_path: Path, example_stores, kernel_spec_dir, monkeypatch):
+    _run_notebook(nb_path, kernel_spec_dir, monkeypatch, example_stores)
+
+
+@pytest.mark.parametrize("stem", sorted(OTHER_AGENCY))
+def test_notebook_runs_on_another_agency(stem: str, example_stores, kernel_spec_dir, monkeypatch):
+    """The same notebook, unchanged but for its parameters cell, on Vancouver's data."""
+    _run_notebook(NB_DIR / f"{stem}.ipynb", kernel_spec_dir, monkeypatch, example_stores, OTHER_AGENCY[stem])
+
+
+def _run_notebook(nb_path: Path, kernel_spec_dir, monkeypatch, example_stores, parameters: str | None = None):
     import nbformat
     from jupyter_client.kernelspec import KernelSpecManager
     from jupyter_client.manager import KernelManager
@@ -149,6 +168,8 @@ def test_notebook_runs(nb_path: Path, example_stores, kernel_spec_dir, monkeypat
     monkeypatch.setenv("MPLBACKEND", "Agg")            # no display; the inline backend still makes PNGs
     monkeypatch.setenv("RTCC_SHARED_DATA", str(example_stores))
     nb = nbformat.read(nb_path, as_version=4)
+    if parameters is not None:
+        nb.cells[_parameters_cell(nb)].source = parameters
     km = KernelManager(kernel_name=KERNEL_NAME, kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(kernel_spec_dir)]))
     client = NotebookClient(nb, km=km, timeout=CELL_TIMEOUT, kernel_name=KERNEL_NAME,
                             resources={"metadata": {"path": str(NB_DIR)}}, allow_errors=False)
