@@ -23,8 +23,8 @@ import re
 import shutil
 import tempfile
 import zoneinfo
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from .config import Agency, load_agency, norm_district, presets_dir
 from .schema import DEFAULT_RESOLUTIONS
@@ -232,7 +232,7 @@ def describe(a: Agency) -> dict:
             "district_aliases": dict(a.district_aliases), "boundary_buffer_m": a.boundary_buffer_m,
             "resolutions": list(a.resolutions), "bbox": list(a.bbox) if a.bbox else None,
             "taxonomy_rows": (len(a.taxonomy_csv.strip().splitlines()) - 1) if a.taxonomy_csv else 0,
-            "base_layers": {k: int(len(v)) for k, v in (a.layers or {}).items()},
+            "base_layers": {k: len(v) for k, v in (a.layers or {}).items()},
             "taxonomy_file": a.taxonomy_file}
 
 

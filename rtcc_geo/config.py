@@ -13,8 +13,8 @@ from __future__ import annotations
 import os
 import re
 import tomllib
-from importlib import resources
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 
 from .schema import DEFAULT_RESOLUTIONS

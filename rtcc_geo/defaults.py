@@ -83,4 +83,4 @@ def bin_reach(permutations: int, n_cells: int, inference: str = INFERENCE, alter
 def _perms_for(n_cells: int, level: float, alternative: str) -> int:
     """Permutations at which one cell at the floor can pass BH over ``n_cells``."""
     k = 2 if alternative in ("two-sided", "esda-two-sided") else 1
-    return int(math.ceil(k * n_cells / level)) - 1
+    return math.ceil(k * n_cells / level) - 1

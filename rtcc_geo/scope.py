@@ -64,7 +64,7 @@ class Scope:
     def timezone(self) -> str:
         return self.store.sources()[self.source]
 
-    def with_query(self, **kw) -> "Scope":
+    def with_query(self, **kw) -> Scope:
         """The same agency and study area, another window / categories / hours
         (``districts`` re-resolved when given)."""
         if "districts" in kw or "source" in kw:

@@ -271,3 +271,28 @@ def test_far_dated_incidents_are_counted_and_forecasts_need_train_from(tmp_path,
     assert "--train-from" in err and "3 incidents" in err
     out = cli(capsys, *bt, "--train-from", "2024-05-01")
     assert out
+
+
+def test_map_district_filter_uses_the_alias_or_fails(tmp_path, shared_data):
+    """Vancouver: the data's "Central Business District" is the polygon "Downtown". The map
+    analyses Downtown's cells only (it used to analyse the whole city); a district with no
+    polygon (Stanley Park) is an error, not the whole city."""
+    from rtcc_geo.app import layers
+    from rtcc_geo.app.context import Filters, context_for
+    from rtcc_geo.hotspots import hotspots
+    from rtcc_geo.ingest import ingest_files
+
+    store = open_store(store_dir=tmp_path)
+    ingest_files("vancouver", [shared_data / "vancouver" / "crimedata_csv_AllNeighbourhoods_2024.csv"], store)
+    ctx = context_for(store)
+    f = Filters(start="2024-01-01", end="2024-12-31", res=9, districts=("Central Business District",))
+    got = layers.gistar(ctx, f).dropna(subset=["value"])
+    sc = ctx.scope(f)
+    downtown = sc.boundary()
+    assert sc.districts == ("Downtown",) and downtown.equals(A.get_agency(store, "vancouver").districts()
+                                                             .set_index("district").loc["Downtown", "geometry"])
+    ref = hotspots(sc, "gistar", 9, **D.gistar_kwargs())
+    assert len(ref) < 150 and set(got["cell"]) == set(ref["cell"])  # Downtown's cells, not the city's thousands
+    np.testing.assert_array_equal(got.set_index("cell")["value"].reindex(ref["cell"]).to_numpy(), ref["bin"].to_numpy())
+    with pytest.raises(ScopeError, match="Stanley Park"):
+        layers.gistar(ctx, Filters(start="2024-01-01", end="2024-12-31", res=9, districts=("Stanley Park",)))

@@ -12,6 +12,7 @@ from .. import auth, drill
 from ..context import DOW_LABELS, MAP_RESOLUTIONS, AppContext, Filters, parse_cell
 from ..figures import GRAPH_CONFIG, hex_data, legend, map_figure
 from ..layers import available_layers, compute, get_layer
+from ...scope import ScopeError
 
 PATH = "/"
 FILTER_IDS = ("f-dates", "f-cats", "f-hours", "f-dows", "f-districts", "f-res")
@@ -119,7 +120,10 @@ def register(app, ctx: AppContext) -> None:
         auth.require()
         f = _filters(d0, d1, cats, hours, dows, districts, res, empty)
         layer = get_layer(layer_id)
-        values = compute(ctx, layer, f)
+        try:
+            values = compute(ctx, layer, f)
+        except ScopeError as e:  # e.g. a district with no polygon: say so, never map the whole city instead
+            return no_update, no_update, no_update, [html.Span(f"Cannot show this view: {e}", id="summary-text")]
         data = hex_data(ctx, layer, f, values)
         key = hex_key(data)
         out = data
