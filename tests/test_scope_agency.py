@@ -296,3 +296,27 @@ def test_map_district_filter_uses_the_alias_or_fails(tmp_path, shared_data):
     np.testing.assert_array_equal(got.set_index("cell")["value"].reindex(ref["cell"]).to_numpy(), ref["bin"].to_numpy())
     with pytest.raises(ScopeError, match="Stanley Park"):
         layers.gistar(ctx, Filters(start="2024-01-01", end="2024-12-31", res=9, districts=("Stanley Park",)))
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".geojson", ".parquet", ".gpkg", ".shp"])
+def test_one_writer_textual_h3_ids_and_centres(tmp_path, suffix):
+    import geopandas as gpd
+    import h3
+
+    from rtcc_geo.export import write_cells
+
+    cells = np.array([h3.api.basic_int.latlng_to_cell(39.95 + i / 100, -75.16, 9) for i in range(4)], dtype=np.int64)
+    df = pd.DataFrame({"cell": cells, "centre": cells[::-1], "bin": [3, 0, -1, 2], "z": [3.1, 0.2, -1.7, 2.2]})
+    p = write_cells(df, tmp_path / f"t{suffix}")
+    back = (pd.read_csv(p, dtype={"cell": str, "centre": str}) if suffix == ".csv" else
+            gpd.read_parquet(p) if suffix == ".parquet" else gpd.read_file(p))
+    want = [format(int(c), "x") for c in cells]
+    assert back["cell"].tolist() == want and back["centre"].tolist() == want[::-1]  # text, never int64
+    lat, lon = zip(*(h3.api.basic_int.cell_to_latlng(int(c)) for c in cells))
+    np.testing.assert_allclose(back["lat"], lat, atol=1e-6)
+    np.testing.assert_allclose(back["lon"], lon, atol=1e-6)
+    assert back["bin"].tolist() == [3, 0, -1, 2]
+    if suffix != ".csv":
+        assert back.crs.to_epsg() == 4326 and (back.geometry.geom_type == "Polygon").all()
+        centres = gpd.GeoSeries(gpd.points_from_xy(back["lon"], back["lat"]), index=back.index, crs=4326)
+        assert back.geometry.contains(centres).all()
