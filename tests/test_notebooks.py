@@ -31,10 +31,11 @@ MAX_SECONDS = 180.0
 #: Per-cell timeout (s): a hung cell fails the test instead of hanging the suite.
 CELL_TIMEOUT = 170
 #: Example stores the notebooks open (city, years); built before timing.
-EXAMPLE_STORES = (("philadelphia", (2023, 2024)), ("vancouver", (2024,)))
+EXAMPLE_STORES = (("philadelphia", (2023, 2024)), ("vancouver", (2023, 2024)))
 #: Notebooks run a second time on another agency, only their ``parameters`` cell changed.
-OTHER_AGENCY = {"02_hotspots": 'SOURCE = "vancouver"\nYEARS = (2024,)\nSTART, END = "2024-01-01", "2025-01-01"\n'
-                               'CATEGORY = "burglary"\n'}
+OTHER_AGENCY = {"02_hotspots": 'SOURCE = "vancouver"\nYEARS = (2023, 2024)\nSTART, END = "2024-01-01", "2025-01-01"\n'
+                               'CATEGORY = "burglary"\n',
+                "03_time": 'SOURCE = "vancouver"\nYEARS = (2023, 2024)\n'}
 KERNEL_NAME = "rtcc-geo-test"
 
 
