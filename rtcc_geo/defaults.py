@@ -70,17 +70,15 @@ def bin_reach(permutations: int, n_cells: int, inference: str = INFERENCE, alter
     pm = min_pseudo_p(permutations, alternative)
     need = math.ceil(pm * n_cells / level) if fdr else (1 if pm <= level else math.inf)
     ok = pm <= level
+    more = max(9999, 10 * (permutations + 1) - 1)
+    pm2 = min_pseudo_p(more, alternative)
+    need2 = math.ceil(pm2 * n_cells / level) if fdr else 1
     msg = None
     if not ok or need > 1:
         msg = (f"with {permutations:,} permutations the smallest {alternative} pseudo p is {pm:.4g}; "
                + (f"a {100 * (1 - level):.0f} % bin is impossible" if not ok else
                   f"after FDR over {n_cells:,} cells a {100 * (1 - level):.0f} % bin needs at least {need:,} cells "
                   f"at that floor")
-               + f" — use --permutations {max(9999, _perms_for(n_cells, level, alternative)):,} or --inference norm")
+               + f" — use --inference norm (no floor), or more permutations (with {more:,} the floor is "
+                 f"{pm2:.2g} and {need2:,} cells at it are needed)")
     return {"reachable": ok, "smallest_p": pm, "cells_needed": need, "message": msg}
-
-
-def _perms_for(n_cells: int, level: float, alternative: str) -> int:
-    """Permutations at which one cell at the floor can pass BH over ``n_cells``."""
-    k = 2 if alternative in ("two-sided", "esda-two-sided") else 1
-    return math.ceil(k * n_cells / level) - 1

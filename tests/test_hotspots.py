@@ -442,7 +442,7 @@ def test_defaults_bin_reach_and_warning(patch):
 
     assert D.min_pseudo_p(999) == 2 / 1000 and D.min_pseudo_p(999, "greater") == 1 / 1000
     r = D.bin_reach(999, 5000, inference="sim")
-    assert r["reachable"] and r["cells_needed"] == 1000 and "--permutations" in r["message"]
+    assert r["reachable"] and r["cells_needed"] == 1000 and "--inference norm" in r["message"] and "9,999" in r["message"]
     assert D.bin_reach(99, 10, inference="sim")["reachable"] is False  # 2/100 > 0.01
     assert D.bin_reach(99, 10, inference="norm")["message"] is None
     cells, y = patch
