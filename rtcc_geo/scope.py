@@ -177,11 +177,13 @@ def resolve_districts(store: Store, source: str, agency: Agency | None, wanted, 
         k = look.get(norm_district(w))
         (keys if k is not None else bad).append(k if k is not None else w)
     if bad:
+        labels = sorted(agency.districts()["label"])
         orphan = sorted(n for n in data_names if norm_district(n) not in look)
-        hint = (f"; the data also names {orphan}, which match no polygon (add an alias to the agency: "
-                "[district_aliases] \"Data name\" = \"Polygon name\")") if orphan else ""
-        raise ScopeError(f"no district {sorted(bad)} among {source}'s district polygons "
-                         f"{sorted(agency.districts()['label'])}{hint}")
+        hint = (f" The data names {', '.join(orphan)} with no outline: if one is another district's name, add an "
+                "alias (rtcc-geo agency add ... --alias 'Data name=Outline name'); else leave it out of the "
+                "district filter.") if orphan else ""
+        raise ScopeError(f"no district {', '.join(sorted(bad))} among {source}'s {len(labels)} district outlines "
+                         f"({', '.join(labels[:6])}{', ...' if len(labels) > 6 else ''}).{hint}")
     keys = tuple(dict.fromkeys(keys))
     spelled = tuple(n for n in data_names if look.get(norm_district(n)) in keys)
     # A district with no incident yet is still a valid (empty) filter: keep the name asked for.

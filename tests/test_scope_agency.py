@@ -105,7 +105,7 @@ def test_acceptance2_every_command_runs_from_the_stored_agency_alone(stores, cap
     assert out["study_area"].startswith("incidents only") and out["n_cells"] < hs["n_cells"]
     # a district filter that cannot be honoured is an error, never the whole city
     err = cli_error(capsys, "hotspots", "--res", "8", "--district", "99", "--store", str(sb.root))
-    assert "no district ['99']" in err
+    assert "no district 99 among philadelphia's 21 district outlines" in err
     # forecast and deploy default to the store's only source (they defaulted to philadelphia)
     assert stored[4]["units"] == 3
 

@@ -120,10 +120,13 @@ def register(app, ctx: AppContext) -> None:
         auth.require()
         f = _filters(d0, d1, cats, hours, dows, districts, res, empty)
         layer = get_layer(layer_id)
+        error = None
         try:
             values = compute(ctx, layer, f)
-        except ScopeError as e:  # e.g. a district with no polygon: say so, never map the whole city instead
-            return no_update, no_update, no_update, [html.Span(f"Cannot show this view: {e}", id="summary-text")]
+        except ScopeError as e:  # e.g. a district with no outline: say so and draw nothing, never the whole city
+            error = [html.Span(f"Cannot show this view: {e}", id="summary-text")]
+            uni = ctx.universe(f.res)
+            values = pd.DataFrame({"cell": uni, "value": np.full(len(uni), np.nan)})
         data = hex_data(ctx, layer, f, values)
         key = hex_key(data)
         out = data
@@ -132,7 +135,7 @@ def register(app, ctx: AppContext) -> None:
             for k in _RECOLOUR_FIELDS:
                 if k in data:
                     out[k] = data[k]
-        return out, key, legend(data), summary(ctx, layer, f, values)
+        return out, key, legend(data), error or summary(ctx, layer, f, values)
 
     app.clientside_callback(ClientsideFunction("rtcc", "paintHex"), Output("map-hex-shown", "data"),
                             Input("map-hex", "data"))
