@@ -33,9 +33,15 @@ CELL_TIMEOUT = 170
 #: Example stores the notebooks open (city, years); built before timing.
 EXAMPLE_STORES = (("philadelphia", (2023, 2024)), ("vancouver", (2023, 2024)))
 #: Notebooks run a second time on another agency, only their ``parameters`` cell changed.
+#: All four run on Vancouver (measured: 02 32 s, 03 56 s, 04 64 s, 05 27 s on 2 busy cores);
+#: the suite runs the two cheapest to keep its time down (add the others' stems to run them).
 OTHER_AGENCY = {"02_hotspots": 'SOURCE = "vancouver"\nYEARS = (2023, 2024)\nSTART, END = "2024-01-01", "2025-01-01"\n'
                                'CATEGORY = "burglary"\n',
-                "03_time": 'SOURCE = "vancouver"\nYEARS = (2023, 2024)\n'}
+                "03_time": 'SOURCE = "vancouver"\nYEARS = (2023, 2024)\n',
+                "04_forecasting": 'SOURCE = "vancouver"\nYEARS = (2023, 2024)\nDATA_END = "2024-12-30"\n'
+                                  'BACKTEST_FROM = "2024-09-30"\nSHIFT_START = "2024-12-07 16:00"\n',
+                "05_staffing": 'SOURCE = "vancouver"\nYEARS = (2023, 2024)\nSTART, END = "2024-01-01", "2025-01-01"\n'}
+OTHER_AGENCY_RUN = ("02_hotspots", "05_staffing")
 KERNEL_NAME = "rtcc-geo-test"
 
 
@@ -154,9 +160,10 @@ def test_notebook_runs(nb_path: Path, example_stores, kernel_spec_dir, monkeypat
     _run_notebook(nb_path, kernel_spec_dir, monkeypatch, example_stores)
 
 
-@pytest.mark.parametrize("stem", sorted(OTHER_AGENCY))
+@pytest.mark.parametrize("stem", OTHER_AGENCY_RUN)
 def test_notebook_runs_on_another_agency(stem: str, example_stores, kernel_spec_dir, monkeypatch):
     """The same notebook, unchanged but for its parameters cell, on Vancouver's data."""
+    assert set(OTHER_AGENCY) == {p.stem for p in NOTEBOOKS} - {"01_getting_started"}
     _run_notebook(NB_DIR / f"{stem}.ipynb", kernel_spec_dir, monkeypatch, example_stores, OTHER_AGENCY[stem])
 
 
