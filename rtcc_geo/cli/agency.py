@@ -94,11 +94,7 @@ def run_add(args) -> int:
         raise UserError(str(e)) from None
     finally:
         store.close()
-    if args.json:
-        emit_json(d)
-    else:
-        _print(d, sys.stdout, f"stored agency {d['name']} in {store!r}")
-    return 0
+    return _emit(args, d, f"stored agency {d['name']} in {store!r}")
 
 
 def run_list(args) -> int:
@@ -133,11 +129,7 @@ def run_show(args) -> int:
         d = A.describe(a)
     finally:
         store.close()
-    if args.json:
-        emit_json(d)
-    else:
-        _print(d, sys.stdout, f"agency {d['name']}")
-    return 0
+    return _emit(args, d, f"agency {d['name']}")
 
 
 def run_remove(args) -> int:
@@ -154,6 +146,14 @@ def run_remove(args) -> int:
         emit_json({"removed": args.name})
     else:
         print(f"removed agency {args.name} (its incidents stay in the store)")
+    return 0
+
+
+def _emit(args, d: dict, title: str) -> int:
+    if args.json:
+        emit_json(d)
+    else:
+        _print(d, sys.stdout, title)
     return 0
 
 
