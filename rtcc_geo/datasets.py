@@ -17,7 +17,7 @@ import os
 from pathlib import Path
 from typing import Iterable
 
-from .config import REPO_ROOT, load_agency, shared_data_dir
+from .config import REPO_ROOT, shared_data_dir
 from .store.embedded import EmbeddedStore
 
 #: Folder of each city's extracts under the shared data directory, and how its
@@ -54,13 +54,16 @@ def example_store(city: str = "philadelphia", years: Iterable[int] = (2024,), pr
     years = tuple(sorted(int(y) for y in years))
     root = cache_dir() / f"{city}_{'-'.join(map(str, years))}"
     done = root / ".complete"
-    if done.exists():
+    if done.exists() and (root / "agencies" / city / "agency.json").exists():
         return EmbeddedStore(root)
     root.parent.mkdir(parents=True, exist_ok=True)
     with open(root.parent / f".{root.name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # another process may be building it: wait, then reuse
+        store = EmbeddedStore(root)
         if not done.exists():
-            store = EmbeddedStore(root)
-            ingest_files(city, example_files(city, years), store, agency=load_agency(city), progress=progress)
+            ingest_files(city, example_files(city, years), store, progress=progress)  # copies the preset in
             done.write_text("ok\n")
+        from .agencies import add_preset
+
+        add_preset(store, city)  # a cache built before agencies were stored gets its agency now
     return EmbeddedStore(root)

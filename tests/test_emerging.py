@@ -209,7 +209,7 @@ def _fill(store, city):
 def test_cube_from_store_counts_equals_direct_pandas_and_round_trips(tmp_path, city):
     store = _fill(EmbeddedStore(tmp_path), city)
     q = Query(source=synth.SOURCE, start="2024-01-01", end="2024-07-01")
-    cube = build_cube(store, res=9, step="week", q=q)
+    cube = build_cube(store, res=9, step="week", q=q, study_area="data")  # cells with incidents, as from_incidents
     assert len(cube.steps) == 26 and cube.steps[0] == pd.Timestamp("2024-01-01")  # a Monday
     direct = from_incidents(city, synth.TIMEZONE, 9, "week", steps=cube.steps)
     np.testing.assert_array_equal(cube.cells, direct.cells)

@@ -21,7 +21,7 @@ from rtcc_geo.hotspots.fdr import bh_adjust, bh_cutoff, confidence_bins
 from rtcc_geo.hotspots.gistar import GiStar
 from rtcc_geo.hotspots.kde import kde_cells, kernel
 from rtcc_geo.hotspots.lisa import LocalMoran
-from rtcc_geo.hotspots.permutation import ALTERNATIVES, crand, draw_block, significance
+from rtcc_geo.hotspots.permutation import ALTERNATIVES, crand, draw_block, mc_se, significance
 from rtcc_geo.hotspots.scale import choose_scale, global_moran, knn_fallback_k
 from rtcc_geo.hotspots.weights import distance_band_weights, kring_weights, study_area
 
@@ -147,7 +147,7 @@ def test_grouped_engine_agrees_with_per_cell_within_mc_error(patch):
     grouped = GiStar(y, w, permutations=P, seed=3, alternative="two-sided")
     per_cell = GiStar(y, w, permutations=P, draws=draw_block(w.n - 1, 6, P, 4), alternative="two-sided")
     p = (grouped.p_sim + per_cell.p_sim) / 2
-    tol = 5 * np.sqrt(2 * p * (1 - p) / P) + 2 / (P + 1)
+    tol = 5 * np.sqrt(2) * mc_se(p, P, "two-sided") + 2 / (P + 1)  # two-sided: Var p = p(2-p)/P
     assert np.all(np.abs(grouped.p_sim - per_cell.p_sim) <= tol)
     # moments of the simulations agree too (mean of P draws: MC sd = sd / sqrt(P))
     assert np.all(np.abs(grouped.EG_sim - per_cell.EG_sim) <= 5 * np.sqrt(2 / P) * grouped.seG_sim + 1e-15)
@@ -409,3 +409,47 @@ def test_api_refuses_mixed_cities(tmp_path):
         hotspots(store, "gistar", 9)
     with pytest.raises(ValueError, match="method"):
         hotspots(store, "getis", 9)
+
+
+def test_two_sided_pseudo_p_variance_is_p_2_minus_p(patch):
+    """The documented Monte-Carlo rule for the default (two-sided) p: across
+    independent seeds each cell's p_sim varies as p(2-p)/P, not p(1-p)/P."""
+    cells, y = patch
+    w = kring_weights(cells, 1)
+    P, seeds = 199, 60
+    ps = np.array([GiStar(y, w, permutations=P, seed=s, alternative="two-sided").p_sim for s in range(seeds)])
+    p = ps.mean(axis=0)
+    keep = (p > 0.1) & (p < 0.6)  # away from the floor and from the clip at 1
+    assert keep.sum() > 30
+    var = ps[:, keep].var(axis=0, ddof=1)
+    ratio_two = var / mc_se(p[keep], P, "two-sided") ** 2
+    ratio_one = var / mc_se(p[keep], P, "greater") ** 2
+    # Measured 0.80 here: ties on counts (min of two overlapping tails) make the
+    # spread a little smaller than p(2-p)/P, so the tolerance built on it is safe.
+    assert 0.65 < np.median(ratio_two) < 1.25, np.median(ratio_two)
+    assert np.median(ratio_one) > 1.5  # the one-tailed formula p(1-p)/P understates it
+    assert abs(np.log(np.median(ratio_two))) < abs(np.log(np.median(ratio_one)))
+    # the tolerance rule built on it holds for two independent streams
+    a, b = ps[0], ps[1]
+    tol = 5 * np.sqrt(2) * mc_se((a + b) / 2, P, "two-sided") + 2 / (P + 1)
+    assert np.all(np.abs(a - b) <= tol)
+
+
+def test_defaults_bin_reach_and_warning(patch):
+    """One place for the defaults; a permutation run that cannot reach 99 % says so."""
+    from rtcc_geo import defaults as D
+    from rtcc_geo.hotspots.api import hotspots_from_counts
+
+    assert D.min_pseudo_p(999) == 2 / 1000 and D.min_pseudo_p(999, "greater") == 1 / 1000
+    r = D.bin_reach(999, 5000, inference="sim")
+    assert r["reachable"] and r["cells_needed"] == 1000 and "--inference norm" in r["message"] and "9,999" in r["message"]
+    assert D.bin_reach(99, 10, inference="sim")["reachable"] is False  # 2/100 > 0.01
+    assert D.bin_reach(99, 10, inference="norm")["message"] is None
+    cells, y = patch
+    counts = pd.Series(y, index=cells)
+    with pytest.warns(UserWarning, match="99 % bin"):
+        g = hotspots_from_counts(counts, 9, permutations=99, inference="sim")
+    assert g.attrs["hotspots"]["reach_99"]["reachable"] is False
+    assert not (g["bin"].abs() == 3).any()
+    g2 = hotspots_from_counts(counts, 9, permutations=0)  # the default: analytic
+    assert g2.attrs["hotspots"]["inference"] == D.INFERENCE == "norm"

@@ -19,6 +19,7 @@ from rtcc_geo.hotspots import (
     GiStar, LocalMoran, concentration_report, export, hotspots, kde_cells, kring_weights,
 )
 from rtcc_geo.hotspots.concentration import top_share
+from rtcc_geo.hotspots.permutation import mc_se
 from rtcc_geo.store.base import Query
 
 import esda  # noqa: E402  (a test extra: missing it must fail, not skip)
@@ -58,7 +59,7 @@ def _mc_tol(p_a, p_b, P, sd=5.0):
     """Allowed |p_a - p_b| between two independent P-permutation estimates:
     ``sd`` binomial standard errors of a difference, plus two counts of slack."""
     p = np.clip((p_a + p_b) / 2, 1 / (P + 1), 1)
-    return sd * np.sqrt(2 * p * (1 - p) / P) + 2 / (P + 1)
+    return sd * np.sqrt(2) * mc_se(p, P, "folded") + 2 / (P + 1)  # folded is one-tailed: p(1-p)/P
 
 
 def test_acceptance1_gistar_equals_esda(res9):
@@ -110,7 +111,7 @@ def test_acceptance1_local_moran_equals_esda(res9):
 
 def test_hotspots_api_table(phl_store, res9):
     cells, y, _ = res9
-    gdf = hotspots(phl_store, "gistar", 9, Y2024, permutations=199, seed=1)
+    gdf = hotspots(phl_store, "gistar", 9, Y2024, permutations=199, seed=1, inference="sim")
     assert list(gdf.columns) == ["cell", "count", "g", "z", "p", "p_sim", "p_fdr", "bin", "n_neighbours", "geometry"]
     assert gdf.crs.to_epsg() == 4326
     # study area = every boundary cell (zeros included) + the few incident cells just outside
@@ -123,7 +124,7 @@ def test_hotspots_api_table(phl_store, res9):
     assert np.all(np.sign(b[b != 0]) == np.sign(gdf.z.to_numpy()[b != 0]))
     assert (b > 0).sum() > 20 and (b < 0).sum() > 20
     # seeded: the same call gives the same table
-    again = hotspots(phl_store, "gistar", 9, Y2024, permutations=199, seed=1)
+    again = hotspots(phl_store, "gistar", 9, Y2024, permutations=199, seed=1, inference="sim")
     pd.testing.assert_frame_equal(pd.DataFrame(gdf.drop(columns="geometry")),
                                   pd.DataFrame(again.drop(columns="geometry")))
     # analytic inference (ArcGIS): bins from p; hot cells centre on the busiest cells
@@ -197,11 +198,13 @@ def test_export_round_trip(phl_store, tmp_path):
     g = gpd.read_file(export(gdf, tmp_path / "h.geojson"))
     assert [int(c, 16) for c in g["cell"]] == gdf["cell"].tolist()
     np.testing.assert_allclose(g["z"], gdf["z"])
-    c = pd.read_csv(export(gdf, tmp_path / "h.csv"))
-    assert c["cell"].tolist() == gdf["cell"].tolist() and {"lat", "lon", "bin"} <= set(c.columns)
+    # textual H3 ids everywhere (a spreadsheet rounds a 64-bit number), with the centre's lat/lon
+    c = pd.read_csv(export(gdf, tmp_path / "h.csv"), dtype={"cell": str})
+    assert [int(x, 16) for x in c["cell"]] == gdf["cell"].tolist() and {"lat", "lon", "bin"} <= set(c.columns)
     p = gpd.read_parquet(export(gdf, tmp_path / "h.parquet"))
-    pd.testing.assert_frame_equal(pd.DataFrame(p.drop(columns="geometry")),
-                                  pd.DataFrame(gdf.drop(columns="geometry")))
+    assert [int(x, 16) for x in p["cell"]] == gdf["cell"].tolist() and {"lat", "lon"} <= set(p.columns)
+    pd.testing.assert_frame_equal(pd.DataFrame(p.drop(columns=["geometry", "cell", "lat", "lon"])),
+                                  pd.DataFrame(gdf.drop(columns=["geometry", "cell"])))
     assert p.geometry.equals(gdf.geometry)
     with pytest.raises(ValueError, match="unknown output"):
         export(gdf, tmp_path / "h.xlsx")

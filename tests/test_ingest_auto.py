@@ -196,29 +196,33 @@ def test_auto_reads_unseen_layout_like_the_format_reader(exports, city):
         assert inf.mapping.epoch == "ms" and inf.mapping.crs == "EPSG:3857", text
 
 
-def test_cli_mapping_infer_and_ingest_auto(exports, tmp_path):
-    orig, export, agency_toml, _ = exports["vancouver"]
-    env_cmd = [sys.executable, "-m", "rtcc_geo.cli.main"]
-    r = subprocess.run([*env_cmd, "mapping", "infer", str(export), "--agency", str(agency_toml), "--source",
-                        "vancouver", "--taxonomy", "vancouver", "--out", str(tmp_path / "m.toml"), "--json"],
-                       capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stderr
-    info = json.loads(r.stdout)
-    assert info["columns"]["occurred_date"] == "occ_date" and info["crs"] == "EPSG:3005"
-    assert (tmp_path / "m.toml").read_text().startswith("# Inferred by")
+def test_cli_agency_add_then_ingest_auto(exports, tmp_path, shared_data):
+    """As a new agency would: store the agency (boundary, time zone, taxonomy), infer and
+    review the mapping, ingest with --format auto; the reviewed mapping re-reads the same rows."""
+    orig, export, _, _ = exports["vancouver"]
+    cli = [sys.executable, "-m", "rtcc_geo.cli.main"]
     store = tmp_path / "store"
-    r = subprocess.run([*env_cmd, "ingest", "--format", "auto", "--agency", str(agency_toml), "--source",
-                        "vancouver", "--taxonomy", "vancouver", str(export), "--store", str(store), "--json"],
-                       capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stderr
-    s = json.loads(r.stdout)
+
+    def run(*args):
+        r = subprocess.run([*cli, *args], capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stderr
+        return json.loads(r.stdout)
+
+    run("agency", "add", "vanx", "--boundary", str(shared_data / "vancouver" / "local-area-boundary.geojson"),
+        "--timezone", "America/Vancouver", "--taxonomy", str(ROOT / "data" / "taxonomy" / "vancouver.csv"),
+        "--store", str(store), "--json")
+    info = run("mapping", "infer", str(export), "--agency", "vanx", "--store", str(store),
+               "--out", str(tmp_path / "m.toml"), "--json")
+    assert info["columns"]["occurred_date"] == "occ_date" and info["crs"] == "EPSG:3005"
+    assert info["columns"]["offense"] == "offence_type"  # picked by the stored taxonomy
+    assert (tmp_path / "m.toml").read_text().startswith("# Inferred by")
+    s = run("ingest", "--format", "auto", "--agency", "vanx", str(export), "--store", str(store), "--json")
     ref = _reference("vancouver", orig)
     assert s["loaded"] == len(ref) and s["read"] == s["loaded"] + s["quarantined"]
-    # The same file through the reviewed mapping gives the same rows (re-ingest adds nothing).
-    r = subprocess.run([*env_cmd, "ingest", "--format", "generic", "--mapping", str(tmp_path / "m.toml"),
-                        str(export), "--store", str(store), "--json"], capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stderr
-    s2 = json.loads(r.stdout)
+    assert not s["unmapped_offenses"]
+    # The reviewed mapping reads the same rows: re-ingest adds nothing.
+    s2 = run("ingest", "--format", "generic", "--mapping", str(tmp_path / "m.toml"), str(export),
+             "--store", str(store), "--json")
     assert s2["loaded"] == s["loaded"] and s2["inserted"] == 0
 
 

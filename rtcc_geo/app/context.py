@@ -132,6 +132,7 @@ class AppContext:
     timezone: str = "UTC"
     boundary: Any = None        # shapely geometry (EPSG:4326) or None
     districts: Any = None       # GeoDataFrame with a 'district' column, or None
+    agency: Any = None          # the stored agency (rtcc_geo.config.Agency), or None
     title: str = "rtcc-geo"
     default_res: int = 9
     default_show_empty: bool = False
@@ -172,6 +173,13 @@ class AppContext:
         d = self.store.counts(7, ("district",), Query(source=self.source))
         names = [str(x) for x in d["district"].dropna()]
         return tuple(sorted(set(names), key=lambda s: (len(s), s)))
+
+    def scope(self, f: Filters):
+        """The :class:`~rtcc_geo.scope.Scope` of a view: the same resolution as the CLI's
+        (district aliases, no silent whole-city fallback: a district without a polygon raises)."""
+        from rtcc_geo.scope import resolve_scope
+
+        return resolve_scope(self.store, f.query(self.source, self.categories))
 
     def default_filters(self) -> Filters:
         """The last 12 months of data (or all of it), every category, all hours."""
@@ -304,8 +312,6 @@ def context_for(store: Store, source: str | None = None, agency=None, boundary=N
     agency config and outlines where one exists."""
     import geopandas as gpd
 
-    from rtcc_geo.config import load_agency
-
     sources = store.sources()
     if source is None and sources:
         source = sorted(sources)[0]
@@ -313,31 +319,20 @@ def context_for(store: Store, source: str | None = None, agency=None, boundary=N
         raise ValueError(f"the store has no source {source!r}; it has {sorted(sources)}")
     tz = sources.get(source, "UTC") if source else "UTC"
     if agency is None and source:
-        try:
-            agency = load_agency(source)
-        except FileNotFoundError:
-            agency = None
-    if agency is None and boundary is None and districts is None and source == "synthetic":
-        # The synthetic city ships its own district outlines.
-        from rtcc_geo import synth
+        # The agency stored with the incidents (else its preset): the same one the CLI's Scope reads.
+        from rtcc_geo.scope import agency_of
 
-        d = synth.boundary().to_crs("EPSG:4326")
-        districts = gpd.GeoDataFrame({"district": d["district"].astype(str)}, geometry=d.geometry, crs=d.crs)
-        boundary = d.union_all()
+        agency = agency_of(store, source)
     if agency is not None:
         if boundary is None:
-            p = agency.find_file(agency.boundary_file)
-            if p is not None:
-                boundary = gpd.read_file(p).to_crs("EPSG:4326").union_all()
-        if districts is None and agency.districts_file:
-            p = agency.find_file(agency.districts_file)
-            if p is not None:
-                d = gpd.read_file(p).to_crs("EPSG:4326")
-                fieldname = agency.districts_field or d.columns[0]
-                districts = gpd.GeoDataFrame({"district": d[fieldname].astype(str)}, geometry=d.geometry, crs=d.crs)
+            boundary = agency.boundary()
+        if districts is None:
+            d = agency.districts()
+            if d is not None:
+                districts = gpd.GeoDataFrame({"district": d["district"].astype(str)}, geometry=d.geometry, crs=d.crs)
     if boundary is not None and hasattr(boundary, "union_all"):
         boundary = boundary.to_crs("EPSG:4326").union_all()
     if default_res not in MAP_RESOLUTIONS:
         raise ValueError(f"default_res must be one of {MAP_RESOLUTIONS}")
-    return AppContext(store=store, source=source, timezone=tz, boundary=boundary, districts=districts,
+    return AppContext(store=store, source=source, timezone=tz, boundary=boundary, districts=districts, agency=agency,
                       title=title or f"rtcc-geo · {source or 'no data'}", default_res=default_res)

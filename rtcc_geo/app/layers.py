@@ -66,11 +66,17 @@ COUNTS = Layer("counts", "Incident counts", cell_counts, unit="incidents")
 
 
 def _study_boundary(ctx: AppContext, f: Filters):
-    """The study area: the selected districts' polygons, else the whole boundary."""
-    if f.districts and ctx.districts is not None:
-        sel = ctx.districts[ctx.districts["district"].isin(list(f.districts))]
-        if len(sel):
-            return sel.union_all()
+    """The study area: the selected districts' polygons (through the stored agency's
+    aliases; a district with no polygon is an error, never the whole city), else the boundary."""
+    if f.districts and ctx.agency is not None:
+        return ctx.scope(f).boundary()
+    if f.districts:
+        sel = None if ctx.districts is None else ctx.districts[ctx.districts["district"].isin(list(f.districts))]
+        if sel is None or len(sel) == 0:
+            from rtcc_geo.scope import ScopeError
+
+            raise ScopeError(f"district filter {list(f.districts)} cannot be honoured: no district polygons match")
+        return sel.union_all()
     return ctx.boundary
 
 
@@ -86,7 +92,11 @@ def gistar(ctx: AppContext, f: Filters) -> pd.DataFrame:
     q = f.query(ctx.source, ctx.categories)
     if ctx.store.count(q) == 0:
         return _aligned(ctx, f, np.array([], np.int64), np.array([]), fill=np.nan)
-    gdf = hotspots(ctx.store, "gistar", f.res, q, boundary=_study_boundary(ctx, f), permutations=0)
+    from rtcc_geo import defaults
+
+    # The CLI's defaults (rtcc_geo.defaults): same inference, so the same bins.
+    gdf = hotspots(ctx.store, "gistar", f.res, q, boundary=_study_boundary(ctx, f),
+                   **defaults.gistar_kwargs(interactive=True))
     return _from_table(ctx, f, pd.DataFrame(gdf.drop(columns="geometry")), "bin")
 
 
@@ -110,7 +120,8 @@ def emerging(ctx: AppContext, f: Filters) -> pd.DataFrame:
     q = f.query(ctx.source, ctx.categories)
     if ctx.store.count(q) == 0:
         return _aligned(ctx, f, np.array([], np.int64), np.array([]))
-    cube = build_cube(ctx.store, f.res, "week", q, cells=ctx.universe(f.res))
+    # The view's Scope: the same study cells and whole-week window as `rtcc-geo emerging`.
+    cube = build_cube(ctx.scope(f), f.res, "week")
     t = emerging_hotspots(cube).table
     code = {c: i for i, c in enumerate(EHSA_CATEGORIES)}
     t = t.assign(code=t["category"].map(code).astype("float64"))
@@ -151,23 +162,26 @@ DEPLOY_UNITS = 5
 def deployment(ctx: AppContext, f: Filters) -> pd.DataFrame:
     """Patrol areas of :func:`rtcc_geo.deploy.plan_shift` for the evening shift after the
     view ends (5 units x 2 areas, a cell and its ring; exact MILP), value = unit number."""
-    day = _view_end(ctx, f)
-    start = day + pd.Timedelta(hours=DEPLOY_SHIFT[0])
-    end = day + pd.Timedelta(hours=DEPLOY_SHIFT[1])
-    risk = _forecast_model(ctx, f).predict(start=start.strftime("%Y-%m-%d %H:%M"), end=end.strftime("%Y-%m-%d %H:%M"))
-    try:
-        from rtcc_geo.deploy import plan_shift
-    except ImportError:
-        plan_shift = None
-    if plan_shift is not None:
-        plan = plan_shift(risk, DEPLOY_UNITS, start, end, areas_per_unit=2, radius=1)
-        cells = plan.cells["cell"].to_numpy(np.int64)
-        return _aligned(ctx, f, cells, plan.cells["unit"].to_numpy("float64"), fill=np.nan)
-    from rtcc_geo.deploy.select import select_areas
+    from rtcc_geo.deploy.api import plan_from_store
 
-    sel = select_areas(risk, n_areas=DEPLOY_UNITS * 2, radius=1, spacing_cells=3, time_limit=20.0)
-    cells = np.concatenate([np.asarray(a, dtype=np.int64) for a in sel.areas.values()]) if sel.areas else np.array([], np.int64)
-    return _aligned(ctx, f, cells, np.ones(len(cells)), fill=np.nan)
+    start, train_from = deploy_shift(ctx, f)
+    # The CLI's entry point on the view's Scope: `rtcc-geo deploy --model stkde --units 5
+    # --areas-per-unit 2 --radius 1 --train-from <view end - 365 d> --shift-start <view end + 16 h>`.
+    plan = ctx.cache.get(("deploy", ctx.source, f.res, f.end), lambda: plan_from_store(
+        ctx.scope(f), None, start, DEPLOY_SHIFT[1] - DEPLOY_SHIFT[0], DEPLOY_UNITS, model=DEPLOY_MODEL,
+        res=f.res, train_from=train_from, areas_per_unit=2, radius=1))
+    cells = plan.cells["cell"].to_numpy(np.int64)
+    return _aligned(ctx, f, cells, plan.cells["unit"].to_numpy("float64"), fill=np.nan)
+
+
+#: The map's quick forecast model (the forecast and deployment layers).
+DEPLOY_MODEL = "stkde"
+
+
+def deploy_shift(ctx: AppContext, f: Filters) -> tuple[pd.Timestamp, str]:
+    """(shift start, first training day) of the deployment layer's shift."""
+    day = _view_end(ctx, f)
+    return day + pd.Timedelta(hours=DEPLOY_SHIFT[0]), (day - pd.Timedelta(days=365)).strftime("%Y-%m-%d")
 
 
 def live_alerts(ctx: AppContext, f: Filters) -> pd.DataFrame:

@@ -138,3 +138,36 @@ def query_from_args(args: argparse.Namespace):
     check_window(args.start, args.end)
     return Query(source=args.source, start=args.start, end=args.end, categories=cats,
                  districts=split_values(getattr(args, "district", None)))
+
+
+def add_study_area_arg(p: argparse.ArgumentParser, choices: tuple[str, ...] = ("agency", "incidents")) -> None:
+    """``--study-area``: the stored agency's boundary (default) or, explicitly, only
+    the cells with incidents (biased for Gi*; said so in the output and JSON)."""
+    p.add_argument("--study-area", choices=choices, default=choices[0],
+                   help="the cells analysed: the stored agency's boundary or selected districts (default), or "
+                        "'incidents' = only cells with incidents (biased, reported as such)")
+
+
+def scope_from_args(args: argparse.Namespace, store: Store, q=None, need_area: bool = True):
+    """The :class:`~rtcc_geo.scope.Scope` of a command's store and filters; the
+    scope's errors (no agency, several sources, a district that cannot be
+    honoured) become :class:`UserError`."""
+    from ..scope import ScopeError, resolve_scope
+
+    sa = getattr(args, "study_area", "agency")
+    sa = {"boundary": "agency", "data": "incidents"}.get(sa, sa)
+    try:
+        return resolve_scope(store, q if q is not None else query_from_args(args), study_area=sa,
+                             need_area=need_area)
+    except ScopeError as e:
+        raise UserError(str(e)) from None
+
+
+def default_source(store: Store, source: str | None) -> str:
+    """``--source`` checked against the store, or the store's only source (UserError otherwise)."""
+    from ..scope import ScopeError, pick_source
+
+    try:
+        return pick_source(store, source)
+    except ScopeError as e:
+        raise UserError(str(e)) from None

@@ -60,12 +60,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _load_real(city: str, store) -> dict:
-    from ..config import load_agency, shared_data_dir
+    from ..config import shared_data_dir
     from ..ingest.pipeline import ingest_files
 
     d = shared_data_dir() / {"chicago": "chicago_sample"}.get(city, city)
     files = sorted(d.glob("*.csv"))
     if not files:
         raise UserError(f"no CSV files in {d}; set RTCC_SHARED_DATA to the folder holding the extracts")
-    s = ingest_files(city, files, store, agency=load_agency(city), progress=progress_enabled())
+    s = ingest_files(city, files, store, progress=progress_enabled())  # copies the agency preset into the store
     return s.as_dict()

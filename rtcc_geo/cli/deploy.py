@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
-from .common import UserError, add_json_arg, add_store_args, emit_json, store_from_args
+from .. import defaults as D
+from .common import (UserError, add_json_arg, add_store_args, default_source, emit_json, scope_from_args, split_values,
+                     store_from_args)
 
 
 def register(subparsers) -> None:
@@ -29,10 +30,12 @@ def register(subparsers) -> None:
         ),
     )
     add_store_args(p)
-    p.add_argument("--source", default="philadelphia", help="agency/source in the store (default philadelphia)")
+    p.add_argument("--source", default=None, help="agency/source in the store (default: the store's only source)")
+    p.add_argument("--train-from", metavar="DATE", default=None,
+                   help="first local day the forecast learns from (default: the first incident)")
     p.add_argument("--shift-start", required=True, help="shift start, local time, e.g. '2024-07-20 16:00'")
-    p.add_argument("--shift-hours", type=float, default=8.0, help="shift length in hours (default 8)")
-    p.add_argument("--units", type=int, default=8, help="number of patrol units (default 8)")
+    p.add_argument("--shift-hours", type=float, default=D.DEPLOY_SHIFT_HOURS, help="shift length in hours (default 8)")
+    p.add_argument("--units", type=int, default=D.DEPLOY_UNITS, help="number of patrol units (default 8)")
     p.add_argument("--areas-per-unit", type=int, default=1, help="patrol areas each unit rotates through (default 1)")
     p.add_argument("--radius", type=int, default=1,
                    help="patrol area = centre cell + this many H3 rings (default 1: 7 cells, ~0.1 km² at res 10)")
@@ -48,17 +51,17 @@ def register(subparsers) -> None:
                    help="past plans (columns date, cell or cell_hex) for the consecutive-day cap")
     p.add_argument("--max-consecutive-days", type=int, default=3,
                    help="rest a cell dosed this many days in a row (default 3; 0 = no cap)")
-    p.add_argument("--category", default="all_but_enforcement",
+    p.add_argument("--category", default=D.DEPLOY_TARGET,
                    help="forecast target (default all_but_enforcement; see 'rtcc-geo forecast --help')")
-    p.add_argument("--model", default="additive",
+    p.add_argument("--model", default=D.DEPLOY_MODEL,
                    choices=("naive", "naive365", "seasonal", "prospective", "stkde", "sepp", "learned", "ensemble",
                             "additive"),
-                   help="forecast model (default additive: every reason then quotes what each term adds)")
+                   help=f"forecast model (default {D.DEPLOY_MODEL}: every reason then quotes what each term adds)")
     p.add_argument("--max-dose-multiple", type=float, default=None, metavar="K",
                    help="cap: no census tract gets more patrol minutes per resident than K x the median of the "
                         "dosed tracts (cells of tracts over it are left out and the shift re-planned; "
                         "see 'rtcc-geo audit-bias'). Default: no cap")
-    p.add_argument("--res", type=int, default=10, help="H3 resolution (default 10)")
+    p.add_argument("--res", type=int, default=D.DEPLOY_RES, help="H3 resolution (default 10)")
     p.add_argument("--seed", type=int, default=0, help="seed of the randomised schedule (default 0)")
     p.add_argument("--out-csv", metavar="FILE", help="write the plan's cells (with reasons) as CSV; "
                    "the visit schedule goes beside it as FILE stem + '_schedule.csv'")
@@ -68,9 +71,8 @@ def register(subparsers) -> None:
 
 
 def _deploy(args: argparse.Namespace) -> int:
-    from ..config import load_agency
     from ..deploy.api import plan_from_store
-    from ..deploy.areas import district_cells, place_cells
+    from ..deploy.areas import place_cells
     from ..forecast.data import TARGETS
 
     if args.category not in TARGETS:
@@ -82,12 +84,16 @@ def _deploy(args: argparse.Namespace) -> int:
     except ValueError as e:
         raise UserError(f"bad --shift-start: {e}") from None
     t1 = t0 + pd.Timedelta(hours=args.shift_hours)
+    store = store_from_args(args)
+    args.source = default_source(store, args.source)
     eligible = None
     if args.district:
-        try:
-            eligible = district_cells(load_agency(args.source), args.district, args.res)
-        except (ValueError, FileNotFoundError) as e:
-            raise UserError(str(e)) from None
+        # The districts' polygons from the stored agency (one name normalisation + aliases).
+        from ..grid import cover
+        from ..store.base import Query
+
+        sc = scope_from_args(args, store, Query(source=args.source, districts=split_values(args.district)))
+        eligible = cover(sc.boundary(), args.res)
     excluded: set[int] = set()
     for f in args.exclude or []:
         if not Path(f).exists():
@@ -103,12 +109,16 @@ def _deploy(args: argparse.Namespace) -> int:
         history = pd.read_csv(args.history)
         if "cell" not in history.columns and "cell_hex" in history.columns:
             history["cell"] = history["cell_hex"].map(lambda s: int(str(s), 16))
+        elif "cell" in history.columns:  # textual H3 ids (what --out-csv writes) or older int64 ids
+            from ..export import cell_int
+
+            history["cell"] = cell_int(history["cell"])
         if not {"date", "cell"} <= set(history.columns):
             raise UserError("--history needs columns date and cell (or cell_hex), e.g. a previous --out-csv")
-    store = store_from_args(args)
     try:
         plan = plan_from_store(store, args.source, t0, args.shift_hours, args.units, category=args.category,
-                               model=args.model, res=args.res, areas_per_unit=args.areas_per_unit,
+                               model=args.model, res=args.res, train_from=args.train_from,
+                               areas_per_unit=args.areas_per_unit,
                                radius=args.radius, spacing_cells=args.spacing, spacing_m=args.spacing_m,
                                eligible=eligible, excluded=excluded, history=history,
                                max_consecutive_days=args.max_consecutive_days or None, seed=args.seed,
@@ -117,18 +127,16 @@ def _deploy(args: argparse.Namespace) -> int:
         raise UserError(str(e)) from None
     cells = plan.cells.assign(date=t0.normalize().date().isoformat())
     if args.out_csv:
-        cells.to_csv(args.out_csv, index=False)
+        from ..export import write_cells
+
+        write_cells(cells, args.out_csv)
         p = Path(args.out_csv)
         plan.schedule.assign(area_hex=plan.schedule["area"].map(lambda a: f"{a:x}")).to_csv(
             p.with_name(p.stem + "_schedule.csv"), index=False)
     if args.out_geojson:
-        from ..grid import cells_to_geodataframe
+        from ..export import write_cells
 
-        g = cells_to_geodataframe(cells["cell"].to_numpy(), cells.drop(columns=["cell"]))
-        for col in ("cell", "centre"):
-            g[col] = g[col].astype("int64").astype(str)
-        g["hotspot_bin"] = g["hotspot_bin"].astype("float")
-        g.to_file(args.out_geojson, driver="GeoJSON")
+        write_cells(cells.assign(hotspot_bin=cells["hotspot_bin"].astype("float")), args.out_geojson)
     if args.json:
         emit_json({
             "shift_start": str(t0), "shift_end": str(t1), "units": args.units, "status": plan.status,

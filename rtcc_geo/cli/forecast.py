@@ -7,14 +7,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from .common import (
-    UserError,
-    add_json_arg,
-    add_store_args,
-    emit_json,
-    progress_enabled,
-    store_from_args,
-)
+from .common import (UserError, add_json_arg, add_store_args, default_source, emit_json, progress_enabled,
+                     store_from_args)
 
 MODELS = ("naive", "naive365", "seasonal", "prospective", "stkde", "sepp", "learned", "ensemble", "additive")
 #: The default model of ``predict`` (additive in its terms, so it can explain itself).
@@ -40,7 +34,10 @@ def register(subparsers) -> None:
 
     def common(sp):
         add_store_args(sp)
-        sp.add_argument("--source", default="philadelphia", help="agency/source in the store (default: philadelphia)")
+        sp.add_argument("--source", default=None, help="agency/source in the store (default: the store's only source)")
+        sp.add_argument("--train-from", metavar="DATE", default=None,
+                        help="first local day the models learn from (default: the first incident; required when "
+                             "a few incidents are dated years before the rest)")
         sp.add_argument("--category", default="all",
                         help="forecast target: all, all_but_enforcement, violent_ucr (UCR 100-499), "
                              "theft_from_vehicle, or a category (burglary, robbery, vehicle, ...). Default: all")
@@ -103,8 +100,9 @@ def _counts(args, end):
     except ValueError as e:
         raise UserError(str(e)) from None
     store = store_from_args(args)
+    args.source = default_source(store, args.source)
     try:
-        c = counts_from_store(store, args.source, args.category, end=end, res=args.res)
+        c = counts_from_store(store, args.source, args.category, start=args.train_from, end=end, res=args.res)
     except ValueError as e:
         raise UserError(str(e)) from None
     if len(c.hours) == 0:
@@ -204,14 +202,9 @@ def _frame(fc: pd.Series) -> pd.DataFrame:
 
 
 def _write(df: pd.DataFrame, path: str) -> None:
-    p = Path(path)
-    if p.suffix.lower() in (".geojson", ".json"):
-        from ..grid import cells_to_geodataframe
+    from ..export import write_cells
 
-        g = cells_to_geodataframe(df["cell"].to_numpy(), df.drop(columns=["cell"]))
-        g["cell"] = g["cell"].astype("int64").astype(str)
-        g.to_file(p, driver="GeoJSON")
-    elif p.suffix.lower() == ".csv":
-        df.to_csv(p, index=False)
-    else:
-        raise UserError(f"--out must end in .csv or .geojson, not {p.suffix!r}")
+    try:
+        write_cells(df.drop(columns=["cell_hex"]), Path(path))  # one writer: textual H3 ids, centre lat/lon
+    except ValueError as e:
+        raise UserError(f"--out: {e}") from None

@@ -7,7 +7,9 @@ import sys
 import time
 import warnings
 
-from .common import UserError, add_filter_args, add_json_arg, add_store_args, emit_json, query_from_args, store_from_args
+from .. import defaults as D
+from .common import (UserError, add_filter_args, add_json_arg, add_store_args, add_study_area_arg, emit_json,
+                     query_from_args, scope_from_args, store_from_args)
 
 EPILOG = """\
 examples:
@@ -38,32 +40,34 @@ def register(subparsers) -> None:
     add_store_args(p)
     p.add_argument("--method", choices=("gistar", "lisa", "kde"), default="gistar",
                    help="statistic (default: gistar)")
-    p.add_argument("--res", type=int, default=9, metavar="N",
+    p.add_argument("--res", type=int, default=D.RES, metavar="N",
                    help="H3 resolution, 7..10 (default 9, cells of about 0.1 km2)")
     add_filter_args(p, district_help="district(s) as published (repeat or comma-separate); "
                                      "the study area becomes those districts")
     s = p.add_argument_group("neighbourhood and inference")
-    s.add_argument("--k", type=int, default=1, help="k-ring neighbourhood size (default 1: the 6 touching cells)")
+    s.add_argument("--k", type=int, default=D.K_RING, help="k-ring neighbourhood size (default 1: the 6 touching cells)")
     s.add_argument("--band-m", type=float, default=None, metavar="M",
                    help="distance-band neighbourhood in metres instead of k-rings")
     s.add_argument("--optimize", action="store_true",
                    help="choose k by incremental spatial autocorrelation (first peak of global Moran's z)")
-    s.add_argument("--permutations", type=int, default=999,
-                   help="conditional permutations for pseudo p-values (default 999; 0 = analytic only)")
-    s.add_argument("--seed", type=int, default=0, help="seed of the permutations (default 0)")
-    s.add_argument("--alternative", default="two-sided",
+    s.add_argument("--permutations", type=int, default=D.PERMUTATIONS,
+                   help=f"conditional permutations for pseudo p-values (default {D.PERMUTATIONS}; 0 = none)")
+    s.add_argument("--seed", type=int, default=D.SEED, help=f"seed of the permutations (default {D.SEED})")
+    s.add_argument("--alternative", default=D.ALTERNATIVE,
                    choices=("two-sided", "folded", "directed", "greater", "lesser", "esda-two-sided", "esda-folded"),
                    help="permutation p-value rule: two-sided (default, twice the smaller tail); folded "
                         "(= directed, esda's classic p_sim, one-tailed in the data's direction); greater/lesser; "
                         "esda-two-sided/esda-folded (esda.significance's rules, for comparison)")
-    s.add_argument("--inference", default="auto", choices=("auto", "sim", "norm"),
-                   help="p-values feeding FDR and bins: permutation (sim), analytic normal (norm; ArcGIS), "
-                        "auto = sim when --permutations > 0")
-    s.add_argument("--alpha", type=float, default=0.05, help="FDR level for LISA clusters (default 0.05)")
+    s.add_argument("--inference", default=D.INFERENCE, choices=("auto", "sim", "norm"),
+                   help=f"p-values feeding FDR and bins: analytic normal (norm; ArcGIS), permutation (sim; "
+                        f"warns when the 99 %% bin is out of reach), auto = sim when --permutations > 0 "
+                        f"(default {D.INFERENCE}, the map's too)")
+    s.add_argument("--alpha", type=float, default=D.ALPHA, help="FDR level for LISA clusters (default 0.05)")
     s.add_argument("--no-fdr", action="store_true", help="bins/clusters from raw p-values (not recommended)")
     s.add_argument("--boundary", metavar="FILE", default=None,
-                   help="study-area polygon file (default: the agency's boundary, or the --district polygons); "
-                        "'incidents' = only cells with incidents (biased, not recommended)")
+                   help="study-area polygon file (default: the stored agency's boundary, or the --district "
+                        "polygons); 'incidents' = the same as --study-area incidents")
+    add_study_area_arg(s)
     k = p.add_argument_group("kernel density")
     k.add_argument("--kernel", choices=("quartic", "gaussian"), default="quartic", help="KDE kernel (default quartic)")
     k.add_argument("--bandwidth-m", type=float, default=None, metavar="M",
@@ -71,7 +75,8 @@ def register(subparsers) -> None:
     p.add_argument("--concentration", action="store_true",
                    help="also report crime concentration (Gini, top 1%%/5%% share of cells and blocks)")
     p.add_argument("--out", metavar="FILE", default=None,
-                   help="write the table: .geojson, .csv or .parquet (GeoParquet)")
+                   help="write the table: .csv, .geojson, .parquet (GeoParquet), .gpkg or .shp "
+                        "(cells as textual H3 ids, with centre lat/lon)")
     add_json_arg(p)
     p.set_defaults(func=run)
 
@@ -86,8 +91,10 @@ def run(args) -> int:
         raise UserError("--k must be 1 or more")
     if args.permutations < 0:
         raise UserError("--permutations must be 0 or more")
-    if args.out and not args.out.lower().endswith((".geojson", ".json", ".csv", ".parquet", ".geoparquet")):
-        raise UserError(f"--out {args.out}: use a .geojson, .csv or .parquet file name")
+    from ..export import FORMATS
+
+    if args.out and not args.out.lower().endswith(tuple(FORMATS)):
+        raise UserError(f"--out {args.out}: use a {', '.join(sorted(FORMATS))} file name")
     q = query_from_args(args)
     t0 = time.perf_counter()
     store = store_from_args(args)
@@ -96,29 +103,35 @@ def run(args) -> int:
         store.close()
         raise UserError(f"no incidents for {where}{store!r}: load some first, e.g. "
                         "'rtcc-geo ingest --format philadelphia FILES' (same --db/--store), or 'rtcc-geo demo'")
-    boundary = args.boundary or "auto"
+    if args.boundary == "incidents":
+        args.study_area = "incidents"
     out: dict = {}
     try:
+        # One Scope: source, agency, study area and district names resolved once.
+        scope = store if args.boundary not in (None, "incidents") else scope_from_args(args, store, q)
+        boundary = args.boundary if args.boundary not in (None, "incidents") else None
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             k = args.k
             if args.optimize and args.band_m is None and args.method != "kde":
-                sc = hs.optimize_scale(store, q, res=args.res, boundary=boundary)
+                sc = hs.optimize_scale(scope, q, res=args.res, boundary=boundary)
                 k = sc.k
                 out["scale"] = {"k": sc.k, "res": sc.res, "rule": sc.rule, "reason": sc.reason,
                                 "table": sc.table.to_dict(orient="records")}
-            gdf = hs.hotspots(store, args.method, args.res, q, boundary=boundary, k=k, band_m=args.band_m,
+            gdf = hs.hotspots(scope, args.method, args.res, q, boundary=boundary, k=k, band_m=args.band_m,
                               permutations=args.permutations, seed=args.seed, alternative=args.alternative,
                               alpha=args.alpha, inference=args.inference, fdr=not args.no_fdr,
                               kernel=args.kernel, bandwidth_m=args.bandwidth_m)
             if args.concentration:
-                rep = hs.concentration_report(store, args.res, q, boundary=boundary)
+                rep = hs.concentration_report(scope, args.res, q, boundary=boundary)
                 out["concentration"] = {u: c.summary() for u, c in rep.items()}
     except ValueError as e:
         raise UserError(str(e)) from None
     finally:
         store.close()
     out = {**hs.summary(gdf), **out}
+    if args.boundary in (None, "incidents"):
+        out["scope"] = scope.describe()
     out["warnings"] = [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
     if args.out:
         out["out"] = str(hs.export(gdf, args.out))
@@ -133,6 +146,8 @@ def run(args) -> int:
 def _print_summary(out: dict, args) -> None:
     w = sys.stdout.write
     w(f"{out['method']} on H3 res {out['res']}: {out['n_cells']:,} cells, {out['n_incidents']:,} incidents\n")
+    if out.get("study_area"):
+        w(f"study area: {out['study_area']}\n")
     if "scale" in out:
         w(f"scale: {out['scale']['reason']}\n")
     if "bins" in out:

@@ -113,10 +113,12 @@ def run_ingest(args: argparse.Namespace) -> int:
         if not args.agency:
             raise UserError("--format auto needs --agency NAME (its time zone and boundary decide times and "
                             "coordinates); add one with: rtcc-geo agency add NAME --boundary FILE --timezone TZ")
-        inf = infer_from_args(args, args.files[0])
+        store = store_from_args(args)
+        inf = infer_from_args(args, args.files[0], store)
         print_inference(inf)
         fmt, mapping = "generic", inf.mapping
-    store = store_from_args(args)
+    else:
+        store = store_from_args(args)
     try:
         s = ingest_files(fmt, args.files, store, agency=args.agency, mapping=mapping,
                          progress=progress_enabled() and not args.quiet, time_floor=args.time_floor)
@@ -144,6 +146,8 @@ def run_ingest(args: argparse.Namespace) -> int:
               "(set boundary_file in the agency config)", file=out)
     if s.seconds > 0:
         print(f"{s.read / s.seconds:,.0f} rows/s", file=out)
+    for m in s.warnings:
+        print(f"warning: {m}", file=sys.stderr)
     if s.unmapped_offenses:
         print(f"warning: offense values not in the taxonomy were categorised 'other': "
               f"{s.unmapped_offenses} — add them to data/taxonomy/{s.source}.csv", file=sys.stderr)

@@ -8,7 +8,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from .common import UserError, add_json_arg, emit_json
+from .common import UserError, add_json_arg, add_store_args, emit_json
 
 
 def add_infer_args(p: argparse.ArgumentParser) -> None:
@@ -44,18 +44,38 @@ def register(sub: argparse._SubParsersAction) -> None:
                         description="Infer a mapping TOML from an export (reads the head of the file).")
     i.add_argument("file", metavar="FILE", help="the export (CSV)")
     i.add_argument("--agency", required=True, metavar="NAME|FILE",
-                   help="the agency (time zone, boundary): a stored or preset name, or an agency TOML")
+                   help="the agency (time zone, boundary, taxonomy): stored in --store/--db (rtcc-geo agency add), "
+                        "a preset name, or an agency TOML")
     i.add_argument("--out", metavar="TOML", help="write the mapping here (default: print it)")
     i.add_argument("--taxonomy-out", metavar="CSV",
                    help="write a proposed offence taxonomy (keyword guesses, with counts) to review")
     add_infer_args(i)
+    add_store_args(i)
     add_json_arg(i)
     i.set_defaults(func=run_infer)
     p.set_defaults(func=lambda args: (p.print_help(), 0)[1])
 
 
-def infer_from_args(args: argparse.Namespace, path: str | Path):
-    """Run the inference with the CLI's flags; ambiguity and bad input are one-line errors."""
+def _stored_or_none(args: argparse.Namespace):
+    """The store named by the flags when there is one (the agency may be stored there)."""
+    import os
+
+    from ..store import DEFAULT_STORE_DIR, open_store
+
+    db = args.db or (None if args.store else os.environ.get("RTCC_DATABASE_URL"))
+    d = args.store or os.environ.get("RTCC_STORE_DIR") or DEFAULT_STORE_DIR
+    if not db and not Path(d).is_dir():
+        return None
+    try:
+        return open_store(db=db, store_dir=d if not db else None)
+    except Exception as e:  # noqa: BLE001 - a store that cannot be opened is a one-line error
+        raise UserError(f"cannot open the store: {e}") from None
+
+
+def infer_from_args(args: argparse.Namespace, path: str | Path, store=None, taxonomy_dir: Path | None = None):
+    """Run the inference with the CLI's flags (the agency from ``store`` when stored
+    there); ambiguity and bad input are one-line errors. A taxonomy stored with the agency
+    is written to ``taxonomy_dir`` (default: a temporary folder) for the reader."""
     from ..config import load_agency
     from ..ingest.base import IngestError
     from ..ingest.infer import AmbiguousMapping, infer_mapping
@@ -67,12 +87,22 @@ def infer_from_args(args: argparse.Namespace, path: str | Path):
         k, v = item.split("=", 1)
         overrides[k.strip()] = v.strip()
     try:
-        agency = load_agency(args.agency)
+        agency = load_agency(args.agency, store)
     except FileNotFoundError as e:
         raise UserError(str(e)) from None
+    taxonomy = args.taxonomy
+    if not taxonomy and agency.taxonomy_csv:
+        import tempfile
+
+        d = taxonomy_dir or Path(tempfile.mkdtemp(prefix="rtcc-taxonomy-"))
+        taxonomy = str(d / f"{agency.name}_taxonomy.csv")
+        Path(taxonomy).write_text(agency.taxonomy_csv, encoding="utf-8")
+    elif not taxonomy and agency.taxonomy_file:
+        found = agency.find_file(agency.taxonomy_file)
+        taxonomy = str(found) if found else None
     try:
         inf = infer_mapping(path, agency, source=args.source, overrides=overrides or None, crs=args.crs,
-                            time_format=args.time_format, taxonomy=args.taxonomy, near=[Path(path)])
+                            time_format=args.time_format, taxonomy=taxonomy, near=[Path(path)])
     except AmbiguousMapping as e:
         raise UserError(f"{Path(path).name}: ambiguous: {e}") from None
     except (IngestError, ValueError, FileNotFoundError) as e:
@@ -93,7 +123,12 @@ def print_inference(inf, out=sys.stderr) -> None:
 
 
 def run_infer(args: argparse.Namespace) -> int:
-    inf = infer_from_args(args, args.file)
+    store = _stored_or_none(args)
+    try:
+        inf = infer_from_args(args, args.file, store, Path(args.out).resolve().parent if args.out else None)
+    finally:
+        if store is not None:
+            store.close()
     text = inf.to_toml()
     if args.out:
         Path(args.out).write_text(text)

@@ -11,7 +11,7 @@ import warnings
 import numpy as np
 
 from .common import (UserError, add_filter_args, add_json_arg, add_store_args, emit_json, progress_enabled,
-                     query_from_args, store_from_args)
+                     query_from_args, scope_from_args, store_from_args)
 
 TEMPORAL_EPILOG = """\
 examples:
@@ -111,9 +111,10 @@ def register(subparsers) -> None:
                    help="preceding time steps in each bin's neighbourhood (default 1; 0 = same step only)")
     e.add_argument("--alpha", type=float, default=0.05, help="significance for Gi* bins (after FDR) and trends")
     e.add_argument("--no-fdr", action="store_true", help="significant bins from raw p < alpha (not recommended)")
-    e.add_argument("--study-area", choices=("boundary", "data"), default="boundary",
-                   help="cells: the agency boundary's cells plus any with incidents (default), or only "
-                        "cells with incidents ('locations with data', as ArcGIS)")
+    e.add_argument("--study-area", choices=("boundary", "agency", "data", "incidents"), default="boundary",
+                   help="cells: the stored agency boundary's cells plus any with incidents (default; 'agency' "
+                        "is the same), or only cells with incidents ('data' = 'incidents', 'locations with "
+                        "data' as ArcGIS; reported in the output)")
     e.add_argument("--cube", metavar="NAME", default=None, help="use the cube saved under NAME instead of building one")
     e.add_argument("--save-cube", metavar="NAME", default=None, help="save the cube in the store under NAME")
     e.add_argument("--save", metavar="NAME", default=None,
@@ -248,11 +249,10 @@ def run_emerging(args) -> int:
                 raise UserError(str(e)) from None
         else:
             q = _query(args)
-            cells = None
-            if args.study_area == "boundary":
-                cells = _study_cells(store, q, args.res)
+            scope = scope_from_args(args, store, q)
+            cells = scope.study_cells(args.res)
             try:
-                cube = cubes.build_cube(store, args.res, args.step, q, cells=cells)
+                cube = cubes.build_cube(scope, args.res, args.step, scope.query, cells=cells)
             except ValueError as e:
                 raise UserError(str(e)) from None
         if args.save_cube:
@@ -273,15 +273,14 @@ def run_emerging(args) -> int:
         "first_step": str(cube.steps[0].date()), "last_step": str(cube.steps[-1].date()),
         "incidents": float(cube.values.sum()), "k": args.k, "time_lag": args.time_lag, "alpha": args.alpha,
         "fdr": not args.no_fdr,
+        "window": cube.window, "scope": None if args.cube else scope.describe(),
         "categories": {r.category: int(r.cells) for r in summary.itertuples()},
         "ehsa_seconds": round(t2 - t1, 3),
     }
     if args.geojson:
-        from .. import grid
+        from ..export import write_cells
 
-        gdf = grid.cells_to_geodataframe(res.table["cell"].to_numpy(), res.table.drop(columns="cell"))
-        gdf["category"] = gdf["category"].astype(str)
-        gdf.to_file(args.geojson, driver="GeoJSON")
+        write_cells(res.table, args.geojson)
         out["geojson"] = args.geojson
     if args.map:
         try:
@@ -298,6 +297,11 @@ def run_emerging(args) -> int:
     w = sys.stdout.write
     w(f"EHSA on {out['cells']:,} cells x {out['steps']} {cube.step}s ({out['first_step']} .. {out['last_step']}), "
       f"{out['incidents']:,.0f} incidents, k={args.k}, time lag {args.time_lag}\n")
+    if out["scope"]:
+        w(f"study area: {out['scope']['study_area']}\n")
+    if cube.window and cube.window.get("snapped"):
+        w(f"window snapped to whole {cube.step}s: {cube.window['from'][:10]} .. {cube.window['to'][:10]} "
+          f"(asked {(cube.window['asked_from'] or '')[:10]} .. {(cube.window['asked_to'] or '')[:10]})\n")
     for c in CATEGORIES:
         if out["categories"][c]:
             w(f"  {c:<24}{out['categories'][c]:>8,}\n")
@@ -305,16 +309,6 @@ def run_emerging(args) -> int:
         if k in out:
             w(f"wrote {out[k]}\n")
     return 0
-
-
-def _study_cells(store, q, res):
-    from ..hotspots.api import agency_boundary, study_cells
-
-    srcs = store.sources()
-    src = q.source or (next(iter(srcs)) if len(srcs) == 1 else None)
-    if agency_boundary(src, q.districts) is None:
-        return None  # no boundary known: the cube keeps the cells with incidents
-    return study_cells(store, res, q.with_(source=src))
 
 
 #: Map colours: warm hues for hot-spot categories, cool for cold, each one distinct.

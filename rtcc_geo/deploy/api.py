@@ -11,11 +11,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from .. import defaults as D
 from .areas import hotspot_bins
 from .plan import Plan, plan_shift
 
-#: The default forecast model of a plan: additive in its terms, so every reason quotes them.
-DEFAULT_MODEL = "additive"
+#: The default forecast model of a plan (additive in its terms, so every reason quotes them):
+#: :data:`rtcc_geo.defaults.DEPLOY_MODEL`, shared with the map.
+DEFAULT_MODEL = D.DEPLOY_MODEL
 
 
 def _check(category: str, units: int, shift_hours: float) -> None:
@@ -27,11 +29,11 @@ def _check(category: str, units: int, shift_hours: float) -> None:
         raise ValueError("units and shift_hours must be positive")
 
 
-def _fit(store, source, category, model, res, t0, end, horizon_days):
+def _fit(store, source, category, model, res, t0, end, horizon_days, train_from=None):
     from ..forecast.backtest import default_models
     from ..forecast.io import counts_from_store
 
-    c = counts_from_store(store, source, category, end=end, res=res)
+    c = counts_from_store(store, source, category, start=train_from, end=end, res=res)
     if len(c.hours) == 0:
         raise ValueError(f"no {category} incidents for {source} before {t0}: ingest data first")
     models = default_models(f"{horizon_days}d")
@@ -84,9 +86,16 @@ def _quote_explanations(plan: Plan, m, t0, t1) -> None:
     plan.cells["reason"] = plan.cells["reason"] + "; why: " + plan.cells["why"].astype(str)
 
 
-def plan_from_store(store, source: str, shift_start, shift_hours: float = 8.0, units: int = 8, *,
-                    category: str = "all_but_enforcement", model: str = DEFAULT_MODEL, res: int = 10,
-                    max_dose_multiple: float | None = None, tracts=None, **plan_kw) -> Plan:
+def _source(store, source: str | None) -> str | None:
+    from ..scope import Scope
+
+    return (source or store.source) if isinstance(store, Scope) else source
+
+
+def plan_from_store(store, source: str | None, shift_start, shift_hours: float = D.DEPLOY_SHIFT_HOURS,
+                    units: int = D.DEPLOY_UNITS, *, category: str = D.DEPLOY_TARGET, model: str = D.DEPLOY_MODEL,
+                    res: int = D.DEPLOY_RES, max_dose_multiple: float | None = None, tracts=None, train_from=None,
+                    **plan_kw) -> Plan:
     """Forecast the shift with ``model`` on ``category`` (default: everything but the
     enforcement-driven categories) from the incidents before it, and plan ``units``
     patrols with :func:`~rtcc_geo.deploy.plan.plan_shift`.
@@ -98,12 +107,15 @@ def plan_from_store(store, source: str, shift_start, shift_hours: float = 8.0, u
     of dosed tracts (:func:`rtcc_geo.fairness.audit`; ``tracts`` default: the
     agency's). ``plan_kw`` goes to :func:`plan_shift` (``areas_per_unit``,
     ``radius``, ``spacing_cells`` / ``spacing_m``, ``eligible``, ``excluded``,
-    ``history``, ``max_consecutive_days``, ``seed``).
+    ``history``, ``max_consecutive_days``, ``seed``). ``store`` may be a
+    :class:`~rtcc_geo.scope.Scope` (``source`` None = the scope's); ``train_from`` bounds
+    the history the model sees.
     """
+    source = _source(store, source)
     _check(category, units, shift_hours)
     t0 = pd.Timestamp(shift_start)
     t1 = t0 + pd.Timedelta(hours=shift_hours)
-    c, m = _fit(store, source, category, model, res, t0, t1, max(1, round(shift_hours / 24)))
+    c, m = _fit(store, source, category, model, res, t0, t1, max(1, round(shift_hours / 24)), train_from)
     if max_dose_multiple and tracts is None:
         from ..fairness import load_tracts
 
@@ -111,19 +123,21 @@ def plan_from_store(store, source: str, shift_start, shift_hours: float = 8.0, u
     return _plan(c, m, t0, t1, units, tracts=tracts, max_dose_multiple=max_dose_multiple, **plan_kw)
 
 
-def plan_week(store, source: str, week_start, units: int = 8, *, days: int = 7, shift_start_hour: float = 16.0,
-              shift_hours: float = 8.0, category: str = "all_but_enforcement", model: str = DEFAULT_MODEL,
-              res: int = 10, max_dose_multiple: float | None = None, tracts=None, **plan_kw) -> list[Plan]:
+def plan_week(store, source: str | None, week_start, units: int = D.DEPLOY_UNITS, *, days: int = 7,
+              shift_start_hour: float = 16.0, shift_hours: float = D.DEPLOY_SHIFT_HOURS,
+              category: str = D.DEPLOY_TARGET, model: str = D.DEPLOY_MODEL, res: int = D.DEPLOY_RES,
+              max_dose_multiple: float | None = None, tracts=None, train_from=None, **plan_kw) -> list[Plan]:
     """One shift a day for ``days`` days from ``week_start`` (local date), all forecast from
     incidents before ``week_start`` (a weekly plan made on its first morning). Each day's
     plan rests the cells dosed the days before (``max_consecutive_days``, default 3) and,
     with ``max_dose_multiple``, caps the week's cumulative dosage per resident by tract."""
     from ..fairness import load_tracts, plan_minutes
 
+    source = _source(store, source)
     _check(category, units, shift_hours)
     d0 = pd.Timestamp(week_start).normalize()
     end = d0 + pd.Timedelta(days=days + 1)
-    c, m = _fit(store, source, category, model, res, d0, end, 7)
+    c, m = _fit(store, source, category, model, res, d0, end, 7, train_from)
     if max_dose_multiple and tracts is None:
         tracts = load_tracts(source)
     plans: list[Plan] = []

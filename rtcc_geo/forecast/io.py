@@ -20,16 +20,27 @@ from .data import Counts, select_target
 FORECAST_COLUMNS = ("id", "occurred_from", "time_known", "offense_raw", "offense_code", "category", "district", "block")
 
 
-def boundary_cells(agency: Agency | str, res: int) -> np.ndarray | None:
-    """Cells covering the agency boundary, or None when no boundary file is found."""
-    import geopandas as gpd
+def boundary_cells(agency: Agency | str, res: int, store: Store | None = None) -> np.ndarray | None:
+    """Cells covering the agency boundary (the agency stored in ``store`` first),
+    or None when it has no boundary."""
+    a = load_agency(agency, store=store) if isinstance(agency, str) else agency
+    b = a.boundary()
+    return None if b is None else cover(b, res)
 
-    a = load_agency(agency) if isinstance(agency, str) else agency
-    path = a.find_file(a.boundary_file)
-    if path is None:
-        return None
-    g = gpd.read_file(path).to_crs(4326)
-    return cover(g, res)
+
+def check_span(times: pd.Series, start=None) -> None:
+    """Refuse to build day arrays from a few stray dates decades before the bulk
+    (an export with some 1966 dates made a backtest allocate 13 GB): with no
+    ``start`` given, incidents far from the bulk are an error naming ``--train-from``."""
+    if start is not None or len(times) == 0:
+        return
+    from ..scope import far_dates
+
+    far = far_dates(times)
+    if far["before"]:
+        raise ValueError(f"{far['before']:,} incidents are dated long before the bulk of the data (earliest "
+                         f"{far['earliest']}, bulk from {far['bulk_from']}): pass --train-from DATE "
+                         "(start=... in the API) so the model does not span empty years")
 
 
 def load_target(store: Store, source: str, target: str, start=None, end=None, res: int = 10) -> pd.DataFrame:
@@ -39,18 +50,33 @@ def load_target(store: Store, source: str, target: str, start=None, end=None, re
     return select_target(df, target)
 
 
-def counts_from_store(store: Store, source: str, target: str, start=None, end=None, res: int = 10,
+def counts_from_store(store, source: str | None, target: str, start=None, end=None, res: int = 10,
                       agency: Agency | str | None = None) -> Counts:
-    """A :class:`Counts` for ``target`` on the agency's study cells, local days in its time zone."""
+    """A :class:`Counts` for ``target`` on the agency's study cells, local days in its time zone.
+
+    ``store`` may be a :class:`~rtcc_geo.scope.Scope` (its source, agency and study
+    cells; ``source`` may then be None). ``start`` is the first day trained on
+    (``--train-from``): counts start there, never at a stray decades-old date. With
+    no agency stored for ``source`` this is an error, not a silent incident-cell area.
+    """
+    from ..scope import Scope, ScopeError, agency_of, missing_agency_message
+
+    scope = store if isinstance(store, Scope) else None
+    if scope is not None:
+        store, source, agency = scope.store, source or scope.source, agency or scope.agency
+    if agency is None and source is not None:
+        agency = agency_of(store, source)
+        if agency is None:
+            raise ScopeError(missing_agency_message(source))
     tz = store.sources().get(source)
     if tz is None:
         raise ValueError(f"source {source!r} is not in the store; known: {sorted(store.sources())}. Ingest it first.")
     df = load_target(store, source, target, start, end, res)
-    cells = None
-    try:
-        cells = boundary_cells(agency or source, res)
-    except FileNotFoundError:
+    check_span(df["occurred_from"], start)
+    if scope is not None and scope.study_area == "incidents":
         cells = None
+    else:
+        cells = boundary_cells(agency, res, store)
     if cells is not None and len(df):
         cells = np.union1d(cells, df[h3_column(res)].to_numpy(np.int64))
     c = Counts.from_incidents(df, cells=cells, res=res, tz=tz, origin=start, end=end)

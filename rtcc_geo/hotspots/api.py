@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .. import defaults as D
 from .. import grid
 from ..store.base import Query, Store
 from .concentration import Concentration, concentration
@@ -51,63 +52,57 @@ def _source_of(store: Store, q: Query) -> str | None:
     return next(iter(srcs)) if len(srcs) == 1 else None
 
 
-def _norm_district(v) -> str:
-    s = str(v).strip()
-    return (s.lstrip("0") or "0") if s.isdigit() else s.lower()
-
-
-def _find_agency_file(agency, name: str | None):
-    return agency.find_file(name)
-
-
-def agency_boundary(source: str | None, districts=None):
-    """The study-area polygon(s) of ``source`` from its agency config: the
-    selected districts when ``districts`` is given and the agency has a
-    districts file, else the whole boundary. ``None`` if unknown."""
+def agency_boundary(source: str | None, districts=None, store: Store | None = None):
+    """The study-area polygon(s) of ``source``: its stored agency (``store``)
+    or preset, the selected ``districts`` when given. ``None`` if no agency;
+    a district filter that cannot be honoured raises."""
     if not source:
         return None
-    import geopandas as gpd
+    from ..scope import ScopeError, agency_of, district_lookup
 
-    from ..config import load_agency
-
-    try:
-        agency = load_agency(source)
-    except FileNotFoundError:
+    agency = agency_of(store, source)
+    if agency is None:
         return None
     if districts:
-        path = _find_agency_file(agency, agency.districts_file)
-        if path is not None and agency.districts_field:
-            d = gpd.read_file(path).to_crs("EPSG:4326")
-            want = {_norm_district(x) for x in districts}
-            sel = d[d[agency.districts_field].map(_norm_district).isin(want)]
-            if len(sel) == 0:
-                raise ValueError(
-                    f"no district {sorted(want)} in {path.name} (field {agency.districts_field}); "
-                    f"known: {sorted(d[agency.districts_field].astype(str))}")
-            return sel.geometry.union_all()
-        warnings.warn(f"{source}: no district polygons; the study area is the cells with incidents only")
-        return None
-    path = _find_agency_file(agency, agency.boundary_file)
-    if path is None:
-        return None
-    return gpd.read_file(path).to_crs("EPSG:4326").geometry.union_all()
+        d = agency.districts()
+        if d is None:
+            raise ScopeError(f"{source}: no district polygons, so a district filter cannot be honoured")
+        from ..config import norm_district
+
+        look = district_lookup(agency)
+        keys = {look.get(norm_district(x)) for x in districts}
+        if None in keys:
+            raise ScopeError(f"no district {sorted(districts)} among {source}'s districts {sorted(d['label'])}")
+        return d[d["district"].isin(keys)].geometry.union_all()
+    return agency.boundary()
+
+
+def _scoped(store, q: Query, boundary):
+    """(store, query, study-area polygon, label) of an entry point's arguments:
+    a :class:`~rtcc_geo.scope.Scope` as ``store``, or ``boundary`` None/"auto"
+    (the stored agency; an error when there is none), "incidents" (explicit),
+    a path or a geometry."""
+    from ..scope import Scope, resolve_scope
+
+    if isinstance(store, Scope):
+        sc = store
+    elif boundary is None or (isinstance(boundary, str) and boundary in (AUTO, INCIDENTS_ONLY)):
+        sc = resolve_scope(store, q, study_area="incidents" if boundary == INCIDENTS_ONLY else "agency")
+    else:
+        if q.source is None and len(store.sources()) > 1:
+            raise ValueError(f"the store holds several sources {sorted(store.sources())}: hot spots are per city, "
+                             "choose one with Query(source=...) / --source")
+        if isinstance(boundary, (str, Path)):
+            import geopandas as gpd
+
+            return store, q, gpd.read_file(boundary).to_crs("EPSG:4326").geometry.union_all(), f"file {boundary}"
+        return store, q, boundary, "given geometry"
+    return sc.store, sc.query, sc.boundary(), sc.study_area_label()
 
 
 def _resolve_boundary(store: Store, q: Query, boundary):
-    """None/"auto" → the agency's boundary (selected districts); "incidents" →
-    None (incident cells only); a path → that file; a geometry → itself."""
-    if q.source is None and len(store.sources()) > 1:
-        raise ValueError(f"the store holds several sources {sorted(store.sources())}: hot spots are per city, "
-                         "choose one with Query(source=...) / --source")
-    if boundary is None or (isinstance(boundary, str) and boundary == AUTO):
-        return agency_boundary(_source_of(store, q), q.districts)
-    if isinstance(boundary, str) and boundary == INCIDENTS_ONLY:
-        return None
-    if isinstance(boundary, (str, Path)):
-        import geopandas as gpd
-
-        return gpd.read_file(boundary).to_crs("EPSG:4326").geometry.union_all()
-    return boundary
+    """The study-area polygon of :func:`_scoped` (None = incident cells only)."""
+    return _scoped(store, q, boundary)[2]
 
 
 def cell_counts(store: Store, res: int, q: Query = Query()) -> pd.Series:
@@ -129,8 +124,10 @@ def study_counts(counts: pd.Series, res: int, boundary=None) -> tuple[np.ndarray
 
 def study_cells(store: Store, res: int, q: Query = Query(), boundary: Any = None) -> np.ndarray:
     """The study area of ``q`` at ``res``: every cell of the agency boundary (or of
-    the selected districts, or of ``boundary``) plus every cell with an incident."""
-    cells, _ = study_counts(cell_counts(store, res, q), res, _resolve_boundary(store, q, boundary))
+    the selected districts, or of ``boundary``) plus every cell with an incident.
+    ``store`` may be a :class:`~rtcc_geo.scope.Scope` (then ``q`` is its query)."""
+    store, q, bnd, _ = _scoped(store, q, boundary)
+    cells, _ = study_counts(cell_counts(store, res, q), res, bnd)
     return cells
 
 
@@ -148,14 +145,14 @@ def hotspots_from_counts(
     res: int,
     method: str = "gistar",
     boundary=None,
-    k: int = 1,
+    k: int = D.K_RING,
     band_m: float | None = None,
-    permutations: int = 999,
-    seed: int | None = 0,
-    alternative: str = "two-sided",
-    alpha: float = 0.05,
-    inference: str = "auto",
-    fdr: bool = True,
+    permutations: int = D.PERMUTATIONS,
+    seed: int | None = D.SEED,
+    alternative: str = D.ALTERNATIVE,
+    alpha: float = D.ALPHA,
+    inference: str = D.INFERENCE,
+    fdr: bool = D.FDR,
 ):
     """Gi* or Local Moran on a cell→count series over the study area.
 
@@ -192,8 +189,11 @@ def hotspots_from_counts(
         "p_sim": p_sim,
         "p_fdr": p_fdr,
     })
+    reach = D.bin_reach(permutations, len(cells), inference, alternative, fdr)
     if method == "gistar":
         df["bin"] = confidence_bins(z, p_used, fdr=fdr)
+        if reach["message"] and not (np.abs(df["bin"].to_numpy()) == 3).any():
+            warnings.warn(f"no cell can reach the 99 % bin: {reach['message']}", UserWarning, stacklevel=3)
     else:
         df["q"] = st.q
         df["cluster"] = np.where(p_fdr <= alpha, st.labels, "ns")
@@ -203,7 +203,7 @@ def hotspots_from_counts(
         "method": method, "res": int(res), "k": None if band_m else int(k), "band_m": band_m,
         "n_cells": int(len(cells)), "n_incidents": int(y.sum()), "permutations": int(permutations),
         "seed": seed, "alternative": alternative, "inference": inference, "fdr": fdr, "alpha": alpha,
-        "islands": int(len(w.islands)),
+        "islands": int(len(w.islands)), "reach_99": reach,
     }
     return gdf
 
@@ -214,17 +214,17 @@ def hotspots_from_counts(
 def hotspots(
     store: Store,
     method: str = "gistar",
-    res: int = 9,
+    res: int = D.RES,
     q: Query = Query(),
     boundary: Any = None,
-    k: int = 1,
+    k: int = D.K_RING,
     band_m: float | None = None,
-    permutations: int = 999,
-    seed: int | None = 0,
-    alternative: str = "two-sided",
-    alpha: float = 0.05,
-    inference: str = "auto",
-    fdr: bool = True,
+    permutations: int = D.PERMUTATIONS,
+    seed: int | None = D.SEED,
+    alternative: str = D.ALTERNATIVE,
+    alpha: float = D.ALPHA,
+    inference: str = D.INFERENCE,
+    fdr: bool = D.FDR,
     kernel: str = "quartic",
     bandwidth_m: float | None = None,
 ):
@@ -232,7 +232,8 @@ def hotspots(
 
     Parameters
     ----------
-    store : any :class:`~rtcc_geo.store.base.Store`.
+    store : any :class:`~rtcc_geo.store.base.Store`, or a :class:`~rtcc_geo.scope.Scope`
+        (then ``q`` and ``boundary`` are the scope's).
     method : ``"gistar"`` (Getis–Ord Gi*), ``"lisa"`` (Local Moran's I) or ``"kde"``.
     res : H3 resolution (9 ≈ 0.1 km² cells, 10 ≈ 0.015 km²).
     q : filter (time window, categories, districts, hours …).
@@ -248,8 +249,10 @@ def hotspots(
         (esda's classic p_sim; alias ``directed``), ``greater``, ``lesser``,
         ``esda-two-sided``, ``esda-folded`` (see :mod:`~rtcc_geo.hotspots.permutation`).
     alpha : FDR level for LISA ``cluster`` labels.
-    inference : ``"sim"`` (permutation p), ``"norm"`` (analytic p) or
-        ``"auto"`` (sim when permutations > 0) — which p feeds FDR / bins.
+    inference : ``"norm"`` (analytic p, the default: see :mod:`rtcc_geo.defaults`),
+        ``"sim"`` (permutation p) or ``"auto"`` (sim when permutations > 0) —
+        which p feeds FDR / bins. A permutation run that cannot reach the 99 %
+        bin warns (:func:`rtcc_geo.defaults.bin_reach`).
     fdr : apply Benjamini–Hochberg (default, as ArcGIS's FDR option).
     kernel, bandwidth_m : KDE kernel (``quartic``/``gaussian``) and bandwidth (m; default rule).
 
@@ -271,19 +274,22 @@ def hotspots(
         raise ValueError(f"method {method!r}: use one of {METHODS}")
     if not 0 <= int(res) <= 15:
         raise ValueError(f"res {res}: H3 resolutions are 0..15 (stores index 7..10)")
-    bnd = _resolve_boundary(store, q, boundary)
+    store, q, bnd, area_label = _scoped(store, q, boundary)
     counts = cell_counts(store, res, q)
     if counts.sum() == 0:
         raise ValueError("no incidents match the filters (time window, categories, districts): nothing to analyse")
     if method in ("gistar", "lisa"):
-        return hotspots_from_counts(counts, res, method, bnd, k=k, band_m=band_m, permutations=permutations,
-                                    seed=seed, alternative=alternative, alpha=alpha, inference=inference, fdr=fdr)
+        gdf = hotspots_from_counts(counts, res, method, bnd, k=k, band_m=band_m, permutations=permutations,
+                                   seed=seed, alternative=alternative, alpha=alpha, inference=inference, fdr=fdr)
+        gdf.attrs["hotspots"].update(source=q.source, study_area=area_label)
+        return gdf
     cells, y = study_counts(counts, res, bnd)
     pts = store.incidents(q, columns=["lon", "lat"])
     r = kde_cells(cells, pts["lon"].to_numpy(), pts["lat"].to_numpy(), kernel, bandwidth_m)
     df = pd.DataFrame({"count": y.astype(np.int64), "density": r.density, "expected": r.expected})
     gdf = cells_gdf(cells, df)
     gdf.attrs["hotspots"] = {"method": "kde", "res": int(res), "n_cells": int(len(cells)),
+                             "source": q.source, "study_area": area_label,
                              "n_incidents": int(len(pts)), "kernel": kernel,
                              "bandwidth_m": r.bandwidth_m, "bandwidth_rule": r.bandwidth_rule}
     return gdf
@@ -296,7 +302,7 @@ def concentration_report(store: Store, res: int = 9, q: Query = Query(), boundar
     Returns ``{"cell": Concentration, "block": Concentration}`` (``"block"``
     absent when the source publishes no addresses).
     """
-    bnd = _resolve_boundary(store, q, boundary)
+    store, q, bnd, _ = _scoped(store, q, boundary)
     counts = cell_counts(store, res, q)
     cells, y = study_counts(counts, res, bnd)
     out = {"cell": concentration(pd.Series(y, index=cells), "cell", top)}
@@ -312,7 +318,7 @@ def optimize_scale(store: Store, q: Query = Query(), res: int | None = 9, ks=(1,
     """Pick the neighbourhood (``res`` given: ring size among ``ks``) or the
     resolution (``res=None``: among ``resolutions`` at k=1) by incremental
     spatial autocorrelation (see :mod:`~rtcc_geo.hotspots.scale`)."""
-    bnd = _resolve_boundary(store, q, boundary)
+    store, q, bnd, _ = _scoped(store, q, boundary)
     rows = []
     if res is not None:
         counts = cell_counts(store, res, q)
@@ -332,23 +338,11 @@ def optimize_scale(store: Store, q: Query = Query(), res: int | None = 9, ks=(1,
 
 
 def export(gdf, path: str | Path) -> Path:
-    """Write a hot-spot table by file suffix: ``.geojson``/``.json`` (GeoJSON),
-    ``.csv`` (no geometry; cell centre lat/lon added), ``.parquet`` (GeoParquet)."""
-    path = Path(path)
-    suf = path.suffix.lower()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if suf in (".geojson", ".json"):
-        out = gdf.copy()
-        out["cell"] = out["cell"].map(lambda c: format(int(c), "x"))  # JSON numbers lose int64 precision
-        out.to_file(path, driver="GeoJSON")
-    elif suf == ".csv":
-        lat, lon = grid.cell_centres(gdf["cell"].to_numpy())
-        pd.DataFrame(gdf.drop(columns="geometry")).assign(lat=lat, lon=lon).to_csv(path, index=False)
-    elif suf in (".parquet", ".geoparquet"):
-        gdf.to_parquet(path)
-    else:
-        raise ValueError(f"unknown output type {suf!r}: use .geojson, .csv or .parquet")
-    return path
+    """Write a hot-spot table by file suffix with :func:`rtcc_geo.export.write_cells`
+    (CSV, GeoJSON, GeoParquet, GeoPackage, Shapefile; textual H3 ids, centre lat/lon)."""
+    from ..export import write_cells
+
+    return write_cells(gdf, path)
 
 
 def summary(gdf) -> dict:

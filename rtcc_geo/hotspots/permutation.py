@@ -70,6 +70,21 @@ ALTERNATIVES: tuple[str, ...] = ("two-sided", "folded", "greater", "lesser", "es
 ALIASES: dict[str, str] = {"directed": "folded"}
 
 
+def mc_se(p, permutations: int, alternative: str = "two-sided"):
+    """Monte-Carlo standard error of a pseudo p-value estimated from ``permutations`` draws.
+
+    A one-tailed rule estimates a binomial proportion: :math:`\\sqrt{p(1-p)/P}`.
+    The two-sided rule doubles the smaller tail, :math:`p = 2q` with
+    :math:`\\operatorname{Var}\\hat q = q(1-q)/P`, so
+    :math:`\\operatorname{Var}\\hat p = 4 q (1-q)/P = p(2-p)/P` — about twice the
+    one-tailed variance for small p. Two independent estimates differ by
+    :math:`\\sqrt{2}` times this.
+    """
+    p = np.clip(np.asarray(p, dtype=np.float64), 0.0, 1.0)
+    two = check_alternative(alternative) in ("two-sided", "esda-two-sided")
+    return np.sqrt((p * (2 - p) if two else p * (1 - p)) / permutations)
+
+
 def check_alternative(alternative: str) -> str:
     """The canonical rule name (``"directed"`` → ``"folded"``); ValueError if unknown."""
     alternative = ALIASES.get(alternative, alternative)

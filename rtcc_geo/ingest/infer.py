@@ -543,12 +543,14 @@ def _boundary(agency: Agency, near: list[Path]):
     import geopandas as gpd
     import shapely
 
-    path = agency.find_file(agency.boundary_file, near=near)
-    if path is None:
-        raise ValueError(f"agency {agency.name!r} has no boundary file; the coordinates cannot be checked "
-                         f"(add one with 'rtcc-geo agency add {agency.name} --boundary FILE')")
-    g = gpd.read_file(path).to_crs(4326)
-    geom = shapely.union_all(g.geometry.values)
+    geom = agency.boundary_geom  # a stored agency carries its polygon
+    if geom is None:
+        path = agency.find_file(agency.boundary_file, near=near)
+        if path is not None:
+            geom = shapely.union_all(gpd.read_file(path).to_crs(4326).geometry.values)
+    if geom is None:
+        raise ValueError(f"agency {agency.name!r} has no boundary; the coordinates cannot be checked "
+                         f"(add one with 'rtcc-geo agency add {agency.name} --boundary FILE --replace')")
     grown = shapely.buffer(geom, 0.01)  # ~1 km: block-level geocodes on the city line
     shapely.prepare(grown)
     b = geom.bounds

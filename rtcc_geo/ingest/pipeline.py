@@ -52,6 +52,8 @@ class FileSummary:
     by_reason: dict[str, int] = field(default_factory=dict)
     unmapped_offenses: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
+    #: Loaded incidents dated far from the bulk of the file (see :func:`rtcc_geo.scope.far_dates`).
+    far_dated: dict = field(default_factory=dict)
 
     @property
     def inserted(self) -> int:
@@ -60,7 +62,8 @@ class FileSummary:
     def as_dict(self) -> dict:
         return {"file": self.file, "read": self.read, "loaded": self.loaded, "quarantined": self.quarantined,
                 "duplicates": self.duplicates, "inserted": self.inserted, "by_reason": dict(self.by_reason),
-                "unmapped_offenses": dict(self.unmapped_offenses), "seconds": round(self.seconds, 3)}
+                "unmapped_offenses": dict(self.unmapped_offenses), "seconds": round(self.seconds, 3),
+                "far_dated": dict(self.far_dated)}
 
 
 @dataclass
@@ -98,18 +101,38 @@ class IngestSummary:
                 out[k] = out.get(k, 0) + v
         return out
 
+    @property
+    def far_dated_count(self) -> int:
+        return sum(f.far_dated.get("before", 0) + f.far_dated.get("after", 0) for f in self.files)
+
+    @property
+    def warnings(self) -> list[str]:
+        """Incidents dated far from the bulk of their file (a few 1966 dates made a backtest use 13 GB)."""
+        return [f"{f.file}: {f.far_dated['before']:,} incident(s) dated before {f.far_dated['bulk_from']} and "
+                f"{f.far_dated['after']:,} after {f.far_dated['bulk_to']} by more than 5 years (earliest "
+                f"{f.far_dated['earliest']}, latest {f.far_dated['latest']}); forecasts need --train-from"
+                for f in self.files if f.far_dated.get("before", 0) + f.far_dated.get("after", 0)]
+
     def as_dict(self) -> dict:
         return {"read": self.read, "loaded": self.loaded, "quarantined": self.quarantined,
                 "duplicates": self.duplicates, "by_reason": self.by_reason,
                 "inserted": self.inserted, "source": self.source, "store": self.store,
-                "boundary": self.boundary,
+                "boundary": self.boundary, "far_dated": self.far_dated_count, "warnings": self.warnings,
                 "unmapped_offenses": self.unmapped_offenses, "seconds": round(self.seconds, 3),
                 "files": [f.as_dict() for f in self.files]}
 
 
-def resolve_agency(fmt: str, agency: Agency | str | Path | None, mapping: Mapping | None) -> Agency:
+def resolve_agency(fmt: str, agency: Agency | str | Path | None, mapping: Mapping | None,
+                   store: Store | None = None, near: list[Path] | None = None) -> Agency:
+    """The agency an ingest validates against: the one stored for the source
+    (a known format's preset is copied in on first ingest), else a TOML given."""
     if isinstance(agency, Agency):
         return agency
+    if store is not None and not (agency is not None and Path(str(agency)).suffix):
+        from ..agencies import agency_for_ingest
+
+        return agency_for_ingest(store, agency or (mapping.source if fmt == "generic" and mapping else fmt),
+                                 fmt, mapping, near or [])
     if agency is not None:
         return load_agency(agency)
     if fmt == "generic":
@@ -139,7 +162,7 @@ def ingest_files(fmt: str, files: Iterable[str | Path], store: Store, agency: Ag
         mapping = load_mapping(mapping)
     if fmt == "generic" and mapping is None:
         raise ValueError("--format generic needs --mapping FILE (see data/mappings/ for examples)")
-    ag = resolve_agency(fmt, agency, mapping)
+    ag = resolve_agency(fmt, agency, mapping, store, files)
     source = mapping.source if fmt == "generic" else fmt
     area = agency_area(ag, near=files)
     store.register_source(source, ag.timezone)
@@ -192,5 +215,8 @@ def ingest_one(fmt, path: Path, store: Store, ag: Agency, area, source: str, map
         unmapped_offenses=dict(batch.unmapped),
     )
     fs.by_reason = {r: fs.by_reason[r] for r in QUARANTINE_REASONS if r in fs.by_reason}
+    from ..scope import far_dates
+
+    fs.far_dated = far_dates(incidents["occurred_from"])
     fs.seconds = time.perf_counter() - t0
     return fs

@@ -105,7 +105,7 @@ class LiveEngine:
         if study_cells is None:
             # The study area: the agency's boundary cells plus any cell with history.
             have = store.counts(config.res, ("cell",), Query(source=source))["cell"].to_numpy()
-            boundary = boundary if boundary is not None else _agency_boundary(source)
+            boundary = boundary if boundary is not None else _agency_boundary(source, store)
             study_cells = np.union1d(grid.cover(boundary, config.res), have) if boundary is not None else have
             if not len(study_cells):
                 raise ValueError(f"no study area for {source!r}: give a boundary or ingest its history first")
@@ -221,20 +221,12 @@ class LiveEngine:
         return alerts
 
 
-def _agency_boundary(source: str):
-    """The agency's boundary polygons, if it has a config and the file is found."""
-    from ..config import load_agency
+def _agency_boundary(source: str, store=None):
+    """The boundary of the agency stored with the incidents (else its preset), or None."""
+    from ..scope import agency_of
 
-    try:
-        ag = load_agency(source)
-    except FileNotFoundError:
-        return None
-    path = ag.find_file(ag.boundary_file)
-    if path is None:
-        return None
-    import geopandas as gpd
-
-    return gpd.read_file(path).to_crs(4326)
+    ag = agency_of(store, source)
+    return None if ag is None else ag.boundary()
 
 
 def _cells(df: pd.DataFrame, res: int) -> np.ndarray:

@@ -294,7 +294,7 @@ class FeedService:
         if source not in self._agencies:
             tz = self.store.sources().get(source)
             try:
-                a = load_agency(source)
+                a = load_agency(source, store=self.store)  # the stored agency first
             except FileNotFoundError:
                 if tz is None:
                     raise FeedError(f"unknown source {source!r}: ingest its history first or add "

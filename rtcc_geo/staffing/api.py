@@ -317,6 +317,10 @@ def plan(
         :class:`~rtcc_geo.staffing.roster.RosterRules`; default
         ``data/staffing/roster_rules.toml``); the rosters are in ``rosters``.
     """
+    from ..scope import Scope
+
+    if isinstance(store, Scope):  # one Scope: its store and query
+        store, q = store.store, q if q is not None else store.query
     curve = workload_curve(store, q, weights, month=month, band=band, calls_q=calls_q, calls_weights=calls_weights)
     ev = None
     if event is not None:

@@ -50,6 +50,8 @@ class SpaceTimeCube:
     values: np.ndarray
     res: int
     step: str
+    #: How the asked window was snapped to whole steps (see :func:`snap_window`), or None.
+    window: dict | None = None
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -75,6 +77,36 @@ def step_index(start, end, step: str) -> pd.DatetimeIndex:
     s = _floor(s, step)
     idx = pd.date_range(s, e, freq=_FREQ[step] if step != "week" else "7D", inclusive="left")
     return pd.DatetimeIndex(idx)
+
+
+def snap_window(start, end, step: str) -> tuple[pd.Timestamp | None, pd.Timestamp | None, dict]:
+    """``[start, end)`` shrunk to whole steps: a partial first or last week (month,
+    day) would be a step with fewer days, which reads as a drop or a rise in every
+    cell (emerging hot spots: Vancouver's persistent hot spots went 9 -> 20).
+    Returns ``(start, end, info)``; ``info["snapped"]`` says whether it changed."""
+    if step not in STEPS:
+        raise ValueError(f"unknown step {step!r}; use one of {STEPS}")
+    s0 = None if start is None else pd.Timestamp(start).tz_localize(None) if pd.Timestamp(start).tzinfo else pd.Timestamp(start)
+    e0 = None if end is None else pd.Timestamp(end).tz_localize(None) if pd.Timestamp(end).tzinfo else pd.Timestamp(end)
+    s, e = s0, e0
+    if s is not None and _floor(s, step) != s:
+        s = _next(_floor(s, step), step)
+    if e is not None and _floor(e, step) != e:
+        e = _floor(e, step)
+    info = {"asked_from": None if s0 is None else str(s0), "asked_to": None if e0 is None else str(e0),
+            "from": None if s is None else str(s), "to": None if e is None else str(e),
+            "snapped": (s != s0) or (e != e0), "step": step}
+    if s is not None and e is not None and s >= e:
+        raise ValueError(f"the window {s0} .. {e0} holds no whole {step}: widen it")
+    return s, e, info
+
+
+def _next(t: pd.Timestamp, step: str) -> pd.Timestamp:
+    if step == "week":
+        return t + pd.Timedelta(days=7)
+    if step == "month":
+        return t + pd.DateOffset(months=1)
+    return t + pd.Timedelta(days=1)
 
 
 def _floor(t: pd.Timestamp, step: str) -> pd.Timestamp:
@@ -121,12 +153,13 @@ def from_counts(
 
 
 def build_cube(
-    store: Store,
+    store,
     res: int = 9,
     step: str = "week",
     q: Query = Query(),
     cells: np.ndarray | None = None,
     study_area: str = "boundary",
+    snap: bool = True,
 ) -> SpaceTimeCube:
     """Cube of ``q``'s incidents at H3 ``res`` by ``step`` from ``store.counts``.
 
@@ -135,23 +168,37 @@ def build_cube(
     are ``cells`` when given, else the study area: ``"boundary"`` (default:
     every cell of the agency boundary plus any with incidents, see
     :func:`rtcc_geo.hotspots.api.study_cells`; zero cells matter to Gi*) or
-    ``"data"`` (only cells with incidents).
+    ``"data"`` (only cells with incidents). ``store`` may be a
+    :class:`~rtcc_geo.scope.Scope`: its query and study cells are used. With no
+    stored agency the ``"boundary"`` study area is an error (no silent fallback).
+    ``snap`` (default) shrinks ``[start, end)`` to whole steps (:func:`snap_window`);
+    ``snap=False`` keeps partial edge steps and flags them in ``cube.window``.
     """
+    from ..scope import Scope, resolve_scope
+
     if study_area not in ("boundary", "data"):
         raise ValueError("study_area is 'boundary' (agency boundary + incident cells) or 'data'")
-    if cells is None and study_area == "boundary":
-        import warnings
-
-        from ..hotspots.api import study_cells
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # no boundary known: the data cells, as with "data"
-            cells = study_cells(store, res, q)
+    if not isinstance(store, Scope) and cells is None and study_area == "boundary":
+        store = resolve_scope(store, q)
+    if isinstance(store, Scope):
+        scope, store, q = store, store.store, store.query
+        if cells is None and study_area == "boundary":
+            cells = scope.study_cells(res)
+    window = None
+    if q.start is not None or q.end is not None:
+        s, e, window = snap_window(q.start, q.end, step)
+        if snap:
+            q = q.with_(start=s, end=e)
+        else:
+            window = {**window, "snapped": False, "partial_steps": window["snapped"],
+                      "from": window["asked_from"], "to": window["asked_to"]}
     counts = store.counts(res, ("cell", step), q)
     steps = None
     if q.start is not None and q.end is not None:
         steps = step_index(q.start, q.end, step)
-    return from_counts(counts, res, step, steps=steps, cells=cells)
+    cube = from_counts(counts, res, step, steps=steps, cells=cells)
+    cube.window = window
+    return cube
 
 
 def from_incidents(

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import io
 import json
 
 import numpy as np
 import pandas as pd
 from dash import ClientsideFunction, Input, Output, Patch, State, dcc, html, no_update
 
+from ...export import to_text  # the CLI's writer: textual H3 ids, centre lat/lon
+from ...scope import ScopeError
 from .. import auth, drill, suppress
-from ..context import DOW_LABELS, MAP_RESOLUTIONS, AppContext, Filters, cell_hex, parse_cell
+from ..context import DOW_LABELS, MAP_RESOLUTIONS, AppContext, Filters, parse_cell
 from ..figures import GRAPH_CONFIG, hex_data, legend, map_figure
 from ..layers import available_layers, get_layer
 from ..suppress import compute  # counts below k never reach viewers and planners
@@ -121,7 +122,13 @@ def register(app, ctx: AppContext) -> None:
         auth.require()
         f = _filters(d0, d1, cats, hours, dows, districts, res, empty)
         layer = get_layer(layer_id)
-        values = compute(ctx, layer, f)
+        error = None
+        try:
+            values = compute(ctx, layer, f)
+        except ScopeError as e:  # e.g. a district with no outline: say so and draw nothing, never the whole city
+            error = [html.Span(f"Cannot show this view: {e}", id="summary-text")]
+            uni = ctx.universe(f.res)
+            values = pd.DataFrame({"cell": uni, "value": np.full(len(uni), np.nan)})
         data = hex_data(ctx, layer, f, values)
         key = hex_key(data)
         out = data
@@ -130,7 +137,7 @@ def register(app, ctx: AppContext) -> None:
             for k in _RECOLOUR_FIELDS:
                 if k in data:
                     out[k] = data[k]
-        return out, key, legend(data), summary(ctx, layer, f, values)
+        return out, key, legend(data), error or summary(ctx, layer, f, values)
 
     app.clientside_callback(ClientsideFunction("rtcc", "paintHex"), Output("map-hex-shown", "data"),
                             Input("map-hex", "data"))
@@ -202,25 +209,14 @@ def export_view(ctx: AppContext, layer, f: Filters, fmt: str, role: str | None =
     v = values["value"].to_numpy("float64")
     keep = np.isfinite(v) & (v != 0)
     cells = values["cell"].to_numpy(np.int64)[keep]
-    ids = cell_hex(cells)
     vals = v[keep]
     name = f"rtcc-{ctx.source or 'view'}-{layer.id}-r{f.res}-{f.start}_{f.end}"
     if fmt == "geojson":
-        from rtcc_geo import grid
-
-        rings = grid.cell_boundaries(cells)
-        feats = [{"type": "Feature", "properties": {"cell": i, "value": float(x)},
-                  "geometry": {"type": "Polygon", "coordinates": [[list(p) for p in r]]}}
-                 for i, x, r in zip(ids, vals, rings)]
+        doc = json.loads(to_text(pd.DataFrame({"cell": cells, "value": vals}), "geojson"))
         meta = {"layer": layer.id, "res": f.res, "start": f.start, "end": f.end,
                 "categories": list(f.categories or []), "hours": list(f.hours), "dows": list(f.dows or []),
                 "districts": list(f.districts or [])}
         if layer.unit in suppress.COUNT_UNITS and suppress.active(role):
             meta["left_out"] = f"cells with fewer than {suppress.k_for(ctx.source)} incidents"
-        return json.dumps({"type": "FeatureCollection", "rtcc_view": meta, "features": feats}), name + ".geojson"
-    from rtcc_geo import grid
-
-    lat, lon = grid.cell_centres(cells) if len(cells) else (np.array([]), np.array([]))
-    buf = io.StringIO()
-    pd.DataFrame({"cell": ids, "lat": np.round(lat, 6), "lon": np.round(lon, 6), layer.id: vals}).to_csv(buf, index=False)
-    return buf.getvalue(), name + ".csv"
+        return json.dumps({"type": "FeatureCollection", "rtcc_view": meta, "features": doc["features"]}), name + ".geojson"
+    return to_text(pd.DataFrame({"cell": cells, layer.id: vals}), "csv"), name + ".csv"
