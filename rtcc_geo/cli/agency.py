@@ -62,7 +62,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run_add(args) -> int:
     from .. import agencies as A
 
-    store = store_from_args(args)
+    store = store_from_args(args, create=True)  # onboarding starts here: a new store is made
     try:
         if args.preset:
             if args.boundary or args.districts or args.timezone:
