@@ -97,7 +97,8 @@ PERIOD_DEFINITIONS = {
     "ytd": "1 January of the end date's year through the end date",
     "prior_year": "the same dates one year earlier (29 February -> 28 February)",
     "previous_period": "the same number of days immediately before the period",
-    "avg_3y": "mean count over the same dates 1, 2 and 3 years earlier",
+    "avg_3y": "mean count over the same dates 1, 2 and 3 years earlier, over the years the data covers "
+              "(avg_3y_years of them; null when none)",
     "change_pct": "100 x (count - prior_year) / prior_year; null when prior_year is 0",
     "significant": "the change against the prior year is beyond chance at alpha (exact test)",
 }
@@ -107,7 +108,7 @@ ROW_FIELDS: tuple[str, ...] = (
     "district", "category", "period", "start", "end", "count", "prior_year", "previous_period",
     "change_pct", "significant",
     "change", "p_value", "change_previous", "change_pct_previous", "p_value_previous", "significant_previous",
-    "avg_3y", "prior_year_start", "prior_year_end", "previous_start", "previous_end", "days",
+    "avg_3y", "avg_3y_years", "prior_year_start", "prior_year_end", "previous_start", "previous_end", "days",
 )
 
 
@@ -163,13 +164,14 @@ def _table(c: pd.DataFrame, per: dict[str, Period], first: dt.date, end: dt.date
     # Daily counts cube [district, category, day] with the "all" margins, then
     # cumulative sums over days: any span's count is one subtraction.
     cube = np.zeros((len(d_keys), len(k_keys), len(days) + 1), dtype=np.int64)
-    di = np.array([d_keys.index(d) for d in c["district"]]) if len(c) else np.empty(0, int)
-    ki = np.array([k_keys.index(k) for k in c["category"]]) if len(c) else np.empty(0, int)
+    di = pd.Index(d_keys).get_indexer(c["district"])
+    ki = pd.Index(k_keys).get_indexer(c["category"])
     n = c["n"].to_numpy(dtype=np.int64)
     np.add.at(cube, (di, ki, day_ix + 1), n)
     cube[0] = cube[1:].sum(axis=0)
     cube[:, 0] = cube[:, 1:].sum(axis=1)
     cum = cube.cumsum(axis=2)
+    data_start = pd.Timestamp(c["day"].min())
 
     def span_count(s: Span) -> np.ndarray:
         lo = (pd.Timestamp(s.start) - days[0]).days
@@ -181,7 +183,10 @@ def _table(c: pd.DataFrame, per: dict[str, Period], first: dt.date, end: dt.date
     for name in PERIODS:
         p = per[name]
         cur, py, prev = span_count(p.current), span_count(p.prior_year), span_count(p.previous)
-        avg3 = np.mean([span_count(s) for s in p.years_back], axis=0)
+        # Only years the data covers (a year before the first incident would read as 0).
+        covered = [s for s in p.years_back if pd.Timestamp(s.start) >= data_start]
+        avg3 = (np.mean([span_count(s) for s in covered], axis=0) if covered
+                else np.full(cur.shape, np.nan))
         f = pd.DataFrame({
             "district": np.array(d_keys, dtype=object)[dd.ravel()],
             "category": np.array(k_keys, dtype=object)[kk.ravel()],
@@ -198,12 +203,13 @@ def _table(c: pd.DataFrame, per: dict[str, Period], first: dt.date, end: dt.date
                                                       p.previous.days)
         f["significant_previous"] = f["p_value_previous"] < alpha
         f["avg_3y"] = np.round(avg3.ravel(), 2)
+        f["avg_3y_years"] = len(covered)
         f["prior_year_start"], f["prior_year_end"] = p.prior_year.start.isoformat(), p.prior_year.end.isoformat()
         f["previous_start"], f["previous_end"] = p.previous.start.isoformat(), p.previous.end.isoformat()
         f["days"] = p.current.days
         frames.append(f)
     out = pd.concat(frames, ignore_index=True).loc[:, list(ROW_FIELDS)]
-    for col in ("count", "prior_year", "previous_period", "change", "change_previous", "days"):
+    for col in ("count", "prior_year", "previous_period", "change", "change_previous", "days", "avg_3y_years"):
         out[col] = out[col].astype("int64")
     return out
 

@@ -37,12 +37,17 @@ def poisson_change_p(a: int, b: int, t_a: float = 1.0, t_b: float = 1.0) -> floa
     if n == 0:
         return 1.0
     p0 = t_a / (t_a + t_b)
-    k = np.arange(n + 1, dtype=np.float64)
-    logpmf = (gammaln(n + 1) - gammaln(k + 1) - gammaln(n - k + 1)
-              + k * np.log(p0) + (n - k) * np.log1p(-p0))
     if a == p0 * n:
         return 1.0
-    keep = logpmf <= logpmf[a] + np.log1p(1e-7)
+    # Terms more than 40 standard deviations from the mean are below 1e-340 of the
+    # total: summing k over mean +- 40 sd (widened to include a) is exact in float64.
+    sd = np.sqrt(n * p0 * (1 - p0))
+    lo = int(max(0, min(a, np.floor(n * p0 - 40 * sd - 10))))
+    hi = int(min(n, max(a, np.ceil(n * p0 + 40 * sd + 10))))
+    k = np.arange(lo, hi + 1, dtype=np.float64)
+    logpmf = (gammaln(n + 1) - gammaln(k + 1) - gammaln(n - k + 1)
+              + k * np.log(p0) + (n - k) * np.log1p(-p0))
+    keep = logpmf <= logpmf[a - lo] + np.log1p(1e-7)
     # Sum in probability space relative to the largest term kept (no underflow of the total).
     m = logpmf[keep].max()
     return float(min(1.0, np.exp(m) * np.exp(logpmf[keep] - m).sum()))

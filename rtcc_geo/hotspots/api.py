@@ -279,7 +279,7 @@ def hotspots(
         return hotspots_from_counts(counts, res, method, bnd, k=k, band_m=band_m, permutations=permutations,
                                     seed=seed, alternative=alternative, alpha=alpha, inference=inference, fdr=fdr)
     cells, y = study_counts(counts, res, bnd)
-    pts = store.incidents(q, columns=["lon", "lat"])
+    pts = store.incidents(q.with_(geolocated=True), columns=["lon", "lat"])  # points only
     r = kde_cells(cells, pts["lon"].to_numpy(), pts["lat"].to_numpy(), kernel, bandwidth_m)
     df = pd.DataFrame({"count": y.astype(np.int64), "density": r.density, "expected": r.expected})
     gdf = cells_gdf(cells, df)
