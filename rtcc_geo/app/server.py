@@ -4,6 +4,7 @@ Pages (one Dash app, routed on the URL path):
 
 ``/``         commander map (every role; incident rows for commander/analyst only)
 ``/planner``  staffing planner (commander, analyst, planner)
+``/compstat`` CompStat tables, what changed, exports and the printable briefing (every role)
 ``/login``, ``/logout``  plain HTML, the only routes open without a session
 
 Callbacks are registered on the app instance (``app.callback``), never on
@@ -26,7 +27,7 @@ from rtcc_geo.store.base import Store
 
 from . import auth
 from .context import MAP_RESOLUTIONS, AppContext, context_for
-from .pages import commander, planner
+from .pages import commander, compstat, planner
 
 _NAV = {"display": "flex", "alignItems": "center", "height": "40px", "padding": "0 14px",
         "background": "#0f1820", "color": "#e8ecef", "fontSize": "14px", "gap": "18px"}
@@ -100,6 +101,7 @@ def create_app(store: Store, *, source: str | None = None, agency=None, boundary
         role = auth.require()
         user = auth.current_user()
         links = [html.B(ctx.title), dcc.Link("Commander map", href="/", style=_LINK, id="nav-map")]
+        links.append(dcc.Link("CompStat", href="/compstat", style=_LINK, id="nav-compstat"))
         if role in PLANNER_ROLES:
             links.append(dcc.Link("Planner", href="/planner", style=_LINK, id="nav-planner"))
         links += [html.Span(style={"flex": 1}),
@@ -110,6 +112,8 @@ def create_app(store: Store, *, source: str | None = None, agency=None, boundary
                 return html.Div(f"The planner page is not open to the {role} role.", id="forbidden",
                                 style={"padding": "30px"}), links
             return planner.layout(ctx, role), links
+        if path in ("/compstat", "/compstat/"):
+            return compstat.layout(ctx, role), links
         if path in ("/", "", None):
             return commander.layout(ctx, role), links
         return html.Div(["No page here. ", dcc.Link("Back to the map", href="/")], style={"padding": "30px"}), links
@@ -140,6 +144,7 @@ def create_app(store: Store, *, source: str | None = None, agency=None, boundary
     ctx.live = bool(live)
     commander.register(app, ctx)
     planner.register(app, ctx)
+    compstat.register(app, ctx)
     if live:
         from . import live as live_mod
 
