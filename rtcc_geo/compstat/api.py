@@ -113,12 +113,16 @@ ROW_FIELDS: tuple[str, ...] = (
 
 
 def compstat(store: Store, query: Query = Query(), end: str | dt.date | None = None,
-             alpha: float = ALPHA) -> CompStat:
+             alpha: float = ALPHA, daily: pd.DataFrame | None = None) -> CompStat:
     """CompStat for one agency through local day ``end`` (default: yesterday there).
 
     ``query`` may restrict categories and districts (its own start/end are
-    ignored: the periods set them). Raises ``ValueError`` when the store holds
-    no incident of the source in any of the spans (an empty table is an error).
+    ignored: the periods set them). ``daily``: the source's
+    ``store.counts(res, ("day", "category", "district"), Query(source=...))``
+    computed once before (the app keeps it, so changing the end date costs no
+    store read); by default the counts are read for the spans needed. Raises
+    ``ValueError`` when no incident of the source falls in any of the spans (an
+    empty table is an error).
     """
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must be in (0, 1), got {alpha}")
@@ -129,11 +133,30 @@ def compstat(store: Store, query: Query = Query(), end: str | dt.date | None = N
     first = min(s.start for p in per.values() for s in (p.current, p.prior_year, p.previous, *p.years_back))
     q = query.with_(source=source, start=pd.Timestamp(first), end=pd.Timestamp(end_d + dt.timedelta(days=1)),
                     geolocated=None)
-    c = store.counts(7, ("day", "category", "district"), q)
+    if daily is None:
+        c = store.counts(7, ("day", "category", "district"), q)
+    else:
+        c = daily_slice(daily, q, first, end_d)
     if not len(c):
         raise ValueError(f"no {source} incidents between {first} and {end_d}: nothing to compare")
     rows = _table(c, per, first, end_d, alpha, query)
     return CompStat(end_d, source, tz, alpha, per, rows)
+
+
+def daily_counts(store: Store, source: str) -> pd.DataFrame:
+    """Every day's counts by category and district of ``source`` (for ``compstat(daily=...)``)."""
+    return store.counts(7, ("day", "category", "district"), Query(source=source))
+
+
+def daily_slice(daily: pd.DataFrame, q: Query, first: dt.date, last: dt.date) -> pd.DataFrame:
+    """The rows of a :func:`daily_counts` frame that ``q`` (categories, districts) and the days keep."""
+    days = daily["day"]
+    keep = ((days >= pd.Timestamp(first)) & (days <= pd.Timestamp(last))).to_numpy()
+    if q.categories is not None:
+        keep &= daily["category"].isin(list(q.categories)).fillna(False).to_numpy(dtype=bool)
+    if q.districts is not None:
+        keep &= daily["district"].isin([str(d) for d in q.districts]).fillna(False).to_numpy(dtype=bool)
+    return daily.loc[keep]
 
 
 def _source(store: Store, q: Query) -> str:

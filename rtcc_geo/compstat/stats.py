@@ -39,11 +39,13 @@ def poisson_change_p(a: int, b: int, t_a: float = 1.0, t_b: float = 1.0) -> floa
     p0 = t_a / (t_a + t_b)
     if a == p0 * n:
         return 1.0
-    # Terms more than 40 standard deviations from the mean are below 1e-340 of the
-    # total: summing k over mean +- 40 sd (widened to include a) is exact in float64.
-    sd = np.sqrt(n * p0 * (1 - p0))
-    lo = int(max(0, min(a, np.floor(n * p0 - 40 * sd - 10))))
-    hi = int(min(n, max(a, np.ceil(n * p0 + 40 * sd + 10))))
+    # Only terms within |a - mean| + 12 sd of the mean can matter: beyond that the
+    # pmf is below exp(-72) times P(a) on either side (log-concave, Gaussian-like
+    # tails), far under float64's resolution of the sum.
+    mean, sd = n * p0, np.sqrt(n * p0 * (1 - p0))
+    half = abs(a - mean) + 12 * sd + 10
+    lo = int(max(0, np.floor(mean - half)))
+    hi = int(min(n, np.ceil(mean + half)))
     k = np.arange(lo, hi + 1, dtype=np.float64)
     logpmf = (gammaln(n + 1) - gammaln(k + 1) - gammaln(n - k + 1)
               + k * np.log(p0) + (n - k) * np.log1p(-p0))

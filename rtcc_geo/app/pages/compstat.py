@@ -88,8 +88,13 @@ def _district_query(ctx: AppContext, district: str | None) -> Query:
 
 def table_for(ctx: AppContext, end: str | None, district: str | None):
     """The CompStat result for the page's inputs (cached per end date and district)."""
+    from rtcc_geo.compstat.api import daily_counts
+
+    # One read of the store per server: every day's counts by category x district;
+    # any end date / district is then a slice of it.
+    daily = ctx.cache.get(("compstat-daily", ctx.source), lambda: daily_counts(ctx.store, ctx.source))
     key = ("compstat", ctx.source, end, district)
-    return ctx.cache.get(key, lambda: compstat(ctx.store, _district_query(ctx, district), end=end))
+    return ctx.cache.get(key, lambda: compstat(ctx.store, _district_query(ctx, district), end=end, daily=daily))
 
 
 def register(app, ctx: AppContext) -> None:
