@@ -30,11 +30,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import pandas as pd  # noqa: E402
+import pandas as pd
 
-from rtcc_geo.compstat import compstat, periods  # noqa: E402
-from rtcc_geo.config import DATA_DIR, shared_data_dir  # noqa: E402
-from rtcc_geo.store.base import Query  # noqa: E402
+from rtcc_geo.compstat import compstat, periods
+from rtcc_geo.config import DATA_DIR, shared_data_dir
+from rtcc_geo.store.base import Query
 
 PASSWORD = "bench-password-cs"
 
@@ -100,7 +100,7 @@ def main(argv=None) -> int:
     mod = []
     for e in ends[:-1]:
         t0 = time.perf_counter()
-        cs = compstat(store, Query(source="philadelphia"), end=e)
+        compstat(store, Query(source="philadelphia"), end=e)
         mod.append(time.perf_counter() - t0)
     end = dt.date.fromisoformat(ends[0])
     ours = _module_table(compstat(store, Query(source="philadelphia"), end=end))

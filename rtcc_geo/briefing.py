@@ -183,14 +183,14 @@ def _caveats(store: Store, q: Query, source: str) -> list[str]:
     ungeo = store.count(q.with_(geolocated=False))
     quarantined = len(store.quarantine(source))
     return [
-        f"{total:,} incidents in the last 28 days; {total - known:,} ({(total - known) / max(total, 1):.1%}) "
-        "have no known time of day (date only): counted by day, left out of hour figures.",
-        f"{ungeo:,} ({ungeo / max(total, 1):.1%}) have no usable location (not geolocated): counted in the "
-        "table, not on the maps, hot spots, forecast or plan.",
-        f"{quarantined:,} rows of {source}'s files were quarantined as unusable (no key, no time, "
-        "no location and no district, or duplicates) and are in no figure.",
-        "Counts are of incidents as the agency publishes them (dispatch time, block-level location); "
-        "recent days may still be revised by the agency.",
+        (f"{total:,} incidents in the last 28 days; {total - known:,} ({(total - known) / max(total, 1):.1%}) "
+         "have no known time of day (date only): counted by day, left out of hour figures."),
+        (f"{ungeo:,} ({ungeo / max(total, 1):.1%}) have no usable location (not geolocated): counted in the "
+         "table, not on the maps, hot spots, forecast or plan."),
+        (f"{quarantined:,} rows of {source}'s files were quarantined as unusable (no key, no time, "
+         "no location and no district, or duplicates) and are in no figure."),
+        ("Counts are of incidents as the agency publishes them (dispatch time, block-level location); "
+         "recent days may still be revised by the agency."),
     ]
 
 
@@ -362,7 +362,15 @@ def _pdf(path: Path, cs, district, date_range, hot_png, ch, ch_png, places, plan
     from reportlab.lib.pagesizes import letter
     from reportlab.lib.styles import getSampleStyleSheet
     from reportlab.lib.units import inch
-    from reportlab.platypus import Image, PageBreak, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
+    from reportlab.platypus import (
+        Image,
+        PageBreak,
+        Paragraph,
+        SimpleDocTemplate,
+        Spacer,
+        Table,
+        TableStyle,
+    )
 
     ss = getSampleStyleSheet()
     h1, h2, body, small = ss["Title"], ss["Heading2"], ss["BodyText"], ss["BodyText"].clone("small", fontSize=8,

@@ -28,7 +28,7 @@ briefing use it.
 from __future__ import annotations
 
 import re
-from typing import Sequence
+from collections.abc import Sequence
 
 import pandas as pd
 
@@ -151,4 +151,4 @@ def describe(places: pd.DataFrame, limit: int = 2) -> str:
     return ", ".join(places["block"].head(limit).astype(str).tolist()) if len(places) else ""
 
 
-__all__ = ["SUFFIXES", "normalise_block", "top_places", "top_places_by_cell", "describe"]
+__all__ = ["SUFFIXES", "describe", "normalise_block", "top_places", "top_places_by_cell"]

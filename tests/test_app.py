@@ -441,6 +441,15 @@ def test_every_layer_recolours_with_the_library_values(philly_app):
         elif lid == "alerts":
             p = int(grid.parent(np.array([busy]), 9)[0])
             assert z[p] == 2 and z.sum() == 2  # the acknowledged one is not shown
+        elif lid == "changed":
+            from rtcc_geo.compstat.changes import what_changed
+
+            t = what_changed(ctx.store, q.with_(start=None, end=None), end=f.end or ctx.date_range[1], res=9,
+                             top=None, names=False, ehsa_weeks=0).table
+            t = t[t["unit"] == "cell"] if len(t) else pd.DataFrame({"key": [], "excess": []})
+            want = pd.Series(t["excess"].to_numpy(float), index=t["key"].astype("int64").to_numpy())
+            assert (z.reindex(want.index) == want).all()
+            assert (z.drop(want.index, errors="ignore") == 0).all()
         else:
             assert len(z) > 0 and np.isfinite(z.to_numpy()).all(), lid
 

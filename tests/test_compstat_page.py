@@ -92,8 +92,11 @@ def test_compstat_page(browser, cs_app):
     wait_for(lambda: _row(d, "all")[1] == f"{w24.loc[('all', 'week'), 'count']:,}", timeout=60,
              what="district 24 numbers")
     assert _row(d, "drugs")[11] == f"{w24.loc[('drugs', 'ytd'), 'count']:,}"
-    changes = wait_for(lambda: (lambda t: t if "KENSINGTON" in t else None)(
-        d.find_element(By.ID, "cs-changes-list").text), timeout=120, what="what changed for district 24")
+    def kensington():
+        t = d.find_element(By.ID, "cs-changes-list").text
+        return t if "KENSINGTON" in t else None
+
+    changes = wait_for(kensington, timeout=120, what="what changed for district 24")
     assert "rose beyond chance" in changes
     d.save_screenshot(str(ARTIFACTS / "compstat_2_district24.png"))
     urls = requested_urls(d)

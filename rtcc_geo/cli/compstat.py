@@ -5,7 +5,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .common import UserError, add_json_arg, add_store_args, emit_json, split_values, store_from_args
+from .common import (
+    UserError,
+    add_json_arg,
+    add_store_args,
+    emit_json,
+    split_values,
+    store_from_args,
+)
 
 EPILOG = """\
 examples:

@@ -74,13 +74,13 @@ class CompStat:
 
     def to_html(self, district: str = ALL) -> str:
         """A standalone HTML page: one table per period for ``district``."""
-        parts = [f"<!doctype html><meta charset='utf-8'><title>CompStat {self.source} {self.end}</title>",
-                 "<style>body{font-family:sans-serif}td,th{padding:2px 8px;border-bottom:1px solid #ccc}"
-                 "td.n{text-align:right}</style>",
-                 f"<h1>CompStat: {html.escape(self.source)}, district {html.escape(district)}, "
-                 f"through {self.end.isoformat()}</h1>",
-                 f"<p>Local days in {html.escape(self.timezone)}. Flag: {html.escape(TEST_NAME)}, "
-                 f"alpha {self.alpha:g}.</p>"]
+        style = ("<style>body{font-family:sans-serif}td,th{padding:2px 8px;border-bottom:1px solid #ccc}"
+                 "td.n{text-align:right}</style>")
+        parts = [f"<!doctype html><meta charset='utf-8'><title>CompStat {self.source} {self.end}</title>", style,
+                 (f"<h1>CompStat: {html.escape(self.source)}, district {html.escape(district)}, "
+                  f"through {self.end.isoformat()}</h1>"),
+                 (f"<p>Local days in {html.escape(self.timezone)}. Flag: {html.escape(TEST_NAME)}, "
+                  f"alpha {self.alpha:g}.</p>")]
         for name in PERIODS:
             d = self.spans()[name]["current"]
             parts.append(f"<h2>{PERIOD_LABELS[name]}: {d['start']} to {d['end']} "
@@ -97,8 +97,8 @@ PERIOD_DEFINITIONS = {
     "ytd": "1 January of the end date's year through the end date",
     "prior_year": "the same dates one year earlier (29 February -> 28 February)",
     "previous_period": "the same number of days immediately before the period",
-    "avg_3y": "mean count over the same dates 1, 2 and 3 years earlier, over the years the data covers "
-              "(avg_3y_years of them; null when none)",
+    "avg_3y": ("mean count over the same dates 1, 2 and 3 years earlier, over the years the data covers "
+               "(avg_3y_years of them; null when none)"),
     "change_pct": "100 x (count - prior_year) / prior_year; null when prior_year is 0",
     "significant": "the change against the prior year is beyond chance at alpha (exact test)",
 }
@@ -112,7 +112,7 @@ ROW_FIELDS: tuple[str, ...] = (
 )
 
 
-def compstat(store: Store, query: Query = Query(), end: str | dt.date | None = None,
+def compstat(store: Store, query: Query | None = None, end: str | dt.date | None = None,
              alpha: float = ALPHA, daily: pd.DataFrame | None = None) -> CompStat:
     """CompStat for one agency through local day ``end`` (default: yesterday there).
 
@@ -126,6 +126,7 @@ def compstat(store: Store, query: Query = Query(), end: str | dt.date | None = N
     """
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+    query = query if query is not None else Query()
     source = _source(store, query)
     tz = store.sources()[source]
     end_d = parse_end(end, tz)

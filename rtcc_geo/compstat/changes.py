@@ -62,12 +62,13 @@ def rise_p(a, b, days: float, baseline_days: float) -> np.ndarray:
     return np.where(a > 0, binom.sf(a - 1, a + b, p0), 1.0)
 
 
-def what_changed(store: Store, query: Query = Query(), end: str | dt.date | None = None, res: int = 8,
+def what_changed(store: Store, query: Query | None = None, end: str | dt.date | None = None, res: int = 8,
                  days: int = DEFAULT_DAYS, baseline_days: int = DEFAULT_BASELINE_DAYS, alpha: float = 0.05,
-                 ehsa_weeks: int = 12, top: int = 20) -> Changes:
+                 ehsa_weeks: int = 12, top: int | None = 20, names: bool = True) -> Changes:
     """Cells (at ``res``) and districts that rose beyond chance in the ``days``
     local days ending on ``end`` against the ``baseline_days`` before (see the
-    module doc). At most ``top`` rises per kind are kept."""
+    module doc). At most ``top`` rises per kind are kept (None: all);
+    ``names=False`` skips the block-address names, ``ehsa_weeks=0`` the EHSA labels."""
     from ..hotspots.fdr import bh_adjust
 
     if days < 1 or baseline_days < 1:
@@ -76,6 +77,7 @@ def what_changed(store: Store, query: Query = Query(), end: str | dt.date | None
         raise ValueError(f"alpha must be in (0, 1), got {alpha}")
     from .api import _source
 
+    query = query if query is not None else Query()
     source = _source(store, query)
     tz = store.sources()[source]
     end_d = parse_end(end, tz)
@@ -101,11 +103,15 @@ def what_changed(store: Store, query: Query = Query(), end: str | dt.date | None
                           "ratio": np.round(a.to_numpy() / np.maximum(expected, 1e-9), 2),
                           "p_value": p, "q_value": qv})
         f = f[(f["q_value"] < alpha) & (f["excess"] > 0)]
-        frames.append(f.sort_values(["excess", "key"], ascending=[False, True], kind="mergesort").head(top))
+        f = f.sort_values(["excess", "key"], ascending=[False, True], kind="mergesort")
+        frames.append(f if top is None else f.head(top))
     if not sum(tested.values()):
         raise ValueError(f"no {source} incidents between {base.start} and {end_d}: nothing to compare")
     table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-    table = _describe(store, qc, table, res)
+    if names:
+        table = _describe(store, qc, table, res)
+    else:
+        table = table.assign(place="", district="")
     table = _ehsa(store, q, table, res, end_d, ehsa_weeks, alpha)
     return Changes(end_d, cur, base, res, alpha, table.reset_index(drop=True), tested)
 

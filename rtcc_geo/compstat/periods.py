@@ -24,8 +24,8 @@ midnight to the next local midnight, so a week across a DST change is 167 or
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 import datetime as dt
+from dataclasses import dataclass
 
 import pandas as pd
 
@@ -43,7 +43,7 @@ class Span:
     def days(self) -> int:
         return (self.end - self.start).days + 1
 
-    def shift_years(self, years: int) -> "Span":
+    def shift_years(self, years: int) -> Span:
         return Span(_minus_years(self.start, years), _minus_years(self.end, years))
 
 
