@@ -172,3 +172,27 @@ def test_exports_and_errors(phl_store, tmp_path):
         compstat(phl_store, Query(source="philadelphia"), end="2030-06-30")
     with pytest.raises(ValueError, match="YYYY-MM-DD"):
         compstat(phl_store, Query(source="philadelphia"), end="yesterday")
+
+
+def test_postgis_gives_the_same_table(pg_url, shared_data, tmp_path):
+    """Both stores, same files (June 2023 and June 2024, with their rows without a point):
+    the same CompStat rows, and PostGIS keeps not-geolocated rows without geometry."""
+    from rtcc_geo.ingest.pipeline import ingest_files
+    from rtcc_geo.store.embedded import EmbeddedStore
+    from rtcc_geo.store.postgis import PostGISStore
+
+    files = [shared_data / "philadelphia" / f for f in ("incidents_2023_06.csv", "incidents_2024_06.csv")]
+    emb, pg = EmbeddedStore(tmp_path / "e"), PostGISStore(pg_url)
+    try:
+        for s in (emb, pg):
+            ingest_files("philadelphia", files, s)
+        a = compstat(emb, Query(source="philadelphia"), end="2024-06-27").rows
+        b = compstat(pg, Query(source="philadelphia"), end="2024-06-27").rows
+        pd.testing.assert_frame_equal(a, b)
+        assert a.loc[(a.district == "all") & (a.category == "all") & (a.period == "28d"), "prior_year"].iloc[0] > 0
+        ungeo = pg.count(Query(geolocated=False))
+        assert ungeo == emb.count(Query(geolocated=False)) > 100
+        n = pg.conn.execute("SELECT count(*) FROM incidents WHERE geom IS NULL AND h3_r9 = 0").fetchone()[0]
+        assert n == ungeo
+    finally:
+        pg.close()
