@@ -383,11 +383,11 @@ def test_cells_geojson_and_exports(philly_app):
     df = pd.read_csv(io.StringIO(body))
     assert name.endswith(".csv") and list(df.columns) == ["cell", "lat", "lon", "counts"]
     q = f.query("philadelphia", ctx.categories)
-    assert df["counts"].sum() == ctx.store.count(q)
+    assert df["counts"].sum() == ctx.store.count(q.with_(geolocated=True))  # the map: incidents with a location
     body, name = export_view(ctx, COUNTS, f, "geojson")
     gj = json.loads(body)
     assert len(gj["features"]) == len(df) and gj["rtcc_view"]["categories"] == ["burglary"]
-    assert sum(ft["properties"]["value"] for ft in gj["features"]) == ctx.store.count(q)
+    assert sum(ft["properties"]["value"] for ft in gj["features"]) == ctx.store.count(q.with_(geolocated=True))
 
 
 def test_every_layer_recolours_with_the_library_values(philly_app):
@@ -437,7 +437,7 @@ def test_every_layer_recolours_with_the_library_values(philly_app):
             want = pd.Series(ref["density"].to_numpy(float), index=ref["cell"].to_numpy(np.int64))
             np.testing.assert_allclose(z.reindex(want.index).to_numpy(), want.to_numpy(), rtol=1e-3, atol=1e-9)
         elif lid == "counts":
-            assert z.sum() == ctx.store.count(q)
+            assert z.sum() == ctx.store.count(q.with_(geolocated=True))
         elif lid == "alerts":
             p = int(grid.parent(np.array([busy]), 9)[0])
             assert z[p] == 2 and z.sum() == 2  # the acknowledged one is not shown
