@@ -208,7 +208,7 @@ def test_drill_down_says_how_many_rows_have_no_time(philly_app):
     app, ctx = philly_app, philly_app.rtcc
     f = ctx.default_filters()
     q = f.query("philadelphia", ctx.categories)
-    inc = ctx.store.incidents(q.with_(include_unknown_time=True), columns=["h3_r9", "time_known"])
+    inc = ctx.store.incidents(q.with_(include_unknown_time=True, geolocated=True), columns=["h3_r9", "time_known"])
     unknown = inc[~inc["time_known"].astype(bool)].groupby("h3_r9").size()
     assert len(unknown), "Philadelphia 2024 has time-unknown rows (UCR 100 with a placeholder time)"
     cell = int(unknown.sort_values().index[-1])
@@ -306,7 +306,7 @@ def test_map_recolours_with_values_only_and_right_counts(philly_app):
     assert len(data["ids"]) == len(data["k"]) == len(data["v"])
     # Counts equal an independent tally of incident rows (pandas on Store.incidents).
     f = ctx.default_filters()
-    inc = ctx.store.incidents(Query(source="philadelphia", start=f.start,
+    inc = ctx.store.incidents(Query(source="philadelphia", start=f.start, geolocated=True,  # map: located ones
                                     end=(pd.Timestamp(f.end) + pd.Timedelta(days=1)).strftime("%Y-%m-%d")))
     want = inc.groupby("h3_r9").size()
     got = _drawn(ctx, data)
