@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from .common import UserError, add_json_arg, add_store_args, emit_json, store_from_args
+from .common import UserError, add_json_arg, emit_json, store_from_args
+from .compstat import add_source_end_args
 
 EPILOG = """\
 examples:
@@ -25,10 +26,7 @@ def register(subparsers) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    add_store_args(p)
-    p.add_argument("--source", default=None, help="agency / source name (default: the store's only source)")
-    p.add_argument("--end", metavar="DATE", default=None,
-                   help="last local day included, YYYY-MM-DD (default: yesterday in the agency's time zone)")
+    add_source_end_args(p)
     p.add_argument("--district", default=None, help="one district as published (default: the whole agency)")
     p.add_argument("--out", metavar="FILE", default="briefing.pdf", help="PDF to write (default briefing.pdf)")
     p.add_argument("--units", type=int, default=4, help="patrol units for the next shift's plan (default 4)")

@@ -39,16 +39,21 @@ def register(subparsers) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    add_store_args(p)
-    p.add_argument("--source", default=None, help="agency / source name (default: the store's only source)")
-    p.add_argument("--end", metavar="DATE", default=None,
-                   help="last local day included, YYYY-MM-DD (default: yesterday in the agency's time zone)")
+    add_source_end_args(p)
     p.add_argument("--category", action="append", metavar="CAT", help="only these categories (repeat or comma-separate)")
     p.add_argument("--district", action="append", metavar="D", help="only these districts (repeat or comma-separate)")
     p.add_argument("--alpha", type=float, default=0.05, help="significance level of the flags (default 0.05)")
     p.add_argument("--out", metavar="FILE", default=None, help="also write the table: .csv, .json or .html")
     add_json_arg(p)
     p.set_defaults(func=run)
+
+
+def add_source_end_args(p) -> None:
+    """--db/--store, --source and --end, shared with ``rtcc-geo briefing``."""
+    add_store_args(p)
+    p.add_argument("--source", default=None, help="agency / source name (default: the store's only source)")
+    p.add_argument("--end", metavar="DATE", default=None,
+                   help="last local day included, YYYY-MM-DD (default: yesterday in the agency's time zone)")
 
 
 def run(args) -> int:

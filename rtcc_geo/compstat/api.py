@@ -124,12 +124,7 @@ def compstat(store: Store, query: Query | None = None, end: str | dt.date | None
     ``ValueError`` when no incident of the source falls in any of the spans (an
     empty table is an error).
     """
-    if not 0 < alpha < 1:
-        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
-    query = query if query is not None else Query()
-    source = _source(store, query)
-    tz = store.sources()[source]
-    end_d = parse_end(end, tz)
+    query, source, tz, end_d = resolve(store, query, end, alpha)
     per = periods(end_d)
     first = min(s.start for p in per.values() for s in (p.current, p.prior_year, p.previous, *p.years_back))
     q = query.with_(source=source, start=pd.Timestamp(first), end=pd.Timestamp(end_d + dt.timedelta(days=1)),
@@ -158,6 +153,16 @@ def daily_slice(daily: pd.DataFrame, q: Query, first: dt.date, last: dt.date) ->
     if q.districts is not None:
         keep &= daily["district"].isin([str(d) for d in q.districts]).fillna(False).to_numpy(dtype=bool)
     return daily.loc[keep]
+
+
+def resolve(store: Store, query: Query | None, end, alpha: float) -> tuple[Query, str, str, dt.date]:
+    """Checked inputs shared by the CompStat analyses: (query, source, time zone, end date)."""
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+    query = query if query is not None else Query()
+    source = _source(store, query)
+    tz = store.sources()[source]
+    return query, source, tz, parse_end(end, tz)
 
 
 def _source(store: Store, q: Query) -> str:

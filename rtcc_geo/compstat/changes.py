@@ -26,7 +26,7 @@ import pandas as pd
 from scipy.stats import binom
 
 from ..store.base import Query, Store
-from .periods import Span, parse_end
+from .periods import Span
 
 DEFAULT_DAYS = 28
 #: Baseline = the 12 weeks before the current 28 days (3 x the period): long
@@ -70,17 +70,11 @@ def what_changed(store: Store, query: Query | None = None, end: str | dt.date | 
     module doc). At most ``top`` rises per kind are kept (None: all);
     ``names=False`` skips the block-address names, ``ehsa_weeks=0`` the EHSA labels."""
     from ..hotspots.fdr import bh_adjust
+    from .api import resolve
 
     if days < 1 or baseline_days < 1:
         raise ValueError("days and baseline_days must be >= 1")
-    if not 0 < alpha < 1:
-        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
-    from .api import _source
-
-    query = query if query is not None else Query()
-    source = _source(store, query)
-    tz = store.sources()[source]
-    end_d = parse_end(end, tz)
+    query, source, _tz, end_d = resolve(store, query, end, alpha)
     cur = Span(end_d - dt.timedelta(days=days - 1), end_d)
     base = Span(cur.start - dt.timedelta(days=baseline_days), cur.start - dt.timedelta(days=1))
     q = query.with_(source=source)
