@@ -146,8 +146,9 @@ def register(app, ctx: AppContext) -> None:
 
         with tempfile.TemporaryDirectory() as d:
             out = Path(d) / f"briefing_{cs.source}_{cs.end}.pdf"
+            # STKDE: the model of the map's forecast layer, and quick enough for a button
             b = briefing(ctx.store, cs.source, end=cs.end, district=None if district in (None, "all") else district,
-                         out=out)
+                         out=out, model="stkde")
             return dcc.send_bytes(out.read_bytes(), out.name), html.Span(
                 f"Briefing ready: {b.pages} pages, made in {b.seconds:.0f} s.", id="cs-pdf-done")
 
