@@ -83,7 +83,8 @@ def briefing(store: Store, source: str | None = None, end: str | dt.date | None 
                           f"What changed: cells that rose beyond chance, {ch.current.start:%d %b} - "
                           f"{ch.current.end:%d %b %Y} vs the {ch.baseline.days} days before")
     places = top_places(store, q28, n=10)
-    plan, plan_note = _plan(store, source, tz, end_d, shift_start, shift_hours, units, model, area)
+    plan, plan_note = _plan(store, source, tz, end_d, shift_start, shift_hours, units, model,
+                            area if district else None)
     if plan is not None:  # name each patrol area by its most frequent block address
         q_year = q.with_(start=pd.Timestamp(end_d - dt.timedelta(days=364)),
                          end=pd.Timestamp(end_d + dt.timedelta(days=1)), districts=None)
@@ -158,7 +159,7 @@ def _hotspot_cells(store: Store, q: Query, res: int) -> pd.DataFrame:
     return pd.DataFrame({"cell": gdf["cell"].to_numpy(np.int64), "cls": cls})
 
 
-def _plan(store, source, tz, end_d, shift_start, shift_hours, units, model, area):
+def _plan(store, source, tz, end_d, shift_start, shift_hours, units, model, district_area):
     from . import grid
     from .deploy import plan_from_store
 
@@ -168,8 +169,8 @@ def _plan(store, source, tz, end_d, shift_start, shift_hours, units, model, area
         t0 = t0.tz_localize(tz)
     kw = {}
     note = "whole agency"
-    if area is not None:
-        kw["eligible"] = grid.cover(area, 10)
+    if district_area is not None:
+        kw["eligible"] = grid.cover(district_area, 10)
         note = "inside the selected district"
     try:
         return plan_from_store(store, source, t0, shift_hours, units=units, model=model, **kw), note
@@ -273,8 +274,9 @@ def _scale_bar(ax) -> None:
             (bx + i * length / 2, by), length / 2, h, facecolor="black" if i == 0 else "white",
             edgecolor="black", linewidth=0.6, zorder=8))
     label = f"{length / 1000:g} km" if length >= 1000 else f"{length} m"
-    ax.text(bx, by + 1.6 * h, "0", fontsize=7, ha="center", zorder=8)
-    ax.text(bx + length, by + 1.6 * h, label, fontsize=7, ha="center", zorder=8)
+    box = {"boxstyle": "square,pad=0.1", "fc": "white", "ec": "none"}  # legible over streets and hatching
+    ax.text(bx, by + 1.6 * h, "0", fontsize=7, ha="center", zorder=9, bbox=box)
+    ax.text(bx + length, by + 1.6 * h, label, fontsize=7, ha="center", zorder=9, bbox=box)
 
 
 def _north_arrow(ax) -> None:

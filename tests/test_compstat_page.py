@@ -75,6 +75,7 @@ def test_compstat_page(browser, cs_app):
     sig = d.find_elements(By.CSS_SELECTOR, "#cs-compstat-table .cs-significant")
     assert len(sig) == int(want["significant"].sum()) and all(s.text[0] in "\u25b2\u25bc" for s in sig)
     wait_for(lambda: d.find_elements(By.ID, "cs-changes-list"), timeout=90, what="what changed")
+    assert d.find_element(By.ID, "cs-pdf").is_displayed() and "briefing" in d.find_element(By.ID, "cs-pdf").text
     d.save_screenshot(str(ARTIFACTS / "compstat_1_all.png"))
 
     # District 24, mid-year: the table follows, and what changed names block addresses.
