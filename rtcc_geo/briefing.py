@@ -347,7 +347,7 @@ def _changes_png(rises: pd.DataFrame, area, streets, dists, title: str) -> bytes
                     bbox={"boxstyle": "circle,pad=0.2", "fc": "white", "ec": "black", "lw": 0.6})
     else:
         ax.text(0.5, 0.5, "No cell rose beyond chance in this period.", transform=ax.transAxes, ha="center",
-                fontsize=10, bbox={"fc": "white", "ec": "black"})
+                fontsize=10, bbox={"fc": "white", "ec": "black"}, zorder=10)
     ax.legend(handles=[Patch(facecolor="0.35", edgecolor="black", hatch="xx",
                              label=f"rose beyond chance ({len(cells)}); number = rank in the list"),
                        Patch(facecolor="white", edgecolor="0.72", label="streets / no significant rise")],
