@@ -160,7 +160,14 @@ def test_not_geolocated_counted_here_but_not_in_cells(phl_store):
 
 
 def test_exports_and_errors(phl_store, tmp_path):
+    from rtcc_geo.compstat.api import daily_counts
+
     cs = compstat(phl_store, Query(source="philadelphia", districts=("24",)), end="2024-06-30")
+    # the app's path (one daily frame, sliced) gives the same table
+    daily = daily_counts(phl_store, "philadelphia")
+    for q in (Query(source="philadelphia", districts=("24",)), Query(source="philadelphia", categories=("theft",))):
+        pd.testing.assert_frame_equal(compstat(phl_store, q, end="2024-06-30", daily=daily).rows,
+                                      compstat(phl_store, q, end="2024-06-30").rows)
     assert set(cs.rows["district"]) == {"all", "24"}
     h = cs.export(tmp_path / "cs.html").read_text()
     assert "Year to date" in h and "2024-01-01" in h and "Beyond chance" in h

@@ -86,7 +86,7 @@ def test_compstat_page(browser, cs_app):
     date.send_keys(Keys.CONTROL, "a")
     date.send_keys("2024-06-30", Keys.ENTER)
     d.find_element(By.TAG_NAME, "h3").click()  # close the picker
-    wait_for(lambda: "Sun 30 Jun 2024" in d.find_element(By.ID, "cs-periods-text").text, timeout=90,
+    wait_for(lambda: "Sun 30 Jun 2024" in d.find_element(By.ID, "cs-periods-text").text, timeout=120,
              what="period line for 2024-06-30")
     cs24 = compstat(cs_app.rtcc.store, Query(source="philadelphia", districts=("24",)), end="2024-06-30")
     w24 = cs24.rows[cs24.rows.district == "24"].set_index(["category", "period"])

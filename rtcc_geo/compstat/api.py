@@ -147,7 +147,7 @@ def daily_counts(store: Store, source: str) -> pd.DataFrame:
 def daily_slice(daily: pd.DataFrame, q: Query, first: dt.date, last: dt.date) -> pd.DataFrame:
     """The rows of a :func:`daily_counts` frame that ``q`` (categories, districts) and the days keep."""
     days = daily["day"]
-    keep = ((days >= pd.Timestamp(first)) & (days <= pd.Timestamp(last))).to_numpy()
+    keep = ((days >= pd.Timestamp(first)) & (days <= pd.Timestamp(last))).to_numpy(dtype=bool, copy=True)
     if q.categories is not None:
         keep &= daily["category"].isin(list(q.categories)).fillna(False).to_numpy(dtype=bool)
     if q.districts is not None:
