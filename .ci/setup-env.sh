@@ -41,6 +41,10 @@ fi
 if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
   apt_install chromium chromium-driver
 fi
+# pdftoppm / pdftotext: the briefing test renders the PDF's pages (tests/test_briefing.py)
+if ! command -v pdftoppm >/dev/null || ! command -v pdftotext >/dev/null; then
+  apt_install poppler-utils
+fi
 
 if ! pg_isready -h 127.0.0.1 -p 5432 -q; then
   say "starting PostgreSQL $PGVER"

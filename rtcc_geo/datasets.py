@@ -29,6 +29,11 @@ _CITIES = {
 }
 
 
+#: Bumped when ingest changes what a store holds (2: not-geolocated incidents loaded,
+#: block addresses normalised), so a store cached by older code is not reused.
+CACHE_VERSION = 2
+
+
 def cache_dir() -> Path:
     default = REPO_ROOT / "var" / "cache" if REPO_ROOT else Path.home() / ".cache" / "rtcc-geo"
     return Path(os.environ.get("RTCC_CACHE_DIR", default))
@@ -52,7 +57,7 @@ def example_store(city: str = "philadelphia", years: Iterable[int] = (2024,), pr
     from .ingest.pipeline import ingest_files
 
     years = tuple(sorted(int(y) for y in years))
-    root = cache_dir() / f"{city}_{'-'.join(map(str, years))}"
+    root = cache_dir() / f"{city}_{'-'.join(map(str, years))}_v{CACHE_VERSION}"
     done = root / ".complete"
     if done.exists() and (root / "agencies" / city / "agency.json").exists():
         return EmbeddedStore(root)

@@ -32,7 +32,8 @@ category : str
     Normalised offense category, one of :data:`CATEGORIES` (mapping lives in
     ``data/taxonomy/<source>.csv``).
 lon, lat : float64
-    WGS84 coordinates.
+    WGS84 coordinates; NaN for an incident that is *not geolocated* (see
+    :data:`NO_CELL`).
 block : str, nullable
     Block-level address as published.
 district : str, nullable
@@ -41,7 +42,18 @@ extras : str
     JSON object with the source-specific columns we keep but do not model.
 h3_r7 .. h3_r10 : int64
     H3 cell ids (as signed 64-bit integers, which every valid H3 index fits)
-    at the configured resolutions; computed at ingest.
+    at the configured resolutions; computed at ingest. :data:`NO_CELL` (0)
+    for an incident that is not geolocated.
+
+Not-geolocated incidents
+------------------------
+A row whose coordinates are blank or unusable (junk geocode, outside the
+boundary) but which has a district and a valid time is still a crime: it is
+loaded with ``lon = lat = NaN``, every H3 column = :data:`NO_CELL` and
+``extras.not_geolocated`` saying why. It counts wherever the question is not
+spatial (CompStat, time profiles, district tables, staffing workload); spatial
+analyses ask for ``Query(geolocated=True)``, and any count by cell or filter on
+cells leaves it out by itself.
 """
 
 from __future__ import annotations
@@ -63,6 +75,9 @@ CATEGORIES: tuple[str, ...] = (
 
 #: Default H3 resolutions indexed at ingest (res 9 ~ 0.1 km², res 10 ~ 0.015 km²).
 DEFAULT_RESOLUTIONS: tuple[int, ...] = (7, 8, 9, 10)
+
+#: H3 value of every resolution for a not-geolocated incident (0 is no valid H3 index).
+NO_CELL: int = 0
 
 #: Column name of the H3 index at resolution ``r``.
 def h3_column(res: int) -> str:

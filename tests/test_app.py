@@ -210,7 +210,7 @@ def test_drill_down_says_how_many_rows_have_no_time(philly_app):
     app, ctx = philly_app, philly_app.rtcc
     f = ctx.default_filters()
     q = f.query("philadelphia", ctx.categories)
-    inc = ctx.store.incidents(q.with_(include_unknown_time=True), columns=["h3_r9", "time_known"])
+    inc = ctx.store.incidents(q.with_(include_unknown_time=True, geolocated=True), columns=["h3_r9", "time_known"])
     unknown = inc[~inc["time_known"].astype(bool)].groupby("h3_r9").size()
     assert len(unknown), "Philadelphia 2024 has time-unknown rows (UCR 100 with a placeholder time)"
     cell = int(unknown.sort_values().index[-1])
@@ -308,7 +308,7 @@ def test_map_recolours_with_values_only_and_right_counts(philly_app):
     assert len(data["ids"]) == len(data["k"]) == len(data["v"])
     # Counts equal an independent tally of incident rows (pandas on Store.incidents).
     f = ctx.default_filters()
-    inc = ctx.store.incidents(Query(source="philadelphia", start=f.start,
+    inc = ctx.store.incidents(Query(source="philadelphia", start=f.start, geolocated=True,  # map: located ones
                                     end=(pd.Timestamp(f.end) + pd.Timedelta(days=1)).strftime("%Y-%m-%d")))
     want = inc.groupby("h3_r9").size()
     got = _drawn(ctx, data)
@@ -385,11 +385,11 @@ def test_cells_geojson_and_exports(philly_app):
     df = pd.read_csv(io.StringIO(body))
     assert name.endswith(".csv") and list(df.columns) == ["cell", "lat", "lon", "counts"]
     q = f.query("philadelphia", ctx.categories)
-    assert df["counts"].sum() == ctx.store.count(q)
+    assert df["counts"].sum() == ctx.store.count(q.with_(geolocated=True))  # the map: incidents with a location
     body, name = export_view(ctx, COUNTS, f, "geojson", role="commander")
     gj = json.loads(body)
     assert len(gj["features"]) == len(df) and gj["rtcc_view"]["categories"] == ["burglary"]
-    assert sum(ft["properties"]["value"] for ft in gj["features"]) == ctx.store.count(q)
+    assert sum(ft["properties"]["value"] for ft in gj["features"]) == ctx.store.count(q.with_(geolocated=True))
 
 
 def test_every_layer_recolours_with_the_library_values(philly_app):
@@ -439,13 +439,23 @@ def test_every_layer_recolours_with_the_library_values(philly_app):
             want = pd.Series(ref["density"].to_numpy(float), index=ref["cell"].to_numpy(np.int64))
             np.testing.assert_allclose(z.reindex(want.index).to_numpy(), want.to_numpy(), rtol=1e-3, atol=1e-9)
         elif lid == "counts":
-            # A viewer: cells of 1-4 incidents are not sent (small-count suppression, k = 5).
+            # A viewer: cells of 1-4 incidents are not sent (small-count suppression, k = 5);
+            # the map counts incidents with a location only.
             raw = ctx.store.counts(9, ("cell",), q)["n"].to_numpy()
             assert raw.min() < 5 and not ((z > 0) & (z < 5)).any()
-            assert z.sum() == ctx.store.count(q) - raw[raw < 5].sum()
+            assert z.sum() == ctx.store.count(q.with_(geolocated=True)) - raw[raw < 5].sum()
         elif lid == "alerts":
             p = int(grid.parent(np.array([busy]), 9)[0])
             assert z[p] == 2 and z.sum() == 2  # the acknowledged one is not shown
+        elif lid == "changed":
+            from rtcc_geo.compstat.changes import what_changed
+
+            t = what_changed(ctx.store, q.with_(start=None, end=None), end=f.end or ctx.date_range[1], res=9,
+                             top=None, names=False, ehsa_weeks=0).table
+            t = t[t["unit"] == "cell"] if len(t) else pd.DataFrame({"key": [], "excess": []})
+            want = pd.Series(t["excess"].to_numpy(float), index=t["key"].astype("int64").to_numpy())
+            assert (z.reindex(want.index) == want).all()
+            assert (z.drop(want.index, errors="ignore") == 0).all()
         else:
             assert len(z) > 0 and np.isfinite(z.to_numpy()).all(), lid
 

@@ -108,7 +108,7 @@ def test_commander_flow(browser, philly_app):
     before = map_state(d)
     f = ctx.default_filters()
     q = f.query("philadelphia", ctx.categories)
-    assert sum(v or 0 for v in before["v"]) == store.count(q)
+    assert sum(v or 0 for v in before["v"]) == store.count(q.with_(geolocated=True))  # the map: located ones
     # Each drawn cell has its own count (an independent tally from the store).
     want0 = store.counts(9, ("cell",), q).set_index("cell")["n"]
     got0 = pd.Series(before["v"], index=_cells(ctx, before))
@@ -121,7 +121,7 @@ def test_commander_flow(browser, philly_app):
 
     # Untick 'theft': the hexagons recolour to the counts without theft.
     d.find_element(By.CSS_SELECTOR, "#f-cats input[value='theft']").click()
-    want = store.count(q.with_(categories=tuple(c for c in ctx.categories if c != "theft")))
+    want = store.count(q.with_(categories=tuple(c for c in ctx.categories if c != "theft"), geolocated=True))
     after = map_state(d, lambda s: sum(v or 0 for v in s["v"]) == want, what="recolour without theft")
     assert after["v"] != before["v"] and after["painted"] > before["painted"]
     assert after["tiles"] == before["tiles"]  # same geometry, only the colours moved

@@ -116,7 +116,7 @@ def test_hotspots_api_table(phl_store, res9):
     assert gdf.crs.to_epsg() == 4326
     # study area = every boundary cell (zeros included) + the few incident cells just outside
     assert set(cells) <= set(gdf["cell"]) and len(gdf) - len(cells) < 100
-    assert int(gdf["count"].sum()) == phl_store.count(Y2024)
+    assert int(gdf["count"].sum()) == phl_store.count(Y2024.with_(geolocated=True))  # cells: located incidents
     assert (gdf["count"] == 0).sum() > 300
     # bins follow the FDR-adjusted permutation p-values and the sign of z
     b = gdf["bin"].to_numpy()
@@ -143,7 +143,7 @@ def test_filters_district_category_window(phl_store, districts):
     d24 = districts[districts["dist_numc"] == "24"]
     cover = grid.cover(d24, 9)
     assert set(cover) <= set(gdf["cell"]) and len(gdf) < len(cover) + 30
-    assert int(gdf["count"].sum()) == phl_store.count(q) > 100
+    assert int(gdf["count"].sum()) == phl_store.count(q.with_(geolocated=True)) > 100
     with pytest.raises(ValueError, match="no district"):
         hotspots(phl_store, "gistar", 9, Y2024.with_(districts=("99",)))
     with pytest.raises(ValueError, match="no incidents"):

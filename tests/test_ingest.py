@@ -2,7 +2,8 @@
 
 Every real file is read once per session (cached fixture); the checks are the
 issue's: read == loaded + quarantined per file (rows counted independently
-with the csv module), rows without coordinates quarantined as no_coordinates,
+with the csv module), rows without a usable point but with a district loaded
+not geolocated (the rest quarantined as no_coordinates),
 every offense value in the taxonomy, Philadelphia's hour-of-day from the UTC
 field against the portal's own local ``hour`` column, Vancouver 00:00 rows
 time-unknown, DST edge cases, Chicago code restoration.
@@ -23,7 +24,7 @@ from rtcc_geo.ingest import read, read_batch
 from rtcc_geo.ingest.base import content_ids, count_data_rows, localize
 from rtcc_geo.ingest.chicago import pad_digits, zfill_code
 from rtcc_geo.ingest.taxonomy import load_taxonomy
-from rtcc_geo.schema import CATEGORIES, CORE_DTYPES, INCIDENT_COLUMNS, QUARANTINE_COLUMNS, QUARANTINE_REASONS
+from rtcc_geo.schema import CATEGORIES, CORE_DTYPES, INCIDENT_COLUMNS, NO_CELL, QUARANTINE_COLUMNS, QUARANTINE_REASONS
 
 CITY_DIRS = {"philadelphia": ("philadelphia", "incidents_*.csv"),
              "vancouver": ("vancouver", "crimedata_csv_*.csv"),
@@ -67,14 +68,20 @@ def test_every_row_loaded_or_quarantined(city, city_reads):
         assert inc["id"].is_unique and inc["id"].notna().all()
         assert inc["occurred_from"].notna().all()
         assert inc["category"].isin(CATEGORIES).all()
-        assert inc[["lon", "lat"]].notna().all().all()
+        # not geolocated (no usable point, but a district): NaN point, H3 = NO_CELL, reason kept
+        ungeo = inc["lon"].isna()
+        assert (inc["lat"].isna() == ungeo).all()
+        assert (inc.loc[ungeo, ["h3_r7", "h3_r8", "h3_r9", "h3_r10"]] == NO_CELL).all().all()
+        assert (inc.loc[~ungeo, ["h3_r7", "h3_r8", "h3_r9", "h3_r10"]] != NO_CELL).all().all()
+        assert inc.loc[ungeo, "district"].str.strip().str.len().gt(0).all()
+        assert inc.loc[ungeo, "extras"].str.contains('"not_geolocated"').all()
         assert (inc["source"] == city).all()
 
 
 @pytest.mark.parametrize("city", ["philadelphia", "vancouver", "chicago"])
 def test_h3_cells_match_h3_library(city, city_reads):
     _, inc, _, _ = city_reads(city)[0]
-    s = inc.sample(200, random_state=0)
+    s = inc[inc["lon"].notna()].sample(200, random_state=0)
     # grid.index_points indexes at the finest resolution and rolls up (the contract), so
     # coarser columns are the parents of the res-10 cell (not always the point's own
     # res-9 cell: H3 children do not nest exactly).
@@ -84,25 +91,29 @@ def test_h3_cells_match_h3_library(city, city_reads):
         assert h3.api.basic_int.cell_to_parent(int(c10), 7) == c7
 
 
-def test_philadelphia_quarantine(city_reads, shared_data):
+def test_philadelphia_not_geolocated(city_reads, shared_data):
+    """Every Philadelphia row has a district and a time: rows with a blank or junk point
+    are loaded not geolocated (counted by district and time), none quarantined."""
     rows = city_reads("philadelphia")
     q = pd.concat([r[2] for r in rows], ignore_index=True)
     total = sum(r[3] for r in rows)
-    # Rows with blank point_x/point_y are exactly the no_coordinates rows.
+    assert len(q) == 0
     blank = 0
-    for path, _, qq, _ in rows:
+    notes = []
+    for path, inc, _, _ in rows:
         raw = pd.read_csv(path, dtype=str, keep_default_na=False)
         is_blank = (raw["point_x"].str.strip() == "") | (raw["point_y"].str.strip() == "")
         blank += int(is_blank.sum())
-        got = set(qq.loc[qq["reason"] == "no_coordinates", "row_number"])
-        assert got == set(np.flatnonzero(is_blank.to_numpy()) + 1), path.name
+        # loaded rows keep file order (nothing quarantined): row i of the file is row i here
+        ungeo = inc["lon"].isna().to_numpy()
+        assert (ungeo[is_blank.to_numpy()]).all(), path.name
+        assert (inc["district"].to_numpy() == raw["dc_dist"].to_numpy()).all()
+        notes.append(inc.loc[ungeo & ~is_blank.to_numpy(), "extras"].map(json.loads))
     assert 0.03 < blank / total < 0.05  # "~4 % of rows have no coordinates"
-    # Junk (0, 0) and (-80.5, 42.2) points are invalid_coordinates, and the raw row survives.
-    inv = q[q["reason"] == "invalid_coordinates"]
-    raws = [json.loads(r) for r in inv["raw"]]
-    xs = {round(float(r["point_x"]), 1) for r in raws}
-    assert xs <= {0.0, -80.5} and len(inv) >= 10
-    assert all(set(r) >= {"dc_key", "point_x", "dispatch_date_time"} for r in raws)
+    # Junk (0, 0) and (-80.5, 42.2) points are not geolocated either, the reason kept.
+    junk = pd.concat(notes, ignore_index=True)
+    assert len(junk) >= 10
+    assert all("junk geocode" in e["not_geolocated"] or "outside" in e["not_geolocated"] for e in junk)
 
 
 def test_philadelphia_ids_and_homicides(city_reads):
@@ -169,19 +180,26 @@ def test_vancouver_privacy_and_unknown_time(city_reads):
     inc = pd.concat([r[1] for r in rows], ignore_index=True)
     q = pd.concat([r[2] for r in rows], ignore_index=True)
     raw_q = q["raw"].map(json.loads)
-    # privacy-zeroed / blank X,Y -> no_coordinates with their reason
+    # privacy-zeroed / blank X,Y: not geolocated when the neighbourhood is published,
+    # else no_coordinates with their reason
     nc = q[q["reason"] == "no_coordinates"]
     xy = [(r["X"].strip(), r["Y"].strip()) for r in raw_q[nc.index]]
     assert all(t in {("0", "0"), ("0.0", "0.0"), ("", "")} for t in xy)
-    assert len(nc) >= 22_400  # README: 22,505 rows with X = Y = 0 or blank
+    assert all(r["NEIGHBOURHOOD"].strip() == "" for r in raw_q[nc.index])
+    ungeo = inc[inc["lon"].isna()]
+    assert len(nc) + len(ungeo) >= 22_400  # README: 22,505 rows with X = Y = 0 or blank
+    ex = ungeo["extras"].map(json.loads)
+    zero = ex.map(lambda e: e.get("x_utm", "").strip() in {"0", "0.0", ""})
+    assert zero.sum() >= 20_000 and ex[zero].map(lambda e: "privacy" in e["not_geolocated"] or "blank" in e["not_geolocated"]).all()
     # every loaded row whose raw time was 00:00 is time-unknown; others known
     loc = inc["occurred_from"].dt.tz_convert("America/Vancouver")
     midnight = (loc.dt.hour == 0) & (loc.dt.minute == 0)
     assert (~inc.loc[midnight, "time_known"]).all()
     assert inc.loc[~midnight, "time_known"].all()
-    assert midnight.sum() > 5_000  # most 00:00 rows are person offences, quarantined for privacy
+    assert midnight.sum() > 5_000  # most 00:00 rows are person offences, with no point for privacy
     # UTM -> WGS84 lands in Vancouver and inside the agency bbox
-    assert inc["lon"].between(-123.3, -122.98).all() and inc["lat"].between(49.18, 49.33).all()
+    geo = inc[inc["lon"].notna()]
+    assert geo["lon"].between(-123.3, -122.98).all() and geo["lat"].between(49.18, 49.33).all()
     # ids are unique although ~10k rows are exact repeats of another row
     assert inc["id"].is_unique and inc["id"].str.fullmatch(r"van-[0-9a-f]{16}-\d+").all()
     assert (inc["id"].str.endswith("-1")).sum() >= 1  # true repeats that are loaded
@@ -289,7 +307,8 @@ def test_unmapped_offense_reaches_the_batch(shared_data, tmp_path):
 
 
 def test_outside_boundary_uses_metre_buffer(tmp_path, shared_data):
-    """A point 150 m outside the Philadelphia boundary is kept; 1 km outside is quarantined."""
+    """A point 150 m outside the Philadelphia boundary is kept; 1 km outside is not used as
+    a point: with its district it is loaded not geolocated, without one quarantined."""
     import geopandas as gpd
 
     ag = load_agency("philadelphia")
@@ -309,6 +328,11 @@ def test_outside_boundary_uses_metre_buffer(tmp_path, shared_data):
     f = tmp_path / "p.csv"
     f.write_text("the_geom,cartodb_id,the_geom_webmercator,objectid,dc_dist,psa,dispatch_date_time,dispatch_date,"
                  "dispatch_time,hour,dc_key,location_block,ucr_general,text_general_code,point_x,point_y\n" + rows + "\n")
+    inc, q = read("philadelphia", f)
+    assert inc["id"].tolist() == ["202401000000", "202401000001"] and len(q) == 0
+    assert inc["lon"].notna().tolist() == [True, False]
+    assert "250 m" in json.loads(inc["extras"][1])["not_geolocated"]
+    f.write_text(f.read_text().replace(",1,x,1,01,", ",1,x,1,,"))  # no district: unusable
     inc, q = read("philadelphia", f)
     assert inc["id"].tolist() == ["202401000000"]
     assert q["reason"].tolist() == ["outside_boundary"] and "250 m" in q["detail"][0]

@@ -45,8 +45,12 @@ def test_generic_parity_on_messy_rows(shared_data, tmp_path):
     pdt.assert_frame_equal(a_inc, b_inc)
     pdt.assert_frame_equal(a_q, b_q)
     reasons = dict(zip(a_q["row_number"], a_q["reason"]))
-    assert reasons == {6: "unparseable_time", 7: "missing_id", 8: "no_coordinates", 10: "invalid_coordinates"}
-    assert len(a_inc) == 36
+    assert reasons == {6: "unparseable_time", 7: "missing_id"}
+    assert len(a_inc) == 38
+    # no usable point but a district: loaded not geolocated, the reason kept
+    ungeo = a_inc[a_inc["lon"].isna()]
+    assert set(ungeo["id"]) == {raw.loc[7, "id"], raw.loc[9, "id"]}
+    assert ungeo["extras"].str.contains('"not_geolocated"').all()
     row9 = a_inc[a_inc["id"] == raw.loc[8, "id"]].iloc[0]
     assert row9["occurred_from"] == pd.Timestamp("2017-03-12 08:30", tz="UTC")  # 02:30 CST
 
@@ -64,7 +68,10 @@ def test_example_agency_mapping(tmp_path):
     )
     mp = load_mapping(DATA_DIR / "mappings" / "example_agency.toml")
     inc, q = read("generic", f, mapping=mp)
-    assert len(inc) == 4 and q["reason"].tolist() == ["no_coordinates"]
+    # the row without a point but with a beat (district) is loaded, not geolocated
+    assert len(inc) == 5 and len(q) == 0
+    assert inc["lon"].isna().tolist() == [False, False, False, True, False]
+    inc = inc[inc["lon"].notna()].reset_index(drop=True)
     assert inc["source"].eq("example_agency").all()
     assert inc["time_known"].tolist() == [True, False, False, True]
     assert inc["occurred_from"][0] == pd.Timestamp("2024-07-05 01:15", tz="UTC")  # 21:15 EDT
@@ -72,7 +79,8 @@ def test_example_agency_mapping(tmp_path):
     assert inc["category"].tolist() == ["violent", "theft", "theft", "other"]  # ARSON not in its taxonomy
     assert json.loads(inc["extras"][0]) == {"Premise": "STREET"}
     # re-reading gives the same ids
-    assert read("generic", f, mapping=mp)[0]["id"].tolist() == inc["id"].tolist()
+    again = read("generic", f, mapping=mp)[0]
+    assert again.loc[again["lon"].notna(), "id"].tolist() == inc["id"].tolist()
 
 
 def test_mapping_errors_are_clear(tmp_path):

@@ -75,17 +75,27 @@ def test_embedded_ingest_adds_up_and_is_idempotent(city, embedded_runs, shared_d
 
 
 def test_quarantine_holds_rows_without_coordinates(embedded_runs, shared_data):
+    """Philadelphia rows without a point (all have a district) are loaded not geolocated;
+    Vancouver's privacy rows without a neighbourhood stay quarantined with their raw row."""
+    from rtcc_geo.store.base import Query
+
     store, runs = embedded_runs
-    q = store.quarantine("philadelphia")
-    nc = q[q["reason"] == "no_coordinates"]
-    assert len(nc) == runs["philadelphia"][0]["by_reason"]["no_coordinates"] > 0
-    raws = [json.loads(r) for r in nc["raw"]]
-    assert all(r["point_x"].strip() == "" or r["point_y"].strip() == "" for r in raws)
-    # the raw row is the file's row number-th data row, exactly
     f = shared_data / SUBSET["philadelphia"][0]
     raw = pd.read_csv(f, dtype=str, keep_default_na=False)
-    one = nc[nc["file"] == f.name].iloc[0]
-    assert json.loads(one["raw"]) == raw.iloc[int(one["row_number"]) - 1].to_dict()
+    blank = raw.loc[(raw["point_x"].str.strip() == "") | (raw["point_y"].str.strip() == ""), "dc_key"]
+    ungeo = store.incidents(Query(source="philadelphia", geolocated=False))
+    got = ungeo["extras"].map(json.loads).map(lambda e: e["dc_key"])
+    assert set(blank) <= set(got) and len(blank) > 100
+    assert store.counts(9, ("cell",), Query(source="philadelphia"))["n"].sum() == store.count(
+        Query(source="philadelphia", geolocated=True)) == store.count(Query(source="philadelphia")) - len(ungeo)
+    q = store.quarantine("vancouver")
+    nc = q[q["reason"] == "no_coordinates"]
+    assert len(nc) == runs["vancouver"][0]["by_reason"].get("no_coordinates", 0)
+    vf = shared_data / SUBSET["vancouver"][0]
+    vraw = pd.read_csv(vf, dtype=str, keep_default_na=False)
+    for one in nc.itertuples():  # the raw row is the file's row number-th data row, exactly
+        assert json.loads(one.raw) == vraw.iloc[int(one.row_number) - 1].to_dict()
+        assert json.loads(one.raw)["NEIGHBOURHOOD"].strip() == ""
 
 
 def test_cli_ingest_json_and_quarantine(shared_data, tmp_path, capsys):

@@ -184,6 +184,20 @@ def deploy_shift(ctx: AppContext, f: Filters) -> tuple[pd.Timestamp, str]:
     return day + pd.Timedelta(hours=DEPLOY_SHIFT[0]), (day - pd.Timedelta(days=365)).strftime("%Y-%m-%d")
 
 
+def changed(ctx: AppContext, f: Filters) -> pd.DataFrame:
+    """Incidents above expected in the 28 days ending on the view's last day, for the cells
+    that rose beyond chance against the 84 days before (:func:`rtcc_geo.compstat.changes.what_changed`)."""
+    from rtcc_geo.compstat.changes import what_changed
+
+    q = f.query(ctx.source, ctx.categories).with_(start=None, end=None)
+    end = (_view_end(ctx, f) - pd.Timedelta(days=1)).date()
+    t = what_changed(ctx.store, q, end=end, res=f.res, top=None, names=False, ehsa_weeks=0).table
+    t = t[t["unit"] == "cell"] if len(t) else t
+    if not len(t):
+        return _aligned(ctx, f, np.array([], np.int64), np.array([]))
+    return _aligned(ctx, f, t["key"].astype("int64").to_numpy(), t["excess"].to_numpy("float64"))
+
+
 def live_alerts(ctx: AppContext, f: Filters) -> pd.DataFrame:
     """Open (unacknowledged) live alerts per cell, from the store's ``alerts`` table
     that :mod:`rtcc_geo.live` keeps (hot-spot, near-repeat and space-time-scan
@@ -238,8 +252,11 @@ DEPLOY = Layer("deploy", "Patrol plan (next evening)", deployment, kind="categor
 
 ALERTS = Layer("alerts", "Live alerts (open)", live_alerts, unit="open alerts", needs=("rtcc_geo.live.alerts",))
 
+CHANGED = Layer("changed", "What changed (last 28 days)", changed, unit="incidents above expected",
+                needs=("rtcc_geo.compstat.changes",))
+
 #: Every layer the app knows, in menu order; filtered by :meth:`Layer.available`.
-LAYERS: list[Layer] = [COUNTS, GISTAR, KDE, EMERGING, FORECAST, DEPLOY, ALERTS]
+LAYERS: list[Layer] = [COUNTS, GISTAR, KDE, EMERGING, FORECAST, DEPLOY, ALERTS, CHANGED]
 
 #: Layers whose values change without the filters changing (never cached).
 UNCACHED = frozenset({"alerts"})

@@ -4,6 +4,7 @@ Pages (one Dash app, routed on the URL path):
 
 ``/``         commander map (every role; incident rows for commander/analyst only)
 ``/planner``  staffing planner (commander, analyst, planner)
+``/compstat`` CompStat tables, what changed, exports and the printable briefing (every role)
 ``/audit``     audit log (commander)
 ``/login``    plain HTML, the only route open without a session; ``POST /logout`` ends it
 
@@ -28,7 +29,7 @@ from rtcc_geo.store.base import Store
 from . import auth
 from .context import MAP_RESOLUTIONS, AppContext, context_for
 from .pages import audit as audit_page
-from .pages import commander, planner
+from .pages import commander, compstat, planner
 
 _NAV = {"display": "flex", "alignItems": "center", "height": "40px", "padding": "0 14px",
         "background": "#0f1820", "color": "#e8ecef", "fontSize": "14px", "gap": "18px"}
@@ -105,6 +106,7 @@ def create_app(store: Store, *, source: str | None = None, agency=None, boundary
         role = auth.require()
         user = auth.current_user()
         links = [html.B(ctx.title), dcc.Link("Commander map", href="/", style=_LINK, id="nav-map")]
+        links.append(dcc.Link("CompStat", href="/compstat", style=_LINK, id="nav-compstat"))
         if role in PLANNER_ROLES:
             links.append(dcc.Link("Planner", href="/planner", style=_LINK, id="nav-planner"))
         links += audit_page.nav_tail(user, role)
@@ -115,6 +117,8 @@ def create_app(store: Store, *, source: str | None = None, agency=None, boundary
             return planner.layout(ctx, role), links
         if path in (audit_page.PATH, audit_page.PATH + "/"):
             return audit_page.layout(ctx, role), links
+        if path in ("/compstat", "/compstat/"):
+            return compstat.layout(ctx, role), links
         if path in ("/", "", None):
             return commander.layout(ctx, role), links
         return html.Div(["No page here. ", dcc.Link("Back to the map", href="/")], style={"padding": "30px"}), links
@@ -147,6 +151,7 @@ def create_app(store: Store, *, source: str | None = None, agency=None, boundary
     commander.register(app, ctx)
     planner.register(app, ctx)
     audit_page.register(app, ctx)
+    compstat.register(app, ctx)
     if live:
         from . import live as live_mod
 

@@ -59,8 +59,8 @@ def _query(args):
     return query_from_args(args)
 
 
-def _incidents(store, args, columns):
-    q = _query(args).with_(include_unknown_time=True)
+def _incidents(store, args, columns, geolocated: bool | None = None):
+    q = _query(args).with_(include_unknown_time=True, geolocated=geolocated)
     cols = list(dict.fromkeys(list(columns) + (["offense_raw"] if args.offense else [])))
     df = store.incidents(q, columns=cols)
     if args.offense:
@@ -161,7 +161,7 @@ def run_temporal(args) -> int:
         from ..schema import h3_column
 
         cols.append(h3_column(min(max(args.res, 7), 10)))
-        df = _incidents(store, args, cols)
+        df = _incidents(store, args, cols, geolocated=True if args.by == "cell" else None)
         if len(df) == 0:
             raise UserError("no incidents match the filters; widen --from/--to or drop --category/--district")
         try:
@@ -363,7 +363,7 @@ def run_nearrepeat(args) -> int:
             tz = source_tz(store, args.source)
         except (LookupError, ValueError) as e:
             raise UserError(str(e)) from None
-        df = _incidents(store, args, ["occurred_from", "time_known", "lon", "lat"])
+        df = _incidents(store, args, ["occurred_from", "time_known", "lon", "lat"], geolocated=True)  # near repeat: points
     finally:
         store.close()
     try:

@@ -43,7 +43,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from ..schema import CATEGORIES, h3_column
+from ..schema import CATEGORIES, NO_CELL, h3_column
 from ..store.base import naive_local
 
 #: Categories left out of the deployment target by default (enforcement-driven).
@@ -131,6 +131,8 @@ class Counts:
         col = h3_column(res)
         if col not in incidents.columns:
             raise ValueError(f"incidents have no {col} column; ingest with resolution {res} or pick another --res")
+        # Not-geolocated incidents (H3 = NO_CELL, see rtcc_geo.schema) have no cell to forecast.
+        incidents = incidents[incidents[col].to_numpy(np.int64) != NO_CELL]
         t = pd.to_datetime(incidents["occurred_from"], utc=True).dt.tz_convert(tz).dt.tz_localize(None)
         h3c = incidents[col].to_numpy(np.int64)
         if cells is None:

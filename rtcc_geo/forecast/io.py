@@ -46,7 +46,8 @@ def check_span(times: pd.Series, start=None) -> None:
 def load_target(store: Store, source: str, target: str, start=None, end=None, res: int = 10) -> pd.DataFrame:
     """Incidents of ``source`` in ``[start, end)`` that belong to forecast ``target``."""
     cols = list(FORECAST_COLUMNS) + [h3_column(res), "lon", "lat"]
-    df = store.incidents(Query(source=source, start=start, end=end), columns=cols)
+    # Forecasts are per cell: incidents that are not geolocated cannot take part.
+    df = store.incidents(Query(source=source, start=start, end=end, geolocated=True), columns=cols)
     return select_target(df, target)
 
 

@@ -284,7 +284,7 @@ def hotspots(
         gdf.attrs["hotspots"].update(source=q.source, study_area=area_label)
         return gdf
     cells, y = study_counts(counts, res, bnd)
-    pts = store.incidents(q, columns=["lon", "lat"])
+    pts = store.incidents(q.with_(geolocated=True), columns=["lon", "lat"])  # points only
     r = kde_cells(cells, pts["lon"].to_numpy(), pts["lat"].to_numpy(), kernel, bandwidth_m)
     df = pd.DataFrame({"count": y.astype(np.int64), "density": r.density, "expected": r.expected})
     gdf = cells_gdf(cells, df)

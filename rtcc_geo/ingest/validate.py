@@ -26,6 +26,12 @@ row as JSON (``raw``), so ``read == loaded + quarantined`` for every file:
    1-7; the first copy is loaded;
 9. ``unknown_offense``     the offense text is blank.
 
+A row whose *only* failures are location rules (5-7) but which has a district
+is still a crime, not an unusable row: it is loaded **not geolocated**
+(``lon = lat = NaN``, H3 = :data:`~rtcc_geo.schema.NO_CELL`, the location
+rule's detail in ``extras.not_geolocated``), so counts by district and time
+match the agency's own. Only rows no count can use stay in quarantine.
+
 Rows that pass are indexed on H3 (:func:`rtcc_geo.grid.index_points`) at the
 agency's resolutions plus the schema's default ones, and conformed.
 """
@@ -41,7 +47,7 @@ import pandas as pd
 
 from .. import grid
 from ..config import Agency
-from ..schema import DEFAULT_RESOLUTIONS, QUARANTINE_COLUMNS, QUARANTINE_REASONS, conform, h3_column
+from ..schema import DEFAULT_RESOLUTIONS, NO_CELL, QUARANTINE_COLUMNS, QUARANTINE_REASONS, conform, h3_column
 from .base import Batch, json_records
 
 #: Longest text (characters) each field may hold; longer values are
@@ -90,6 +96,10 @@ def safe_json_text(s: pd.Series) -> pd.Series:
     t = t.str.replace(r"\\u0000|\\ud[89a-fA-F][0-9a-fA-F]{2}", "\\\\ufffd", regex=True)
     return t.str.replace("\x00", "\ufffd", regex=False)
 
+
+#: Rules that only say the point is unusable: a row failing just these, with a
+#: district, is loaded not geolocated instead of quarantined.
+LOCATION_REASONS: tuple[str, ...] = ("no_coordinates", "invalid_coordinates", "outside_boundary")
 
 #: Margin (degrees) around the boundary's bounds used as the junk box when an
 #: agency config gives no ``bbox``.
@@ -210,7 +220,14 @@ def validate(batch: Batch, area: Area, resolutions: tuple[int, ...] = DEFAULT_RE
                        pts + f" is more than {area.buffer_m:g} m outside {area.boundary_file}")
 
     reason, detail = _resolve(batch, upto="duplicate_key")
-    ok = reason.isna().to_numpy()
+    dist = f["district"].astype("string").str.strip() if "district" in f.columns else pd.Series(pd.NA, index=f.index)
+    ungeo = (reason.isin(LOCATION_REASONS) & (dist.fillna("") != "")).to_numpy()
+    geo_note = detail.where(ungeo)
+    for r in LOCATION_REASONS:  # these rows are judged by the remaining rules only
+        if r in batch.flags:
+            m, d = batch.flags[r]
+            batch.flags[r] = (m & ~ungeo, d)
+    ok = reason.isna().to_numpy() | ungeo
     dup = np.zeros(n, dtype=bool)
     if ok.any():
         ids_ok = idv[ok]
@@ -231,10 +248,24 @@ def validate(batch: Batch, area: Area, resolutions: tuple[int, ...] = DEFAULT_RE
 
     good = f.loc[~bad].copy()
     res = tuple(sorted(set(resolutions) | set(DEFAULT_RESOLUTIONS)))
-    cells = grid.index_points(good["lat"].to_numpy(), good["lon"].to_numpy(), res) if len(good) else {
-        r: np.empty(0, dtype=np.int64) for r in res}
+    located = ~ungeo[~bad]
+    cells = grid.index_points(good["lat"].to_numpy()[located], good["lon"].to_numpy()[located], res) \
+        if located.any() else {r: np.empty(0, dtype=np.int64) for r in res}
     for r in res:
-        good[h3_column(r)] = cells[r]
+        col = np.full(len(good), NO_CELL, dtype=np.int64)
+        col[located] = cells[r]
+        good[h3_column(r)] = col
+    if (~located).any():
+        good.loc[~located, ["lon", "lat"]] = np.nan
+        good["extras"] = _note_extras(good.get("extras"), "not_geolocated", geo_note[~bad], ~located)
+    if "block" in good.columns:  # one spelling per place; the published text kept
+        from ..places import normalise_block
+
+        raw_block = good["block"].astype("string")
+        good["block"] = normalise_block(raw_block)
+        changed = (raw_block.notna() & (raw_block != good["block"]).fillna(True)).to_numpy(dtype=bool)
+        if changed.any():
+            good["extras"] = _note_extras(good.get("extras"), "block_raw", raw_block, changed)
     incidents = conform(good)
 
     q = pd.DataFrame({
@@ -248,6 +279,18 @@ def validate(batch: Batch, area: Area, resolutions: tuple[int, ...] = DEFAULT_RE
     for c in ("source", "file", "reason", "detail", "raw"):
         q[c] = q[c].astype("string")
     return incidents, q.loc[:, list(QUARANTINE_COLUMNS)]
+
+
+def _note_extras(extras: pd.Series | None, key: str, note: pd.Series, where: np.ndarray) -> pd.Series:
+    """``extras`` JSON with ``key: note`` added on the ``where`` rows."""
+    import json
+
+    base = extras if extras is not None else pd.Series("{}", index=note.index, dtype="object")
+    out = base.astype("object").copy()
+    idx = note.index[where]
+    out.loc[idx] = [json.dumps({**(json.loads(e) if isinstance(e, str) and e else {}), key: str(n)})
+                    for e, n in zip(base.loc[idx].tolist(), note.loc[idx].tolist())]
+    return out
 
 
 def _resolve(batch: Batch, upto: str | None = None) -> tuple[pd.Series, pd.Series]:

@@ -125,7 +125,8 @@ class LiveEngine:
     # --- the incremental path ------------------------------------------------
     def ingest(self, df: pd.DataFrame, now=None) -> list[Alert]:
         """Take newly stored canonical incidents of this source; returns new alerts."""
-        df = df[df["source"] == self.source]
+        # Not-geolocated incidents (no point, see rtcc_geo.schema) have no cell or dot.
+        df = df[(df["source"] == self.source) & df["lon"].notna()]
         if not len(df):
             return []
         with self._lock:
@@ -190,7 +191,8 @@ class LiveEngine:
     def recompute(self, now) -> dict:
         """Rebuild the rolling state from the store; returns the drift it fixed."""
         now = _utc(now)
-        q = Query(source=self.source, start=now - pd.Timedelta(self.cfg.window), end=now + pd.Timedelta(microseconds=1))
+        q = Query(source=self.source, start=now - pd.Timedelta(self.cfg.window), end=now + pd.Timedelta(microseconds=1),
+                  geolocated=True)  # cells and points only
         df = self.store.incidents(q, columns=["id", "occurred_from", "lat", "lon", "category", "source",
                                               "h3_r7", "h3_r8", "h3_r9", "h3_r10"])
         with self._lock:
@@ -205,7 +207,8 @@ class LiveEngine:
         now = _utc(now)
         local_end = now.tz_convert(self.tz).tz_localize(None).normalize()
         start = local_end - pd.Timedelta(days=self.cfg.scan_period_days - 1)
-        df = self.store.incidents(Query(source=self.source, start=start, end=local_end + pd.Timedelta(days=1)),
+        df = self.store.incidents(Query(source=self.source, start=start, end=local_end + pd.Timedelta(days=1),
+                                        geolocated=True),
                                   columns=["occurred_from", "h3_r7", "h3_r8", "h3_r9", "h3_r10"])
         if not len(df):
             return []

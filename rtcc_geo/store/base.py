@@ -49,6 +49,10 @@ class Query:
     include_unknown_time: bool = False          # only matters for hour-level keys/filters
     cells: tuple[int, ...] | None = None        # restrict to these cells ...
     cells_res: int | None = None                # ... given at this resolution
+    #: True: only geolocated incidents (what every spatial analysis asks for);
+    #: False: only the not-geolocated ones; None: both. Counts by ``cell`` and
+    #: ``cells`` filters always leave not-geolocated incidents out.
+    geolocated: bool | None = None
 
     def with_(self, **kw) -> "Query":
         return replace(self, **kw)
@@ -183,6 +187,16 @@ def needs_known_time(by: Iterable[str], q: Query) -> bool:
     if q.include_unknown_time:
         return False
     return bool(HOUR_LEVEL_KEYS.intersection(by)) or q.hours is not None
+
+
+def geolocated_filter(by: Iterable[str], q: Query) -> bool | None:
+    """The geolocation filter an aggregation/filter needs: True (only geolocated)
+    whenever cells are involved, else ``q.geolocated``."""
+    if "cell" in tuple(by) or q.cells is not None:
+        if q.geolocated is False:
+            return False  # asks for cells of not-geolocated rows: nothing can match
+        return True
+    return q.geolocated
 
 
 def naive_local(ts, tz: str) -> pd.Timestamp:

@@ -42,8 +42,9 @@ import pandas as pd
 from filelock import FileLock
 
 from .. import grid
-from ..schema import CORE_DTYPES, DEFAULT_RESOLUTIONS, QUARANTINE_COLUMNS, conform, empty_incidents, h3_column
-from .base import prepare_incidents, Query, Store, WriteResult, check_keys, check_table_name, local_bound, needs_known_time
+from ..schema import CORE_DTYPES, DEFAULT_RESOLUTIONS, NO_CELL, QUARANTINE_COLUMNS, conform, empty_incidents, h3_column
+from .base import (prepare_incidents, Query, Store, WriteResult, check_keys, check_table_name, geolocated_filter,
+                   local_bound, needs_known_time)
 
 
 class EmbeddedStore(Store):
@@ -176,7 +177,8 @@ class EmbeddedStore(Store):
     def _counts(self, res: int, by: tuple[str, ...], q: Query) -> pd.DataFrame:
         frames = []
         for source in self._sources_for(q):
-            df = self._filtered(source, q, hour_level=needs_known_time(by, q), columns=_QUERY_COLUMNS)
+            df = self._filtered(source, q, hour_level=needs_known_time(by, q), columns=_QUERY_COLUMNS,
+                                geolocated=geolocated_filter(by, q))
             if not len(df):
                 continue
             keys = _local_keys(df, self._tz(source), by)
@@ -309,7 +311,7 @@ class EmbeddedStore(Store):
         return src
 
     def _filtered(self, source: str, q: Query, hour_level: bool | None = None,
-                  columns: Sequence[str] | None = None) -> pd.DataFrame:
+                  columns: Sequence[str] | None = None, geolocated: bool | None | str = "auto") -> pd.DataFrame:
         tz = self._tz(source)
         start, end = local_bound(q.start, tz), local_bound(q.end, tz)
         parts = []
@@ -336,6 +338,10 @@ class EmbeddedStore(Store):
         if q.cells is not None:
             res = q.cells_res if q.cells_res is not None else int(grid.resolution(np.asarray(q.cells[:1]))[0])
             keep &= np.isin(cell_column(df, res), np.asarray(q.cells, dtype=np.int64))
+        if geolocated == "auto":
+            geolocated = geolocated_filter((), q)
+        if geolocated is not None:  # not geolocated = NO_CELL in every H3 column
+            keep &= (df[_GEO_COLUMN].to_numpy() != NO_CELL) == geolocated
         if hour_level is None:
             hour_level = needs_known_time((), q)
         if hour_level:
@@ -408,6 +414,7 @@ def _empty_counts(by: Sequence[str]) -> pd.DataFrame:
 
 #: What filters and counts need: aggregations skip the text columns (offense, block,
 #: extras), which are most of each partition's bytes.
+_GEO_COLUMN = h3_column(max(DEFAULT_RESOLUTIONS))
 _QUERY_COLUMNS = ("source", "occurred_from", "time_known", "category", "district",
                   *(h3_column(r) for r in DEFAULT_RESOLUTIONS))
 
@@ -450,7 +457,9 @@ def _write_geoparquet(df: pd.DataFrame, path: Path) -> None:
     import geopandas as gpd
     import shapely
 
-    gdf = gpd.GeoDataFrame(df, geometry=shapely.points(df["lon"].to_numpy(), df["lat"].to_numpy()), crs="EPSG:4326")
+    pts = shapely.points(df["lon"].to_numpy(), df["lat"].to_numpy())
+    pts[~np.isfinite(df["lon"].to_numpy(dtype="float64"))] = None  # not geolocated: no geometry
+    gdf = gpd.GeoDataFrame(df, geometry=pts, crs="EPSG:4326")
     _atomic(path, lambda tmp: gdf.to_parquet(tmp, index=False))
 
 

@@ -48,7 +48,8 @@ from psycopg import sql
 
 from .. import grid
 from ..schema import CORE_DTYPES, DEFAULT_RESOLUTIONS, INCIDENT_COLUMNS, QUARANTINE_COLUMNS, conform, empty_incidents, h3_column
-from .base import prepare_incidents, Query, Store, WriteResult, check_keys, check_table_name, local_bound, needs_known_time
+from .base import (prepare_incidents, Query, Store, WriteResult, check_keys, check_table_name, geolocated_filter,
+                   local_bound, needs_known_time)
 from .migrate import migrate
 
 _TS_COLS = ("occurred_from", "occurred_to", "reported_at")
@@ -353,7 +354,8 @@ class PostGISStore(Store):
         by = check_keys(by)
         res = int(res)
         local = bool({"hour", "dow", "hour_of_week", "day", "week", "month"} & set(by))
-        where, params, join = self._where(q, needs_known_time(by, q), force_join=local)
+        where, params, join = self._where(q, needs_known_time(by, q), force_join=local,
+                                          geolocated=geolocated_filter(by, q))
         cell_expr = _cell_expr(res) if "cell" in by else None  # validates res even if nothing matches
         if where is None:
             return _empty_counts(by)
@@ -495,7 +497,7 @@ class PostGISStore(Store):
         return pd.DataFrame(out)
 
     # --- internals -------------------------------------------------------
-    def _where(self, q: Query, hour_level: bool, force_join: bool = False):
+    def _where(self, q: Query, hour_level: bool, force_join: bool = False, geolocated: bool | None | str = "auto"):
         """SQL condition (on alias ``i``, and ``s`` = sources when joined) for ``q``.
 
         Returns ``(where, params, join)``; ``where`` is None when nothing can match.
@@ -538,6 +540,10 @@ class PostGISStore(Store):
             res = q.cells_res if q.cells_res is not None else int(grid.resolution(cells[:1])[0])
             conds.append(f"{_cell_expr(int(res))} = ANY(%s::bigint[])")
             params.append([int(c) for c in cells])
+        if geolocated == "auto":
+            geolocated = geolocated_filter((), q)
+        if geolocated is not None:  # not geolocated: lon/lat NULL, geom NULL, H3 = NO_CELL
+            conds.append("i.lon IS NOT NULL" if geolocated else "i.lon IS NULL")
         if hour_level:
             conds.append("i.time_known")
         lt = "(i.occurred_from AT TIME ZONE s.timezone)"

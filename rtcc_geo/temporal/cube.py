@@ -210,6 +210,7 @@ def from_incidents(
     from ..grid import parent
 
     col = _finest_cell_column(df, res)
+    df = df[df[col].to_numpy(np.int64) != 0]  # not geolocated (schema.NO_CELL): no cell
     cell = parent(df[col].to_numpy(np.int64), res)
     local = pd.DatetimeIndex(df["occurred_from"]).tz_convert(tz).tz_localize(None)
     start = _floor_index(local, step)

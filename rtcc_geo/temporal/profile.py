@@ -103,7 +103,10 @@ def hotspot_profiles(
     if group not in ("cluster", "cell"):
         raise ValueError("group must be 'cluster' (connected hot cells) or 'cell'")
     lab = cluster_cells(hot_cells, k) if group == "cluster" else np.arange(len(hot_cells))
-    cell = parent(incidents[_finest_cell_column(incidents, res)].to_numpy(np.int64), res)
+    raw = incidents[_finest_cell_column(incidents, res)].to_numpy(np.int64)
+    located = raw != 0  # not geolocated (schema.NO_CELL): in the city's rhythm, in no hot spot
+    cell = np.full(len(raw), -1, dtype=np.int64)
+    cell[located] = parent(raw[located], res)
     pos = np.searchsorted(hot_cells, cell)
     pos = np.minimum(pos, len(hot_cells) - 1)
     inside = hot_cells[pos] == cell

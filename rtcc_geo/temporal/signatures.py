@@ -168,7 +168,8 @@ def signature_from_store(
         if res is None:
             raise ValueError("by='cell' needs res (the H3 resolution)")
         cols.append(h3_column(min(max(res, 7), 10)))
-    df = store.incidents(q.with_(include_unknown_time=True), columns=cols)
+    geo = True if by == "cell" else q.geolocated  # a cell signature needs a cell
+    df = store.incidents(q.with_(include_unknown_time=True, geolocated=geo), columns=cols)
     return temporal_signature(df, tz, by=by, res=res, unknown_time=unknown_time)
 
 

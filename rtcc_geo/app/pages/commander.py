@@ -181,7 +181,8 @@ def summary(ctx: AppContext, layer, f: Filters, values: pd.DataFrame) -> list:
     if layer.id == "counts" and not suppress.active():
         n = int(np.nansum(v))  # the counts layer already tallied every incident of the view
     else:
-        n = ctx.cache.get(("total", q), lambda: int(ctx.store.count(q)))
+        # the map's incidents: those with a location (see rtcc_geo.schema, not geolocated)
+        n = ctx.cache.get(("total", q), lambda: int(ctx.store.count(q.with_(geolocated=True))))
     nz = int(np.count_nonzero(np.isfinite(v) & (v != 0)))
     parts = [
         html.B(suppress.count_text(n, source=ctx.source)),
