@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from .compstat import compstat
+from .compstat.api import count_text
 from .compstat.changes import what_changed
 from .compstat.periods import Span
 from .places import top_places
@@ -409,7 +410,7 @@ def _pdf(path: Path, cs, district, date_range, hot_png, ch, ch_png, places, plan
         for p in ("week", "28d", "ytd"):
             r = rows[(rows["category"] == cat) & (rows["period"] == p)].iloc[0]
             pct = "n/a" if pd.isna(r["change_pct"]) else f"{r['change_pct']:+.0f}%"
-            line += [f"{r['count']:,}", f"{r['prior_year']:,}", pct + (" *" if r["significant"] else "")]
+            line += [f"{r['count']:,}", count_text(r["prior_year"]), pct + (" *" if r["significant"] else "")]
         body_rows.append(line)
     t = Table(head + body_rows, repeatRows=2)
     st = TableStyle(grid_style.getCommands() + [("SPAN", (1, 0), (3, 0)), ("SPAN", (4, 0), (6, 0)),

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+import pandas as pd
+
 from .common import (
     UserError,
     add_json_arg,
@@ -98,7 +100,9 @@ def _print(cs, args) -> None:
         for x in sub.itertuples(index=False):
             pct = "n/a" if x.change_pct != x.change_pct else f"{x.change_pct:+.1f}%"
             avg = "n/a" if x.avg_3y != x.avg_3y else f"{x.avg_3y:.1f}"
-            w(f"  {x.category:<10} {x.count:>7,} {x.prior_year:>9,} {pct:>8} {x.previous_period:>7,} "
+            py = "no data" if pd.isna(x.prior_year) else f"{x.prior_year:,}"
+            prev = "no data" if pd.isna(x.previous_period) else f"{x.previous_period:,}"
+            w(f"  {x.category:<10} {x.count:>7,} {py:>9} {pct:>8} {prev:>7} "
               f"{avg:>8}  {'*' if x.significant else ''}\n")
     if args.out:
         w(f"\nwrote {args.out}\n")

@@ -231,6 +231,17 @@ def _table(c: pd.DataFrame, per: dict[str, Period], first: dt.date, end: dt.date
         f["p_value_previous"] = poisson_change_p_many(f["count"], f["previous_period"], p.current.days,
                                                       p.previous.days)
         f["significant_previous"] = f["p_value_previous"] < alpha
+        # A comparison period that starts before the first incident is not "0 incidents" but no
+        # data: its count, change and test are left empty (never flagged as a change).
+        for col, span, keys in (("prior_year", p.prior_year, ("change_pct", "p_value", "change")),
+                                ("previous_period", p.previous,
+                                 ("change_pct_previous", "p_value_previous", "change_previous"))):
+            if pd.Timestamp(span.start) < data_start:
+                f[col] = pd.array([pd.NA] * len(f), dtype="Int64")
+                for k in keys:
+                    f[k] = np.nan
+        f["significant"] = f["p_value"].lt(alpha).fillna(False).astype(bool)
+        f["significant_previous"] = f["p_value_previous"].lt(alpha).fillna(False).astype(bool)
         f["avg_3y"] = np.round(avg3.ravel(), 2)
         f["avg_3y_years"] = len(covered)
         f["prior_year_start"], f["prior_year_end"] = p.prior_year.start.isoformat(), p.prior_year.end.isoformat()
@@ -238,9 +249,16 @@ def _table(c: pd.DataFrame, per: dict[str, Period], first: dt.date, end: dt.date
         f["days"] = p.current.days
         frames.append(f)
     out = pd.concat(frames, ignore_index=True).loc[:, list(ROW_FIELDS)]
-    for col in ("count", "prior_year", "previous_period", "change", "change_previous", "days", "avg_3y_years"):
+    for col in ("count", "days", "avg_3y_years"):
         out[col] = out[col].astype("int64")
+    for col in ("prior_year", "previous_period", "change", "change_previous"):  # empty: no data then
+        out[col] = out[col].astype("Int64")
     return out
+
+
+def count_text(v) -> str:
+    """A count for a table: ``1,234``, or ``no data`` where the period precedes the data."""
+    return "no data" if pd.isna(v) else f"{int(v):,}"
 
 
 def _pct(a: pd.Series, b: pd.Series) -> pd.Series:
@@ -258,6 +276,7 @@ def table_html(rows: pd.DataFrame, district: str, period: str) -> str:
         pct = "n/a" if pd.isna(r.change_pct) else f"{r.change_pct:+.1f} %"
         flag = ("yes, up" if r.change > 0 else "yes, down") if r.significant else "no"
         body.append(f"<tr><td>{html.escape(str(r.category))}</td><td class=n>{r.count:,}</td>"
-                    f"<td class=n>{r.prior_year:,}</td><td class=n>{r.change:+,} ({pct})</td>"
-                    f"<td class=n>{r.previous_period:,}</td><td class=n>{r.avg_3y:,.1f}</td><td>{flag}</td></tr>")
+                    f"<td class=n>{count_text(r.prior_year)}</td><td class=n>"
+                    f"{'n/a' if pd.isna(r.change) else f'{r.change:+,}'} ({pct})</td>"
+                    f"<td class=n>{count_text(r.previous_period)}</td><td class=n>{r.avg_3y:,.1f}</td><td>{flag}</td></tr>")
     return head + "".join(body) + "</table>"

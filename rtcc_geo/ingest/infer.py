@@ -360,7 +360,7 @@ def infer_mapping(path: str | Path, agency: Agency, source: str | None = None, *
         if role == "district":
             cand.sort(key=lambda c: next(i for i, w in enumerate(words) if w in names[c]))
         if cand:
-            take(role, cand[0], f"named like a {role.replace('_', ' ')}")
+            take(role, cand[0], f"named like the {role.replace('_', ' ')}")
     extras = tuple(c for c in raw.columns if c not in used)
     if "offense" not in cols:
         raise AmbiguousMapping(f"{path.name}: no column reads as the offence; name it with --column offense=COLUMN")
@@ -671,13 +671,15 @@ _CATEGORY_WORDS = (
     ("vehicle", ("motor vehicle theft", "vehicle theft", "auto theft", "stolen vehicle", "theft of vehicle",
                  "theft of auto", "carjacking")),
     ("violent", ("homicide", "murder", "manslaughter", "assault", "rape", "sexual", "sex offen", "battery",
-                 "kidnap", "shooting", "stabbing", "against a person", "aggravated")),
+                 "kidnap", "shooting", "stabbing", "against a person", "aggravated", "stalking", "intimidation",
+                 "threat")),
     ("theft", ("theft", "larceny", "shoplift", "pickpocket", "purse", "stolen", "pocket-picking")),
     ("drugs", ("narcotic", "drug", "cannabis", "marijuana", "controlled substance")),
     ("property", ("vandalism", "mischief", "damage", "arson", "fraud", "forgery", "embezzle", "graffiti",
-                  "counterfeit", "stolen property", "receiving stolen")),
+                  "counterfeit", "stolen property", "receiving stolen", "deceptive")),
     ("disorder", ("disorderly", "drunk", "liquor", "public intoxication", "prostitution", "gambling", "weapon",
-                  "trespass", "loitering", "noise", "vagrancy", "curfew", "public peace")),
+                  "trespass", "loitering", "noise", "vagrancy", "curfew", "public peace", "interference",
+                  "indecen")),
 )
 
 

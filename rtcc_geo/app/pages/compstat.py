@@ -16,7 +16,7 @@ import pandas as pd
 from dash import Input, Output, State, dcc, html, no_update
 
 from rtcc_geo.compstat import compstat
-from rtcc_geo.compstat.api import PERIOD_LABELS
+from rtcc_geo.compstat.api import PERIOD_LABELS, count_text
 from rtcc_geo.compstat.stats import TEST_NAME
 from rtcc_geo.store.base import Query
 
@@ -182,8 +182,8 @@ def table(cs, district: str) -> html.Table:
                                                                          "fontWeight": 600 if cat == "all" else 400})]
         for p in ("week", "28d", "ytd"):
             r = rows[(rows["category"] == cat) & (rows["period"] == p)].iloc[0]
-            tds += [html.Td(f"{r['count']:,}", style=_TD), html.Td(f"{r['prior_year']:,}", style=_TD),
-                    _change_cell(r), html.Td(f"{r['previous_period']:,}", style=_TD),
+            tds += [html.Td(f"{r['count']:,}", style=_TD), html.Td(count_text(r["prior_year"]), style=_TD),
+                    _change_cell(r), html.Td(count_text(r["previous_period"]), style=_TD),
                     html.Td("n/a" if pd.isna(r["avg_3y"]) else f"{r['avg_3y']:,.0f}", style=_TD,
                             title=f"over {r['avg_3y_years']} year(s) of data")]
         body.append(html.Tr(tds, className="cs-row", **{"data-category": cat}))
@@ -198,6 +198,8 @@ _HELP = {"count": "incidents in the period", "prior_year": "incidents on the sam
 
 
 def _change_cell(r) -> html.Td:
+    if pd.isna(r["prior_year"]):
+        return html.Td("n/a", style=_TD, title="the data does not reach back to the year before")
     if pd.isna(r["change_pct"]):
         return html.Td("new" if r["count"] else "-", style=_TD, title="nothing the year before")
     txt = f"{r['change_pct']:+.0f} %"
