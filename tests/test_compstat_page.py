@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from .conftest import missing
+from .test_app_common import login_post
 
 pytestmark = pytest.mark.browser
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
@@ -108,7 +109,7 @@ def test_compstat_page(browser, cs_app):
 def test_exports_from_the_page(cs_app):
     """The export callback's files (the same Flask app, logged in): CSV, JSON, HTML."""
     c = cs_app.server.test_client()
-    r = c.post("/login", data={"username": "viewer_cs", "password": PASSWORD})
+    r = login_post(c, "viewer_cs", PASSWORD)
     assert r.status_code in (302, 303)
     body = {"output": "..cs-download.data...cs-pdf-status.children..",
             "outputs": [{"id": "cs-download", "property": "data"}, {"id": "cs-pdf-status", "property": "children"}],
