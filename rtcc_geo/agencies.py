@@ -17,11 +17,13 @@ The presets in ``data/agencies/*.toml`` are only copied in
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import shutil
 import tempfile
+import threading
 import zoneinfo
 from collections.abc import Sequence
 from pathlib import Path
@@ -269,10 +271,14 @@ def _emb_put(store, a: Agency) -> None:
                                                      "settings": _settings(a)}, indent=2, default=str))
         dest = root / a.name
         old = None
-        if dest.exists():
-            old = root / f".old-{a.name}-{os.getpid()}"
-            os.replace(dest, old)
-        os.replace(tmp, dest)
+        # The swap holds the store's writer lock: two first ingests of a known format copy the
+        # same preset at once, and both renames must not meet in the middle.
+        writing = getattr(store, "_writing", None)
+        with writing() if writing is not None else contextlib.nullcontext():
+            if dest.exists():
+                old = root / f".old-{a.name}-{os.getpid()}-{threading.get_ident()}"
+                os.replace(dest, old)
+            os.replace(tmp, dest)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
     finally:
@@ -317,6 +323,8 @@ def _pg_put(store, a: Agency) -> None:
             rows.append(("layer", layer, i, None, None, json.dumps(rec, default=str), shapely.to_wkb(geom, hex=True)))
     with store._lock, store.conn.transaction():
         c = store.conn
+        # Two first ingests (two processes) may copy the same preset at once: one after the other.
+        c.execute("SELECT pg_advisory_xact_lock(hashtext('rtcc_agency:' || %s))", (a.name,))
         c.execute("DELETE FROM rtcc_agencies WHERE name = %s", (a.name,))
         c.execute("INSERT INTO rtcc_agencies (name, timezone, settings, taxonomy) VALUES (%s, %s, %s::jsonb, %s)",
                   (a.name, a.timezone, json.dumps(_settings(a), default=str), a.taxonomy_csv))

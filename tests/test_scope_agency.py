@@ -91,6 +91,15 @@ def test_acceptance2_every_command_runs_from_the_stored_agency_alone(stores, cap
             if isinstance(d.get("scope"), dict):
                 d["scope"].pop("agency"), d["scope"].pop("study_area")
             d.pop("study_area", None)
+        if c[0] == "staff":
+            # The optimum is the same; among equally good shift sets the solver (warm-started by a
+            # time-limited search) may return another one, so compare what is optimised.
+            assert x["required"] == y["required"], c
+            for k in x["options"]:
+                ox, oy = x["options"][k], y["options"][k]
+                assert ox["optimal"] and oy["optimal"], (c, k)
+                assert ox["coverage"] == pytest.approx(oy["coverage"], abs=1e-6), (c, k)
+            continue
         assert _strip(x) == _strip(y), c
     hs = stored[0]
     assert hs["n_cells"] > 300 and hs["hot"] > 0 and hs["inference"] == D.INFERENCE
@@ -105,7 +114,7 @@ def test_acceptance2_every_command_runs_from_the_stored_agency_alone(stores, cap
     assert out["study_area"].startswith("incidents only") and out["n_cells"] < hs["n_cells"]
     # a district filter that cannot be honoured is an error, never the whole city
     err = cli_error(capsys, "hotspots", "--res", "8", "--district", "99", "--store", str(sb.root))
-    assert "no district 99 among philadelphia's 21 district outlines" in err
+    assert "no incidents match district 99" in err and "the data's districts are 01, 02" in err
     # forecast and deploy default to the store's only source (they defaulted to philadelphia)
     assert stored[4]["units"] == 3
 
@@ -234,18 +243,22 @@ def test_acceptance3_cli_equals_api_equals_app(stores, capsys, monkeypatch, tmp_
     assert dep["covered"] == pytest.approx(p.covered)
 
     # 5. staffing (the planner page's defaults): required operators per hour, shifts
-    prm = staffing_view.Params(**{**staffing_view.defaults(), "shift_lengths": (8, 10, 12)})
-    q = staffing_view._query(ctx)
+    d = staffing_view.defaults(ctx)
+    prm = staffing_view.Params.from_widgets(d["operators"], (8, 10, 12), d["service_level"], d["target_seconds"],
+                                            d["handle_minutes"], part_time=d["part_time"], daily=d["daily"],
+                                            start=d["start"], end=d["end"], data_range=ctx.date_range)
+    q = staffing_view._query(ctx, prm)
     sp_cli = cli(capsys, "staff", "--from", str(q.start), "--to", str(q.end), "--operators", str(prm.operators),
                  "--time-limit", "20", *st)
     sp_api = plan(resolve_scope(store, q, need_area=False), None, operators=prm.operators, time_limit=20.0)
     view = staffing_view.run(ctx, prm)
-    assert np.asarray(sp_cli["required"]).tolist() == np.asarray(sp_api.required).tolist() == view.required.tolist()
+    assert np.asarray(sp_cli["required"]).tolist() == np.asarray(sp_api.required).tolist() == view.plan.required.tolist()
     assert sp_cli["coverage"] == pytest.approx(sp_api.coverage)
 
 
 def test_far_dated_incidents_are_counted_and_forecasts_need_train_from(tmp_path, shared_data, capsys):
-    """A few 1966 dates in an export: ingest warns and counts them; a backtest refuses to
+    """A few 2005 dates in a 2024 export (1966 would be implausible_time: before the 1990 floor):
+    ingest warns and counts them; a backtest refuses to
     span the empty decades unless --train-from says where to start."""
     import csv
 
@@ -254,8 +267,8 @@ def test_far_dated_incidents_are_counted_and_forecasts_need_train_from(tmp_path,
         rows = list(csv.DictReader(fh))[:3000]
     rows = [r for r in rows if r["point_x"]][:2000]
     for r in rows[:3]:  # three typos in the year
-        r["dispatch_date_time"] = r["dispatch_date_time"].replace("2024-", "1966-")
-        r["dispatch_date"] = r["dispatch_date"].replace("2024-", "1966-")
+        r["dispatch_date_time"] = r["dispatch_date_time"].replace("2024-", "2005-")
+        r["dispatch_date"] = r["dispatch_date"].replace("2024-", "2005-")
     f = tmp_path / "incidents_2024_06.csv"
     with f.open("w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=list(rows[0]))
@@ -264,7 +277,7 @@ def test_far_dated_incidents_are_counted_and_forecasts_need_train_from(tmp_path,
     st = ["--store", str(tmp_path / "s")]
     s = cli(capsys, "ingest", "--format", "philadelphia", str(f), *st)
     assert s["far_dated"] == 3 and s["files"][0]["far_dated"]["before"] == 3
-    assert s["files"][0]["far_dated"]["earliest"].startswith("1966") and "1966" in s["warnings"][0]
+    assert s["files"][0]["far_dated"]["earliest"].startswith("2005") and "2005" in s["warnings"][0]
     bt = ("forecast", "backtest", "--model", "naive", "--res", "8", "--from", "2024-06-10", "--to", "2024-06-17",
           "--horizon", "7d", *st)
     err = cli_error(capsys, *bt)

@@ -68,6 +68,10 @@ def _read_plans(paths: list[str]) -> tuple[pd.DataFrame, pd.Timestamp, pd.Timest
         sched = pd.read_csv(s, parse_dates=["start", "end"])
         if not {"centre", "cell"} <= set(cells.columns) or not {"area", "minutes"} <= set(sched.columns):
             raise UserError(f"--plan {f}: not a deploy plan (needs centre, cell; schedule area, minutes)")
+        from ..export import cell_int  # deploy --out-csv writes textual H3 ids
+
+        for col in ("cell", "centre"):
+            cells[col] = cell_int(cells[col])
         label = str(cells["date"].iloc[0]) if "date" in cells.columns and len(cells) else p.stem
         frames.append(plan_minutes(cells, sched).assign(plan=label))
         if len(sched):

@@ -56,10 +56,15 @@ def check_selection(store: Store, q) -> None:
     if q.source is not None and q.source not in have:
         raise UserError(f"unknown source {q.source!r}; the store holds: {', '.join(sorted(have)) or 'no source yet'}")
     if store.count(q) == 0:
-        what = [f"{k} {v}" for k, v in (("source", q.source), ("from", q.start), ("to", q.end),
-                                        ("category", q.categories), ("district", q.districts)) if v]
+        what = [f"{k} {', '.join(v) if isinstance(v, (tuple, list)) else v}"
+                for k, v in (("source", q.source), ("from", q.start), ("to", q.end),
+                             ("category", q.categories), ("district", q.districts)) if v]
+        hint = "widen the window or the filters"
+        if q.districts and store.count(q.with_(districts=None)) > 0:  # most likely a misspelt district
+            known = store.counts(7, ("district",), q.with_(districts=None))["district"].dropna().astype(str)
+            hint = "the data's districts are " + ", ".join(sorted(set(known))[:40])
         raise UserError("no incidents match " + (", ".join(what) if what else "(the store is empty)")
-                        + ": widen the window or the filters")
+                        + f": {hint}")
 
 
 def add_json_arg(p: argparse.ArgumentParser) -> None:
