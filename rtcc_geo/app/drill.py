@@ -58,16 +58,30 @@ def weekly(ctx: AppContext, cell: int, f: Filters) -> pd.Series:
 
 def trend_text(y: np.ndarray) -> str:
     """Mann-Kendall and Sen's slope from :mod:`rtcc_geo.temporal` (full weeks only)."""
-    if len(y) < 8:
-        return "too few weeks for a trend test"
+    plain, tech = trend_words(y)
+    return plain if not tech else f"{plain} ({tech})"
+
+
+def trend_words(y: np.ndarray) -> tuple[str, str]:
+    """(plain words, technical statement) for the weekly counts ``y``: the direction
+    (Mann-Kendall at 5 %) and the typical change per week (Sen's slope)."""
+    n = len(y)
+    if n < 8:
+        return f"only {n} full week{'s' if n != 1 else ''}: too few to tell a trend", ""
     try:
         from rtcc_geo.temporal.mannkendall import mann_kendall, sen_slope
     except Exception:  # noqa: BLE001
-        return "trend test not installed"
+        return "trend test not installed", ""
     r = mann_kendall(y)
     slope = float(sen_slope(y)[0])
-    word = {1: "rising", -1: "falling", 0: "no significant trend"}[int(r.trend(0.05)[0])]
-    return f"{word} (Mann-Kendall τ = {float(r.tau[0]):+.2f}, p = {float(r.p[0]):.3f}; Sen slope {slope:+.2f}/week)"
+    t = int(r.trend(0.05)[0])
+    tech = f"Mann-Kendall τ = {float(r.tau[0]):+.2f}, p = {float(r.p[0]):.3f}; Sen slope {slope:+.2f}/week"
+    if t == 0:
+        return f"no steady rise or fall over {n} weeks (ups and downs look like chance)", tech
+    word = "rising" if t > 0 else "falling"
+    per = f"about {abs(slope):.2g} incidents a week {'more' if t > 0 else 'fewer'} each week" if slope else \
+        "slowly"
+    return f"{word} over {n} weeks: {per}, unlikely to be chance", tech
 
 
 def status(ctx: AppContext, cell: int, f: Filters, layer: Layer) -> list:
@@ -93,6 +107,20 @@ def status(ctx: AppContext, cell: int, f: Filters, layer: Layer) -> list:
         out.append(html.Div([html.B(f"{layer.label}: "), xs,
                              f" (higher than or equal to {pct:.0f}% of cells)" if np.isfinite(pct) else ""]))
     return out
+
+
+def top_blocks_line(ctx: AppContext, cell: int, f: Filters, n: int = 3) -> str:
+    """The cell's most frequent block addresses for the view's filters, with counts
+    (aggregates: shown to every role)."""
+    from .places import norm_block
+
+    q = _cell_query(ctx, cell, f)
+    b = ctx.store.incidents(q, columns=["block"])["block"]
+    vc = norm_block(b).dropna().value_counts()
+    if vc.empty:
+        return "no block address in these filters"
+    vc = vc.sort_index().sort_values(ascending=False, kind="stable").head(n)
+    return "Busiest blocks here: " + "; ".join(f"{k} ({v:,})" for k, v in vc.items())
 
 
 def incident_table(ctx: AppContext, cell: int, f: Filters, role: str) -> html.Div:
@@ -130,12 +158,19 @@ def panel(ctx: AppContext, cell: int, f: Filters, layer: Layer, role: str) -> li
             if how.sum() else empty_figure("no incidents with a known time here", 210))
     trend = (trend_figure(wk.index.strftime("%Y-%m-%d"), wk.to_numpy(), "Incidents per week")
              if len(wk) else empty_figure("no incidents here", 190))
+    plain, tech = trend_words(full.to_numpy())
+    name = ctx.places.names(np.array([cell], dtype=np.int64))[0] or "this cell"
     return [
-        html.Div([html.B("Cell "), html.Code(cell_hex([cell])[0], id="drill-cell"),
-                  f" · res {res} · {lat:.4f}, {lon:.4f}"], style={"marginBottom": "4px"}),
+        html.Div(name, id="drill-place", style={"fontWeight": 700, "fontSize": "15px"}),
+        html.Div(top_blocks_line(ctx, cell, f), id="drill-blocks", style={"color": "#4a5560", "marginBottom": "2px"}),
+        html.Div(["cell ", html.Code(cell_hex([cell])[0], id="drill-cell"),
+                  f" · H3 res {res} · {lat:.4f}, {lon:.4f}"], style={"marginBottom": "4px", "color": "#5a6570",
+                                                                   "fontSize": "11px"}),
         html.Div(status(ctx, cell, f, layer), id="drill-status"),
         dcc.Graph(id="drill-profile", figure=prof, config=SMALL_CONFIG),
         dcc.Graph(id="drill-trend", figure=trend, config=SMALL_CONFIG),
-        html.Div([html.B("Trend: "), trend_text(full.to_numpy())], id="drill-trend-text"),
+        html.Div([html.B("Trend: "), plain,
+                  html.Details([html.Summary("statistics"), tech], style={"display": "inline-block", "marginLeft": "6px"})
+                  if tech else ""], id="drill-trend-text"),
         incident_table(ctx, cell, f, role),
     ]

@@ -7,9 +7,25 @@
 // 'map-hex' store ({res, tiles, ids, k, v, palette, labels, unit, line}) and are applied
 // as feature state, so a recolour moves only ids and numbers. Hover shows the value; a
 // click hands the cell to Dash (set_props on 'map-click').
+//
+// Base layers ('map-base' store): the agency's streets as vector tiles from
+// /geo/base/streets/... drawn over the hexagons (thin, translucent, so the street
+// pattern shows through the colours), and district labels as HTML over the map
+// (positioned with map.project: no glyph server, legible at every zoom).
 (function () {
-  var H = window.rtccHex = {data: null, shown: null, painted: 0, map: null, source: null};
-  var FILL = 'rtcc-hex-fill', LINE = 'rtcc-hex-line';
+  var H = window.rtccHex = {data: null, shown: null, painted: 0, map: null, source: null, base: null,
+                            baseShown: null, labels: []};
+  var FILL = 'rtcc-hex-fill', LINE = 'rtcc-hex-line', STREETS = 'rtcc-streets', FOUND = 'rtcc-found';
+
+  // The first layer our hexagons go under: Plotly's own (outlines, live points).
+  function firstPlotlyLayer(m) {
+    var layers = m.getStyle().layers;
+    for (var i = 0; i < layers.length; i++) {
+      var id = layers[i].id;
+      if (layers[i].type !== 'background' && id.indexOf('rtcc-') !== 0) return id;
+    }
+    return undefined;
+  }
 
   function graph() { return document.querySelector('#map .js-plotly-plot'); }
   function mapOf(gd) {
@@ -28,11 +44,8 @@
       m.addSource(src, {type: 'vector', tiles: [location.origin + d.tiles], minzoom: d.minzoom,
                         maxzoom: d.maxzoom, bounds: d.bounds});
     }
-    // Below Plotly's own layers (outlines, live points), above the background.
-    var layers = m.getStyle().layers, before;
-    for (var i = 0; i < layers.length; i++) {
-      if (layers[i].type !== 'background') { before = layers[i].id; break; }
-    }
+    // Below the streets and Plotly's own layers (outlines, live points), above the background.
+    var before = m.getLayer(STREETS) ? STREETS : firstPlotlyLayer(m);
     var has = ['!=', ['feature-state', 'c'], null];
     m.addLayer({id: FILL, type: 'fill', source: src, 'source-layer': 'hex',
                 paint: {'fill-color': ['coalesce', ['feature-state', 'c'], 'rgba(0,0,0,0)'],
@@ -68,7 +81,96 @@
     var d = H.data, i = f.state && f.state.i;
     if (!d || i === undefined || i === null) return null;
     var v = d.v[i], lab = d.labels ? d.labels[d.k[i]] : (v === null ? 'no value' : v + (d.unit ? ' ' + d.unit : ''));
-    return f.properties.h + '\n' + d.label + ': ' + lab;
+    var place = f.properties.p || 'cell ' + f.properties.h;
+    return place + '\n' + d.label + ': ' + lab;
+  }
+
+  // --- base layers ------------------------------------------------------------
+  function paintBase() {
+    var gd = graph(), m = mapOf(gd), b = H.base;
+    if (!m || !b || !m.isStyleLoaded()) return false;
+    if (H.map !== m) { H.map = m; H.shown = null; hook(m); }
+    if (b.streets && !m.getLayer(STREETS)) {
+      if (!m.getSource(STREETS)) {
+        m.addSource(STREETS, {type: 'vector', tiles: [location.origin + b.streets.tiles], minzoom: b.streets.minzoom,
+                              maxzoom: b.streets.maxzoom, bounds: b.streets.bounds});
+      }
+      m.addLayer({id: STREETS, type: 'line', source: STREETS, 'source-layer': 'streets', minzoom: 9,
+                  layout: {'line-join': 'round', 'line-cap': 'round'},
+                  paint: {'line-color': '#4a5560',
+                          'line-opacity': ['interpolate', ['linear'], ['zoom'], 9, 0.25, 12, 0.45, 15, 0.6],
+                          'line-width': ['interpolate', ['exponential', 1.6], ['zoom'], 9, 0.3, 12, 0.7, 15, 2.2, 18, 6]}},
+                 firstPlotlyLayer(m));
+    }
+    H.baseShown = b;
+    placeLabels();
+    return true;
+  }
+
+  function labelBox(m) {
+    var c = m.getContainer(), box = c.querySelector('.district-labels');
+    if (!box) {
+      box = document.createElement('div');
+      box.className = 'district-labels';
+      c.appendChild(box);
+    }
+    return box;
+  }
+
+  // Labels in view, at most one per 150 x 40 px box (the district's main point first).
+  function placeLabels() {
+    var m = H.map, b = H.base;
+    if (!m || !b) return;
+    var box = labelBox(m), z = m.getZoom(), W = box.clientWidth, Hh = box.clientHeight, taken = [], out = [];
+    var labs = (b.labels || []).filter(function (l) { return z >= l.z; });
+    labs.sort(function (a, c) { return a.z - c.z; });
+    for (var i = 0; i < labs.length; i++) {
+      var p = m.project([labs[i].lon, labs[i].lat]);
+      if (p.x < 20 || p.y < 12 || p.x > W - 20 || p.y > Hh - 12) continue;
+      var clash = false;
+      for (var j = 0; j < taken.length; j++) {
+        if (Math.abs(taken[j].x - p.x) < 150 && Math.abs(taken[j].y - p.y) < 40) { clash = true; break; }
+      }
+      if (clash) continue;
+      taken.push(p);
+      out.push({t: labs[i].t, x: p.x, y: p.y});
+    }
+    H.labels = out;
+    while (box.children.length < out.length) {
+      var el = document.createElement('div');
+      el.className = 'district-label';
+      box.appendChild(el);
+    }
+    for (var k = 0; k < box.children.length; k++) {
+      var e = box.children[k];
+      if (k < out.length) {
+        e.textContent = out[k].t;
+        e.style.left = out[k].x + 'px'; e.style.top = out[k].y + 'px'; e.style.display = '';
+      } else e.style.display = 'none';
+    }
+  }
+
+  function fitPlace(hit) {
+    var m = H.map;
+    if (!m || !hit || !hit.bbox) return false;
+    var b = hit.bbox;
+    if (b[0] === b[2] && b[1] === b[3]) m.jumpTo({center: [b[0], b[1]], zoom: 16.5});
+    else m.fitBounds([[b[0], b[1]], [b[2], b[3]]], {padding: 40, maxZoom: 16.5, duration: 0});
+    // Mark the place found: a ring at a block, the outline's box for a street or district.
+    var gj = {type: 'FeatureCollection', features: [{type: 'Feature', properties: {},
+      geometry: b[0] === b[2] ? {type: 'Point', coordinates: [b[0], b[1]]}
+                              : {type: 'LineString', coordinates: [[b[0], b[1]], [b[2], b[1]], [b[2], b[3]], [b[0], b[3]], [b[0], b[1]]]}}]};
+    if (m.getSource(FOUND)) m.getSource(FOUND).setData(gj);
+    else {
+      m.addSource(FOUND, {type: 'geojson', data: gj});
+      m.addLayer({id: FOUND + '-ring', type: 'circle', source: FOUND, filter: ['==', ['geometry-type'], 'Point'],
+                  paint: {'circle-radius': 14, 'circle-color': 'rgba(0,0,0,0)', 'circle-stroke-width': 3,
+                          'circle-stroke-color': '#6a00a8'}});
+      m.addLayer({id: FOUND + '-box', type: 'line', source: FOUND, filter: ['==', ['geometry-type'], 'LineString'],
+                  paint: {'line-color': '#6a00a8', 'line-width': 2, 'line-dasharray': [2, 2]}});
+    }
+    H.found = hit;
+    return true;
   }
 
   function hook(m) {
@@ -77,6 +179,8 @@
     tip.style.cssText = 'position:absolute;pointer-events:none;background:#fff;border:1px solid #889;' +
       'padding:3px 6px;font:12px system-ui,sans-serif;white-space:pre;display:none;z-index:10';
     m.getContainer().appendChild(tip);
+    m.on('move', placeLabels);
+    m.on('resize', placeLabels);
     m.on('mousemove', FILL, function (e) {
       var t = e.features && e.features.length ? text(e.features[0]) : null;
       if (!t) { tip.style.display = 'none'; return; }
@@ -93,8 +197,21 @@
       window.dash_clientside.set_props('map-click', {data: {cell: f.properties.h, t: Date.now()}});
     });
     // Plotly may replace the style (e.g. a full redraw): put the hexagons back.
-    m.on('styledata', function () { if (H.data && !m.getLayer(FILL)) { H.shown = null; schedule(); } });
+    m.on('styledata', function () {
+      if (H.data && !m.getLayer(FILL)) { H.shown = null; schedule(); }
+      if (H.base && H.base.streets && !m.getLayer(STREETS)) scheduleBase();
+    });
   }
+
+  var btimer = null;
+  function scheduleBase() {
+    if (btimer) return;
+    btimer = setTimeout(function tick() {
+      btimer = null;
+      if (!paintBase() && H.base) btimer = setTimeout(tick, 30);
+    }, 0);
+  }
+  H.placeLabels = placeLabels;
 
   var timer = null;
   function schedule() {
@@ -119,6 +236,10 @@
         var g = c.getContext('2d');
         g.drawImage(src, 0, 0);
         g.scale(r, r);
+        g.font = '600 13px system-ui, sans-serif'; g.textAlign = 'center'; g.textBaseline = 'middle';
+        g.lineWidth = 3; g.strokeStyle = 'rgba(255,255,255,0.9)'; g.fillStyle = '#1d2731';
+        (H.labels || []).forEach(function (l) { g.strokeText(l.t, l.x, l.y); g.fillText(l.t, l.x, l.y); });
+        g.textAlign = 'start'; g.textBaseline = 'alphabetic';
         var W = src.width / r, Hh = src.height / r;
         var title = (document.getElementById('summary-text') || {}).textContent || '';
         var size = 13;
@@ -161,6 +282,23 @@
         document.body.appendChild(a); a.click(); a.remove();
         return 'saved ' + n;
       });
+    },
+    paintBase: function (data) {
+      H.base = data;
+      scheduleBase();
+      return data ? (data.streets ? 'streets+' : '') + (data.labels || []).length : '';
+    },
+    pickHit: function (clicks, hits) {
+      var t = window.dash_clientside.callback_context.triggered;
+      if (!t || !t.length || !t[0].value || !hits) return window.dash_clientside.no_update;
+      var i = JSON.parse(t[0].prop_id.split('.')[0]).i;
+      return Object.assign({}, hits[i], {t: Date.now()});
+    },
+    gotoPlace: function (hit) {
+      if (!hit) return window.dash_clientside.no_update;
+      var tries = 0;
+      (function go() { if (!fitPlace(hit) && ++tries < 100) setTimeout(go, 50); })();
+      return hit.label;
     },
     paintHex: function (data) {
       H.data = data;
