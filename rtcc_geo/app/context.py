@@ -260,6 +260,10 @@ class AppContext:
             for x in xs:
                 for y in ys:
                     st.tile(z, x, y)
+        try:
+            self.places.search("warm up")  # names and the address index, before the first hover or search
+        except Exception:  # noqa: BLE001 - a store without block addresses: names stay empty
+            pass
         return len(xs) * len(ys)
 
     def tiles_info(self, res: int) -> dict:
@@ -282,7 +286,7 @@ class AppContext:
         """Readable names of ``cells`` for ``role``: most frequent block address and
         district for roles that may see incident rows, the district alone for others
         (a block address is an incident field: viewers never receive one)."""
-        from rtcc_geo.auth import may_see_incidents
+        from .auth import may_see_incidents
 
         cells = np.asarray(cells, dtype=np.int64)
         if may_see_incidents(role):

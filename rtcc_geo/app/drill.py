@@ -159,10 +159,11 @@ def panel(ctx: AppContext, cell: int, f: Filters, layer: Layer, role: str) -> li
     trend = (trend_figure(wk.index.strftime("%Y-%m-%d"), wk.to_numpy(), "Incidents per week")
              if len(wk) else empty_figure("no incidents here", 190))
     plain, tech = trend_words(full.to_numpy())
-    name = ctx.places.names(np.array([cell], dtype=np.int64))[0] or "this cell"
+    name = ctx.place_names(np.array([cell], dtype=np.int64), role)[0] or "this cell"
+    blocks = top_blocks_line(ctx, cell, f) if auth.may_see_incidents(role) else ""
     return [
         html.Div(name, id="drill-place", style={"fontWeight": 700, "fontSize": "15px"}),
-        html.Div(top_blocks_line(ctx, cell, f), id="drill-blocks", style={"color": "#4a5560", "marginBottom": "2px"}),
+        html.Div(blocks, id="drill-blocks", style={"color": "#4a5560", "marginBottom": "2px"}),
         html.Div(["cell ", html.Code(cell_hex([cell])[0], id="drill-cell"),
                   f" · H3 res {res} · {lat:.4f}, {lon:.4f}"], style={"marginBottom": "4px", "color": "#5a6570",
                                                                    "fontSize": "11px"}),

@@ -146,17 +146,18 @@ class Places:
     # --- search ---------------------------------------------------------------
     def _build_index(self) -> pd.DataFrame:
         r = self._rows.dropna(subset=["block", "lon", "lat"])
-        blocks = (r.groupby("block").agg(n=("block", "size"), lon=("lon", "median"), lat=("lat", "median"),
-                                         district=("district", lambda s: s.mode().iat[0] if s.notna().any() else ""))
-                  .reset_index())
+        blocks = r.groupby("block").agg(n=("block", "size"), lon=("lon", "median"), lat=("lat", "median")).reset_index()
+        d = (r.dropna(subset=["district"]).groupby(["block", "district"]).size().rename("k").reset_index()
+             .sort_values(["block", "k"], ascending=[True, False]).drop_duplicates("block").set_index("block")["district"])
+        blocks["district"] = blocks["block"].map(d).fillna("").astype(str)
         blocks["street"] = street_of(blocks["block"])
         return blocks
 
-    def search(self, text: str, limit: int = 8) -> list[dict]:
+    def search(self, text: str, limit: int = 8, blocks: bool = True) -> list[dict]:
         """Places matching ``text`` (case and spacing ignored), best first: districts
         by number or name, whole streets (every block of the street, e.g. "MARKET ST"),
         block addresses. Each: ``label``, ``kind``, ``n`` (incidents), ``bbox``
-        ``[west, south, east, north]``."""
+        ``[west, south, east, north]``. ``blocks=False``: districts and streets only."""
         q = " ".join(str(text or "").upper().split())
         if len(q) < 2 and not q.isdigit():
             return []
@@ -173,6 +174,8 @@ class Places:
                 if district_key(name) == want:
                     out.append({"label": district_label(name).capitalize(), "kind": "district", "n": None,
                                 "bbox": [round(v, 5) for v in geom.bounds]})
+        if q.isdigit():  # a number is a district, never part of an address
+            return out[:limit]
         hit = idx[idx["block"].str.contains(q, regex=False)]
         streets = hit.dropna(subset=["street"])
         streets = streets[streets["street"].str.contains(q, regex=False)]
@@ -185,7 +188,7 @@ class Places:
             for row in g.itertuples(index=False):
                 out.append({"label": f"{row.street} (whole street, {row.blocks} blocks)", "kind": "street",
                             "n": int(row.n), "bbox": [float(row.w), float(row.s), float(row.e), float(row.nn)]})
-        for row in hit.sort_values("n", ascending=False).head(limit).itertuples(index=False):
+        for row in (hit.sort_values("n", ascending=False).head(limit) if blocks else hit.head(0)).itertuples(index=False):
             d = f", {district_label(row.district)}" if isinstance(row.district, str) and row.district else ""
             out.append({"label": f"{row.block}{d}", "kind": "block", "n": int(row.n),
                         "bbox": [float(row.lon), float(row.lat), float(row.lon), float(row.lat)]})

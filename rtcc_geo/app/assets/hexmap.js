@@ -81,8 +81,23 @@
     var d = H.data, i = f.state && f.state.i;
     if (!d || i === undefined || i === null) return null;
     var v = d.v[i], lab = d.labels ? d.labels[d.k[i]] : (v === null ? 'no value' : v + (d.unit ? ' ' + d.unit : ''));
-    var place = f.properties.p || 'cell ' + f.properties.h;
-    return place + '\n' + d.label + ': ' + lab;
+    var place = H.names[f.properties.h];
+    if (place === undefined) { askName(f.properties.h); place = '…'; }
+    return (place || 'cell ' + f.properties.h) + '\n' + d.label + ': ' + lab;
+  }
+
+  // Cell names ("1500 BLOCK MARKET ST, district 06") from the server, for the role
+  // signed in; asked for the cell under the pointer only, and kept.
+  H.names = {};
+  var asking = {};
+  function askName(h) {
+    if (asking[h]) return;
+    asking[h] = 1;
+    fetch('/geo/place/' + h, {credentials: 'same-origin'}).then(function (r) { return r.ok ? r.json() : null; })
+      .then(function (j) {
+        H.names[h] = j ? j.name : '';
+        if (H.hover && H.hover.h === h && H.tipEl) { H.tipEl.textContent = text(H.hover.f); }
+      }).catch(function () { delete asking[h]; });
   }
 
   // --- base layers ------------------------------------------------------------
@@ -179,10 +194,13 @@
     tip.style.cssText = 'position:absolute;pointer-events:none;background:#fff;border:1px solid #889;' +
       'padding:3px 6px;font:12px system-ui,sans-serif;white-space:pre;display:none;z-index:10';
     m.getContainer().appendChild(tip);
+    H.tipEl = tip;
     m.on('move', placeLabels);
     m.on('resize', placeLabels);
     m.on('mousemove', FILL, function (e) {
-      var t = e.features && e.features.length ? text(e.features[0]) : null;
+      var f0 = e.features && e.features.length ? e.features[0] : null;
+      var t = f0 ? text(f0) : null;
+      H.hover = f0 ? {h: f0.properties.h, f: f0} : null;
       if (!t) { tip.style.display = 'none'; return; }
       tip.textContent = t;
       tip.style.left = (e.point.x + 12) + 'px';

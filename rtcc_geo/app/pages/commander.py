@@ -266,11 +266,12 @@ def register(app, ctx: AppContext) -> None:
                   Output("search-goto", "data"), Input("search", "value"), prevent_initial_call=True)
     def search(text):
         """Places matching the typed text (the store's own addresses and the district
-        polygons); the map goes to the best one, the others are a click away."""
-        auth.require()
+        polygons); the map goes to the best one, the others are a click away. Single
+        block addresses only for roles that may see incident rows."""
+        role = auth.require()
         if not text or not str(text).strip():
             return [], [], no_update
-        hits = ctx.places.search(str(text)[:80])
+        hits = ctx.places.search(str(text)[:80], blocks=auth.may_see_incidents(role))
         if not hits:
             return [html.Div(f"No block, street or district matches “{text}”.", id="search-none",
                              style={"color": "#8a1c1c"})], [], no_update
@@ -320,7 +321,7 @@ def register(app, ctx: AppContext) -> None:
         f = filters(*vals)
         layer = get_layer(layer_id)
         fmt = "geojson" if cbctx.triggered_id == "btn-geojson" else "csv"
-        body, name = export_view(ctx, layer, f, fmt)
+        body, name = export_view(ctx, layer, f, fmt, role=auth.current_role())
         return {"content": body, "filename": name, "type": "application/geo+json" if fmt == "geojson" else "text/csv"}
 
     _base_routes(app, ctx)
@@ -345,6 +346,18 @@ def _base_routes(app, ctx: AppContext) -> None:
         return r
 
     app.server.add_url_rule("/geo/base/streets/<int:z>/<int:x>/<int:y>.pbf", "rtcc_streets_tile", streets_tile)
+
+    def place(cell: str):
+        """The hover name of one cell for the signed-in role (``{"cell", "name"}``)."""
+        c = parse_cell(cell)
+        if c is None:
+            flask.abort(404)
+        name = ctx.place_names([c], auth.current_role())[0]
+        r = flask.jsonify({"cell": cell, "name": name})
+        r.headers["Cache-Control"] = "private, max-age=3600"
+        return r
+
+    app.server.add_url_rule("/geo/place/<cell>", "rtcc_place", place)
 
 
 def _what_is_coloured(layer, f: Filters, n_drawn: int, n_all: int) -> str:
@@ -387,17 +400,18 @@ def summary(ctx: AppContext, layer, f: Filters, values: pd.DataFrame) -> list:
     return [html.Span(parts, id="summary-text")]
 
 
-def export_view(ctx: AppContext, layer, f: Filters, fmt: str) -> tuple[str, str]:
+def export_view(ctx: AppContext, layer, f: Filters, fmt: str, role: str | None = None) -> tuple[str, str]:
     """The current view as GeoJSON or CSV: one row per cell with a value (aggregated
     cells only, whatever the role: exports never carry incident rows), each named by
-    its place (most frequent block address and district, :mod:`app.places`)."""
+    its place (:meth:`AppContext.place_names`: block and district, or the district
+    alone for roles without incident access)."""
     values = compute(ctx, layer, f)
     v = values["value"].to_numpy("float64")
     keep = np.isfinite(v) & (v != 0)
     cells = values["cell"].to_numpy(np.int64)[keep]
     ids = cell_hex(cells)
     vals = v[keep]
-    places = ctx.places.names(cells) if len(cells) else []
+    places = ctx.place_names(cells, role) if len(cells) else []
     name = f"rtcc-{ctx.source or 'view'}-{layer.id}-r{f.res}-{f.start}_{f.end}"
     if fmt == "geojson":
         from rtcc_geo import grid
