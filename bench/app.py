@@ -107,9 +107,10 @@ def ensure_data(store) -> None:
 
 def callback_payload(ctx, cats, layer="counts", empty=False, key=None) -> dict:
     f = ctx.default_filters()
-    ins = [("f-layer", "value", layer), ("f-dates", "start_date", f.start), ("f-dates", "end_date", f.end),
+    ins = [("f-layer", "value", layer), ("f-start", "value", f.start), ("f-end", "value", f.end),
            ("f-cats", "value", list(cats)), ("f-hours", "value", [0, 24]), ("f-dows", "value", list(range(7))),
-           ("f-districts", "value", []), ("f-res", "value", f.res), ("f-empty", "value", ["empty"] if empty else [])]
+           ("f-districts", "value", []), ("f-res", "value", f.res), ("f-empty", "value", ["empty"] if empty else []),
+           ("f-week", "value", 0), ("f-weekmode", "value", [])]
     return {"output": "..map-hex.data...map-hex-key.data...legend.children...summary.children..",
             "outputs": [{"id": "map-hex", "property": "data"}, {"id": "map-hex-key", "property": "data"},
                         {"id": "legend", "property": "children"}, {"id": "summary", "property": "children"}],

@@ -344,7 +344,7 @@ class AppContext:
             streets = {"tiles": "/geo/base/streets/{z}/{x}/{y}.pbf", "minzoom": 9, "maxzoom": 14,
                        "bounds": [round(b[0] - 1e-3, 4), round(b[1] - 1e-3, 4), round(b[2] + 1e-3, 4),
                                   round(b[3] + 1e-3, 4)]}
-        return {"streets": streets, "labels": self.district_labels}
+        return {"streets": streets, "labels": self.district_labels, "tz": self.timezone}
 
     @cached_property
     def outline_layers(self) -> list[dict]:

@@ -73,7 +73,7 @@ def layout(ctx: AppContext, role: str) -> html.Div:
     first = hex_data(ctx, layers[0], f, values)
     weeks = ctx.weeks
     marks = {i: pd.Timestamp(w).strftime("%b %y") for i, w in enumerate(weeks)
-             if pd.Timestamp(w).day <= 7 and pd.Timestamp(w).month in (1, 4, 7, 10)}
+             if pd.Timestamp(w).day <= 7 and pd.Timestamp(w).month in (1, 7)}
     sidebar = html.Div(className="cmd-side", children=[
         html.Div("Find a place", style=_H),
         dcc.Input(id="search", type="search", debounce=True, placeholder="block, street or district (Enter)",
@@ -90,7 +90,7 @@ def layout(ctx: AppContext, role: str) -> html.Div:
         html.Div(className="date-row", children=[
             # debounce: applied on Enter *and* when the box loses focus.
             dcc.Input(id="f-start", type="date", value=f.start, min=lo, max=hi, debounce=True),
-            html.Span(" to "),
+            html.Span("–"),
             dcc.Input(id="f-end", type="date", value=f.end, min=lo, max=hi, debounce=True),
         ]),
         dcc.Checklist(id="f-weekmode", options=[{"label": " one week at a time (slider)", "value": "week"}],
