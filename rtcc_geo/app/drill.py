@@ -154,7 +154,7 @@ def panel(ctx: AppContext, cell: int, f: Filters, layer: Layer, role: str) -> li
     # Rows known only to the day count in the weekly trend, never in an hour (docs/temporal.md).
     unknown = int(round(wk.sum() - how.sum()))
     note = f" ({unknown:,} with unknown time not shown)" if unknown > 0 else ""
-    prof = (profile_figure(how, f"Hour-of-week profile · {int(how.sum()):,} incidents{note}")
+    prof = (profile_figure(how, f"Hour-of-week profile · {int(how.sum()):,} incidents")
             if how.sum() else empty_figure("no incidents with a known time here", 210))
     trend = (trend_figure(wk.index.strftime("%Y-%m-%d"), wk.to_numpy(), "Incidents per week")
              if len(wk) else empty_figure("no incidents here", 190))
@@ -169,6 +169,7 @@ def panel(ctx: AppContext, cell: int, f: Filters, layer: Layer, role: str) -> li
                                                                    "fontSize": "11px"}),
         html.Div(status(ctx, cell, f, layer), id="drill-status"),
         dcc.Graph(id="drill-profile", figure=prof, config=SMALL_CONFIG),
+        html.Div(note.strip(" ()"), style={"color": "#5a6570", "fontSize": "11px"}) if note else "",
         dcc.Graph(id="drill-trend", figure=trend, config=SMALL_CONFIG),
         html.Div([html.B("Trend: "), plain,
                   html.Details([html.Summary("statistics"), tech], style={"display": "inline-block", "marginLeft": "6px"})

@@ -184,7 +184,9 @@ class Places:
                                               s=("lat", "min"), e=("lon", "max"), nn=("lat", "max")).reset_index()
             # The exact street first, then by incidents.
             g["exact"] = g["street"] == q
-            g = g.sort_values(["exact", "n"], ascending=[False, False]).head(limit)
+            # A street of one or two blocks is usually a typo in the source ("MARKET ST 2"): after the rest.
+            g["real"] = g["blocks"] >= 3
+            g = g.sort_values(["exact", "real", "n"], ascending=[False, False, False]).head(3)
             for row in g.itertuples(index=False):
                 out.append({"label": f"{row.street} (whole street, {row.blocks} blocks)", "kind": "street",
                             "n": int(row.n), "bbox": [float(row.w), float(row.s), float(row.e), float(row.nn)]})

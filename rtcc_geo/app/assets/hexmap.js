@@ -168,12 +168,24 @@
     }
   }
 
+  // Move the camera through Plotly (not MapLibre directly): Plotly keeps the view in its
+  // layout and puts the map back to it on any resize or restyle.
+  H.setView = function (lonlat, zoom) {
+    var gd = graph();
+    if (!gd || !window.Plotly) return false;
+    window.Plotly.relayout(gd, {'map.center': {lon: lonlat[0], lat: lonlat[1]}, 'map.zoom': zoom});
+    return true;
+  };
+
   function fitPlace(hit) {
     var m = H.map;
     if (!m || !hit || !hit.bbox) return false;
     var b = hit.bbox;
-    if (b[0] === b[2] && b[1] === b[3]) m.jumpTo({center: [b[0], b[1]], zoom: 16.5});
-    else m.fitBounds([[b[0], b[1]], [b[2], b[3]]], {padding: 40, maxZoom: 16.5, duration: 0});
+    if (b[0] === b[2] && b[1] === b[3]) H.setView([b[0], b[1]], 16.5);
+    else {
+      var cam = m.cameraForBounds([[b[0], b[1]], [b[2], b[3]]], {padding: 40, maxZoom: 16.5});
+      H.setView([cam.center.lng, cam.center.lat], cam.zoom);
+    }
     // Mark the place found: a ring at a block, the outline's box for a street or district.
     var gj = {type: 'FeatureCollection', features: [{type: 'Feature', properties: {},
       geometry: b[0] === b[2] ? {type: 'Point', coordinates: [b[0], b[1]]}

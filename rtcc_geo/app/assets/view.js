@@ -70,8 +70,26 @@
     var tries = 0;
     (function go() {
       var m = mapObj();
-      if (!m || !m.isStyleLoaded()) { if (++tries < 200) setTimeout(go, 50); return; }
-      m.jumpTo({zoom: a[0], center: [a[2], a[1]]});
+      if (!m || !m.isStyleLoaded() || !window.rtccHex || !window.rtccHex.setView) {
+        if (++tries < 200) setTimeout(go, 50);
+        return;
+      }
+      window.rtccHex.setView([a[2], a[1]], a[0]);
+      // The graph may still re-plot from its figure while the page settles (the camera
+      // jumps back to the figure's): hold the address's camera for a few seconds unless
+      // the user moves the map.
+      var until = Date.now() + 4000, user = false;
+      var el = m.getContainer(), mark = function () { user = true; };
+      ['mousedown', 'wheel', 'touchstart', 'keydown'].forEach(function (ev) { el.addEventListener(ev, mark, {once: true}); });
+      V.holding = true;
+      (function hold() {
+        if (user || Date.now() > until) { V.holding = false; return; }
+        var mm = mapObj(), c = mm && mm.getCenter();
+        if (mm && (Math.abs(mm.getZoom() - a[0]) > 0.01 || Math.abs(c.lat - a[1]) > 1e-5 || Math.abs(c.lng - a[2]) > 1e-5)) {
+          window.rtccHex.setView([a[2], a[1]], a[0]);
+        }
+        setTimeout(hold, 200);
+      })();
     })();
   }
 
@@ -101,7 +119,7 @@
     if (!m || m === hooked) return;
     hooked = m;
     m.on('moveend', function () {
-      if (location.pathname !== '/' || !document.getElementById('f-layer')) return;
+      if (V.holding || location.pathname !== '/' || !document.getElementById('f-layer')) return;
       var f = filterPart(location.search);
       if (f) writeUrl(f, false);
     });
