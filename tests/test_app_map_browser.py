@@ -64,9 +64,10 @@ def session(philly_app):
 
 def _offsite(d) -> list[str]:
     """What the trap proxy caught, less Chromium's own extension-update check
-    (``update.googleapis.com``), which a fresh profile makes minutes after start-up
+    (``update.googleapis.com``, ``redirector.gvt1.com``), which a fresh profile makes minutes after start-up
     whatever the page does (the browser's service, not the app's)."""
-    return [u for u in d.offsite if not u.startswith(("update.googleapis.com:443", "http://update.googleapis.com/"))]
+    own = ("update.googleapis.com:443", "http://update.googleapis.com/", "redirector.gvt1.com:443")
+    return [u for u in d.offsite if not u.startswith(own)]
 
 
 def _ready(d, timeout=60.0):

@@ -117,7 +117,7 @@ def group_alerts(df: pd.DataFrame, res: int = 9) -> pd.DataFrame:
     known = cells.notna().to_numpy()
     c = np.zeros(len(df), dtype=np.int64)
     if known.any():
-        raw = cells[known].astype("int64").to_numpy()
+        raw = np.array(cells[known].astype("int64"), dtype=np.int64)
         fine = grid.resolution(raw) >= res
         raw[fine] = grid.parent(raw[fine], res)
         c[known] = raw

@@ -210,15 +210,21 @@
       'padding:3px 6px;font:12px system-ui,sans-serif;white-space:pre;display:none;z-index:10';
     m.getContainer().appendChild(tip);
     H.tipEl = tip;
+    var hideTip = function () { tip.style.display = 'none'; };
     m.on('move', placeLabels);
     m.on('resize', placeLabels);
+    m.on('movestart', hideTip);
+    m.on('resize', hideTip);
+    m.getCanvas().addEventListener('mouseleave', hideTip);
     m.on('mousemove', FILL, function (e) {
       var f0 = e.features && e.features.length ? e.features[0] : null;
       var t = f0 ? text(f0) : null;
       H.hover = f0 ? {h: f0.properties.h, f: f0} : null;
       if (!t) { tip.style.display = 'none'; return; }
       tip.textContent = t;
-      tip.style.left = (e.point.x + 12) + 'px';
+      // Kept inside the map (a tooltip past its right edge would widen a phone's page).
+      var cw = m.getContainer().clientWidth;
+      tip.style.left = Math.max(0, Math.min(e.point.x + 12, cw - 300)) + 'px';
       tip.style.top = (e.point.y + 12) + 'px';
       tip.style.display = 'block';
       m.getCanvas().style.cursor = 'pointer';
