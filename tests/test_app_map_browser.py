@@ -323,8 +323,16 @@ def test_phone_and_tablet_show_the_map(session, philly_app, size):
 
     d, _ = session
     w, h = size
+    v = philly_app.rtcc.view
+    from selenium.webdriver.common.by import By
+
+    twelve = d.find_element(By.CSS_SELECTOR, "#f-range input[value='12m']")
+    if not twelve.is_selected():
+        twelve.click()
+        wait_for(lambda: "(366 days)" in d.find_element(By.ID, "summary-dates").text, timeout=30, what="12 months")
     try:
         d.set_window_size(w, h)
+        _jump(d, v["zoom"] - (1 if w < 500 else 0.3), v["center"]["lon"], v["center"]["lat"])
         box = wait_for(lambda: (lambda r: r if r and r["width"] > 0.8 * w and r["height"] > 300 or
                                 (w > 900 and r and r["width"] > 500) else None)(
             d.execute_script("const r=document.querySelector('#map .maplibregl-canvas').getBoundingClientRect();"
@@ -332,7 +340,11 @@ def test_phone_and_tablet_show_the_map(session, philly_app, size):
             timeout=20, what="map laid out")
         _idle(d)
         assert box["height"] > 300
-        assert d.execute_script("return document.documentElement.scrollWidth") <= w + 1  # no sideways scrolling
+        wide = d.execute_script(
+            "return Array.from(document.querySelectorAll('body *')).filter(e => e.getBoundingClientRect().right > "
+            "window.innerWidth + 1 && getComputedStyle(e).display !== 'none').slice(0, 8).map(e => e.tagName + '#' + e.id + "
+            "'.' + (typeof e.className === 'string' ? e.className : '') + ' ' + Math.round(e.getBoundingClientRect().right))")
+        assert d.execute_script("return document.documentElement.scrollWidth") <= w + 1, wide  # no sideways scrolling
         drawn = d.execute_script(
             "const m=window.rtccHex.map; return m.queryRenderedFeatures({layers: ['rtcc-hex-fill']})"
             ".filter(f => f.state && f.state.c).length")
