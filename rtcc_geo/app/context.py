@@ -256,7 +256,7 @@ class AppContext:
             for y in ys:
                 t.tile(z, x, y)
         st = self.street_tiles
-        if st is not None and z >= 9:
+        if st is not None and z >= 10:
             for x in xs:
                 for y in ys:
                     st.tile(z, x, y)

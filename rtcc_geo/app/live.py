@@ -89,7 +89,7 @@ def live_trace() -> dict:
     needed); live.js fills it, fading each dot with its age."""
     return {
         "type": "scattermap", "name": "live", "mode": "markers", "lon": [], "lat": [], "customdata": [],
-        "marker": {"size": 10, "color": "#0050ff", "opacity": 0.9},
+        "marker": {"size": 12, "color": "#0050ff", "opacity": 0.9},
         "hovertemplate": "live incident: %{customdata}<extra></extra>", "showlegend": False,
     }
 

@@ -113,10 +113,12 @@
         m.addSource(STREETS, {type: 'vector', tiles: [location.origin + b.streets.tiles], minzoom: b.streets.minzoom,
                               maxzoom: b.streets.maxzoom, bounds: b.streets.bounds});
       }
-      m.addLayer({id: STREETS, type: 'line', source: STREETS, 'source-layer': 'streets', minzoom: 9,
+      // From zoom 10.5 (~45 m a pixel): below it every street is one grey smear and its tiles
+      // (the whole city's network) would only slow the opening view down.
+      m.addLayer({id: STREETS, type: 'line', source: STREETS, 'source-layer': 'streets', minzoom: 10.5,
                   layout: {'line-join': 'round', 'line-cap': 'round'},
                   paint: {'line-color': '#4a5560',
-                          'line-opacity': ['interpolate', ['linear'], ['zoom'], 9, 0.25, 12, 0.45, 15, 0.6],
+                          'line-opacity': ['interpolate', ['linear'], ['zoom'], 10.5, 0.3, 12, 0.45, 15, 0.6],
                           'line-width': ['interpolate', ['exponential', 1.6], ['zoom'], 9, 0.3, 12, 0.7, 15, 2.2, 18, 6]}},
                  firstPlotlyLayer(m));
     }
@@ -334,7 +336,12 @@
       return Object.assign({}, hits[i], {t: Date.now()});
     },
     gotoPlace: function (hit) {
-      if (!hit) return window.dash_clientside.no_update;
+      if (!hit) {
+        var m = H.map;
+        if (m && m.getSource(FOUND)) m.getSource(FOUND).setData({type: 'FeatureCollection', features: []});
+        H.found = null;
+        return '';
+      }
       var tries = 0;
       (function go() { if (!fitPlace(hit) && ++tries < 100) setTimeout(go, 50); })();
       return hit.label;

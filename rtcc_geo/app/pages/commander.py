@@ -270,7 +270,7 @@ def register(app, ctx: AppContext) -> None:
         block addresses only for roles that may see incident rows."""
         role = auth.require()
         if not text or not str(text).strip():
-            return [], [], no_update
+            return [], [], None  # cleared: the found-place mark goes too
         hits = ctx.places.search(str(text)[:80], blocks=auth.may_see_incidents(role))
         if not hits:
             return [html.Div(f"No block, street or district matches “{text}”.", id="search-none",
