@@ -4,6 +4,8 @@ Expected values from pandas on the store's rows and from hand-written colour mat
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -11,7 +13,6 @@ import pytest
 from rtcc_geo.store.base import Query
 
 from .test_app_common import philly_app, philly_store  # noqa: F401  (fixtures)
-
 
 # --- colour maths (sRGB -> CIELAB, D65; Machado et al. 2009 colour-blindness, severity 1) ---
 _M = np.array([[0.4124, 0.3576, 0.1805], [0.2126, 0.7152, 0.0722], [0.0193, 0.1192, 0.9505]])
@@ -57,7 +58,7 @@ def test_every_legend_class_stands_out_from_the_background_and_its_neighbours():
         for sim, min_bg, min_nb in ((None, 20, 10), (DEUTAN, 15, 5), (PROTAN, 15, 5)):
             bg = [delta_e(c, MAP_BACKGROUND, sim) for c in cols]
             assert min(bg) >= min_bg, (name, sim is not None, cols[int(np.argmin(bg))], min(bg))
-            nb = [delta_e(a, b, sim) for a, b in zip(cols, cols[1:])]
+            nb = [delta_e(a, b, sim) for a, b in pairwise(cols)]
             assert min(nb) >= min_nb, (name, sim is not None, min(nb))
     # Within a legend no two classes are the same colour for normal vision.
     for name, cols in legends.items():
@@ -93,7 +94,7 @@ def test_hour_of_week_heat_map_is_darker_where_there_are_more_incidents(philly_a
     vals = z.ravel()
     order = np.argsort(vals)
     # More incidents -> darker, strictly between different counts.
-    for a, b in zip(order[:-1], order[1:]):
+    for a, b in pairwise(order):
         if vals[b] > vals[a]:
             assert lum[b] < lum[a]
     assert lum[vals == 0].min() > 0.85 and lum[vals == vals.max()].max() < 0.1
@@ -114,7 +115,7 @@ def test_cells_are_named_by_their_most_frequent_block_and_district(philly_app):
 
     for cell, name in zip(busiest, names):
         vc = df[df["h3_r9"] == cell]["b"].dropna().value_counts()
-        top = sorted(vc[vc == vc.max()].index)[0]
+        top = min(vc[vc == vc.max()].index)
         import h3
 
         lat, lon = h3.api.basic_int.cell_to_latlng(int(cell))
@@ -127,7 +128,7 @@ def test_cells_are_named_by_their_most_frequent_block_and_district(philly_app):
     # Coarser cells roll the fine rows up.
     c8 = int(df.groupby("h3_r8").size().idxmax())
     vc = df[df["h3_r8"] == c8]["b"].dropna().value_counts()
-    assert ctx.place_names(np.array([c8]), "commander")[0].startswith(sorted(vc[vc == vc.max()].index)[0] + ", ")
+    assert ctx.place_names(np.array([c8]), "commander")[0].startswith(min(vc[vc == vc.max()].index) + ", ")
     # Roles without incident access get the district alone (a block is an incident field).
     for role in ("viewer", "planner"):
         v = ctx.place_names(busiest, role)
@@ -163,7 +164,7 @@ def test_quick_ranges_end_on_the_datas_last_local_day(philly_app):
     ctx = philly_app.rtcc
     inc = ctx.store.incidents(Query(source="philadelphia", include_unknown_time=True), columns=["occurred_from"])
     last = inc["occurred_from"].dt.tz_convert("America/New_York").max().normalize().tz_localize(None)
-    day = lambda t: f"{t:%Y-%m-%d}"  # noqa: E731
+    day = lambda t: f"{t:%Y-%m-%d}"
     assert quick_range(ctx, "24h") == (day(last), day(last))
     assert quick_range(ctx, "7d") == (day(last - pd.Timedelta(days=6)), day(last))
     assert quick_range(ctx, "28d") == (day(last - pd.Timedelta(days=27)), day(last))
@@ -190,3 +191,22 @@ def test_alerts_are_grouped_by_place_and_kind_and_paged(philly_app):
     assert got.sort_index().equals(want.sort_index().rename("n"))
     assert g["n"].is_monotonic_decreasing and g["n"].sum() == 60
     assert len(g) > GROUPS_PER_PAGE  # more groups than one page: the panel pages them
+
+
+def test_week_slider_filters_one_local_week(philly_app):
+    from rtcc_geo.app.pages.commander import _filters, week_bounds
+
+    ctx = philly_app.rtcc
+    weeks = ctx.weeks
+    assert pd.Timestamp(weeks[0]).day_of_week == 0 and len(weeks) == 53  # 2024: Mon 2024-01-01 .. week of 12-30
+    i = 20
+    f = _filters("2024-01-01", "2024-12-31", list(ctx.categories), [0, 24], list(range(7)), [], 9, [], i, ["week"], ctx=ctx)
+    assert (f.start, f.end) == week_bounds(ctx, i) == (weeks[i], f"{pd.Timestamp(weeks[i]) + pd.Timedelta(days=6):%Y-%m-%d}")
+    # Not ticked: the dates as given.
+    g = _filters("2024-01-01", "2024-12-31", None, None, None, None, 9, None, i, [], ctx=ctx)
+    assert (g.start, g.end) == ("2024-01-01", "2024-12-31")
+    # The week's count equals pandas on the local dates.
+    inc = ctx.store.incidents(Query(source="philadelphia"), columns=["occurred_from"])
+    local = inc["occurred_from"].dt.tz_convert("America/New_York").dt.tz_localize(None)
+    want = int(((local >= pd.Timestamp(f.start)) & (local < pd.Timestamp(f.end) + pd.Timedelta(days=1))).sum())
+    assert ctx.store.count(f.query("philadelphia", ctx.categories)) == want > 0

@@ -153,7 +153,7 @@ def test_cell_tooltip_names_its_most_frequent_block(session, philly_app):
         timeout=20, what="tooltip with a block address")
     # Independent: the most frequent normalised block of that cell (pandas), ties alphabetical.
     vc = df[df["h3_r9"] == busiest]["b"].dropna().value_counts()
-    top = sorted(vc[vc == vc.max()].index)[0]
+    top = min(vc[vc == vc.max()].index)
     assert tip.splitlines()[0].startswith(top + ", district "), (tip, top)
     assert "Incident counts:" in tip
     shot(d, "2_tooltip")

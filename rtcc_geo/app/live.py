@@ -17,7 +17,8 @@ import logging
 import os
 
 import pandas as pd
-from dash import ALL, Input, Output, ctx as cbctx, dcc, html
+from dash import ALL, Input, Output, dcc, html
+from dash import ctx as cbctx
 
 from rtcc_geo.live.engine import Broker, LiveEngine
 from rtcc_geo.live.feed import FeedService, feed_blueprint
@@ -107,8 +108,9 @@ def group_alerts(df: pd.DataFrame, res: int = 9) -> pd.DataFrame:
     """Open alerts grouped by place (their cell at ``res``) and kind: one row per group
     with ``key``, ``kind``, ``cell``, ``n``, ``latest`` and the member ``alert_ids``
     (newest first), the busiest and newest groups first."""
-    from rtcc_geo import grid
     import numpy as np
+
+    from rtcc_geo import grid
 
     if df is None or not len(df):
         return pd.DataFrame(columns=["key", "kind", "cell", "n", "latest", "alert_ids"])
@@ -256,8 +258,9 @@ def redact(event: dict, role: str | None) -> dict:
         if event.get("type") == "alerts" and not auth.may_see_incidents(role):
             return {**event, "rows": [{"kind": r["kind"], "cell": r.get("cell")} for r in event["rows"]]}
         return event
-    from rtcc_geo import grid
     import numpy as np
+
+    from rtcc_geo import grid
 
     cells = np.array([r["cell"] for r in event["rows"]], dtype=np.int64)
     lat, lon = grid.cell_centres(cells) if len(cells) else ([], [])

@@ -66,7 +66,7 @@ class Places:
         self._index = None
 
     @classmethod
-    def for_context(cls, ctx) -> "Places":
+    def for_context(cls, ctx) -> Places:
         from .context import MAP_RESOLUTIONS
 
         res = max(MAP_RESOLUTIONS)

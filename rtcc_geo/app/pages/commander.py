@@ -13,10 +13,27 @@ import json
 
 import numpy as np
 import pandas as pd
-from dash import ALL, ClientsideFunction, Input, Output, Patch, State, dcc, html, no_update
+from dash import (
+    ALL,
+    ClientsideFunction,
+    Input,
+    Output,
+    Patch,
+    State,
+    dcc,
+    html,
+    no_update,
+)
 
 from .. import auth, drill
-from ..context import DOW_LABELS, MAP_RESOLUTIONS, AppContext, Filters, cell_hex, parse_cell
+from ..context import (
+    DOW_LABELS,
+    MAP_RESOLUTIONS,
+    AppContext,
+    Filters,
+    cell_hex,
+    parse_cell,
+)
 from ..figures import GRAPH_CONFIG, hex_data, legend, map_figure
 from ..layers import available_layers, compute, get_layer
 
