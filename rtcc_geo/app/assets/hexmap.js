@@ -244,24 +244,20 @@
     });
   }
 
-  var btimer = null;
-  function scheduleBase() {
-    if (btimer) return;
-    btimer = setTimeout(function tick() {
-      btimer = null;
-      if (!paintBase() && H.base) btimer = setTimeout(tick, 30);
-    }, 0);
+  // Run ``draw`` soon, and again every 30 ms until it succeeds (the map may not exist yet).
+  function retrying(draw, wanted) {
+    var timer = null;
+    return function () {
+      if (timer) return;
+      timer = setTimeout(function tick() {
+        timer = null;
+        if (!draw() && wanted()) timer = setTimeout(tick, 30);
+      }, 0);
+    };
   }
+  var schedule = retrying(function () { return paint(); }, function () { return !!H.data; });
+  var scheduleBase = retrying(function () { return paintBase(); }, function () { return !!H.base; });
   H.placeLabels = placeLabels;
-
-  var timer = null;
-  function schedule() {
-    if (timer) return;
-    timer = setTimeout(function tick() {
-      timer = null;
-      if (!paint() && H.data) timer = setTimeout(tick, 30);
-    }, 0);
-  }
 
   // PNG of the map as shown (hexagons, outlines, live points) with a title line and the
   // legend. Plotly's own image export re-draws the figure without our layer, so the app
