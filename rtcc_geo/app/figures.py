@@ -140,7 +140,8 @@ def legend(data: dict) -> list:
                            "opacity": HEX_OPACITY, "border": "1px solid #ccd"})
     low = "1" if data.get("unit") == "incidents" else "> 0"
     ticks = html.Div(style={"display": "flex", "justifyContent": "space-between", "width": "182px"},
-                     children=[html.Span(low), html.Span(f"{zmax / 2:.3g}"), html.Span(f"≥ {zmax:.3g}")])
+                     children=[html.Span(low), html.Span(f"{zmax / 2:.0f}" if low == "1" else f"{zmax / 2:.3g}"),
+                               html.Span(f"≥ {zmax:.3g}")])
     return [title, ramp, ticks, *more]
 
 

@@ -48,10 +48,10 @@
     var before = m.getLayer(STREETS) ? STREETS : firstPlotlyLayer(m);
     var has = ['!=', ['feature-state', 'c'], null];
     m.addLayer({id: FILL, type: 'fill', source: src, 'source-layer': 'hex',
-                // Lighter at street zoom, so the streets under a hot cell stay readable.
+                // A little lighter at street zoom (the streets are drawn over the cells).
                 paint: {'fill-color': ['coalesce', ['feature-state', 'c'], 'rgba(0,0,0,0)'],
                         'fill-opacity': ['interpolate', ['linear'], ['zoom'], 12, ['case', has, d.opacity, 0],
-                                         15, ['case', has, d.opacity * 0.6, 0]],
+                                         15, ['case', has, d.opacity * 0.85, 0]],
                         'fill-antialias': false}}, before);
     if (d.line) {
       m.addLayer({id: LINE, type: 'line', source: src, 'source-layer': 'hex',
