@@ -198,7 +198,9 @@ def test_week_slider_filters_one_local_week(philly_app):
 
     ctx = philly_app.rtcc
     weeks = ctx.weeks
-    assert pd.Timestamp(weeks[0]).day_of_week == 0 and len(weeks) == 53  # 2024: Mon 2024-01-01 .. week of 12-30
+    w = pd.DatetimeIndex(weeks)
+    assert (w.day_of_week == 0).all() and (np.diff(w) == pd.Timedelta(days=7)).all()
+    assert weeks[-1] == "2024-12-30"  # the Monday of the data's last local day (Tue 2024-12-31)
     i = 20
     f = _filters("2024-01-01", "2024-12-31", list(ctx.categories), [0, 24], list(range(7)), [], 9, [], i, ["week"], ctx=ctx)
     assert (f.start, f.end) == week_bounds(ctx, i) == (weeks[i], f"{pd.Timestamp(weeks[i]) + pd.Timedelta(days=6):%Y-%m-%d}")
