@@ -145,8 +145,8 @@
     var labs = (b.labels || []).filter(function (l) { return z >= l.z; });
     labs.sort(function (a, c) { return a.z - c.z; });
     for (var i = 0; i < labs.length; i++) {
-      var p = m.project([labs[i].lon, labs[i].lat]);
-      if (p.x < 20 || p.y < 12 || p.x > W - 20 || p.y > Hh - 12) continue;
+      var p = m.project([labs[i].lon, labs[i].lat]), hw = labs[i].t.length * 4.5 + 6;  // ~half the text's width
+      if (p.x < hw || p.y < 12 || p.x > W - hw || p.y > Hh - 12) continue;
       var clash = false;
       for (var j = 0; j < taken.length; j++) {
         if (Math.abs(taken[j].x - p.x) < 150 && Math.abs(taken[j].y - p.y) < 40) { clash = true; break; }
