@@ -83,7 +83,12 @@
     if (trim > 0) live.points = live.points.slice(trim);
     schedule();
   };
-  live.setHidden = function (h) { live.hidden = !!h; draw(); };
+  // Only a change is drawn: the page's first call (shown) must not restyle the map while it loads.
+  live.setHidden = function (h) {
+    if (!!h === live.hidden) return;
+    live.hidden = !!h;
+    draw();
+  };
 
   function connect() {
     if (live.source) return;

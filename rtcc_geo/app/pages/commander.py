@@ -47,6 +47,7 @@ FILTER_IDS = tuple(i for i, _ in FILTERS)
 RANGES = (("24h", "24 h", 1), ("7d", "7 days", 7), ("28d", "28 days", 28), ("ytd", "year to date", None),
           ("12m", "12 months", None), ("custom", "custom", None))
 
+WEEK_HINT = "Tick to step through the weeks; the map shows one week at a time."
 _H = {"fontSize": "12px", "fontWeight": 600, "textTransform": "uppercase", "color": "#4a5560",
       "margin": "12px 0 4px"}
 _BTN = {"marginRight": "6px", "padding": "4px 10px", "fontSize": "12px", "cursor": "pointer"}
@@ -118,7 +119,7 @@ def layout(ctx: AppContext, role: str) -> html.Div:
                                 value=max(len(weeks) - 1, 0), marks=marks, included=False,
                                 updatemode="mouseup"), style={"flex": "1 1 auto"}),
         ]),
-        html.Div(id="week-label", style={"color": "#4a5560", "fontSize": "12px"}),
+        html.Div(WEEK_HINT, id="week-label", style={"color": "#4a5560", "fontSize": "12px"}),
         dcc.Interval(id="week-timer", interval=1500, disabled=True),
         html.Div("Categories", style=_H),
         dcc.Checklist(id="f-cats", options=[{"label": " " + c, "value": c} for c in ctx.categories],
@@ -250,11 +251,12 @@ def register(app, ctx: AppContext) -> None:
             return no_update, *(r if r else (no_update, no_update))
         return range_of(ctx, start, end), no_update, no_update
 
-    @app.callback(Output("week-label", "children"), Input("f-week", "value"), Input("f-weekmode", "value"))
+    @app.callback(Output("week-label", "children"), Input("f-week", "value"), Input("f-weekmode", "value"),
+                  prevent_initial_call=True)
     def week_label(week, mode):
         wb = week_bounds(ctx, week)
         if not mode or wb is None:
-            return "Tick to step through the weeks; the map shows one week at a time."
+            return WEEK_HINT
         return f"Week {wb[0]} to {wb[1]} (Mon–Sun)"
 
     @app.callback(Output("week-timer", "disabled"), Output("week-play", "children"),
