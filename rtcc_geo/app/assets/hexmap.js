@@ -116,7 +116,8 @@
       // From zoom 10.5 (~45 m a pixel): below it every street is one grey smear and its tiles
       // (the whole city's network) would only slow the opening view down.
       m.addLayer({id: STREETS, type: 'line', source: STREETS, 'source-layer': 'streets', minzoom: 10.5,
-                  layout: {'line-join': 'round', 'line-cap': 'round'},
+                  // Butt caps and miter joins (the defaults): round ones triple the triangles
+                  // MapLibre builds for 40k short segments, and at these widths look the same.
                   paint: {'line-color': '#4a5560',
                           'line-opacity': ['interpolate', ['linear'], ['zoom'], 10.5, 0.3, 12, 0.45, 15, 0.6],
                           'line-width': ['interpolate', ['exponential', 1.6], ['zoom'], 9, 0.3, 12, 0.7, 15, 2.2, 18, 6]}},
