@@ -226,7 +226,7 @@ def test_quick_range_last_28_days_changes_the_header_dates(session, philly_app):
 def test_url_reproduces_the_view_in_another_session_and_back_works(session, philly_app):
     from selenium.webdriver.common.by import By
 
-    from tests.browser import chromium, login, wait_for
+    from tests.browser import chromium, wait_for
 
     d, url = session
     ctx = philly_app.rtcc
@@ -246,10 +246,14 @@ def test_url_reproduces_the_view_in_another_session_and_back_works(session, phil
     # Another browser session (fresh profile, log in again): the same view.
     chrome, driver = _browser(philly_app)
     with chromium(chrome, driver) as d2:
+        # Opened before logging in: the log-in page, then straight to the shared view.
         d2.get(shared)
         assert "/login" in d2.current_url
-        login(d2, url, "chief", PASSWORD)
-        d2.get(shared)
+        d2.find_element(By.ID, "username").send_keys("chief")
+        d2.find_element(By.ID, "password").send_keys(PASSWORD)
+        d2.find_element(By.ID, "login-button").click()
+        wait_for(lambda: d2.current_url.split("&cam=")[0] == shared.split("&cam=")[0], timeout=30,
+                 what="redirected to the shared address")
         wait_for(lambda: d2.execute_script(JS_MAP), timeout=60, what="map")
         try:
             wait_for(lambda: d2.find_element(By.ID, "summary-text").text == header, timeout=60, what="same header")

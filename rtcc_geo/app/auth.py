@@ -17,7 +17,7 @@ import html
 import secrets
 import threading
 import time
-from urllib.parse import urlparse
+from urllib.parse import quote, urlparse
 
 import flask
 
@@ -70,7 +70,8 @@ class Guard:
             if path.startswith(("/_", "/geo/", "/api/")) or flask.request.method != "GET":
                 return flask.Response('{"error": "log in first (POST /login)"}', status=401,
                                       mimetype="application/json")
-            return flask.redirect(f"/login?next={_safe_next(flask.request.full_path)}")
+            # Quoted: a shared map view's own query (?layer=...&start=...) survives the log-in.
+            return flask.redirect(f"/login?next={quote(_safe_next(flask.request.full_path), safe='/')}")
         flask.g.rtcc_user, flask.g.rtcc_role = user, role
         return None
 
