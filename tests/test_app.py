@@ -35,8 +35,12 @@ def _value(spec, ctx, cell_hex=None):
     return {
         ("url", "pathname"): "/",
         ("f-layer", "value"): "counts",
-        ("f-dates", "start_date"): f.start,
-        ("f-dates", "end_date"): f.end,
+        ("f-start", "value"): f.start,
+        ("f-end", "value"): f.end,
+        ("f-range", "value"): "12m",
+        ("f-week", "value"): 10,
+        ("f-weekmode", "value"): [],
+        ("search", "value"): None,
         ("f-cats", "value"): list(ctx.categories),
         ("f-hours", "value"): [0, 24],
         ("f-dows", "value"): list(range(7)),
@@ -177,7 +181,9 @@ def test_every_page_and_callback_refuses_anonymous(philly_app):
                 "/geo/tiles/<int:res>/<int:z>/<int:x>/<int:y>.pbf": "/geo/tiles/9/10/298/387.pbf",
                 "/_dash-component-suites/<string:package_name>/<path:fingerprinted_path>":
                     "/_dash-component-suites/dash/dcc/dash_core_components.js",
-                "/assets/<path:filename>": "/assets/x.css", "/static/<path:filename>": "/static/x.js"}
+                "/assets/<path:filename>": "/assets/x.css", "/static/<path:filename>": "/static/x.js",
+                "/geo/base/streets/<int:z>/<int:x>/<int:y>.pbf": "/geo/base/streets/11/596/775.pbf",
+                "/geo/place/<cell>": f"/geo/place/{cell}"}
     # The live feed authenticates machines by bearer token, the stream needs a session.
     assert anon.post("/api/feed/philadelphia/incidents", json={}).status_code in (401, 403)
     assert anon.post("/api/feed/philadelphia/incidents", json={},
@@ -196,7 +202,8 @@ def test_every_page_and_callback_refuses_anonymous(philly_app):
             assert b'id="login-form"' in r.data, url
         else:  # the log-in form shows the app's title (as GET /login does), data routes nothing
             assert b"philadelphia" not in r.data.lower()
-    for url in ("/", "/planner", "/_dash-layout", "/geo/cells/9.geojson", "/geo/tiles/9/10/298/387.pbf"):
+    for url in ("/", "/planner", "/_dash-layout", "/geo/cells/9.geojson", "/geo/tiles/9/10/298/387.pbf",
+                "/geo/base/streets/11/596/775.pbf", f"/geo/place/{cell}"):
         assert chief.get(url).status_code == 200, url
     # After log-out (POST only) the same client is refused again.
     chief.get("/logout")  # a GET (a link, an <img> on another site) does not log anyone out
@@ -217,7 +224,8 @@ def test_drill_down_says_how_many_rows_have_no_time(philly_app):
     drill = dep_for(deps_of(app), "drill-body.children")
     body = json.dumps(_post(client_for(app, "chief"), drill, ctx, format(cell, "x")).get_json(), ensure_ascii=False)
     known = int((inc["h3_r9"] == cell).sum() - unknown[cell])
-    assert f"Hour-of-week profile · {known:,} incidents ({int(unknown[cell]):,} with unknown time not shown)" in body
+    assert f"Hour-of-week profile · {known:,} incidents" in body
+    assert f"{int(unknown[cell]):,} with unknown time not shown" in body
 
 
 def test_removed_user_loses_access(philly_app):
@@ -383,7 +391,7 @@ def test_cells_geojson_and_exports(philly_app):
     f.categories = ("burglary",)
     body, name = export_view(ctx, COUNTS, f, "csv", role="commander")
     df = pd.read_csv(io.StringIO(body))
-    assert name.endswith(".csv") and list(df.columns) == ["cell", "lat", "lon", "counts"]
+    assert name.endswith(".csv") and list(df.columns) == ["cell", "place", "lat", "lon", "counts"]
     q = f.query("philadelphia", ctx.categories)
     assert df["counts"].sum() == ctx.store.count(q.with_(geolocated=True))  # the map: incidents with a location
     body, name = export_view(ctx, COUNTS, f, "geojson", role="commander")

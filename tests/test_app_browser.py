@@ -170,9 +170,10 @@ def test_commander_flow(browser, philly_app):
     h, w, _ = im.shape
     centre = im[h // 2 - 20:h // 2 + 20, w // 2 - 20:w // 2 + 20]
     bg = np.array([0xEE, 0xF0, 0xF2])
-    # The busiest cell is at the centre: dark orange/brown of the top of the scale, not background.
+    # The busiest cell is at the centre: the brown top of the scale (drawn lighter at street
+    # zoom so the streets show through), not background.
     assert np.abs(centre - bg).sum(axis=2).mean() > 100
-    assert ((centre[..., 0] > centre[..., 2] + 60)).mean() > 0.5
+    assert ((centre[..., 0] > centre[..., 2] + 40)).mean() > 0.5
 
     # Planner page: change the operator count and the plan is re-run.
     d.find_element(By.ID, "nav-planner").click()

@@ -95,3 +95,61 @@ def test_low_zoom_drops_degenerate_rings_and_empty_tiles(cells):
     # The cache gives the same bytes back.
     x, y = tile_xy(-75.1652, 39.9526, 12)
     assert tiles.tile(12, x, y) is tiles.tile(12, x, y)
+
+
+@pytest.fixture(scope="module")
+def streets(shared_data):
+    """Philadelphia's street centre lines within ~2.5 km of City Hall (shapely, EPSG:4326)."""
+    import geopandas as gpd
+
+    g = gpd.read_file(shared_data / "philadelphia" / "street_centerlines.geojson")
+    near = g[g.intersects(shapely.box(-75.195, 39.93, -75.135, 39.975))]
+    assert len(near) > 1000
+    return list(near.geometry)
+
+
+@pytest.mark.parametrize("z", [11, 15])
+def test_street_tiles_decode_to_the_street_lines(streets, z):
+    """Street tiles (gzip'd MVT, one MultiLineString) against pyproj: every line meeting
+    the tile is drawn, each decoded vertex lies on a true line within the level of
+    detail's simplification tolerance, and the drawn length matches."""
+    import gzip
+
+    from rtcc_geo.app.tiles import LINE_BANDS, LineTiles
+
+    tiles = LineTiles(streets)
+    assert len(tiles) == len(streets)
+    x, y = tile_xy(-75.1636, 39.9524, z)
+    layer = mvt.decode(gzip.decompress(tiles.tile(z, x, y)), default_options={"y_coord_down": True})["streets"]
+    max_z, extent, tol_deg = next(b for b in LINE_BANDS if z <= b[0])
+    assert layer["extent"] == extent and len(layer["features"]) == 1
+    geom = layer["features"][0]["geometry"]
+    parts = geom["coordinates"] if geom["type"] == "MultiLineString" else [geom["coordinates"]]
+    got = shapely.MultiLineString([np.asarray(p, dtype=float) for p in parts])
+    # Expected: the true lines in this tile's units (pyproj Web Mercator), unrounded.
+    to_merc = Transformer.from_crs(4326, 3857, always_xy=True)
+    size = 2 * HALF / 2**z
+
+    def tile_units(line):
+        lon, lat = np.asarray(line.coords).T
+        mx, my = to_merc.transform(lon, lat)
+        return shapely.LineString(np.column_stack([((mx + HALF) - x * size) / size * extent,
+                                                   ((HALF - my) - y * size) / size * extent]))
+
+    want = [tile_units(g) for g in streets]
+    box = shapely.box(0, 0, extent, extent)
+    meets = [w for w in want if w.intersects(box)]
+    # Lines shorter than a tile unit may round to a point and are left out; no other.
+    assert len(parts) >= sum(w.length >= 2 for w in meets) > 10
+    # Tolerance: the band's simplification (degrees -> tile units) plus rounding.
+    tol = tol_deg / 360.0 * 2**z * extent * 1.4 + 0.75
+    truth = shapely.MultiLineString(meets + [w for w in want if w.intersects(box.buffer(BUFFER / EXTENT * extent))])
+    pts = shapely.points(shapely.get_coordinates(got))
+    inside = shapely.intersects(pts, box)
+    assert shapely.distance(pts[inside], truth).max() <= tol
+    clip_got = shapely.intersection(got, box).length
+    clip_want = shapely.intersection(shapely.MultiLineString(meets), box).length
+    assert abs(clip_got - clip_want) <= 0.03 * clip_want
+    # Far from every street: an empty (gzip'd) tile; the cache returns the same bytes.
+    assert gzip.decompress(tiles.tile(12, 0, 0)) == b""
+    assert tiles.tile(z, x, y) is tiles.tile(z, x, y)

@@ -133,6 +133,7 @@ class AppContext:
     boundary: Any = None        # shapely geometry (EPSG:4326) or None
     districts: Any = None       # GeoDataFrame with a 'district' column, or None
     agency: Any = None          # the stored agency (rtcc_geo.config.Agency), or None
+    streets: Any = None         # street centre lines (shapely lines, EPSG:4326), or None
     title: str = "rtcc-geo"
     default_res: int = 9
     default_show_empty: bool = False
@@ -164,6 +165,24 @@ class AppContext:
         return lo.strftime("%Y-%m-%d"), hi.strftime("%Y-%m-%d")
 
     @cached_property
+    def last_day(self) -> str | None:
+        """The last local day with an incident: quick ranges ("last 28 days") end here."""
+        d = self.store.counts(7, ("day",), Query(source=self.source, include_unknown_time=True))
+        if d.empty:
+            return None
+        return pd.Timestamp(d["day"].max()).strftime("%Y-%m-%d")
+
+    @cached_property
+    def weeks(self) -> list[str]:
+        """Local Mondays of every week from the first to the last day of data (the week slider)."""
+        lo, _ = self.date_range
+        if lo is None or self.last_day is None:
+            return []
+        first = pd.Timestamp(lo)
+        first -= pd.Timedelta(days=first.day_of_week)
+        return [w.strftime("%Y-%m-%d") for w in pd.date_range(first, pd.Timestamp(self.last_day), freq="7D")]
+
+    @cached_property
     def categories(self) -> tuple[str, ...]:
         present = set(self._months["category"].dropna().astype(str))
         return tuple(c for c in CATEGORIES if c in present)
@@ -184,6 +203,7 @@ class AppContext:
     def default_filters(self) -> Filters:
         """The last 12 months of data (or all of it), every category, all hours."""
         lo, hi = self.date_range
+        hi = self.last_day or hi
         if hi is not None:
             start = max(pd.Timestamp(lo), pd.Timestamp(hi) - pd.DateOffset(years=1) + pd.Timedelta(days=1))
             lo = start.strftime("%Y-%m-%d")
@@ -250,6 +270,15 @@ class AppContext:
         for x in xs:
             for y in ys:
                 t.tile(z, x, y)
+        st = self.street_tiles
+        if st is not None and z >= 10:
+            for x in xs:
+                for y in ys:
+                    st.tile(z, x, y)
+        try:
+            self.places.search("warm up")  # names and the address index, before the first hover or search
+        except Exception:  # noqa: BLE001 - a store without block addresses: names stay empty
+            pass
         return len(xs) * len(ys)
 
     def tiles_info(self, res: int) -> dict:
@@ -260,6 +289,77 @@ class AppContext:
             if b is not None else [-180, -85, 180, 85]
         return {"tiles": f"/geo/tiles/{int(res)}/{{z}}/{{x}}/{{y}}.pbf?v={g['etag']}", "version": g["etag"],
                 "minzoom": 4, "maxzoom": 14, "bounds": bounds}
+
+    @cached_property
+    def places(self):
+        """Cell names and address search from the store's block addresses (:mod:`app.places`)."""
+        from .places import Places
+
+        return Places.for_context(self)
+
+    def place_names(self, cells, role: str | None) -> list[str]:
+        """Readable names of ``cells`` for ``role``: most frequent block address and
+        district for roles that may see incident rows, the district alone for others
+        (a block address is an incident field: viewers never receive one)."""
+        from .auth import may_see_incidents
+
+        cells = np.asarray(cells, dtype=np.int64)
+        if may_see_incidents(role):
+            return self.places.names(cells)
+        return self.places.cell_districts(cells)
+
+    @cached_property
+    def street_tiles(self):
+        """The street centre lines as vector tiles (:class:`app.tiles.LineTiles`), or None."""
+        if self.streets is None:
+            return None
+        from .tiles import LineTiles
+
+        t = LineTiles(self.streets, name="streets")
+        return t if len(t) else None
+
+    @cached_property
+    def district_labels(self) -> list[dict]:
+        """Where the district labels go: each district's representative point (always
+        shown), and from zoom 13 a grid of points ~1.2 km apart inside it, so a label
+        is in view at street zoom too (the browser drops labels that would overlap)."""
+        if self.districts is None or not len(self.districts):
+            return []
+        import shapely
+
+        from .places import district_label
+
+        out = []
+        for name, g in zip(self.districts["district"].astype(str), self.districts.geometry):
+            if g is None or g.is_empty:
+                continue
+            label = district_label(name).capitalize()
+            p = g.representative_point()
+            out.append({"t": label, "lon": round(p.x, 5), "lat": round(p.y, 5), "z": 0})
+            w, so, e, n = g.bounds
+            step_lat = 1.2 / 111.0
+            step_lon = step_lat / max(math.cos(math.radians((so + n) / 2)), 0.1)
+            xs = np.arange(w + step_lon / 2, e, step_lon)
+            ys = np.arange(so + step_lat / 2, n, step_lat)
+            if len(xs) and len(ys):
+                gx, gy = np.meshgrid(xs, ys)
+                pts = shapely.points(gx.ravel(), gy.ravel())
+                inside = shapely.contains(g, pts)
+                out += [{"t": label, "lon": round(float(x), 5), "lat": round(float(y), 5), "z": 13}
+                        for x, y in zip(gx.ravel()[inside], gy.ravel()[inside])]
+        return out
+
+    def base_info(self) -> dict:
+        """What the browser needs for the base layers: the streets' tile source (when the
+        agency provides streets) and the district labels."""
+        st = self.street_tiles
+        streets = None
+        if st is not None:
+            b = st.bounds
+            streets = {"tiles": "/geo/base/streets/{z}/{x}/{y}.pbf", "minzoom": 9, "maxzoom": 14,
+                       "bounds": [round(b[0] - 1e-3, 4), round(b[1] - 1e-3, 4), round(b[2] + 1e-3, 4),
+                                  round(b[3] + 1e-3, 4)]}
+        return {"streets": streets, "labels": self.district_labels, "tz": self.timezone}
 
     @cached_property
     def outline_layers(self) -> list[dict]:
@@ -307,7 +407,7 @@ def _simplified_geojson(geoms, tol: float) -> dict:
 
 
 def context_for(store: Store, source: str | None = None, agency=None, boundary=None,
-                districts=None, title: str | None = None, default_res: int = 9) -> AppContext:
+                districts=None, title: str | None = None, default_res: int = 9, streets=None) -> AppContext:
     """Build the context: pick the source (the only one, or the first), find its
     agency config and outlines where one exists."""
     import geopandas as gpd
@@ -330,9 +430,19 @@ def context_for(store: Store, source: str | None = None, agency=None, boundary=N
             d = agency.districts()
             if d is not None:
                 districts = gpd.GeoDataFrame({"district": d["district"].astype(str)}, geometry=d.geometry, crs=d.crs)
+        layers = getattr(agency, "layers", None) or {}
+        street_layer = next((k for k in sorted(layers) if "street" in k.lower()), None)
+        if streets is None and street_layer is not None:  # a base layer stored with the agency (--basemap)
+            streets = layers[street_layer].to_crs("EPSG:4326").geometry.values
+        if streets is None:
+            # Optional key ``streets_file`` in the agency TOML (kept in ``extra`` by older configs).
+            name = getattr(agency, "streets_file", None) or (getattr(agency, "extra", None) or {}).get("streets_file")
+            p = agency.find_file(name)
+            if p is not None:
+                streets = gpd.read_file(p).to_crs("EPSG:4326").geometry.values
     if boundary is not None and hasattr(boundary, "union_all"):
         boundary = boundary.to_crs("EPSG:4326").union_all()
     if default_res not in MAP_RESOLUTIONS:
         raise ValueError(f"default_res must be one of {MAP_RESOLUTIONS}")
     return AppContext(store=store, source=source, timezone=tz, boundary=boundary, districts=districts, agency=agency,
-                      title=title or f"rtcc-geo · {source or 'no data'}", default_res=default_res)
+                      streets=streets, title=title or f"rtcc-geo · {source or 'no data'}", default_res=default_res)

@@ -70,16 +70,30 @@ def weekly(ctx: AppContext, cell: int, f: Filters) -> pd.Series:
 
 def trend_text(y: np.ndarray) -> str:
     """Mann-Kendall and Sen's slope from :mod:`rtcc_geo.temporal` (full weeks only)."""
-    if len(y) < 8:
-        return "too few weeks for a trend test"
+    plain, tech = trend_words(y)
+    return plain if not tech else f"{plain} ({tech})"
+
+
+def trend_words(y: np.ndarray) -> tuple[str, str]:
+    """(plain words, technical statement) for the weekly counts ``y``: the direction
+    (Mann-Kendall at 5 %) and the typical change per week (Sen's slope)."""
+    n = len(y)
+    if n < 8:
+        return f"only {n} full week{'s' if n != 1 else ''}: too few to tell a trend", ""
     try:
         from rtcc_geo.temporal.mannkendall import mann_kendall, sen_slope
     except Exception:  # noqa: BLE001
-        return "trend test not installed"
+        return "trend test not installed", ""
     r = mann_kendall(y)
     slope = float(sen_slope(y)[0])
-    word = {1: "rising", -1: "falling", 0: "no significant trend"}[int(r.trend(0.05)[0])]
-    return f"{word} (Mann-Kendall τ = {float(r.tau[0]):+.2f}, p = {float(r.p[0]):.3f}; Sen slope {slope:+.2f}/week)"
+    t = int(r.trend(0.05)[0])
+    tech = f"Mann-Kendall τ = {float(r.tau[0]):+.2f}, p = {float(r.p[0]):.3f}; Sen slope {slope:+.2f}/week"
+    if t == 0:
+        return f"no steady rise or fall over {n} weeks (ups and downs look like chance)", tech
+    word = "rising" if t > 0 else "falling"
+    per = f"about {abs(slope):.2g} incidents a week {'more' if t > 0 else 'fewer'} each week" if slope else \
+        "slowly"
+    return f"{word} over {n} weeks: {per}, unlikely to be chance", tech
 
 
 def status(ctx: AppContext, cell: int, f: Filters, layer: Layer, role: str | None = None) -> list:
@@ -107,6 +121,20 @@ def status(ctx: AppContext, cell: int, f: Filters, layer: Layer, role: str | Non
         out.append(html.Div([html.B(f"{layer.label}: "), xs,
                              f" (higher than or equal to {pct:.0f}% of cells)" if np.isfinite(pct) else ""]))
     return out
+
+
+def top_blocks_line(ctx: AppContext, cell: int, f: Filters, n: int = 3) -> str:
+    """The cell's most frequent block addresses for the view's filters, with counts
+    (aggregates: shown to every role)."""
+    from .places import norm_block
+
+    q = _cell_query(ctx, cell, f)
+    b = ctx.store.incidents(q, columns=["block"])["block"]
+    vc = norm_block(b).dropna().value_counts()
+    if vc.empty:
+        return "no block address in these filters"
+    vc = vc.sort_index().sort_values(ascending=False, kind="stable").head(n)
+    return "Busiest blocks here: " + "; ".join(f"{k} ({v:,})" for k, v in vc.items())
 
 
 def incident_table(ctx: AppContext, cell: int, f: Filters, role: str) -> html.Div:
@@ -149,7 +177,7 @@ def panel(ctx: AppContext, cell: int, f: Filters, layer: Layer, role: str) -> li
     # Drop a partial last week from the test (it would read as a fall).
     full = wk.iloc[:-1] if len(wk) > 1 else wk
     # Rows known only to the day count in the weekly trend, never in an hour (docs/temporal.md).
-    unknown = round(float(wk.sum() - how.sum()))
+    unknown = int(round(wk.sum() - how.sum()))
     hide = suppress.active(role)
     k = suppress.k_for(ctx.source)
     if hide:  # viewers and planners: nothing below k, and 0 looks like 1..k-1 (see suppress)
@@ -159,7 +187,7 @@ def panel(ctx: AppContext, cell: int, f: Filters, layer: Layer, role: str) -> li
         else:
             shown = suppress.mask(how, k)
             few = f" · blank: fewer than {k}" if np.isnan(shown).any() else ""
-            prof = profile_figure(shown, f"Hour-of-week profile · {int(how.sum()):,} incidents{note}{few}")
+            prof = profile_figure(shown, f"Hour-of-week profile · {int(how.sum()):,} incidents{few}")
         if wk.sum() < k:
             trend = empty_figure(f"fewer than {k} incidents here", 190)
         else:
@@ -168,18 +196,29 @@ def panel(ctx: AppContext, cell: int, f: Filters, layer: Layer, role: str) -> li
             trend = trend_figure(wk.index.strftime("%Y-%m-%d"), shown, f"Incidents per week{few}")
     else:
         note = f" ({unknown:,} with unknown time not shown)" if unknown > 0 else ""
-        prof = (profile_figure(how, f"Hour-of-week profile · {int(how.sum()):,} incidents{note}")
+        prof = (profile_figure(how, f"Hour-of-week profile · {int(how.sum()):,} incidents")
                 if how.sum() else empty_figure("no incidents with a known time here", 210))
         trend = (trend_figure(wk.index.strftime("%Y-%m-%d"), wk.to_numpy(), "Incidents per week")
                  if len(wk) else empty_figure("no incidents here", 190))
+    if hide and wk.sum() < k:
+        plain, tech = f"fewer than {k} incidents: no trend test", None
+    else:
+        plain, tech = trend_words(full.to_numpy())
+    name = ctx.place_names(np.array([cell], dtype=np.int64), role)[0] or "this cell"
+    blocks = top_blocks_line(ctx, cell, f) if auth.may_see_incidents(role) else ""
     return [
-        html.Div([html.B("Cell "), html.Code(cell_hex([cell])[0], id="drill-cell"),
-                  f" · res {res} · {lat:.4f}, {lon:.4f}"], style={"marginBottom": "4px"}),
+        html.Div(name, id="drill-place", style={"fontWeight": 700, "fontSize": "15px"}),
+        html.Div(blocks, id="drill-blocks", style={"color": "#4a5560", "marginBottom": "2px"}),
+        html.Div(["cell ", html.Code(cell_hex([cell])[0], id="drill-cell"),
+                  f" · H3 res {res} · {lat:.4f}, {lon:.4f}"], style={"marginBottom": "4px", "color": "#5a6570",
+                                                                   "fontSize": "11px"}),
         html.Div(status(ctx, cell, f, layer, role), id="drill-status"),
         dcc.Graph(id="drill-profile", figure=prof, config=SMALL_CONFIG),
+        html.Div(note.strip(" ()"), style={"color": "#5a6570", "fontSize": "11px"}) if note else "",
         dcc.Graph(id="drill-trend", figure=trend, config=SMALL_CONFIG),
-        html.Div([html.B("Trend: "), trend_text(full.to_numpy()) if not hide or wk.sum() >= k
-                  else f"fewer than {k} incidents: no trend test"], id="drill-trend-text"),
+        html.Div([html.B("Trend: "), plain,
+                  html.Details([html.Summary("statistics"), tech], style={"display": "inline-block", "marginLeft": "6px"})
+                  if tech else ""], id="drill-trend-text"),
         forecast_why(ctx, cell, f, role),
         incident_table(ctx, cell, f, role),
     ]

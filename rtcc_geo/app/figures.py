@@ -16,7 +16,7 @@ import pandas as pd
 from dash import html
 
 from .context import DOW_LABELS, AppContext, Filters
-from .layers import SEQ_SCALE, Layer
+from .layers import MAP_BACKGROUND, SEQ_SCALE, TERMS, Layer
 
 #: A MapLibre style with nothing remote in it (compare plotly's 'white-bg',
 #: which still names a remote glyphs URL).
@@ -26,7 +26,7 @@ OFFLINE_STYLE = {
     # Not an empty {}: plotly prunes empty objects from the layout on relayout (user
     # zoom), and MapLibre then rejects the style for a missing "sources".
     "sources": {"rtcc-none": {"type": "geojson", "data": {"type": "FeatureCollection", "features": []}}},
-    "layers": [{"id": "background", "type": "background", "paint": {"background-color": "#eef0f2"}}],
+    "layers": [{"id": "background", "type": "background", "paint": {"background-color": MAP_BACKGROUND}}],
 }
 
 #: Every dcc.Graph's config starts from this: no button or link that could send a
@@ -104,7 +104,8 @@ def hex_data(ctx: AppContext, layer: Layer, f: Filters, values: pd.DataFrame) ->
         idx = np.flatnonzero(keep & (code >= 0))
         return {**out, "kind": "categorical", "ids": idx.tolist(), "k": code[idx].tolist(),
                 "v": _values(v_all[idx]), "palette": [c[2] for c in layer.classes],
-                "labels": [c[1] for c in layer.classes]}
+                "labels": [c[1] for c in layer.classes],
+                "counts": np.bincount(code[idx], minlength=len(layer.classes)).tolist()}
     idx = np.flatnonzero(keep)
     v = v_all[idx]
     fin = v[np.isfinite(v) & (v > 0)]
@@ -117,22 +118,36 @@ def hex_data(ctx: AppContext, layer: Layer, f: Filters, values: pd.DataFrame) ->
 
 
 def legend(data: dict) -> list:
-    """The map legend (HTML over the map): a colour ramp with its range, or the classes."""
+    """The map legend (HTML over the map): a colour ramp with its range, or the classes
+    drawn in this view with their cell counts; the technical term one click away."""
     title = html.Div(data["label"] + (f" ({data['unit']})" if data.get("unit") else ""),
                      style={"fontWeight": 600, "marginBottom": "4px"})
+    term = TERMS.get(data.get("layer", ""))
+    more = [html.Details([html.Summary("what is this?"), html.Div(term, style={"maxWidth": "220px"})],
+                         className="legend-term")] if term else []
     if data["kind"] == "categorical":
+        counts = data.get("counts") or [1] * len(data["palette"])
         rows = [html.Div([html.Span(style={"display": "inline-block", "width": "12px", "height": "12px",
                                            "background": c, "marginRight": "6px", "verticalAlign": "middle",
-                                           "opacity": HEX_OPACITY}), lab])
-                for c, lab in zip(data["palette"], data["labels"])]
-        return [title, *rows]
+                                           "opacity": HEX_OPACITY, "border": "1px solid rgba(0,0,0,0.25)"}),
+                          lab, html.Span(f" · {n:,} cells", style={"color": "#5a6570"})], className="legend-class")
+                for c, lab, n in zip(data["palette"], data["labels"], counts) if n]
+        absent = sum(1 for n in counts if not n)
+        if not rows:
+            rows = [html.Div("no cell in any class for these filters", style={"color": "#5a6570"})]
+        if absent and data.get("counts"):
+            rows.append(html.Div(f"{absent} other class{'es' if absent != 1 else ''} not present",
+                                 style={"color": "#5a6570", "fontSize": "11px"}))
+        return [title, *rows, *more]
     stops = ", ".join(f"{c} {100 * s:.0f}%" for s, c in SEQ_SCALE)
     zmax = data["zmax"]
     ramp = html.Div(style={"height": "12px", "width": "180px", "background": f"linear-gradient(to right, {stops})",
                            "opacity": HEX_OPACITY, "border": "1px solid #ccd"})
+    low = "1" if data.get("unit") == "incidents" else "> 0"
     ticks = html.Div(style={"display": "flex", "justifyContent": "space-between", "width": "182px"},
-                     children=[html.Span("0"), html.Span(f"{zmax / 2:.3g}"), html.Span(f"≥ {zmax:.3g}")])
-    return [title, ramp, ticks]
+                     children=[html.Span(low), html.Span(f"{zmax / 2:.0f}" if low == "1" else f"{zmax / 2:.3g}"),
+                               html.Span(f"≥ {zmax:.3g}")])
+    return [title, ramp, ticks, *more]
 
 
 def map_figure(ctx: AppContext) -> dict:
@@ -166,12 +181,20 @@ def empty_figure(message: str, height: int = 220) -> dict:
     }
 
 
+#: Hour-of-week colours, explicit (Plotly's named "YlOrRd" runs dark -> light, which
+#: drew empty hours as the hottest): 0 incidents = palest, the busiest hour = darkest.
+PROFILE_SCALE = [[0.0, "#fff7ec"], [0.25, "#fdd49e"], [0.5, "#fc8d59"], [0.75, "#d7301f"], [1.0, "#7f0000"]]
+
+
 def profile_figure(mat: np.ndarray, title: str) -> dict:
-    """Hour-of-week heat map: 7 rows (Mon..Sun) x 24 local hours."""
+    """Hour-of-week heat map: 7 rows (Mon..Sun) x 24 local hours, with its scale bar."""
+    z = np.asarray(mat, dtype=float)
     return {
-        "data": [{"type": "heatmap", "z": np.asarray(mat).round(3).tolist(), "x": list(range(24)),
-                  "y": list(DOW_LABELS), "colorscale": "YlOrRd", "showscale": False,
-                  "hovertemplate": "%{y} %{x}:00<br>%{z}<extra></extra>"}],
+        "data": [{"type": "heatmap", "z": z.round(3).tolist(), "x": list(range(24)),
+                  "y": list(DOW_LABELS), "colorscale": PROFILE_SCALE, "zmin": 0, "zmax": max(float(z.max()), 1.0),
+                  "showscale": True, "colorbar": {"title": {"text": "incidents", "side": "right"}, "thickness": 10,
+                                                  "len": 0.9, "outlinewidth": 0},
+                  "hovertemplate": "%{y} %{x}:00–%{x}:59<br>%{z} incidents<extra></extra>"}],
         "layout": {"height": 210, "margin": {"l": 40, "r": 10, "t": 28, "b": 30},
                    "title": {"text": title, "font": {"size": 13}, "x": 0.02},
                    "yaxis": {"autorange": "reversed"}, "xaxis": {"dtick": 3, "title": {"text": "local hour"}}},

@@ -20,9 +20,12 @@ import pandas as pd
 
 from .context import AppContext, Filters
 
-# Sequential scale for intensities: transparent-ish cream for zero, dark red for high.
-SEQ_SCALE = [[0.0, "rgba(255,255,229,0.35)"], [0.15, "#fee391"], [0.35, "#fec44f"],
-             [0.55, "#fe9929"], [0.75, "#ec7014"], [0.9, "#cc4c02"], [1.0, "#8c2d04"]]
+#: Map background (figures.OFFLINE_STYLE); every legend class must stand out from it.
+MAP_BACKGROUND = "#eef0f2"
+# Sequential scale for intensities (ColorBrewer YlOrBr, colour-blind safe): the lowest
+# value drawn is a clear yellow, never the background's grey (zero is not drawn).
+SEQ_SCALE = [[0.0, "#fed976"], [0.2, "#fec44f"], [0.4, "#fe9929"],
+             [0.6, "#ec7014"], [0.8, "#cc4c02"], [1.0, "#662506"]]
 
 
 @dataclass
@@ -220,12 +223,37 @@ def live_alerts(ctx: AppContext, f: Filters) -> pd.DataFrame:
     return _aligned(ctx, f, u, n.astype("float64"))
 
 
-_GI_CLASSES = [(-3.0, "cold spot 99%", "#2166ac"), (-2.0, "cold spot 95%", "#67a9cf"),
-               (-1.0, "cold spot 90%", "#d1e5f0"), (0.0, "not significant", "rgba(200,200,200,0.35)"),
-               (1.0, "hot spot 90%", "#fddbc7"), (2.0, "hot spot 95%", "#ef8a62"), (3.0, "hot spot 99%", "#b2182b")]
-_EHSA_COLOURS = ["#67000d", "#a50f15", "#cb181d", "#ef3b2c", "#fc9272", "#fcbba1", "#fee0d2", "#fff5f0",
-                 "#08306b", "#08519c", "#2171b5", "#4292c6", "#9ecae1", "#c6dbef", "#deebf7", "#f7fbff",
+# Gi* bins in plain words (the technical name is in TERMS); RdYlBu ends, no near-white class.
+_GI_CLASSES = [(-3.0, "cold: very likely (99%)", "#313695"), (-2.0, "cold: likely (95%)", "#4575b4"),
+               (-1.0, "cold: possibly (90%)", "#74add1"), (0.0, "no clear pattern", "rgba(200,200,200,0.35)"),
+               (1.0, "hot: possibly (90%)", "#fdae61"), (2.0, "hot: likely (95%)", "#f46d43"),
+               (3.0, "hot: very likely (99%)", "#a50026")]
+#: Emerging hot-spot classes: warm hues for hot patterns, green/blue/purple for cold ones;
+#: each differs from the background and its neighbours, also for red-green colour
+#: blindness (tests/test_app.py checks CIELAB distances, with a deuteranopia simulation).
+_EHSA_COLOURS = ["#ffd92f", "#fdae61", "#e6550d", "#7f0000", "#f768a1", "#c51b8a", "#8c510a", "#dfc27d",
+                 "#c7e9c0", "#41ab5d", "#00441b", "#08306b", "#9ecae1", "#2171b5", "#6a51a3", "#bcbddc",
                  "rgba(200,200,200,0.35)"]
+#: Plain words for the emerging hot-spot categories (Esri's definitions, ~90 % = most weeks).
+EHSA_PLAIN = {
+    "new": "{k} in the last week only, never before",
+    "consecutive": "{k} for an unbroken run of the last weeks, not before",
+    "intensifying": "{k} in most weeks, getting {more}",
+    "persistent": "{k} in most weeks, steady",
+    "diminishing": "{k} in most weeks, easing off",
+    "sporadic": "{k} on and off",
+    "oscillating": "{k} now, the opposite in some earlier weeks",
+    "historical": "{k} in most weeks, but not lately",
+}
+
+
+def ehsa_plain(category: str) -> str:
+    """"intensifying hot spot" -> "hot in most weeks, getting hotter"."""
+    parts = category.split()
+    if len(parts) < 3 or parts[0] not in EHSA_PLAIN:
+        return category
+    k = parts[1]
+    return EHSA_PLAIN[parts[0]].format(k=k, more="hotter" if k == "hot" else "colder")
 
 
 def _ehsa_classes() -> list[tuple[float, str, str]]:
@@ -233,18 +261,27 @@ def _ehsa_classes() -> list[tuple[float, str, str]]:
         from rtcc_geo.temporal import EHSA_CATEGORIES
     except Exception:  # noqa: BLE001
         return []
-    return [(float(i), c, _EHSA_COLOURS[i % len(_EHSA_COLOURS)]) for i, c in enumerate(EHSA_CATEGORIES)]
+    return [(float(i), ehsa_plain(c), _EHSA_COLOURS[i % len(_EHSA_COLOURS)]) for i, c in enumerate(EHSA_CATEGORIES)]
 
 
-GISTAR = Layer("gistar", "Gi* hot spots", gistar, kind="categorical", classes=_GI_CLASSES,
+def ehsa_terms() -> list[tuple[str, str]]:
+    try:
+        from rtcc_geo.temporal import EHSA_CATEGORIES
+    except Exception:  # noqa: BLE001
+        return []
+    return [(ehsa_plain(c), c) for c in EHSA_CATEGORIES]
+
+
+GISTAR = Layer("gistar", "Hot and cold spots", gistar, kind="categorical", classes=_GI_CLASSES,
                needs=("rtcc_geo.hotspots",), empty_value=0.0)
 KDE = Layer("kde", "Kernel density", kde, unit="per km²", needs=("rtcc_geo.hotspots",))
-EMERGING = Layer("emerging", "Emerging hot spots", emerging, kind="categorical", classes=_ehsa_classes(),
+EMERGING = Layer("emerging", "Hot spots over time", emerging, kind="categorical", classes=_ehsa_classes(),
                  needs=("rtcc_geo.temporal",), empty_value=16.0)
 
 FORECAST = Layer("forecast", "Forecast: next 7 days", forecast, unit="expected incidents",
                  needs=("rtcc_geo.forecast.kde", "rtcc_geo.forecast.io"))
-_UNIT_COLOURS = ["#6a3d9a", "#1f78b4", "#33a02c", "#e31a1c", "#ff7f00", "#b15928", "#a6cee3", "#fb9a99"]
+# Okabe-Ito (colour-blind safe), without its yellow and black.
+_UNIT_COLOURS = ["#0072b2", "#e69f00", "#009e73", "#cc79a7", "#d55e00", "#56b4e9", "#7f3c8d", "#8c510a"]
 DEPLOY = Layer("deploy", "Patrol plan (next evening)", deployment, kind="categorical",
                classes=[(float(u), f"unit {u}", _UNIT_COLOURS[(u - 1) % len(_UNIT_COLOURS)])
                         for u in range(1, DEPLOY_UNITS + 1)],
@@ -254,6 +291,21 @@ ALERTS = Layer("alerts", "Live alerts (open)", live_alerts, unit="open alerts", 
 
 CHANGED = Layer("changed", "What changed (last 28 days)", changed, unit="incidents above expected",
                 needs=("rtcc_geo.compstat.changes",))
+
+#: The technical term behind each layer (one click away in the legend).
+TERMS = {
+    "counts": "Incidents per H3 hexagon for the filters.",
+    "gistar": "Getis-Ord Gi* z-scores (k = 1 ring), analytic inference with a false-discovery-rate "
+              "correction; 90/95/99 % are the confidence bins.",
+    "kde": "Quartic kernel density estimate, incidents per km², default bandwidth rule.",
+    "emerging": "Emerging hot-spot analysis (Esri's 17 categories): Gi* per week, Mann-Kendall trend "
+                "of the z-scores; 'most weeks' means at least 90 % of them.",
+    "forecast": "Space-time kernel density (STKDE) fitted on the year before the view's end.",
+    "deploy": "Patrol areas chosen by an exact integer programme on the forecast risk.",
+    "alerts": "Open live alerts (hot-spot, near-repeat and space-time-scan rules).",
+    "changed": "Last 28 days against the 84 before, per cell: one-sided exact Poisson test with a "
+               "false-discovery-rate correction; the value is the excess over the expected count.",
+}
 
 #: Every layer the app knows, in menu order; filtered by :meth:`Layer.available`.
 LAYERS: list[Layer] = [COUNTS, GISTAR, KDE, EMERGING, FORECAST, DEPLOY, ALERTS, CHANGED]

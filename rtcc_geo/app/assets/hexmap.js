@@ -7,9 +7,25 @@
 // 'map-hex' store ({res, tiles, ids, k, v, palette, labels, unit, line}) and are applied
 // as feature state, so a recolour moves only ids and numbers. Hover shows the value; a
 // click hands the cell to Dash (set_props on 'map-click').
+//
+// Base layers ('map-base' store): the agency's streets as vector tiles from
+// /geo/base/streets/... drawn over the hexagons (thin, translucent, so the street
+// pattern shows through the colours), and district labels as HTML over the map
+// (positioned with map.project: no glyph server, legible at every zoom).
 (function () {
-  var H = window.rtccHex = {data: null, shown: null, painted: 0, map: null, source: null};
-  var FILL = 'rtcc-hex-fill', LINE = 'rtcc-hex-line';
+  var H = window.rtccHex = {data: null, shown: null, painted: 0, map: null, source: null, base: null,
+                            baseShown: null, labels: []};
+  var FILL = 'rtcc-hex-fill', LINE = 'rtcc-hex-line', STREETS = 'rtcc-streets', FOUND = 'rtcc-found';
+
+  // The first layer our hexagons go under: Plotly's own (outlines, live points).
+  function firstPlotlyLayer(m) {
+    var layers = m.getStyle().layers;
+    for (var i = 0; i < layers.length; i++) {
+      var id = layers[i].id;
+      if (layers[i].type !== 'background' && id.indexOf('rtcc-') !== 0) return id;
+    }
+    return undefined;
+  }
 
   function graph() { return document.querySelector('#map .js-plotly-plot'); }
   function mapOf(gd) {
@@ -28,15 +44,15 @@
       m.addSource(src, {type: 'vector', tiles: [location.origin + d.tiles], minzoom: d.minzoom,
                         maxzoom: d.maxzoom, bounds: d.bounds});
     }
-    // Below Plotly's own layers (outlines, live points), above the background.
-    var layers = m.getStyle().layers, before;
-    for (var i = 0; i < layers.length; i++) {
-      if (layers[i].type !== 'background') { before = layers[i].id; break; }
-    }
+    // Below the streets and Plotly's own layers (outlines, live points), above the background.
+    var before = m.getLayer(STREETS) ? STREETS : firstPlotlyLayer(m);
     var has = ['!=', ['feature-state', 'c'], null];
     m.addLayer({id: FILL, type: 'fill', source: src, 'source-layer': 'hex',
+                // A little lighter at street zoom (the streets are drawn over the cells).
                 paint: {'fill-color': ['coalesce', ['feature-state', 'c'], 'rgba(0,0,0,0)'],
-                        'fill-opacity': ['case', has, d.opacity, 0], 'fill-antialias': false}}, before);
+                        'fill-opacity': ['interpolate', ['linear'], ['zoom'], 12, ['case', has, d.opacity, 0],
+                                         15, ['case', has, d.opacity * 0.85, 0]],
+                        'fill-antialias': false}}, before);
     if (d.line) {
       m.addLayer({id: LINE, type: 'line', source: src, 'source-layer': 'hex',
                   paint: {'line-color': 'rgba(60,60,60,0.35)', 'line-width': d.line,
@@ -68,7 +84,126 @@
     var d = H.data, i = f.state && f.state.i;
     if (!d || i === undefined || i === null) return null;
     var v = d.v[i], lab = d.labels ? d.labels[d.k[i]] : (v === null ? 'no value' : v + (d.unit ? ' ' + d.unit : ''));
-    return f.properties.h + '\n' + d.label + ': ' + lab;
+    var place = H.names[f.properties.h];
+    if (place === undefined) { askName(f.properties.h); place = '…'; }
+    return (place || 'cell ' + f.properties.h) + '\n' + d.label + ': ' + lab;
+  }
+
+  // Cell names ("1500 BLOCK MARKET ST, district 06") from the server, for the role
+  // signed in; asked for the cell under the pointer only, and kept.
+  H.names = {};
+  var asking = {};
+  function askName(h) {
+    if (asking[h]) return;
+    asking[h] = 1;
+    fetch('/geo/place/' + h, {credentials: 'same-origin'}).then(function (r) { return r.ok ? r.json() : null; })
+      .then(function (j) {
+        H.names[h] = j ? j.name : '';
+        if (H.hover && H.hover.h === h && H.tipEl) { H.tipEl.textContent = text(H.hover.f); }
+      }).catch(function () { delete asking[h]; });
+  }
+
+  // --- base layers ------------------------------------------------------------
+  function paintBase() {
+    var gd = graph(), m = mapOf(gd), b = H.base;
+    if (!m || !b || !m.isStyleLoaded()) return false;
+    if (H.map !== m) { H.map = m; H.shown = null; hook(m); }
+    if (b.streets && !m.getLayer(STREETS)) {
+      if (!m.getSource(STREETS)) {
+        m.addSource(STREETS, {type: 'vector', tiles: [location.origin + b.streets.tiles], minzoom: b.streets.minzoom,
+                              maxzoom: b.streets.maxzoom, bounds: b.streets.bounds});
+      }
+      // From zoom 10.5 (~45 m a pixel): below it every street is one grey smear and its tiles
+      // (the whole city's network) would only slow the opening view down.
+      m.addLayer({id: STREETS, type: 'line', source: STREETS, 'source-layer': 'streets', minzoom: 10.5,
+                  // Butt caps and miter joins (the defaults): round ones triple the triangles
+                  // MapLibre builds for 40k short segments, and at these widths look the same.
+                  paint: {'line-color': '#4a5560',
+                          'line-opacity': ['interpolate', ['linear'], ['zoom'], 10.5, 0.3, 12, 0.45, 15, 0.6],
+                          'line-width': ['interpolate', ['exponential', 1.6], ['zoom'], 9, 0.3, 12, 0.7, 15, 2.2, 18, 6]}},
+                 firstPlotlyLayer(m));
+    }
+    H.baseShown = b;
+    placeLabels();
+    return true;
+  }
+
+  function labelBox(m) {
+    var c = m.getContainer(), box = c.querySelector('.district-labels');
+    if (!box) {
+      box = document.createElement('div');
+      box.className = 'district-labels';
+      c.appendChild(box);
+    }
+    return box;
+  }
+
+  // Labels in view, at most one per 150 x 40 px box (the district's main point first).
+  function placeLabels() {
+    var m = H.map, b = H.base;
+    if (!m || !b) return;
+    var box = labelBox(m), z = m.getZoom(), W = box.clientWidth, Hh = box.clientHeight, taken = [], out = [];
+    var labs = (b.labels || []).filter(function (l) { return z >= l.z; });
+    labs.sort(function (a, c) { return a.z - c.z; });
+    for (var i = 0; i < labs.length; i++) {
+      var p = m.project([labs[i].lon, labs[i].lat]), hw = labs[i].t.length * 4.5 + 6;  // ~half the text's width
+      if (p.x < hw || p.y < 12 || p.x > W - hw || p.y > Hh - 12) continue;
+      var clash = false;
+      for (var j = 0; j < taken.length; j++) {
+        if (Math.abs(taken[j].x - p.x) < 150 && Math.abs(taken[j].y - p.y) < 40) { clash = true; break; }
+      }
+      if (clash) continue;
+      taken.push(p);
+      out.push({t: labs[i].t, x: p.x, y: p.y});
+    }
+    H.labels = out;
+    while (box.children.length < out.length) {
+      var el = document.createElement('div');
+      el.className = 'district-label';
+      box.appendChild(el);
+    }
+    for (var k = 0; k < box.children.length; k++) {
+      var e = box.children[k];
+      if (k < out.length) {
+        e.textContent = out[k].t;
+        e.style.left = out[k].x + 'px'; e.style.top = out[k].y + 'px'; e.style.display = '';
+      } else e.style.display = 'none';
+    }
+  }
+
+  // Move the camera through Plotly (not MapLibre directly): Plotly keeps the view in its
+  // layout and puts the map back to it on any resize or restyle.
+  H.setView = function (lonlat, zoom) {
+    var gd = graph();
+    if (!gd || !window.Plotly) return false;
+    window.Plotly.relayout(gd, {'map.center': {lon: lonlat[0], lat: lonlat[1]}, 'map.zoom': zoom});
+    return true;
+  };
+
+  function fitPlace(hit) {
+    var m = H.map;
+    if (!m || !hit || !hit.bbox) return false;
+    var b = hit.bbox;
+    if (b[0] === b[2] && b[1] === b[3]) H.setView([b[0], b[1]], 16.5);
+    else {
+      var cam = m.cameraForBounds([[b[0], b[1]], [b[2], b[3]]], {padding: 40, maxZoom: 16.5});
+      H.setView([cam.center.lng, cam.center.lat], cam.zoom);
+    }
+    // Mark the place found: a ring at a block, the outline's box for a street or district.
+    var gj = {type: 'FeatureCollection', features: [{type: 'Feature', properties: {},
+      geometry: b[0] === b[2] ? {type: 'Point', coordinates: [b[0], b[1]]}
+                              : {type: 'LineString', coordinates: [[b[0], b[1]], [b[2], b[1]], [b[2], b[3]], [b[0], b[3]], [b[0], b[1]]]}}]};
+    if (m.getSource(FOUND)) m.getSource(FOUND).setData(gj);
+    else {
+      m.addSource(FOUND, {type: 'geojson', data: gj});
+      m.addLayer({id: FOUND + '-ring', type: 'circle', source: FOUND, filter: ['==', ['geometry-type'], 'Point'],
+                  paint: {'circle-radius': 14, 'circle-color': 'rgba(0,0,0,0)', 'circle-stroke-width': 3,
+                          'circle-stroke-color': '#6a00a8'}});
+      m.addLayer({id: FOUND + '-box', type: 'line', source: FOUND, filter: ['==', ['geometry-type'], 'LineString'],
+                  paint: {'line-color': '#6a00a8', 'line-width': 2, 'line-dasharray': [2, 2]}});
+    }
+    H.found = hit;
+    return true;
   }
 
   function hook(m) {
@@ -77,11 +212,22 @@
     tip.style.cssText = 'position:absolute;pointer-events:none;background:#fff;border:1px solid #889;' +
       'padding:3px 6px;font:12px system-ui,sans-serif;white-space:pre;display:none;z-index:10';
     m.getContainer().appendChild(tip);
+    H.tipEl = tip;
+    var hideTip = function () { tip.style.display = 'none'; };
+    m.on('move', placeLabels);
+    m.on('resize', placeLabels);
+    m.on('movestart', hideTip);
+    m.on('resize', hideTip);
+    m.getCanvas().addEventListener('mouseleave', hideTip);
     m.on('mousemove', FILL, function (e) {
-      var t = e.features && e.features.length ? text(e.features[0]) : null;
+      var f0 = e.features && e.features.length ? e.features[0] : null;
+      var t = f0 ? text(f0) : null;
+      H.hover = f0 ? {h: f0.properties.h, f: f0} : null;
       if (!t) { tip.style.display = 'none'; return; }
       tip.textContent = t;
-      tip.style.left = (e.point.x + 12) + 'px';
+      // Kept inside the map (a tooltip past its right edge would widen a phone's page).
+      var cw = m.getContainer().clientWidth;
+      tip.style.left = Math.max(0, Math.min(e.point.x + 12, cw - 300)) + 'px';
       tip.style.top = (e.point.y + 12) + 'px';
       tip.style.display = 'block';
       m.getCanvas().style.cursor = 'pointer';
@@ -93,17 +239,26 @@
       window.dash_clientside.set_props('map-click', {data: {cell: f.properties.h, t: Date.now()}});
     });
     // Plotly may replace the style (e.g. a full redraw): put the hexagons back.
-    m.on('styledata', function () { if (H.data && !m.getLayer(FILL)) { H.shown = null; schedule(); } });
+    m.on('styledata', function () {
+      if (H.data && !m.getLayer(FILL)) { H.shown = null; schedule(); }
+      if (H.base && H.base.streets && !m.getLayer(STREETS)) scheduleBase();
+    });
   }
 
-  var timer = null;
-  function schedule() {
-    if (timer) return;
-    timer = setTimeout(function tick() {
-      timer = null;
-      if (!paint() && H.data) timer = setTimeout(tick, 30);
-    }, 0);
+  // Run ``draw`` soon, and again every 30 ms until it succeeds (the map may not exist yet).
+  function retrying(draw, wanted) {
+    var timer = null;
+    return function () {
+      if (timer) return;
+      timer = setTimeout(function tick() {
+        timer = null;
+        if (!draw() && wanted()) timer = setTimeout(tick, 30);
+      }, 0);
+    };
   }
+  var schedule = retrying(function () { return paint(); }, function () { return !!H.data; });
+  var scheduleBase = retrying(function () { return paintBase(); }, function () { return !!H.base; });
+  H.placeLabels = placeLabels;
 
   // PNG of the map as shown (hexagons, outlines, live points) with a title line and the
   // legend. Plotly's own image export re-draws the figure without our layer, so the app
@@ -119,6 +274,10 @@
         var g = c.getContext('2d');
         g.drawImage(src, 0, 0);
         g.scale(r, r);
+        g.font = '600 13px system-ui, sans-serif'; g.textAlign = 'center'; g.textBaseline = 'middle';
+        g.lineWidth = 3; g.strokeStyle = 'rgba(255,255,255,0.9)'; g.fillStyle = '#1d2731';
+        (H.labels || []).forEach(function (l) { g.strokeText(l.t, l.x, l.y); g.fillText(l.t, l.x, l.y); });
+        g.textAlign = 'start'; g.textBaseline = 'alphabetic';
         var W = src.width / r, Hh = src.height / r;
         var title = (document.getElementById('summary-text') || {}).textContent || '';
         var size = 13;
@@ -161,6 +320,28 @@
         document.body.appendChild(a); a.click(); a.remove();
         return 'saved ' + n;
       });
+    },
+    paintBase: function (data) {
+      H.base = data;
+      scheduleBase();
+      return data ? (data.streets ? 'streets+' : '') + (data.labels || []).length : '';
+    },
+    pickHit: function (clicks, hits) {
+      var t = window.dash_clientside.callback_context.triggered;
+      if (!t || !t.length || !t[0].value || !hits) return window.dash_clientside.no_update;
+      var i = JSON.parse(t[0].prop_id.split('.')[0]).i;
+      return Object.assign({}, hits[i], {t: Date.now()});
+    },
+    gotoPlace: function (hit) {
+      if (!hit) {
+        var m = H.map;
+        if (m && m.getSource(FOUND)) m.getSource(FOUND).setData({type: 'FeatureCollection', features: []});
+        H.found = null;
+        return '';
+      }
+      var tries = 0;
+      (function go() { if (!fitPlace(hit) && ++tries < 100) setTimeout(go, 50); })();
+      return hit.label;
     },
     paintHex: function (data) {
       H.data = data;

@@ -1,4 +1,10 @@
-"""Commander map: hexagons coloured by a layer, filters, outlines, drill-down, export."""
+"""Commander map: hexagons coloured by a layer over the agency's streets and labelled
+districts, filters (quick ranges, a week slider), search, drill-down, export.
+
+The view is a URL: ``assets/view.js`` writes the filters, layer, resolution and
+camera into the address (``?layer=counts&start=...&cam=zoom,lat,lon``) and
+applies an address (opened, pasted, back/forward) through the ``view-in`` store.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +12,17 @@ import json
 
 import numpy as np
 import pandas as pd
-from dash import ClientsideFunction, Input, Output, Patch, State, dcc, html, no_update
+from dash import (
+    ALL,
+    ClientsideFunction,
+    Input,
+    Output,
+    Patch,
+    State,
+    dcc,
+    html,
+    no_update,
+)
 
 from ...export import to_text  # the CLI's writer: textual H3 ids, centre lat/lon
 from ...scope import ScopeError
@@ -17,16 +33,48 @@ from ..layers import available_layers, get_layer
 from ..suppress import compute  # counts below k never reach viewers and planners
 
 PATH = "/"
-FILTER_IDS = ("f-dates", "f-cats", "f-hours", "f-dows", "f-districts", "f-res")
+#: The filter widgets (id, property), in the order :func:`_filters` takes them.
+FILTERS = (("f-start", "value"), ("f-end", "value"), ("f-cats", "value"), ("f-hours", "value"),
+           ("f-dows", "value"), ("f-districts", "value"), ("f-res", "value"), ("f-empty", "value"),
+           ("f-week", "value"), ("f-weekmode", "value"))
+FILTER_IDS = tuple(i for i, _ in FILTERS)
+#: Quick ranges relative to the data's last day: (value, label, days or None).
+RANGES = (("24h", "24 h", 1), ("7d", "7 days", 7), ("28d", "28 days", 28), ("ytd", "year to date", None),
+          ("12m", "12 months", None), ("custom", "custom", None))
 
-_SIDEBAR = {"width": "270px", "flex": "0 0 270px", "padding": "10px 14px", "overflowY": "auto",
-            "background": "#fff", "borderRight": "1px solid #d8dde2", "fontSize": "13px"}
-_H = {"fontSize": "12px", "fontWeight": 600, "textTransform": "uppercase", "color": "#556",
-      "margin": "14px 0 4px"}
-_LEGEND = {"position": "absolute", "right": "10px", "bottom": "24px", "background": "rgba(255,255,255,0.92)",
-           "padding": "6px 8px", "border": "1px solid #ccd", "borderRadius": "3px", "fontSize": "12px",
-           "zIndex": 5, "pointerEvents": "none"}
+WEEK_HINT = "Tick to step through the weeks; the map shows one week at a time."
+_H = {"fontSize": "12px", "fontWeight": 600, "textTransform": "uppercase", "color": "#4a5560",
+      "margin": "12px 0 4px"}
 _BTN = {"marginRight": "6px", "padding": "4px 10px", "fontSize": "12px", "cursor": "pointer"}
+
+
+def quick_range(ctx: AppContext, which: str) -> tuple[str, str] | None:
+    """``(start, end)`` local days of a quick range ending on the data's last day."""
+    last = ctx.last_day
+    if last is None or which == "custom":
+        return None
+    end = pd.Timestamp(last)
+    days = {v: d for v, _, d in RANGES}.get(which)
+    if days:
+        start = end - pd.Timedelta(days=days - 1)
+    elif which == "ytd":
+        start = pd.Timestamp(year=end.year, month=1, day=1)
+    elif which == "12m":
+        start = end - pd.DateOffset(years=1) + pd.Timedelta(days=1)
+    else:
+        return None
+    lo = ctx.date_range[0]
+    if lo is not None:
+        start = max(start, pd.Timestamp(lo))
+    return start.strftime("%Y-%m-%d"), end.strftime("%Y-%m-%d")
+
+
+def range_of(ctx: AppContext, start, end) -> str:
+    """Which quick range the dates are ("custom" when none)."""
+    for v, _, _ in RANGES:
+        if quick_range(ctx, v) == (start, end):
+            return v
+    return "custom"
 
 
 def layout(ctx: AppContext, role: str) -> html.Div:
@@ -36,13 +84,38 @@ def layout(ctx: AppContext, role: str) -> html.Div:
     # The first colours come with the page (one round trip less than a callback after it).
     values = compute(ctx, layers[0], f)
     first = hex_data(ctx, layers[0], f, values)
-    sidebar = html.Div(style=_SIDEBAR, children=[
+    weeks = ctx.weeks
+    marks = {i: pd.Timestamp(w).strftime("%b %y") for i, w in enumerate(weeks)
+             if pd.Timestamp(w).day <= 7 and pd.Timestamp(w).month in (1, 7)}
+    sidebar = html.Div(className="cmd-side", children=[
+        html.Div("Find a place", style=_H),
+        dcc.Input(id="search", type="search", debounce=True, placeholder="block, street or district (Enter)",
+                  style={"width": "100%", "boxSizing": "border-box", "padding": "4px 6px"}),
+        html.Div(id="search-results", className="search-results"),
+        dcc.Store(id="search-hits"), dcc.Store(id="search-goto"),
         html.Div("Layer", style=_H),
         dcc.RadioItems(id="f-layer", options=[{"label": " " + x.label, "value": x.id} for x in layers],
                        value=layers[0].id, labelStyle={"display": "block"}),
-        html.Div("Dates (local)", style=_H),
-        dcc.DatePickerRange(id="f-dates", start_date=f.start, end_date=f.end, min_date_allowed=lo,
-                            max_date_allowed=hi, display_format="YYYY-MM-DD", minimum_nights=0),
+        html.Div("When (local dates)", style=_H),
+        dcc.RadioItems(id="f-range", options=[{"label": " " + lab, "value": v} for v, lab, _ in RANGES],
+                       value=range_of(ctx, f.start, f.end), inline=True, className="quick-ranges",
+                       labelStyle={"marginRight": "8px", "whiteSpace": "nowrap"}),
+        html.Div(className="date-row", children=[
+            # debounce: applied on Enter *and* when the box loses focus.
+            dcc.Input(id="f-start", type="date", value=f.start, min=lo, max=hi, debounce=True),
+            html.Span("–"),
+            dcc.Input(id="f-end", type="date", value=f.end, min=lo, max=hi, debounce=True),
+        ]),
+        dcc.Checklist(id="f-weekmode", options=[{"label": " one week at a time (slider)", "value": "week"}],
+                      value=[], style={"marginTop": "6px"}),
+        html.Div(className="week-row", children=[
+            html.Button("▶", id="week-play", title="play the weeks one after another", style=_BTN),
+            html.Div(dcc.Slider(id="f-week", min=0, max=max(len(weeks) - 1, 0), step=1,
+                                value=max(len(weeks) - 1, 0), marks=marks, included=False,
+                                updatemode="mouseup"), style={"flex": "1 1 auto"}),
+        ]),
+        html.Div(WEEK_HINT, id="week-label", style={"color": "#4a5560", "fontSize": "12px"}),
+        dcc.Interval(id="week-timer", interval=1500, disabled=True),
         html.Div("Categories", style=_H),
         dcc.Checklist(id="f-cats", options=[{"label": " " + c, "value": c} for c in ctx.categories],
                       value=list(ctx.categories), labelStyle={"display": "inline-block", "width": "50%"}),
@@ -55,8 +128,9 @@ def layout(ctx: AppContext, role: str) -> html.Div:
         html.Div("Districts", style=_H),
         dcc.Dropdown(id="f-districts", options=[{"label": d, "value": d} for d in ctx.district_names],
                      value=[], multi=True, placeholder="all districts"),
-        html.Div("Resolution (H3)", style=_H),
-        dcc.RadioItems(id="f-res", options=[{"label": f" {r}", "value": r} for r in MAP_RESOLUTIONS],
+        html.Div("Hexagon size", style=_H),
+        dcc.RadioItems(id="f-res", options=[{"label": f" {lab}", "value": r} for r, lab in
+                                            zip(MAP_RESOLUTIONS, ("large", "medium", "small", "block"))],
                        value=f.res, inline=True, labelStyle={"marginRight": "10px"}),
         dcc.Checklist(id="f-empty", options=[{"label": " draw cells with no incidents", "value": "empty"}],
                       value=["empty"] if f.show_empty else [], style={"marginTop": "4px"}),
@@ -67,32 +141,42 @@ def layout(ctx: AppContext, role: str) -> html.Div:
         dcc.Store(id="png-saved"),
         dcc.Download(id="download"),
     ])
-    main = html.Div(style={"flex": "1 1 auto", "display": "flex", "flexDirection": "column", "minWidth": 0}, children=[
-        html.Div(id="summary", children=summary(ctx, layers[0], f, values), style={"padding": "6px 12px", "background": "#1d2731", "color": "#fff",
-                                      "fontSize": "13px", "minHeight": "18px"}),
-        html.Div(style={"flex": "1 1 auto", "position": "relative", "minHeight": "420px", "display": "flex"}, children=[
-            dcc.Graph(id="map", config=GRAPH_CONFIG, style={"flex": "1 1 auto"}, figure=map_figure(ctx)),
-            html.Div(id="legend", children=legend(first), style=_LEGEND),
+    live_ctl = []
+    if ctx.live:
+        live_ctl = [html.Div(id="live-legend", className="live-legend", children=[
+            dcc.Checklist(id="live-show", options=[{"label": " live incidents", "value": "on"}], value=["on"],
+                          inline=True),
+            html.Span(className="live-dot", style={"opacity": 1.0}), " last 15 min ",
+            html.Span(className="live-dot", style={"opacity": 0.55}), " 1 h ",
+            html.Span(className="live-dot", style={"opacity": 0.2}), " 6 h+",
+        ])]
+    main = html.Div(className="cmd-main", children=[
+        html.Div(id="summary", className="cmd-summary", children=summary(ctx, layers[0], f, values)),
+        html.Div(className="cmd-mapbox", children=[
+            dcc.Graph(id="map", config=GRAPH_CONFIG, className="cmd-map", figure=map_figure(ctx)),
+            html.Div(id="legend", className="cmd-legend", children=legend(first)),
+            *live_ctl,
         ]),
         # The hexagons' colours (assets/hexmap.js paints them); clicks on a hexagon.
         dcc.Store(id="map-hex", data=first),
         dcc.Store(id="map-hex-key", data=hex_key(first)),
         dcc.Store(id="map-hex-shown"),
+        dcc.Store(id="map-base", data=ctx.base_info()),
+        dcc.Store(id="map-base-shown"),
         dcc.Store(id="map-click"),
+        dcc.Store(id="view-in"), dcc.Store(id="view-out"), dcc.Store(id="goto-done"),
     ])
     from .. import live
 
     live_parts = live.components() if ctx.live else []
-    panel = html.Div(id="drill", style={"width": "400px", "flex": "0 0 400px", "overflowY": "auto",
-                                        "background": "#fff", "borderLeft": "1px solid #d8dde2",
-                                        "padding": "8px 10px", "fontSize": "13px"},
+    panel = html.Div(id="drill", className="cmd-panel",
                      children=[html.Div(id="drill-body", children=drill.placeholder()), *live_parts])
-    return html.Div(style={"display": "flex", "height": "calc(100vh - 40px)"}, children=[sidebar, main, panel])
+    return html.Div(className="cmd-root", children=[sidebar, main, panel])
 
 
 #: What a recolour changes in the map-hex data; the rest (tiles, palette, classes)
 #: depends only on the resolution and the layer, named by :func:`hex_key`.
-_RECOLOUR_FIELDS = ("ids", "k", "v", "zmin", "zmax")
+_RECOLOUR_FIELDS = ("ids", "k", "v", "zmin", "zmax", "counts")
 
 
 def hex_key(data: dict) -> str:
@@ -100,27 +184,43 @@ def hex_key(data: dict) -> str:
     return f"{data['res']}:{data['version']}:{data['layer']}"
 
 
-def _filters(dates_start, dates_end, cats, hours, dows, districts, res, empty=None) -> Filters:
-    return Filters.from_widgets(dates_start, dates_end, cats, hours, dows, districts, res, bool(empty))
+def week_bounds(ctx: AppContext, week) -> tuple[str, str] | None:
+    """(Monday, Sunday) of slider position ``week``, or None when out of range."""
+    try:
+        w = pd.Timestamp(ctx.weeks[int(week)])
+    except (TypeError, ValueError, IndexError):
+        return None
+    return w.strftime("%Y-%m-%d"), (w + pd.Timedelta(days=6)).strftime("%Y-%m-%d")
+
+
+def _filters(start, end, cats, hours, dows, districts, res, empty=None, week=None, weekmode=None,
+             ctx: AppContext | None = None) -> Filters:
+    if ctx is not None and weekmode and "week" in weekmode:
+        wb = week_bounds(ctx, week)
+        if wb is not None:
+            start, end = wb
+    return Filters.from_widgets(start, end, cats, hours, dows, districts, res, bool(empty))
 
 
 def register(app, ctx: AppContext) -> None:
-    filter_inputs = [Input("f-dates", "start_date"), Input("f-dates", "end_date"), Input("f-cats", "value"),
-                     Input("f-hours", "value"), Input("f-dows", "value"), Input("f-districts", "value"),
-                     Input("f-res", "value"), Input("f-empty", "value")]
-    filter_states = [State(i.component_id, i.component_property) for i in filter_inputs]
+    filter_inputs = [Input(i, p) for i, p in FILTERS]
+    filter_states = [State(i, p) for i, p in FILTERS]
+
+    def filters(*vals) -> Filters:
+        return _filters(*vals, ctx=ctx)
 
     @app.callback(
         Output("map-hex", "data"), Output("map-hex-key", "data"), Output("legend", "children"),
         Output("summary", "children"),
         Input("f-layer", "value"), *filter_inputs, State("map-hex-key", "data"), prevent_initial_call=True,
     )
-    def update_map(layer_id, d0, d1, cats, hours, dows, districts, res, empty, shown_key):
+    def update_map(layer_id, *args):
         """Recolour: a Patch of cell positions, palette indices and values only (the
         geometry is in the browser as cached vector tiles). A new resolution or layer
         sends the whole (small) colour spec: other tiles, another palette."""
         auth.require()
-        f = _filters(d0, d1, cats, hours, dows, districts, res, empty)
+        *vals, shown_key = args
+        f = filters(*vals)
         layer = get_layer(layer_id)
         error = None
         try:
@@ -139,14 +239,89 @@ def register(app, ctx: AppContext) -> None:
                     out[k] = data[k]
         return out, key, legend(data), error or summary(ctx, layer, f, values)
 
+    @app.callback(Output("f-range", "value"), Output("f-start", "value"), Output("f-end", "value"),
+                  Input("f-range", "value"), Input("f-start", "value"), Input("f-end", "value"),
+                  prevent_initial_call=True)
+    def sync_range(which, start, end):
+        """A quick range sets the dates; typed dates select the matching range (or custom)."""
+        auth.require()
+        from dash import ctx as cbctx
+
+        if cbctx.triggered_id == "f-range":
+            r = quick_range(ctx, which)
+            return no_update, *(r if r else (no_update, no_update))
+        return range_of(ctx, start, end), no_update, no_update
+
+    @app.callback(Output("week-label", "children"), Input("f-week", "value"), Input("f-weekmode", "value"),
+                  prevent_initial_call=True)
+    def week_label(week, mode):
+        wb = week_bounds(ctx, week)
+        if not mode or wb is None:
+            return WEEK_HINT
+        return f"Week {wb[0]} to {wb[1]} (Mon–Sun)"
+
+    @app.callback(Output("week-timer", "disabled"), Output("week-play", "children"),
+                  Output("f-weekmode", "value", allow_duplicate=True), Output("f-week", "value", allow_duplicate=True),
+                  Input("week-play", "n_clicks"), State("week-timer", "disabled"), State("f-week", "value"),
+                  prevent_initial_call=True)
+    def play(n, disabled, week):
+        """Play/pause: the timer steps the slider a week at a time (from the start when at the end)."""
+        if not n:
+            return no_update, no_update, no_update, no_update
+        if disabled:
+            start = 0 if week is None or int(week) >= len(ctx.weeks) - 1 else no_update
+            return False, "❚❚", ["week"], start
+        return True, "▶", no_update, no_update
+
+    @app.callback(Output("f-week", "value", allow_duplicate=True), Output("week-timer", "disabled", allow_duplicate=True),
+                  Output("week-play", "children", allow_duplicate=True),
+                  Input("week-timer", "n_intervals"), State("f-week", "value"), prevent_initial_call=True)
+    def step(_, week):
+        nxt = (int(week) if week is not None else -1) + 1
+        if nxt >= len(ctx.weeks):
+            return no_update, True, "▶"
+        return nxt, no_update, no_update
+
+    @app.callback(Output("search-results", "children"), Output("search-hits", "data"),
+                  Output("search-goto", "data"), Input("search", "value"), prevent_initial_call=True)
+    def search(text):
+        """Places matching the typed text (the store's own addresses and the district
+        polygons); the map goes to the best one, the others are a click away. Single
+        block addresses only for roles that may see incident rows."""
+        role = auth.require()
+        if not text or not str(text).strip():
+            return [], [], None  # cleared: the found-place mark goes too
+        hits = ctx.places.search(str(text)[:80], blocks=auth.may_see_incidents(role))
+        if not hits:
+            return [html.Div(f"No block, street or district matches “{text}”.", id="search-none",
+                             style={"color": "#8a1c1c"})], [], no_update
+        rows = [html.Button(h["label"] + (f" · {h['n']:,} incidents" if h["n"] else ""),
+                            id={"type": "goto", "i": i}, n_clicks=0, className="search-hit")
+                for i, h in enumerate(hits)]
+        return rows, hits, {**hits[0], "t": 0}
+
+    app.clientside_callback(ClientsideFunction("rtcc", "pickHit"), Output("search-goto", "data", allow_duplicate=True),
+                            Input({"type": "goto", "i": ALL}, "n_clicks"), State("search-hits", "data"),
+                            prevent_initial_call=True)
+    app.clientside_callback(ClientsideFunction("rtcc", "gotoPlace"), Output("goto-done", "data"),
+                            Input("search-goto", "data"), prevent_initial_call=True)
     app.clientside_callback(ClientsideFunction("rtcc", "paintHex"), Output("map-hex-shown", "data"),
                             Input("map-hex", "data"))
+    app.clientside_callback(ClientsideFunction("rtcc", "paintBase"), Output("map-base-shown", "data"),
+                            Input("map-base", "data"))
     app.clientside_callback(ClientsideFunction("rtcc", "savePng"), Output("png-saved", "data"),
                             Input("btn-png", "n_clicks"), prevent_initial_call=True)
+    # The view in the address bar: widgets -> URL (view.js pushes history), URL -> widgets.
+    app.clientside_callback(ClientsideFunction("rtcc", "viewToUrl"), Output("view-out", "data"),
+                            Input("f-layer", "value"), *filter_inputs, prevent_initial_call=True)
+    app.clientside_callback(ClientsideFunction("rtcc", "urlToView"),
+                            Output("f-layer", "value", allow_duplicate=True),
+                            *[Output(i, p, allow_duplicate=True) for i, p in FILTERS],
+                            Input("view-in", "data"), prevent_initial_call=True)
 
     @app.callback(Output("drill-body", "children"), Input("map-click", "data"),
                   State("f-layer", "value"), *filter_states, prevent_initial_call=True)
-    def on_click(click, layer_id, d0, d1, cats, hours, dows, districts, res, empty):
+    def on_click(click, layer_id, *vals):
         role = auth.require()
         try:
             loc = click["cell"]
@@ -155,27 +330,69 @@ def register(app, ctx: AppContext) -> None:
         cell = parse_cell(loc)
         if cell is None:
             return drill.placeholder("That is not a map cell.")
-        f = _filters(d0, d1, cats, hours, dows, districts, res)
-        return drill.panel(ctx, cell, f, get_layer(layer_id), role)
+        return drill.panel(ctx, cell, filters(*vals), get_layer(layer_id), role)
 
     @app.callback(Output("download", "data"), Input("btn-geojson", "n_clicks"), Input("btn-csv", "n_clicks"),
                   State("f-layer", "value"), *filter_states, prevent_initial_call=True)
-    def export(n_geo, n_csv, layer_id, d0, d1, cats, hours, dows, districts, res, empty):
+    def export(n_geo, n_csv, layer_id, *vals):
         auth.require()
         from dash import ctx as cbctx
 
-        f = _filters(d0, d1, cats, hours, dows, districts, res)
+        f = filters(*vals)
         layer = get_layer(layer_id)
         fmt = "geojson" if cbctx.triggered_id == "btn-geojson" else "csv"
-        body, name = export_view(ctx, layer, f, fmt)
+        body, name = export_view(ctx, layer, f, fmt, role=auth.current_role())
         rows = len(json.loads(body)["features"]) if fmt == "geojson" else max(0, body.count("\n") - 1)
         auth.audit("export", {"format": fmt, "file": name, "layer": layer.id, "rows": rows,
                               "filters": drill.filters_dict(f)})
         return {"content": body, "filename": name, "type": "application/geo+json" if fmt == "geojson" else "text/csv"}
 
+    _base_routes(app, ctx)
+
+
+def _base_routes(app, ctx: AppContext) -> None:
+    """``/geo/base/streets/<z>/<x>/<y>.pbf``: the street centre lines as gzip'd vector
+    tiles (behind the same log-in guard as every route)."""
+    import flask
+
+    def streets_tile(z: int, x: int, y: int):
+        st = ctx.street_tiles
+        if st is None or not 0 <= z <= 22 or not (0 <= x < 2**z and 0 <= y < 2**z):
+            flask.abort(404)
+        etag = f"streets-{z}-{x}-{y}"
+        if flask.request.if_none_match.contains(etag):
+            return flask.Response(status=304)
+        r = flask.Response(st.tile(z, x, y), mimetype="application/vnd.mapbox-vector-tile")
+        r.headers["Content-Encoding"] = "gzip"
+        r.set_etag(etag)
+        r.headers["Cache-Control"] = "private, max-age=86400"
+        return r
+
+    app.server.add_url_rule("/geo/base/streets/<int:z>/<int:x>/<int:y>.pbf", "rtcc_streets_tile", streets_tile)
+
+    def place(cell: str):
+        """The hover name of one cell for the signed-in role (``{"cell", "name"}``)."""
+        c = parse_cell(cell)
+        if c is None:
+            flask.abort(404)
+        name = ctx.place_names([c], auth.current_role())[0]
+        r = flask.jsonify({"cell": cell, "name": name})
+        r.headers["Cache-Control"] = "private, max-age=3600"
+        return r
+
+    app.server.add_url_rule("/geo/place/<cell>", "rtcc_place", place)
+
+
+def _what_is_coloured(layer, f: Filters, n_drawn: int, n_all: int) -> str:
+    if layer.id == "counts":
+        return f"{n_drawn:,} of {n_all:,} cells coloured (cells with at least one incident)"
+    if layer.kind == "categorical":
+        return f"{n_drawn:,} of {n_all:,} cells coloured (cells in a class of the legend)"
+    return f"{n_drawn:,} of {n_all:,} cells coloured (cells with a value above zero)"
+
 
 def summary(ctx: AppContext, layer, f: Filters, values: pd.DataFrame) -> list:
-    """Header line: what is shown and how many incidents it covers (always visible)."""
+    """Header line: how many incidents the view covers, what the colours show, dates."""
     q = f.query(ctx.source, ctx.categories)
     v = values["value"].to_numpy("float64")
     if layer.id == "counts" and not suppress.active():
@@ -183,11 +400,18 @@ def summary(ctx: AppContext, layer, f: Filters, values: pd.DataFrame) -> list:
     else:
         # the map's incidents: those with a location (see rtcc_geo.schema, not geolocated)
         n = ctx.cache.get(("total", q), lambda: int(ctx.store.count(q.with_(geolocated=True))))
-    nz = int(np.count_nonzero(np.isfinite(v) & (v != 0)))
+    keep = np.isfinite(v)
+    if layer.empty_value is not None and not f.show_empty:
+        keep &= v != layer.empty_value
+    nz = int(np.count_nonzero(keep))
+    days = ""
+    if f.start and f.end:
+        nd = (pd.Timestamp(f.end) - pd.Timestamp(f.start)).days + 1
+        days = f" ({nd} day{'s' if nd != 1 else ''})"
     parts = [
-        html.B(suppress.count_text(n, source=ctx.source)),
-        f" · {nz:,} of {len(v):,} cells with a value · {layer.label} · H3 res {f.res} · "
-        f"{f.start or '…'} to {f.end or '…'}",
+        html.B(suppress.count_text(n, source=ctx.source)), " · ",
+        html.Span(f"{f.start or '…'} to {f.end or '…'}{days}", id="summary-dates"),
+        f" · {layer.label} · {_what_is_coloured(layer, f, nz, len(v))}",
     ]
     if f.categories is not None and set(f.categories) != set(ctx.categories):
         parts.append(f" · {', '.join(f.categories) or 'no categories'}")
@@ -204,20 +428,23 @@ def summary(ctx: AppContext, layer, f: Filters, values: pd.DataFrame) -> list:
 
 def export_view(ctx: AppContext, layer, f: Filters, fmt: str, role: str | None = None) -> tuple[str, str]:
     """The current view as GeoJSON or CSV: one row per cell with a value (aggregated
-    cells only, whatever the role: exports never carry incident rows). For viewers
-    and planners cells with fewer than k incidents are left out (:mod:`rtcc_geo.app.suppress`)."""
+    cells only, whatever the role: exports never carry incident rows), each named by
+    its place (:meth:`AppContext.place_names`: block and district, or the district
+    alone for roles without incident access). For viewers and planners cells with
+    fewer than k incidents are left out (:mod:`rtcc_geo.app.suppress`)."""
     values = compute(ctx, layer, f, role=role)
     v = values["value"].to_numpy("float64")
     keep = np.isfinite(v) & (v != 0)
     cells = values["cell"].to_numpy(np.int64)[keep]
     vals = v[keep]
+    places = ctx.place_names(cells, role) if len(cells) else []
     name = f"rtcc-{ctx.source or 'view'}-{layer.id}-r{f.res}-{f.start}_{f.end}"
     if fmt == "geojson":
-        doc = json.loads(to_text(pd.DataFrame({"cell": cells, "value": vals}), "geojson"))
+        doc = json.loads(to_text(pd.DataFrame({"cell": cells, "place": places, "value": vals}), "geojson"))
         meta = {"layer": layer.id, "res": f.res, "start": f.start, "end": f.end,
                 "categories": list(f.categories or []), "hours": list(f.hours), "dows": list(f.dows or []),
                 "districts": list(f.districts or [])}
         if layer.unit in suppress.COUNT_UNITS and suppress.active(role):
             meta["left_out"] = f"cells with fewer than {suppress.k_for(ctx.source)} incidents"
         return json.dumps({"type": "FeatureCollection", "rtcc_view": meta, "features": doc["features"]}), name + ".geojson"
-    return to_text(pd.DataFrame({"cell": cells, layer.id: vals}), "csv"), name + ".csv"
+    return to_text(pd.DataFrame({"cell": cells, "place": places, layer.id: vals}), "csv"), name + ".csv"
