@@ -4,8 +4,8 @@ address and its district, and a search over the store's own addresses.
 A hexagon id ("892aacb286fffff") means nothing to a commander; "1500 BLOCK
 MARKET ST, district 06" does. The agency's street file has geometry only, so
 names come from the incidents' published block addresses. Blocks are compared
-after :func:`norm_block` (upper case, single spaces), so "5500 BLOCK Tulip St"
-and "5500 BLOCK TULIP ST" are one place.
+after :func:`norm_block` (the normal form ingest stores, :mod:`rtcc_geo.places`), so
+"5500 BLOCK Tulip St" and "5500 BLOCK TULIP ST" are one place.
 
 Everything is built once per process from one read of the source's
 ``block``/``district``/``lon``/``lat``/finest-cell columns; names at coarser
@@ -28,9 +28,11 @@ _BLOCK = re.compile(r"^\s*\d+\s+BLOCK\s+(?:OF\s+)?", re.IGNORECASE)
 
 
 def norm_block(s: pd.Series) -> pd.Series:
-    """Upper case, single spaces, trimmed; empty -> NA."""
-    out = s.astype("string").str.upper().str.replace(r"\s+", " ", regex=True).str.strip()
-    return out.mask(out == "")
+    """Block addresses in the one normal form ingest stores them in
+    (:func:`rtcc_geo.places.normalise_block`); empty -> NA."""
+    from rtcc_geo.places import normalise_block
+
+    return normalise_block(s)
 
 
 def street_of(block: pd.Series) -> pd.Series:
@@ -42,9 +44,11 @@ def street_of(block: pd.Series) -> pd.Series:
 
 
 def district_key(d) -> str:
-    """"06", "6" and " 6 " are one district (portals pad differently)."""
-    s = str(d).strip()
-    return str(int(s)) if s.isdigit() else s.upper()
+    """"06", "6" and " 6 " are one district: the agency's one district normalisation
+    (:func:`rtcc_geo.config.norm_district`)."""
+    from rtcc_geo.config import norm_district
+
+    return norm_district(d)
 
 
 def district_label(d) -> str:
