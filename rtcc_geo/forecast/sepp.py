@@ -94,7 +94,7 @@ class SEPP(ForecastModel):
         lag_i = lag - 1
         ages = np.arange(self.max_lag_days + 1, dtype=np.float64)
         n_iter, converged, ll = 0, False, np.nan
-        for n_iter in range(1, self.max_iter + 1):
+        for n_iter in range(1, self.max_iter + 1):  # noqa: B007 - read after the loop (iterations run)
             g = (beta ** ages)[lag_i] * xp                      # beta^(l-1) X_parent (table lookup)
             S = np.bincount(child, weights=g, minlength=len(x))
             U = np.bincount(child, weights=g * lagm1, minlength=len(x))

@@ -116,7 +116,7 @@ def study_counts(counts: pd.Series, res: int, boundary=None) -> tuple[np.ndarray
     cells) with its count, zeros included."""
     if boundary is None:
         warnings.warn("no boundary: the study area is only the cells with incidents, which biases Gi* "
-                      "(zero cells matter); pass a boundary polygon or use an agency with a boundary file")
+                      "(zero cells matter); pass a boundary polygon or use an agency with a boundary file", stacklevel=2)
     cells = study_area(boundary, res, counts.index.to_numpy())
     y = counts.reindex(cells, fill_value=0).to_numpy(dtype=np.float64)
     return cells, y

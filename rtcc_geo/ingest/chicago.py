@@ -90,7 +90,8 @@ def coordinates(lat: pd.Series, lon: pd.Series, x: pd.Series | None, y: pd.Serie
         xx[zero] = np.nan
         yy[zero] = np.nan
         plo, pla = project_to_wgs84(xx, yy, xy_crs)
-        lo = lo.copy(); la = la.copy()
+        lo = lo.copy()
+        la = la.copy()
         lo[need], la[need] = plo, pla
         from_xy[need] = np.isfinite(plo)
     return lo, la, from_xy

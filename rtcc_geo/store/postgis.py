@@ -36,7 +36,7 @@ import hashlib
 import io
 import json
 import threading
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -679,7 +679,7 @@ def _table_column(table: str, col: str, s: pd.Series) -> tuple[str, pa.Array]:
         return "double precision", pa.array(s, type=pa.float64(), from_pandas=True)
     if isinstance(dt, pd.CategoricalDtype):
         s = s.astype(object)
-    if pd.api.types.is_string_dtype(dt) or isinstance(dt, pd.CategoricalDtype) or dt == object:
+    if pd.api.types.is_string_dtype(dt) or isinstance(dt, pd.CategoricalDtype) or pd.api.types.is_object_dtype(dt):
         vals = s.astype(object)
         bad = vals[vals.notna() & ~vals.map(lambda v: isinstance(v, str))]
         if len(bad):
