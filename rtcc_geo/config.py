@@ -83,7 +83,7 @@ class Agency:
     origin: str = "file"
     #: Geometry read from the store (EPSG:4326): the boundary (one geometry) and
     #: the districts (GeoDataFrame ``district, label, geometry``); ``None`` = read the files.
-    boundary_geom: object = field(default=None, compare=False, repr=False)
+    boundary_geom: Any = field(default=None, compare=False, repr=False)  # a shapely geometry
     districts_gdf: Any = field(default=None, compare=False, repr=False)  # a GeoDataFrame (geopandas is untyped)
     layers: dict = field(default_factory=dict, compare=False, repr=False)
     taxonomy_csv: str | None = field(default=None, compare=False, repr=False)

@@ -130,7 +130,7 @@ def read(path: str | Path, timezone: str = TIMEZONE, source: str = SOURCE) -> Ba
     for c in ("arrest", "domestic"):
         if c in ex:
             ex[c] = to_bool(ex[c])
-    ex["xy_projected"] = pd.Series(np.where(from_xy, True, None), index=idx, dtype="object")
+    ex["xy_projected"] = pd.Series(np.where(from_xy, True, None), index=idx, dtype="object")  # type: ignore[call-overload]  # numpy stubs refuse None; an object array is meant
     ex["dst"] = dst
     frame["extras"] = extras_json(ex, idx)
     b = Batch(source, Path(path).name, raw, frame, unmapped=unmapped)
