@@ -59,6 +59,8 @@ class SEPP(ForecastModel):
     """
 
     name = "sepp"
+    theta_: float  # set by fit (declared here for the warm start's getattr)
+    beta_: float
 
     def __init__(self, window_days: int | None = None, max_lag_days: int = 90, max_iter: int = 300,
                  tol: float = 1e-4, theta0: float = 0.2, beta0: float = 0.7, warm_start: bool = True):
