@@ -84,9 +84,9 @@ def main(argv=None) -> int:
         cells, y = study_counts(cell_counts(store, res, Y2024), res, boundary)
         w = kring_weights(cells, 1)
         lw = w.to_libpysal()
-        t_ours, ours = best_of(lambda: GiStar(y, w, permutations=P, seed=args.seed), args.repeat)
+        t_ours, ours = best_of(lambda y=y, w=w: GiStar(y, w, permutations=P, seed=args.seed), args.repeat)
         t_esda, ref = best_of(
-            lambda: esda.G_Local(y, lw, transform="B", star=True, permutations=P, seed=args.seed,
+            lambda y=y, lw=lw: esda.G_Local(y, lw, transform="B", star=True, permutations=P, seed=args.seed,
                                  n_jobs=1, keep_simulations=False),
             min(args.repeat, 2))
         dz = float(np.max(np.abs(ours.Zs - ref.Zs)))

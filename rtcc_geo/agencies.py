@@ -95,7 +95,11 @@ def build_agency(name: str, timezone: str, boundary: str | Path | None = None, d
                              "after name normalisation; choose a unique --district-field")
         dist = gpd.GeoDataFrame({"district": keys, "label": d[lab].astype(str).str.strip()},
                                 geometry=d.geometry.to_numpy(), crs="EPSG:4326")
-    bnd = _read(boundary, "boundary").geometry.union_all() if boundary is not None else dist.geometry.union_all()
+    if boundary is not None:
+        bnd = _read(boundary, "boundary").geometry.union_all()
+    else:
+        assert dist is not None  # boundary or districts, checked above
+        bnd = dist.geometry.union_all()
     tax = None
     if taxonomy is not None:
         tp = Path(taxonomy)
@@ -134,7 +138,7 @@ def agency_from_preset(name: str, near: Sequence[Path] = ()) -> Agency:
     if a.boundary_file and bpath is None:
         raise FileNotFoundError(f"preset {a.name}: boundary file {a.boundary_file} not found (looked beside the "
                                 f"input files, in {a.name}/ under the shared data, and in data/boundaries/)")
-    tax = a.taxonomy_file
+    tax: str | Path | None = a.taxonomy_file
     if tax is None:
         try:
             tax = taxonomy_path(a.name)
@@ -220,7 +224,9 @@ def add_preset(store, name: str, near: Sequence[Path] = (), replace_existing: bo
             return have
     a = agency_from_preset(name, near)
     put_agency(store, a)
-    return get_agency(store, a.name)
+    stored = get_agency(store, a.name)
+    assert stored is not None  # just put
+    return stored
 
 
 def describe(a: Agency) -> dict:
@@ -312,7 +318,7 @@ def _emb_get(store, name: str) -> Agency | None:
 def _pg_put(store, a: Agency) -> None:
     import shapely
 
-    rows = [("boundary", "", 0, None, None, None, shapely.to_wkb(a.boundary_geom, hex=True))]
+    rows: list[tuple] = [("boundary", "", 0, None, None, None, shapely.to_wkb(a.boundary_geom, hex=True))]
     if a.districts_gdf is not None:
         rows += [("district", "", i, k, lab, None, shapely.to_wkb(g, hex=True))
                  for i, (k, lab, g) in enumerate(zip(a.districts_gdf["district"], a.districts_gdf["label"],

@@ -36,8 +36,12 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
+
+if TYPE_CHECKING:
+    import psycopg
 
 #: Audit actions, the only values ``action`` takes.
 ACTIONS: tuple[str, ...] = (
@@ -70,6 +74,8 @@ def _digest(token: str) -> str:
 
 class AuthRecords(abc.ABC):
     """Sessions, failed log-ins and the audit log of one store."""
+
+    _store: object = None  # the store a cached instance serves (set by the cache below)
 
     # --- sessions --------------------------------------------------------
     def create_session(self, user: str, lifetime_s: float) -> str:
@@ -291,7 +297,7 @@ class PostGISRecords(AuthRecords):
     def __init__(self, url: str):
         self.url = url
         self._lock = threading.Lock()
-        self._conn = None
+        self._conn: psycopg.Connection | None = None
 
     def _x(self, sql: str, params=(), fetch: bool = False):
         import psycopg
@@ -340,6 +346,7 @@ class PostGISRecords(AuthRecords):
                 self._conn.execute("INSERT INTO auth_failures (key) VALUES (%s) ON CONFLICT DO NOTHING", (key,))
                 row = self._conn.execute("SELECT count, locks, locked_until FROM auth_failures "
                                          "WHERE key = %s FOR UPDATE", (key,)).fetchone()
+                assert row is not None  # inserted just above
                 f = _next_failures(Failures(*row), time.time(), limit, lock_s, max_lock_s)
                 self._conn.execute("UPDATE auth_failures SET count = %s, locks = %s, locked_until = %s "
                                    "WHERE key = %s", (f.count, f.locks, f.locked_until, key))

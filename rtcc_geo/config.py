@@ -16,6 +16,7 @@ import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from .schema import DEFAULT_RESOLUTIONS
 
@@ -82,8 +83,8 @@ class Agency:
     origin: str = "file"
     #: Geometry read from the store (EPSG:4326): the boundary (one geometry) and
     #: the districts (GeoDataFrame ``district, label, geometry``); ``None`` = read the files.
-    boundary_geom: object = field(default=None, compare=False, repr=False)
-    districts_gdf: object = field(default=None, compare=False, repr=False)
+    boundary_geom: Any = field(default=None, compare=False, repr=False)  # a shapely geometry
+    districts_gdf: Any = field(default=None, compare=False, repr=False)  # a GeoDataFrame (geopandas is untyped)
     layers: dict = field(default_factory=dict, compare=False, repr=False)
     taxonomy_csv: str | None = field(default=None, compare=False, repr=False)
 
@@ -162,9 +163,9 @@ def load_agency(name_or_path: str | Path, store=None) -> Agency:
     if not p.suffix:
         p, origin = presets_dir() / f"{name_or_path}.toml", "preset"
     if not p.exists():
-        known = sorted(x.stem for x in presets_dir().glob("*.toml"))
+        presets = sorted(x.stem for x in presets_dir().glob("*.toml"))
         raise FileNotFoundError(f"no agency {str(name_or_path)!r} (no stored agency, no preset {p}); "
-                                f"known presets: {known}. Add it with: rtcc-geo agency add {Path(str(name_or_path)).stem} "
+                                f"known presets: {presets}. Add it with: rtcc-geo agency add {Path(str(name_or_path)).stem} "
                                 "--boundary FILE --timezone TZ")
     raw = tomllib.loads(p.read_text())
     a = raw.pop("agency", raw)

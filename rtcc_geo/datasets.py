@@ -15,7 +15,7 @@ from __future__ import annotations
 import fcntl
 import os
 from pathlib import Path
-from typing import Iterable
+from collections.abc import Iterable
 
 from .config import REPO_ROOT, shared_data_dir
 from .store.embedded import EmbeddedStore

@@ -25,9 +25,9 @@ FORMATS = {".csv": "csv", ".geojson": "geojson", ".json": "geojson", ".parquet":
 CELL_COLUMNS = ("cell", "centre", "area", "parent")
 
 
-def cell_text(cells) -> list[str]:
-    """int64 H3 ids (or already textual ids) -> H3's textual form."""
-    out = []
+def cell_text(cells) -> list[str | None]:
+    """int64 H3 ids (or already textual ids) -> H3's textual form (None where missing)."""
+    out: list[str | None] = []
     for c in cells:
         if isinstance(c, str):
             out.append(c.lower())

@@ -23,6 +23,7 @@ from __future__ import annotations
 import hmac
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 
 _PAIR = re.compile(r"^\s*([A-Za-z0-9_.-]+)\s*=\s*(\S+)\s*$")
@@ -59,7 +60,7 @@ class FeedTokens:
 
     @classmethod
     def load(cls, source: str | None, token: str | None = None, file: str | os.PathLike | None = None,
-             env: dict | None = None) -> FeedTokens:
+             env: Mapping[str, str] | None = None) -> FeedTokens:
         """Merge the token of ``--feed-token``, the token file and the environment."""
         env = os.environ if env is None else env
         out: dict[str, list[str]] = {}

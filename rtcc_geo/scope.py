@@ -58,6 +58,7 @@ class Scope:
 
     @property
     def source(self) -> str:
+        assert self.query.source is not None  # resolve_scope always sets it
         return self.query.source
 
     @property
@@ -107,6 +108,7 @@ class Scope:
             return "incidents only (cells with incidents; biased for Gi*, asked for with --study-area incidents)"
         if self.districts:
             return f"districts {', '.join(self.districts)} of the stored agency"
+        assert self.agency is not None  # without an agency the study area is "incidents"
         return f"{self.agency.origin} agency boundary" if self.agency.origin != "store" else "stored agency boundary"
 
 
@@ -172,10 +174,11 @@ def resolve_districts(store: Store, source: str, agency: Agency | None, wanted, 
                          f"polygons; add them with `rtcc-geo agency add {source} --boundary FILE --timezone TZ "
                          "--districts FILE --district-field F`")
     look = district_lookup(agency)
-    keys, bad = [], []
+    found: list[str] = []
+    bad: list[str] = []
     for w in wanted:
         k = look.get(norm_district(w))
-        (keys if k is not None else bad).append(k if k is not None else w)
+        (found if k is not None else bad).append(k if k is not None else w)
     if bad:
         labels = sorted(agency.districts()["label"])
         orphan = sorted(n for n in data_names if norm_district(n) not in look)
@@ -184,7 +187,7 @@ def resolve_districts(store: Store, source: str, agency: Agency | None, wanted, 
                 "district filter.") if orphan else ""
         raise ScopeError(f"no district {', '.join(sorted(bad))} among {source}'s {len(labels)} district outlines "
                          f"({', '.join(labels[:6])}{', ...' if len(labels) > 6 else ''}).{hint}")
-    keys = tuple(dict.fromkeys(keys))
+    keys = tuple(dict.fromkeys(found))
     spelled = tuple(n for n in data_names if look.get(norm_district(n)) in keys)
     # A district with no incident yet is still a valid (empty) filter: keep the name asked for.
     have = {look.get(norm_district(n)) for n in spelled}

@@ -41,8 +41,8 @@ def cli_env(**extra: str) -> dict:
 
 def build_store(root: Path, start: str = "2024-01-01", end: str = "2024-02-01") -> Path:
     """A synthetic month in an embedded store at ``root``, with the users of :data:`USERS`."""
-    run = lambda *a, **kw: subprocess.run([*CLI, *a], env=cli_env(), check=True, capture_output=True,
-                                          text=True, timeout=300, **kw)
+    def run(*a, **kw):
+        return subprocess.run([*CLI, *a], env=cli_env(), check=True, capture_output=True, text=True, timeout=300, **kw)
     run("demo", "--no-serve", "--start", start, "--end", end, "--store", str(root))
     for user, role in USERS.items():
         run("users", "add", user, "--role", role, "--password-stdin", "--store", str(root), input=PASSWORD + "\n")

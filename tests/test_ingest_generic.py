@@ -4,7 +4,6 @@ the chicago reader gives, and a minimal agency mapping works on a hand-made expo
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pandas as pd
 import pandas.testing as pdt

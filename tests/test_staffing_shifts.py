@@ -34,7 +34,7 @@ def test_cover_matrix_by_hand():
     assert (dense == expect).all()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _enumerate_cached(P, lengths, starts, K):
     return _enumerate(P, lengths, list(starts) if starts is not None else None, K)
 
@@ -89,7 +89,7 @@ def cases(request):
 
 
 def test_min_staff_hours_equals_brute_force(cases):
-    for P, lengths, starts, req, lam, X, on, hours, r_eff, cov, g in cases:
+    for _P, lengths, starts, req, lam, _X, on, hours, r_eff, _cov, g in cases:
         for always in (False, True):
             need = np.maximum(np.ceil(r_eff), 1 if always else 0)
             ok = (on >= need).all(1)
@@ -101,7 +101,7 @@ def test_min_staff_hours_equals_brute_force(cases):
 
 @pytest.mark.parametrize("share", [0.5, 0.8, 1.0])
 def test_min_hours_for_coverage_share_equals_brute_force(cases, share):
-    for P, lengths, starts, req, lam, X, on, hours, r_eff, cov, g in cases:
+    for _P, lengths, starts, req, lam, _X, _on, hours, _r_eff, cov, g in cases:
         ok = cov >= share * lam.sum() * (1 - 1e-9)
         if not ok.any():
             assert not plan_ok(req, lam, lengths, starts, share, g)
@@ -114,7 +114,7 @@ def test_min_hours_for_coverage_share_equals_brute_force(cases, share):
 
 @pytest.mark.parametrize("budget", [4, 9])
 def test_max_coverage_for_budget_equals_brute_force(cases, budget):
-    for P, lengths, starts, req, lam, X, on, hours, r_eff, cov, g in cases:
+    for _P, lengths, starts, req, lam, _X, on, hours, r_eff, cov, g in cases:
         for always in (False, True):
             ok = hours <= budget
             if always:
@@ -206,7 +206,7 @@ def test_envelope_bound_hand_worked_and_above_every_plan(cases):
     cum = np.array([[0.0, 0.0, 10.0], [0.0, 1.0, 1.0]])
     assert [envelope_bound(cum, b) for b in (0, 1, 2, 3, 9)] == [0.0, 5.0, 10.0, 11.0, 11.0]
     # never below what a plan within the same staff-hours covers (brute force over all plans)
-    for P, lengths, starts, req, lam, X, on, hours, r_eff, cov, g in cases:
+    for P, _lengths, _starts, _req, lam, _X, _on, hours, r_eff, cov, g in cases:
         c = np.concatenate([np.zeros((P, 1)), np.cumsum(g, 1)], 1) if g is not None else \
             lam[:, None] * np.minimum(1.0, np.arange(4)[None, :] / np.maximum(r_eff, 1)[:, None])
         for budget in (2, 4, 6, 9):

@@ -88,7 +88,9 @@ def run_add(args) -> int:
             a = A.build_agency(args.name, args.timezone, args.boundary, args.districts, args.district_field,
                                args.district_label_field, args.taxonomy, args.basemap or (), aliases, args.buffer_m)
             A.put_agency(store, a)
-            a = A.get_agency(store, a.name)
+            stored = A.get_agency(store, a.name)
+            assert stored is not None  # just put
+            a = stored
         d = A.describe(a)
     except (ValueError, FileNotFoundError) as e:
         raise UserError(str(e)) from None
@@ -102,7 +104,8 @@ def run_list(args) -> int:
 
     store = store_from_args(args)
     try:
-        rows = [A.describe(A.get_agency(store, n)) for n in A.list_agencies(store)]
+        # (an agency removed between the listing and the read is not listed)
+        rows = [A.describe(a) for n in A.list_agencies(store) if (a := A.get_agency(store, n)) is not None]
     finally:
         store.close()
     if args.json:

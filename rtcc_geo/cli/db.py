@@ -47,7 +47,7 @@ def _connect(args: argparse.Namespace):
 
 
 def _migrate(args: argparse.Namespace) -> int:
-    from ..store.migrate import MigrationError, migrate, status
+    from ..store.migrate import MigrationError, migrate, scalar, status
 
     with _connect(args) as conn:
         try:
@@ -55,7 +55,7 @@ def _migrate(args: argparse.Namespace) -> int:
         except MigrationError as e:
             raise UserError(str(e)) from None
         states = status(conn)
-        schema = conn.execute("SELECT current_schema()").fetchone()[0]
+        schema = scalar(conn.execute("SELECT current_schema()"))
     if args.json:
         emit_json({"schema": schema, "applied": applied, "total": len(states)})
     elif applied:
@@ -66,14 +66,14 @@ def _migrate(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from ..store.migrate import MigrationError, status
+    from ..store.migrate import MigrationError, scalar, status
 
     with _connect(args) as conn:
         try:
             states = status(conn)
         except MigrationError as e:
             raise UserError(str(e)) from None
-        schema = conn.execute("SELECT current_schema()").fetchone()[0]
+        schema = scalar(conn.execute("SELECT current_schema()"))
     if args.json:
         emit_json({"schema": schema, "migrations": [
             {"name": s.name, "state": s.state, "checksum": s.checksum, "applied_at": s.applied_at} for s in states]})

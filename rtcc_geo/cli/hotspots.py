@@ -108,7 +108,8 @@ def run(args) -> int:
     out: dict = {}
     try:
         # One Scope: source, agency, study area and district names resolved once.
-        scope = store if args.boundary not in (None, "incidents") else scope_from_args(args, store, q)
+        resolved = None if args.boundary not in (None, "incidents") else scope_from_args(args, store, q)
+        scope = store if resolved is None else resolved
         boundary = args.boundary if args.boundary not in (None, "incidents") else None
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -130,8 +131,8 @@ def run(args) -> int:
     finally:
         store.close()
     out = {**hs.summary(gdf), **out}
-    if args.boundary in (None, "incidents"):
-        out["scope"] = scope.describe()
+    if resolved is not None:
+        out["scope"] = resolved.describe()
     out["warnings"] = [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
     if args.out:
         out["out"] = str(hs.export(gdf, args.out))

@@ -234,7 +234,7 @@ def _no_server_banner() -> None:
     def default_headers(self):
         return [h for h in orig(self) if not h.lower().startswith("server:")]
 
-    default_headers._rtcc = True
+    default_headers._rtcc = True  # type: ignore[attr-defined]  # marks the patch as applied
     wsgi.Response.default_headers = default_headers
 
 
@@ -259,7 +259,7 @@ def _plain_error_pages() -> None:
                 + ERROR_PAGE_HEADERS + "\r\n")
         util.write_nonblock(sock, head.encode("latin-1", "replace") + body)
 
-    write_error._rtcc = True
+    write_error._rtcc = True  # type: ignore[attr-defined]  # marks the patch as applied
     util.write_error = write_error
 
 

@@ -134,7 +134,7 @@ def _ehsa(store: Store, q: Query, table: pd.DataFrame, res: int, end: dt.date, w
     """Emerging Hot Spot class of each rising cell (weekly cube of the last ``weeks`` weeks)."""
     table = table.copy()
     table["ehsa"] = ""
-    cells = table.loc[table["unit"] == "cell", "key"].astype(np.int64) if len(table) else []
+    cells = table.loc[table["unit"] == "cell", "key"].astype(np.int64) if len(table) else pd.Series([], dtype=np.int64)
     if weeks < 3 or not len(cells):
         return table
     from ..temporal.cube import build_cube

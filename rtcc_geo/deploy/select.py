@@ -106,7 +106,7 @@ def select_areas(
         vals = np.array([fv[c] for c in cand.tolist()])
     else:
         hot = [c for c in allowed if fv[c] > 0]
-        cset = set()
+        cset: set[int] = set()
         for c in hot:
             cset.update(x for x in _disk(c, radius) if x in allowed)
         cand = np.array(sorted(cset), dtype=np.int64)
@@ -120,13 +120,15 @@ def select_areas(
     if spacing_m is not None:
         k_ring = int(np.ceil(spacing_m / (centre_spacing_m(h3.api.basic_int.get_resolution(int(cand[0]))) * 0.8))) + 1
     else:
+        assert spacing_cells is not None  # defaulted above when neither spacing is given
         k_ring = spacing_cells - 1
     B = 3 * k_ring * (k_ring + 1) + 1
     M = min(len(cand), (n_areas - 1) * B + 1)
     cand, vals = cand[:M], vals[:M]
     # Conflict pairs among candidates.
     pos = {c: i for i, c in enumerate(cand.tolist())}
-    ia, ib = [], []
+    ia: list[int] = []
+    ib: list[int] = []
     if spacing_m is not None:
         ll = np.array([_latlng(int(c)) for c in cand])
         d = _haversine_m(ll[:, None, 0], ll[:, None, 1], ll[None, :, 0], ll[None, :, 1])
@@ -137,6 +139,7 @@ def select_areas(
             ia += extra[0]
             ib += extra[1]
     else:
+        assert spacing_cells is not None
         ia, ib = _pairs_within(cand, pos, spacing_cells - 1)
     n = len(cand)
     rows = [np.ones((1, n))]
@@ -163,7 +166,8 @@ def select_areas(
 
 
 def _pairs_within(cand: np.ndarray, pos: dict, k: int) -> tuple[list[int], list[int]]:
-    ia, ib = [], []
+    ia: list[int] = []
+    ib: list[int] = []
     if k < 1:
         return ia, ib
     for i, c in enumerate(cand.tolist()):

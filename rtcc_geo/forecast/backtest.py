@@ -17,9 +17,8 @@ import re
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
-import numpy as np
 import pandas as pd
 
 from ..grid import cell_area_km2

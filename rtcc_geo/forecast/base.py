@@ -39,7 +39,7 @@ class ForecastModel:
     #: Pseudo-count of the city-wide hour-of-week profile in each cell's profile.
     how_prior: float = 20.0
 
-    def fit(self, incidents, until, *, cells=None, res: int = 10, tz: str = "UTC") -> "ForecastModel":
+    def fit(self, incidents, until, *, cells=None, res: int = 10, tz: str = "UTC") -> ForecastModel:
         """Fit on incidents before ``until``.
 
         ``incidents`` is a :class:`~rtcc_geo.forecast.data.Counts` (fast path,

@@ -121,7 +121,7 @@ class Counts:
         tz: str = "UTC",
         origin=None,
         end=None,
-    ) -> "Counts":
+    ) -> Counts:
         """Build from canonical incidents (``occurred_from`` UTC, ``h3_r<res>``).
 
         ``cells`` defaults to the cells that have any incident; events in other
@@ -173,7 +173,7 @@ class Counts:
         )
 
     @classmethod
-    def from_daily(cls, cells: np.ndarray, X, origin="2000-01-03", tz: str = "UTC", res: int = 10) -> "Counts":
+    def from_daily(cls, cells: np.ndarray, X, origin="2000-01-03", tz: str = "UTC", res: int = 10) -> Counts:
         """Build from a ``cells x days`` count matrix (events placed at noon);
         for synthetic data and tests."""
         X = sp.csr_matrix(X)

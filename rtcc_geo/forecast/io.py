@@ -70,13 +70,14 @@ def counts_from_store(store, source: str | None, target: str, start=None, end=No
         if agency is None:
             raise ScopeError(missing_agency_message(source))
     tz = store.sources().get(source)
-    if tz is None:
+    if tz is None or source is None:
         raise ValueError(f"source {source!r} is not in the store; known: {sorted(store.sources())}. Ingest it first.")
     df = load_target(store, source, target, start, end, res)
     check_span(df["occurred_from"], start)
     if scope is not None and scope.study_area == "incidents":
         cells = None
     else:
+        assert agency is not None  # looked up above (a missing agency is a ScopeError)
         cells = boundary_cells(agency, res, store)
     if cells is not None and len(df):
         cells = np.union1d(cells, df[h3_column(res)].to_numpy(np.int64))

@@ -86,8 +86,8 @@ def features(c: Counts, T: int, horizon_days: int = 7) -> np.ndarray:
     # exponentially weighted recent and long-memory rates (the STKDE signal, as features)
     for hl in EW_HALF_LIVES:
         age = np.arange(min(730, T))
-        w = 0.5 ** (age / hl)
-        ew = decayed_sum(c, T, w / w.sum())
+        wts = 0.5 ** (age / hl)
+        ew = decayed_sum(c, T, wts / wts.sum())
         cols.append(ew)
         cols.append(K1 @ ew / n1)
     cols.append(np.minimum(T - 1 - last[:, T], 400).astype(np.float32))

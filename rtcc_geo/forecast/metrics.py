@@ -26,7 +26,7 @@ order of equal values (a naive model with many tied 1-counts would be).
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd

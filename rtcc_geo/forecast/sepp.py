@@ -59,6 +59,8 @@ class SEPP(ForecastModel):
     """
 
     name = "sepp"
+    theta_: float  # set by fit (declared here for the warm start's getattr)
+    beta_: float
 
     def __init__(self, window_days: int | None = None, max_lag_days: int = 90, max_iter: int = 300,
                  tol: float = 1e-4, theta0: float = 0.2, beta0: float = 0.7, warm_start: bool = True):
@@ -94,7 +96,7 @@ class SEPP(ForecastModel):
         lag_i = lag - 1
         ages = np.arange(self.max_lag_days + 1, dtype=np.float64)
         n_iter, converged, ll = 0, False, np.nan
-        for n_iter in range(1, self.max_iter + 1):
+        for n_iter in range(1, self.max_iter + 1):  # noqa: B007 - read after the loop (iterations run)
             g = (beta ** ages)[lag_i] * xp                      # beta^(l-1) X_parent (table lookup)
             S = np.bincount(child, weights=g, minlength=len(x))
             U = np.bincount(child, weights=g * lagm1, minlength=len(x))

@@ -37,13 +37,14 @@ def ring_pairs(cells: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.nd
     n = len(cells)
     ii, jj, dd = [np.arange(n)], [np.arange(n)], [np.zeros(n, np.int64)]
     for r in range(1, k + 1):
-        nb, src = [], []
+        nb_l: list[int] = []
+        src_l: list[int] = []
         for p, c in enumerate(cells.tolist()):
             ring = _ring(c, r)
-            nb.extend(ring)
-            src.extend([p] * len(ring))
-        nb = np.asarray(nb, dtype=np.uint64).astype(np.int64)
-        src = np.asarray(src, dtype=np.int64)
+            nb_l.extend(ring)
+            src_l.extend([p] * len(ring))
+        nb = np.asarray(nb_l, dtype=np.uint64).astype(np.int64)
+        src = np.asarray(src_l, dtype=np.int64)
         pos = np.searchsorted(cells, nb)
         pos_c = np.clip(pos, 0, n - 1)
         ok = cells[pos_c] == nb

@@ -228,12 +228,13 @@ class AdditiveTerms(ForecastModel):
         # bins of equal numbers of cells (as the per-decile check counts them; see module doc).
         self.cal_x_, self.cal_y_ = None, None
         if self.calibrate:
-            raw, obs = [], []
+            raws: list[np.ndarray] = []
+            obss: list[np.ndarray] = []
             for k in range(1, min(self.calibration_origins, self.n_train_origins_) + 1):
                 t0 = T - h * k
-                raw.append(term_features(c, t0, h) @ self.beta_ * h)
-                obs.append((C[:, t0 + h] - C[:, t0]).astype(np.float64))
-            raw, obs = np.concatenate(raw), np.concatenate(obs)
+                raws.append(term_features(c, t0, h) @ self.beta_ * h)
+                obss.append((C[:, t0 + h] - C[:, t0]).astype(np.float64))
+            raw, obs = np.concatenate(raws), np.concatenate(obss)
             order = np.argsort(raw, kind="stable")
             groups = np.array_split(order, self.calibration_bins)
             gx = np.array([raw[g].mean() for g in groups if len(g)])
@@ -249,12 +250,12 @@ class AdditiveTerms(ForecastModel):
         by_term = np.zeros((F.shape[0], len(TERMS)))
         for t in range(len(TERMS)):
             by_term[:, t] = parts[:, TERM_OF == t].sum(axis=1)
-        if self.cal_x_ is not None:
+        if self.cal_x_ is not None and self.cal_y_ is not None:  # (set together)
             raw = by_term.sum(axis=1) * self.horizon_days
             # Extrapolate beyond the last bin with the top bin's ratio (no flattening at the top).
             hi_ratio = self.cal_y_[-1] / max(self.cal_x_[-1], 1e-12)
             lo_ratio = self.cal_y_[0] / max(self.cal_x_[0], 1e-12)
-            g = np.interp(raw, self.cal_x_, self.cal_y_)
+            g = np.asarray(np.interp(raw, self.cal_x_, self.cal_y_))
             g = np.where(raw > self.cal_x_[-1], raw * hi_ratio, g)
             g = np.where(raw < self.cal_x_[0], raw * lo_ratio, g)
             factor = np.where(raw > 0, g / np.maximum(raw, 1e-300), 1.0)

@@ -11,7 +11,7 @@ checked against :func:`h3.cell_to_parent`.
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import h3
 import numpy as np

@@ -116,7 +116,7 @@ def study_counts(counts: pd.Series, res: int, boundary=None) -> tuple[np.ndarray
     cells) with its count, zeros included."""
     if boundary is None:
         warnings.warn("no boundary: the study area is only the cells with incidents, which biases Gi* "
-                      "(zero cells matter); pass a boundary polygon or use an agency with a boundary file")
+                      "(zero cells matter); pass a boundary polygon or use an agency with a boundary file", stacklevel=2)
     cells = study_area(boundary, res, counts.index.to_numpy())
     y = counts.reindex(cells, fill_value=0).to_numpy(dtype=np.float64)
     return cells, y
@@ -171,6 +171,7 @@ def hotspots_from_counts(
     if len(cells) < 3:
         raise ValueError(f"the study area has {len(cells)} cells at res {res}: use a finer resolution or a wider area")
     w = build_weights(cells, "distance" if band_m else "kring", k=k, band_m=band_m)
+    st: GiStar | LocalMoran
     if method == "gistar":
         st = GiStar(y, w, permutations=permutations, seed=seed, alternative=alternative)
         z, p_norm, stat = st.Zs, st.p_norm, st.Gs
@@ -195,6 +196,7 @@ def hotspots_from_counts(
         if reach["message"] and not (np.abs(df["bin"].to_numpy()) == 3).any():
             warnings.warn(f"no cell can reach the 99 % bin: {reach['message']}", UserWarning, stacklevel=3)
     else:
+        assert isinstance(st, LocalMoran)
         df["q"] = st.q
         df["cluster"] = np.where(p_fdr <= alpha, st.labels, "ns")
     df["n_neighbours"] = w.cardinalities.astype(np.int64)

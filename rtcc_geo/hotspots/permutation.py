@@ -246,7 +246,7 @@ def _row_signatures(W: sp.csr_matrix) -> np.ndarray:
     card = np.diff(W.indptr)
     if W.nnz == 0 or np.all(W.data == W.data[0]):
         return card.astype(np.int64)
-    keys = {}
+    keys: dict[bytes, int] = {}
     out = np.empty(W.shape[0], dtype=np.int64)
     for i in range(W.shape[0]):
         k = np.sort(W.data[W.indptr[i]:W.indptr[i + 1]]).tobytes()
@@ -397,6 +397,6 @@ def crand(
             d = direction[cc]
             Rd = np.sort(R * d[:, None], axis=1)
             p[cc] = significance(Rd, r_obs[cc] * d, alternative)
-            if keep:
+            if sims is not None:  # keep
                 sims[cc] = R
     return CrandResult(p, mean, std, sims)

@@ -54,7 +54,7 @@ Z_CRIT = 1.96
 
 @dataclass
 class GlobalMoran:
-    I: float
+    I: float  # noqa: E741 - Moran's I: the statistic's own name (public field)
     EI: float
     VI_norm: float
     VI_rand: float
@@ -83,7 +83,7 @@ def global_moran(y, w, transformation: str = "r") -> GlobalMoran:
     WT = W.T.tocsr()
     s1 = 0.5 * ((W + WT).multiply(W + WT)).sum()
     s2 = ((np.asarray(W.sum(axis=1)).ravel() + np.asarray(W.sum(axis=0)).ravel()) ** 2).sum()
-    I = n / s0 * (z * (W @ z)).sum() / z2ss
+    I = n / s0 * (z * (W @ z)).sum() / z2ss  # noqa: E741 - Moran's I
     EI = -1.0 / (n - 1)
     n2 = n * n
     s02 = s0 * s0

@@ -90,7 +90,8 @@ def coordinates(lat: pd.Series, lon: pd.Series, x: pd.Series | None, y: pd.Serie
         xx[zero] = np.nan
         yy[zero] = np.nan
         plo, pla = project_to_wgs84(xx, yy, xy_crs)
-        lo = lo.copy(); la = la.copy()
+        lo = lo.copy()
+        la = la.copy()
         lo[need], la[need] = plo, pla
         from_xy[need] = np.isfinite(plo)
     return lo, la, from_xy
@@ -129,7 +130,7 @@ def read(path: str | Path, timezone: str = TIMEZONE, source: str = SOURCE) -> Ba
     for c in ("arrest", "domestic"):
         if c in ex:
             ex[c] = to_bool(ex[c])
-    ex["xy_projected"] = pd.Series(np.where(from_xy, True, None), index=idx, dtype="object")
+    ex["xy_projected"] = pd.Series(np.where(from_xy, True, None), index=idx, dtype="object")  # type: ignore[call-overload]  # numpy stubs refuse None; an object array is meant
     ex["dst"] = dst
     frame["extras"] = extras_json(ex, idx)
     b = Batch(source, Path(path).name, raw, frame, unmapped=unmapped)

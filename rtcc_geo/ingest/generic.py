@@ -215,6 +215,7 @@ def read(path: str | Path, mapping: Mapping | str | Path, timezone: str | None =
             lon = np.where(zero, 0.0, lon)
             lat = np.where(zero, 0.0, lat)
     else:
+        assert mp.crs is not None  # load_mapping requires a crs for x/y columns
         lon, lat, from_xy = coordinates(pd.Series(np.nan, index=idx), pd.Series(np.nan, index=idx),
                                         raw[c["x"]], raw[c["y"]], mp.crs)
         from_xy = np.zeros(len(raw), dtype=bool)  # x/y is the only source: no note needed
@@ -246,7 +247,7 @@ def read(path: str | Path, mapping: Mapping | str | Path, timezone: str | None =
     }, index=idx)
     ex = {name: val(name) for name in mp.extras}
     if "lon" in c and "x" in c:
-        ex["xy_projected"] = pd.Series(np.where(from_xy, True, None), index=idx, dtype="object")
+        ex["xy_projected"] = pd.Series(np.where(from_xy, True, None), index=idx, dtype="object")  # type: ignore[call-overload]  # numpy stubs refuse None; an object array is meant
     ex["dst"] = dst
     frame["extras"] = extras_json(ex, idx)
     b = Batch(mp.source, Path(path).name, raw, frame, unmapped=unmapped)

@@ -609,17 +609,17 @@ def _infer_place(raw, names, numeric, area, take, cols, used, reasons, crs, over
         chosen = crs
         reasons.append(f"x/y CRS {crs}: given")
     else:
-        best, groups = guess_crs(x, y, inside, bounds)
-        if not best:
+        fits, groups = guess_crs(x, y, inside, bounds)
+        if not fits:
             raise AmbiguousMapping(f"no projected CRS whose area holds the agency boundary puts {xs[0]!r}/{ys[0]!r} "
                                    f"inside it; give it with --crs EPSG:CODE")
-        if len(best) > 1:
+        if len(fits) > 1:
             raise AmbiguousMapping(f"{xs[0]!r}/{ys[0]!r} fit several CRSs that place the points differently: "
                                    + "; ".join(f"{g[0]} (like {', '.join(g[1:3]) or 'no other'})" for g in groups)
                                    + ". Choose with --crs EPSG:CODE")
         from pyproj import CRS
 
-        chosen = best[0]
+        chosen = fits[0]
         alike = len(groups[0]) - 1
         reasons.append(f"x/y CRS {chosen} ({CRS.from_user_input(chosen).name}): of the projected CRSs whose "
                        f"area holds the boundary, it puts the points inside it"

@@ -40,7 +40,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from .base import Batch, blank_to_na, extras_json, localize, parse_local, read_csv_strings

@@ -131,7 +131,7 @@ def resolve_agency(fmt: str, agency: Agency | str | Path | None, mapping: Mappin
     if store is not None and not (agency is not None and Path(str(agency)).suffix):
         from ..agencies import agency_for_ingest
 
-        return agency_for_ingest(store, agency or (mapping.source if fmt == "generic" and mapping else fmt),
+        return agency_for_ingest(store, str(agency) if agency else (mapping.source if fmt == "generic" and mapping else fmt),
                                  fmt, mapping, near or [])
     if agency is not None:
         return load_agency(agency)
@@ -152,19 +152,19 @@ def ingest_files(fmt: str, files: Iterable[str | Path], store: Store, agency: Ag
     on stderr, per file and per row."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; use one of {FORMATS}")
-    files = [Path(f) for f in files]
-    if not files:
+    paths = [Path(f) for f in files]
+    if not paths:
         raise ValueError("no input files given")
-    missing = [str(f) for f in files if not f.is_file()]
+    missing = [str(f) for f in paths if not f.is_file()]
     if missing:
         raise FileNotFoundError(f"input file(s) not found: {missing}")
     if mapping is not None and not isinstance(mapping, Mapping):
         mapping = load_mapping(mapping)
     if fmt == "generic" and mapping is None:
         raise ValueError("--format generic needs --mapping FILE (see data/mappings/ for examples)")
-    ag = resolve_agency(fmt, agency, mapping, store, files)
-    source = mapping.source if fmt == "generic" else fmt
-    area = agency_area(ag, near=files)
+    ag = resolve_agency(fmt, agency, mapping, store, paths)
+    source = mapping.source if fmt == "generic" and mapping is not None else fmt  # generic has one (checked)
+    area = agency_area(ag, near=paths)
     store.register_source(source, ag.timezone)
     summary = IngestSummary(source=source, store=repr(store), boundary=area.boundary_file)
 
@@ -172,10 +172,10 @@ def ingest_files(fmt: str, files: Iterable[str | Path], store: Store, agency: Ag
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=len(files), unit="file", desc=f"ingest {source}", leave=True, position=0)
+        bar = tqdm(total=len(paths), unit="file", desc=f"ingest {source}", leave=True, position=0)
         rows = tqdm(unit="row", unit_scale=True, desc="rows", leave=True, position=1)
     try:
-        for path in files:
+        for path in paths:
             if bar is not None:
                 bar.set_postfix_str(path.name)
             summary.files.append(ingest_one(fmt, path, store, ag, area, source, mapping, time_floor))
@@ -183,6 +183,7 @@ def ingest_files(fmt: str, files: Iterable[str | Path], store: Store, agency: Ag
                 fs = summary.files[-1]
                 bar.set_postfix_str(f"{path.name}: {fs.loaded:,} loaded, {fs.quarantined:,} quarantined")
                 bar.update(1)
+            if rows is not None:
                 rows.update(fs.read)
     finally:
         for b in (bar, rows):

@@ -32,7 +32,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
 
 #: The portal schema of Chicago's crimes dataset, in the order the portal exports it.
 CHICAGO_COLUMNS = (

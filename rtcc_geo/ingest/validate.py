@@ -209,7 +209,7 @@ def validate(batch: Batch, area: Area, resolutions: tuple[int, ...] = DEFAULT_RE
     batch.flag("invalid_coordinates", zero, "(0, 0): a junk geocode")
     if out_box.any():
         batch.flag("invalid_coordinates", out_box,
-                   pts + f" is outside the agency's bounding box {list(area.bbox)} (junk geocode)")
+                   pts + f" is outside the agency's bounding box {list(area.bbox or ())} (junk geocode)")
 
     inbox = has & ~bad_range & ~zero & ~out_box
     outside = np.zeros(n, dtype=bool)
@@ -251,10 +251,10 @@ def validate(batch: Batch, area: Area, resolutions: tuple[int, ...] = DEFAULT_RE
     located = ~ungeo[~bad]
     cells = grid.index_points(good["lat"].to_numpy()[located], good["lon"].to_numpy()[located], res) \
         if located.any() else {r: np.empty(0, dtype=np.int64) for r in res}
-    for r in res:
-        col = np.full(len(good), NO_CELL, dtype=np.int64)
-        col[located] = cells[r]
-        good[h3_column(r)] = col
+    for level in res:
+        ids = np.full(len(good), NO_CELL, dtype=np.int64)
+        ids[located] = cells[level]
+        good[h3_column(level)] = ids
     if (~located).any():
         good.loc[~located, ["lon", "lat"]] = np.nan
         good["extras"] = _note_extras(good.get("extras"), "not_geolocated", geo_note[~bad], ~located)

@@ -107,7 +107,7 @@ def near_repeat_alerts(new: pd.DataFrame, recent: pd.DataFrame, rule: NearRepeat
     ``x, y`` (metres, one projection). The nearest qualifying prior incident
     is named in the reason.
     """
-    out = []
+    out: list[Alert] = []
     if not len(recent):
         return out
     rx, ry = recent["x"].to_numpy(), recent["y"].to_numpy()
@@ -236,7 +236,7 @@ class AlertLog:
             if not len(rows):
                 return 0
             self.store.append_table("alerts", _typed(rows))
-            self._known.update(rows["alert_id"].tolist())
+            self._ids().update(rows["alert_id"].tolist())  # _ids() loaded it above
         return len(rows)
 
     def _ids(self) -> set[str]:

@@ -318,6 +318,7 @@ class FeedService:
             raise TimeoutError(f"the store did not commit within {timeout:g} s")
         if job.error is not None:
             raise job.error
+        assert job.result is not None  # the writer sets a result or an error before done
         return job.result
 
     # --- the writer thread ----------------------------------------------------
@@ -371,7 +372,7 @@ class FeedService:
                 if not _store_alive(self.store):
                     raise
                 err = e
-            parts = []
+            parts: list[FeedResult] = []
             for i, r in enumerate(j.records):
                 one = _Job(j.source, [r], j.name, offset=i)  # quarantine keeps the request's row number
                 try:
@@ -380,6 +381,7 @@ class FeedService:
                     if not _store_alive(self.store):
                         raise
                     one.result = self._quarantine_refused(j, i, r, e)
+                assert one.result is not None  # _process or the quarantine set it
                 parts.append(one.result)
             log.warning("request %s: %d record(s) refused by the store (%s)", j.name,
                         sum(p.quarantined for p in parts), err)
@@ -529,7 +531,7 @@ def feed_blueprint(service: FeedService, token=None, authorize=None, broker=None
         if (request.content_length or 0) > MAX_BODY_BYTES:
             # Read (and drop) a moderately oversized body so the sender gets the 413 instead of
             # a broken pipe; a huge one is cut off (the connection closes after the answer).
-            if request.content_length <= 4 * MAX_BODY_BYTES:
+            if request.content_length is not None and request.content_length <= 4 * MAX_BODY_BYTES:
                 while request.stream.read(1 << 20):
                     pass
             return jsonify(error=f"body larger than {MAX_BODY_BYTES // (1024 * 1024)} MB: "

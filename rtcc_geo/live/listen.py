@@ -41,11 +41,13 @@ class Listener(threading.Thread):
     def run(self) -> None:
         import psycopg
 
+        from ..store.migrate import scalar
+
         first = True
         while not self._halt.is_set():
             try:
                 with psycopg.connect(self.url, autocommit=True, connect_timeout=5) as conn:
-                    schema = conn.execute("SELECT current_schema()").fetchone()[0]
+                    schema = scalar(conn.execute("SELECT current_schema()"))
                     conn.execute(f"LISTEN {CHANNEL}")
                     if not first:
                         self._recompute_all()  # catch up on what was announced while away

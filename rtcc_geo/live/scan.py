@@ -195,7 +195,7 @@ def space_time_scan(
     if out:
         used[np.searchsorted(uc, out[0].cells)] = True
     for _ in range(secondary if out else 0):
-        best = (0.0, None)
+        best: tuple[float, tuple[int, int, int] | None] = (0.0, None)  # (LLR, (basis, cell, time))
         for kk, B in enumerate(bases):
             ok_centres = np.asarray((B @ used.astype(float)) == 0).ravel()
             if not ok_centres.any():

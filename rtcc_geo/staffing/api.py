@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -94,7 +95,7 @@ class StaffingPlan:
     def to_dict(self) -> dict:
         """The ``rtcc-geo staff --json`` document."""
         c = self.curve
-        out = {
+        out: dict[str, Any] = {
             "params": self.params,
             "weekly_events": round(c.weekly_total, 4),
             "n_weeks": c.n_weeks,
@@ -193,7 +194,7 @@ def plan_from_curve(
     if too_long:
         raise ValueError(f"shift length(s) {too_long} h break the agency's rule of at most {rr.max_shift_hours} h a shift")
     budget = None if operators is None else float(operators) * float(hours_per_operator)
-    kw = {"shift_lengths": lengths, "starts": None if starts is None else [d * 24 + s for d in range(7) for s in starts],
+    kw: dict[str, Any] = {"shift_lengths": lengths, "starts": None if starts is None else [d * 24 + s for d in range(7) for s in starts],
           "time_limit": time_limit, "min_on_duty": min_on_duty, "gain": gain, "same_every_day": same_every_day,
           "fast": fast, "max_short_share": rr.part_time_max_share if part_time else None,
           "short_hours": rr.part_time_shift_max_hours}

@@ -43,10 +43,10 @@ def load_tasks(tasks: str | Path | list[dict] | None = None) -> list[dict]:
     """Downtime tasks from a TOML file (``[[task]]`` tables) or a list of dicts."""
     if tasks is None:
         tasks = DEFAULT_TASKS_FILE
-    if isinstance(tasks, (str, Path)):
-        tasks = read_toml(tasks, "downtime tasks", DEFAULT_TASKS_FILE).get("task", [])
+    items: list[dict] = (read_toml(tasks, "downtime tasks", DEFAULT_TASKS_FILE).get("task", [])
+                         if isinstance(tasks, (str, Path)) else tasks)
     out = []
-    for t in tasks:
+    for t in items:
         if "name" not in t or "value" not in t:
             raise ValueError(f"every downtime task needs a name and a value (got {t})")
         hours = t.get("hours", "any")

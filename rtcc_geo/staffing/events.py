@@ -33,6 +33,7 @@ Staffing
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -234,7 +235,7 @@ def event_load_from_incidents(
     busy = [(t0, t1)] + comps
 
     def baseline_of(a: pd.Timestamp, b: pd.Timestamp, n: int) -> tuple[np.ndarray, int]:
-        rows = []
+        rows: list[np.ndarray] = []
         k = 0
         j = 1
         while len(rows) < weeks and j <= weeks * 4:
@@ -341,7 +342,7 @@ def extra_staffing(
     how = np.asarray(ev.hours.day_of_week * 24 + ev.hours.hour)
     base = lam[how]
     plus = base + np.maximum(ev.uplift, 0.0)
-    kw = dict(service_level_target=service_level, target_seconds=target_seconds, handle_seconds=handle_minutes * 60)
+    kw: dict[str, Any] = dict(service_level_target=service_level, target_seconds=target_seconds, handle_seconds=handle_minutes * 60)
     n0 = required_agents(offered_load(base, handle_minutes), **kw)
     n1 = required_agents(offered_load(plus, handle_minutes), **kw)
     ev.operators_without, ev.operators_with, ev.extra_operators = n0, n1, n1 - n0

@@ -201,6 +201,7 @@ def local_search(A: sparse.csc_matrix, hours: np.ndarray, cum: np.ndarray, x: np
                     improved = True
                     break
             else:
+                assert target is not None, "local_search needs a budget or a target"
                 if drop_ok and cov - loss >= target - 1e-9:
                     x[i] -= 1
                     improved = True

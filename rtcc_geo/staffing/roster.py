@@ -31,6 +31,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -92,13 +93,13 @@ def load_rules(rules: str | Path | Mapping | RosterRules | None = None) -> Roste
         return rules
     if rules is None:
         rules = DEFAULT_RULES_FILE
-    if isinstance(rules, (str, Path)):
-        rules = read_toml(rules, "roster rules", DEFAULT_RULES_FILE).get("roster", {})
+    table: Mapping = (read_toml(rules, "roster rules", DEFAULT_RULES_FILE).get("roster", {})
+                      if isinstance(rules, (str, Path)) else rules)
     known = set(RosterRules.__dataclass_fields__)
-    bad = set(rules) - known
+    bad = set(table) - known
     if bad:
         raise ValueError(f"unknown roster rule(s) {sorted(bad)}; rules are {sorted(known)}")
-    return RosterRules(**dict(rules))
+    return RosterRules(**dict(table))
 
 
 def pattern_name(start_hour: int, length: int) -> str:
@@ -114,7 +115,7 @@ def _kind(length: int, r: RosterRules) -> str:
 
 def line_violations(shifts: list[tuple[int, int]], kind: str, r: RosterRules) -> list[str]:
     """Rules one operator's cyclic week breaks; ``shifts`` are (start hour of week, length)."""
-    out = []
+    out: list[str] = []
     if not shifts:
         return out
     sh = sorted((s % WEEK, L) for s, L in shifts)
@@ -221,7 +222,7 @@ def build_roster(shifts: pd.DataFrame, rules: str | Path | Mapping | RosterRules
         if alone:
             unassigned.append({"day": DAYS[s // 24], "start_hour": s % 24, "length": L, "reason": "; ".join(alone)})
             continue
-        best = None
+        best: tuple[Any, dict] | None = None  # (sort key or None for a new operator, operator)
         for o in ops:
             if o["kind"] != kind or line_violations(o["shifts"] + [(s, L)], kind, r):
                 continue
@@ -246,10 +247,9 @@ def build_roster(shifts: pd.DataFrame, rules: str | Path | Mapping | RosterRules
                      **day, "hours": sum(L for _, L in o["shifts"]), "shifts": len(o["shifts"]),
                      "days_off": 7 - len({s // 24 for s, _ in o["shifts"]})})
     lines = pd.DataFrame(rows, columns=["operator", "kind", "pattern", *DAYS, "hours", "shifts", "days_off"])
-    prow = {}
+    prow: dict[tuple[int, int], list[int]] = {}
     for s, L in inst:
-        key = (s % 24, L)
-        prow.setdefault(key, [0] * 7)[s // 24] += 1
+        prow.setdefault((s % 24, L), [0] * 7)[s // 24] += 1
     pats = []
     for (h, L), cnt in sorted(prow.items(), key=lambda kv: ((kv[0][0] - 5) % 24, kv[0][1])):
         lo, hi = min(cnt), max(cnt)

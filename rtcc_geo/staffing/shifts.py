@@ -151,8 +151,8 @@ def coverage_of(on_duty: np.ndarray, required: np.ndarray, workload: np.ndarray,
 
 
 def optimise_shifts(
-    required: Sequence[float],
-    workload: Sequence[float] | None = None,
+    required: Sequence[float] | np.ndarray,
+    workload: Sequence[float] | np.ndarray | None = None,
     *,
     shift_lengths: Sequence[int] = (8, 10, 12),
     starts: Iterable[int] | None = None,
@@ -233,12 +233,14 @@ def optimise_shifts(
     total = float(lam.sum())
 
     cum = _cum_matrix(r_eff, lam, gain)
-    short = None
+    short: np.ndarray | None = None
+    short_share = 1.0  # max_short_share as a float, read only where short is not None
     share_kw: dict = {}
     if max_short_share is not None and np.any(l_all <= short_hours):
         if not 0.0 <= max_short_share <= 1.0:
             raise ValueError("max_short_share is a share in [0, 1]")
         short = l_all <= short_hours
+        short_share = float(max_short_share)
         share_kw = {"short": short, "share": float(max_short_share)}
     deadline = min(0.3, 0.3 * time_limit) if fast else min(1.0, 0.1 * time_limit)
     t_fast = time_limit if not fast else min(time_limit, fast_time)
@@ -253,10 +255,11 @@ def optimise_shifts(
         lo = np.maximum(np.ceil(r_eff - 1e-9), floor)
         cons = [LinearConstraint(A, lo, np.inf)]
         if short is not None:
-            cons.append(LinearConstraint(((short - max_short_share) * hours_col)[None, :], -np.inf, 0.0))
-        x0 = _fast.local_search(A, hours_col, _cover_cum(lo), _fast._cover_floor(A, hours_col, lo),
+            cons.append(LinearConstraint(((short - short_share) * hours_col)[None, :], -np.inf, 0.0))
+        x0: np.ndarray | None
+        x0 = xl = _fast.local_search(A, hours_col, _cover_cum(lo), _fast._cover_floor(A, hours_col, lo),
                                 target=float(_cover_cum(lo)[:, -1].sum()), floor=lo, deadline=deadline)
-        if short is not None and hours_col[short] @ x0[short] > max_short_share * (hours_col @ x0) + 1e-9:
+        if short is not None and hours_col[short] @ xl[short] > short_share * (hours_col @ xl) + 1e-9:
             x0 = None
         res = solve(hours_col, cons, np.ones(J), np.zeros(J), np.full(J, ub_x), x0=x0)
         objective = "min_staff_hours"
@@ -296,7 +299,7 @@ def optimise_shifts(
             cons.append(LinearConstraint(sparse.hstack([A, sparse.csc_matrix((P, nc))], format="csc"), floor, np.inf))
         lb = np.zeros(J + nc)
         if short is not None:
-            cons.append(LinearConstraint(np.concatenate([(short - max_short_share) * hours_col, np.zeros(nc)])[None, :],
+            cons.append(LinearConstraint(np.concatenate([(short - short_share) * hours_col, np.zeros(nc)])[None, :],
                                          -np.inf, 0.0))
         hours_row = np.concatenate([hours_col, np.zeros(nc)])
         cov_row = np.concatenate([np.zeros(J), cov_coef])
@@ -332,7 +335,9 @@ def optimise_shifts(
                 b = max(float(res1["bound"]) if np.isfinite(res1["bound"]) else -np.inf, -env)
                 res1 = dict(res1, bound=b, mip_gap=max(0.0, -b - best) / best if best > 0 else 0.0)
             if fast:
-                xj = _fast.local_search(A, hours_col, cum, _int(res1, J), budget=float(budget_hours), floor=fl,
+                x1 = _int(res1, J)
+                assert x1 is not None  # res1["x"] was checked above
+                xj = _fast.local_search(A, hours_col, cum, x1, budget=float(budget_hours), floor=fl,
                                         deadline=deadline / 2, **share_kw)
                 res = dict(res1, x=full(xj).astype(float))
             elif res1["optimal"]:
@@ -344,6 +349,7 @@ def optimise_shifts(
                 if res2["x"] is not None:
                     res = dict(res2, mip_gap=res1["mip_gap"], optimal=res1["optimal"] and res2["optimal"])
         else:
+            assert min_coverage is not None  # the first branch takes budget_hours and min_coverage both None
             if not 0.0 <= float(min_coverage) <= 1.0:
                 raise ValueError(f"min_coverage is a share in [0, 1] (got {min_coverage})")
             objective = "min_staff_hours"

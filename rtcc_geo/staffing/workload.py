@@ -182,12 +182,14 @@ def complete_weeks(start=None, end=None, observed: pd.DatetimeIndex | None = Non
             raise ValueError("no weeks: give start and end, or data with at least three weeks")
         obs = pd.DatetimeIndex(observed).normalize()
     if start is None:
+        assert obs is not None
         lo = obs.min() + pd.Timedelta(days=7)
     else:
         s = naive(start)
         d = s.normalize()
         lo = d + pd.Timedelta(days=((7 - d.day_of_week) % 7) if s == d else (7 - d.day_of_week))
     if end is None:
+        assert obs is not None
         last = obs.max() - pd.Timedelta(days=7)
     else:
         m = naive(end) - pd.Timedelta(days=7)  # the last week's Monday is at most end - 7 days

@@ -7,8 +7,8 @@ talks to this interface only; the engines differ in the query layer alone.
 from __future__ import annotations
 
 import abc
-from dataclasses import dataclass, field, replace
-from typing import Iterable, Sequence
+from dataclasses import dataclass, replace
+from collections.abc import Iterable, Sequence
 
 import pandas as pd
 
@@ -54,7 +54,7 @@ class Query:
     #: ``cells`` filters always leave not-geolocated incidents out.
     geolocated: bool | None = None
 
-    def with_(self, **kw) -> "Query":
+    def with_(self, **kw) -> Query:
         return replace(self, **kw)
 
 
@@ -143,7 +143,7 @@ class Store(abc.ABC):
             raise ValueError(f"append_table({name!r}): columns {list(df.columns)} differ from the stored {list(old.columns)}")
         self.put_table(name, df if old is None or not len(old) else pd.concat([old, df], ignore_index=True))
 
-    def close(self) -> None:  # pragma: no cover - trivial
+    def close(self) -> None:  # noqa: B027 - optional hook, a no-op unless the store holds resources  # pragma: no cover
         pass
 
     def __enter__(self):
@@ -153,7 +153,7 @@ class Store(abc.ABC):
         self.close()
 
 
-def prepare_incidents(store: "Store", df: pd.DataFrame) -> pd.DataFrame:
+def prepare_incidents(store: Store, df: pd.DataFrame) -> pd.DataFrame:
     """What every engine does before writing incidents: conform to the schema,
     refuse unregistered sources, and keep the first copy of a key repeated
     within the batch (as ``ON CONFLICT DO NOTHING`` would)."""

@@ -23,6 +23,7 @@ import re
 from importlib import resources
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from psycopg import sql
@@ -32,6 +33,14 @@ from psycopg import sql
 SQL_DIR = Path(os.environ.get("RTCC_SQL_DIR", str(resources.files("rtcc_geo") / "sql")))
 
 _NAME = re.compile(r"^(\d{3,})_[a-z0-9_]+\.sql$")
+
+
+def scalar(cur: psycopg.Cursor) -> Any:
+    """The first value of the one row ``cur`` returns (aggregates and catalogue probes always return a row)."""
+    row = cur.fetchone()
+    if row is None:
+        raise RuntimeError("the query returned no row")
+    return row[0]
 
 
 class MigrationError(RuntimeError):
@@ -70,7 +79,7 @@ def load_migrations(sql_dir: str | Path | None = None) -> list[Migration]:
         seen[num] = p.name
         data = p.read_bytes()
         out.append(Migration(p.name, hashlib.sha256(data).hexdigest(), data.decode("utf-8")))
-    return sorted(out, key=lambda m: int(_NAME.match(m.name).group(1)))
+    return sorted(out, key=lambda m: int(m.name.split("_", 1)[0]))  # NNN_, checked above
 
 
 def _lock(conn: psycopg.Connection) -> None:
@@ -90,7 +99,7 @@ def _ensure_table(conn: psycopg.Connection) -> None:
 
 
 def _ensure_postgis(conn: psycopg.Connection) -> None:
-    if conn.execute("SELECT to_regtype('geometry') IS NOT NULL").fetchone()[0]:
+    if scalar(conn.execute("SELECT to_regtype('geometry') IS NOT NULL")):
         return
     try:
         with conn.transaction():
@@ -101,14 +110,14 @@ def _ensure_postgis(conn: psycopg.Connection) -> None:
             "Install the package (apt-get install postgresql-15-postgis-3) and run "
             "'CREATE EXTENSION postgis' as a superuser, then retry."
         ) from None
-    if not conn.execute("SELECT to_regtype('geometry') IS NOT NULL").fetchone()[0]:
+    if not scalar(conn.execute("SELECT to_regtype('geometry') IS NOT NULL")):
         raise MigrationError("PostGIS is installed but not on search_path: add public to search_path")
 
 
 def _table(conn: psycopg.Connection) -> sql.Composable:
     """``<current_schema>.schema_migrations``, qualified: an unqualified name could
     resolve to another store's table further down search_path (e.g. public's)."""
-    schema = conn.execute("SELECT current_schema()").fetchone()[0]
+    schema = scalar(conn.execute("SELECT current_schema()"))
     if schema is None:
         raise MigrationError(
             "no schema to create tables in: the first schema of search_path does not exist "
@@ -126,7 +135,7 @@ def status(conn: psycopg.Connection, sql_dir: str | Path | None = None) -> list[
     """State of every migration on disk and in the database (read-only)."""
     files = load_migrations(sql_dir)
     tbl = _table(conn).as_string(conn)
-    exists = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (tbl,)).fetchone()[0]
+    exists = scalar(conn.execute("SELECT to_regclass(%s) IS NOT NULL", (tbl,)))
     applied = _applied(conn) if exists else {}
     out = []
     for m in files:

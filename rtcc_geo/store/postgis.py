@@ -36,7 +36,7 @@ import hashlib
 import io
 import json
 import threading
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -50,7 +50,7 @@ from .. import grid
 from ..schema import CORE_DTYPES, DEFAULT_RESOLUTIONS, INCIDENT_COLUMNS, QUARANTINE_COLUMNS, conform, empty_incidents, h3_column
 from .base import (prepare_incidents, Query, Store, WriteResult, check_keys, check_table_name, geolocated_filter,
                    local_bound, needs_known_time)
-from .migrate import migrate
+from .migrate import migrate, scalar
 
 _TS_COLS = ("occurred_from", "occurred_to", "reported_at")
 _H3_COLS = tuple(h3_column(r) for r in DEFAULT_RESOLUTIONS)
@@ -182,9 +182,9 @@ class PostGISStore(Store):
             # to the checks below and no row can conflict: the INSERT needs no
             # ON CONFLICT (whose speculative insertion doubled the load time).
             self.conn.execute("LOCK TABLE incidents IN SHARE ROW EXCLUSIVE MODE")
-            fresh = not self.conn.execute(
+            fresh = not scalar(self.conn.execute(
                 "SELECT EXISTS (SELECT 1 FROM incidents WHERE source = ANY(%s::text[]))",
-                (sorted(df["source"].unique().tolist()),)).fetchone()[0]
+                (sorted(df["source"].unique().tolist()),)))
             restore = self._drop_indexes_for_bulk(len(df))
             try:
                 if fresh:
@@ -214,7 +214,7 @@ class PostGISStore(Store):
                 self.conn.execute(ddl)
         return WriteResult(received, inserted, keys)
 
-    def _drop_indexes_for_bulk(self, n: int) -> list[sql.Composable]:
+    def _drop_indexes_for_bulk(self, n: int) -> list[sql.SQL | sql.Composed]:
         """Bulk mode: for a batch of ``n >= BULK_MIN_ROWS`` rows at least twice the
         table, drop every index of ``incidents`` (primary key included) and return
         the statements that rebuild them after the load.
@@ -225,7 +225,7 @@ class PostGISStore(Store):
         """
         if n < BULK_MIN_ROWS or n < 2 * self._estimated_rows("incidents"):
             return []
-        restore: list[sql.Composable] = []
+        restore: list[sql.SQL | sql.Composed] = []
         pkey = self.conn.execute(
             "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
             "WHERE conrelid = 'incidents'::regclass AND contype = 'p'").fetchone()
@@ -240,7 +240,7 @@ class PostGISStore(Store):
 
     def _estimated_rows(self, table: str) -> int:
         """The planner's row estimate (scaled to the table's current size; no scan)."""
-        plan = self.conn.execute(f"EXPLAIN (FORMAT JSON) SELECT 1 FROM {table}").fetchone()[0]
+        plan = scalar(self.conn.execute(f"EXPLAIN (FORMAT JSON) SELECT 1 FROM {table}"))
         return int(plan[0]["Plan"]["Plan Rows"])
 
     def _secondary_indexes(self, table: str) -> list[tuple[str, str]]:
@@ -331,7 +331,7 @@ class PostGISStore(Store):
         where, params, join = self._where(q, needs_known_time((), q))
         if where is None:
             return 0
-        return int(self.conn.execute(f"SELECT count(*) FROM incidents i {join} WHERE {where}", params).fetchone()[0])
+        return int(scalar(self.conn.execute(f"SELECT count(*) FROM incidents i {join} WHERE {where}", params)))
 
     @_serialised
     def quarantine(self, source: str | None = None) -> pd.DataFrame:
@@ -479,7 +479,7 @@ class PostGISStore(Store):
                 types[s["name"]] = {"bigint": pa.int64(), "double precision": pa.float64(),
                                     "boolean": pa.bool_(), "text": pa.string()}[s["pg"]]
         if not spec:
-            n = self.conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(tbl))).fetchone()[0]
+            n = scalar(self.conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(tbl))))
             return pd.DataFrame(index=pd.RangeIndex(n))
         t = self._copy_out(
             f"SELECT {', '.join(exprs)} FROM {sql.Identifier(tbl).as_string(self.conn)} "
@@ -679,7 +679,7 @@ def _table_column(table: str, col: str, s: pd.Series) -> tuple[str, pa.Array]:
         return "double precision", pa.array(s, type=pa.float64(), from_pandas=True)
     if isinstance(dt, pd.CategoricalDtype):
         s = s.astype(object)
-    if pd.api.types.is_string_dtype(dt) or isinstance(dt, pd.CategoricalDtype) or dt == object:
+    if pd.api.types.is_string_dtype(dt) or isinstance(dt, pd.CategoricalDtype) or pd.api.types.is_object_dtype(dt):
         vals = s.astype(object)
         bad = vals[vals.notna() & ~vals.map(lambda v: isinstance(v, str))]
         if len(bad):

@@ -211,7 +211,8 @@ def classify(hot: np.ndarray, cold: np.ndarray, trend: np.ndarray) -> np.ndarray
         before = np.arange(n)[None, :] < (n - run)[:, None]
         sig_before = (sig_any & before).any(axis=1)
         other_ever = other.any(axis=1)
-        lab = lambda name: _CODE[f"{name} {side} spot"]  # noqa: E731
+        def lab(name: str, side: str = side) -> int:
+            return _CODE[f"{name} {side} spot"]
         c = np.full(hot.shape[0], -1, dtype=np.int16)
         f90 = final & frac_ge90
         c[f90 & (trend == up)] = lab("intensifying")
