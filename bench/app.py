@@ -232,7 +232,7 @@ def main() -> int:
             "values": json.dumps(ref_vals), "scale": json.dumps(SEQ_SCALE), "style": json.dumps(OFFLINE_STYLE),
             "layers": json.dumps(ctx.outline_layers), "center": json.dumps(ctx.view["center"]),
             "zoom": ctx.view["zoom"]}
-        app_b.server.add_url_rule("/bench/reference", "bench_reference", lambda: page)
+        app_b.server.add_url_rule("/bench/reference", "bench_reference", lambda page=page: page)
         what = "every cell, empty ones too" if show_empty else "cells with incidents"
         with LiveServer(app_b.server) as url, chromium(chrome, driver) as d:
             d.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": POLL % n_drawn})
@@ -285,7 +285,7 @@ def main() -> int:
                 before = d.execute_script(js)
                 t = time.perf_counter()
                 d.find_element(By.CSS_SELECTOR, f"#f-cats input[value='{c}']").click()
-                wait_for(lambda: d.execute_script(js) > before, 120, what="recolour")
+                wait_for(lambda js=js, before=before: d.execute_script(js) > before, 120, what="recolour")
                 times.append(time.perf_counter() - t)
             print(f"filter click -> hexagons recoloured (browser): median {statistics.median(times) * 1000:.0f} ms")
     import os

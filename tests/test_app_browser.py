@@ -173,7 +173,7 @@ def test_commander_flow(browser, philly_app):
     # The busiest cell is at the centre: the brown top of the scale (drawn lighter at street
     # zoom so the streets show through), not background.
     assert np.abs(centre - bg).sum(axis=2).mean() > 100
-    assert ((centre[..., 0] > centre[..., 2] + 40)).mean() > 0.5
+    assert (centre[..., 0] > centre[..., 2] + 40).mean() > 0.5
 
     # Planner page: change the operator count and the plan is re-run.
     d.find_element(By.ID, "nav-planner").click()

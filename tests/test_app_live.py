@@ -9,7 +9,6 @@ the machine; a viewer's stream and panel carry no incident detail.
 from __future__ import annotations
 
 import threading
-import time
 from pathlib import Path
 
 import pandas as pd

@@ -164,7 +164,9 @@ def test_quick_ranges_end_on_the_datas_last_local_day(philly_app):
     ctx = philly_app.rtcc
     inc = ctx.store.incidents(Query(source="philadelphia", include_unknown_time=True), columns=["occurred_from"])
     last = inc["occurred_from"].dt.tz_convert("America/New_York").max().normalize().tz_localize(None)
-    day = lambda t: f"{t:%Y-%m-%d}"
+    def day(t):
+        return f"{t:%Y-%m-%d}"
+
     assert quick_range(ctx, "24h") == (day(last), day(last))
     assert quick_range(ctx, "7d") == (day(last - pd.Timedelta(days=6)), day(last))
     assert quick_range(ctx, "28d") == (day(last - pd.Timedelta(days=27)), day(last))

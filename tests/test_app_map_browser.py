@@ -258,7 +258,8 @@ def test_url_reproduces_the_view_in_another_session_and_back_works(session, phil
         try:
             wait_for(lambda: d2.find_element(By.ID, "summary-text").text == header, timeout=60, what="same header")
         except TimeoutError:
-            raise AssertionError((header, d2.find_element(By.ID, "summary-text").text, shared, d2.current_url))
+            raise AssertionError((header, d2.find_element(By.ID, "summary-text").text, shared,
+                                  d2.current_url)) from None
         s2 = wait_for(lambda: d2.execute_script(
             "const H=window.rtccHex, m=H && H.map; if (!m || !H.data || H.shown !== H.data) return null;"
             "const c=m.getCenter(); return {res: H.data.res, v: H.data.v.reduce((a, b) => a + (b || 0), 0),"

@@ -15,7 +15,8 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 import h3
 import numpy as np
@@ -60,7 +61,7 @@ class Filters:
     show_empty: bool = False          # draw cells with no value too (presentation only)
 
     @classmethod
-    def from_widgets(cls, start, end, categories, hours, dows, districts, res, show_empty=None) -> "Filters":
+    def from_widgets(cls, start, end, categories, hours, dows, districts, res, show_empty=None) -> Filters:
         def day(v):
             if not v:
                 return None
