@@ -391,7 +391,7 @@ def test_cells_geojson_and_exports(philly_app):
     f.categories = ("burglary",)
     body, name = export_view(ctx, COUNTS, f, "csv", role="commander")
     df = pd.read_csv(io.StringIO(body))
-    assert name.endswith(".csv") and list(df.columns) == ["cell", "place", "lat", "lon", "counts"]
+    assert name.endswith(".csv") and list(df.columns) == ["cell", "lat", "lon", "place", "counts"]  # one writer: id, centre, then the table
     q = f.query("philadelphia", ctx.categories)
     assert df["counts"].sum() == ctx.store.count(q.with_(geolocated=True))  # the map: incidents with a location
     body, name = export_view(ctx, COUNTS, f, "geojson", role="commander")

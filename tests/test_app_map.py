@@ -78,12 +78,17 @@ def test_hour_of_week_heat_map_is_darker_where_there_are_more_incidents(philly_a
     from rtcc_geo.app import drill
 
     ctx = philly_app.rtcc
-    df = ctx.store.incidents(Query(source="philadelphia"), columns=["h3_r9"])
+    df = ctx.store.incidents(Query(source="philadelphia", geolocated=True), columns=["h3_r9"])
     cell = int(df.groupby("h3_r9").size().idxmax())
     f = ctx.default_filters()
     from rtcc_geo.app.layers import COUNTS
 
-    fig = drill.panel(ctx, cell, f, COUNTS, "commander")
+    import flask
+
+    # The commander's panel, as inside a request (its incident rows are audited).
+    with philly_app.server.test_request_context("/"):
+        flask.g.rtcc_user, flask.g.rtcc_role = "chief", "commander"
+        fig = drill.panel(ctx, cell, f, COUNTS, "commander")
     graph = next(c for c in fig if getattr(c, "id", None) == "drill-profile")
     tr = graph.figure["data"][0]
     assert tr["showscale"] is True and tr["zmin"] == 0
@@ -101,7 +106,7 @@ def test_hour_of_week_heat_map_is_darker_where_there_are_more_incidents(philly_a
 
 
 def _blocks(store) -> pd.DataFrame:
-    df = store.incidents(Query(source="philadelphia"), columns=["block", "district", "lon", "lat", "h3_r9", "h3_r8"])
+    df = store.incidents(Query(source="philadelphia", geolocated=True), columns=["block", "district", "lon", "lat", "h3_r9", "h3_r8"])
     df["b"] = df["block"].astype("string").str.upper().str.split().str.join(" ")
     return df
 

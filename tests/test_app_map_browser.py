@@ -97,7 +97,7 @@ def shot(d, name):
 
 
 def _blocks(store) -> pd.DataFrame:
-    df = store.incidents(Query(source="philadelphia"), columns=["block", "lon", "lat", "h3_r9"])
+    df = store.incidents(Query(source="philadelphia", geolocated=True), columns=["block", "lon", "lat", "h3_r9"])
     df["b"] = df["block"].astype("string").str.upper().str.split().str.join(" ")
     return df
 
@@ -210,7 +210,7 @@ def test_quick_range_last_28_days_changes_the_header_dates(session, philly_app):
     assert got != before
     assert d.find_element(By.ID, "f-start").get_attribute("value") == f"{(last - pd.Timedelta(days=27)):%Y-%m-%d}"
     n = ctx.store.count(Query(source="philadelphia", start=f"{last - pd.Timedelta(days=27):%Y-%m-%d}",
-                              end=f"{last + pd.Timedelta(days=1):%Y-%m-%d}"))
+                              end=f"{last + pd.Timedelta(days=1):%Y-%m-%d}", geolocated=True))  # the map's incidents
     wait_for(lambda: f"{n:,} incidents" in d.find_element(By.ID, "summary-text").text, timeout=20, what="count")
     # A typed date applies when the box loses focus (no Enter).
     box = d.find_element(By.ID, "f-start")

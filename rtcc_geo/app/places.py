@@ -74,7 +74,9 @@ class Places:
         from .context import MAP_RESOLUTIONS
 
         res = max(MAP_RESOLUTIONS)
-        df = ctx.store.incidents(Query(source=ctx.source), columns=["block", "district", "lon", "lat", h3_column(res)])
+        # Located incidents only (not-geolocated rows have no cell), with or without a known time.
+        df = ctx.store.incidents(Query(source=ctx.source, include_unknown_time=True, geolocated=True),
+                                 columns=["block", "district", "lon", "lat", h3_column(res)])
         df = df.rename(columns={h3_column(res): "cell"})
         return cls(df, res, ctx.districts)
 
