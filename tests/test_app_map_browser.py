@@ -246,9 +246,10 @@ def test_url_reproduces_the_view_in_another_session_and_back_works(session, phil
     # Another browser session (fresh profile, log in again): the same view.
     chrome, driver = _browser(philly_app)
     with chromium(chrome, driver) as d2:
-        # Opened before logging in: the log-in page, then straight to the shared view.
+        # Opened before logging in: the log-in form (in place, at the shared address), then
+        # straight to the shared view.
         d2.get(shared)
-        assert "/login" in d2.current_url
+        wait_for(lambda: d2.find_element(By.ID, "login-form"), timeout=30, what="the log-in form")
         d2.find_element(By.ID, "username").send_keys("chief")
         d2.find_element(By.ID, "password").send_keys(PASSWORD)
         d2.find_element(By.ID, "login-button").click()
