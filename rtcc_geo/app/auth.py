@@ -109,7 +109,7 @@ class Guard:
         if self.options.trust_proxy:
             from werkzeug.middleware.proxy_fix import ProxyFix
 
-            server.wsgi_app = ProxyFix(server.wsgi_app, x_for=1, x_proto=1, x_host=1)
+            server.wsgi_app = ProxyFix(server.wsgi_app, x_for=1, x_proto=1, x_host=1)  # type: ignore[method-assign]  # Flask's documented way
         server.extensions["rtcc_guard"] = self
         server.before_request(self.check)
         server.add_url_rule("/login", "rtcc_login", self.login, methods=["GET", "POST"])

@@ -24,8 +24,8 @@ from .context import AppContext, Filters
 MAP_BACKGROUND = "#eef0f2"
 # Sequential scale for intensities (ColorBrewer YlOrBr, colour-blind safe): the lowest
 # value drawn is a clear yellow, never the background's grey (zero is not drawn).
-SEQ_SCALE = [[0.0, "#fed976"], [0.2, "#fec44f"], [0.4, "#fe9929"],
-             [0.6, "#ec7014"], [0.8, "#cc4c02"], [1.0, "#662506"]]
+SEQ_SCALE: list[tuple[float, str]] = [(0.0, "#fed976"), (0.2, "#fec44f"), (0.4, "#fe9929"),
+                                      (0.6, "#ec7014"), (0.8, "#cc4c02"), (1.0, "#662506")]
 
 
 @dataclass

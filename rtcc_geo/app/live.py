@@ -170,7 +170,7 @@ def alerts_list(store, role: str, limit: int | None = None, tz: str = "UTC", ctx
         if ok.any():
             names = dict(zip(cells[ok].tolist(), ctx.place_names(cells[ok], role)))
     by_id = df.set_index("alert_id")
-    rows = []
+    rows: list = []
     for a in part.itertuples(index=False):
         where = names.get(a.cell) or ("unknown place" if not a.cell else f"cell {int(a.cell):x}")
         kind = _KIND.get(a.kind, a.kind.replace("_", " "))
@@ -228,12 +228,12 @@ def alert_places(store, role: str, ctx, page: int = 0, snoozed: dict | None = No
     df = (log or AlertLog(store)).list(open_only=True).drop_duplicates("alert_id")
     groups = group_alerts(df)
     now = pd.Timestamp.now(tz="UTC")
-    snoozed = {k for k, t in (snoozed or {}).items() if pd.Timestamp(t) > now}
-    shown = groups[~groups["key"].isin(list(snoozed))].reset_index(drop=True)
+    hidden = {k for k, t in (snoozed or {}).items() if pd.Timestamp(t) > now}
+    shown = groups[~groups["key"].isin(list(hidden))].reset_index(drop=True)
     pages = max(1, -(-len(shown) // GROUPS_PER_PAGE))
     page = min(max(int(page or 0), 0), pages - 1)
     part = shown.iloc[page * GROUPS_PER_PAGE:(page + 1) * GROUPS_PER_PAGE]
-    out = []
+    out: list[dict] = []
     for a in part.itertuples(index=False):
         if not a.cell:
             out.append({"label": "unknown place", "bbox": None})

@@ -171,6 +171,7 @@ class Places:
             if self._index is None:
                 self._index = self._build_index()
             idx = self._index
+        assert idx is not None
         out: list[dict] = []
         # Districts: "6", "06", "district 6", or a polygon's name.
         m = re.fullmatch(r"(?:DISTRICT|DIST|D)?\s*(\w+)", q)

@@ -93,7 +93,7 @@ def create_app(store: Store, *, source: str | None = None, agency=None, boundary
         assets_folder=os.path.join(os.path.dirname(__file__), "assets"),
         external_stylesheets=[], external_scripts=[],
     )
-    app.rtcc = ctx  # for tests and benches
+    app.rtcc = ctx  # type: ignore[attr-defined]  # for tests and benches
     app.layout = html.Div(style={"fontFamily": "system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif",
                                  "margin": 0, "background": "#eef0f2"}, children=[
         dcc.Location(id="url"),

@@ -131,6 +131,7 @@ class Params:
                     ev = (str(venue), float(lon), float(lat), t.strftime("%Y-%m-%d %H:%M"), int(hrs), float(cr))
         if errs:
             raise ValueError("\n".join(errs))
+        assert s is not None and e is not None  # both parsed, or errs said why
         return cls(int(ops), lens, slv / 100.0, tgt, hdl, bool(part_time), bool(daily),
                    s.strftime("%Y-%m-%d"), e.strftime("%Y-%m-%d"), tuple(sorted(w.items())), ev)
 
