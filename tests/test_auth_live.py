@@ -441,10 +441,14 @@ def test_each_audited_action_leaves_exactly_one_entry(served):
     store.put_table("alerts", alerts)
     ack = dep_for(deps, "alerts-panel.children")
     pid = json.dumps({"id": "auth-a1", "type": "ack"}, separators=(",", ":"))
-    body = {"output": ack["output"], "outputs": {"id": "alerts-panel", "property": "children"},
+    body = {"output": ack["output"],
+            "outputs": [{"id": "alerts-panel", "property": "children"}, {"id": "alert-hits", "property": "data"},
+                        {"id": "alerts-page", "property": "data"}],
             "inputs": [{"id": "live-alerts", "property": "data", "value": None},
-                       [{"id": {"id": "auth-a1", "type": "ack"}, "property": "n_clicks", "value": 1}]],
-            "state": [], "changedPropIds": [pid + ".n_clicks"]}
+                       [{"id": {"id": "auth-a1", "type": "ack"}, "property": "n_clicks", "value": 1}], [], [],
+                       {"id": "alerts-prev", "property": "n_clicks", "value": None},
+                       {"id": "alerts-next", "property": "n_clicks", "value": None}],
+            "state": [{"id": "alerts-page", "property": "data", "value": 0}], "changedPropIds": [pid + ".n_clicks"]}
     r = s.post(base + "/_dash-update-component", json=body)
     assert r.status_code == 200, r.text[:300]
     assert bool(store.get_table("alerts")["acknowledged"].iloc[0])

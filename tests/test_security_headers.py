@@ -62,7 +62,7 @@ def _route_urls(srv, chief) -> list[tuple[str, str]]:
     index = chief.get(srv.url + "/", timeout=30).text
     suites = re.findall(r'src="(/_dash-component-suites/[^"]+)"', index)
     assert suites, index[:500]
-    sample = {"res": "9", "z": "0", "x": "0", "y": "0", "source": "synthetic", "filename": "live.js",
+    sample = {"res": "9", "z": "0", "x": "0", "y": "0", "source": "synthetic", "filename": "live.js", "cell": "8928308280fffff",
               "path": "planner"}
     out = []
     for rule in rules:

@@ -262,7 +262,7 @@ def test_alert_panel_shows_the_alert_as_soon_as_it_is_raised(srv, chief):
     import requests
 
     deps = chief.get(srv.url + "/_dash-dependencies", timeout=30).json()
-    dep = next(d for d in deps if d["output"] == "alerts-panel.children")
+    dep = next(d for d in deps if "alerts-panel.children" in d["output"])
     addr, cookie = _addr(srv.url), cookie_header(chief)
     s = _open_stream(addr, cookie)
     s.settimeout(20)
@@ -287,9 +287,14 @@ def test_alert_panel_shows_the_alert_as_soon_as_it_is_raised(srv, chief):
                                 alert = a
             assert alert is not None, f"no alert for {rec[1]['id']}"
             # What live.js does on that event: ask for the panel.
-            body = {"output": dep["output"], "outputs": {"id": "alerts-panel", "property": "children"},
-                    "inputs": [{"id": "live-alerts", "property": "data", "value": {"n": round_ + 1, "t": 1}}, []],
-                    "changedPropIds": ["live-alerts.data"], "state": []}
+            body = {"output": dep["output"],
+                    "outputs": [{"id": "alerts-panel", "property": "children"}, {"id": "alert-hits", "property": "data"},
+                                {"id": "alerts-page", "property": "data"}],
+                    "inputs": [{"id": "live-alerts", "property": "data", "value": {"n": round_ + 1, "t": 1}}, [], [], [],
+                               {"id": "alerts-prev", "property": "n_clicks", "value": None},
+                               {"id": "alerts-next", "property": "n_clicks", "value": None}],
+                    "changedPropIds": ["live-alerts.data"],
+                    "state": [{"id": "alerts-page", "property": "data", "value": 0}]}
             r = chief.post(srv.url + "/_dash-update-component", json=body, timeout=30)
             assert r.status_code == 200, r.text[:300]
             assert alert["alert_id"] in r.text, f"panel lags: alert {alert['alert_id']} not shown"
