@@ -234,9 +234,10 @@ def alert_places(store, role: str, ctx, page: int = 0, snoozed: dict | None = No
     page = min(max(int(page or 0), 0), pages - 1)
     part = shown.iloc[page * GROUPS_PER_PAGE:(page + 1) * GROUPS_PER_PAGE]
     out: list[dict] = []
+    exact = auth.may_see_incidents(role)  # aggregate-only roles are never zoomed to an alert's cell
     for a in part.itertuples(index=False):
-        if not a.cell:
-            out.append({"label": "unknown place", "bbox": None})
+        if not a.cell or not exact:
+            out.append({"label": "unknown place" if not a.cell else a.key, "bbox": None})
             continue
         lat, lon = grid.cell_centres(np.array([a.cell], dtype=np.int64))
         out.append({"label": a.key, "bbox": [float(lon[0]), float(lat[0]), float(lon[0]), float(lat[0])]})
@@ -259,21 +260,15 @@ def _alert_data(raw) -> dict:
 
 
 def redact(event: dict, role: str | None) -> dict:
-    """What a role may receive of a live event: viewers get the cell (drawn at its
-    centre) and the category, never an incident's id, point or time."""
-    if auth.may_see_incidents(role) or event.get("type") != "incidents":
-        if event.get("type") == "alerts" and not auth.may_see_incidents(role):
-            return {**event, "rows": [{"kind": r["kind"], "cell": r.get("cell")} for r in event["rows"]]}
+    """What a role may receive of a live event. Roles without incident access (viewers,
+    planners) are aggregate-only (small-count suppression, :mod:`rtcc_geo.app.suppress`):
+    one new incident in a cell is a cell/time aggregate of 1, so they get how many
+    incidents and alerts arrived and the alerts' kinds, never where or when."""
+    if auth.may_see_incidents(role) or event.get("type") not in ("incidents", "alerts"):
         return event
-    import numpy as np
-
-    from rtcc_geo import grid
-
-    cells = np.array([r["cell"] for r in event["rows"]], dtype=np.int64)
-    lat, lon = grid.cell_centres(cells) if len(cells) else ([], [])
-    rows = [{"cell": int(c), "category": r["category"], "lon": float(x), "lat": float(y), "occurred_from": ""}
-            for c, r, x, y in zip(cells, event["rows"], lon, lat)]
-    return {**event, "rows": rows}
+    rows = event.get("rows") or []
+    kept = [{"kind": r["kind"]} for r in rows] if event["type"] == "alerts" else []
+    return {**event, "rows": kept, "count": len(rows)}
 
 
 def _register_callbacks(app, rt: LiveRuntime) -> None:

@@ -26,9 +26,10 @@ from . import auth
 from .layers import compute as _compute
 
 DEFAULT_K = 5
-#: Layer units whose values are incident counts (suppressed); model outputs
-#: (densities, expected counts, classes) are not counts of real incidents.
-COUNT_UNITS = frozenset({"incidents"})
+#: Layer units whose values count real events per cell (suppressed): incidents, and open
+#: alerts (each raised by a few incidents); model outputs (densities, expected counts,
+#: classes) are not counts of real incidents.
+COUNT_UNITS = frozenset({"incidents", "open alerts"})
 
 
 @functools.lru_cache(maxsize=32)
