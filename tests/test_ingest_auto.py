@@ -196,30 +196,48 @@ def test_auto_reads_unseen_layout_like_the_format_reader(exports, city):
         assert inf.mapping.epoch == "ms" and inf.mapping.crs == "EPSG:3857", text
 
 
-def test_cli_agency_add_then_ingest_auto(exports, tmp_path, shared_data):
+BOUNDARIES = {"vancouver": ("vancouver/local-area-boundary.geojson", "America/Vancouver"),
+              "chicago": ("chicago_sample/chicago_city_boundary.geojson", "America/Chicago"),
+              "philadelphia": ("philadelphia/police_districts.geojson", "America/New_York")}
+COLUMNS = {"vancouver": {"occurred_date": "occ_date", "offense": "offence_type"},
+           "chicago": {"occurred": "Date of Occurrence", "offense": "Primary Type", "offense_detail": "Descripción"},
+           "philadelphia": {"occurred": "dispatch_epoch_ms", "offense": "offense_text"}}
+
+
+@pytest.mark.parametrize("city", ["vancouver", "chicago", "philadelphia"])
+def test_cli_agency_add_then_ingest_auto(exports, tmp_path, shared_data, city):
     """As a new agency would: store the agency (boundary, time zone, taxonomy), infer and
-    review the mapping, ingest with --format auto; the reviewed mapping re-reads the same rows."""
-    orig, export, _, _ = exports["vancouver"]
+    review the mapping, ingest with --format auto (no mapping written by hand); the loaded
+    incidents are the format reader's; the reviewed mapping re-reads the same rows."""
+    orig, export, _, _ = exports[city]
     cli = [sys.executable, "-m", "rtcc_geo.cli.main"]
     store = tmp_path / "store"
+    name = f"{city[:3]}x"
 
     def run(*args):
         r = subprocess.run([*cli, *args], capture_output=True, text=True, timeout=300)
         assert r.returncode == 0, r.stderr
         return json.loads(r.stdout)
 
-    run("agency", "add", "vanx", "--boundary", str(shared_data / "vancouver" / "local-area-boundary.geojson"),
-        "--timezone", "America/Vancouver", "--taxonomy", str(ROOT / "data" / "taxonomy" / "vancouver.csv"),
-        "--store", str(store), "--json")
-    info = run("mapping", "infer", str(export), "--agency", "vanx", "--store", str(store),
+    boundary, tz = BOUNDARIES[city]
+    run("agency", "add", name, "--boundary", str(shared_data / boundary), "--timezone", tz,
+        "--taxonomy", str(ROOT / "data" / "taxonomy" / f"{city}.csv"), "--store", str(store), "--json")
+    info = run("mapping", "infer", str(export), "--agency", name, "--store", str(store),
                "--out", str(tmp_path / "m.toml"), "--json")
-    assert info["columns"]["occurred_date"] == "occ_date" and info["crs"] == "EPSG:3005"
-    assert info["columns"]["offense"] == "offence_type"  # picked by the stored taxonomy
+    for role, col in COLUMNS[city].items():  # the offence columns are picked by the stored taxonomy
+        assert info["columns"][role] == col, info["reasons"]
     assert (tmp_path / "m.toml").read_text().startswith("# Inferred by")
-    s = run("ingest", "--format", "auto", "--agency", "vanx", str(export), "--store", str(store), "--json")
-    ref = _reference("vancouver", orig)
+    s = run("ingest", "--format", "auto", "--agency", name, str(export), "--store", str(store), "--json")
+    ref = _reference(city, orig)
     assert s["loaded"] == len(ref) and s["read"] == s["loaded"] + s["quarantined"]
-    assert not s["unmapped_offenses"]
+    from rtcc_geo.store import open_store
+
+    st = open_store(store_dir=store)
+    try:
+        got = st.incidents(columns=["id", "occurred_from", "category", *CELLS])
+    finally:
+        st.close()
+    _compare(ref, got)
     # The reviewed mapping reads the same rows: re-ingest adds nothing.
     s2 = run("ingest", "--format", "generic", "--mapping", str(tmp_path / "m.toml"), str(export),
              "--store", str(store), "--json")
