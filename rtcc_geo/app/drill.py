@@ -68,12 +68,6 @@ def weekly(ctx: AppContext, cell: int, f: Filters) -> pd.Series:
     return s.reindex(weeks, fill_value=0.0)
 
 
-def trend_text(y: np.ndarray) -> str:
-    """Mann-Kendall and Sen's slope from :mod:`rtcc_geo.temporal` (full weeks only)."""
-    plain, tech = trend_words(y)
-    return plain if not tech else f"{plain} ({tech})"
-
-
 def trend_words(y: np.ndarray) -> tuple[str, str]:
     """(plain words, technical statement) for the weekly counts ``y``: the direction
     (Mann-Kendall at 5 %) and the typical change per week (Sen's slope)."""
