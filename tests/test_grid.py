@@ -13,21 +13,19 @@ def points():
     return rng.uniform(39.87, 40.13, 5000), rng.uniform(-75.28, -74.96, 5000)
 
 
-def test_index_points_is_the_h3_hierarchy_of_the_finest_cell(points):
-    """Coarser cells are H3 parents of the finest cell (so counts roll up exactly).
-
-    H3 children do not tile their parent exactly, so for a few points near cell
-    edges the parent differs from the coarse cell that contains the point.
-    """
+def test_index_points_is_the_cell_containing_the_point_at_each_resolution(points):
+    """Each resolution's cell is ``latlng_to_cell`` at that resolution, not the
+    parent of the finest cell: H3 children do not tile their parent exactly,
+    so a roll-up would put points near cell edges in the neighbouring cell."""
     lat, lon = points
     cells = grid.index_points(lat, lon, (7, 8, 9, 10))
     fine = [h3.latlng_to_cell(a, b, 10) for a, b in zip(lat[:500], lon[:500])]
-    assert np.array_equal(cells[10][:500], [h3.str_to_int(c) for c in fine])
-    for r in (7, 8, 9):
-        ref = np.array([h3.str_to_int(h3.cell_to_parent(c, r)) for c in fine])
-        assert np.array_equal(cells[r][:500], ref), r
+    for r in (7, 8, 9, 10):
         direct = np.array([h3.str_to_int(h3.latlng_to_cell(a, b, r)) for a, b in zip(lat[:500], lon[:500])])
-        assert (cells[r][:500] == direct).mean() > 0.9
+        assert np.array_equal(cells[r][:500], direct), r
+    # The difference is real: some points' coarse cell is not the parent of their fine cell.
+    rolled = np.array([h3.str_to_int(h3.cell_to_parent(c, 7)) for c in fine])
+    assert 0 < (cells[7][:500] != rolled).sum() < 100
 
 
 @pytest.mark.parametrize("res", [0, 5, 7, 8, 9])

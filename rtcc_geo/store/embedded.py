@@ -175,24 +175,41 @@ class EmbeddedStore(Store):
         return self._consistent(lambda: self._counts(res, by, q))
 
     def _counts(self, res: int, by: tuple[str, ...], q: Query) -> pd.DataFrame:
-        frames = []
+        # Streams partition by partition: only one partition's rows are ever in memory.
+        frames = [self.count_partition(source, path, res, by, q) for source, path in self.partition_paths(q)]
+        return combine_counts(frames, by)
+
+    # --- partition-level primitives (what the Dask layer maps over) --------
+    def partition_paths(self, q: Query = Query()) -> list[tuple[str, Path]]:
+        """``(source, file)`` of every partition that may hold rows matching ``q``
+        (whole partitions outside ``[q.start, q.end)`` pruned)."""
+        out = []
         for source in self._sources_for(q):
-            df = self._filtered(source, q, hour_level=needs_known_time(by, q), columns=_QUERY_COLUMNS,
-                                geolocated=geolocated_filter(by, q))
-            if not len(df):
-                continue
-            keys = _local_keys(df, self._tz(source), by)
-            if "cell" in by:
-                keys["cell"] = cell_column(df, res)
-            for k in ("category", "district"):
-                if k in by:
-                    keys[k] = df[k].astype("string")
-            frames.append(pd.DataFrame(keys)[list(by)])
-        if not frames:
+            tz = self._tz(source)
+            start, end = local_bound(q.start, tz), local_bound(q.end, tz)
+            for p in self._partitions(source):
+                m = pd.Timestamp(p.stem + "-01", tz="UTC")
+                if end is not None and m >= end:
+                    continue
+                if start is not None and m + pd.offsets.MonthBegin(1) <= start:
+                    continue
+                out.append((source, p))
+        return out
+
+    def count_partition(self, source: str, path: Path, res: int, by: Sequence[str], q: Query) -> pd.DataFrame:
+        """Partial :meth:`counts` of one partition file; :func:`combine_counts` sums partials."""
+        by = check_keys(by)
+        df = self._filter_frame(_read_parquet(path, _QUERY_COLUMNS), source, q,
+                                hour_level=needs_known_time(by, q), geolocated=geolocated_filter(by, q))
+        if not len(df):
             return _empty_counts(by)
-        allk = pd.concat(frames, ignore_index=True)
-        out = allk.groupby(list(by), sort=True, dropna=False).size().rename("n").reset_index()
-        out["n"] = out["n"].astype("int64")
+        keys = _local_keys(df, self._tz(source), by)
+        if "cell" in by:
+            keys["cell"] = cell_column(df, res)
+        for k in ("category", "district"):
+            if k in by:
+                keys[k] = df[k].astype("string")
+        out = pd.DataFrame(keys)[list(by)].groupby(list(by), sort=False, dropna=False).size().rename("n").reset_index()
         return _normalise_count_dtypes(out)
 
     # --- derived tables --------------------------------------------------
@@ -312,20 +329,19 @@ class EmbeddedStore(Store):
 
     def _filtered(self, source: str, q: Query, hour_level: bool | None = None,
                   columns: Sequence[str] | None = None, geolocated: bool | None | str = "auto") -> pd.DataFrame:
-        tz = self._tz(source)
-        start, end = local_bound(q.start, tz), local_bound(q.end, tz)
-        parts = []
-        for p in self._partitions(source):
-            m = pd.Timestamp(p.stem + "-01", tz="UTC")
-            # Prune whole months outside [start, end).
-            if end is not None and m >= end:
-                continue
-            if start is not None and m + pd.offsets.MonthBegin(1) <= start:
-                continue
-            parts.append(_read_parquet(p, columns))
+        parts = [self._filter_frame(_read_parquet(p, columns), source, q, hour_level, geolocated)
+                 for _, p in self.partition_paths(q.with_(source=source))]
         if not parts:
             return empty_incidents()
-        df = pd.concat(parts, ignore_index=True)
+        nonempty = [p for p in parts if len(p)]
+        if len(nonempty) <= 1:
+            return nonempty[0] if nonempty else parts[0]
+        return pd.concat(nonempty, ignore_index=True)
+
+    def _filter_frame(self, df: pd.DataFrame, source: str, q: Query, hour_level: bool | None = None,
+                      geolocated: bool | None | str = "auto") -> pd.DataFrame:
+        tz = self._tz(source)
+        start, end = local_bound(q.start, tz), local_bound(q.end, tz)
         keep = np.ones(len(df), dtype=bool)
         if start is not None:
             keep &= (df["occurred_from"] >= start).to_numpy()
@@ -404,6 +420,17 @@ def _normalise_count_dtypes(out: pd.DataFrame) -> pd.DataFrame:
             out[k] = out[k].astype(t)
     out["n"] = out["n"].astype("int64")
     return out.reset_index(drop=True)
+
+
+def combine_counts(frames: Sequence[pd.DataFrame], by: Sequence[str]) -> pd.DataFrame:
+    """Sum partial counts (per partition, per worker) into :meth:`Store.counts`' result, sorted by ``by``."""
+    by = list(by)
+    frames = [f for f in frames if len(f)]
+    if not frames:
+        return _empty_counts(by)
+    allp = pd.concat(frames, ignore_index=True)
+    out = allp.groupby(by, sort=True, dropna=False)["n"].sum().reset_index()
+    return _normalise_count_dtypes(out)
 
 
 def _empty_counts(by: Sequence[str]) -> pd.DataFrame:
