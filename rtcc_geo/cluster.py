@@ -188,7 +188,7 @@ class DaskStore(Store):
 
         if self._root is None:
             return
-        expect = {str(p): Path(p).stat().st_size for _, p in self.store.partition_paths(Query())}  # type: ignore[attr-defined]
+        expect = {str(p): _size(p) for _, p in self.store.partition_paths(Query())}  # type: ignore[attr-defined]
         got = self.client.run(_check_worker, self._root, expect, __version__)
         bad = {w: msg for w, msg in got.items() if msg}
         if bad:
@@ -315,8 +315,18 @@ def _worker_name() -> str:
         return "(local)"
 
 
+def _worker_partition(path: str) -> Path:
+    # FileNotFoundError (not another type): a partition replaced by a concurrent
+    # write is retried by the client's consistent read; a worker that never sees
+    # it ends with this message.
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"Dask worker {_worker_name()} cannot see the store's partition {path}: the store must "
+                                "be on storage every worker mounts at the same path")
+    return Path(path)
+
+
 def _count_partition(root: str, source: str, path: str, res: int, by: tuple[str, ...], q: Query) -> pd.DataFrame:
-    return _worker_store(root).count_partition(source, Path(path), res, by, q)
+    return _worker_store(root).count_partition(source, _worker_partition(path), res, by, q)
 
 
 def _incidents_partition(root: str, source: str, path: str, q: Query, columns: list[str] | None) -> pd.DataFrame:
@@ -324,8 +334,14 @@ def _incidents_partition(root: str, source: str, path: str, q: Query, columns: l
     # exactly those its incidents() keeps from this partition.
     from .store.embedded import _read_parquet
 
-    df = _worker_store(root)._filter_frame(_read_parquet(Path(path)), source, q)
+    df = _worker_store(root)._filter_frame(_read_parquet(_worker_partition(path)), source, q)
     return df if columns is None else df.loc[:, columns]
+
+
+def _size(path) -> int:
+    """A partition's size in bytes (-1 for a directory: only its presence is compared)."""
+    st = os.stat(path)
+    return -1 if Path(path).is_dir() else st.st_size
 
 
 def _check_worker(root: str, expect: dict[str, int], version: str) -> str | None:
@@ -339,7 +355,7 @@ def _check_worker(root: str, expect: dict[str, int], version: str) -> str | None
     wrong = []
     for p, size in expect.items():
         try:
-            if os.stat(p).st_size != size:
+            if _size(p) != size:
                 wrong.append(f"{p} differs")
         except OSError:
             wrong.append(f"{p} missing")

@@ -50,6 +50,14 @@ def _same(a: pd.DataFrame, b: pd.DataFrame) -> None:
     pd.testing.assert_frame_equal(a, b, check_exact=True)
 
 
+def _on_workers(client, task: str, run, *args, **kw):
+    """``run(*args, **kw)``, checking that it ran ``task`` tasks (partition reads) on the cluster."""
+    with get_task_stream(client) as ts:
+        out = run(*args, **kw)
+    assert any(task in t["key"] for t in ts.data), f"no {task} task ran on the cluster"
+    return out
+
+
 def test_counts_identical_and_computed_on_the_workers(stores, client):
     local, dask = stores
     workers = set(client.scheduler_info()["workers"])
@@ -98,7 +106,7 @@ def test_cells_filter_count_and_incidents(stores):
     _same(local.counts(9, ("cell",), empty), dask.counts(9, ("cell",), empty))
 
 
-def test_hotspots_identical(stores):
+def test_hotspots_identical(stores, client):
     from geopandas.testing import assert_geodataframe_equal
 
     from rtcc_geo.hotspots.api import hotspots
@@ -106,18 +114,19 @@ def test_hotspots_identical(stores):
     local, dask = stores
     for method in ("gistar", "lisa"):
         a = hotspots(local, method=method, res=9, q=PHL.with_(categories=("theft",)), permutations=99, seed=7)
-        b = hotspots(dask, method=method, res=9, q=PHL.with_(categories=("theft",)), permutations=99, seed=7)
+        b = _on_workers(client, "_count_partition", hotspots, dask, method=method, res=9,
+                        q=PHL.with_(categories=("theft",)), permutations=99, seed=7)
         assert len(a) > 1000
         assert_geodataframe_equal(a, b, check_less_precise=False)
 
 
-def test_emerging_identical(stores):
+def test_emerging_identical(stores, client):
     from rtcc_geo.temporal.cube import build_cube
     from rtcc_geo.temporal.emerging import emerging_hotspots
 
     local, dask = stores
     q = PHL.with_(start="2024-04-01", end="2024-08-01")
-    a, b = build_cube(local, 8, "week", q), build_cube(dask, 8, "week", q)
+    a, b = build_cube(local, 8, "week", q), _on_workers(client, "_count_partition", build_cube, dask, 8, "week", q)
     np.testing.assert_array_equal(a.cells, b.cells)
     np.testing.assert_array_equal(a.values, b.values)
     assert a.values.shape[1] >= 15 and a.values.sum() > 40_000
@@ -126,35 +135,37 @@ def test_emerging_identical(stores):
     assert ra.table["category"].nunique() > 2
 
 
-def test_temporal_signatures_identical(stores):
+def test_temporal_signatures_identical(stores, client):
     from rtcc_geo.temporal.signatures import signature_from_store
 
     local, dask = stores
     for by, res in ((None, None), ("category", None), ("district", None), ("cell", 8)):
         a = signature_from_store(local, PHL, by=by, res=res)
-        b = signature_from_store(dask, PHL, by=by, res=res)
+        b = _on_workers(client, "_incidents_partition", signature_from_store, dask, PHL, by=by, res=res)
         assert a.n_incidents == b.n_incidents > 40_000 and a.n_time_unknown == b.n_time_unknown
         for part in ("hour", "dow", "hour_of_week", "month", "season", "trend"):
             _same(getattr(a, part), getattr(b, part))
 
 
-def test_compstat_identical(stores):
+def test_compstat_identical(stores, client):
     from rtcc_geo.compstat import compstat
 
     local, dask = stores
-    a, b = compstat(local, PHL, end="2024-07-28"), compstat(dask, PHL, end="2024-07-28")
+    a = compstat(local, PHL, end="2024-07-28")
+    b = _on_workers(client, "_count_partition", compstat, dask, PHL, end="2024-07-28")
     assert len(a.rows) > 10
     _same(a.rows, b.rows)
 
 
-def test_backtest_count_matrix_identical(stores):
+def test_backtest_count_matrix_identical(stores, client):
     from rtcc_geo.forecast.backtest import backtest
     from rtcc_geo.forecast.io import counts_from_store
     from rtcc_geo.forecast.naive import NaiveHotspot
 
     local, dask = stores
     a = counts_from_store(local, "philadelphia", "all_but_enforcement", end="2024-08-01", res=9)
-    b = counts_from_store(dask, "philadelphia", "all_but_enforcement", end="2024-08-01", res=9)
+    b = _on_workers(client, "_incidents_partition", counts_from_store, dask, "philadelphia", "all_but_enforcement",
+                    end="2024-08-01", res=9)
     np.testing.assert_array_equal(a.cells, b.cells)
     da, db = a.daily, b.daily
     assert da.shape == db.shape and da.sum() > 40_000 and (da != db).nnz == 0
@@ -171,10 +182,8 @@ def test_cli_hotspots_with_dask_address(stores, client, capsys):
     argv = ["hotspots", "--store", str(local.root), "--res", "9", "--category", "burglary", "--json"]
     assert main(argv) == 0
     want = json.loads(capsys.readouterr().out)
-    with get_task_stream(client) as ts:
-        assert main([*argv, "--dask", client.scheduler.address]) == 0
+    assert _on_workers(client, "_count_partition", main, [*argv, "--dask", client.scheduler.address]) == 0
     got = json.loads(capsys.readouterr().out)
-    assert any("_count_partition" in t["key"] for t in ts.data)  # it did run on the cluster
     for d in (want, got):
         d.pop("seconds", None)
     assert got == want and want.get("cells", 1) > 0
@@ -256,4 +265,5 @@ def test_worker_without_the_shared_store_is_refused(tmp_path, shared_data):
         c.close()
         hidden.terminate()
         hidden.wait(30)
+        hidden.stderr.close()
         cluster.close()
