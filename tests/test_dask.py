@@ -229,6 +229,31 @@ def test_ingest_on_dask_equals_local_with_overlap(shared_data, client, tmp_path)
     assert a.count(Query()) == b.count(Query()) == sa.files[0].loaded
 
 
+@pytest.mark.postgis
+def test_postgis_ingest_on_dask_equals_local(shared_data, client, pg_url, tmp_path):
+    """Into PostGIS: files parsed on the workers, rows written through the PostGIS
+    store on the client; reads are PostGIS's own (it aggregates in SQL)."""
+    from rtcc_geo.store.postgis import PostGISStore
+
+    f = [shared_data / "philadelphia" / PHL_APR_JUL[3]]
+    emb = EmbeddedStore(tmp_path / "e")
+    want = ingest_files("philadelphia", f, emb).as_dict()
+    pg = DaskStore(PostGISStore(pg_url), client)
+    try:
+        assert not pg.distributed and pg.kind == "postgis"
+        got = _on_workers(client, "_parse_file", ingest_on_dask, "philadelphia", f, pg).as_dict()
+        for k in ("read", "loaded", "quarantined", "duplicates", "by_reason", "unmapped_offenses", "files"):
+            if k == "files":
+                for d in (want, got):
+                    for x in d["files"]:
+                        x.pop("seconds")
+            assert got[k] == want[k], k
+        assert want["loaded"] > 14_000
+        _same(emb.counts(9, ("cell", "day"), PHL), pg.counts(9, ("cell", "day"), PHL))
+    finally:
+        pg.store.close()
+
+
 def test_unreachable_scheduler_is_a_clear_cli_error(stores, capsys):
     from rtcc_geo.cli.main import main
 
