@@ -380,29 +380,13 @@ def ingest_files(fmt: str, files: Iterable[str | Path], store: Store, agency: Ag
     the store, in the same order), the same summary. The input files must be
     readable by the workers at the same (absolute) path.
     """
-    from .ingest.generic import Mapping, load_mapping
-    from .ingest.pipeline import FORMATS, IngestSummary, resolve_agency
-    from .ingest.validate import agency_area
+    from .ingest.pipeline import prepare_ingest
 
     if not isinstance(store, DaskStore):
         raise TypeError(f"ingest on Dask needs a DaskStore, not {type(store).__name__}")
-    if fmt not in FORMATS:
-        raise ValueError(f"unknown format {fmt!r}; use one of {FORMATS}")
-    paths = [Path(f).resolve() for f in files]
-    if not paths:
-        raise ValueError("no input files given")
-    missing = [str(f) for f in paths if not f.is_file()]
-    if missing:
-        raise FileNotFoundError(f"input file(s) not found: {missing}")
-    if mapping is not None and not isinstance(mapping, Mapping):
-        mapping = load_mapping(mapping)
-    if fmt == "generic" and mapping is None:
-        raise ValueError("--format generic needs --mapping FILE (see data/mappings/ for examples)")
-    ag = resolve_agency(fmt, agency, mapping, store, paths)
-    source = mapping.source if fmt == "generic" and mapping is not None else fmt
-    area = agency_area(ag, near=paths)
-    store.register_source(source, ag.timezone)
-    summary = IngestSummary(source=source, store=repr(store), boundary=area.boundary_file)
+    paths, mapping, ag, area, summary = prepare_ingest(fmt, files, store, agency, mapping)
+    source = summary.source
+    paths = [p.resolve() for p in paths]  # the workers' working directory is not ours
 
     client = store.client
     shared = client.scatter([ag, area, mapping], broadcast=True)  # sent once, not once per file
