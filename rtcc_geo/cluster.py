@@ -330,12 +330,16 @@ def _count_partition(root: str, source: str, path: str, res: int, by: tuple[str,
 
 
 def _incidents_partition(root: str, source: str, path: str, q: Query, columns: list[str] | None) -> pd.DataFrame:
-    # The embedded store's own per-partition read and filter, so the rows are
-    # exactly those its incidents() keeps from this partition.
-    from .store.embedded import _read_parquet
+    # The store's own incidents() on a view of it that holds this one partition:
+    # the rows, filters and dtypes are exactly those its incidents() keeps from it.
+    store = _worker_store(root)
+    part = _worker_partition(path)
 
-    df = _worker_store(root)._filter_frame(_read_parquet(_worker_partition(path)), source, q)
-    return df if columns is None else df.loc[:, columns]
+    def one_partition(qq: Query = Query()) -> list[tuple[str, Path]]:
+        return [(source, part)] if qq.source in (None, source) else []
+
+    store.partition_paths = one_partition  # type: ignore[method-assign]
+    return store.incidents(q.with_(source=source), columns)
 
 
 def _size(path) -> int:
