@@ -1,32 +1,53 @@
 """Embedded store: a local directory of GeoParquet files, no server needed.
 
-Layout (every file is plain (Geo)Parquet any tool can read)::
+Layout (every file is plain (Geo)Parquet any tool can read; the incident tree
+is a hive layout, so ``pyarrow.dataset.dataset(DIR / "incidents",
+partitioning="hive")`` or Dask reads it as one table)::
 
-    DIR/sources.json                      {source: IANA time zone}
-    DIR/incidents/<source>/<YYYY-MM>.parquet   one file per UTC month (GeoParquet, point geometry)
+    DIR/sources.json                                          {source: IANA time zone}
+    DIR/incidents/source=<s>/month=<YYYY-MM>/part-<lo>-<hi>.parquet   GeoParquet rows of one UTC month
+    DIR/keys/source=<s>/month=<YYYY-MM>/part-<lo>-<hi>.npy    sorted 64-bit hashes of that part's ids
     DIR/quarantine/<source>.parquet       rejected rows with their reason and raw JSON
     DIR/tables/<name>.parquet             derived tables (put_table / get_table)
-    DIR/keys/<source>/<YYYY-MM>.npy       sorted 64-bit hashes of that partition's ids
     DIR/.write.lock                       the cross-process writer lock
     DIR/.generation                       bumped around every write (readers' consistency check)
 
-Monthly partitions keep re-ingest cheap (only touched months are rewritten)
-and map one-to-one onto Dask partitions should an agency outgrow one machine.
+Writes cost the batch, not the store. An append writes each month it touches
+as a new part file (rows sorted by cell, row groups with statistics, see
+:mod:`.geoparquet`) and that part's key index; it never reads or rewrites
+another file's rows. A month with more than :attr:`EmbeddedStore.max_parts`
+parts is merged into one (what a live feed's small batches need); parts are
+immutable and named by number range, so a crash mid-merge is harmless (see
+:mod:`.parts`).
+
+Reads push their filters into the scan: whole months outside the time range
+are skipped by path, and time, category, district, cells, geolocation and
+known-time filters go to ``pyarrow.dataset`` (row groups skipped on their
+statistics, rows filtered in Arrow); only the columns asked for are read.
+Aggregations (:meth:`EmbeddedStore.counts`) run part by part
+(:meth:`~EmbeddedStore.partition_paths`, :meth:`~EmbeddedStore.count_partition`,
+:func:`combine_counts`, the seam the Dask layer maps over), so memory is one
+part's needed columns plus the counts, never the incident rows.
 
 Concurrency (see docs/store.md): every write takes an exclusive file lock on
 ``.write.lock`` (any process, any thread), so writers queue and none loses or
-duplicates a row. Files are replaced by atomic rename, and a write bumps
+duplicates a row. Files are created by atomic rename, and a write bumps
 ``.generation`` to odd before and to even after it touches files: a reader
 that sees the generation change (or odd) while it read retries, so it never
 mixes months from before and after one write.
 
-Deduplication reads only the key index: per partition, the sorted
-``hash64(id)`` array (8 bytes a row); a hash hit is confirmed against that
-partition's stored ids, so a 64-bit collision can never drop a row. Memory
-is O(batch + one partition), never a set of every stored id. Stores written
-before the index existed get it built lazily, partition by partition, on
-their first write (a missing or stale index file is rebuilt from the
-partition; staleness is a row-count mismatch).
+Deduplication reads only key indexes: per part, the sorted ``hash64(id)``
+array (8 bytes a row, memory-mapped). The batch's own months are checked
+first (where a re-sent incident lives); only hashes not found there are
+checked against the source's other months (a corrected re-export can move an
+incident across months), in whichever direction of the sorted search costs
+less. A hash hit is confirmed against that part's stored ids, so a 64-bit
+collision can never drop a row.
+
+Stores in the layout before issue 16 (``incidents/<source>/<YYYY-MM>.parquet``)
+are read as they are and converted by the first write (or :meth:`~EmbeddedStore.migrate`):
+every month becomes part 0 of its hive directory with each H3 column
+recomputed from lon/lat (old files hold roll-ups of res 10).
 """
 
 from __future__ import annotations
@@ -39,12 +60,18 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 from filelock import FileLock
 
 from .. import grid
 from ..schema import CORE_DTYPES, DEFAULT_RESOLUTIONS, NO_CELL, QUARANTINE_COLUMNS, conform, empty_incidents, h3_column
+from . import geoparquet as gpq
 from .base import (prepare_incidents, Query, Store, WriteResult, check_keys, check_table_name, geolocated_filter,
                    local_bound, needs_known_time)
+from .parts import Part, keys_path, legacy_parts, legacy_sources, live_parts, month_parts, part_path
 
 
 class EmbeddedStore(Store):
@@ -55,6 +82,10 @@ class EmbeddedStore(Store):
     #: Seconds a writer waits for the lock before giving up (an ingest holds it
     #: for one file's write at a time, so waits are seconds, not minutes).
     lock_timeout: float = 600.0
+
+    #: Live part files a month may have; the append that exceeds it merges the
+    #: month's parts into one (O(month), once every ``max_parts`` appends).
+    max_parts: int = 16
 
     def __init__(self, root: str | Path, create: bool = True):
         self.root = Path(root)
@@ -95,26 +126,80 @@ class EmbeddedStore(Store):
         if not received:
             return WriteResult(0, 0)
         with self._writing():
+            self._migrate_legacy()
             df = prepare_incidents(self, df)
-            month = df["occurred_from"].dt.strftime("%Y-%m")
             hashes = hash_ids(df["id"])
+            ids = pa.array(df["id"].array, type=pa.large_string())
+            month_of, months = _utc_months(df["occurred_from"])
+            source_of = df["source"].to_numpy(dtype=object)
             inserted = 0
             keys: set[tuple[str, str]] = set()
-            for source, part_src in df.groupby("source", sort=True):
-                # A key's partition follows its time, but a corrected re-export could move
-                # an incident across months: every partition's key index is checked.
-                h = hashes[df.index.get_indexer(part_src.index)]
-                new_src = part_src[~self._stored(source, part_src["id"], h)]
-                for m, part in new_src.groupby(month.loc[new_src.index], sort=True):
-                    path = self._partition(source, m)
-                    old = _read_parquet(path) if path.exists() else None
-                    merged = part if old is None else pd.concat([old, part], ignore_index=True)
-                    merged = merged.sort_values(["occurred_from", "id"], kind="mergesort")
-                    _write_geoparquet(conform(merged), path)
-                    _save_keys(self._keyfile(source, m), hash_ids(merged["id"]))
-                    keys.update((source, i) for i in part["id"].tolist())
-                    inserted += len(part)
+            for source in sorted(set(source_of.tolist())):
+                rows = np.flatnonzero(source_of == source)
+                batch_months = [months[i] for i in np.unique(month_of[rows])]
+                new = rows[~self._stored(source, ids.take(rows), hashes[rows], batch_months)]
+                for mi in np.unique(month_of[new]):
+                    sel = new[month_of[new] == mi]
+                    self._append_part(source, months[mi], df.iloc[sel], hashes[sel])
+                    keys.update((source, i) for i in ids.take(sel).to_pylist())
+                    inserted += len(sel)
         return WriteResult(received, inserted, keys)
+
+    def _append_part(self, source: str, month: str, rows: pd.DataFrame, hashes: np.ndarray) -> None:
+        """Add ``rows`` (all of ``source`` and UTC ``month``, none stored) as a new part file."""
+        existing = month_parts(self.root, source, month, live_only=False)
+        n = max((p.hi for p in existing), default=0) + 1  # 0 is reserved for a migrated month
+        part = Part(source, month, part_path(self.root, source, month, n, n), n, n)
+        table = gpq.to_table(rows)
+        _atomic(part.path, lambda tmp: gpq.write_table(table, tmp))
+        _save_keys(keys_path(self.root, part), hashes)  # after the part: a crash leaves it missing, rebuilt later
+        live = month_parts(self.root, source, month)
+        if len(live) > self.max_parts:
+            self._compact(source, month, live)
+
+    def _compact(self, source: str, month: str, live: list[Part]) -> None:
+        """Merge a month's live parts into one ``part-<lo>-<hi>`` (then delete them:
+        covered by the new range, they are dead even if a crash leaves them)."""
+        lo, hi = min(p.lo for p in live), max(p.hi for p in live)
+        merged = Part(source, month, part_path(self.root, source, month, lo, hi), lo, hi)
+        table = pa.concat_tables([pq.read_table(p.path, columns=gpq.SCHEMA.names, schema=None) for p in live])
+        table = table.cast(gpq.SCHEMA).sort_by([(k, "ascending") for k in gpq.SORT_KEYS])
+        keys = np.concatenate([np.asarray(self._keys(p)) for p in live])
+        _atomic(merged.path, lambda tmp: gpq.write_table(table, tmp))
+        _save_keys(keys_path(self.root, merged), keys)
+        for p in month_parts(self.root, source, month, live_only=False):
+            if p != merged:
+                p.path.unlink(missing_ok=True)
+                keys_path(self.root, p).unlink(missing_ok=True)
+
+    # --- migration from the pre-hive layout ----------------------------------
+    def migrate(self) -> int:
+        """Convert month files of the layout before issue 16 into the hive layout,
+        recomputing every H3 column from lon/lat; returns the number of files
+        converted (0 when there is nothing to do). Idempotent, safe to interrupt."""
+        with self._writing():
+            return self._migrate_legacy()
+
+    def _migrate_legacy(self) -> int:
+        done = 0
+        for source in legacy_sources(self.root):
+            for old in legacy_parts(self.root, source):
+                df = conform(reindex_cells(_read_legacy(old.path)))
+                part = Part(source, old.month, part_path(self.root, source, old.month, 0, 0), 0, 0)
+                table = gpq.to_table(df)
+                _atomic(part.path, lambda tmp, t=table: gpq.write_table(t, tmp))
+                _save_keys(keys_path(self.root, part), hash_ids(df["id"]))
+                # Only now the old file goes: a crash before leaves both, and readers
+                # take the migrated part 0 over the legacy file (parts.live_parts).
+                old.path.unlink()
+                keys_path(self.root, old).unlink(missing_ok=True)
+                done += 1
+            for d in (self.root / "incidents" / source, self.root / "keys" / source):
+                try:
+                    d.rmdir()
+                except OSError:
+                    pass  # not empty (a file we do not know) or already gone
+        return done
 
     def write_quarantine(self, df: pd.DataFrame) -> WriteResult:
         received = len(df)
@@ -150,17 +235,26 @@ class EmbeddedStore(Store):
         return self._consistent(lambda: self._incidents(q, columns))
 
     def _incidents(self, q: Query, columns: Sequence[str] | None) -> pd.DataFrame:
-        frames = [self._filtered(source, q) for source in self._sources_for(q)]
+        want = list(columns) if columns is not None else list(gpq.SCHEMA.names)
+        read = list(dict.fromkeys([*want, "source", "occurred_from", "id"]))
+        frames = [self._read(source, path, read, q, needs_known_time((), q), geolocated_filter((), q))
+                  for source, path in self.partition_paths(q)]
         frames = [f for f in frames if len(f)]
         if not frames:
             out = empty_incidents()
         else:
-            out = pd.concat(frames, ignore_index=True)
+            out = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
             out = out.sort_values(["source", "occurred_from", "id"], kind="mergesort").reset_index(drop=True)
-        return out if columns is None else out.loc[:, list(columns)]
+        return out.loc[:, want]
 
     def count(self, q: Query = Query()) -> int:
-        return self._consistent(lambda: sum(len(self._filtered(s, q, columns=_QUERY_COLUMNS)) for s in self._sources_for(q)))
+        return self._consistent(lambda: sum(self._count_part(s, p, q) for s, p in self.partition_paths(q)))
+
+    def _count_part(self, source: str, path: Path, q: Query) -> int:
+        scan = _Scan(source, self._tz(source), q, needs_known_time((), q), geolocated_filter((), q))
+        if scan.post_columns:
+            return len(self._read(source, path, ["occurred_from"], q, scan.hour_level, scan.geolocated))
+        return ds.dataset(path, format="parquet").count_rows(filter=scan.expression)
 
     def quarantine(self, source: str | None = None) -> pd.DataFrame:
         d = self.root / "quarantine"
@@ -175,32 +269,42 @@ class EmbeddedStore(Store):
         return self._consistent(lambda: self._counts(res, by, q))
 
     def _counts(self, res: int, by: tuple[str, ...], q: Query) -> pd.DataFrame:
-        # Streams partition by partition: only one partition's rows are ever in memory.
-        frames = [self.count_partition(source, path, res, by, q) for source, path in self.partition_paths(q)]
+        # Streams part by part: one part's needed columns and the partial counts are all
+        # that is ever in memory (partials are folded every so often, so they stay grid-sized).
+        frames: list[pd.DataFrame] = []
+        for source, path in self.partition_paths(q):
+            frames.append(self.count_partition(source, path, res, by, q))
+            if len(frames) >= 32:
+                frames = [combine_counts(frames, by)]
         return combine_counts(frames, by)
 
     # --- partition-level primitives (what the Dask layer maps over) --------
     def partition_paths(self, q: Query = Query()) -> list[tuple[str, Path]]:
-        """``(source, file)`` of every partition that may hold rows matching ``q``
-        (whole partitions outside ``[q.start, q.end)`` pruned)."""
+        """``(source, file)`` of every part file that may hold rows matching ``q``
+        (whole months outside ``[q.start, q.end)`` pruned by their path)."""
         out = []
         for source in self._sources_for(q):
             tz = self._tz(source)
             start, end = local_bound(q.start, tz), local_bound(q.end, tz)
-            for p in self._partitions(source):
-                m = pd.Timestamp(p.stem + "-01", tz="UTC")
+            for p in live_parts(self.root, source):
+                m = pd.Timestamp(p.month + "-01", tz="UTC")
                 if end is not None and m >= end:
                     continue
                 if start is not None and m + pd.offsets.MonthBegin(1) <= start:
                     continue
-                out.append((source, p))
+                out.append((source, p.path))
         return out
 
     def count_partition(self, source: str, path: Path, res: int, by: Sequence[str], q: Query) -> pd.DataFrame:
-        """Partial :meth:`counts` of one partition file; :func:`combine_counts` sums partials."""
+        """Partial :meth:`counts` of one part file; :func:`combine_counts` sums partials."""
         by = check_keys(by)
-        df = self._filter_frame(_read_parquet(path, _QUERY_COLUMNS), source, q,
-                                hour_level=needs_known_time(by, q), geolocated=geolocated_filter(by, q))
+        cols = []
+        if "cell" in by:
+            cols.append(_cell_source_column(res))
+        cols += [k for k in ("category", "district") if k in by]
+        if set(by) & _TIME_KEYS:
+            cols.append("occurred_from")
+        df = self._read(source, path, cols, q, needs_known_time(by, q), geolocated_filter(by, q))
         if not len(df):
             return _empty_counts(by)
         keys = _local_keys(df, self._tz(source), by)
@@ -211,6 +315,15 @@ class EmbeddedStore(Store):
                 keys[k] = df[k].astype("string")
         out = pd.DataFrame(keys)[list(by)].groupby(list(by), sort=False, dropna=False).size().rename("n").reset_index()
         return _normalise_count_dtypes(out)
+
+    def _read(self, source: str, path: Path, columns: Sequence[str], q: Query, hour_level: bool,
+              geolocated: bool | None) -> pd.DataFrame:
+        """Rows of one part matching ``q`` (filters pushed into the scan), ``columns`` and
+        whatever the filters left to pandas need."""
+        scan = _Scan(source, self._tz(source), q, hour_level, geolocated)
+        read = list(dict.fromkeys([*columns, *scan.post_columns]))
+        table = ds.dataset(path, format="parquet").to_table(columns=read, filter=scan.expression)
+        return scan.post_filter(gpq.to_pandas(table))
 
     # --- derived tables --------------------------------------------------
     def put_table(self, name: str, df: pd.DataFrame) -> None:
@@ -227,43 +340,39 @@ class EmbeddedStore(Store):
         p = self.root / "tables" / f"{check_table_name(name)}.parquet"
         return pd.read_parquet(p) if p.exists() else None
 
-    # --- internals -------------------------------------------------------
-    def _partition(self, source: str, month: str) -> Path:
-        return self.root / "incidents" / source / f"{month}.parquet"
-
-    def _partitions(self, source: str) -> list[Path]:
-        return sorted((self.root / "incidents" / source).glob("*.parquet"))
-
-    def _keyfile(self, source: str, month: str) -> Path:
-        return self.root / "keys" / source / f"{month}.npy"
-
-    def _stored(self, source: str, ids: pd.Series, h: np.ndarray) -> np.ndarray:
+    # --- deduplication ------------------------------------------------------
+    def _stored(self, source: str, ids: pa.Array, h: np.ndarray, batch_months: Sequence[str]) -> np.ndarray:
         """Which of ``ids`` (hashes ``h``) are stored for ``source``: a hash hit in a
-        partition's key index, confirmed against that partition's ids."""
-        hit = np.zeros(len(ids), dtype=bool)
-        ids_np = ids.astype(str).to_numpy(dtype=object)
-        for p in self._partitions(source):
-            k = self._keys(source, p)
-            cand = _isin_sorted(h, k) & ~hit
+        part's key index, confirmed against that part's ids. The batch's own months
+        go first; the others are searched only for the hashes still unmatched."""
+        hit = np.zeros(len(h), dtype=bool)
+        parts = live_parts(self.root, source)
+        first = set(batch_months)
+        search = _SortedSearch(h)
+        for p in sorted(parts, key=lambda p: p.month not in first):
+            todo = ~hit
+            if not todo.any():
+                break
+            cand = search.members(self._keys(p)) & todo
             if cand.any():
-                stored = pd.read_parquet(p, columns=["id"])["id"].astype(str).to_numpy(dtype=object)
-                hit[cand] = pd.Series(ids_np[cand]).isin(stored).to_numpy()
+                stored = pq.read_table(p.path, columns=["id"]).column("id").cast(pa.large_string())
+                sub = np.flatnonzero(cand)
+                found = pc.is_in(ids.take(sub), value_set=stored.combine_chunks()).to_numpy(zero_copy_only=False)
+                hit[sub[found]] = True
         return hit
 
-    def _keys(self, source: str, partition: Path) -> np.ndarray:
-        """The partition's key index; (re)built when missing or stale (an older
-        store, or a crash between the partition's rename and the index's)."""
-        import pyarrow.parquet as pq
-
-        f = self._keyfile(source, partition.stem)
-        n = pq.ParquetFile(partition).metadata.num_rows
+    def _keys(self, part: Part) -> np.ndarray:
+        """The part's key index (memory-mapped); (re)built when missing or stale (an
+        older store, or a crash between the part's rename and the index's)."""
+        f = keys_path(self.root, part)
+        n = pq.read_metadata(part.path).num_rows
         if f.exists():
-            k = np.load(f)
+            k = np.load(f, mmap_mode="r")
             if len(k) == n:
                 return k
-        k = hash_ids(pd.read_parquet(partition, columns=["id"])["id"])
+        k = np.sort(hash_ids(pq.read_table(part.path, columns=["id"]).column("id").to_pandas()))
         _save_keys(f, k)
-        return np.sort(k)
+        return k
 
     # --- locking and consistent reads -------------------------------------
     def _writing(self):
@@ -312,7 +421,7 @@ class EmbeddedStore(Store):
             if g0 % 2 == 0:
                 try:
                     out = read()
-                except (FileNotFoundError, OSError):
+                except (OSError, pa.ArrowException):  # a file replaced under us
                     out = _RETRY
                 if out is not _RETRY and self._generation() == g0:
                     return out
@@ -327,48 +436,117 @@ class EmbeddedStore(Store):
             return [q.source]
         return src
 
-    def _filtered(self, source: str, q: Query, hour_level: bool | None = None,
-                  columns: Sequence[str] | None = None, geolocated: bool | None | str = "auto") -> pd.DataFrame:
-        parts = [self._filter_frame(_read_parquet(p, columns), source, q, hour_level, geolocated)
-                 for _, p in self.partition_paths(q.with_(source=source))]
-        if not parts:
-            return empty_incidents()
-        nonempty = [p for p in parts if len(p)]
-        if len(nonempty) <= 1:
-            return nonempty[0] if nonempty else parts[0]
-        return pd.concat(nonempty, ignore_index=True)
 
-    def _filter_frame(self, df: pd.DataFrame, source: str, q: Query, hour_level: bool | None = None,
-                      geolocated: bool | None | str = "auto") -> pd.DataFrame:
-        tz = self._tz(source)
+class _Scan:
+    """One query's filters on one source: what ``pyarrow.dataset`` evaluates in the
+    scan (:attr:`expression`, row groups pruned on their statistics) and what is
+    left to pandas (local hours and days of week, cells coarser than any column)."""
+
+    def __init__(self, source: str, tz: str, q: Query, hour_level: bool, geolocated: bool | None):
+        self.tz, self.q, self.hour_level, self.geolocated = tz, q, hour_level, geolocated
+        terms = []
         start, end = local_bound(q.start, tz), local_bound(q.end, tz)
-        keep = np.ones(len(df), dtype=bool)
+        t = pc.field("occurred_from")
         if start is not None:
-            keep &= (df["occurred_from"] >= start).to_numpy()
+            terms.append(t >= pa.scalar(start.value, pa.timestamp("ns", tz="UTC")))
         if end is not None:
-            keep &= (df["occurred_from"] < end).to_numpy()
+            terms.append(t < pa.scalar(end.value, pa.timestamp("ns", tz="UTC")))
         if q.categories is not None:
-            keep &= df["category"].isin(list(q.categories)).fillna(False).to_numpy(dtype=bool)
+            terms.append(pc.field("category").isin(pa.array([str(c) for c in q.categories], pa.string())))
         if q.districts is not None:
-            keep &= df["district"].isin([str(d) for d in q.districts]).fillna(False).to_numpy(dtype=bool)
+            terms.append(pc.field("district").isin(pa.array([str(d) for d in q.districts], pa.string())))
+        self.cells_res: int | None = None
         if q.cells is not None:
             res = q.cells_res if q.cells_res is not None else int(grid.resolution(np.asarray(q.cells[:1]))[0])
-            keep &= np.isin(cell_column(df, res), np.asarray(q.cells, dtype=np.int64))
-        if geolocated == "auto":
-            geolocated = geolocated_filter((), q)
+            if res in DEFAULT_RESOLUTIONS:
+                terms.append(pc.field(h3_column(res)).isin(pa.array(np.asarray(q.cells, dtype=np.int64))))
+            else:
+                self.cells_res = res
         if geolocated is not None:  # not geolocated = NO_CELL in every H3 column
-            keep &= (df[_GEO_COLUMN].to_numpy() != NO_CELL) == geolocated
-        if hour_level is None:
-            hour_level = needs_known_time((), q)
+            g = pc.field(_GEO_COLUMN)
+            terms.append(g != NO_CELL if geolocated else g == NO_CELL)
         if hour_level:
-            keep &= df["time_known"].to_numpy(dtype=bool)
+            terms.append(pc.field("time_known"))
+        self.expression = None
+        for term in terms:
+            self.expression = term if self.expression is None else self.expression & term
+        self.post_columns: list[str] = []
         if q.hours is not None or q.dows is not None:
-            local = df["occurred_from"].dt.tz_convert(tz)
+            self.post_columns.append("occurred_from")
+        if self.cells_res is not None:
+            self.post_columns.append(_cell_source_column(self.cells_res))
+
+    def post_filter(self, df: pd.DataFrame) -> pd.DataFrame:
+        if not self.post_columns or not len(df):
+            return df
+        keep = np.ones(len(df), dtype=bool)
+        q = self.q
+        if self.cells_res is not None:
+            keep &= np.isin(cell_column(df, self.cells_res), np.asarray(q.cells, dtype=np.int64))
+        if q.hours is not None or q.dows is not None:
+            local = df["occurred_from"].dt.tz_convert(self.tz)
             if q.hours is not None:
                 keep &= local.dt.hour.isin(list(q.hours)).to_numpy()
             if q.dows is not None:
                 keep &= local.dt.day_of_week.isin(list(q.dows)).to_numpy()
         return df.loc[keep].reset_index(drop=True)
+
+
+class _SortedSearch:
+    """Membership of a batch's hashes in sorted key indexes, searching in whichever
+    direction costs less: the batch in the index (``B log N``) for a small batch,
+    the index in the sorted batch (``N log B``) for a large one."""
+
+    def __init__(self, h: np.ndarray):
+        self.h = np.asarray(h, dtype=np.uint64)
+        self._order: np.ndarray | None = None
+
+    def members(self, keys: np.ndarray) -> np.ndarray:
+        h, n = self.h, len(keys)
+        out = np.zeros(len(h), dtype=bool)
+        if not n or not len(h):
+            return out
+        if len(h) * np.log2(n + 1) <= n * np.log2(len(h) + 1):
+            pos = np.minimum(np.searchsorted(keys, h), n - 1)
+            return np.asarray(keys[pos] == h)
+        if self._order is None:
+            self._order = np.argsort(h, kind="stable")
+        hs = h[self._order]
+        keys = np.asarray(keys)
+        lo, hi = np.searchsorted(hs, keys, "left"), np.searchsorted(hs, keys, "right")
+        runs = hi - lo
+        sel = runs > 0
+        if sel.any():  # equal hashes within the batch (distinct ids colliding) all get marked
+            starts, lens = lo[sel], runs[sel]
+            idx = np.repeat(starts - np.cumsum(lens) + lens, lens) + np.arange(int(lens.sum()))
+            out[self._order[idx]] = True
+        return out
+
+
+def reindex_cells(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` with every H3 column recomputed from lon/lat (:func:`rtcc_geo.grid.index_points`:
+    each resolution's own cell), :data:`~rtcc_geo.schema.NO_CELL` where not geolocated."""
+    lon, lat = df["lon"].to_numpy(dtype="float64"), df["lat"].to_numpy(dtype="float64")
+    ok = np.isfinite(lon) & np.isfinite(lat)
+    cells = grid.index_points(lat[ok], lon[ok], DEFAULT_RESOLUTIONS)
+    out = df.copy()
+    for r, c in cells.items():
+        col = np.full(len(df), NO_CELL, dtype=np.int64)
+        col[ok] = c
+        out[h3_column(r)] = col
+    return out
+
+
+def _read_legacy(path: Path) -> pd.DataFrame:
+    cols = [c for c in CORE_DTYPES if c in pq.read_schema(path).names]
+    return gpq.to_pandas(pq.read_table(path, columns=cols))
+
+
+def _utc_months(t: pd.Series) -> tuple[np.ndarray, list[str]]:
+    """Each row's UTC month as an index into the sorted list of ``YYYY-MM`` labels."""
+    m = t.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy().astype("datetime64[M]")
+    uniq, inv = np.unique(m, return_inverse=True)
+    return inv, [str(u) for u in np.datetime_as_string(uniq, unit="M")]
 
 
 # --- the query layer's shared helpers (pure functions on canonical frames) ---
@@ -439,11 +617,20 @@ def _empty_counts(by: Sequence[str]) -> pd.DataFrame:
     return df
 
 
-#: What filters and counts need: aggregations skip the text columns (offense, block,
-#: extras), which are most of each partition's bytes.
-_GEO_COLUMN = h3_column(max(DEFAULT_RESOLUTIONS))
-_QUERY_COLUMNS = ("source", "occurred_from", "time_known", "category", "district",
-                  *(h3_column(r) for r in DEFAULT_RESOLUTIONS))
+#: Not geolocated = NO_CELL in every H3 column; the coarsest one is the cheapest to
+#: test and, as rows are sorted by it, its statistics prune whole row groups.
+_GEO_COLUMN = h3_column(min(DEFAULT_RESOLUTIONS))
+_TIME_KEYS = frozenset({"hour", "dow", "hour_of_week", "day", "week", "month"})
+
+
+def _cell_source_column(res: int) -> str:
+    """The stored column :func:`cell_column` reads for ``res``."""
+    if res in DEFAULT_RESOLUTIONS:
+        return h3_column(res)
+    finer = [r for r in DEFAULT_RESOLUTIONS if r > res]
+    if not finer:
+        raise ValueError(f"resolution {res} is finer than any indexed resolution {DEFAULT_RESOLUTIONS}")
+    return h3_column(min(finer))
 
 
 _RETRY = object()
@@ -460,34 +647,11 @@ def hash_ids(ids: pd.Series) -> np.ndarray:
 _HASH_KEY = "rtcc-geo-ids-v01"  # 16 bytes
 
 
-def _isin_sorted(h: np.ndarray, keys: np.ndarray) -> np.ndarray:
-    if not len(keys) or not len(h):
-        return np.zeros(len(h), dtype=bool)
-    pos = np.minimum(np.searchsorted(keys, h), len(keys) - 1)
-    return keys[pos] == h
-
-
 def _save_keys(path: Path, hashes: np.ndarray) -> None:
     def write(tmp):
         with open(tmp, "wb") as fh:
             np.save(fh, np.sort(np.asarray(hashes, dtype=np.uint64)))
     _atomic(path, write)
-
-
-def _read_parquet(path: Path, columns: Sequence[str] | None = None) -> pd.DataFrame:
-    # The geometry column is derivable from lon/lat; never decode it.
-    cols = list(columns) if columns is not None else list(CORE_DTYPES) + [h3_column(r) for r in DEFAULT_RESOLUTIONS]
-    return pd.read_parquet(path, columns=cols)
-
-
-def _write_geoparquet(df: pd.DataFrame, path: Path) -> None:
-    import geopandas as gpd
-    import shapely
-
-    pts = shapely.points(df["lon"].to_numpy(), df["lat"].to_numpy())
-    pts[~np.isfinite(df["lon"].to_numpy(dtype="float64"))] = None  # not geolocated: no geometry
-    gdf = gpd.GeoDataFrame(df, geometry=pts, crs="EPSG:4326")
-    _atomic(path, lambda tmp: gdf.to_parquet(tmp, index=False))
 
 
 def _atomic_parquet(df: pd.DataFrame, path: Path) -> None:
