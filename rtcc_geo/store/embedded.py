@@ -71,7 +71,9 @@ from ..schema import CORE_DTYPES, DEFAULT_RESOLUTIONS, NO_CELL, QUARANTINE_COLUM
 from . import geoparquet as gpq
 from .base import (prepare_incidents, Query, Store, WriteResult, check_keys, check_table_name, geolocated_filter,
                    local_bound, needs_known_time)
-from .parts import Part, keys_path, legacy_parts, legacy_sources, live_parts, month_parts, part_path
+from .keyruns import KeyRuns
+from .parts import (Part, keys_dir, keys_files, legacy_keys_path, legacy_parts, legacy_sources, live_parts,
+                    live_parts_by_month, month_parts, part_path)
 
 
 class EmbeddedStore(Store):
@@ -136,23 +138,31 @@ class EmbeddedStore(Store):
             keys: set[tuple[str, str]] = set()
             for source in sorted(set(source_of.tolist())):
                 rows = np.flatnonzero(source_of == source)
+                by_month = live_parts_by_month(self.root, source)
+                runs = self._runs(source, by_month)
                 batch_months = [months[i] for i in np.unique(month_of[rows])]
-                new = rows[~self._stored(source, ids.take(rows), hashes[rows], batch_months)]
+                new = rows[~self._stored(source, ids.take(rows), hashes[rows], batch_months, by_month, runs)]
+                # Part numbers run across the source's months (0 is a migrated month), so one
+                # number range tells which parts the source-wide key runs cover.
+                first = n = max([0, runs.top(), *(p.hi for ps in by_month.values() for p in ps)]) + 1
                 for mi in np.unique(month_of[new]):
                     sel = new[month_of[new] == mi]
-                    self._append_part(source, months[mi], df.iloc[sel], hashes[sel])
+                    self._append_part(source, months[mi], n, df.iloc[sel], hashes[sel])
                     keys.update((source, i) for i in ids.take(sel).to_pylist())
                     inserted += len(sel)
+                    n += 1
+                if len(new):
+                    runs.add(first, n - 1, hashes[new])  # after the parts: a crash leaves it behind, repaired
         return WriteResult(received, inserted, keys)
 
-    def _append_part(self, source: str, month: str, rows: pd.DataFrame, hashes: np.ndarray) -> None:
-        """Add ``rows`` (all of ``source`` and UTC ``month``, none stored) as a new part file."""
-        existing = month_parts(self.root, source, month, live_only=False)
-        n = max((p.hi for p in existing), default=0) + 1  # 0 is reserved for a migrated month
+    def _append_part(self, source: str, month: str, n: int, rows: pd.DataFrame, hashes: np.ndarray) -> None:
+        """Add ``rows`` (all of ``source`` and UTC ``month``, none stored) as part ``n``."""
         part = Part(source, month, part_path(self.root, source, month, n, n), n, n)
+        old_keys = self._month_keys(source, month, month_parts(self.root, source, month))
         table = gpq.to_table(rows)
         _atomic(part.path, lambda tmp: gpq.write_table(table, tmp))
-        _save_keys(keys_path(self.root, part), hashes)  # after the part: a crash leaves it missing, rebuilt later
+        # After the part: a crash in between leaves the index behind, which its name shows.
+        self._save_month_keys(source, month, n, np.concatenate([old_keys, hashes]))
         live = month_parts(self.root, source, month)
         if len(live) > self.max_parts:
             self._compact(source, month, live)
@@ -164,13 +174,11 @@ class EmbeddedStore(Store):
         merged = Part(source, month, part_path(self.root, source, month, lo, hi), lo, hi)
         table = pa.concat_tables([pq.read_table(p.path, columns=gpq.SCHEMA.names, schema=None) for p in live])
         table = table.cast(gpq.SCHEMA).sort_by([(k, "ascending") for k in gpq.SORT_KEYS])
-        keys = np.concatenate([np.asarray(self._keys(p)) for p in live])
         _atomic(merged.path, lambda tmp: gpq.write_table(table, tmp))
-        _save_keys(keys_path(self.root, merged), keys)
+        # The month's key index is unchanged: the same ids, the same highest number.
         for p in month_parts(self.root, source, month, live_only=False):
             if p != merged:
                 p.path.unlink(missing_ok=True)
-                keys_path(self.root, p).unlink(missing_ok=True)
 
     # --- migration from the pre-hive layout ----------------------------------
     def migrate(self) -> int:
@@ -188,11 +196,11 @@ class EmbeddedStore(Store):
                 part = Part(source, old.month, part_path(self.root, source, old.month, 0, 0), 0, 0)
                 table = gpq.to_table(df)
                 _atomic(part.path, lambda tmp, t=table: gpq.write_table(t, tmp))
-                _save_keys(keys_path(self.root, part), hash_ids(df["id"]))
+                self._save_month_keys(source, old.month, 0, hash_ids(df["id"]))
                 # Only now the old file goes: a crash before leaves both, and readers
                 # take the migrated part 0 over the legacy file (parts.live_parts).
                 old.path.unlink()
-                keys_path(self.root, old).unlink(missing_ok=True)
+                legacy_keys_path(self.root, old).unlink(missing_ok=True)
                 done += 1
             for d in (self.root / "incidents" / source, self.root / "keys" / source):
                 try:
@@ -341,37 +349,94 @@ class EmbeddedStore(Store):
         return pd.read_parquet(p) if p.exists() else None
 
     # --- deduplication ------------------------------------------------------
-    def _stored(self, source: str, ids: pa.Array, h: np.ndarray, batch_months: Sequence[str]) -> np.ndarray:
-        """Which of ``ids`` (hashes ``h``) are stored for ``source``: a hash hit in a
-        part's key index, confirmed against that part's ids. The batch's own months
-        go first; the others are searched only for the hashes still unmatched."""
+    def _stored(self, source: str, ids: pa.Array, h: np.ndarray, batch_months: Sequence[str],
+                by_month: dict[str, list[Part]], runs: KeyRuns) -> np.ndarray:
+        """Which of ``ids`` (hashes ``h``) are stored for ``source``.
+
+        The batch's own months first (each month's key index; where a re-sent
+        incident lives). Hashes still unmatched are looked up in the source-wide
+        key runs; only a hit there (an incident moved across months, or a 64-bit
+        collision) searches the other months' indexes, for those hashes alone.
+        Every hash hit is confirmed against the stored ids of its month.
+        """
         hit = np.zeros(len(h), dtype=bool)
-        parts = live_parts(self.root, source)
-        first = set(batch_months)
+        own = [m for m in batch_months if m in by_month]
         search = _SortedSearch(h)
-        for p in sorted(parts, key=lambda p: p.month not in first):
-            todo = ~hit
-            if not todo.any():
-                break
-            cand = search.members(self._keys(p)) & todo
-            if cand.any():
-                stored = pq.read_table(p.path, columns=["id"]).column("id").cast(pa.large_string())
-                sub = np.flatnonzero(cand)
-                found = pc.is_in(ids.take(sub), value_set=stored.combine_chunks()).to_numpy(zero_copy_only=False)
-                hit[sub[found]] = True
+        for month in own:
+            self._confirm(source, ids, search.members(self._month_keys(source, month, by_month[month])) & ~hit,
+                          by_month[month], hit)
+        others = [m for m in by_month if m not in set(own)]
+        todo = ~hit
+        if not others or not todo.any():
+            return hit
+        maybe = np.zeros(len(h), dtype=bool)
+        for k in runs.arrays():
+            maybe |= search.members(k)
+        maybe &= todo
+        if maybe.any():
+            sub = np.flatnonzero(maybe)
+            few = _SortedSearch(h[sub])
+            for month in others:
+                cand = np.zeros(len(h), dtype=bool)
+                cand[sub] = few.members(self._month_keys(source, month, by_month[month]))
+                self._confirm(source, ids, cand & ~hit, by_month[month], hit)
         return hit
 
-    def _keys(self, part: Part) -> np.ndarray:
-        """The part's key index (memory-mapped); (re)built when missing or stale (an
-        older store, or a crash between the part's rename and the index's)."""
-        f = keys_path(self.root, part)
-        n = pq.read_metadata(part.path).num_rows
-        if f.exists():
-            k = np.load(f, mmap_mode="r")
-            if len(k) == n:
-                return k
-        k = np.sort(hash_ids(pq.read_table(part.path, columns=["id"]).column("id").to_pandas()))
-        _save_keys(f, k)
+    @staticmethod
+    def _confirm(source: str, ids: pa.Array, cand: np.ndarray, parts: Sequence[Part], hit: np.ndarray) -> None:
+        """Set ``hit`` for the candidates whose id is really stored in ``parts``."""
+        if not cand.any():
+            return
+        stored = pa.concat_arrays([pq.read_table(p.path, columns=["id"]).column("id").cast(pa.large_string())
+                                   .combine_chunks() for p in parts])
+        sub = np.flatnonzero(cand)
+        found = pc.is_in(ids.take(sub), value_set=stored).to_numpy(zero_copy_only=False)
+        hit[sub[found]] = True
+
+    def _runs(self, source: str, by_month: dict[str, list[Part]]) -> KeyRuns:
+        """The source-wide key runs, brought up to date with the live parts first (an
+        older store has none; a crash after a part's rename leaves them behind)."""
+        runs = KeyRuns(self.root / "keys" / f"source={source}" / "all", _save_npy)
+        top = runs.top()
+        live = [p for ps in by_month.values() for p in ps]
+        newer = [p for p in live if p.hi > top]
+        if not newer:
+            return runs
+        hi = max(p.hi for p in newer)
+        if top >= 0 and all(p.lo > top for p in newer):
+            runs.add(min(p.lo for p in newer), hi, np.concatenate([self._part_hashes(p) for p in newer]))
+        else:  # none yet, or a merged part straddles them: rebuild from the month indexes
+            runs.reset(hi, np.concatenate([self._month_keys(source, m, ps) for m, ps in by_month.items()]))
+        return runs
+
+    @staticmethod
+    def _part_hashes(p: Part) -> np.ndarray:
+        return hash_ids(pq.read_table(p.path, columns=["id"]).column("id").to_pandas())
+
+    def _month_keys(self, source: str, month: str, live: Sequence[Part]) -> np.ndarray:
+        """The month's key index (hashes of the ids of its ``live`` parts). Brought up
+        to date first when it is missing (an older store) or behind the parts (a crash
+        between a part's rename and the index's): only writers call this."""
+        files = keys_files(self.root, source, month)
+        top = max((p.hi for p in live), default=-1)
+        n, f = files[-1] if files else (-1, None)
+        if f is not None and n >= top:
+            return np.load(f)
+        newer = [p for p in live if p.hi > n]
+        if f is not None and all(p.lo > n for p in newer):
+            old, rebuild = np.load(f), newer
+        else:  # no index, or a merged part straddles it: rebuild from every part
+            old, rebuild = np.empty(0, dtype=np.uint64), list(live)
+        k = np.concatenate([old, *(self._part_hashes(p) for p in rebuild)])
+        return self._save_month_keys(source, month, top, k) if len(live) else k
+
+    def _save_month_keys(self, source: str, month: str, n: int, hashes: np.ndarray) -> np.ndarray:
+        """Write ``upto-<n>.npy`` (sorted) and drop the month's older index files."""
+        k = np.sort(np.asarray(hashes, dtype=np.uint64))
+        _save_npy(keys_dir(self.root, source, month) / f"upto-{n:08d}.npy", k)
+        for m, old in keys_files(self.root, source, month):
+            if m != n:
+                old.unlink(missing_ok=True)
         return k
 
     # --- locking and consistent reads -------------------------------------
@@ -493,33 +558,30 @@ class _Scan:
 
 
 class _SortedSearch:
-    """Membership of a batch's hashes in sorted key indexes, searching in whichever
-    direction costs less: the batch in the index (``B log N``) for a small batch,
-    the index in the sorted batch (``N log B``) for a large one."""
+    """Membership of a batch's hashes in sorted key indexes. The batch is sorted once;
+    each index is searched in whichever direction costs less: the batch in the index
+    (``B log N``) for a small batch, the index in the batch (``N log B``) for a large one."""
 
     def __init__(self, h: np.ndarray):
-        self.h = np.asarray(h, dtype=np.uint64)
-        self._order: np.ndarray | None = None
+        self.order = np.argsort(np.asarray(h, dtype=np.uint64), kind="stable")
+        self.hs = np.asarray(h, dtype=np.uint64)[self.order]
 
     def members(self, keys: np.ndarray) -> np.ndarray:
-        h, n = self.h, len(keys)
-        out = np.zeros(len(h), dtype=bool)
-        if not n or not len(h):
+        hs, n = self.hs, len(keys)
+        out = np.zeros(len(hs), dtype=bool)
+        if not n or not len(hs):
             return out
-        if len(h) * np.log2(n + 1) <= n * np.log2(len(h) + 1):
-            pos = np.minimum(np.searchsorted(keys, h), n - 1)
-            return np.asarray(keys[pos] == h)
-        if self._order is None:
-            self._order = np.argsort(h, kind="stable")
-        hs = h[self._order]
-        keys = np.asarray(keys)
+        if len(hs) * np.log2(n + 1) <= n * np.log2(len(hs) + 1):
+            pos = np.minimum(np.searchsorted(keys, hs), n - 1)
+            out[self.order] = keys[pos] == hs
+            return out
         lo, hi = np.searchsorted(hs, keys, "left"), np.searchsorted(hs, keys, "right")
         runs = hi - lo
         sel = runs > 0
         if sel.any():  # equal hashes within the batch (distinct ids colliding) all get marked
             starts, lens = lo[sel], runs[sel]
             idx = np.repeat(starts - np.cumsum(lens) + lens, lens) + np.arange(int(lens.sum()))
-            out[self._order[idx]] = True
+            out[self.order[idx]] = True
         return out
 
 
@@ -647,10 +709,10 @@ def hash_ids(ids: pd.Series) -> np.ndarray:
 _HASH_KEY = "rtcc-geo-ids-v01"  # 16 bytes
 
 
-def _save_keys(path: Path, hashes: np.ndarray) -> None:
-    def write(tmp):
+def _save_npy(path: Path, a: np.ndarray) -> None:
+    def write(tmp: str) -> None:
         with open(tmp, "wb") as fh:
-            np.save(fh, np.sort(np.asarray(hashes, dtype=np.uint64)))
+            np.save(fh, a)
     _atomic(path, write)
 
 

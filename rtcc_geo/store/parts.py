@@ -3,7 +3,7 @@
 ::
 
     incidents/source=<s>/month=<YYYY-MM>/part-<lo>-<hi>.parquet   GeoParquet rows
-    keys/source=<s>/month=<YYYY-MM>/part-<lo>-<hi>.npy            sorted 64-bit hashes of its ids
+    keys/source=<s>/month=<YYYY-MM>/upto-<n>.npy                  sorted 64-bit hashes of the month's ids
 
 A part file is written once and never changed. An append adds a part
 ``part-<n>-<n>`` (``n`` one above the month's highest number); compaction
@@ -12,6 +12,11 @@ and then deletes them. A part whose range lies inside another's is therefore
 dead (already merged) and ignored, so a crash between writing the merged file
 and deleting its inputs never shows a row twice: readers and writers agree
 on the live set from the names alone.
+
+A month's key index ``upto-<n>.npy`` holds the hashes of every part numbered
+up to ``n``. It is written after the part, so a crash in between leaves it
+behind the parts, which its name shows (a live part numbered above ``n``):
+the next writer adds the missing parts' ids before trusting it.
 
 The layout before issue 16 (``incidents/<source>/<YYYY-MM>.parquet``, one
 file per month, H3 roll-ups) is still read, as ``legacy`` parts, until the
@@ -26,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 _PART = re.compile(r"part-(\d+)-(\d+)\.parquet")
+_KEYS = re.compile(r"upto-(\d+)\.npy")
 _MONTH = re.compile(r"\d{4}-\d{2}")
 
 
@@ -49,11 +55,22 @@ def part_path(root: Path, source: str, month: str, lo: int, hi: int) -> Path:
     return month_dir(root, source, month) / f"part-{lo:08d}-{hi:08d}.parquet"
 
 
-def keys_path(root: Path, part: Part) -> Path:
-    """The key index file of ``part`` (legacy months keep theirs at ``keys/<source>/<month>.npy``)."""
-    if part.legacy:
-        return root / "keys" / part.source / f"{part.month}.npy"
-    return root / "keys" / f"source={part.source}" / f"month={part.month}" / (part.path.stem + ".npy")
+def keys_dir(root: Path, source: str, month: str) -> Path:
+    return root / "keys" / f"source={source}" / f"month={month}"
+
+
+def keys_files(root: Path, source: str, month: str) -> list[tuple[int, Path]]:
+    """The month's key index files ``(n, path)``, highest ``n`` last."""
+    out = []
+    for e in _scandir(keys_dir(root, source, month)):
+        m = _KEYS.fullmatch(e.name)
+        if m:
+            out.append((int(m.group(1)), Path(e.path)))
+    return sorted(out)
+
+
+def legacy_keys_path(root: Path, part: Part) -> Path:
+    return root / "keys" / part.source / f"{part.month}.npy"
 
 
 def _scandir(d: Path) -> list[os.DirEntry]:
@@ -96,6 +113,14 @@ def legacy_sources(root: Path) -> list[str]:
     """Sources with files in the pre-hive layout (``incidents/<source>/``)."""
     return [e.name for e in _scandir(root / "incidents") if e.is_dir() and not e.name.startswith("source=")
             and legacy_parts(root, e.name)]
+
+
+def live_parts_by_month(root: Path, source: str) -> dict[str, list[Part]]:
+    """:func:`live_parts` grouped by month (sorted)."""
+    out: dict[str, list[Part]] = {}
+    for p in live_parts(root, source):
+        out.setdefault(p.month, []).append(p)
+    return out
 
 
 def live_parts(root: Path, source: str) -> list[Part]:
