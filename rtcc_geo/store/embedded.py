@@ -277,13 +277,18 @@ class EmbeddedStore(Store):
         return self._consistent(lambda: self._counts(res, by, q))
 
     def _counts(self, res: int, by: tuple[str, ...], q: Query) -> pd.DataFrame:
-        # Streams part by part: one part's needed columns and the partial counts are all
-        # that is ever in memory (partials are folded every so often, so they stay grid-sized).
+        # Streams record batch by record batch over a few dozen parts at a time (one scanner,
+        # Arrow's threads): a batch's needed columns and the partial counts are all that is
+        # ever in memory; partials are folded every so often, so they stay grid-sized.
         frames: list[pd.DataFrame] = []
-        for source, path in self.partition_paths(q):
-            frames.append(self.count_partition(source, path, res, by, q))
-            if len(frames) >= 32:
-                frames = [combine_counts(frames, by)]
+        paths = self.partition_paths(q)
+        for source in dict.fromkeys(s for s, _ in paths):
+            mine = [p for s, p in paths if s == source]
+            for i in range(0, len(mine), 64):
+                for batch in self._batches(source, mine[i:i + 64], _count_columns(res, by), q, by):
+                    frames.append(self._count_table(batch, source, res, by))
+                    if len(frames) >= 64:
+                        frames = [combine_counts(frames, by)]
         return combine_counts(frames, by)
 
     # --- partition-level primitives (what the Dask layer maps over) --------
@@ -306,32 +311,45 @@ class EmbeddedStore(Store):
     def count_partition(self, source: str, path: Path, res: int, by: Sequence[str], q: Query) -> pd.DataFrame:
         """Partial :meth:`counts` of one part file; :func:`combine_counts` sums partials."""
         by = check_keys(by)
-        cols = []
-        if "cell" in by:
-            cols.append(_cell_source_column(res))
-        cols += [k for k in ("category", "district") if k in by]
-        if set(by) & _TIME_KEYS:
-            cols.append("occurred_from")
-        df = self._read(source, path, cols, q, needs_known_time(by, q), geolocated_filter(by, q))
-        if not len(df):
+        table = self._scan(source, path, _count_columns(res, by), q, needs_known_time(by, q), geolocated_filter(by, q))
+        return self._count_table(table, source, res, by)
+
+    def _batches(self, source: str, paths: Sequence[Path], columns: Sequence[str], q: Query, by: Sequence[str]):
+        """Record batches of rows matching ``q`` in ``paths`` (one scanner over them)."""
+        scan = _Scan(source, self._tz(source), q, needs_known_time(by, q), geolocated_filter(by, q))
+        read = list(dict.fromkeys([*columns, *scan.post_columns]))
+        for b in ds.dataset(list(map(str, paths)), format="parquet").to_batches(columns=read, filter=scan.expression):
+            if b.num_rows:
+                yield scan.post_filter(pa.Table.from_batches([b]))
+
+    def _count_table(self, table: pa.Table, source: str, res: int, by: Sequence[str]) -> pd.DataFrame:
+        """Counts of ``table``'s rows (already filtered) by ``by``, keys and groups in Arrow."""
+        if not table.num_rows:
             return _empty_counts(by)
-        keys = _local_keys(df, self._tz(source), by)
+        keys: dict[str, pa.Array | pa.ChunkedArray] = {}
+        if set(by) & _TIME_KEYS:
+            keys.update(_arrow_local_keys(table.column("occurred_from"), self._tz(source), by))
         if "cell" in by:
-            keys["cell"] = cell_column(df, res)
+            col = table.column(_cell_source_column(res))
+            keys["cell"] = col if res in DEFAULT_RESOLUTIONS else pa.array(grid.parent(col.to_numpy(), res))
         for k in ("category", "district"):
             if k in by:
-                keys[k] = df[k].astype("string")
-        out = pd.DataFrame(keys)[list(by)].groupby(list(by), sort=False, dropna=False).size().rename("n").reset_index()
-        return _normalise_count_dtypes(out)
+                keys[k] = table.column(k)
+        grouped = pa.table({k: keys[k] for k in by}).group_by(list(by)).aggregate([([], "count_all")])
+        return _normalise_count_dtypes(gpq.to_pandas(grouped).rename(columns={"count_all": "n"}))
 
     def _read(self, source: str, path: Path, columns: Sequence[str], q: Query, hour_level: bool,
               geolocated: bool | None) -> pd.DataFrame:
         """Rows of one part matching ``q`` (filters pushed into the scan), ``columns`` and
         whatever the filters left to pandas need."""
+        return gpq.to_pandas(self._scan(source, path, columns, q, hour_level, geolocated))
+
+    def _scan(self, source: str, path: Path, columns: Sequence[str], q: Query, hour_level: bool,
+              geolocated: bool | None) -> pa.Table:
+        """:meth:`_read` as an Arrow table."""
         scan = _Scan(source, self._tz(source), q, hour_level, geolocated)
         read = list(dict.fromkeys([*columns, *scan.post_columns]))
-        table = ds.dataset(path, format="parquet").to_table(columns=read, filter=scan.expression)
-        return scan.post_filter(gpq.to_pandas(table))
+        return scan.post_filter(ds.dataset(path, format="parquet").to_table(columns=read, filter=scan.expression))
 
     # --- derived tables --------------------------------------------------
     def put_table(self, name: str, df: pd.DataFrame) -> None:
@@ -541,20 +559,21 @@ class _Scan:
         if self.cells_res is not None:
             self.post_columns.append(_cell_source_column(self.cells_res))
 
-    def post_filter(self, df: pd.DataFrame) -> pd.DataFrame:
-        if not self.post_columns or not len(df):
-            return df
-        keep = np.ones(len(df), dtype=bool)
+    def post_filter(self, t: pa.Table) -> pa.Table:
+        if not self.post_columns or not t.num_rows:
+            return t
+        keep = np.ones(t.num_rows, dtype=bool)
         q = self.q
         if self.cells_res is not None:
-            keep &= np.isin(cell_column(df, self.cells_res), np.asarray(q.cells, dtype=np.int64))
+            finer = t.column(_cell_source_column(self.cells_res)).to_numpy()
+            keep &= np.isin(grid.parent(finer, self.cells_res), np.asarray(q.cells, dtype=np.int64))
         if q.hours is not None or q.dows is not None:
-            local = df["occurred_from"].dt.tz_convert(self.tz)
+            local = _arrow_local_keys(t.column("occurred_from"), self.tz, ("hour", "dow"))
             if q.hours is not None:
-                keep &= local.dt.hour.isin(list(q.hours)).to_numpy()
+                keep &= np.isin(local["hour"].to_numpy(), list(q.hours))
             if q.dows is not None:
-                keep &= local.dt.day_of_week.isin(list(q.dows)).to_numpy()
-        return df.loc[keep].reset_index(drop=True)
+                keep &= np.isin(local["dow"].to_numpy(), list(q.dows))
+        return t.filter(pa.array(keep))
 
 
 class _SortedSearch:
@@ -625,26 +644,25 @@ def cell_column(df: pd.DataFrame, res: int) -> np.ndarray:
     return grid.parent(df[h3_column(min(finer))].to_numpy(dtype=np.int64), res)
 
 
-def _local_keys(df: pd.DataFrame, tz: str, by: Sequence[str]) -> dict[str, object]:
-    keys: dict[str, object] = {}
-    if not set(by) & {"hour", "dow", "hour_of_week", "day", "week", "month"}:
-        return keys
-    local = df["occurred_from"].dt.tz_convert(tz)
-    hour = local.dt.hour.to_numpy(dtype=np.int64)
-    dow = local.dt.day_of_week.to_numpy(dtype=np.int64)
-    day = local.dt.tz_localize(None).dt.normalize()
+def _arrow_local_keys(t: pa.ChunkedArray, tz: str, by: Sequence[str]) -> dict[str, pa.ChunkedArray]:
+    """Local-time count keys (see :data:`~rtcc_geo.store.base.COUNT_KEYS`) of UTC times, in Arrow:
+    wall-clock time from the time zone database, days/weeks/months as naive local midnights."""
+    local = pc.local_timestamp(t.cast(pa.timestamp("ns", tz=tz)))
+    keys: dict[str, pa.ChunkedArray] = {}
+    hour = pc.cast(pc.hour(local), pa.int64())
+    dow = pc.day_of_week(local)  # Monday = 0
     if "hour" in by:
         keys["hour"] = hour
     if "dow" in by:
         keys["dow"] = dow
     if "hour_of_week" in by:
-        keys["hour_of_week"] = dow * 24 + hour
+        keys["hour_of_week"] = pc.add(pc.multiply(dow, 24), hour)
     if "day" in by:
-        keys["day"] = day.to_numpy()
+        keys["day"] = pc.floor_temporal(local, unit="day")
     if "week" in by:
-        keys["week"] = (day - pd.to_timedelta(dow, unit="D")).to_numpy()
+        keys["week"] = pc.floor_temporal(local, unit="week", week_starts_monday=True)
     if "month" in by:
-        keys["month"] = (day - pd.to_timedelta(local.dt.day.to_numpy() - 1, unit="D")).to_numpy()
+        keys["month"] = pc.floor_temporal(local, unit="month")
     return keys
 
 
@@ -683,6 +701,15 @@ def _empty_counts(by: Sequence[str]) -> pd.DataFrame:
 #: test and, as rows are sorted by it, its statistics prune whole row groups.
 _GEO_COLUMN = h3_column(min(DEFAULT_RESOLUTIONS))
 _TIME_KEYS = frozenset({"hour", "dow", "hour_of_week", "day", "week", "month"})
+
+
+def _count_columns(res: int, by: Sequence[str]) -> list[str]:
+    """The stored columns a count by ``by`` reads."""
+    cols = [_cell_source_column(res)] if "cell" in by else []
+    cols += [k for k in ("category", "district") if k in by]
+    if set(by) & _TIME_KEYS:
+        cols.append("occurred_from")
+    return cols
 
 
 def _cell_source_column(res: int) -> str:
