@@ -172,7 +172,7 @@ class EmbeddedStore(Store):
         covered by the new range, they are dead even if a crash leaves them)."""
         lo, hi = min(p.lo for p in live), max(p.hi for p in live)
         merged = Part(source, month, part_path(self.root, source, month, lo, hi), lo, hi)
-        table = pa.concat_tables([pq.read_table(p.path, columns=gpq.SCHEMA.names, schema=None) for p in live])
+        table = pa.concat_tables([pq.read_table(p.path, columns=gpq.SCHEMA.names) for p in live])
         table = table.cast(gpq.SCHEMA).sort_by([(k, "ascending") for k in gpq.SORT_KEYS])
         _atomic(merged.path, lambda tmp: gpq.write_table(table, tmp))
         # The month's key index is unchanged: the same ids, the same highest number.
