@@ -26,7 +26,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
-import pyarrow.parquet as pq
+import pyarrow.dataset as ds
 import pytest
 
 from rtcc_geo.ingest.pipeline import ingest_files
@@ -87,11 +87,9 @@ def reference_ids(chunks, tmp_path_factory) -> set[str]:
 
 
 def _embedded_ids(root: Path) -> list[str]:
-    """Stored ids read straight from the partition files (not through the store code)."""
-    out: list[str] = []
-    for p in sorted((root / "incidents").glob("*/*.parquet")):
-        out += pq.read_table(p, columns=["id"]).column("id").to_pylist()
-    return out
+    """Stored ids read straight from the part files (pyarrow's hive reader, not the store code)."""
+    assert not list((root / "incidents").glob("*/*.parquet")), "a month file of the pre-hive layout"
+    return ds.dataset(root / "incidents", format="parquet", partitioning="hive").to_table(columns=["id"]).column("id").to_pylist()
 
 
 def _pg_ids(url: str) -> list[str]:
@@ -216,13 +214,14 @@ def test_key_index_is_built_for_old_stores_and_never_trusted_alone(chunks, tmp_p
     shutil.rmtree(root / "keys")  # as written by a version without the index
     again = ingest_files("philadelphia", chunks[:1], EmbeddedStore(root))
     assert again.duplicates == again.loaded == first.loaded and s.count() == n
-    keyfile = next((root / "keys").glob("*/*.npy"))
-    assert len(np.load(keyfile)) == n
-    # Plant a new row's hash in the index (a collision): the row is still inserted.
+    keyfiles = sorted((root / "keys").rglob("*.npy"))  # each month's index and the source-wide runs
+    assert any(len(np.load(f)) == n for f in keyfiles if f.parent.name == "all")
+    # Plant a new row's hash in every index (a collision): the row is still inserted.
     new = s.incidents().head(1).assign(id="collides")
-    k = np.load(keyfile)
-    k[0] = hash_ids(new["id"])[0]
-    np.save(keyfile, np.sort(k))
+    for f in keyfiles:
+        k = np.load(f)
+        k[0] = hash_ids(new["id"])[0]
+        np.save(f, np.sort(k))
     w = s.write_incidents(new)
     assert w.inserted == 1 and s.count() == n + 1
     assert _embedded_ids(root).count("collides") == 1

@@ -1,32 +1,53 @@
 """Embedded store: a local directory of GeoParquet files, no server needed.
 
-Layout (every file is plain (Geo)Parquet any tool can read)::
+Layout (every file is plain (Geo)Parquet any tool can read; the incident tree
+is a hive layout, so ``pyarrow.dataset.dataset(DIR / "incidents",
+partitioning="hive")`` or Dask reads it as one table)::
 
-    DIR/sources.json                      {source: IANA time zone}
-    DIR/incidents/<source>/<YYYY-MM>.parquet   one file per UTC month (GeoParquet, point geometry)
+    DIR/sources.json                                          {source: IANA time zone}
+    DIR/incidents/source=<s>/month=<YYYY-MM>/part-<lo>-<hi>.parquet   GeoParquet rows of one UTC month
+    DIR/keys/source=<s>/month=<YYYY-MM>/part-<lo>-<hi>.npy    sorted 64-bit hashes of that part's ids
     DIR/quarantine/<source>.parquet       rejected rows with their reason and raw JSON
     DIR/tables/<name>.parquet             derived tables (put_table / get_table)
-    DIR/keys/<source>/<YYYY-MM>.npy       sorted 64-bit hashes of that partition's ids
     DIR/.write.lock                       the cross-process writer lock
     DIR/.generation                       bumped around every write (readers' consistency check)
 
-Monthly partitions keep re-ingest cheap (only touched months are rewritten)
-and map one-to-one onto Dask partitions should an agency outgrow one machine.
+Writes cost the batch, not the store. An append writes each month it touches
+as a new part file (rows sorted by cell, row groups with statistics, see
+:mod:`.geoparquet`) and that part's key index; it never reads or rewrites
+another file's rows. A month with more than :attr:`EmbeddedStore.max_parts`
+parts is merged into one (what a live feed's small batches need); parts are
+immutable and named by number range, so a crash mid-merge is harmless (see
+:mod:`.parts`).
+
+Reads push their filters into the scan: whole months outside the time range
+are skipped by path, and time, category, district, cells, geolocation and
+known-time filters go to ``pyarrow.dataset`` (row groups skipped on their
+statistics, rows filtered in Arrow); only the columns asked for are read.
+Aggregations (:meth:`EmbeddedStore.counts`) run part by part
+(:meth:`~EmbeddedStore.partition_paths`, :meth:`~EmbeddedStore.count_partition`,
+:func:`combine_counts`, the seam the Dask layer maps over), so memory is one
+part's needed columns plus the counts, never the incident rows.
 
 Concurrency (see docs/store.md): every write takes an exclusive file lock on
 ``.write.lock`` (any process, any thread), so writers queue and none loses or
-duplicates a row. Files are replaced by atomic rename, and a write bumps
+duplicates a row. Files are created by atomic rename, and a write bumps
 ``.generation`` to odd before and to even after it touches files: a reader
 that sees the generation change (or odd) while it read retries, so it never
 mixes months from before and after one write.
 
-Deduplication reads only the key index: per partition, the sorted
-``hash64(id)`` array (8 bytes a row); a hash hit is confirmed against that
-partition's stored ids, so a 64-bit collision can never drop a row. Memory
-is O(batch + one partition), never a set of every stored id. Stores written
-before the index existed get it built lazily, partition by partition, on
-their first write (a missing or stale index file is rebuilt from the
-partition; staleness is a row-count mismatch).
+Deduplication reads only key indexes: per part, the sorted ``hash64(id)``
+array (8 bytes a row, memory-mapped). The batch's own months are checked
+first (where a re-sent incident lives); only hashes not found there are
+checked against the source's other months (a corrected re-export can move an
+incident across months), in whichever direction of the sorted search costs
+less. A hash hit is confirmed against that part's stored ids, so a 64-bit
+collision can never drop a row.
+
+Stores in the layout before issue 16 (``incidents/<source>/<YYYY-MM>.parquet``)
+are read as they are and converted by the first write (or :meth:`~EmbeddedStore.migrate`):
+every month becomes part 0 of its hive directory with each H3 column
+recomputed from lon/lat (old files hold roll-ups of res 10).
 """
 
 from __future__ import annotations
@@ -39,12 +60,20 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 from filelock import FileLock
 
 from .. import grid
 from ..schema import CORE_DTYPES, DEFAULT_RESOLUTIONS, NO_CELL, QUARANTINE_COLUMNS, conform, empty_incidents, h3_column
+from . import geoparquet as gpq
 from .base import (prepare_incidents, Query, Store, WriteResult, check_keys, check_table_name, geolocated_filter,
                    local_bound, needs_known_time)
+from .keyruns import KeyRuns
+from .parts import (Part, keys_dir, keys_files, legacy_keys_path, legacy_parts, legacy_sources, live_parts,
+                    live_parts_by_month, month_parts, part_path)
 
 
 class EmbeddedStore(Store):
@@ -55,6 +84,10 @@ class EmbeddedStore(Store):
     #: Seconds a writer waits for the lock before giving up (an ingest holds it
     #: for one file's write at a time, so waits are seconds, not minutes).
     lock_timeout: float = 600.0
+
+    #: Live part files a month may have; the append that exceeds it merges the
+    #: month's parts into one (O(month), once every ``max_parts`` appends).
+    max_parts: int = 16
 
     def __init__(self, root: str | Path, create: bool = True):
         self.root = Path(root)
@@ -95,26 +128,86 @@ class EmbeddedStore(Store):
         if not received:
             return WriteResult(0, 0)
         with self._writing():
+            self._migrate_legacy()
             df = prepare_incidents(self, df)
-            month = df["occurred_from"].dt.strftime("%Y-%m")
             hashes = hash_ids(df["id"])
+            ids = pa.array(df["id"].array, type=pa.large_string())
+            month_of, months = _utc_months(df["occurred_from"])
+            source_of = df["source"].to_numpy(dtype=object)
             inserted = 0
             keys: set[tuple[str, str]] = set()
-            for source, part_src in df.groupby("source", sort=True):
-                # A key's partition follows its time, but a corrected re-export could move
-                # an incident across months: every partition's key index is checked.
-                h = hashes[df.index.get_indexer(part_src.index)]
-                new_src = part_src[~self._stored(source, part_src["id"], h)]
-                for m, part in new_src.groupby(month.loc[new_src.index], sort=True):
-                    path = self._partition(source, m)
-                    old = _read_parquet(path) if path.exists() else None
-                    merged = part if old is None else pd.concat([old, part], ignore_index=True)
-                    merged = merged.sort_values(["occurred_from", "id"], kind="mergesort")
-                    _write_geoparquet(conform(merged), path)
-                    _save_keys(self._keyfile(source, m), hash_ids(merged["id"]))
-                    keys.update((source, i) for i in part["id"].tolist())
-                    inserted += len(part)
+            for source in sorted(set(source_of.tolist())):
+                rows = np.flatnonzero(source_of == source)
+                by_month = live_parts_by_month(self.root, source)
+                runs = self._runs(source, by_month)
+                batch_months = [months[i] for i in np.unique(month_of[rows])]
+                new = rows[~self._stored(source, ids.take(rows), hashes[rows], batch_months, by_month, runs)]
+                # Part numbers run across the source's months (0 is a migrated month), so one
+                # number range tells which parts the source-wide key runs cover.
+                first = n = max([0, runs.top(), *(p.hi for ps in by_month.values() for p in ps)]) + 1
+                for mi in np.unique(month_of[new]):
+                    sel = new[month_of[new] == mi]
+                    self._append_part(source, months[mi], n, df.iloc[sel], hashes[sel])
+                    keys.update((source, i) for i in ids.take(sel).to_pylist())
+                    inserted += len(sel)
+                    n += 1
+                if len(new):
+                    runs.add(first, n - 1, hashes[new])  # after the parts: a crash leaves it behind, repaired
         return WriteResult(received, inserted, keys)
+
+    def _append_part(self, source: str, month: str, n: int, rows: pd.DataFrame, hashes: np.ndarray) -> None:
+        """Add ``rows`` (all of ``source`` and UTC ``month``, none stored) as part ``n``."""
+        part = Part(source, month, part_path(self.root, source, month, n, n), n, n)
+        old_keys = self._month_keys(source, month, month_parts(self.root, source, month))
+        table = gpq.to_table(rows)
+        _atomic(part.path, lambda tmp: gpq.write_table(table, tmp))
+        # After the part: a crash in between leaves the index behind, which its name shows.
+        self._save_month_keys(source, month, n, np.concatenate([old_keys, hashes]))
+        live = month_parts(self.root, source, month)
+        if len(live) > self.max_parts:
+            self._compact(source, month, live)
+
+    def _compact(self, source: str, month: str, live: list[Part]) -> None:
+        """Merge a month's live parts into one ``part-<lo>-<hi>`` (then delete them:
+        covered by the new range, they are dead even if a crash leaves them)."""
+        lo, hi = min(p.lo for p in live), max(p.hi for p in live)
+        merged = Part(source, month, part_path(self.root, source, month, lo, hi), lo, hi)
+        table = pa.concat_tables([pq.read_table(p.path, columns=gpq.SCHEMA.names) for p in live])
+        table = table.cast(gpq.SCHEMA).sort_by([(k, "ascending") for k in gpq.SORT_KEYS])
+        _atomic(merged.path, lambda tmp: gpq.write_table(table, tmp))
+        # The month's key index is unchanged: the same ids, the same highest number.
+        for p in month_parts(self.root, source, month, live_only=False):
+            if p != merged:
+                p.path.unlink(missing_ok=True)
+
+    # --- migration from the pre-hive layout ----------------------------------
+    def migrate(self) -> int:
+        """Convert month files of the layout before issue 16 into the hive layout,
+        recomputing every H3 column from lon/lat; returns the number of files
+        converted (0 when there is nothing to do). Idempotent, safe to interrupt."""
+        with self._writing():
+            return self._migrate_legacy()
+
+    def _migrate_legacy(self) -> int:
+        done = 0
+        for source in legacy_sources(self.root):
+            for old in legacy_parts(self.root, source):
+                df = conform(reindex_cells(_read_legacy(old.path)))
+                part = Part(source, old.month, part_path(self.root, source, old.month, 0, 0), 0, 0)
+                table = gpq.to_table(df)
+                _atomic(part.path, lambda tmp, t=table: gpq.write_table(t, tmp))
+                self._save_month_keys(source, old.month, 0, hash_ids(df["id"]))
+                # Only now the old file goes: a crash before leaves both, and readers
+                # take the migrated part 0 over the legacy file (parts.live_parts).
+                old.path.unlink()
+                legacy_keys_path(self.root, old).unlink(missing_ok=True)
+                done += 1
+            for d in (self.root / "incidents" / source, self.root / "keys" / source):
+                try:
+                    d.rmdir()
+                except OSError:
+                    pass  # not empty (a file we do not know) or already gone
+        return done
 
     def write_quarantine(self, df: pd.DataFrame) -> WriteResult:
         received = len(df)
@@ -150,17 +243,26 @@ class EmbeddedStore(Store):
         return self._consistent(lambda: self._incidents(q, columns))
 
     def _incidents(self, q: Query, columns: Sequence[str] | None) -> pd.DataFrame:
-        frames = [self._filtered(source, q) for source in self._sources_for(q)]
+        want = list(columns) if columns is not None else list(gpq.SCHEMA.names)
+        read = list(dict.fromkeys([*want, "source", "occurred_from", "id"]))
+        frames = [self._read(source, path, read, q, needs_known_time((), q), geolocated_filter((), q))
+                  for source, path in self.partition_paths(q)]
         frames = [f for f in frames if len(f)]
         if not frames:
             out = empty_incidents()
         else:
-            out = pd.concat(frames, ignore_index=True)
+            out = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
             out = out.sort_values(["source", "occurred_from", "id"], kind="mergesort").reset_index(drop=True)
-        return out if columns is None else out.loc[:, list(columns)]
+        return out.loc[:, want]
 
     def count(self, q: Query = Query()) -> int:
-        return self._consistent(lambda: sum(len(self._filtered(s, q, columns=_QUERY_COLUMNS)) for s in self._sources_for(q)))
+        return self._consistent(lambda: sum(self._count_part(s, p, q) for s, p in self.partition_paths(q)))
+
+    def _count_part(self, source: str, path: Path, q: Query) -> int:
+        scan = _Scan(source, self._tz(source), q, needs_known_time((), q), geolocated_filter((), q))
+        if scan.post_columns:
+            return len(self._read(source, path, ["occurred_from"], q, scan.hour_level, scan.geolocated))
+        return ds.dataset(path, format="parquet").count_rows(filter=scan.expression)
 
     def quarantine(self, source: str | None = None) -> pd.DataFrame:
         d = self.root / "quarantine"
@@ -175,42 +277,79 @@ class EmbeddedStore(Store):
         return self._consistent(lambda: self._counts(res, by, q))
 
     def _counts(self, res: int, by: tuple[str, ...], q: Query) -> pd.DataFrame:
-        # Streams partition by partition: only one partition's rows are ever in memory.
-        frames = [self.count_partition(source, path, res, by, q) for source, path in self.partition_paths(q)]
+        # Streams record batch by record batch over a few dozen parts at a time (one scanner,
+        # Arrow's threads): a batch's needed columns and the partial counts are all that is
+        # ever in memory; partials are folded every so often, so they stay grid-sized.
+        frames: list[pd.DataFrame] = []
+        paths = self.partition_paths(q)
+        for source in dict.fromkeys(s for s, _ in paths):
+            mine = [p for s, p in paths if s == source]
+            for i in range(0, len(mine), 64):
+                for batch in self._batches(source, mine[i:i + 64], _count_columns(res, by), q, by):
+                    frames.append(self._count_table(batch, source, res, by))
+                    if len(frames) >= 64:
+                        frames = [combine_counts(frames, by)]
         return combine_counts(frames, by)
 
     # --- partition-level primitives (what the Dask layer maps over) --------
     def partition_paths(self, q: Query = Query()) -> list[tuple[str, Path]]:
-        """``(source, file)`` of every partition that may hold rows matching ``q``
-        (whole partitions outside ``[q.start, q.end)`` pruned)."""
+        """``(source, file)`` of every part file that may hold rows matching ``q``
+        (whole months outside ``[q.start, q.end)`` pruned by their path)."""
         out = []
         for source in self._sources_for(q):
             tz = self._tz(source)
             start, end = local_bound(q.start, tz), local_bound(q.end, tz)
-            for p in self._partitions(source):
-                m = pd.Timestamp(p.stem + "-01", tz="UTC")
+            for p in live_parts(self.root, source):
+                m = pd.Timestamp(p.month + "-01", tz="UTC")
                 if end is not None and m >= end:
                     continue
                 if start is not None and m + pd.offsets.MonthBegin(1) <= start:
                     continue
-                out.append((source, p))
+                out.append((source, p.path))
         return out
 
     def count_partition(self, source: str, path: Path, res: int, by: Sequence[str], q: Query) -> pd.DataFrame:
-        """Partial :meth:`counts` of one partition file; :func:`combine_counts` sums partials."""
+        """Partial :meth:`counts` of one part file; :func:`combine_counts` sums partials."""
         by = check_keys(by)
-        df = self._filter_frame(_read_parquet(path, _QUERY_COLUMNS), source, q,
-                                hour_level=needs_known_time(by, q), geolocated=geolocated_filter(by, q))
-        if not len(df):
+        table = self._scan(source, path, _count_columns(res, by), q, needs_known_time(by, q), geolocated_filter(by, q))
+        return self._count_table(table, source, res, by)
+
+    def _batches(self, source: str, paths: Sequence[Path], columns: Sequence[str], q: Query, by: Sequence[str]):
+        """Record batches of rows matching ``q`` in ``paths`` (one scanner over them)."""
+        scan = _Scan(source, self._tz(source), q, needs_known_time(by, q), geolocated_filter(by, q))
+        read = list(dict.fromkeys([*columns, *scan.post_columns]))
+        for b in ds.dataset(list(map(str, paths)), format="parquet").to_batches(columns=read, filter=scan.expression):
+            if b.num_rows:
+                yield scan.post_filter(pa.Table.from_batches([b]))
+
+    def _count_table(self, table: pa.Table, source: str, res: int, by: Sequence[str]) -> pd.DataFrame:
+        """Counts of ``table``'s rows (already filtered) by ``by``, keys and groups in Arrow."""
+        if not table.num_rows:
             return _empty_counts(by)
-        keys = _local_keys(df, self._tz(source), by)
+        keys: dict[str, pa.Array | pa.ChunkedArray] = {}
+        if set(by) & _TIME_KEYS:
+            keys.update(_arrow_local_keys(table.column("occurred_from"), self._tz(source), by))
         if "cell" in by:
-            keys["cell"] = cell_column(df, res)
+            col = table.column(_cell_source_column(res))
+            keys["cell"] = col if res in DEFAULT_RESOLUTIONS else pa.array(grid.parent(col.to_numpy(), res))
         for k in ("category", "district"):
             if k in by:
-                keys[k] = df[k].astype("string")
-        out = pd.DataFrame(keys)[list(by)].groupby(list(by), sort=False, dropna=False).size().rename("n").reset_index()
-        return _normalise_count_dtypes(out)
+                keys[k] = table.column(k)
+        grouped = pa.table({k: keys[k] for k in by}).group_by(list(by)).aggregate([([], "count_all")])
+        return _normalise_count_dtypes(gpq.to_pandas(grouped).rename(columns={"count_all": "n"}))
+
+    def _read(self, source: str, path: Path, columns: Sequence[str], q: Query, hour_level: bool,
+              geolocated: bool | None) -> pd.DataFrame:
+        """Rows of one part matching ``q`` (filters pushed into the scan), ``columns`` and
+        whatever the filters left to pandas need."""
+        return gpq.to_pandas(self._scan(source, path, columns, q, hour_level, geolocated))
+
+    def _scan(self, source: str, path: Path, columns: Sequence[str], q: Query, hour_level: bool,
+              geolocated: bool | None) -> pa.Table:
+        """:meth:`_read` as an Arrow table."""
+        scan = _Scan(source, self._tz(source), q, hour_level, geolocated)
+        read = list(dict.fromkeys([*columns, *scan.post_columns]))
+        return scan.post_filter(ds.dataset(path, format="parquet").to_table(columns=read, filter=scan.expression))
 
     # --- derived tables --------------------------------------------------
     def put_table(self, name: str, df: pd.DataFrame) -> None:
@@ -227,43 +366,96 @@ class EmbeddedStore(Store):
         p = self.root / "tables" / f"{check_table_name(name)}.parquet"
         return pd.read_parquet(p) if p.exists() else None
 
-    # --- internals -------------------------------------------------------
-    def _partition(self, source: str, month: str) -> Path:
-        return self.root / "incidents" / source / f"{month}.parquet"
+    # --- deduplication ------------------------------------------------------
+    def _stored(self, source: str, ids: pa.Array, h: np.ndarray, batch_months: Sequence[str],
+                by_month: dict[str, list[Part]], runs: KeyRuns) -> np.ndarray:
+        """Which of ``ids`` (hashes ``h``) are stored for ``source``.
 
-    def _partitions(self, source: str) -> list[Path]:
-        return sorted((self.root / "incidents" / source).glob("*.parquet"))
-
-    def _keyfile(self, source: str, month: str) -> Path:
-        return self.root / "keys" / source / f"{month}.npy"
-
-    def _stored(self, source: str, ids: pd.Series, h: np.ndarray) -> np.ndarray:
-        """Which of ``ids`` (hashes ``h``) are stored for ``source``: a hash hit in a
-        partition's key index, confirmed against that partition's ids."""
-        hit = np.zeros(len(ids), dtype=bool)
-        ids_np = ids.astype(str).to_numpy(dtype=object)
-        for p in self._partitions(source):
-            k = self._keys(source, p)
-            cand = _isin_sorted(h, k) & ~hit
-            if cand.any():
-                stored = pd.read_parquet(p, columns=["id"])["id"].astype(str).to_numpy(dtype=object)
-                hit[cand] = pd.Series(ids_np[cand]).isin(stored).to_numpy()
+        The batch's own months first (each month's key index; where a re-sent
+        incident lives). Hashes still unmatched are looked up in the source-wide
+        key runs; only a hit there (an incident moved across months, or a 64-bit
+        collision) searches the other months' indexes, for those hashes alone.
+        Every hash hit is confirmed against the stored ids of its month.
+        """
+        hit = np.zeros(len(h), dtype=bool)
+        own = [m for m in batch_months if m in by_month]
+        search = _SortedSearch(h)
+        for month in own:
+            self._confirm(source, ids, search.members(self._month_keys(source, month, by_month[month])) & ~hit,
+                          by_month[month], hit)
+        others = [m for m in by_month if m not in set(own)]
+        todo = ~hit
+        if not others or not todo.any():
+            return hit
+        maybe = np.zeros(len(h), dtype=bool)
+        for k in runs.arrays():
+            maybe |= search.members(k)
+        maybe &= todo
+        if maybe.any():
+            sub = np.flatnonzero(maybe)
+            few = _SortedSearch(h[sub])
+            for month in others:
+                cand = np.zeros(len(h), dtype=bool)
+                cand[sub] = few.members(self._month_keys(source, month, by_month[month]))
+                self._confirm(source, ids, cand & ~hit, by_month[month], hit)
         return hit
 
-    def _keys(self, source: str, partition: Path) -> np.ndarray:
-        """The partition's key index; (re)built when missing or stale (an older
-        store, or a crash between the partition's rename and the index's)."""
-        import pyarrow.parquet as pq
+    @staticmethod
+    def _confirm(source: str, ids: pa.Array, cand: np.ndarray, parts: Sequence[Part], hit: np.ndarray) -> None:
+        """Set ``hit`` for the candidates whose id is really stored in ``parts``."""
+        if not cand.any():
+            return
+        stored = pa.concat_arrays([pq.read_table(p.path, columns=["id"]).column("id").cast(pa.large_string())
+                                   .combine_chunks() for p in parts])
+        sub = np.flatnonzero(cand)
+        found = pc.is_in(ids.take(sub), value_set=stored).to_numpy(zero_copy_only=False)
+        hit[sub[found]] = True
 
-        f = self._keyfile(source, partition.stem)
-        n = pq.ParquetFile(partition).metadata.num_rows
-        if f.exists():
-            k = np.load(f)
-            if len(k) == n:
-                return k
-        k = hash_ids(pd.read_parquet(partition, columns=["id"])["id"])
-        _save_keys(f, k)
-        return np.sort(k)
+    def _runs(self, source: str, by_month: dict[str, list[Part]]) -> KeyRuns:
+        """The source-wide key runs, brought up to date with the live parts first (an
+        older store has none; a crash after a part's rename leaves them behind)."""
+        runs = KeyRuns(self.root / "keys" / f"source={source}" / "all", _save_npy)
+        top = runs.top()
+        live = [p for ps in by_month.values() for p in ps]
+        newer = [p for p in live if p.hi > top]
+        if not newer:
+            return runs
+        hi = max(p.hi for p in newer)
+        if top >= 0 and all(p.lo > top for p in newer):
+            runs.add(min(p.lo for p in newer), hi, np.concatenate([self._part_hashes(p) for p in newer]))
+        else:  # none yet, or a merged part straddles them: rebuild from the month indexes
+            runs.reset(hi, np.concatenate([self._month_keys(source, m, ps) for m, ps in by_month.items()]))
+        return runs
+
+    @staticmethod
+    def _part_hashes(p: Part) -> np.ndarray:
+        return hash_ids(pq.read_table(p.path, columns=["id"]).column("id").to_pandas())
+
+    def _month_keys(self, source: str, month: str, live: Sequence[Part]) -> np.ndarray:
+        """The month's key index (hashes of the ids of its ``live`` parts). Brought up
+        to date first when it is missing (an older store) or behind the parts (a crash
+        between a part's rename and the index's): only writers call this."""
+        files = keys_files(self.root, source, month)
+        top = max((p.hi for p in live), default=-1)
+        n, f = files[-1] if files else (-1, None)
+        if f is not None and n >= top:
+            return np.load(f)
+        newer = [p for p in live if p.hi > n]
+        if f is not None and all(p.lo > n for p in newer):
+            old, rebuild = np.load(f), newer
+        else:  # no index, or a merged part straddles it: rebuild from every part
+            old, rebuild = np.empty(0, dtype=np.uint64), list(live)
+        k = np.concatenate([old, *(self._part_hashes(p) for p in rebuild)])
+        return self._save_month_keys(source, month, top, k) if len(live) else k
+
+    def _save_month_keys(self, source: str, month: str, n: int, hashes: np.ndarray) -> np.ndarray:
+        """Write ``upto-<n>.npy`` (sorted) and drop the month's older index files."""
+        k = np.sort(np.asarray(hashes, dtype=np.uint64))
+        _save_npy(keys_dir(self.root, source, month) / f"upto-{n:08d}.npy", k)
+        for m, old in keys_files(self.root, source, month):
+            if m != n:
+                old.unlink(missing_ok=True)
+        return k
 
     # --- locking and consistent reads -------------------------------------
     def _writing(self):
@@ -312,7 +504,7 @@ class EmbeddedStore(Store):
             if g0 % 2 == 0:
                 try:
                     out = read()
-                except (FileNotFoundError, OSError):
+                except (OSError, pa.ArrowException):  # a file replaced under us
                     out = _RETRY
                 if out is not _RETRY and self._generation() == g0:
                     return out
@@ -327,48 +519,115 @@ class EmbeddedStore(Store):
             return [q.source]
         return src
 
-    def _filtered(self, source: str, q: Query, hour_level: bool | None = None,
-                  columns: Sequence[str] | None = None, geolocated: bool | None | str = "auto") -> pd.DataFrame:
-        parts = [self._filter_frame(_read_parquet(p, columns), source, q, hour_level, geolocated)
-                 for _, p in self.partition_paths(q.with_(source=source))]
-        if not parts:
-            return empty_incidents()
-        nonempty = [p for p in parts if len(p)]
-        if len(nonempty) <= 1:
-            return nonempty[0] if nonempty else parts[0]
-        return pd.concat(nonempty, ignore_index=True)
 
-    def _filter_frame(self, df: pd.DataFrame, source: str, q: Query, hour_level: bool | None = None,
-                      geolocated: bool | None | str = "auto") -> pd.DataFrame:
-        tz = self._tz(source)
+class _Scan:
+    """One query's filters on one source: what ``pyarrow.dataset`` evaluates in the
+    scan (:attr:`expression`, row groups pruned on their statistics) and what is
+    left to pandas (local hours and days of week, cells coarser than any column)."""
+
+    def __init__(self, source: str, tz: str, q: Query, hour_level: bool, geolocated: bool | None):
+        self.tz, self.q, self.hour_level, self.geolocated = tz, q, hour_level, geolocated
+        terms = []
         start, end = local_bound(q.start, tz), local_bound(q.end, tz)
-        keep = np.ones(len(df), dtype=bool)
+        t = pc.field("occurred_from")
         if start is not None:
-            keep &= (df["occurred_from"] >= start).to_numpy()
+            terms.append(t >= pa.scalar(start.value, pa.timestamp("ns", tz="UTC")))
         if end is not None:
-            keep &= (df["occurred_from"] < end).to_numpy()
+            terms.append(t < pa.scalar(end.value, pa.timestamp("ns", tz="UTC")))
         if q.categories is not None:
-            keep &= df["category"].isin(list(q.categories)).fillna(False).to_numpy(dtype=bool)
+            terms.append(pc.field("category").isin(pa.array([str(c) for c in q.categories], pa.string())))
         if q.districts is not None:
-            keep &= df["district"].isin([str(d) for d in q.districts]).fillna(False).to_numpy(dtype=bool)
+            terms.append(pc.field("district").isin(pa.array([str(d) for d in q.districts], pa.string())))
+        self.cells_res: int | None = None
         if q.cells is not None:
             res = q.cells_res if q.cells_res is not None else int(grid.resolution(np.asarray(q.cells[:1]))[0])
-            keep &= np.isin(cell_column(df, res), np.asarray(q.cells, dtype=np.int64))
-        if geolocated == "auto":
-            geolocated = geolocated_filter((), q)
+            if res in DEFAULT_RESOLUTIONS:
+                terms.append(pc.field(h3_column(res)).isin(pa.array(np.asarray(q.cells, dtype=np.int64))))
+            else:
+                self.cells_res = res
         if geolocated is not None:  # not geolocated = NO_CELL in every H3 column
-            keep &= (df[_GEO_COLUMN].to_numpy() != NO_CELL) == geolocated
-        if hour_level is None:
-            hour_level = needs_known_time((), q)
+            g = pc.field(_GEO_COLUMN)
+            terms.append(g != NO_CELL if geolocated else g == NO_CELL)
         if hour_level:
-            keep &= df["time_known"].to_numpy(dtype=bool)
+            terms.append(pc.field("time_known"))
+        self.expression = None
+        for term in terms:
+            self.expression = term if self.expression is None else self.expression & term
+        self.post_columns: list[str] = []
         if q.hours is not None or q.dows is not None:
-            local = df["occurred_from"].dt.tz_convert(tz)
+            self.post_columns.append("occurred_from")
+        if self.cells_res is not None:
+            self.post_columns.append(_cell_source_column(self.cells_res))
+
+    def post_filter(self, t: pa.Table) -> pa.Table:
+        if not self.post_columns or not t.num_rows:
+            return t
+        keep = np.ones(t.num_rows, dtype=bool)
+        q = self.q
+        if self.cells_res is not None:
+            finer = t.column(_cell_source_column(self.cells_res)).to_numpy()
+            keep &= np.isin(grid.parent(finer, self.cells_res), np.asarray(q.cells, dtype=np.int64))
+        if q.hours is not None or q.dows is not None:
+            local = _arrow_local_keys(t.column("occurred_from"), self.tz, ("hour", "dow"))
             if q.hours is not None:
-                keep &= local.dt.hour.isin(list(q.hours)).to_numpy()
+                keep &= np.isin(local["hour"].to_numpy(), list(q.hours))
             if q.dows is not None:
-                keep &= local.dt.day_of_week.isin(list(q.dows)).to_numpy()
-        return df.loc[keep].reset_index(drop=True)
+                keep &= np.isin(local["dow"].to_numpy(), list(q.dows))
+        return t.filter(pa.array(keep))
+
+
+class _SortedSearch:
+    """Membership of a batch's hashes in sorted key indexes. The batch is sorted once;
+    each index is searched in whichever direction costs less: the batch in the index
+    (``B log N``) for a small batch, the index in the batch (``N log B``) for a large one."""
+
+    def __init__(self, h: np.ndarray):
+        self.order = np.argsort(np.asarray(h, dtype=np.uint64), kind="stable")
+        self.hs = np.asarray(h, dtype=np.uint64)[self.order]
+
+    def members(self, keys: np.ndarray) -> np.ndarray:
+        hs, n = self.hs, len(keys)
+        out = np.zeros(len(hs), dtype=bool)
+        if not n or not len(hs):
+            return out
+        if len(hs) * np.log2(n + 1) <= n * np.log2(len(hs) + 1):
+            pos = np.minimum(np.searchsorted(keys, hs), n - 1)
+            out[self.order] = keys[pos] == hs
+            return out
+        lo, hi = np.searchsorted(hs, keys, "left"), np.searchsorted(hs, keys, "right")
+        runs = hi - lo
+        sel = runs > 0
+        if sel.any():  # equal hashes within the batch (distinct ids colliding) all get marked
+            starts, lens = lo[sel], runs[sel]
+            idx = np.repeat(starts - np.cumsum(lens) + lens, lens) + np.arange(int(lens.sum()))
+            out[self.order[idx]] = True
+        return out
+
+
+def reindex_cells(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` with every H3 column recomputed from lon/lat (:func:`rtcc_geo.grid.index_points`:
+    each resolution's own cell), :data:`~rtcc_geo.schema.NO_CELL` where not geolocated."""
+    lon, lat = df["lon"].to_numpy(dtype="float64"), df["lat"].to_numpy(dtype="float64")
+    ok = np.isfinite(lon) & np.isfinite(lat)
+    cells = grid.index_points(lat[ok], lon[ok], DEFAULT_RESOLUTIONS)
+    out = df.copy()
+    for r, c in cells.items():
+        col = np.full(len(df), NO_CELL, dtype=np.int64)
+        col[ok] = c
+        out[h3_column(r)] = col
+    return out
+
+
+def _read_legacy(path: Path) -> pd.DataFrame:
+    cols = [c for c in CORE_DTYPES if c in pq.read_schema(path).names]
+    return gpq.to_pandas(pq.read_table(path, columns=cols))
+
+
+def _utc_months(t: pd.Series) -> tuple[np.ndarray, list[str]]:
+    """Each row's UTC month as an index into the sorted list of ``YYYY-MM`` labels."""
+    m = t.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy().astype("datetime64[M]")
+    uniq, inv = np.unique(m, return_inverse=True)
+    return inv, [str(u) for u in np.datetime_as_string(uniq, unit="M")]
 
 
 # --- the query layer's shared helpers (pure functions on canonical frames) ---
@@ -385,26 +644,25 @@ def cell_column(df: pd.DataFrame, res: int) -> np.ndarray:
     return grid.parent(df[h3_column(min(finer))].to_numpy(dtype=np.int64), res)
 
 
-def _local_keys(df: pd.DataFrame, tz: str, by: Sequence[str]) -> dict[str, object]:
-    keys: dict[str, object] = {}
-    if not set(by) & {"hour", "dow", "hour_of_week", "day", "week", "month"}:
-        return keys
-    local = df["occurred_from"].dt.tz_convert(tz)
-    hour = local.dt.hour.to_numpy(dtype=np.int64)
-    dow = local.dt.day_of_week.to_numpy(dtype=np.int64)
-    day = local.dt.tz_localize(None).dt.normalize()
+def _arrow_local_keys(t: pa.ChunkedArray, tz: str, by: Sequence[str]) -> dict[str, pa.ChunkedArray]:
+    """Local-time count keys (see :data:`~rtcc_geo.store.base.COUNT_KEYS`) of UTC times, in Arrow:
+    wall-clock time from the time zone database, days/weeks/months as naive local midnights."""
+    local = pc.local_timestamp(t.cast(pa.timestamp("ns", tz=tz)))
+    keys: dict[str, pa.ChunkedArray] = {}
+    hour = pc.cast(pc.hour(local), pa.int64())
+    dow = pc.day_of_week(local)  # Monday = 0
     if "hour" in by:
         keys["hour"] = hour
     if "dow" in by:
         keys["dow"] = dow
     if "hour_of_week" in by:
-        keys["hour_of_week"] = dow * 24 + hour
+        keys["hour_of_week"] = pc.add(pc.multiply(dow, 24), hour)
     if "day" in by:
-        keys["day"] = day.to_numpy()
+        keys["day"] = pc.floor_temporal(local, unit="day")
     if "week" in by:
-        keys["week"] = (day - pd.to_timedelta(dow, unit="D")).to_numpy()
+        keys["week"] = pc.floor_temporal(local, unit="week", week_starts_monday=True)
     if "month" in by:
-        keys["month"] = (day - pd.to_timedelta(local.dt.day.to_numpy() - 1, unit="D")).to_numpy()
+        keys["month"] = pc.floor_temporal(local, unit="month")
     return keys
 
 
@@ -439,11 +697,29 @@ def _empty_counts(by: Sequence[str]) -> pd.DataFrame:
     return df
 
 
-#: What filters and counts need: aggregations skip the text columns (offense, block,
-#: extras), which are most of each partition's bytes.
-_GEO_COLUMN = h3_column(max(DEFAULT_RESOLUTIONS))
-_QUERY_COLUMNS = ("source", "occurred_from", "time_known", "category", "district",
-                  *(h3_column(r) for r in DEFAULT_RESOLUTIONS))
+#: Not geolocated = NO_CELL in every H3 column; the coarsest one is the cheapest to
+#: test and, as rows are sorted by it, its statistics prune whole row groups.
+_GEO_COLUMN = h3_column(min(DEFAULT_RESOLUTIONS))
+_TIME_KEYS = frozenset({"hour", "dow", "hour_of_week", "day", "week", "month"})
+
+
+def _count_columns(res: int, by: Sequence[str]) -> list[str]:
+    """The stored columns a count by ``by`` reads."""
+    cols = [_cell_source_column(res)] if "cell" in by else []
+    cols += [k for k in ("category", "district") if k in by]
+    if set(by) & _TIME_KEYS:
+        cols.append("occurred_from")
+    return cols
+
+
+def _cell_source_column(res: int) -> str:
+    """The stored column :func:`cell_column` reads for ``res``."""
+    if res in DEFAULT_RESOLUTIONS:
+        return h3_column(res)
+    finer = [r for r in DEFAULT_RESOLUTIONS if r > res]
+    if not finer:
+        raise ValueError(f"resolution {res} is finer than any indexed resolution {DEFAULT_RESOLUTIONS}")
+    return h3_column(min(finer))
 
 
 _RETRY = object()
@@ -460,34 +736,11 @@ def hash_ids(ids: pd.Series) -> np.ndarray:
 _HASH_KEY = "rtcc-geo-ids-v01"  # 16 bytes
 
 
-def _isin_sorted(h: np.ndarray, keys: np.ndarray) -> np.ndarray:
-    if not len(keys) or not len(h):
-        return np.zeros(len(h), dtype=bool)
-    pos = np.minimum(np.searchsorted(keys, h), len(keys) - 1)
-    return keys[pos] == h
-
-
-def _save_keys(path: Path, hashes: np.ndarray) -> None:
-    def write(tmp):
+def _save_npy(path: Path, a: np.ndarray) -> None:
+    def write(tmp: str) -> None:
         with open(tmp, "wb") as fh:
-            np.save(fh, np.sort(np.asarray(hashes, dtype=np.uint64)))
+            np.save(fh, a)
     _atomic(path, write)
-
-
-def _read_parquet(path: Path, columns: Sequence[str] | None = None) -> pd.DataFrame:
-    # The geometry column is derivable from lon/lat; never decode it.
-    cols = list(columns) if columns is not None else list(CORE_DTYPES) + [h3_column(r) for r in DEFAULT_RESOLUTIONS]
-    return pd.read_parquet(path, columns=cols)
-
-
-def _write_geoparquet(df: pd.DataFrame, path: Path) -> None:
-    import geopandas as gpd
-    import shapely
-
-    pts = shapely.points(df["lon"].to_numpy(), df["lat"].to_numpy())
-    pts[~np.isfinite(df["lon"].to_numpy(dtype="float64"))] = None  # not geolocated: no geometry
-    gdf = gpd.GeoDataFrame(df, geometry=pts, crs="EPSG:4326")
-    _atomic(path, lambda tmp: gdf.to_parquet(tmp, index=False))
 
 
 def _atomic_parquet(df: pd.DataFrame, path: Path) -> None:

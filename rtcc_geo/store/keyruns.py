@@ -1,0 +1,86 @@
+"""A source's key index across all months: sorted runs of 64-bit id hashes (a log-structured merge).
+
+Why: an incident re-sent in the same month is found by that month's own index,
+but a corrected re-export can move one to another month, so every append must
+also ask "is this id stored anywhere?". Searching every month's index costs
+the store (``B log N_month`` per month); these runs answer it in about
+``B log N`` per run with ``O(log(N / B))`` runs, memory-mapped, so only the
+pages the search lands on are read.
+
+Layout: ``keys/source=<s>/all/run-<lo>-<hi>.npy``, the sorted hashes of the
+source's part files numbered ``lo..hi``. An append adds one run; the newest
+run is merged into the one before while that one is at most twice its size
+(a binary counter), so runs grow geometrically and each hash is rewritten
+``O(log(N / B))`` times: amortised O(batch log store) per append, though the
+append that completes a doubling rewrites the largest run.
+A merged run is written before its inputs are deleted, and a run whose range
+lies inside another's is dead, so a crash never loses or doubles a hash.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+_RUN = re.compile(r"run-(\d+)-(\d+)\.npy")
+
+
+class KeyRuns:
+    """The runs in directory ``d``; ``save(path, sorted_hashes)`` writes one file atomically."""
+
+    def __init__(self, d: Path, save: Callable[[Path, np.ndarray], None]):
+        self.dir, self._save = d, save
+
+    def _all(self) -> list[tuple[int, int, Path]]:
+        if not self.dir.is_dir():
+            return []
+        out = []
+        for p in self.dir.iterdir():
+            m = _RUN.fullmatch(p.name)
+            if m:
+                out.append((int(m.group(1)), int(m.group(2)), p))
+        return sorted(out)
+
+    def runs(self) -> list[tuple[int, int, Path]]:
+        """Live runs ``(lo, hi, path)`` by ``lo`` (a run inside another's range is dead)."""
+        runs = self._all()
+        return [r for r in runs if not any(o[0] <= r[0] and r[1] <= o[1] and o[:2] != r[:2] for o in runs)]
+
+    def top(self) -> int:
+        """Highest part number covered (-1: no runs)."""
+        return max((hi for _, hi, _ in self.runs()), default=-1)
+
+    def arrays(self):
+        """Each live run's hashes, memory-mapped."""
+        for _, _, p in self.runs():
+            yield np.load(p, mmap_mode="r")
+
+    def add(self, lo: int, hi: int, hashes: np.ndarray) -> None:
+        """Add the hashes of parts ``lo..hi`` as a run, then merge runs of similar size."""
+        self._save(self.dir / f"run-{lo:08d}-{hi:08d}.npy", np.sort(np.asarray(hashes, dtype=np.uint64)))
+        runs = self.runs()
+        while len(runs) >= 2:
+            (a_lo, _, a), (_, b_hi, b) = runs[-2], runs[-1]
+            ka, kb = np.load(a, mmap_mode="r"), np.load(b, mmap_mode="r")
+            if len(ka) > 2 * len(kb):
+                break
+            merged = np.concatenate([ka, kb])
+            merged.sort(kind="stable")
+            self._save(self.dir / f"run-{a_lo:08d}-{b_hi:08d}.npy", merged)
+            del ka, kb
+            self._drop_dead()
+            runs = self.runs()
+
+    def reset(self, hi: int, hashes: np.ndarray) -> None:
+        """Replace every run by one covering parts ``0..hi`` (a rebuild)."""
+        self._save(self.dir / f"run-{0:08d}-{hi:08d}.npy", np.sort(np.asarray(hashes, dtype=np.uint64)))
+        self._drop_dead()
+
+    def _drop_dead(self) -> None:
+        live = {p for _, _, p in self.runs()}
+        for _, _, p in self._all():
+            if p not in live:
+                p.unlink(missing_ok=True)
