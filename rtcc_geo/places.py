@@ -29,7 +29,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from functools import lru_cache
 
+import numpy as np
 import pandas as pd
 
 #: Street-type words -> USPS Publication 28 standard abbreviation.
@@ -65,13 +67,15 @@ def normalise_block(block: pd.Series) -> pd.Series:
     ['5500 BLOCK TULIP ST', '5500 BLOCK TULIP ST', 'N 42ND ST & MARKET AVE']
     """
     s = block.astype("string")
-    uniq = s.dropna().unique()
-    # A few thousand distinct spellings per file: normalise each once.
-    norm = {u: _normalise_one(u) for u in uniq}
-    out = s.map(norm, na_action="ignore").astype("string")
+    # A few thousand distinct spellings per file, mostly the same from file to
+    # file: each is normalised once per process (cached), then spread back.
+    codes, uniq = pd.factorize(s, use_na_sentinel=True)
+    norm = np.array([_normalise_one(u) for u in uniq.tolist()] + [None], dtype=object)
+    out = pd.Series(norm[codes], index=s.index, dtype="string")
     return out.where(out != "")
 
 
+@lru_cache(maxsize=1 << 18)
 def _normalise_one(text: str) -> str:
     t = " ".join(str(text).upper().split())
     t = re.sub(r"\s*&\s*", " & ", t)

@@ -54,6 +54,9 @@ class FileSummary:
     seconds: float = 0.0
     #: Loaded incidents dated far from the bulk of the file (see :func:`rtcc_geo.scope.far_dates`).
     far_dated: dict = field(default_factory=dict)
+    #: Seconds per step (read, validate, h3, normalise, store, summary); for
+    #: ``bench/ingest.py``, not part of :meth:`as_dict`.
+    phases: dict[str, float] = field(default_factory=dict)
 
     @property
     def inserted(self) -> int:
@@ -194,8 +197,10 @@ def ingest_files(fmt: str, files: Iterable[str | Path], store: Store, agency: Ag
 
 def ingest_one(fmt, path: Path, store: Store, ag: Agency, area, source: str, mapping,
                time_floor: str | None = None) -> FileSummary:
-    """One file = one partition: read, validate, write; returns its counts."""
+    """One file = one partition: read, validate, write; returns its counts
+    (and, in ``phases``, the seconds each step took)."""
     t0 = time.perf_counter()
+    phases: dict[str, float] = {}
     batch = read_batch(fmt, path, timezone=ag.timezone, mapping=mapping, source=source)
     malformed = batch.raw.attrs.get("malformed_rows") or {}
     if malformed:  # one bad CSV row is quarantined, not the whole file
@@ -203,12 +208,15 @@ def ingest_one(fmt, path: Path, store: Store, ag: Agency, area, source: str, map
         mask[list(malformed)] = True
         detail = pd.Series(malformed, dtype="object").reindex(range(len(batch))).set_axis(batch.raw.index)
         batch.flag("invalid_field", mask, detail.fillna(""))
-    incidents, quarantine = validate(batch, area, tuple(ag.resolutions), time_floor=time_floor)
+    t1 = time.perf_counter()
+    incidents, quarantine = validate(batch, area, tuple(ag.resolutions), time_floor=time_floor, phases=phases)
     if len(incidents) + len(quarantine) != len(batch):  # a bug, never bad input
         raise RuntimeError(f"{path.name}: validation lost rows ({len(batch)} read, "
                            f"{len(incidents)} + {len(quarantine)} out)")
+    t2 = time.perf_counter()
     w = store.write_incidents(incidents)
     store.write_quarantine(quarantine)
+    t3 = time.perf_counter()
     fs = FileSummary(
         file=path.name, read=len(batch), loaded=len(incidents), quarantined=len(quarantine),
         duplicates=int(w.received - w.inserted),
@@ -220,4 +228,8 @@ def ingest_one(fmt, path: Path, store: Store, ag: Agency, area, source: str, map
 
     fs.far_dated = far_dates(incidents["occurred_from"])
     fs.seconds = time.perf_counter() - t0
+    inner = phases.get("h3", 0.0) + phases.get("normalise", 0.0)
+    fs.phases = {"read": t1 - t0, "validate": t2 - t1 - inner, "h3": phases.get("h3", 0.0),
+                 "normalise": phases.get("normalise", 0.0), "store": t3 - t2,
+                 "summary": time.perf_counter() - t3}
     return fs

@@ -39,14 +39,23 @@ class Taxonomy:
 
     def categorise(self, offense: pd.Series, detail: pd.Series | None = None) -> tuple[pd.Series, dict[str, int]]:
         """Categories for ``offense`` (+ ``detail``), and ``{offense: rows}`` not listed."""
-        off = _norm(offense)
-        cat = off.map(self.by_offense).astype("object")  # an empty table maps to float NaN
+        # A few dozen distinct texts per file: normalise and look up each once.
         if detail is not None and self.by_detail:
-            key = off + _SEP + _norm(detail)
-            over = key.map(self.by_detail)
-            cat = over.where(over.notna(), cat)
+            codes, uniq = pd.factorize(pd.MultiIndex.from_arrays([offense.astype("string").fillna(_SEP),
+                                                                  detail.astype("string").fillna(_SEP)]))
+            off_u = _norm(pd.Series(uniq.get_level_values(0)).replace(_SEP, pd.NA))
+            det_u = _norm(pd.Series(uniq.get_level_values(1)).replace(_SEP, pd.NA))
+            cat_u = off_u.map(self.by_offense).astype("object")  # an empty table maps to float NaN
+            over = (off_u + _SEP + det_u).map(self.by_detail)
+            cat_u = over.where(over.notna(), cat_u)
+        else:
+            codes, uniq = pd.factorize(offense.astype("string"), use_na_sentinel=False)
+            off_u = _norm(pd.Series(uniq, dtype="string"))
+            cat_u = off_u.map(self.by_offense).astype("object")
+        cat = pd.Series(cat_u.to_numpy(dtype=object)[codes], index=offense.index)
+        off = pd.Series(off_u.to_numpy(dtype=object)[codes], index=offense.index)
         miss = cat.isna() & (off != "")
-        unmapped = {str(k): int(v) for k, v in offense[miss].astype("string").str.strip().value_counts().items()}
+        unmapped = {str(k): int(v) for k, v in offense[miss.to_numpy()].astype("string").str.strip().value_counts().items()}
         return cat.fillna("other").astype("string"), unmapped
 
 
