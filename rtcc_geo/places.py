@@ -67,12 +67,49 @@ def normalise_block(block: pd.Series) -> pd.Series:
     ['5500 BLOCK TULIP ST', '5500 BLOCK TULIP ST', 'N 42ND ST & MARKET AVE']
     """
     s = block.astype("string")
-    # A few thousand distinct spellings per file, mostly the same from file to
-    # file: each is normalised once per process (cached), then spread back.
+    # A few thousand distinct spellings per file: each is normalised once, then
+    # spread back. ASCII spellings (all of them in practice) go through Arrow's
+    # RE2 kernels (:func:`_normalise_ascii`), the rest through the Python
+    # reference (:func:`_normalise_one`); tests hold the two equal.
     codes, uniq = pd.factorize(s, use_na_sentinel=True)
-    norm = np.array([_normalise_one(u) for u in uniq.tolist()] + [None], dtype=object)
+    texts = np.asarray(uniq.tolist(), dtype=object)
+    norm = np.empty(len(texts) + 1, dtype=object)
+    norm[-1] = None
+    ascii_ = np.array([t.isascii() for t in texts.tolist()], dtype=bool)
+    if ascii_.any():
+        norm[:-1][ascii_] = _normalise_ascii(texts[ascii_])
+    norm[:-1][~ascii_] = [_normalise_one(t) for t in texts[~ascii_].tolist()]
     out = pd.Series(norm[codes], index=s.index, dtype="string")
     return out.where(out != "")
+
+
+#: ASCII white space as ``str.split()`` sees it (RE2's ``\s`` lacks \v and \x1c-\x1f).
+_ASCII_WS = r"[\t\n\v\f\r \x1c-\x1f]+"
+
+
+def _suffix_patterns() -> list[tuple[str, str]]:
+    """One RE2 (pattern, replacement) per standard abbreviation: the street-type
+    words ending a name (the lookahead of :data:`_SUFFIX_AT_END`, which RE2
+    lacks, is captured and written back)."""
+    by_target: dict[str, list[str]] = {}
+    for word, target in SUFFIXES.items():
+        by_target.setdefault(target, []).append(word)
+    return [(r"\b(?:" + "|".join(sorted(words, key=len, reverse=True)) + r")\b( *(?:$|&|/|,))", target + r"\1")
+            for target, words in by_target.items()]
+
+
+def _normalise_ascii(texts: np.ndarray) -> np.ndarray:
+    """:func:`_normalise_one` of ASCII texts, vectorised with Arrow (RE2)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    t = pc.ascii_upper(pa.array(texts.tolist(), type=pa.large_string()))
+    t = pc.ascii_trim(pc.replace_substring_regex(t, _ASCII_WS, " "), " ")
+    t = pc.replace_substring_regex(t, r" ?& ?", " & ")
+    t = pc.replace_substring_regex(t, r"\bBLK\b", "BLOCK")
+    for pattern, repl in _suffix_patterns():
+        t = pc.replace_substring_regex(t, pattern, repl)
+    return np.asarray(pc.ascii_trim(t, " ").to_pylist(), dtype=object)
 
 
 @lru_cache(maxsize=1 << 18)
