@@ -58,8 +58,10 @@ def test_every_stored_cell_is_h3_latlng_to_cell_of_its_point(stored, fmt):
         cells = df[h3_column(res)].to_numpy(dtype=np.int64)
         ref = _h3py(lat, lon, res)
         bad = np.flatnonzero(cells[located] != ref)
-        assert len(bad) == 0, (f"{fmt} res {res}: {len(bad)} of {len(ref)} cells differ from h3.latlng_to_cell, "
-                               f"e.g. ({lat[bad[0]]}, {lon[bad[0]]}): stored {cells[located][bad[0]]}, h3 {ref[bad[0]]}")
+        assert len(bad) == 0, (
+            f"{fmt} res {res}: {len(bad)} of {len(ref)} cells differ from h3.latlng_to_cell, "
+            f"e.g. ({lat[bad[0]]}, {lon[bad[0]]}): stored {cells[located][bad[0]]}, h3 {ref[bad[0]]}"
+        )
         # Not geolocated: no point and NO_CELL at every resolution.
         assert (cells[~located] == NO_CELL).all()
     assert df.loc[~located, "lat"].isna().all()

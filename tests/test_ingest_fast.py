@@ -18,11 +18,22 @@ import pandas as pd
 import pytest
 
 from rtcc_geo import grid
-from rtcc_geo.ingest.base import (_read_csv_arrow, _read_csv_pandas, add_json_member, blank_to_na, extras_json,
-                                  json_records, read_csv_strings)
+from rtcc_geo.ingest.base import (
+    _read_csv_arrow,
+    _read_csv_pandas,
+    add_json_member,
+    blank_to_na,
+    extras_json,
+    json_records,
+    read_csv_strings,
+)
 from rtcc_geo.places import _normalise_ascii, _normalise_one
 
-FILES = ("philadelphia/incidents_20*.csv", "vancouver/crimedata_csv_*.csv", "chicago_sample/chicago_crimes_sample_*.csv")
+FILES = (
+    "philadelphia/incidents_20*.csv",
+    "vancouver/crimedata_csv_*.csv",
+    "chicago_sample/chicago_crimes_sample_*.csv",
+)
 
 
 @pytest.fixture(scope="module")
@@ -39,13 +50,16 @@ def test_arrow_reader_equals_pandas_on_every_real_file(real_files):
         pd.testing.assert_frame_equal(fast, ref, check_exact=True, obj=f.name)
 
 
-@pytest.mark.parametrize("text, why", [
-    ("a,b\n1,2\n3\n", "a short row (pandas pads it with '')"),
-    ("a,b\n1,2\n3,4,5\n", "a long row (the lenient reader flags it)"),
-    (b"a,b\n1,2\n1,\xff\n", "bytes that are not UTF-8"),
-    ("a,a\n1,2\n", "a repeated column name (pandas renames it)"),
-    ("a,\n1,2\n", "a blank column name"),
-])
+@pytest.mark.parametrize(
+    "text, why",
+    [
+        ("a,b\n1,2\n3\n", "a short row (pandas pads it with '')"),
+        ("a,b\n1,2\n3,4,5\n", "a long row (the lenient reader flags it)"),
+        (b"a,b\n1,2\n1,\xff\n", "bytes that are not UTF-8"),
+        ("a,a\n1,2\n", "a repeated column name (pandas renames it)"),
+        ("a,\n1,2\n", "a blank column name"),
+    ],
+)
 def test_arrow_reader_falls_back_to_pandas_where_they_could_differ(tmp_path, text, why):
     p = tmp_path / "x.csv"
     p.write_bytes(text if isinstance(text, bytes) else text.encode())
@@ -64,9 +78,30 @@ def test_arrow_reader_keeps_quoted_newlines_bom_and_blank_lines(tmp_path):
     assert fast["text"].tolist() == ["two\nlines", " spaced "]
 
 
-EDGE_BLOCKS = ["ST/ST", "AV &AV", "a&&b", "  & main st", "main st &", "x blk y blk", "ST,ST,AV", "LA SALLE LA",
-               "AVENUE AV AVE", "N 5TH ST/ AVENUE , RD", "blk", "ST ST", "ST  /  ST", "\x1cST\x1f", "A\vB st",
-               "ST&ST&ST", "_ST", "ST_", "1ST ST", "ST-ST", "5500 BLOCK Tulip St", "n 42nd St&Market St"]
+EDGE_BLOCKS = [
+    "ST/ST",
+    "AV &AV",
+    "a&&b",
+    "  & main st",
+    "main st &",
+    "x blk y blk",
+    "ST,ST,AV",
+    "LA SALLE LA",
+    "AVENUE AV AVE",
+    "N 5TH ST/ AVENUE , RD",
+    "blk",
+    "ST ST",
+    "ST  /  ST",
+    "\x1cST\x1f",
+    "A\vB st",
+    "ST&ST&ST",
+    "_ST",
+    "ST_",
+    "1ST ST",
+    "ST-ST",
+    "5500 BLOCK Tulip St",
+    "n 42nd St&Market St",
+]
 
 
 def test_block_normalisation_arrow_equals_python_on_every_real_spelling(real_files):
@@ -104,8 +139,9 @@ def test_extras_json_parses_to_the_to_json_reference(real_files):
     n = len(raw)
     cols = {c: raw[c] for c in ("case_number", "description", "block", "updated_on")}
     cols["arrest"] = raw["arrest"].str.lower().map({"true": True, "false": False}).astype("object")
-    cols["odd"] = pd.Series(['quote " and \\ and \n and \x01 and é', "", None] * (n // 3) + [" x "] * (n % 3),
-                            dtype="object")
+    cols["odd"] = pd.Series(
+        ['quote " and \\ and \n and \x01 and é', "", None] * (n // 3) + [" x "] * (n % 3), dtype="object"
+    )
     cols["num"] = pd.Series([1, None, 2.5] * (n // 3) + [0] * (n % 3), dtype="object")
     cols["none"] = pd.Series([None] * n, dtype="object")
     got = extras_json(cols, raw.index)
@@ -119,8 +155,10 @@ def test_extras_json_parses_to_the_to_json_reference(real_files):
         obj = json.loads(noted.iloc[i])
         assert ("block_raw" in obj) == bool(where[i])
         assert {k: v for k, v in obj.items() if k != "block_raw"} == json.loads(got.iloc[i])
-    assert add_json_member(pd.Series(["{}"], dtype="string"), "k", pd.Series(['a"b']), np.array([True])).iloc[0] \
+    assert (
+        add_json_member(pd.Series(["{}"], dtype="string"), "k", pd.Series(['a"b']), np.array([True])).iloc[0]
         == '{"k":"a\\"b"}'
+    )
 
 
 def test_vectorised_cells_equal_h3py_with_repeated_points():
