@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from functools import lru_cache
 
 import numpy as np
 import pandas as pd
@@ -71,16 +70,29 @@ def normalise_block(block: pd.Series) -> pd.Series:
     # spread back. ASCII spellings (all of them in practice) go through Arrow's
     # RE2 kernels (:func:`_normalise_ascii`), the rest through the Python
     # reference (:func:`_normalise_one`); tests hold the two equal.
+    # Spellings repeat from file to file, so results are kept per process.
     codes, uniq = pd.factorize(s, use_na_sentinel=True)
-    texts = np.asarray(uniq.tolist(), dtype=object)
-    norm = np.empty(len(texts) + 1, dtype=object)
-    norm[-1] = None
-    ascii_ = np.array([t.isascii() for t in texts.tolist()], dtype=bool)
-    if ascii_.any():
-        norm[:-1][ascii_] = _normalise_ascii(texts[ascii_])
-    norm[:-1][~ascii_] = [_normalise_one(t) for t in texts[~ascii_].tolist()]
+    texts = uniq.tolist()
+    norm = np.array([_SEEN.get(t) for t in texts] + [None], dtype=object)
+    todo = np.flatnonzero(pd.isna(norm[:-1]))
+    if len(todo):
+        new = np.asarray([texts[i] for i in todo], dtype=object)
+        ascii_ = np.array([t.isascii() for t in new.tolist()], dtype=bool)
+        done = np.empty(len(new), dtype=object)
+        if ascii_.any():
+            done[ascii_] = _normalise_ascii(new[ascii_])
+        done[~ascii_] = [_normalise_one(t) for t in new[~ascii_].tolist()]
+        norm[todo] = done
+        if len(_SEEN) > _SEEN_MAX:
+            _SEEN.clear()
+        _SEEN.update(zip(new.tolist(), done.tolist()))
     out = pd.Series(norm[codes], index=s.index, dtype="string")
     return out.where(out != "")
+
+
+#: Normalised spellings seen by this process (bounded: cleared past _SEEN_MAX).
+_SEEN: dict[str, str] = {}
+_SEEN_MAX = 1 << 20
 
 
 #: ASCII white space as ``str.split()`` sees it (RE2's ``\s`` lacks \v and \x1c-\x1f).
@@ -112,7 +124,6 @@ def _normalise_ascii(texts: np.ndarray) -> np.ndarray:
     return np.asarray(pc.ascii_trim(t, " ").to_pylist(), dtype=object)
 
 
-@lru_cache(maxsize=1 << 18)
 def _normalise_one(text: str) -> str:
     t = " ".join(str(text).upper().split())
     t = re.sub(r"\s*&\s*", " & ", t)

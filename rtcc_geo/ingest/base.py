@@ -197,11 +197,24 @@ def count_data_rows(path: str | Path) -> int:
 
 def blank_to_na(s: pd.Series) -> pd.Series:
     """Text stripped of surrounding white space, blank -> null (``string`` dtype)."""
+    return pd.Series(pd.arrays.ArrowStringArray(_stripped(_arrow(s))), index=s.index)
+
+
+def _stripped(arr):
+    """An Arrow text array stripped of surrounding white space, blank -> null."""
     import pyarrow.compute as pc
 
-    t = pc.utf8_trim_whitespace(_arrow(s))
-    t = pc.if_else(pc.equal(t, ""), None, t)
-    return pd.Series(pd.arrays.ArrowStringArray(t), index=s.index)
+    t = pc.utf8_trim_whitespace(arr)
+    return pc.if_else(pc.equal(t, ""), None, t)
+
+
+def _text_bytes(arr) -> np.ndarray:
+    """The UTF-8 bytes of every value of an Arrow ``large_string`` array, as uint8 (a view)."""
+    data = arr.buffers()[2]
+    if data is None or not len(arr):
+        return np.zeros(0, dtype=np.uint8)
+    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64, count=len(arr) + 1, offset=arr.offset * 8)
+    return np.frombuffer(data, dtype=np.uint8)[offsets[0]:offsets[-1]]
 
 
 def _arrow(s: pd.Series):
@@ -328,7 +341,12 @@ def extras_json(cols: dict[str, pd.Series], index: pd.Index) -> pd.Series:
             val = pa.array(np.where(b.fillna(False).to_numpy(dtype=bool), "true", "false"), type=pa.large_string())
             val = pc.if_else(pa.array(b.isna().to_numpy()), None, val)
         elif (v.dtype != object and pd.api.types.is_string_dtype(v.dtype)) or kind in ("string", "empty"):
-            val = _arrow(json_strings(blank_to_na(v)))
+            t = _stripped(_arrow(v))
+            b = _text_bytes(t)
+            if ((b < 0x20) | (b == 0x22) | (b == 0x5C) | (b == 0x7F)).any():  # something to escape
+                val = _arrow(json_strings(pd.Series(pd.arrays.ArrowStringArray(t), index=index)))
+            else:
+                val = _concat('"', t, '"') if t.null_count < len(t) else t
         else:  # numbers and the like: pandas' JSON of each value
             txt = json_records(pd.DataFrame({"v": v}, index=index)).str.slice(5, -1)  # {"v":...}
             val = pc.if_else(pa.array(v.isna().to_numpy()), None, _arrow(txt))

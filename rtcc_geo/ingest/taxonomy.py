@@ -19,7 +19,9 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from ..config import DATA_DIR
 from ..schema import CATEGORIES
@@ -52,11 +54,16 @@ class Taxonomy:
             codes, uniq = pd.factorize(offense.astype("string"), use_na_sentinel=False)
             off_u = _norm(pd.Series(uniq, dtype="string"))
             cat_u = off_u.map(self.by_offense).astype("object")
-        cat = pd.Series(cat_u.to_numpy(dtype=object)[codes], index=offense.index)
-        off = pd.Series(off_u.to_numpy(dtype=object)[codes], index=offense.index)
-        miss = cat.isna() & (off != "")
-        unmapped = {str(k): int(v) for k, v in offense[miss.to_numpy()].astype("string").str.strip().value_counts().items()}
-        return cat.fillna("other").astype("string"), unmapped
+        miss_u = (cat_u.isna() & (off_u != "")).to_numpy(dtype=bool)
+        n_u = np.bincount(codes, minlength=len(cat_u))
+        unmapped: dict[str, int] = {}
+        raw_u = uniq.get_level_values(0) if isinstance(uniq, pd.MultiIndex) else uniq
+        for i in np.flatnonzero(miss_u):
+            k = str(raw_u[i]).strip()
+            unmapped[k] = unmapped.get(k, 0) + int(n_u[i])
+        unmapped = dict(sorted(unmapped.items(), key=lambda kv: -kv[1]))
+        cats = pa.array(cat_u.fillna("other").tolist(), type=pa.large_string()).take(pa.array(codes))
+        return pd.Series(pd.arrays.ArrowStringArray(cats), index=offense.index), unmapped
 
 
 def taxonomy_path(name_or_path: str | Path) -> Path:

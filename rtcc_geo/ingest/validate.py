@@ -49,7 +49,7 @@ import pandas as pd
 from .. import grid
 from ..config import Agency
 from ..schema import DEFAULT_RESOLUTIONS, NO_CELL, QUARANTINE_COLUMNS, QUARANTINE_REASONS, conform, h3_column
-from .base import Batch, _arrow, add_json_member, details_at, json_records
+from .base import Batch, _arrow, _text_bytes, add_json_member, details_at, json_records
 
 #: Longest text (characters) each field may hold; longer values are
 #: ``invalid_field``. 15 ids of 128 characters plus the other announced
@@ -89,8 +89,7 @@ def _unstorable_text(s: pd.Series, limit: int) -> tuple[np.ndarray, pd.Series]:
     if not len(arr):
         return np.zeros(0, dtype=bool), pd.Series([], index=s.index, dtype="object")
     offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64, count=len(arr) + 1, offset=arr.offset * 8)
-    data = arr.buffers()[2]
-    body = bytes(data)[offsets[0]:offsets[-1]] if data is not None else b""
+    body = _text_bytes(arr).tobytes()
     may_be_long = int(np.diff(offsets).max()) > limit  # bytes >= characters
     # (Lone surrogates cannot reach here: pandas' Arrow strings refuse them; the feed screens them.)
     may_nul = b"\x00" in body or (s.name == "extras" and b"\\u0000" in body)
