@@ -66,26 +66,17 @@ def normalise_block(block: pd.Series) -> pd.Series:
     ['5500 BLOCK TULIP ST', '5500 BLOCK TULIP ST', 'N 42ND ST & MARKET AVE']
     """
     s = block.astype("string")
-    # A few thousand distinct spellings per file: each is normalised once, then
-    # spread back. ASCII spellings (all of them in practice) go through Arrow's
-    # RE2 kernels (:func:`_normalise_ascii`), the rest through the Python
-    # reference (:func:`_normalise_one`); tests hold the two equal.
-    # Spellings repeat from file to file, so results are kept per process.
+    # A few thousand distinct spellings per file, mostly the same from file to
+    # file: each is normalised once per process, then spread back to the rows.
     codes, uniq = pd.factorize(s, use_na_sentinel=True)
     texts = uniq.tolist()
     norm = np.array([_SEEN.get(t) for t in texts] + [None], dtype=object)
-    todo = np.flatnonzero(pd.isna(norm[:-1]))
-    if len(todo):
-        new = np.asarray([texts[i] for i in todo], dtype=object)
-        ascii_ = np.array([t.isascii() for t in new.tolist()], dtype=bool)
-        done = np.empty(len(new), dtype=object)
-        if ascii_.any():
-            done[ascii_] = _normalise_ascii(new[ascii_])
-        done[~ascii_] = [_normalise_one(t) for t in new[~ascii_].tolist()]
-        norm[todo] = done
+    fresh = {t: _normalise_one(t) for t, v in zip(texts, norm[:-1].tolist()) if v is None}
+    if fresh:
+        norm[:-1] = [fresh.get(t, v) for t, v in zip(texts, norm[:-1].tolist())]
         if len(_SEEN) > _SEEN_MAX:
             _SEEN.clear()
-        _SEEN.update(zip(new.tolist(), done.tolist()))
+        _SEEN.update(fresh)
     out = pd.Series(norm[codes], index=s.index, dtype="string")
     return out.where(out != "")
 
@@ -93,35 +84,6 @@ def normalise_block(block: pd.Series) -> pd.Series:
 #: Normalised spellings seen by this process (bounded: cleared past _SEEN_MAX).
 _SEEN: dict[str, str] = {}
 _SEEN_MAX = 1 << 20
-
-
-#: ASCII white space as ``str.split()`` sees it (RE2's ``\s`` lacks \v and \x1c-\x1f).
-_ASCII_WS = r"[\t\n\v\f\r \x1c-\x1f]+"
-
-
-def _suffix_patterns() -> list[tuple[str, str]]:
-    """One RE2 (pattern, replacement) per standard abbreviation: the street-type
-    words ending a name (the lookahead of :data:`_SUFFIX_AT_END`, which RE2
-    lacks, is captured and written back)."""
-    by_target: dict[str, list[str]] = {}
-    for word, target in SUFFIXES.items():
-        by_target.setdefault(target, []).append(word)
-    return [(r"\b(?:" + "|".join(sorted(words, key=len, reverse=True)) + r")\b( *(?:$|&|/|,))", target + r"\1")
-            for target, words in by_target.items()]
-
-
-def _normalise_ascii(texts: np.ndarray) -> np.ndarray:
-    """:func:`_normalise_one` of ASCII texts, vectorised with Arrow (RE2)."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    t = pc.ascii_upper(pa.array(texts.tolist(), type=pa.large_string()))
-    t = pc.ascii_trim(pc.replace_substring_regex(t, _ASCII_WS, " "), " ")
-    t = pc.replace_substring_regex(t, r" ?& ?", " & ")
-    t = pc.replace_substring_regex(t, r"\bBLK\b", "BLOCK")
-    for pattern, repl in _suffix_patterns():
-        t = pc.replace_substring_regex(t, pattern, repl)
-    return np.asarray(pc.ascii_trim(t, " ").to_pylist(), dtype=object)
 
 
 def _normalise_one(text: str) -> str:

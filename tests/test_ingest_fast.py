@@ -2,8 +2,6 @@
 
 * the Arrow CSV reader gives the very frame pandas' C parser gives (values,
   dtypes, columns), and falls back to pandas wherever the two could differ;
-* block addresses normalised with Arrow (RE2) equal the Python reference
-  on every distinct real spelling and on hand-made edge cases;
 * the column-wise ``extras`` JSON parses to what pandas' ``to_json`` (the
   former implementation, kept here as the reference) gives;
 * the vectorised H3 path equals h3-py.
@@ -27,7 +25,6 @@ from rtcc_geo.ingest.base import (
     json_records,
     read_csv_strings,
 )
-from rtcc_geo.places import _normalise_ascii, _normalise_one
 
 FILES = (
     "philadelphia/incidents_20*.csv",
@@ -76,46 +73,6 @@ def test_arrow_reader_keeps_quoted_newlines_bom_and_blank_lines(tmp_path):
     assert fast is not None
     pd.testing.assert_frame_equal(fast, _read_csv_pandas(p))
     assert fast["text"].tolist() == ["two\nlines", " spaced "]
-
-
-EDGE_BLOCKS = [
-    "ST/ST",
-    "AV &AV",
-    "a&&b",
-    "  & main st",
-    "main st &",
-    "x blk y blk",
-    "ST,ST,AV",
-    "LA SALLE LA",
-    "AVENUE AV AVE",
-    "N 5TH ST/ AVENUE , RD",
-    "blk",
-    "ST ST",
-    "ST  /  ST",
-    "\x1cST\x1f",
-    "A\vB st",
-    "ST&ST&ST",
-    "_ST",
-    "ST_",
-    "1ST ST",
-    "ST-ST",
-    "5500 BLOCK Tulip St",
-    "n 42nd St&Market St",
-]
-
-
-def test_block_normalisation_arrow_equals_python_on_every_real_spelling(real_files):
-    cols = {"philadelphia": "location_block", "crimedata": "HUNDRED_BLOCK", "chicago": "block"}
-    vals: set[str] = set()
-    for f in real_files:
-        col = next(c for k, c in cols.items() if f.name.startswith(k) or f.parent.name == k)
-        vals |= set(read_csv_strings(f)[col])
-    texts = np.array(sorted(v for v in vals if v.isascii()) + EDGE_BLOCKS, dtype=object)
-    assert len(texts) > 50_000
-    fast = _normalise_ascii(texts)
-    ref = np.array([_normalise_one(t) for t in texts.tolist()], dtype=object)
-    diff = np.flatnonzero(fast != ref)
-    assert len(diff) == 0, [(texts[i], fast[i], ref[i]) for i in diff[:5]]
 
 
 def _extras_reference(cols: dict[str, pd.Series], index: pd.Index) -> pd.Series:
