@@ -77,8 +77,11 @@ def normalise_block(block: pd.Series) -> pd.Series:
         if len(_SEEN) > _SEEN_MAX:
             _SEEN.clear()
         _SEEN.update(fresh)
-    out = pd.Series(norm[codes], index=s.index, dtype="string")
-    return out.where(out != "")
+    norm[:-1][norm[:-1] == ""] = None  # blank -> null
+    import pyarrow as pa
+
+    at = pa.array(norm.tolist(), type=pa.large_string()).take(pa.array(np.where(codes < 0, len(texts), codes)))
+    return pd.Series(pd.arrays.ArrowStringArray(at), index=s.index)
 
 
 #: Normalised spellings seen by this process (bounded: cleared past _SEEN_MAX).
