@@ -125,3 +125,37 @@ def test_vectorised_cells_equal_h3py_with_repeated_points():
     cells = grid.index_points(lat, lon, (7, 8, 9, 10))
     for r in (7, 8, 9, 10):
         assert np.array_equal(cells[r], grid.latlng_to_cells_h3(lat, lon, r)), r
+
+
+@pytest.mark.parametrize(
+    "source, pattern, offense, detail",
+    [
+        ("chicago", "chicago_sample/chicago_crimes_sample_2018.csv", "primary_type", "description"),
+        ("philadelphia", "philadelphia/incidents_2024_01.csv", "text_general_code", None),
+        ("vancouver", "vancouver/crimedata_csv_AllNeighbourhoods_2021.csv", "TYPE", None),
+    ],
+)
+def test_taxonomy_on_distinct_texts_equals_a_row_by_row_lookup(shared_data, source, pattern, offense, detail):
+    """Categories looked up once per distinct text, spread back, equal a plain
+    per-row lookup; unlisted texts (injected) are counted as the raw text stripped."""
+    from rtcc_geo.ingest.taxonomy import _norm, load_taxonomy
+
+    raw = read_csv_strings(shared_data / pattern)
+    off = raw[offense].astype("object").copy()
+    off.iloc[:50] = ["  Weird Thing ", "weird thing", "", None, "NEW one"] * 10
+    det = raw[detail] if detail else None
+    tax = load_taxonomy(source)
+    got, unmapped = tax.categorise(pd.Series(off, dtype="string"), det)
+
+    o = _norm(pd.Series(off, dtype="string")).tolist()
+    d = _norm(det).tolist() if det is not None else [""] * len(o)
+    ref = [
+        tax.by_detail.get(a + "\x1f" + b, tax.by_offense.get(a)) if det is not None else tax.by_offense.get(a)
+        for a, b in zip(o, d)
+    ]
+    assert got.tolist() == [r if r is not None else "other" for r in ref]
+    want: dict[str, int] = {}
+    for text, a, r in zip(off.tolist(), o, ref):
+        if r is None and a != "":
+            want[str(text).strip()] = want.get(str(text).strip(), 0) + 1
+    assert unmapped == want and want == {"Weird Thing": 10, "weird thing": 10, "NEW one": 10}
