@@ -1,7 +1,9 @@
 """Ingest speed: end to end into the embedded store vs merely reading the CSVs,
-and (``--postgis``) the PostGIS COPY path vs ``GeoDataFrame.to_postgis``.
+and the PostGIS COPY path vs ``GeoDataFrame.to_postgis``.
 
-Default: acceptance 1 of issue 16 ("ingest at disk speed"). In one run, on
+Both run by default (``--only embedded`` / ``--only postgis`` for one).
+
+Embedded: acceptance 1 of issue 16 ("ingest at disk speed"). In one run, on
 the 24 Philadelphia monthly CSVs (329,405 rows):
 
 * reference: ``pyarrow.csv.read_csv`` of every file (default options, best of
@@ -20,9 +22,9 @@ frame), validate (quarantine rules, conform), H3 (all resolutions), normalise
 and, from the re-ingest, dedup (the store write when every row is a
 duplicate, i.e. the key check alone).
 
-    .venv/bin/python bench/ingest.py [--files N] [--repeat K]
+    .venv/bin/python bench/ingest.py --only embedded [--files N] [--repeat K]
 
-Acceptance 5 of the foundation issue (``--postgis``): loads the same canonical rows
+PostGIS: acceptance 5 of the foundation issue: loads the same canonical rows
 (Philadelphia 2023-2024 as read and validated by ``rtcc_geo.ingest``, plus the
 seeded synthetic city; >= 300k rows) into PostGIS twice, each into its own
 fresh schema of the same database, and prints rows/s for both and their ratio
@@ -39,7 +41,7 @@ Only the load is timed (reading the CSVs is not). Also printed: re-ingesting
 the same rows into our store (all duplicates, nothing inserted). The schemas
 are dropped at the end unless ``--keep``.
 
-    .venv/bin/python bench/ingest.py --postgis [--db URL] [--rows N] [--no-synth]
+    .venv/bin/python bench/ingest.py --only postgis [--db URL] [--rows N] [--no-synth]
 """
 
 from __future__ import annotations
@@ -178,8 +180,8 @@ def embedded_main(args) -> int:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--postgis", action="store_true",
-                   help="the PostGIS COPY bench (ours vs GeoDataFrame.to_postgis) instead")
+    p.add_argument("--only", choices=("embedded", "postgis"), default=None,
+                   help="run one of the two benches (default: both, embedded first)")
     p.add_argument("--files", type=int, default=None, help="embedded: only the first N monthly files")
     p.add_argument("--repeat", type=int, default=3, help="embedded: reads of the reference (best taken)")
     p.add_argument("--db", default=os.environ.get("RTCC_TEST_DATABASE_URL", DEFAULT_DB),
@@ -188,8 +190,11 @@ def main(argv=None) -> int:
     p.add_argument("--no-synth", action="store_true", help="Philadelphia rows only")
     p.add_argument("--keep", action="store_true", help="keep the bench schemas")
     args = p.parse_args(argv)
-    if not args.postgis:
-        return embedded_main(args)
+    if args.only != "postgis":
+        embedded_main(args)
+        if args.only == "embedded":
+            return 0
+        print()
 
     import geopandas as gpd
     import psycopg
