@@ -30,6 +30,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+import numpy as np
 import pandas as pd
 
 #: Street-type words -> USPS Publication 28 standard abbreviation.
@@ -65,11 +66,27 @@ def normalise_block(block: pd.Series) -> pd.Series:
     ['5500 BLOCK TULIP ST', '5500 BLOCK TULIP ST', 'N 42ND ST & MARKET AVE']
     """
     s = block.astype("string")
-    uniq = s.dropna().unique()
-    # A few thousand distinct spellings per file: normalise each once.
-    norm = {u: _normalise_one(u) for u in uniq}
-    out = s.map(norm, na_action="ignore").astype("string")
-    return out.where(out != "")
+    # A few thousand distinct spellings per file, mostly the same from file to
+    # file: each is normalised once per process, then spread back to the rows.
+    codes, uniq = pd.factorize(s, use_na_sentinel=True)
+    texts = uniq.tolist()
+    norm = np.array([_SEEN.get(t) for t in texts] + [None], dtype=object)
+    fresh = {t: _normalise_one(t) for t, v in zip(texts, norm[:-1].tolist()) if v is None}
+    if fresh:
+        norm[:-1] = [fresh.get(t, v) for t, v in zip(texts, norm[:-1].tolist())]
+        if len(_SEEN) > _SEEN_MAX:
+            _SEEN.clear()
+        _SEEN.update(fresh)
+    norm[:-1][norm[:-1] == ""] = None  # blank -> null
+    import pyarrow as pa
+
+    at = pa.array(norm.tolist(), type=pa.large_string()).take(pa.array(np.where(codes < 0, len(texts), codes)))
+    return pd.Series(pd.arrays.ArrowStringArray(at), index=s.index)
+
+
+#: Normalised spellings seen by this process (bounded: cleared past _SEEN_MAX).
+_SEEN: dict[str, str] = {}
+_SEEN_MAX = 1 << 20
 
 
 def _normalise_one(text: str) -> str:

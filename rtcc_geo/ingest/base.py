@@ -15,13 +15,19 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeAlias
 
 import numpy as np
 import pandas as pd
 
 from ..schema import QUARANTINE_REASONS
+
+
+#: A flag's detail: one text, one per row, or built on demand for the given row positions.
+Detail: TypeAlias = "str | pd.Series | np.ndarray | Callable[[np.ndarray], Any]"
 
 
 class IngestError(ValueError):
@@ -41,7 +47,8 @@ class Batch:
     file: str
     raw: pd.DataFrame
     frame: pd.DataFrame
-    flags: dict[str, tuple[np.ndarray, pd.Series]] = field(default_factory=dict)
+    #: ``{reason: [(mask, detail), ...]}`` in the order flagged (see :meth:`flag`).
+    flags: dict[str, list[tuple[np.ndarray, Detail]]] = field(default_factory=dict)
     #: ``{offense text: rows}`` for offense values the taxonomy does not list
     #: (they get category ``other``; the pipeline reports them, never silently).
     unmapped: dict[str, int] = field(default_factory=dict)
@@ -49,20 +56,41 @@ class Batch:
     def __len__(self) -> int:
         return len(self.raw)
 
-    def flag(self, reason: str, mask, detail) -> None:
-        """Mark rows in ``mask`` as failing ``reason`` with ``detail`` (a string
-        or a per-row Series). Several flags may hit a row; validation keeps
-        the first in :data:`QUARANTINE_REASONS` order."""
+    def flag(self, reason: str, mask, detail: Detail) -> None:
+        """Mark rows in ``mask`` as failing ``reason`` with ``detail``: a string,
+        a per-row Series/array, or a callable ``rows -> texts`` given the
+        positions of the rows that end up carrying it (so a message is only
+        built for the few rows quarantined, never for every row). Several
+        flags may hit a row; validation keeps the first in
+        :data:`QUARANTINE_REASONS` order, and within one reason the first
+        flagged."""
         if reason not in QUARANTINE_REASONS:
             raise ValueError(f"unknown quarantine reason {reason!r}; use one of {QUARANTINE_REASONS}")
         mask = np.asarray(mask, dtype=bool)
-        if isinstance(detail, str):
-            detail = pd.Series(detail, index=self.raw.index, dtype="object")
-        if reason in self.flags:  # merge: earlier flag's detail wins where both hit
-            m0, d0 = self.flags[reason]
-            detail = d0.where(m0, detail)
-            mask = m0 | mask
-        self.flags[reason] = (mask, detail)
+        if mask.any():
+            self.flags.setdefault(reason, []).append((mask, detail))
+
+    def flagged(self, reason: str) -> np.ndarray:
+        """Rows any ``reason`` flag hits."""
+        out = np.zeros(len(self), dtype=bool)
+        for m, _ in self.flags.get(reason, ()):
+            out |= m
+        return out
+
+
+
+
+def details_at(detail: Detail, rows: np.ndarray) -> np.ndarray:
+    """``detail`` (see :meth:`Batch.flag`) as texts for the row positions ``rows``."""
+    if isinstance(detail, str):
+        return np.full(len(rows), detail, dtype=object)
+    if callable(detail):
+        got = detail(rows)
+    elif isinstance(detail, pd.Series):
+        got = detail.iloc[rows]
+    else:
+        got = np.asarray(detail, dtype=object)[rows]
+    return np.asarray(pd.Series(got).astype(str).to_numpy(), dtype=object)
 
 
 # --- reading ------------------------------------------------------------------
@@ -81,13 +109,9 @@ def read_csv_strings(path: str | Path, required: list[str] | tuple[str, ...] = (
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no such file: {path}")
-    try:
-        df = pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False,
-                         encoding=encoding, sep=delimiter, low_memory=False)
-    except pd.errors.EmptyDataError:
-        raise IngestError(f"{path}: empty file (expected a CSV with a header row)") from None
-    except (UnicodeDecodeError, pd.errors.ParserError):
-        df = _read_csv_lenient(path)
+    df = _read_csv_arrow(path, encoding, delimiter)
+    if df is None:  # pandas' reader is the reference: every case Arrow does not read exactly
+        df = _read_csv_pandas(path, encoding, delimiter)
     df.columns = [str(c).strip() for c in df.columns]
     missing = [c for c in required if c not in df.columns]
     if missing:
@@ -97,6 +121,48 @@ def read_csv_strings(path: str | Path, required: list[str] | tuple[str, ...] = (
             f"with a mapping (--format generic --mapping FILE)."
         )
     return df.reset_index(drop=True)
+
+
+def _read_csv_pandas(path: Path, encoding: str = "utf-8-sig", delimiter: str = ",") -> pd.DataFrame:
+    """The reference reader (pandas' C parser, every value text), lenient on malformed rows."""
+    try:
+        return pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False,
+                           encoding=encoding, sep=delimiter, low_memory=False)
+    except pd.errors.EmptyDataError:
+        raise IngestError(f"{path}: empty file (expected a CSV with a header row)") from None
+    except (UnicodeDecodeError, pd.errors.ParserError):
+        return _read_csv_lenient(path)
+
+
+def _read_csv_arrow(path: Path, encoding: str = "utf-8-sig", delimiter: str = ",") -> pd.DataFrame | None:
+    """Arrow's multi-threaded CSV reader, every value as its text: the same frame
+    as :func:`_read_csv_pandas` (tested on every real file), several times
+    faster. ``None`` wherever the two could differ, so the caller falls back
+    to pandas: not UTF-8, a header with blank or repeated names (pandas renames
+    them), or any row Arrow refuses (a wrong field count, bytes that are not
+    UTF-8; pandas pads short rows, the lenient reader flags the rest)."""
+    if encoding.lower().replace("_", "-") not in ("utf-8", "utf-8-sig", "utf8") or len(delimiter) != 1:
+        return None
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            header = next(csv.reader(f, delimiter=delimiter), None)
+    except (UnicodeDecodeError, csv.Error):
+        return None
+    if not header or any(h.strip() == "" for h in header) or len(set(header)) != len(header):
+        return None
+    try:
+        t = pacsv.read_csv(
+            path, parse_options=pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True),
+            convert_options=pacsv.ConvertOptions(column_types={h: pa.string() for h in header}, null_values=[],
+                                                 strings_can_be_null=False, quoted_strings_can_be_null=False))
+    except (pa.ArrowInvalid, pa.ArrowTypeError, UnicodeDecodeError):
+        return None
+    if t.column_names != header:
+        return None
+    return t.to_pandas()
 
 
 def _read_csv_lenient(path: Path) -> pd.DataFrame:
@@ -130,8 +196,61 @@ def count_data_rows(path: str | Path) -> int:
 
 
 def blank_to_na(s: pd.Series) -> pd.Series:
-    s = s.astype("string").str.strip()
-    return s.mask(s == "")
+    """Text stripped of surrounding white space, blank -> null (``string`` dtype)."""
+    return pd.Series(pd.arrays.ArrowStringArray(_stripped(_arrow(s))), index=s.index)
+
+
+def _stripped(arr):
+    """An Arrow text array stripped of surrounding white space, blank -> null."""
+    import pyarrow.compute as pc
+
+    t = pc.utf8_trim_whitespace(arr)
+    return pc.if_else(pc.equal(t, ""), None, t)
+
+
+def _text_bytes(arr) -> np.ndarray:
+    """The UTF-8 bytes of every value of an Arrow ``large_string`` array, as uint8 (a view)."""
+    data = arr.buffers()[2]
+    if data is None or not len(arr):
+        return np.zeros(0, dtype=np.uint8)
+    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64, count=len(arr) + 1, offset=arr.offset * 8)
+    return np.frombuffer(data, dtype=np.uint8)[offsets[0]:offsets[-1]]
+
+
+def _arrow(s: pd.Series):
+    """A text Series as one Arrow ``large_string`` array (nulls kept)."""
+    import pyarrow as pa
+
+    arr = s.array
+    if isinstance(arr, pd.arrays.ArrowStringArray):
+        out = arr._pa_array  # the Arrow data itself, no copy
+        out = out.combine_chunks() if isinstance(out, pa.ChunkedArray) else out
+        return out.cast(pa.large_string())
+    return pa.array(s.astype("string").to_numpy(dtype=object, na_value=None), type=pa.large_string())
+
+
+def _concat(*parts):
+    """Element-wise concatenation of Arrow ``large_string`` arrays and ``str`` constants
+    (null where any array part is null)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    args = [pa.scalar(p, pa.large_string()) if isinstance(p, str) else p for p in parts]
+    return pc.binary_join_element_wise(*args, pa.scalar("", pa.large_string()))
+
+
+def to_float(s: pd.Series) -> np.ndarray:
+    """Numbers written as text -> float64, anything else NaN (``pd.to_numeric(errors="coerce")``):
+    Arrow's cast when every non-blank value is a plain number, pandas otherwise."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    try:
+        t = pc.utf8_trim_whitespace(_arrow(s))
+        t = pc.if_else(pc.equal(t, ""), None, t)
+        return pc.cast(t, pa.float64()).to_numpy(zero_copy_only=False)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, TypeError):
+        return pd.to_numeric(s, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
 
 
 # --- time -----------------------------------------------------------------------
@@ -202,23 +321,90 @@ def json_records(df: pd.DataFrame) -> pd.Series:
 
 def extras_json(cols: dict[str, pd.Series], index: pd.Index) -> pd.Series:
     """The ``extras`` column: source columns we keep but do not model, as JSON
-    (blank text becomes null; keys whose value is null are left out)."""
-    if not cols:
-        return pd.Series("{}", index=index, dtype="string")
-    data = {}
+    (blank text becomes null; keys whose value is null are left out).
+
+    Built column-wise with Arrow string kernels: each member is
+    ``"key":value,`` or empty where the value is null, the members of a row
+    are concatenated and the last comma dropped, so no row is serialised in
+    Python.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if not len(index):
+        return pd.Series([], index=index, dtype="string")
+    members = []
     for k, v in cols.items():
         kind = pd.api.types.infer_dtype(v, skipna=True) if v.dtype == object else None
-        if kind == "boolean":
-            v = v.astype("boolean")
+        if kind == "boolean" or pd.api.types.is_bool_dtype(v.dtype):
+            b = v.astype("boolean")
+            val = pa.array(np.where(b.fillna(False).to_numpy(dtype=bool), "true", "false"), type=pa.large_string())
+            val = pc.if_else(pa.array(b.isna().to_numpy()), None, val)
         elif (v.dtype != object and pd.api.types.is_string_dtype(v.dtype)) or kind in ("string", "empty"):
-            v = blank_to_na(v).astype(object)
-            v = v.where(v.notna(), None)
-        data[k] = v
-    df = pd.DataFrame(data, index=index)
-    out = json_records(df)
-    # Drop null members ("k":null) so sparse flags (e.g. dst) do not clutter every row.
-    out = out.str.replace(r'"[^"]+":null,?', "", regex=True).str.replace(",}", "}", regex=False)
-    return out.astype("string")
+            t = _stripped(_arrow(v))
+            b = _text_bytes(t)
+            if ((b < 0x20) | (b == 0x22) | (b == 0x5C) | (b == 0x7F)).any():  # something to escape
+                val = _arrow(json_strings(pd.Series(pd.arrays.ArrowStringArray(t), index=index)))
+            else:
+                val = _concat('"', t, '"') if t.null_count < len(t) else t
+        else:  # numbers and the like: pandas' JSON of each value
+            txt = json_records(pd.DataFrame({"v": v}, index=index)).str.slice(5, -1)  # {"v":...}
+            val = pc.if_else(pa.array(v.isna().to_numpy()), None, _arrow(txt))
+        if val.null_count == len(val):
+            continue
+        members.append(_concat(json.dumps(k, ensure_ascii=False) + ":", val, ","))
+    if not members:
+        return pd.Series("{}", index=index, dtype="string")
+    body = pc.binary_join_element_wise(*members, pa.scalar("", pa.large_string()), null_handling="replace",
+                                       null_replacement="")
+    out = _concat("{", pc.utf8_slice_codeunits(body, 0, -1), "}")
+    return pd.Series(pd.arrays.ArrowStringArray(out), index=index)
+
+
+_NEEDS_JSON_ESCAPE = r'["\\\x00-\x1f\x7f]'
+
+
+def json_strings(s: pd.Series) -> pd.Series:
+    """Each text as a JSON string literal (quotes included), null stays null.
+
+    Texts with nothing to escape are quoted by string concatenation; the rest
+    (quotes, backslashes, control characters) go through ``json.dumps``, one
+    distinct value at a time."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    t = _arrow(s)
+    out = _concat('"', t, '"')
+    esc = pc.fill_null(pc.match_substring_regex(t, _NEEDS_JSON_ESCAPE), False).to_numpy(zero_copy_only=False)
+    res = pd.Series(pd.arrays.ArrowStringArray(out), index=s.index)
+    if esc.any():
+        codes, uniq = pd.factorize(pd.Series(pd.arrays.ArrowStringArray(t.filter(pa.array(esc)))))
+        dumped = np.array([json.dumps(u, ensure_ascii=False) for u in uniq.tolist()], dtype=object)
+        res[esc] = dumped[codes]
+    return res
+
+
+def add_json_member(extras: pd.Series | None, key: str, value: pd.Series, where: np.ndarray) -> pd.Series:
+    """``extras`` JSON objects (as :func:`extras_json` writes them: compact,
+    ``{}`` when empty) with ``"key": value`` (a text) appended on the ``where``
+    rows; other rows unchanged. Vectorised on Arrow: only the ``where`` rows
+    are rebuilt, then put back in place."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    where = np.asarray(where, dtype=bool)
+    if extras is None:
+        extras = pd.Series("{}", index=value.index, dtype="string")
+    if not where.any():
+        return extras.astype("string")
+    e = pc.fill_null(_arrow(extras), pa.scalar("{}", pa.large_string()))
+    mask = pa.array(where)
+    sub = e.filter(mask)
+    v = _arrow(json_strings(value[where].astype("string").fillna("None")))
+    head = pc.utf8_slice_codeunits(sub, 0, -1)
+    sep = pc.if_else(pc.equal(sub, "{}"), pa.scalar("", pa.large_string()), pa.scalar(",", pa.large_string()))
+    new = _concat(head, sep, json.dumps(key, ensure_ascii=False) + ":", v, "}")
+    return pd.Series(pd.arrays.ArrowStringArray(pc.replace_with_mask(e, mask, new)), index=extras.index)
 
 
 # --- ids ------------------------------------------------------------------------------

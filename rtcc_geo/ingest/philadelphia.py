@@ -42,7 +42,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .base import Batch, blank_to_na, extras_json, localize, parse_local, read_csv_strings
+from .base import Batch, blank_to_na, extras_json, localize, parse_local, read_csv_strings, to_float
 from .taxonomy import load_taxonomy
 
 SOURCE = "philadelphia"
@@ -80,9 +80,9 @@ def read(path: str | Path, timezone: str = TIMEZONE, source: str = SOURCE) -> Ba
     # Ids: dc_key; homicide-victim rows get -H<local date>-<n> (see module doc).
     ids = key.copy()
     if homicide.any():
-        day = ddate.str.replace("-", "", regex=False).str.slice(0, 8)
-        day = day.where(day != "", utc.dt.tz_convert(timezone).dt.strftime("%Y%m%d").fillna(""))
-        hk = (key + "-H" + day)[homicide]
+        day = ddate[homicide].str.replace("-", "", regex=False).str.slice(0, 8)
+        day = day.where(day != "", utc[homicide].dt.tz_convert(timezone).dt.strftime("%Y%m%d").fillna(""))
+        hk = key[homicide] + "-H" + day
         n = hk.groupby(hk, sort=False).cumcount() + 1
         ids[homicide] = hk + "-" + n.astype(str)
 
@@ -100,8 +100,8 @@ def read(path: str | Path, timezone: str = TIMEZONE, source: str = SOURCE) -> Ba
         "offense_raw": offense,
         "offense_code": blank_to_na(ucr),
         "category": category,
-        "lon": pd.to_numeric(raw["point_x"], errors="coerce"),
-        "lat": pd.to_numeric(raw["point_y"], errors="coerce"),
+        "lon": to_float(raw["point_x"]),
+        "lat": to_float(raw["point_y"]),
         "block": blank_to_na(col("location_block")),
         "district": blank_to_na(col("dc_dist")),
     }, index=idx)

@@ -54,6 +54,11 @@ class FileSummary:
     seconds: float = 0.0
     #: Loaded incidents dated far from the bulk of the file (see :func:`rtcc_geo.scope.far_dates`).
     far_dated: dict = field(default_factory=dict)
+    #: Seconds per step (read, validate, h3, normalise, store, summary); for
+    #: ``bench/ingest.py``, not part of :meth:`as_dict`.
+    phases: dict[str, float] = field(default_factory=dict)
+    #: CPU seconds (all threads) of read, validate (H3 and normalise included), store, summary.
+    cpu: dict[str, float] = field(default_factory=dict)
 
     @property
     def inserted(self) -> int:
@@ -203,10 +208,31 @@ def ingest_files(fmt: str, files: Iterable[str | Path], store: Store, agency: Ag
     return summary
 
 
+class _Clock:
+    """Wall and CPU seconds of consecutive steps."""
+
+    def __init__(self) -> None:
+        self.t0 = self.t = time.perf_counter()
+        self.c = time.process_time()
+        self.wall: dict[str, float] = {}
+        self.cpu: dict[str, float] = {}
+
+    def lap(self, name: str) -> None:
+        t, c = time.perf_counter(), time.process_time()
+        self.wall[name], self.cpu[name] = t - self.t, c - self.c
+        self.t, self.c = t, c
+
+    @property
+    def total(self) -> float:
+        return self.t - self.t0
+
+
 def ingest_one(fmt, path: Path, store: Store, ag: Agency, area, source: str, mapping,
                time_floor: str | None = None) -> FileSummary:
-    """One file = one partition: read, validate, write; returns its counts."""
-    t0 = time.perf_counter()
+    """One file = one partition: read, validate, write; returns its counts
+    (and, in ``phases``, the seconds each step took)."""
+    clock = _Clock()
+    phases: dict[str, float] = {}
     batch = read_batch(fmt, path, timezone=ag.timezone, mapping=mapping, source=source)
     malformed = batch.raw.attrs.get("malformed_rows") or {}
     if malformed:  # one bad CSV row is quarantined, not the whole file
@@ -214,12 +240,15 @@ def ingest_one(fmt, path: Path, store: Store, ag: Agency, area, source: str, map
         mask[list(malformed)] = True
         detail = pd.Series(malformed, dtype="object").reindex(range(len(batch))).set_axis(batch.raw.index)
         batch.flag("invalid_field", mask, detail.fillna(""))
-    incidents, quarantine = validate(batch, area, tuple(ag.resolutions), time_floor=time_floor)
+    clock.lap("read")
+    incidents, quarantine = validate(batch, area, tuple(ag.resolutions), time_floor=time_floor, phases=phases)
     if len(incidents) + len(quarantine) != len(batch):  # a bug, never bad input
         raise RuntimeError(f"{path.name}: validation lost rows ({len(batch)} read, "
                            f"{len(incidents)} + {len(quarantine)} out)")
+    clock.lap("validate")
     w = store.write_incidents(incidents)
     store.write_quarantine(quarantine)
+    clock.lap("store")
     fs = FileSummary(
         file=path.name, read=len(batch), loaded=len(incidents), quarantined=len(quarantine),
         duplicates=int(w.received - w.inserted),
@@ -230,5 +259,11 @@ def ingest_one(fmt, path: Path, store: Store, ag: Agency, area, source: str, map
     from ..scope import far_dates
 
     fs.far_dated = far_dates(incidents["occurred_from"])
-    fs.seconds = time.perf_counter() - t0
+    clock.lap("summary")
+    fs.seconds = clock.total
+    fs.phases = dict(clock.wall)
+    # validate() times its H3 and block-normalisation steps itself (wall clock).
+    fs.phases["validate"] -= phases.get("h3", 0.0) + phases.get("normalise", 0.0)
+    fs.phases["h3"], fs.phases["normalise"] = phases.get("h3", 0.0), phases.get("normalise", 0.0)
+    fs.cpu = dict(clock.cpu)
     return fs

@@ -19,7 +19,9 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from ..config import DATA_DIR
 from ..schema import CATEGORIES
@@ -39,15 +41,29 @@ class Taxonomy:
 
     def categorise(self, offense: pd.Series, detail: pd.Series | None = None) -> tuple[pd.Series, dict[str, int]]:
         """Categories for ``offense`` (+ ``detail``), and ``{offense: rows}`` not listed."""
-        off = _norm(offense)
-        cat = off.map(self.by_offense).astype("object")  # an empty table maps to float NaN
+        # A few dozen distinct texts per file: normalise and look up each once.
         if detail is not None and self.by_detail:
-            key = off + _SEP + _norm(detail)
-            over = key.map(self.by_detail)
-            cat = over.where(over.notna(), cat)
-        miss = cat.isna() & (off != "")
-        unmapped = {str(k): int(v) for k, v in offense[miss].astype("string").str.strip().value_counts().items()}
-        return cat.fillna("other").astype("string"), unmapped
+            codes, uniq = pd.factorize(pd.MultiIndex.from_arrays([offense.astype("string").fillna(_SEP),
+                                                                  detail.astype("string").fillna(_SEP)]))
+            off_u = _norm(pd.Series(uniq.get_level_values(0)).replace(_SEP, pd.NA))
+            det_u = _norm(pd.Series(uniq.get_level_values(1)).replace(_SEP, pd.NA))
+            cat_u = off_u.map(self.by_offense).astype("object")  # an empty table maps to float NaN
+            over = (off_u + _SEP + det_u).map(self.by_detail)
+            cat_u = over.where(over.notna(), cat_u)
+        else:
+            codes, uniq = pd.factorize(offense.astype("string"), use_na_sentinel=False)
+            off_u = _norm(pd.Series(uniq, dtype="string"))
+            cat_u = off_u.map(self.by_offense).astype("object")
+        miss_u = (cat_u.isna() & (off_u != "")).to_numpy(dtype=bool)
+        n_u = np.bincount(codes, minlength=len(cat_u))
+        unmapped: dict[str, int] = {}
+        raw_u = uniq.get_level_values(0) if isinstance(uniq, pd.MultiIndex) else uniq
+        for i in np.flatnonzero(miss_u):
+            k = str(raw_u[i]).strip()
+            unmapped[k] = unmapped.get(k, 0) + int(n_u[i])
+        unmapped = dict(sorted(unmapped.items(), key=lambda kv: -kv[1]))
+        cats = pa.array(cat_u.fillna("other").tolist(), type=pa.large_string()).take(pa.array(codes))
+        return pd.Series(pd.arrays.ArrowStringArray(cats), index=offense.index), unmapped
 
 
 def taxonomy_path(name_or_path: str | Path) -> Path:

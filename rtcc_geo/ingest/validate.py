@@ -38,6 +38,7 @@ agency's resolutions plus the schema's default ones, and conformed.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -48,7 +49,7 @@ import pandas as pd
 from .. import grid
 from ..config import Agency
 from ..schema import DEFAULT_RESOLUTIONS, NO_CELL, QUARANTINE_COLUMNS, QUARANTINE_REASONS, conform, h3_column
-from .base import Batch, json_records
+from .base import Batch, _arrow, _text_bytes, add_json_member, details_at, json_records
 
 #: Longest text (characters) each field may hold; longer values are
 #: ``invalid_field``. 15 ids of 128 characters plus the other announced
@@ -77,13 +78,27 @@ def plausible_window(floor: str | pd.Timestamp | None = None, now: pd.Timestamp 
 
 
 def _unstorable_text(s: pd.Series, limit: int) -> tuple[np.ndarray, pd.Series]:
-    """Rows whose text is over ``limit`` characters or holds a NUL (PostgreSQL text cannot)."""
-    t = s.astype("string")
-    too_long = (t.str.len() > limit).fillna(False).to_numpy(dtype=bool)
+    """Rows whose text is over ``limit`` characters or holds a NUL (PostgreSQL text cannot).
+
+    Screened on the column's Arrow buffers first (longest value in bytes, a
+    NUL byte anywhere), so a clean column costs two array scans; only a
+    column that may hold a bad value is checked row by row."""
+    import pyarrow.compute as pc
+
+    arr = _arrow(s)
+    if not len(arr):
+        return np.zeros(0, dtype=bool), pd.Series([], index=s.index, dtype="object")
+    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64, count=len(arr) + 1, offset=arr.offset * 8)
+    body = _text_bytes(arr).tobytes()
+    may_be_long = int(np.diff(offsets).max()) > limit  # bytes >= characters
     # (Lone surrogates cannot reach here: pandas' Arrow strings refuse them; the feed screens them.)
-    broken = t.str.contains("\x00", regex=False).fillna(False).to_numpy(dtype=bool)
+    may_nul = b"\x00" in body or (s.name == "extras" and b"\\u0000" in body)
+    if not (may_be_long or may_nul):
+        return np.zeros(len(s), dtype=bool), pd.Series("", index=s.index, dtype="object")
+    too_long = pc.fill_null(pc.greater(pc.utf8_length(arr), limit), False).to_numpy(zero_copy_only=False)
+    broken = pc.fill_null(pc.match_substring(arr, "\x00"), False).to_numpy(zero_copy_only=False)
     if s.name == "extras":  # ... nor its JSON escape in extras (PostgreSQL's jsonb refuses \u0000)
-        broken |= t.str.contains("\\u0000", regex=False).fillna(False).to_numpy(dtype=bool)
+        broken |= pc.fill_null(pc.match_substring(arr, "\\u0000"), False).to_numpy(zero_copy_only=False)
     det = pd.Series(np.where(too_long, "longer than " + str(limit) + " characters",
                              "holds a NUL character"), index=s.index, dtype="object")
     return too_long | broken, det
@@ -165,13 +180,20 @@ def _fmt_point(lon: pd.Series, lat: pd.Series) -> pd.Series:
     return "(" + lon.round(6).astype(str) + ", " + lat.round(6).astype(str) + ")"
 
 
+def _point_detail(f: pd.DataFrame, suffix: str):
+    """A flag detail naming each row's point (built only for the rows it ends up on)."""
+    return lambda rows: (_fmt_point(f["lon"].iloc[rows], f["lat"].iloc[rows]) + suffix).to_numpy()
+
+
 def validate(batch: Batch, area: Area, resolutions: tuple[int, ...] = DEFAULT_RESOLUTIONS,
-             time_floor: str | pd.Timestamp | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+             time_floor: str | pd.Timestamp | None = None,
+             phases: dict[str, float] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Split a batch into ``(incidents, quarantine)``.
 
     ``incidents`` is canonical (:func:`schema.conform`, H3 columns filled);
     ``quarantine`` has :data:`schema.QUARANTINE_COLUMNS`. Their lengths add
-    up to ``len(batch)``.
+    up to ``len(batch)``. ``phases``, when given, accumulates seconds spent
+    in ``"h3"`` and ``"normalise"`` (block addresses) for the ingest bench.
     """
     f = batch.frame
     n = len(f)
@@ -179,7 +201,7 @@ def validate(batch: Batch, area: Area, resolutions: tuple[int, ...] = DEFAULT_RE
     lat = f["lat"].to_numpy(dtype="float64")
 
     idv = f["id"].astype("string").str.strip()
-    batch.flag("missing_id", (idv.isna() | (idv == "")).to_numpy(), "no incident key (id blank)")
+    batch.flag("missing_id", (idv.isna() | (idv == "")).to_numpy(dtype=bool, na_value=True), "no incident key (id blank)")
     for col, limit in FIELD_LIMITS.items():
         if col in f.columns:
             bad_text, det = _unstorable_text(f[col], limit)
@@ -191,7 +213,8 @@ def validate(batch: Batch, area: Area, resolutions: tuple[int, ...] = DEFAULT_RE
     implausible = (occ.notna() & ((occ < lo) | (occ > hi))).to_numpy(dtype=bool)
     if implausible.any():
         batch.flag("implausible_time", implausible,
-                   "occurred " + occ.astype(str) + f", outside the plausible window {lo:%Y-%m-%d} .. now + 1 day")
+                   lambda rows: ("occurred " + occ.iloc[rows].astype(str)
+                                 + f", outside the plausible window {lo:%Y-%m-%d} .. now + 1 day").to_numpy())
     nan = ~np.isfinite(lon) | ~np.isfinite(lat)
     batch.flag("no_coordinates", nan, "coordinates blank")
 
@@ -204,12 +227,11 @@ def validate(batch: Batch, area: Area, resolutions: tuple[int, ...] = DEFAULT_RE
             out_box = has & ~((lon >= x0) & (lon <= x1) & (lat >= y0) & (lat <= y1))
         else:
             out_box = np.zeros(n, dtype=bool)
-    pts = _fmt_point(f["lon"], f["lat"])
-    batch.flag("invalid_coordinates", bad_range, pts + " is outside the WGS84 range")
+    batch.flag("invalid_coordinates", bad_range, _point_detail(f, " is outside the WGS84 range"))
     batch.flag("invalid_coordinates", zero, "(0, 0): a junk geocode")
     if out_box.any():
         batch.flag("invalid_coordinates", out_box,
-                   pts + f" is outside the agency's bounding box {list(area.bbox or ())} (junk geocode)")
+                   _point_detail(f, f" is outside the agency's bounding box {list(area.bbox or ())} (junk geocode)"))
 
     inbox = has & ~bad_range & ~zero & ~out_box
     outside = np.zeros(n, dtype=bool)
@@ -217,17 +239,16 @@ def validate(batch: Batch, area: Area, resolutions: tuple[int, ...] = DEFAULT_RE
         outside[inbox] = area.outside(lon[inbox], lat[inbox])
         if outside.any():
             batch.flag("outside_boundary", outside,
-                       pts + f" is more than {area.buffer_m:g} m outside {area.boundary_file}")
+                       _point_detail(f, f" is more than {area.buffer_m:g} m outside {area.boundary_file}"))
 
     reason, detail = _resolve(batch, upto="duplicate_key")
     dist = f["district"].astype("string").str.strip() if "district" in f.columns else pd.Series(pd.NA, index=f.index)
-    ungeo = (reason.isin(LOCATION_REASONS) & (dist.fillna("") != "")).to_numpy()
-    geo_note = detail.where(ungeo)
+    ungeo = np.isin(reason, LOCATION_REASONS) & (dist.fillna("") != "").to_numpy(dtype=bool)
+    geo_note = pd.Series(detail, index=f.index).where(ungeo)
     for r in LOCATION_REASONS:  # these rows are judged by the remaining rules only
         if r in batch.flags:
-            m, d = batch.flags[r]
-            batch.flags[r] = (m & ~ungeo, d)
-    ok = reason.isna().to_numpy() | ungeo
+            batch.flags[r] = [(m & ~ungeo, d) for m, d in batch.flags[r]]
+    ok = pd.isna(reason) | ungeo
     dup = np.zeros(n, dtype=bool)
     if ok.any():
         ids_ok = idv[ok]
@@ -240,24 +261,27 @@ def validate(batch: Batch, area: Area, resolutions: tuple[int, ...] = DEFAULT_RE
             det[ok] = ("id " + ids_ok + " repeats data row " + first.astype(str)
                        + " of this file (the first copy is loaded)")
             batch.flag("duplicate_key", dup, det)
-    blank_off = f["offense_raw"].isna().to_numpy() | (f["offense_raw"].astype("string").str.strip() == "").fillna(True).to_numpy()
+    off = f["offense_raw"].astype("string")
+    blank_off = (off.isna() | (off.str.strip() == "")).to_numpy(dtype=bool, na_value=True)
     batch.flag("unknown_offense", blank_off, "offense text blank")
 
     reason, detail = _resolve(batch)
-    bad = reason.notna().to_numpy()
+    bad = ~pd.isna(reason)
 
     good = f.loc[~bad].copy()
     res = tuple(sorted(set(resolutions) | set(DEFAULT_RESOLUTIONS)))
     located = ~ungeo[~bad]
+    t0 = time.perf_counter()
     cells = grid.index_points(good["lat"].to_numpy()[located], good["lon"].to_numpy()[located], res) \
         if located.any() else {r: np.empty(0, dtype=np.int64) for r in res}
     for level in res:
         ids = np.full(len(good), NO_CELL, dtype=np.int64)
         ids[located] = cells[level]
         good[h3_column(level)] = ids
+    t1 = time.perf_counter()
     if (~located).any():
         good.loc[~located, ["lon", "lat"]] = np.nan
-        good["extras"] = _note_extras(good.get("extras"), "not_geolocated", geo_note[~bad], ~located)
+        good["extras"] = add_json_member(good.get("extras"), "not_geolocated", geo_note[~bad], ~located)
     if "block" in good.columns:  # one spelling per place; the published text kept
         from ..places import normalise_block
 
@@ -265,15 +289,18 @@ def validate(batch: Batch, area: Area, resolutions: tuple[int, ...] = DEFAULT_RE
         good["block"] = normalise_block(raw_block)
         changed = (raw_block.notna() & (raw_block != good["block"]).fillna(True)).to_numpy(dtype=bool)
         if changed.any():
-            good["extras"] = _note_extras(good.get("extras"), "block_raw", raw_block, changed)
+            good["extras"] = add_json_member(good.get("extras"), "block_raw", raw_block, changed)
+    if phases is not None:
+        phases["h3"] = phases.get("h3", 0.0) + (t1 - t0)
+        phases["normalise"] = phases.get("normalise", 0.0) + (time.perf_counter() - t1)
     incidents = conform(good)
 
     q = pd.DataFrame({
         "source": batch.source,
         "file": batch.file,
         "row_number": np.flatnonzero(bad).astype("int64") + 1,
-        "reason": reason[bad].to_numpy(),
-        "detail": detail[bad].to_numpy(),
+        "reason": reason[bad],
+        "detail": detail[bad],
         "raw": safe_json_text(json_records(batch.raw.loc[bad])).to_numpy() if bad.any() else np.array([], dtype=object),
     })
     for c in ("source", "file", "reason", "detail", "raw"):
@@ -281,31 +308,20 @@ def validate(batch: Batch, area: Area, resolutions: tuple[int, ...] = DEFAULT_RE
     return incidents, q.loc[:, list(QUARANTINE_COLUMNS)]
 
 
-def _note_extras(extras: pd.Series | None, key: str, note: pd.Series, where: np.ndarray) -> pd.Series:
-    """``extras`` JSON with ``key: note`` added on the ``where`` rows."""
-    import json
-
-    base = extras if extras is not None else pd.Series("{}", index=note.index, dtype="object")
-    out = base.astype("object").copy()
-    idx = note.index[where]
-    out.loc[idx] = [json.dumps({**(json.loads(e) if isinstance(e, str) and e else {}), key: str(n)})
-                    for e, n in zip(base.loc[idx].tolist(), note.loc[idx].tolist())]
-    return out
-
-
-def _resolve(batch: Batch, upto: str | None = None) -> tuple[pd.Series, pd.Series]:
-    """First failing reason per row (in QUARANTINE_REASONS order) and its detail."""
-    idx = batch.raw.index
-    reason = pd.Series(None, index=idx, dtype="object")
-    detail = pd.Series(None, index=idx, dtype="object")
+def _resolve(batch: Batch, upto: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """First failing reason per row (in QUARANTINE_REASONS order, then flag
+    order) and its detail, as object arrays (None where none)."""
+    n = len(batch)
+    reason = np.full(n, None, dtype=object)
+    detail = np.full(n, None, dtype=object)
+    open_ = np.ones(n, dtype=bool)
     for r in QUARANTINE_REASONS:
         if r == upto:
             break
-        if r not in batch.flags:
-            continue
-        m, d = batch.flags[r]
-        take = m & reason.isna().to_numpy()
-        if take.any():
-            reason[take] = r
-            detail[take] = d[take].astype(str).to_numpy()
+        for m, d in batch.flags.get(r, ()):
+            take = np.flatnonzero(m & open_)
+            if len(take):
+                reason[take] = r
+                detail[take] = details_at(d, take)
+                open_[take] = False
     return reason, detail
