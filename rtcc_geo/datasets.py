@@ -30,8 +30,8 @@ _CITIES = {
 
 
 #: Bumped when ingest changes what a store holds (2: not-geolocated incidents loaded,
-#: block addresses normalised), so a store cached by older code is not reused.
-CACHE_VERSION = 2
+#: block addresses normalised; 3: each resolution's own H3 cell), so a store cached by older code is not reused.
+CACHE_VERSION = 3
 
 
 def cache_dir() -> Path:

@@ -235,3 +235,90 @@ def over_limit_cells(minutes: pd.DataFrame, tracts, multiple: float = 3.0, min_r
         return set()
     j = tract_join(minutes["cell"].unique(), tracts)
     return set(j.loc[j["tract"].isin(bad), "cell"].astype(np.int64).tolist())
+
+
+def districts_of(agency):
+    """The agency's district polygons (``district`` column, EPSG:4326), or None when it has none."""
+    from .config import load_agency
+
+    a = load_agency(agency) if isinstance(agency, str) else agency
+    path = a.find_file(a.districts_file) if a.districts_file else None
+    if path is None or not a.districts_field:
+        return None
+    import geopandas as gpd
+
+    g = gpd.read_file(path).to_crs(4326)
+    return gpd.GeoDataFrame({"district": g[a.districts_field].astype(str)}, geometry=g.geometry, crs=g.crs)
+
+
+def audit_minutes(store, source: str, minutes: pd.DataFrame, t0, t1, tracts, *, districts=None, res: int = 10,
+                  multiple: float = 3.0, min_residents: float = 500.0) -> Audit:
+    """:func:`audit` of ``minutes`` with the period's incidents (local ``[t0, t1]``, whole days) read from ``store``."""
+    from .schema import h3_column
+    from .store.base import Query
+
+    inc = store.incidents(Query(source=source, start=pd.Timestamp(t0).strftime("%Y-%m-%d"),
+                                end=(pd.Timestamp(t1).normalize() + pd.Timedelta(days=1)).strftime("%Y-%m-%d")),
+                          columns=["id", "category", "offense_raw", h3_column(res)])
+    return audit(minutes, tracts, districts=districts, incidents=inc, res=res, multiple=multiple,
+                 min_residents=min_residents)
+
+
+@dataclass
+class WeekAudit:
+    """The audit of a week of default plans (:func:`audit_week`), and optionally what changes when
+    enforcement-driven incidents are included in the target (``with_enforcement``)."""
+
+    week_start: pd.Timestamp
+    audit: Audit
+    minutes: pd.DataFrame
+    with_enforcement: dict | None = None
+
+
+def week_minutes(plans) -> pd.DataFrame:
+    """Patrol minutes per (plan, cell) of :func:`rtcc_geo.deploy.api.plan_week`'s plans; ``plan`` = the shift's date."""
+    return pd.concat([plan_minutes(p.cells, p.schedule).assign(plan=f"{p.shift_start:%Y-%m-%d}") for p in plans],
+                     ignore_index=True)
+
+
+def audit_week(store, source: str, week_start, *, tracts=None, districts=None, units: int = 8,
+               shift_start_hour: float = 16.0, shift_hours: float = 8.0, category: str | None = None,
+               model: str | None = None, res: int = 10, spacing_m: float = 500.0,
+               max_dose_multiple: float | None = None, compare_enforcement: bool = False,
+               multiple: float = 3.0, min_residents: float = 500.0) -> WeekAudit:
+    """Make the default plan for each of the 7 days from ``week_start`` (local date; the deployment
+    defaults of :mod:`rtcc_geo.defaults`) and audit them; with ``compare_enforcement`` also make
+    the plans with enforcement-driven incidents in the target (``"all"``) and report the effect.
+
+    The one implementation behind ``rtcc-geo audit-bias --week`` and the app's fairness page.
+    """
+    from . import defaults as D
+    from .deploy.api import plan_week
+
+    category = D.DEPLOY_TARGET if category is None else category
+    model = D.DEPLOY_MODEL if model is None else model
+    if tracts is None:
+        tracts = load_tracts(source)
+    if districts is None:
+        districts = districts_of(source)
+    d0 = pd.Timestamp(week_start).normalize()
+    kw = {"units": units, "shift_start_hour": shift_start_hour, "shift_hours": shift_hours, "model": model,
+          "res": res, "spacing_m": spacing_m, "max_dose_multiple": max_dose_multiple, "tracts": tracts}
+    minutes = week_minutes(plan_week(store, source, d0, category=category, **kw))
+    t1 = d0 + pd.Timedelta(days=7)
+    res_a = audit_minutes(store, source, minutes, d0, t1, tracts, districts=districts, res=res, multiple=multiple,
+                          min_residents=min_residents)
+    cmp = None
+    if compare_enforcement:
+        om = week_minutes(plan_week(store, source, d0, category="all", **kw))
+        ores = audit_minutes(store, source, om, d0, t1, tracts, districts=districts, res=res, multiple=multiple,
+                             min_residents=min_residents)
+        rep = ores.reporting.set_index("where") if len(ores.reporting) else None
+        cmp = {"target": "all (enforcement-driven included)",
+               "cell_overlap_jaccard": jaccard(set(minutes["cell"]), set(om["cell"])),
+               "over_limit_tracts": ores.summary["over_limit"],
+               "top10_share": ores.summary["top10_share"],
+               "enforcement_share_in_patrolled_cells": float(rep.at["patrolled cells", "enforcement_share"])
+               if rep is not None else float("nan"),
+               "by_district_per_1000": ores.by_district.set_index("district")["per_1000"].round(1).to_dict()}
+    return WeekAudit(d0, res_a, minutes, cmp)

@@ -8,8 +8,9 @@ after :func:`norm_block` (the normal form ingest stores, :mod:`rtcc_geo.places`)
 "5500 BLOCK Tulip St" and "5500 BLOCK TULIP ST" are one place.
 
 Everything is built once per process from one read of the source's
-``block``/``district``/``lon``/``lat``/finest-cell columns; names at coarser
-resolutions roll the finest cells up (:func:`rtcc_geo.grid.parent`).
+``block``/``district``/``lon``/``lat``/cell columns; each resolution uses the
+incident's own cell at that resolution (H3 children do not nest exactly, so a
+roll-up of the finest cell would name some incidents' neighbouring hexagon).
 """
 
 from __future__ import annotations
@@ -60,11 +61,13 @@ class Places:
     """Names and search for one source (build with :meth:`for_context`)."""
 
     def __init__(self, df: pd.DataFrame, res: int, districts=None):
-        """``df``: columns ``block``, ``district``, ``lon``, ``lat``, ``cell`` (at ``res``)."""
+        """``df``: columns ``block``, ``district``, ``lon``, ``lat``, ``cell`` (at ``res``),
+        and optionally ``h3_r<k>`` columns (each incident's own cell at coarser resolutions)."""
         self.res = int(res)
         df = df.assign(block=norm_block(df["block"]))
         self.districts = districts
-        self._rows = df[["block", "district", "lon", "lat", "cell"]].reset_index(drop=True)
+        own = [c for c in df.columns if c.startswith("h3_r") and c != h3_column(res)]
+        self._rows = df[["block", "district", "lon", "lat", "cell", *own]].reset_index(drop=True)
         self._names: dict[int, tuple[np.ndarray, list[str]]] = {}
         self._lock = threading.Lock()
         self._index = None
@@ -76,18 +79,24 @@ class Places:
         res = max(MAP_RESOLUTIONS)
         # Located incidents only (not-geolocated rows have no cell), with or without a known time.
         df = ctx.store.incidents(Query(source=ctx.source, include_unknown_time=True, geolocated=True),
-                                 columns=["block", "district", "lon", "lat", h3_column(res)])
+                                 columns=["block", "district", "lon", "lat", *(h3_column(r) for r in MAP_RESOLUTIONS)])
         df = df.rename(columns={h3_column(res): "cell"})
         return cls(df, res, ctx.districts)
+
+    def _cells_at(self, rows: pd.DataFrame, res: int) -> np.ndarray:
+        """Each row's own cell at ``res`` (its indexed column), else the finest cell rolled up."""
+        col = h3_column(res)
+        if res != self.res and col in rows.columns:
+            return rows[col].to_numpy(np.int64)
+        cells = rows["cell"].to_numpy(np.int64)
+        return grid.parent(cells, res) if res < self.res else cells
 
     # --- cell names -----------------------------------------------------------
     def top_blocks(self, res: int, n: int = 1) -> pd.DataFrame:
         """Per cell at ``res``: its ``n`` most frequent block addresses with counts
         (ties broken alphabetically), columns ``cell``, ``block``, ``n``, ``rank``."""
         r = self._rows.dropna(subset=["block", "cell"])
-        cells = r["cell"].to_numpy(np.int64)
-        if res < self.res:
-            cells = grid.parent(cells, res)
+        cells = self._cells_at(r, res)
         c = (pd.DataFrame({"cell": cells, "block": r["block"].to_numpy()})
              .groupby(["cell", "block"], sort=False).size().rename("n").reset_index())
         c = c.sort_values(["cell", "n", "block"], ascending=[True, False, True])
@@ -115,10 +124,7 @@ class Places:
         missing = [i for i, s in enumerate(out) if not s]
         if missing:
             r = self._rows.dropna(subset=["district", "cell"])
-            rc = r["cell"].to_numpy(np.int64)
-            res = int(grid.resolution(cells[:1])[0])
-            if res < self.res:
-                rc = grid.parent(rc, res)
+            rc = self._cells_at(r, int(grid.resolution(cells[:1])[0]))
             mode = (pd.DataFrame({"cell": rc, "d": r["district"].astype(str).to_numpy()})
                     .groupby(["cell", "d"]).size().rename("n").reset_index()
                     .sort_values(["cell", "n"], ascending=[True, False]).drop_duplicates("cell")

@@ -5,6 +5,7 @@ Pages (one Dash app, routed on the URL path):
 ``/``         commander map (every role; incident rows for commander/analyst only)
 ``/planner``  staffing planner (commander, analyst, planner)
 ``/compstat`` CompStat tables, what changed, exports and the printable briefing (every role)
+``/fairness`` fairness audit of a week of default patrol plans (commander, analyst, planner)
 ``/audit``     audit log (commander)
 ``/login``    plain HTML, the only route open without a session; ``POST /logout`` ends it
 
@@ -30,6 +31,7 @@ from . import auth
 from .context import MAP_RESOLUTIONS, AppContext, context_for
 from .pages import audit as audit_page
 from .pages import commander, compstat, planner
+from .pages import fairness as fairness_page
 
 _NAV = {"display": "flex", "alignItems": "center", "height": "40px", "padding": "0 14px",
         "background": "#0f1820", "color": "#e8ecef", "fontSize": "14px", "gap": "18px"}
@@ -110,6 +112,7 @@ def create_app(store: Store, *, source: str | None = None, agency=None, boundary
         links.append(dcc.Link("CompStat", href="/compstat", style=_LINK, id="nav-compstat"))
         if role in PLANNER_ROLES:
             links.append(dcc.Link("Planner", href="/planner", style=_LINK, id="nav-planner"))
+            links.append(dcc.Link("Fairness", href=fairness_page.PATH, style=_LINK, id="nav-fairness"))
         links += audit_page.nav_tail(user, role)
         if path in ("/planner", "/planner/"):
             if role not in PLANNER_ROLES:
@@ -118,6 +121,8 @@ def create_app(store: Store, *, source: str | None = None, agency=None, boundary
             return planner.layout(ctx, role), links
         if path in (audit_page.PATH, audit_page.PATH + "/"):
             return audit_page.layout(ctx, role), links
+        if path in (fairness_page.PATH, fairness_page.PATH + "/"):
+            return fairness_page.layout(ctx, role), links
         if path in ("/compstat", "/compstat/"):
             return compstat.layout(ctx, role), links
         if path in ("/", "", None):
@@ -154,6 +159,7 @@ def create_app(store: Store, *, source: str | None = None, agency=None, boundary
     planner.register(app, ctx)
     audit_page.register(app, ctx)
     compstat.register(app, ctx)
+    fairness_page.register(app, ctx)
     if live:
         from . import live as live_mod
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .. import defaults as D
 from .common import UserError, add_json_arg, add_store_args, emit_json, store_from_args
 
 
@@ -34,9 +35,9 @@ def register(subparsers) -> None:
     p.add_argument("--units", type=int, default=8, help="units per shift with --week (default 8)")
     p.add_argument("--shift-start-hour", type=float, default=16.0, help="daily shift start with --week (default 16)")
     p.add_argument("--shift-hours", type=float, default=8.0, help="shift length with --week (default 8)")
-    p.add_argument("--category", default="all_but_enforcement",
-                   help="forecast target of the --week plans (default all_but_enforcement)")
-    p.add_argument("--model", default="additive", help="forecast model of the --week plans (default additive)")
+    p.add_argument("--category", default=D.DEPLOY_TARGET,
+                   help=f"forecast target of the --week plans (default {D.DEPLOY_TARGET})")
+    p.add_argument("--model", default=D.DEPLOY_MODEL, help=f"forecast model of the --week plans (default {D.DEPLOY_MODEL})")
     p.add_argument("--spacing-m", type=float, default=500.0, help="spacing of the --week plans' areas (default 500 m)")
     p.add_argument("--max-dose-multiple", type=float, default=None, metavar="K",
                    help="make the --week plans with this dosage cap (see 'rtcc-geo deploy')")
@@ -81,17 +82,8 @@ def _read_plans(paths: list[str]) -> tuple[pd.DataFrame, pd.Timestamp, pd.Timest
     return pd.concat(frames, ignore_index=True), min(days), max(days)
 
 
-def _week_minutes(plans) -> pd.DataFrame:
-    from ..fairness import plan_minutes
-
-    return pd.concat([plan_minutes(p.cells, p.schedule).assign(plan=f"{p.shift_start:%Y-%m-%d}") for p in plans],
-                     ignore_index=True)
-
-
 def _audit(args: argparse.Namespace) -> int:
-    from ..config import load_agency
-    from ..fairness import audit, jaccard, load_tracts
-    from ..store.base import Query
+    from ..fairness import audit_minutes, audit_week, districts_of, load_tracts
 
     if bool(args.plan) == bool(args.week):
         raise UserError("give either --plan CSV (repeatable) or --week DATE")
@@ -102,54 +94,23 @@ def _audit(args: argparse.Namespace) -> int:
     except (FileNotFoundError, ValueError) as e:
         raise UserError(str(e)) from None
     store = store_from_args(args)
-    other = None
-    if args.week:
-        from ..deploy.api import plan_week
-
-        try:
-            d0 = pd.Timestamp(args.week).normalize()
-            kw = {"units": args.units, "shift_start_hour": args.shift_start_hour, "shift_hours": args.shift_hours,
-                  "model": args.model, "res": args.res, "spacing_m": args.spacing_m,
-                  "max_dose_multiple": args.max_dose_multiple, "tracts": tracts}
-            plans = plan_week(store, args.source, d0, category=args.category, **kw)
-            if args.compare_enforcement:
-                other = plan_week(store, args.source, d0, category="all", **kw)
-        except ValueError as e:
-            raise UserError(str(e)) from None
-        minutes = _week_minutes(plans)
-        t0, t1 = d0, d0 + pd.Timedelta(days=7)
-    else:
-        minutes, t0, t1 = _read_plans(args.plan)
-    a = load_agency(args.source)
-    districts = None
-    path = a.find_file(a.districts_file)
-    if path is not None and a.districts_field:
-        import geopandas as gpd
-
-        g = gpd.read_file(path).to_crs(4326)
-        districts = gpd.GeoDataFrame({"district": g[a.districts_field].astype(str)}, geometry=g.geometry, crs=g.crs)
-    from ..schema import h3_column
-
-    inc = store.incidents(Query(source=args.source, start=t0.strftime("%Y-%m-%d"),
-                                end=(t1.normalize() + pd.Timedelta(days=1)).strftime("%Y-%m-%d")),
-                          columns=["id", "category", "offense_raw", h3_column(args.res)])
+    districts = districts_of(args.source)
+    cmp = None
     try:
-        res = audit(minutes, tracts, districts=districts, incidents=inc, res=args.res, multiple=args.multiple,
-                    min_residents=args.min_residents)
+        if args.week:
+            wa = audit_week(store, args.source, args.week, tracts=tracts, districts=districts, units=args.units,
+                            shift_start_hour=args.shift_start_hour, shift_hours=args.shift_hours,
+                            category=args.category, model=args.model, res=args.res, spacing_m=args.spacing_m,
+                            max_dose_multiple=args.max_dose_multiple, compare_enforcement=args.compare_enforcement,
+                            multiple=args.multiple, min_residents=args.min_residents)
+            res, cmp = wa.audit, wa.with_enforcement
+            t0, t1 = wa.week_start, wa.week_start + pd.Timedelta(days=7)
+        else:
+            minutes, t0, t1 = _read_plans(args.plan)
+            res = audit_minutes(store, args.source, minutes, t0, t1, tracts, districts=districts, res=args.res,
+                                multiple=args.multiple, min_residents=args.min_residents)
     except ValueError as e:
         raise UserError(str(e)) from None
-    cmp = None
-    if other is not None:
-        om = _week_minutes(other)
-        ores = audit(om, tracts, districts=districts, incidents=inc, res=args.res, multiple=args.multiple,
-                     min_residents=args.min_residents)
-        cmp = {"target": "all (enforcement-driven included)",
-               "cell_overlap_jaccard": jaccard(set(minutes["cell"]), set(om["cell"])),
-               "over_limit_tracts": ores.summary["over_limit"],
-               "top10_share": ores.summary["top10_share"],
-               "enforcement_share_in_patrolled_cells": float(ores.reporting.set_index("where").at[
-                   "patrolled cells", "enforcement_share"]) if len(ores.reporting) else float("nan"),
-               "by_district_per_1000": ores.by_district.set_index("district")["per_1000"].round(1).to_dict()}
     if args.out_csv:
         res.by_tract.to_csv(args.out_csv, index=False)
     if args.json:

@@ -18,11 +18,17 @@ def add_store_args(p: argparse.ArgumentParser) -> None:
                    help="PostGIS connection URL (default: $RTCC_DATABASE_URL). Given, it wins over --store.")
     g.add_argument("--store", metavar="DIR", default=None,
                    help=f"embedded store directory, no server needed (default: $RTCC_STORE_DIR or {DEFAULT_STORE_DIR})")
+    g.add_argument("--dask", metavar="ADDRESS", default=None,
+                   help="run counts, reads and ingest parsing on a Dask cluster: a scheduler address "
+                        "(tcp://host:8786) or local[:N] for N local worker processes (default: "
+                        "$RTCC_DASK_SCHEDULER). The store must be on storage the workers mount at the same path")
 
 
 #: Commands that may create a missing ``--store`` directory (they write the first data);
 #: every other command refuses one, so a typo'd path is an error, not an empty success.
 CREATING_COMMANDS = frozenset({"ingest", "users", "demo"})
+#: Commands that never run on Dask (a server reopens its store in each worker process).
+NO_DASK_COMMANDS = frozenset({"serve", "demo"})
 
 
 def store_from_args(args: argparse.Namespace, create: bool | None = None) -> Store:
@@ -41,6 +47,7 @@ def store_from_args(args: argparse.Namespace, create: bool | None = None) -> Sto
             raise UserError(f"store directory {str(d)!r} does not exist, so the store is empty: load data into it first "
                             f"(rtcc-geo ingest --store {d} ...) or give --db URL")
     store = open_store(db=db, store_dir=args.store)
+    store = _on_dask(args, store)
     if getattr(args, "_rtcc_filters", False):
         try:
             check_selection(store, query_from_args(args))
@@ -48,6 +55,28 @@ def store_from_args(args: argparse.Namespace, create: bool | None = None) -> Sto
             store.close()
             raise
     return store
+
+
+def _on_dask(args: argparse.Namespace, store: Store) -> Store:
+    """``store`` on the Dask cluster ``--dask`` (or ``$RTCC_DASK_SCHEDULER``) names, else as is."""
+    from ..cluster import ENV_SCHEDULER
+
+    address = getattr(args, "dask", None)
+    if getattr(args, "command", None) in NO_DASK_COMMANDS:
+        if address:
+            store.close()
+            raise UserError(f"--dask is not supported by {args.command}: it reads the store directly")
+        return store
+    address = address or os.environ.get(ENV_SCHEDULER)
+    if not address:
+        return store
+    from ..cluster import ClusterError, open_dask_store
+
+    try:
+        return open_dask_store(store, address)
+    except ClusterError as e:
+        store.close()
+        raise UserError(str(e)) from None
 
 
 def check_selection(store: Store, q) -> None:

@@ -93,6 +93,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run_ingest(args: argparse.Namespace) -> int:
     from ..ingest.base import IngestError
+    from ..cluster import DaskStore
+    from ..cluster import ingest_files as ingest_on_dask
     from ..ingest.pipeline import ingest_files
 
     if args.time_floor is not None:
@@ -119,6 +121,8 @@ def run_ingest(args: argparse.Namespace) -> int:
         fmt, mapping = "generic", inf.mapping
     else:
         store = store_from_args(args)
+    if isinstance(store, DaskStore):  # --dask: each file parsed on a worker, written here
+        ingest_files = ingest_on_dask  # noqa: F811
     try:
         s = ingest_files(fmt, args.files, store, agency=args.agency, mapping=mapping,
                          progress=progress_enabled() and not args.quiet, time_floor=args.time_floor)

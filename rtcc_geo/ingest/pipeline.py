@@ -37,7 +37,7 @@ from ..schema import QUARANTINE_REASONS
 from ..store.base import Store
 from . import read_batch
 from .generic import Mapping, load_mapping
-from .validate import agency_area, validate
+from .validate import Area, agency_area, validate
 
 FORMATS = ("philadelphia", "vancouver", "chicago", "generic")
 
@@ -142,14 +142,13 @@ def resolve_agency(fmt: str, agency: Agency | str | Path | None, mapping: Mappin
     return load_agency(fmt)
 
 
-def ingest_files(fmt: str, files: Iterable[str | Path], store: Store, agency: Agency | str | Path | None = None,
-                 mapping: Mapping | str | Path | None = None, progress: bool = False,
-                 time_floor: str | None = None) -> IngestSummary:
-    """Read, validate and store ``files`` of format ``fmt``; see the module doc
-    for what the summary counts. ``time_floor``: earliest plausible incident
-    time (default ``$RTCC_TIME_FLOOR`` or 1990-01-01; see
-    :func:`~rtcc_geo.ingest.validate.plausible_window`). ``progress``: bars
-    on stderr, per file and per row."""
+def prepare_ingest(fmt: str, files: Iterable[str | Path], store: Store, agency: Agency | str | Path | None = None,
+                   mapping: Mapping | str | Path | None = None) -> tuple[list[Path], Mapping | None, Agency, Area,
+                                                                          IngestSummary]:
+    """What an ingest settles before the first file (here and on a Dask cluster,
+    :func:`rtcc_geo.cluster.ingest_files`): the arguments checked, the agency and
+    its area resolved, the source registered. Returns ``(paths, mapping, agency,
+    area, empty summary)``; the source is ``summary.source``."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; use one of {FORMATS}")
     paths = [Path(f) for f in files]
@@ -166,7 +165,19 @@ def ingest_files(fmt: str, files: Iterable[str | Path], store: Store, agency: Ag
     source = mapping.source if fmt == "generic" and mapping is not None else fmt  # generic has one (checked)
     area = agency_area(ag, near=paths)
     store.register_source(source, ag.timezone)
-    summary = IngestSummary(source=source, store=repr(store), boundary=area.boundary_file)
+    return paths, mapping, ag, area, IngestSummary(source=source, store=repr(store), boundary=area.boundary_file)
+
+
+def ingest_files(fmt: str, files: Iterable[str | Path], store: Store, agency: Agency | str | Path | None = None,
+                 mapping: Mapping | str | Path | None = None, progress: bool = False,
+                 time_floor: str | None = None) -> IngestSummary:
+    """Read, validate and store ``files`` of format ``fmt``; see the module doc
+    for what the summary counts. ``time_floor``: earliest plausible incident
+    time (default ``$RTCC_TIME_FLOOR`` or 1990-01-01; see
+    :func:`~rtcc_geo.ingest.validate.plausible_window`). ``progress``: bars
+    on stderr, per file and per row."""
+    paths, mapping, ag, area, summary = prepare_ingest(fmt, files, store, agency, mapping)
+    source = summary.source
 
     bar = rows = None
     if progress:
