@@ -187,7 +187,7 @@ def _preload_map_scripts(app: dash.Dash) -> None:
             kw["metas"] = kw.get("metas", "") + links
         return base(**kw)
 
-    app.interpolate_index = interpolate_index  # type: ignore[method-assign]
+    app.interpolate_index = interpolate_index  # type: ignore[method-assign,assignment]
 
 
 def _security_headers(app: dash.Dash):
