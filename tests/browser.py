@@ -18,6 +18,7 @@ import tempfile
 import threading
 import time
 from contextlib import contextmanager
+from pathlib import Path
 from urllib.parse import urlparse
 
 CHROMIUM_FLAGS = (
@@ -148,6 +149,28 @@ def chromium(chrome: str, driver: str):
         finally:
             trap.close()
             shutil.rmtree(profile, ignore_errors=True)
+
+
+#: Where the browser tests keep their screenshots (a CI job's artifacts).
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+
+
+@contextmanager
+def served_browser(wsgi_app):
+    """``with served_browser(app.server) as (d, url):`` the app on a :class:`LiveServer`
+    and a headless :func:`chromium` (``d.served``: the paths the server was asked for).
+    Without Chromium the test fails under ``CI=true`` and is skipped elsewhere
+    (``conftest.missing``); the screenshot folder :data:`ARTIFACTS` exists."""
+    from tests.conftest import missing
+
+    chrome, driver = find_browser()
+    if not chrome or not driver:
+        missing("headless Chromium", "install Debian 'chromium' and 'chromium-driver' (the README's test command does)")
+    ARTIFACTS.mkdir(exist_ok=True)
+    server = LiveServer(wsgi_app)
+    with server as url, chromium(chrome, driver) as d:
+        d.served = server.paths
+        yield d, url
 
 
 def _settle(requests: list, quiet: float = 2.0, limit: float = 20.0) -> None:

@@ -176,7 +176,8 @@ class Commander:
         route = next(d for d in deps if "page.children" in d["output"])
         body = route_body = {"output": route["output"], "outputs": _outputs(route["output"]),
                              "inputs": [{"id": "url", "property": "pathname", "value": "/"}],
-                             "changedPropIds": ["url.pathname"], "state": []}
+                             "changedPropIds": ["url.pathname"],
+                             "state": [{**st, "value": ""} for st in route.get("state", [])]}  # url.search
         r = session.post(base + "/_dash-update-component", json=route_body, timeout=60)
         r.raise_for_status()
         self.components: dict = {}

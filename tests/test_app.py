@@ -34,6 +34,7 @@ def _value(spec, ctx, cell_hex=None):
     f = ctx.default_filters()
     return {
         ("url", "pathname"): "/",
+        ("url", "search"): "",
         ("f-layer", "value"): "counts",
         ("f-start", "value"): f.start,
         ("f-end", "value"): f.end,
@@ -350,6 +351,62 @@ def test_map_recolours_with_values_only_and_right_counts(philly_app):
                ).get_json()["response"]["map-hex"]["data"]
     assert d8["res"] == 8 and d8["tiles"].startswith("/geo/tiles/8/")
     assert _drawn(ctx, d8).sum() == len(inc)
+
+
+def _page_parts(client, route, ctx, search: str) -> dict:
+    """The commander page the route callback builds for an address ``search``: components by id."""
+    from .serve_support import _walk
+
+    r = _post(client, route, ctx, overrides={("url", "search"): search}).get_json()["response"]
+    found: dict = {}
+    _walk(r["page"]["children"], found)
+    return found
+
+
+def test_an_address_opens_on_its_own_view_in_one_round_trip(philly_app):
+    """``/?res=10&empty=1&cats=theft&...&cam=...`` is built into the page itself (colours,
+    widgets, camera): the browser draws that view first, no default view before it."""
+    app, ctx = philly_app, philly_app.rtcc
+    route = dep_for(deps_of(app), "page.children")
+    c = client_for(app, "chief")
+    p = _page_parts(c, route, ctx, "?layer=counts&start=2024-12-04&end=2024-12-31&cats=theft&res=10&empty=1"
+                                   "&cam=12.50,39.95000,-75.16000")
+    data = p["map-hex"]["props"]["data"]
+    assert data["res"] == 10 and data["tiles"].startswith("/geo/tiles/10/")
+    assert len(data["ids"]) == len(ctx.universe(10))  # every cell drawn, empty ones too
+    inc = ctx.store.incidents(Query(source="philadelphia", start="2024-12-04", end="2025-01-01", geolocated=True))
+    theft = inc[inc["category"] == "theft"].groupby("h3_r10").size()
+    got = _drawn(ctx, data)
+    got = got[got > 0]
+    assert got.sum() == theft.sum() and len(got) == len(theft) and (got.reindex(theft.index) == theft).all()
+    props = {k: p[k]["props"]["value"] for k in ("f-cats", "f-start", "f-end", "f-res", "f-empty", "f-layer")}
+    assert props == {"f-cats": ["theft"], "f-start": "2024-12-04", "f-end": "2024-12-31", "f-res": 10,
+                     "f-empty": ["empty"], "f-layer": "counts"}
+    assert p["f-range"]["props"]["value"] == "28d"
+    cam = p["map"]["props"]["figure"]["layout"]["map"]
+    assert cam["zoom"] == 12.5 and cam["center"] == {"lat": 39.95, "lon": -75.16}
+    assert "2024-12-04 to 2024-12-31" in json.dumps(p["summary"]["props"]["children"])
+    done = p["view-applied"]["props"]
+    assert (done["data-search"], done["data-filters"], done["data-cam"]) == (
+        "?layer=counts&start=2024-12-04&end=2024-12-31&cats=theft&res=10&empty=1&cam=12.50,39.95000,-75.16000", "1", "1")
+
+    # A camera alone: the default filters, the camera from the address.
+    p = _page_parts(c, route, ctx, "?cam=11.00,40.00000,-75.10000")
+    assert p["map-hex"]["props"]["data"]["res"] == ctx.default_res
+    assert p["map"]["props"]["figure"]["layout"]["map"]["zoom"] == 11.0
+    assert (p["view-applied"]["props"]["data-filters"], p["view-applied"]["props"]["data-cam"]) == ("", "1")
+    # Nonsense is not trusted: defaults instead (and view.js applies nothing the page did not take).
+    p = _page_parts(c, route, ctx, "?res=99&hours=a-b&dows=x&cam=99,0,0&layer=<script>")
+    assert p["f-res"]["props"]["value"] == ctx.default_res and p["f-hours"]["props"]["value"] == [0, 24]
+    assert p["f-layer"]["props"]["value"] == "counts" and p["view-applied"]["props"]["data-cam"] == ""
+    assert p["map"]["props"]["figure"]["layout"]["map"]["zoom"] == ctx.view["zoom"]
+    # A district with no incident: that view (nothing coloured), as the filter callback draws it.
+    p = _page_parts(c, route, ctx, "?d=no-such-district&res=8")
+    assert p["map-hex"]["props"]["data"]["res"] == 8 and p["map-hex"]["props"]["data"]["ids"] == []
+    assert p["f-districts"]["props"]["value"] == ["no-such-district"]
+    # No address: the default view, as before.
+    p = _page_parts(c, route, ctx, "")
+    assert p["map-hex"]["props"]["data"]["res"] == ctx.default_res and p["view-applied"]["props"]["data-search"] == ""
 
 
 def test_cells_geojson_and_exports(philly_app):

@@ -9,17 +9,15 @@ operator count. Screenshots go to ``test-artifacts/``.
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from .conftest import missing
 from .test_app_common import PASSWORD, philly_app, philly_store  # noqa: F401  (fixtures)
+from .browser import ARTIFACTS, served_browser
 
 pytestmark = pytest.mark.browser
-ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 
 def _cells(ctx, s) -> np.ndarray:
     """The H3 cells the browser colours (positions in the app's universe -> ids)."""
@@ -28,15 +26,7 @@ def _cells(ctx, s) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def browser(philly_app):
-    from tests.browser import LiveServer, chromium, find_browser
-
-    chrome, driver = find_browser()
-    if not chrome or not driver:
-        missing("headless Chromium", "install Debian 'chromium' and 'chromium-driver' (the README's test command does)")
-    ARTIFACTS.mkdir(exist_ok=True)
-    server = LiveServer(philly_app.server)
-    with server as url, chromium(chrome, driver) as d:
-        d.served = server.paths
+    with served_browser(philly_app.server) as (d, url):
         yield d, url
 
 

@@ -45,7 +45,8 @@ ROUTES = [("GET", "/"), ("GET", "/planner"), ("GET", "/audit"), ("GET", "/_dash-
 #: The page-routing callback as dash-renderer posts it.
 ROUTE_CALL = {"output": "..page.children...nav.children..",
               "outputs": [{"id": "page", "property": "children"}, {"id": "nav", "property": "children"}],
-              "inputs": [{"id": "url", "property": "pathname", "value": "/"}], "state": [],
+              "inputs": [{"id": "url", "property": "pathname", "value": "/"}],
+              "state": [{"id": "url", "property": "search", "value": ""}],
               "changedPropIds": ["url.pathname"]}
 
 

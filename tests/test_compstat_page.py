@@ -5,15 +5,13 @@ changed names places, the exports come back, and no request leaves the machine."
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
-from .conftest import missing
 from .test_app_common import login_post
+from .browser import ARTIFACTS, served_browser
 
 pytestmark = pytest.mark.browser
-ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 PASSWORD = "test-password-cs"
 
 
@@ -30,13 +28,7 @@ def cs_app(shared_data):
 
 @pytest.fixture(scope="module")
 def browser(cs_app):
-    from tests.browser import LiveServer, chromium, find_browser
-
-    chrome, driver = find_browser()
-    if not chrome or not driver:
-        missing("headless Chromium", "install Debian 'chromium' and 'chromium-driver'")
-    ARTIFACTS.mkdir(exist_ok=True)
-    with LiveServer(cs_app.server) as url, chromium(chrome, driver) as d:
+    with served_browser(cs_app.server) as (d, url):
         yield d, url
 
 

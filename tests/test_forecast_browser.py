@@ -2,27 +2,19 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from .conftest import missing
 from .test_app_common import PASSWORD, philly_app, philly_store  # noqa: F401  (fixtures)
+from .browser import ARTIFACTS, served_browser
 
 pytestmark = pytest.mark.browser
-ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 
 
 @pytest.fixture(scope="module")
 def browser(philly_app):  # noqa: F811
-    from tests.browser import LiveServer, chromium, find_browser
-
-    chrome, driver = find_browser()
-    if not chrome or not driver:
-        missing("headless Chromium", "install Debian 'chromium' and 'chromium-driver' (the README's test command does)")
-    ARTIFACTS.mkdir(exist_ok=True)
-    with LiveServer(philly_app.server) as url, chromium(chrome, driver) as d:
+    with served_browser(philly_app.server) as (d, url):
         yield d, url
 
 

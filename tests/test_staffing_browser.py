@@ -10,15 +10,13 @@ details panel). A bad input gets a plain message. Screenshots go to
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 
-from .conftest import missing
 from .test_app_common import PASSWORD, philly_app, philly_store  # noqa: F401  (fixtures)
+from .browser import ARTIFACTS, served_browser
 
 pytestmark = pytest.mark.browser
-ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 STATUS = re.compile(r"HiGHS|Status \d|Time limit|kOptimal|mip_gap", re.IGNORECASE)
 
 
@@ -30,13 +28,9 @@ def _when(get, ok):
 
 @pytest.fixture(scope="module")
 def page(philly_app):  # noqa: F811
-    from tests.browser import LiveServer, chromium, find_browser, login, wait_for
+    from tests.browser import login, wait_for
 
-    chrome, driver = find_browser()
-    if not chrome or not driver:
-        missing("headless Chromium", "install Debian 'chromium' and 'chromium-driver'")
-    ARTIFACTS.mkdir(exist_ok=True)
-    with LiveServer(philly_app.server) as url, chromium(chrome, driver) as d:
+    with served_browser(philly_app.server) as (d, url):
         d.set_window_size(1400, 1000)
         login(d, url, "plan", PASSWORD)
         wait_for(lambda: d.find_element("id", "nav-planner"), timeout=60, what="navigation")

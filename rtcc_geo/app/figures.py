@@ -150,14 +150,17 @@ def legend(data: dict) -> list:
     return [title, ramp, ticks, *more]
 
 
-def map_figure(ctx: AppContext) -> dict:
+def map_figure(ctx: AppContext, camera: dict | None = None) -> dict:
     """The Plotly map the hexagons are drawn into: offline style, outlines, live trace.
 
     It does not change with the filters (only :func:`hex_data` does), so zoom
     and pan always survive; ``uirevision`` keeps them across any redraw too.
+    ``camera`` (``{"center": {"lat", "lon"}, "zoom"}``, from the page's address)
+    opens the map there instead of on the whole agency: the map then loads the
+    tiles of that view only.
     """
     layout = {
-        "map": {"style": OFFLINE_STYLE, "layers": ctx.outline_layers, **ctx.view},
+        "map": {"style": OFFLINE_STYLE, "layers": ctx.outline_layers, **ctx.view, **(camera or {})},
         "uirevision": "rtcc-map",
         "margin": {"l": 0, "r": 0, "t": 0, "b": 0},
         "paper_bgcolor": "#eef0f2",

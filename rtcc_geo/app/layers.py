@@ -59,10 +59,23 @@ def _aligned(ctx: AppContext, f: Filters, cells: np.ndarray, values: np.ndarray,
 
 
 def cell_counts(ctx: AppContext, f: Filters) -> pd.DataFrame:
-    """Incident counts per cell for the filters (``Store.counts``)."""
+    """Incident counts per cell for the filters (``Store.counts``).
+
+    Read as counts per cell *and category* for every other filter, kept in the
+    context's cache, and summed over the ticked categories here: ticking or
+    unticking a category (the commonest filter change) is then a sum over a frame
+    already in memory, not another pass over every partition of the store. The
+    sums equal ``Store.counts(res, ("cell",), q)`` with the category filter
+    (``tests/test_app.py`` checks it against a pandas tally).
+    """
     q = f.query(ctx.source, ctx.categories)
-    c = ctx.store.counts(f.res, ("cell",), q)
-    return _aligned(ctx, f, c["cell"].to_numpy(np.int64), c["n"].to_numpy("float64"))
+    base = q.with_(categories=None)
+    t = ctx.cache.get(("cell-category", f.res, base), lambda: ctx.store.counts(f.res, ("cell", "category"), base))
+    if q.categories is not None:
+        t = t[t["category"].isin(list(q.categories))]
+    cells, inv = np.unique(t["cell"].to_numpy(np.int64), return_inverse=True)
+    n = np.bincount(inv.ravel(), weights=t["n"].to_numpy("float64"), minlength=len(cells))
+    return _aligned(ctx, f, cells, n)
 
 
 COUNTS = Layer("counts", "Incident counts", cell_counts, unit="incidents")

@@ -22,7 +22,7 @@ import threading
 
 import dash
 import flask
-from dash import Input, Output, dcc, html
+from dash import Input, Output, State, dcc, html
 
 from rtcc_geo.auth import PLANNER_ROLES, Users
 from rtcc_geo.store.base import Store
@@ -103,8 +103,9 @@ def create_app(store: Store, *, source: str | None = None, agency=None, boundary
         html.Div(id="page"),
     ])
 
-    @app.callback(Output("page", "children"), Output("nav", "children"), Input("url", "pathname"))
-    def route(path):
+    @app.callback(Output("page", "children"), Output("nav", "children"), Input("url", "pathname"),
+                  State("url", "search"))
+    def route(path, search=None):
         role = auth.require()
         user = auth.current_user()
         links = [html.B(ctx.title), dcc.Link("Commander map", href="/", style=_LINK, id="nav-map")]
@@ -125,7 +126,7 @@ def create_app(store: Store, *, source: str | None = None, agency=None, boundary
         if path in ("/compstat", "/compstat/"):
             return compstat.layout(ctx, role), links
         if path in ("/", "", None):
-            return commander.layout(ctx, role), links
+            return commander.layout(ctx, role, search), links
         return html.Div(["No page here. ", dcc.Link("Back to the map", href="/")], style={"padding": "30px"}), links
 
     def _cached(body: bytes, etag: str, mimetype: str) -> flask.Response:
@@ -152,6 +153,7 @@ def create_app(store: Store, *, source: str | None = None, agency=None, boundary
         return _cached(g["tiles"].tile(z, x, y), f"{g['etag']}-{z}-{x}-{y}", "application/vnd.mapbox-vector-tile")
 
     server.after_request(_security_headers(app))
+    _preload_map_scripts(app)
     ctx.live = bool(live)
     commander.register(app, ctx)
     planner.register(app, ctx)
@@ -163,6 +165,29 @@ def create_app(store: Store, *, source: str | None = None, agency=None, boundary
 
         ctx.live = live_mod.attach(app, ctx, token=feed_token) is not None
     return app
+
+
+#: What the map page loads only once its layout has arrived (Dash's lazy chunks and
+#: plotly.js): asked for with the page itself, so they are at hand when the map is built
+#: instead of being fetched one after another then.
+MAP_PRELOADS = ("/_dash-component-suites/dash/dcc/async-graph.js",
+                "/_dash-component-suites/dash/dcc/async-slider.js",
+                "/_dash-component-suites/dash/dcc/async-dropdown.js",
+                "/_dash-component-suites/plotly/package_data/plotly.min.js")
+
+
+def _preload_map_scripts(app: dash.Dash) -> None:
+    """``<link rel="preload">`` of :data:`MAP_PRELOADS` in the map page's head (``/`` only:
+    other pages would fetch what they never use)."""
+    base = app.interpolate_index
+
+    def interpolate_index(**kw):
+        if flask.has_request_context() and flask.request.path == "/":
+            links = "".join(f'<link rel="preload" href="{u}" as="script">' for u in MAP_PRELOADS)
+            kw["metas"] = kw.get("metas", "") + links
+        return base(**kw)
+
+    app.interpolate_index = interpolate_index  # type: ignore[method-assign,assignment]
 
 
 def _security_headers(app: dash.Dash):

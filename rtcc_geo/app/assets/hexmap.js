@@ -19,12 +19,18 @@
 
   // The first layer our hexagons go under: Plotly's own (outlines, live points).
   function firstPlotlyLayer(m) {
-    var layers = m.getStyle().layers;
-    for (var i = 0; i < layers.length; i++) {
-      var id = layers[i].id;
-      if (layers[i].type !== 'background' && id.indexOf('rtcc-') !== 0) return id;
+    var ids = m.getLayersOrder();
+    for (var i = 0; i < ids.length; i++) {
+      if (ids[i].indexOf('rtcc-') !== 0 && m.getLayer(ids[i]).type !== 'background') return ids[i];
     }
     return undefined;
+  }
+
+  // The style itself is there (its layers and sources can be changed), though its sources'
+  // data may still be loading: map.isStyleLoaded() would also wait for Plotly's outline
+  // GeoJSON to be tiled in the worker, and our tiles would only be asked for after that.
+  function styleReady(m) {
+    return !!(m && m.style && m.style._loaded);
   }
 
   function graph() { return document.querySelector('#map .js-plotly-plot'); }
@@ -37,7 +43,7 @@
     var src = 'rtcc-hex-' + d.res + '-' + d.version;
     if (m.getSource(src) && m.getLayer(FILL)) return src;
     [FILL, LINE].forEach(function (id) { if (m.getLayer(id)) m.removeLayer(id); });
-    (m.getStyle().sources ? Object.keys(m.getStyle().sources) : []).forEach(function (s) {
+    Object.keys(m.getStyle().sources || {}).forEach(function (s) {
       if (s.indexOf('rtcc-hex-') === 0 && s !== src) m.removeSource(s);
     });
     if (!m.getSource(src)) {
@@ -47,11 +53,13 @@
     // Below the streets and Plotly's own layers (outlines, live points), above the background.
     var before = m.getLayer(STREETS) ? STREETS : firstPlotlyLayer(m);
     var has = ['!=', ['feature-state', 'c'], null];
+    // The colour (feature state) carries the opacity; the layer's opacity depends on the
+    // zoom only. A data-driven opacity would be a second per-vertex attribute MapLibre
+    // computes for every hexagon of every tile (~20 % of the tiles' load time at 25k cells).
     m.addLayer({id: FILL, type: 'fill', source: src, 'source-layer': 'hex',
                 // A little lighter at street zoom (the streets are drawn over the cells).
                 paint: {'fill-color': ['coalesce', ['feature-state', 'c'], 'rgba(0,0,0,0)'],
-                        'fill-opacity': ['interpolate', ['linear'], ['zoom'], 12, ['case', has, d.opacity, 0],
-                                         15, ['case', has, d.opacity * 0.85, 0]],
+                        'fill-opacity': ['interpolate', ['linear'], ['zoom'], 12, 1, 15, 0.85],
                         'fill-antialias': false}}, before);
     if (d.line) {
       m.addLayer({id: LINE, type: 'line', source: src, 'source-layer': 'hex',
@@ -62,15 +70,27 @@
     return src;
   }
 
+  // A palette colour ('#rrggbb', 'rgb(...)', 'rgba(...)') with its alpha times ``a``.
+  function withAlpha(c, a) {
+    var r, g, b, al = 1, m;
+    if (c[0] === '#') {
+      r = parseInt(c.slice(1, 3), 16); g = parseInt(c.slice(3, 5), 16); b = parseInt(c.slice(5, 7), 16);
+    } else if ((m = /\(([^)]*)\)/.exec(c))) {
+      var p = m[1].split(',').map(Number);
+      r = p[0]; g = p[1]; b = p[2]; if (p.length > 3) al = p[3];
+    } else return c;
+    return 'rgba(' + r + ',' + g + ',' + b + ',' + +(al * a).toFixed(3) + ')';
+  }
+
   function paint() {
     var gd = graph(), m = mapOf(gd), d = H.data;
-    if (!m || !d || !m.isStyleLoaded()) return false;
+    if (!m || !d || !styleReady(m)) return false;
     if (H.map !== m) { H.map = m; H.shown = null; hook(m); }
     var src = ensureLayers(m, d);
     if (H.shown === d) return true;
     var sl = {source: src, sourceLayer: 'hex'};
     m.removeFeatureState(sl);
-    var ids = d.ids, k = d.k, pal = d.palette;
+    var ids = d.ids, k = d.k, pal = d.palette.map(function (c) { return withAlpha(c, d.opacity); });
     for (var i = 0; i < ids.length; i++) {
       m.setFeatureState({source: src, sourceLayer: 'hex', id: ids[i]}, {c: pal[k[i]], i: i});
     }
@@ -106,7 +126,7 @@
   // --- base layers ------------------------------------------------------------
   function paintBase() {
     var gd = graph(), m = mapOf(gd), b = H.base;
-    if (!m || !b || !m.isStyleLoaded()) return false;
+    if (!m || !b || !styleReady(m)) return false;
     if (H.map !== m) { H.map = m; H.shown = null; hook(m); }
     if (b.streets && !m.getLayer(STREETS)) {
       if (!m.getSource(STREETS)) {

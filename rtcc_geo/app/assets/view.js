@@ -93,21 +93,26 @@
     })();
   }
 
-  // Address -> widgets (through Dash) and camera.
-  function applyUrl() {
+  // Address -> widgets (through Dash) and camera. On opening, the server has built the
+  // page from the address already ('view-applied' says what it took: filters, camera),
+  // so only what it did not take is applied here; back/forward apply everything.
+  function applyUrl(opening) {
     var q = parse(location.search);
+    var done = document.getElementById('view-applied');
+    var built = opening && done && done.getAttribute('data-search') === location.search;
     var has = KEYS.some(function (k) { return k in q; });
-    if (has && window.dash_clientside && window.dash_clientside.set_props) {
+    if (has && !(built && done.getAttribute('data-filters')) && window.dash_clientside &&
+        window.dash_clientside.set_props) {
       window.dash_clientside.set_props('view-in', {data: Object.assign({t: Date.now()}, q)});
     }
-    applyCamera(q);
+    if (!(built && done.getAttribute('data-cam'))) applyCamera(q);
     V.applied += 1;
   }
 
   function whenPageReady(fn) {
     var tries = 0;
     (function wait() {
-      if (document.getElementById('f-layer') && mapObj()) fn();
+      if (document.getElementById('f-layer')) fn();
       else if (++tries < 600) setTimeout(wait, 50);
     })();
   }
@@ -125,8 +130,8 @@
     });
   }, 300);
 
-  window.addEventListener('popstate', function () { whenPageReady(applyUrl); });
-  whenPageReady(applyUrl);
+  window.addEventListener('popstate', function () { whenPageReady(function () { applyUrl(false); }); });
+  whenPageReady(function () { applyUrl(true); });
 
   window.dash_clientside = window.dash_clientside || {};
   window.dash_clientside.rtcc = Object.assign(window.dash_clientside.rtcc || {}, {

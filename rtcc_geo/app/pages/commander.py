@@ -77,14 +77,74 @@ def range_of(ctx: AppContext, start, end) -> str:
     return "custom"
 
 
-def layout(ctx: AppContext, role: str) -> html.Div:
+#: The address's filter keys (``assets/view.js``); ``cam`` is the camera.
+VIEW_KEYS = ("layer", "start", "end", "cats", "hours", "dows", "d", "res", "empty", "wm", "week")
+
+
+def view_from_search(ctx: AppContext, search: str | None) -> dict:
+    """The view an address names (``?layer=...&res=10&cam=zoom,lat,lon``, written by
+    ``assets/view.js``): ``{"layer", <filter widget id>: value, ..., "cam"}``, with None
+    for what the address leaves to the page's defaults.
+
+    The page is built with it, so an address opens on its own view in one round trip
+    (no default view drawn first, no camera move once the map has loaded). It reads the
+    address exactly as view.js's ``urlToView`` does (filters only when a filter key is
+    present); values are then checked like the widgets' (:meth:`Filters.from_widgets`).
+    """
+    from urllib.parse import parse_qsl
+
+    q = dict(parse_qsl((search or "").lstrip("?"), keep_blank_values=True))
+    v: dict = {"layer": None, **dict.fromkeys(FILTER_IDS), "cam": None}
+
+    def items(k):
+        return [x for x in q.get(k, "").split(",") if x != ""]
+
+    def num(x, cast=int):
+        try:
+            return cast(x)
+        except (TypeError, ValueError):
+            return None
+
+    if any(k in q for k in VIEW_KEYS):
+        hours = [num(x) for x in q["hours"].split("-")] if q.get("hours") else [0, 24]
+        v.update({"layer": get_layer(q.get("layer") or "counts").id, "f-start": q.get("start") or None,
+                  "f-end": q.get("end") or None, "f-cats": items("cats") if "cats" in q else list(ctx.categories),
+                  "f-hours": hours if len(hours) == 2 and None not in hours else [0, 24],
+                  "f-dows": [d for d in map(num, items("dows")) if d is not None] if "dows" in q else list(range(7)),
+                  "f-districts": items("d"), "f-res": num(q.get("res")) if num(q.get("res")) in MAP_RESOLUTIONS else None,
+                  "f-empty": ["empty"] if q.get("empty") else [], "f-weekmode": ["week"] if q.get("wm") else [],
+                  "f-week": num(q.get("week"))})
+    cam = [num(x, float) for x in q.get("cam", "").split(",")]
+    if len(cam) == 3 and None not in cam and 0 <= cam[0] <= 22 and -85 <= cam[1] <= 85 and -180 <= cam[2] <= 180:
+        v["cam"] = {"zoom": cam[0], "center": {"lat": cam[1], "lon": cam[2]}}
+    return v
+
+
+def layout(ctx: AppContext, role: str, search: str | None = None) -> html.Div:
     f = ctx.default_filters()
     lo, hi = ctx.date_range
     layers = available_layers()
-    # The first colours come with the page (one round trip less than a callback after it).
-    values = compute(ctx, layers[0], f)
-    first = hex_data(ctx, layers[0], f, values)
     weeks = ctx.weeks
+    # An address with a view (filters, camera) opens on that view: its colours and camera
+    # come with the page, so nothing is drawn twice (view.js skips what the page applied).
+    wv = {"f-start": f.start, "f-end": f.end, "f-cats": list(ctx.categories), "f-hours": [0, 24],
+         "f-dows": list(range(7)), "f-districts": [], "f-res": f.res, "f-empty": ["empty"] if f.show_empty else [],
+         "f-week": max(len(weeks) - 1, 0), "f-weekmode": []}
+    view = view_from_search(ctx, search)
+    layer, values = layers[0], None
+    if view["layer"] is not None:
+        fv = _filters(*[wv[i] if view[i] is None else view[i] for i in FILTER_IDS], ctx=ctx)
+        try:
+            values = compute(ctx, get_layer(view["layer"]), fv)
+        except (ScopeError, ValueError):  # e.g. a district without an outline: view.js applies it, the callback says why
+            view = {**view, "layer": None}
+        else:
+            layer, f = get_layer(view["layer"]), fv
+            wv.update({i: view[i] for i in FILTER_IDS if view[i] is not None})
+    if values is None:
+        # The first colours come with the page (one round trip less than a callback after it).
+        values = compute(ctx, layer, f)
+    first = hex_data(ctx, layer, f, values)
     marks = {i: pd.Timestamp(w).strftime("%b %y") for i, w in enumerate(weeks)
              if pd.Timestamp(w).day <= 7 and pd.Timestamp(w).month in (1, 7)}
     sidebar = html.Div(className="cmd-side", children=[
@@ -95,45 +155,45 @@ def layout(ctx: AppContext, role: str) -> html.Div:
         dcc.Store(id="search-hits"), dcc.Store(id="search-goto"),
         html.Div("Layer", style=_H),
         dcc.RadioItems(id="f-layer", options=[{"label": " " + x.label, "value": x.id} for x in layers],
-                       value=layers[0].id, labelStyle={"display": "block"}),
+                       value=layer.id, labelStyle={"display": "block"}),
         html.Div("When (local dates)", style=_H),
         dcc.RadioItems(id="f-range", options=[{"label": " " + lab, "value": v} for v, lab, _ in RANGES],
-                       value=range_of(ctx, f.start, f.end), inline=True, className="quick-ranges",
+                       value=range_of(ctx, wv["f-start"], wv["f-end"]), inline=True, className="quick-ranges",
                        labelStyle={"marginRight": "8px", "whiteSpace": "nowrap"}),
         html.Div(className="date-row", children=[
             # debounce: applied on Enter *and* when the box loses focus.
-            dcc.Input(id="f-start", type="date", value=f.start, min=lo, max=hi, debounce=True),
+            dcc.Input(id="f-start", type="date", value=wv["f-start"], min=lo, max=hi, debounce=True),
             html.Span("–"),
-            dcc.Input(id="f-end", type="date", value=f.end, min=lo, max=hi, debounce=True),
+            dcc.Input(id="f-end", type="date", value=wv["f-end"], min=lo, max=hi, debounce=True),
         ]),
         dcc.Checklist(id="f-weekmode", options=[{"label": " one week at a time (slider)", "value": "week"}],
-                      value=[], style={"marginTop": "6px"}),
+                      value=wv["f-weekmode"], style={"marginTop": "6px"}),
         html.Div(className="week-row", children=[
             html.Button("▶", id="week-play", title="play the weeks one after another", style=_BTN),
             html.Div(dcc.Slider(id="f-week", min=0, max=max(len(weeks) - 1, 0), step=1,
-                                value=max(len(weeks) - 1, 0), marks=marks, included=False,
+                                value=wv["f-week"], marks=marks, included=False,
                                 updatemode="mouseup"), style={"flex": "1 1 auto"}),
         ]),
         html.Div(WEEK_HINT, id="week-label", style={"color": "#4a5560", "fontSize": "12px"}),
         dcc.Interval(id="week-timer", interval=1500, disabled=True),
         html.Div("Categories", style=_H),
         dcc.Checklist(id="f-cats", options=[{"label": " " + c, "value": c} for c in ctx.categories],
-                      value=list(ctx.categories), labelStyle={"display": "inline-block", "width": "50%"}),
+                      value=wv["f-cats"], labelStyle={"display": "inline-block", "width": "50%"}),
         html.Div("Time of day (local hours)", style=_H),
-        dcc.RangeSlider(id="f-hours", min=0, max=24, step=1, value=[0, 24],
+        dcc.RangeSlider(id="f-hours", min=0, max=24, step=1, value=wv["f-hours"],
                         marks={h: str(h) for h in range(0, 25, 6)}, allowCross=False),
         html.Div("Days of week", style=_H),
         dcc.Checklist(id="f-dows", options=[{"label": " " + d, "value": i} for i, d in enumerate(DOW_LABELS)],
-                      value=list(range(7)), labelStyle={"display": "inline-block", "width": "25%"}),
+                      value=wv["f-dows"], labelStyle={"display": "inline-block", "width": "25%"}),
         html.Div("Districts", style=_H),
         dcc.Dropdown(id="f-districts", options=[{"label": d, "value": d} for d in ctx.district_names],
-                     value=[], multi=True, placeholder="all districts"),
+                     value=wv["f-districts"], multi=True, placeholder="all districts"),
         html.Div("Hexagon size", style=_H),
         dcc.RadioItems(id="f-res", options=[{"label": f" {lab}", "value": r} for r, lab in
                                             zip(MAP_RESOLUTIONS, ("large", "medium", "small", "block"))],
-                       value=f.res, inline=True, labelStyle={"marginRight": "10px"}),
+                       value=wv["f-res"], inline=True, labelStyle={"marginRight": "10px"}),
         dcc.Checklist(id="f-empty", options=[{"label": " draw cells with no incidents", "value": "empty"}],
-                      value=["empty"] if f.show_empty else [], style={"marginTop": "4px"}),
+                      value=wv["f-empty"], style={"marginTop": "4px"}),
         html.Div("Export this view", style=_H),
         html.Button("GeoJSON", id="btn-geojson", style=_BTN),
         html.Button("CSV", id="btn-csv", style=_BTN),
@@ -151,9 +211,9 @@ def layout(ctx: AppContext, role: str) -> html.Div:
             html.Span(className="live-dot", style={"opacity": 0.2}), " 6 h+",
         ])]
     main = html.Div(className="cmd-main", children=[
-        html.Div(id="summary", className="cmd-summary", children=summary(ctx, layers[0], f, values)),
+        html.Div(id="summary", className="cmd-summary", children=summary(ctx, layer, f, values)),
         html.Div(className="cmd-mapbox", children=[
-            dcc.Graph(id="map", config=GRAPH_CONFIG, className="cmd-map", figure=map_figure(ctx)),
+            dcc.Graph(id="map", config=GRAPH_CONFIG, className="cmd-map", figure=map_figure(ctx, view["cam"])),
             html.Div(id="legend", className="cmd-legend", children=legend(first)),
             *live_ctl,
         ]),
@@ -165,6 +225,10 @@ def layout(ctx: AppContext, role: str) -> html.Div:
         dcc.Store(id="map-base-shown"),
         dcc.Store(id="map-click"),
         dcc.Store(id="view-in"), dcc.Store(id="view-out"), dcc.Store(id="goto-done"),
+        # What of the address the page was built with (view.js does not apply it again).
+        html.Div(id="view-applied", hidden=True, **{"data-search": search or "",
+                                                    "data-filters": "1" if view["layer"] is not None else "",
+                                                    "data-cam": "1" if view["cam"] is not None else ""}),
     ])
     from .. import live
 

@@ -177,11 +177,13 @@ def table(cs, district: str) -> html.Table:
     head2 = [html.Th("Category", style={**_TH, "textAlign": "left"})] + [
         html.Th(lab, style=_TH, title=_HELP[c]) for _ in range(3) for c, lab in zip(cols, labels)]
     body = []
-    for cat in rows["category"].drop_duplicates():
+    # Rows as plain dicts, looked up by (category, period): one pass, not a pandas filter per cell.
+    recs = {(r["category"], r["period"]): r for r in rows.to_dict("records")}
+    for cat in dict.fromkeys(rows["category"].tolist()):
         tds = [html.Td(cat if cat != "all" else "All categories", style={**_TD, "textAlign": "left",
                                                                          "fontWeight": 600 if cat == "all" else 400})]
         for p in ("week", "28d", "ytd"):
-            r = rows[(rows["category"] == cat) & (rows["period"] == p)].iloc[0]
+            r = recs[(cat, p)]
             tds += [html.Td(f"{r['count']:,}", style=_TD), html.Td(count_text(r["prior_year"]), style=_TD),
                     _change_cell(r), html.Td(count_text(r["previous_period"]), style=_TD),
                     html.Td("n/a" if pd.isna(r["avg_3y"]) else f"{r['avg_3y']:,.0f}", style=_TD,
