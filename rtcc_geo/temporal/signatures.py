@@ -36,7 +36,7 @@ import pandas as pd
 from ..store.base import Query, Store
 from .aoristic import aoristic_counts
 from .mannkendall import mann_kendall, sen_slope
-from .stream import BATCH_ROWS, iter_incidents
+from .stream import iter_incidents
 
 GROUP_BY: tuple[str, ...] = ("category", "district", "cell")
 SEASONS: tuple[str, ...] = ("winter", "spring", "summer", "autumn")
@@ -205,7 +205,7 @@ def signature_from_store(
     res: int | None = None,
     tz: str | None = None,
     unknown_time: str = "exclude",
-    max_rows: int = BATCH_ROWS,
+    max_rows: int | None = None,
 ) -> TemporalSignature:
     """:func:`temporal_signature` of the incidents ``q`` selects from ``store``.
 
@@ -215,7 +215,8 @@ def signature_from_store(
     Why rows, not :meth:`Store.counts`: an incident known only within a
     ``[occurred_from, occurred_to)`` window is spread over the hours it covers,
     and the window is no count key. So the rows are read in time batches of at
-    most ``max_rows`` (:func:`~rtcc_geo.temporal.stream.iter_incidents`), with
+    most ``max_rows`` (default ``RTCC_BATCH_ROWS`` or 1 M;
+    :func:`~rtcc_geo.temporal.stream.iter_incidents`), with
     only the columns the signature needs; memory is one batch plus groups x bins.
     """
     tz = tz or source_tz(store, q.source)

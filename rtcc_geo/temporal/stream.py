@@ -17,6 +17,7 @@ store's order (``occurred_from`` within a source).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Sequence
 
 import numpy as np
@@ -25,16 +26,28 @@ import pandas as pd
 from ..store.base import Query, Store
 
 #: Rows per batch: a few hundred MB at most for the columns any reader asks for.
+#: ``RTCC_BATCH_ROWS`` in the environment overrides it (smaller on a small machine).
 BATCH_ROWS = 1_000_000
 
 
-def batch_windows(store: Store, q: Query = Query(), max_rows: int = BATCH_ROWS) -> list[Query]:
+def batch_rows() -> int:
+    """The batch size in rows: ``RTCC_BATCH_ROWS`` if set, else :data:`BATCH_ROWS`."""
+    v = os.environ.get("RTCC_BATCH_ROWS")
+    if v is None:
+        return BATCH_ROWS
+    if not v.strip().isdigit() or int(v) < 1:
+        raise ValueError(f"RTCC_BATCH_ROWS={v!r}: give a positive number of rows")
+    return int(v)
+
+
+def batch_windows(store: Store, q: Query = Query(), max_rows: int | None = None) -> list[Query]:
     """``q`` cut into consecutive time windows of at most ``max_rows`` incidents
     (a single day holding more is one window on its own); [] when nothing matches.
 
     Cuts fall at local midnights (naive bounds, read in each source's zone), the
     same days as the ``day`` count key the plan comes from.
     """
+    max_rows = batch_rows() if max_rows is None else max_rows
     if max_rows < 1:
         raise ValueError("max_rows must be 1 or more")
     days = store.counts(7, ("day",), q)
@@ -53,10 +66,11 @@ def batch_windows(store: Store, q: Query = Query(), max_rows: int = BATCH_ROWS) 
 
 
 def iter_incidents(
-    store: Store, q: Query, columns: Sequence[str], max_rows: int = BATCH_ROWS
+    store: Store, q: Query, columns: Sequence[str], max_rows: int | None = None
 ) -> Iterator[pd.DataFrame]:
     """``store.incidents(q, columns)`` as consecutive batches of at most about
-    ``max_rows`` rows (see :func:`batch_windows`); empty batches are skipped."""
+    ``max_rows`` rows (default :func:`batch_rows`; see :func:`batch_windows`);
+    empty batches are skipped."""
     for w in batch_windows(store, q, max_rows):
         df = store.incidents(w, columns=list(columns))
         if len(df):
