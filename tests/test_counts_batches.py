@@ -39,6 +39,9 @@ def test_forecast_counts_in_batches_equal_one_frame_and_pandas(phl_apr_jul_store
         a, b = getattr(c, k), getattr(one, k)
         assert a.dtype == b.dtype and np.array_equal(a, b), k
     assert (c.origin, c.n_days, c.tz) == (one.origin, one.n_days, one.tz)
+    # A query-shaped target's cells x days matrix comes from store.counts; the event path agrees.
+    assert ("daily" in c.__dict__) == (target in ("all", "burglary"))
+    assert c.daily.shape == one.daily.shape and (c.daily != one.daily).nnz == 0
     assert len(c.hours) == len(df) > 100
 
     # ... and the cells x days matrix is pandas' count per (cell, local day).

@@ -89,6 +89,21 @@ def _global_codes(values: pd.Series, index: dict) -> np.ndarray:
     return remap[np.asarray(codes, np.int64)]
 
 
+def daily_from_counts(counts: pd.DataFrame, cells: np.ndarray, origin, n_days: int) -> sp.csr_matrix:
+    """``cells x n_days`` CSR matrix of a ``store.counts(res, ("cell", "day"), q)``
+    table (local days since ``origin``); counts outside ``cells`` or the days are
+    left out, as :attr:`Counts.daily` leaves out events there. Its size is the
+    non-zero (cell, day) pairs, never the number of incidents."""
+    cells = np.asarray(cells, dtype=np.int64)
+    c = counts["cell"].to_numpy(np.int64)
+    d = ((pd.to_datetime(counts["day"]) - pd.Timestamp(origin)) // pd.Timedelta(days=1)).to_numpy(np.int64)
+    pos = np.clip(np.searchsorted(cells, c), 0, max(len(cells) - 1, 0))
+    ok = (len(cells) > 0) & (cells[pos] == c) & (d >= 0) & (d < n_days)
+    m = sp.csr_matrix((counts["n"].to_numpy(np.float64)[ok], (pos[ok], d[ok])), shape=(len(cells), n_days))
+    m.sum_duplicates()
+    return m
+
+
 @dataclass
 class Counts:
     """Incidents of one target on fixed study cells, as local-time event arrays.
@@ -248,6 +263,15 @@ class Counts:
         ).tocsr()
         m.sum_duplicates()
         return m
+
+    def use_daily(self, matrix: sp.spmatrix) -> None:
+        """Set :attr:`daily` from elsewhere (e.g. :func:`daily_from_counts`, the
+        store's own aggregation) instead of building it from the event arrays."""
+        m = sp.csr_matrix(matrix, dtype=np.float64)
+        if m.shape != (len(self.cells), self.n_days):
+            raise ValueError(f"daily matrix is {m.shape}, expected {(len(self.cells), self.n_days)} (cells x days)")
+        self.__dict__["daily"] = m
+        self.__dict__.pop("daily_csc", None)
 
     @cached_property
     def daily_csc(self) -> sp.csc_matrix:

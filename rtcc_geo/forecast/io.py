@@ -13,9 +13,9 @@ import pandas as pd
 
 from ..config import Agency, load_agency
 from ..grid import cover
-from ..schema import h3_column
+from ..schema import CATEGORIES, h3_column
 from ..store.base import Query, Store
-from .data import Counts, select_target
+from .data import Counts, daily_from_counts, select_target
 
 FORECAST_COLUMNS = ("id", "occurred_from", "time_known", "offense_raw", "offense_code", "category", "district", "block")
 
@@ -80,6 +80,12 @@ def counts_from_store(store, source: str | None, target: str, start=None, end=No
         assert agency is not None  # looked up above (a missing agency is a ScopeError)
         cells = boundary_cells(agency, res, store)
         c = Counts.from_batches(batches, cells=cells, res=res, tz=tz, origin=start, end=end, add_event_cells=True)
+    if target == "all" or target in CATEGORIES:
+        # The target is a query: the cells x days matrix comes from the store's counts
+        # (size: non-zero cell-days), not from an events-long COO build.
+        q = Query(source=source, start=start, end=end, geolocated=True,
+                  categories=None if target == "all" else (target,))
+        c.use_daily(daily_from_counts(store.counts(res, ("cell", "day"), q), c.cells, c.origin, c.n_days))
     if far is not None:
         check_span(pd.Series(np.concatenate(far) if far else np.zeros(0, np.int64), dtype="datetime64[ns]"), start)
     c._cache["agency"] = agency if isinstance(agency, str) else getattr(agency, "name", None) or source
@@ -101,7 +107,7 @@ def _target_batches(store: Store, source: str, target: str, start, end, res: int
     """The rows of ``target`` in time batches (:func:`~rtcc_geo.temporal.stream.iter_incidents`):
     forecasts need per-event times, so rows, but only :func:`target_columns` and one
     batch at a time. A category target is pushed into the query."""
-    from ..schema import CATEGORIES, empty_incidents
+    from ..schema import empty_incidents
     from ..temporal.stream import iter_incidents
 
     cols = target_columns(target, res)
