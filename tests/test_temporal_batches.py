@@ -162,3 +162,14 @@ def test_postgis_gives_the_same_signature_in_batches(phl_apr_jul_store, rows, pg
             assert (a.n_incidents, a.n_time_unknown) == (b.n_incidents, b.n_time_unknown)
     finally:
         pg.close()
+
+
+def test_sen_slope_in_row_chunks_equals_the_pairwise_median(monkeypatch):
+    from rtcc_geo.temporal import mannkendall
+
+    x = np.random.default_rng(3).poisson(4.0, size=(2000, 30)).astype(np.float64)
+    i, j = np.triu_indices(30, k=1)
+    want = np.median((x[:, j] - x[:, i]) / (j - i), axis=1)  # every row at once
+    monkeypatch.setattr(mannkendall, "_SEN_CHUNK", 1000)  # 2 rows a chunk
+    assert np.array_equal(mannkendall.sen_slope(x), want)
+    assert np.array_equal(mannkendall.sen_slope(x[0]), want[:1])

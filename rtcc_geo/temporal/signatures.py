@@ -134,7 +134,7 @@ class _Sums:
         self.tz, self.by, self.res, self.unknown_time = tz, by, res, unknown_time
         self.how: pd.DataFrame | None = None    # group x 168
         self.dow: pd.DataFrame | None = None    # group x 7
-        self.month: pd.Series | None = None     # (group, year * 12 + month - 1) -> n
+        self.month: list[pd.Series] = []        # per batch: (group, year * 12 + month - 1) -> n
         self.n = 0
         self.n_unknown = 0
 
@@ -150,13 +150,13 @@ class _Sums:
         month = pd.Series(np.ones(len(df), np.int64)).groupby([groups[codes], mnum]).sum()
         self.how = how if self.how is None else self.how.add(how, fill_value=0.0)
         self.dow = dow if self.dow is None else self.dow.add(dow, fill_value=0.0)
-        self.month = month if self.month is None else self.month.add(month, fill_value=0).astype(np.int64)
+        self.month.append(month)  # a batch spans few months: groups x months in all, summed once at the end
         known = df["time_known"].to_numpy(dtype=bool, na_value=True) if "time_known" in df.columns else None
         self.n += len(df)
         self.n_unknown += 0 if known is None else int((~known).sum())
 
     def signature(self) -> TemporalSignature:
-        if self.n == 0 or self.how is None or self.dow is None or self.month is None:
+        if self.n == 0 or self.how is None or self.dow is None or not self.month:
             raise ValueError("no incidents to summarise; widen the query (dates, categories, source)")
         groups = pd.Index(self.how.index.sort_values(), name=self.by or "group")
         if self.by is None:
@@ -164,7 +164,7 @@ class _Sums:
         how = self.how.reindex(groups).to_numpy(np.float64)
         dow = self.dow.reindex(groups).to_numpy(np.float64)
         hour = how.reshape(len(groups), 7, 24).sum(axis=1)
-        m = self.month.unstack(fill_value=0)
+        m = pd.concat(self.month).groupby(level=[0, 1]).sum().unstack(fill_value=0)
         mnums = np.arange(int(m.columns.min()), int(m.columns.max()) + 1)
         month = m.reindex(index=groups, columns=mnums, fill_value=0).to_numpy(np.int64)
         season = np.zeros((len(groups), 4))
