@@ -60,16 +60,47 @@ def _query(args):
 
 
 def _incidents(store, args, columns, geolocated: bool | None = None):
+    """All matching rows at once: for near repeat, whose pairs need every point."""
     q = _query(args).with_(include_unknown_time=True, geolocated=geolocated)
-    cols = list(dict.fromkeys(list(columns) + (["offense_raw"] if args.offense else [])))
-    df = store.incidents(q, columns=cols)
-    if args.offense:
-        want = {o.lower() for o in args.offense}
-        df = df[df["offense_raw"].astype("string").str.lower().isin(want).fillna(False).to_numpy(bool)]
-        if len(df) == 0:
-            raise UserError(f"no incident has offense text {sorted(args.offense)}; check the spelling "
-                            "(the source's own text, e.g. 'Theft from Vehicle')")
+    df = _offense_rows(store.incidents(q, columns=_with_offense(args, columns)), args)
+    if args.offense and len(df) == 0:
+        raise _no_offense(args)
     return df
+
+
+def _batches(store, args, columns, geolocated: bool | None = None):
+    """The matching rows (``--offense`` applied) in time batches of bounded size
+    (:func:`~rtcc_geo.temporal.stream.iter_incidents`), only ``columns`` read.
+    Raises :class:`UserError` when no row matches."""
+    from ..temporal.stream import iter_incidents
+
+    q = _query(args).with_(include_unknown_time=True, geolocated=geolocated)
+    n = 0
+    for df in iter_incidents(store, q, _with_offense(args, columns)):
+        df = _offense_rows(df, args)
+        n += len(df)
+        if len(df):
+            yield df
+    if n == 0:
+        if args.offense:
+            raise _no_offense(args)
+        raise UserError("no incidents match the filters; widen --from/--to or drop --category/--district")
+
+
+def _with_offense(args, columns) -> list[str]:
+    return list(dict.fromkeys(list(columns) + (["offense_raw"] if args.offense else [])))
+
+
+def _offense_rows(df, args):
+    if not args.offense:
+        return df
+    want = {o.lower() for o in args.offense}
+    return df[df["offense_raw"].astype("string").str.lower().isin(want).fillna(False).to_numpy(bool)].reset_index(drop=True)
+
+
+def _no_offense(args) -> UserError:
+    return UserError(f"no incident has offense text {sorted(args.offense)}; check the spelling "
+                     "(the source's own text, e.g. 'Theft from Vehicle')")
 
 
 def register(subparsers) -> None:
@@ -148,7 +179,7 @@ def register(subparsers) -> None:
 # --- temporal ------------------------------------------------------------------
 
 def run_temporal(args) -> int:
-    from ..temporal.signatures import DOW_NAMES, source_tz, temporal_signature
+    from ..temporal.signatures import DOW_NAMES, source_tz
 
     t0 = time.perf_counter()
     store = store_from_args(args)
@@ -157,15 +188,12 @@ def run_temporal(args) -> int:
             tz = source_tz(store, args.source)
         except (LookupError, ValueError) as e:
             raise UserError(str(e)) from None
-        cols = ["occurred_from", "occurred_to", "time_known", "category", "district", "lon", "lat"]
-        from ..schema import h3_column
+        from ..temporal.signatures import signature_columns, signature_from_batches
 
-        cols.append(h3_column(min(max(args.res, 7), 10)))
-        df = _incidents(store, args, cols, geolocated=True if args.by == "cell" else None)
-        if len(df) == 0:
-            raise UserError("no incidents match the filters; widen --from/--to or drop --category/--district")
+        geo = True if args.by == "cell" else None
         try:
-            sig = temporal_signature(df, tz, by=args.by, res=args.res, unknown_time=args.unknown_time)
+            sig = signature_from_batches(_batches(store, args, signature_columns(args.by, args.res), geo), tz,
+                                         by=args.by, res=args.res, unknown_time=args.unknown_time)
         except ValueError as e:
             raise UserError(str(e)) from None
         out = {
@@ -183,7 +211,7 @@ def run_temporal(args) -> int:
         if args.hotspot_profile:
             if args.offense:
                 raise UserError("--hotspot-profile finds hot spots by --category; drop --offense")
-            out["hotspot_profile"] = _profile(store, args, df, tz)
+            out["hotspot_profile"] = _profile(store, args, geo, tz)
     finally:
         store.close()
     out["seconds"] = round(time.perf_counter() - t0, 3)
@@ -212,7 +240,7 @@ def run_temporal(args) -> int:
     return 0
 
 
-def _profile(store, args, df, tz):
+def _profile(store, args, geolocated, tz):
     from .. import hotspots as hs
     from ..temporal.profile import hotspot_profiles
 
@@ -222,7 +250,10 @@ def _profile(store, args, df, tz):
     hot = gdf.loc[gdf["bin"] > 0, "cell"].to_numpy(np.int64)
     if hot.size == 0:
         return []
-    prof = hotspot_profiles(df, tz, hot, args.res, alpha=args.alpha)
+    from ..schema import h3_column
+
+    cols = ["occurred_from", "occurred_to", "time_known", h3_column(min(max(args.res, 7), 10))]
+    prof = hotspot_profiles(_batches(store, args, cols, geolocated), tz, hot, args.res, alpha=args.alpha)
     return prof.hot_hours.to_dict(orient="records")
 
 

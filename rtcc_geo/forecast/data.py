@@ -36,6 +36,7 @@ incidents:
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -77,6 +78,29 @@ def enforcement_mask(incidents: pd.DataFrame, categories=ENFORCEMENT_CATEGORIES,
     m = np.array(incidents["category"].astype("string").isin(list(categories)).fillna(False), dtype=bool)
     if text:
         m |= incidents["offense_raw"].astype("string").str.contains(text, flags=re.I, na=False).to_numpy(bool)
+    return m
+
+
+def _global_codes(values: pd.Series, index: dict) -> np.ndarray:
+    """Codes of ``values`` in ``index`` (label -> code, extended in order of first
+    appearance, -1 for missing): what one ``pd.factorize`` over every batch gives."""
+    codes, uniq = pd.factorize(values.astype("string"), use_na_sentinel=True)
+    remap = np.array([index.setdefault(u, len(index)) for u in uniq] + [-1], dtype=np.int64)
+    return remap[np.asarray(codes, np.int64)]
+
+
+def daily_from_counts(counts: pd.DataFrame, cells: np.ndarray, origin, n_days: int) -> sp.csr_matrix:
+    """``cells x n_days`` CSR matrix of a ``store.counts(res, ("cell", "day"), q)``
+    table (local days since ``origin``); counts outside ``cells`` or the days are
+    left out, as :attr:`Counts.daily` leaves out events there. Its size is the
+    non-zero (cell, day) pairs, never the number of incidents."""
+    cells = np.asarray(cells, dtype=np.int64)
+    c = counts["cell"].to_numpy(np.int64)
+    d = ((pd.to_datetime(counts["day"]) - pd.Timestamp(origin)) // pd.Timedelta(days=1)).to_numpy(np.int64)
+    pos = np.clip(np.searchsorted(cells, c), 0, max(len(cells) - 1, 0))
+    ok = (len(cells) > 0) & (cells[pos] == c) & (d >= 0) & (d < n_days)
+    m = sp.csr_matrix((counts["n"].to_numpy(np.float64)[ok], (pos[ok], d[ok])), shape=(len(cells), n_days))
+    m.sum_duplicates()
     return m
 
 
@@ -128,15 +152,49 @@ class Counts:
         cells are dropped (they are outside the study area). ``origin``/``end``
         default to the local midnights around the data.
         """
+        return cls.from_batches([incidents], cells=cells, res=res, tz=tz, origin=origin, end=end)
+
+    @classmethod
+    def from_batches(
+        cls,
+        batches: Iterable[pd.DataFrame],
+        cells: np.ndarray | None = None,
+        res: int = 10,
+        tz: str = "UTC",
+        origin=None,
+        end=None,
+        add_event_cells: bool = False,
+    ) -> Counts:
+        """:meth:`from_incidents` of the concatenation of ``batches``, one batch in
+        memory at a time: each batch is reduced to the compact per-event arrays
+        (cell, local time, time known, label codes; about 33 bytes an event) before
+        the next is read, so the text columns never pile up. ``add_event_cells``:
+        the study cells are ``cells`` plus every cell holding an event.
+        """
         col = h3_column(res)
-        if col not in incidents.columns:
-            raise ValueError(f"incidents have no {col} column; ingest with resolution {res} or pick another --res")
-        # Not-geolocated incidents (H3 = NO_CELL, see rtcc_geo.schema) have no cell to forecast.
-        incidents = incidents[incidents[col].to_numpy(np.int64) != NO_CELL]
-        t = pd.to_datetime(incidents["occurred_from"], utc=True).dt.tz_convert(tz).dt.tz_localize(None)
-        h3c = incidents[col].to_numpy(np.int64)
+        parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        labels: dict[str, tuple[list[np.ndarray], dict]] = {}
+        for df in batches:
+            if col not in df.columns:
+                raise ValueError(f"incidents have no {col} column; ingest with resolution {res} or pick another --res")
+            # Not-geolocated incidents (H3 = NO_CELL, see rtcc_geo.schema) have no cell to forecast.
+            df = df[df[col].to_numpy(np.int64) != NO_CELL]
+            t = pd.to_datetime(df["occurred_from"], utc=True).dt.tz_convert(tz).dt.tz_localize(None)
+            tk = df["time_known"].fillna(True).to_numpy(bool) if "time_known" in df.columns else np.ones(len(df), bool)
+            parts.append((t.to_numpy("datetime64[ns]").view(np.int64), df[col].to_numpy(np.int64), tk))
+            for c in ("block", "category"):
+                if c in df.columns:
+                    codes, index = labels.setdefault(c, ([], {}))
+                    codes.append(_global_codes(df[c], index))
+        t_ns = np.concatenate([p[0] for p in parts]) if parts else np.zeros(0, np.int64)
+        h3c = np.concatenate([p[1] for p in parts]) if parts else np.zeros(0, np.int64)
+        tk = np.concatenate([p[2] for p in parts]) if parts else np.zeros(0, bool)
+        del parts
+        t = pd.DatetimeIndex(t_ns.view("datetime64[ns]"))
         if cells is None:
             cells = np.unique(h3c)
+        elif add_event_cells and len(h3c):
+            cells = np.union1d(np.asarray(cells, dtype=np.int64), h3c)
         cells = np.unique(np.asarray(cells, dtype=np.int64))
         if origin is None:
             origin = t.min().normalize() if len(t) else pd.Timestamp("2000-01-01")
@@ -149,17 +207,11 @@ class Counts:
         pos = np.searchsorted(cells, h3c)
         pos_c = np.clip(pos, 0, max(len(cells) - 1, 0))
         keep = (len(cells) > 0) & (cells[pos_c] == h3c) & (hours >= 0) & (hours < n_days * HOURS_PER_DAY)
-        if "time_known" in incidents.columns:
-            tk = incidents["time_known"].fillna(True).to_numpy(bool)
-        else:
-            tk = np.ones(len(incidents), bool)
         order = np.argsort(hours[keep], kind="stable")
-        labels = {}
-        for col in ("block", "category"):
-            if col in incidents.columns:
-                codes, names = pd.factorize(incidents[col].astype("string"), use_na_sentinel=True)
-                labels[col] = np.asarray(codes, np.int64)[keep][order]
-                labels[f"{col}_names"] = np.asarray(names, dtype=object)
+        out: dict[str, np.ndarray] = {}
+        for c, (codes, index) in labels.items():
+            out[c] = np.concatenate(codes)[keep][order]
+            out[f"{c}_names"] = np.asarray(list(index), dtype=object)
         return cls(
             cells=cells,
             cell_idx=pos_c[keep][order].astype(np.int64),
@@ -169,7 +221,10 @@ class Counts:
             tz=tz,
             n_days=n_days,
             res=res,
-            **labels,
+            block=out.get("block"),
+            block_names=out.get("block_names"),
+            category=out.get("category"),
+            category_names=out.get("category_names"),
         )
 
     @classmethod
@@ -208,6 +263,15 @@ class Counts:
         ).tocsr()
         m.sum_duplicates()
         return m
+
+    def use_daily(self, matrix: sp.spmatrix) -> None:
+        """Set :attr:`daily` from elsewhere (e.g. :func:`daily_from_counts`, the
+        store's own aggregation) instead of building it from the event arrays."""
+        m = sp.csr_matrix(matrix, dtype=np.float64)
+        if m.shape != (len(self.cells), self.n_days):
+            raise ValueError(f"daily matrix is {m.shape}, expected {(len(self.cells), self.n_days)} (cells x days)")
+        self.__dict__["daily"] = m
+        self.__dict__.pop("daily_csc", None)
 
     @cached_property
     def daily_csc(self) -> sp.csc_matrix:

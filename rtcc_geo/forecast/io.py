@@ -13,9 +13,9 @@ import pandas as pd
 
 from ..config import Agency, load_agency
 from ..grid import cover
-from ..schema import h3_column
+from ..schema import CATEGORIES, h3_column
 from ..store.base import Query, Store
-from .data import Counts, select_target
+from .data import Counts, daily_from_counts, select_target
 
 FORECAST_COLUMNS = ("id", "occurred_from", "time_known", "offense_raw", "offense_code", "category", "district", "block")
 
@@ -72,15 +72,55 @@ def counts_from_store(store, source: str | None, target: str, start=None, end=No
     tz = store.sources().get(source)
     if tz is None or source is None:
         raise ValueError(f"source {source!r} is not in the store; known: {sorted(store.sources())}. Ingest it first.")
-    df = load_target(store, source, target, start, end, res)
-    check_span(df["occurred_from"], start)
+    far: list[np.ndarray] | None = [] if start is None else None  # check_span needs every time, only then
+    batches = _target_batches(store, source, target, start, end, res, far)
     if scope is not None and scope.study_area == "incidents":
-        cells = None
+        c = Counts.from_batches(batches, cells=None, res=res, tz=tz, origin=start, end=end)
     else:
         assert agency is not None  # looked up above (a missing agency is a ScopeError)
         cells = boundary_cells(agency, res, store)
-    if cells is not None and len(df):
-        cells = np.union1d(cells, df[h3_column(res)].to_numpy(np.int64))
-    c = Counts.from_incidents(df, cells=cells, res=res, tz=tz, origin=start, end=end)
+        c = Counts.from_batches(batches, cells=cells, res=res, tz=tz, origin=start, end=end, add_event_cells=True)
+    if target == "all" or target in CATEGORIES:
+        # The target is a query: the cells x days matrix comes from the store's counts
+        # (size: non-zero cell-days), not from an events-long COO build.
+        q = Query(source=source, start=start, end=end, geolocated=True,
+                  categories=None if target == "all" else (target,))
+        c.use_daily(daily_from_counts(store.counts(res, ("cell", "day"), q), c.cells, c.origin, c.n_days))
+    if far is not None:
+        check_span(pd.Series(np.concatenate(far) if far else np.zeros(0, np.int64), dtype="datetime64[ns]"), start)
     c._cache["agency"] = agency if isinstance(agency, str) else getattr(agency, "name", None) or source
     return c
+
+
+def target_columns(target: str, res: int) -> list[str]:
+    """The columns a :class:`Counts` of ``target`` needs: time, cell, the labels
+    explanations use, and the text :func:`select_target` filters on."""
+    cols = ["occurred_from", "time_known", "category", "block", h3_column(res)]
+    if target == "violent_ucr":
+        cols.append("offense_code")
+    if target in ("theft_from_vehicle", "all_but_enforcement"):
+        cols.append("offense_raw")
+    return cols
+
+
+def _target_batches(store: Store, source: str, target: str, start, end, res: int, far: list | None):
+    """The rows of ``target`` in time batches (:func:`~rtcc_geo.temporal.stream.iter_incidents`):
+    forecasts need per-event times, so rows, but only :func:`target_columns` and one
+    batch at a time. A category target is pushed into the query."""
+    from ..schema import empty_incidents
+    from ..temporal.stream import iter_incidents
+
+    cols = target_columns(target, res)
+    # Forecasts are per cell: incidents that are not geolocated cannot take part.
+    q = Query(source=source, start=start, end=end, geolocated=True)
+    if target in CATEGORIES:
+        q = q.with_(categories=(target,))
+    n = 0
+    for df in iter_incidents(store, q, cols):
+        df = select_target(df, target)
+        if far is not None:
+            far.append(df["occurred_from"].dt.tz_convert("UTC").dt.tz_localize(None).to_numpy("datetime64[ns]").view(np.int64))
+        n += len(df)
+        yield df
+    if n == 0:
+        yield empty_incidents().loc[:, cols]

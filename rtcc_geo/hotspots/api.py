@@ -8,8 +8,10 @@
 ...                permutations=999, seed=42)
 >>> gdf[gdf.bin == 3]          # hot spots at 99 % confidence after FDR
 
-Everything reads the store through :meth:`Store.counts` (cell counts) or
-:meth:`Store.incidents` (points for KDE, addresses for concentration), so the
+Everything reads the store through :meth:`Store.counts` (cell counts: memory
+bounded by the grid, whatever the number of incidents) or, where a statistic
+needs rows, :meth:`Store.incidents` with only the columns it needs (points for
+KDE; addresses for concentration, summed batch by batch), so the
 embedded and PostGIS stores give the same tables. The statistics themselves
 run on plain arrays (:func:`hotspots_from_counts`), one core for both stores.
 """
@@ -286,7 +288,9 @@ def hotspots(
         gdf.attrs["hotspots"].update(source=q.source, study_area=area_label)
         return gdf
     cells, y = study_counts(counts, res, bnd)
-    pts = store.incidents(q.with_(geolocated=True), columns=["lon", "lat"])  # points only
+    # KDE needs the points themselves (its default bandwidth is the median distance of
+    # every point to their centre), so it reads rows: only lon/lat, 16 bytes an incident.
+    pts = store.incidents(q.with_(geolocated=True), columns=["lon", "lat"])
     r = kde_cells(cells, pts["lon"].to_numpy(), pts["lat"].to_numpy(), kernel, bandwidth_m)
     df = pd.DataFrame({"count": y.astype(np.int64), "density": r.density, "expected": r.expected})
     gdf = cells_gdf(cells, df)
@@ -308,11 +312,27 @@ def concentration_report(store: Store, res: int = 9, q: Query = Query(), boundar
     counts = cell_counts(store, res, q)
     cells, y = study_counts(counts, res, bnd)
     out = {"cell": concentration(pd.Series(y, index=cells), "cell", top)}
-    blocks = store.incidents(q, columns=["block"])["block"].dropna()
-    blocks = blocks[blocks.astype(str).str.strip() != ""]
-    if len(blocks):
-        out["block"] = concentration(blocks.astype(str).value_counts(), "block", top)
+    per_block = block_counts(store, q)
+    if len(per_block):
+        out["block"] = concentration(per_block, "block", top)
     return out
+
+
+def block_counts(store: Store, q: Query = Query()) -> pd.Series:
+    """Incidents per published block address (blank addresses left out).
+
+    ``block`` is no count key of :meth:`Store.counts`, so the rows' ``block``
+    column is read in time batches (:func:`~rtcc_geo.temporal.stream.iter_incidents`)
+    and summed: memory is one batch plus one count per distinct address.
+    """
+    from ..temporal.stream import iter_incidents
+
+    total = pd.Series(dtype=np.int64)
+    for df in iter_incidents(store, q, ["block"]):
+        b = df["block"].dropna().astype(str)
+        vc = b[b.str.strip() != ""].value_counts()
+        total = vc if not len(total) else total.add(vc, fill_value=0).astype(np.int64)
+    return total
 
 
 def optimize_scale(store: Store, q: Query = Query(), res: int | None = 9, ks=(1, 2, 3, 4, 5, 6),

@@ -116,5 +116,14 @@ def sen_slope(x) -> np.ndarray:
     a, _ = _as_2d(x)
     n = a.shape[1]
     i, j = np.triu_indices(n, k=1)
-    slopes = (a[:, j] - a[:, i]) / (j - i)
-    return np.median(slopes, axis=1)
+    # The pairwise slopes are rows x n(n-1)/2: a few thousand cells over ten years of
+    # months would be gigabytes at once, so rows go in chunks of ~_SEN_CHUNK slopes.
+    step = max(1, _SEN_CHUNK // max(len(i), 1))
+    out = np.empty(a.shape[0])
+    for r0 in range(0, a.shape[0], step):
+        blk = a[r0 : r0 + step]
+        out[r0 : r0 + step] = np.median((blk[:, j] - blk[:, i]) / (j - i), axis=1)
+    return out
+
+
+_SEN_CHUNK = 1_000_000  # slopes per chunk: 8 MB of float64 (a few such temporaries)

@@ -25,6 +25,7 @@ one profile.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -77,7 +78,7 @@ def hour_ranges(hours: np.ndarray) -> str:
 
 
 def hotspot_profiles(
-    incidents: pd.DataFrame,
+    incidents: pd.DataFrame | Iterable[pd.DataFrame],
     tz: str,
     hot_cells: np.ndarray,
     res: int,
@@ -89,13 +90,14 @@ def hotspot_profiles(
     """Hour-of-week profile of each hot spot.
 
     ``incidents``: canonical rows (all of the area and period, used for the
-    city baseline unless ``baseline`` — a 168-vector — is given);
+    city baseline unless ``baseline`` — a 168-vector — is given), as one frame
+    or as consecutive batches (e.g. :func:`~rtcc_geo.temporal.stream.iter_incidents`:
+    rows are needed because from/to windows are spread over hours, and only
+    168-bin sums per hot spot are kept between batches);
     ``hot_cells``: the significant hot cells at ``res`` (e.g. the ``cell``
     of a hot-spot table where the bin is positive).
     """
     from .. import grid
-    from ..grid import parent
-    from .cube import _finest_cell_column
 
     hot_cells = np.unique(np.asarray(hot_cells, dtype=np.int64))
     if hot_cells.size == 0:
@@ -103,27 +105,31 @@ def hotspot_profiles(
     if group not in ("cluster", "cell"):
         raise ValueError("group must be 'cluster' (connected hot cells) or 'cell'")
     lab = cluster_cells(hot_cells, k) if group == "cluster" else np.arange(len(hot_cells))
-    raw = incidents[_finest_cell_column(incidents, res)].to_numpy(np.int64)
-    located = raw != 0  # not geolocated (schema.NO_CELL): in the city's rhythm, in no hot spot
-    cell = np.full(len(raw), -1, dtype=np.int64)
-    cell[located] = parent(raw[located], res)
-    pos = np.searchsorted(hot_cells, cell)
-    pos = np.minimum(pos, len(hot_cells) - 1)
-    inside = hot_cells[pos] == cell
+    ng = int(lab.max()) + 1
+    size = np.zeros(ng, dtype=np.int64)
+    obs_raw = np.zeros((ng, 168))
+    city = np.zeros(168)
+    for df in [incidents] if isinstance(incidents, pd.DataFrame) else incidents:
+        if not len(df):
+            continue
+        groups = _hot_spot_of(df, hot_cells, lab, res)  # ng = "not in a hot spot"
+        size += np.bincount(groups, minlength=ng + 1)[:ng]
+        o = aoristic_counts(df, tz, "hour_of_week", groups=groups)
+        obs_raw[: min(ng, len(o))] += o[:ng]
+        if baseline is None:
+            city += aoristic_counts(df, tz, "hour_of_week")
     if baseline is None:
-        baseline = aoristic_counts(incidents, tz, "hour_of_week")
+        baseline = city
     baseline = np.asarray(baseline, dtype=np.float64)
     if baseline.shape != (168,) or baseline.sum() <= 0:
         raise ValueError("baseline must be a 168-vector of hour-of-week counts with a positive total")
     share = baseline / baseline.sum()
-    ng = int(lab.max()) + 1
     # Number hot spots by size (incidents), largest first, so hot spot 0 is the biggest.
-    size = np.bincount(lab[pos][inside], minlength=ng)
     rank = np.empty(ng, dtype=np.int64)
     rank[np.argsort(-size, kind="stable")] = np.arange(ng)
     lab = rank[lab]
-    groups = np.where(inside, lab[pos], ng)  # ng = "not in a hot spot"
-    obs = aoristic_counts(incidents, tz, "hour_of_week", groups=groups)[:ng]
+    obs = np.empty_like(obs_raw)
+    obs[rank] = obs_raw
     tot = obs.sum(axis=1, keepdims=True)
     exp = tot * share[None, :]
     p = poisson.sf(np.rint(obs) - 1, exp)  # P(X >= O)
@@ -150,3 +156,18 @@ def hotspot_profiles(
         "peak_hour_of_week": obs.argmax(axis=1),
     })
     return HotSpotProfiles(table=table, hot_hours=summary, members=members)
+
+
+def _hot_spot_of(df: pd.DataFrame, hot_cells: np.ndarray, lab: np.ndarray, res: int) -> np.ndarray:
+    """Each row's hot-spot label ``lab`` (of its cell at ``res`` among the sorted
+    ``hot_cells``), or ``lab.max() + 1`` when it lies in none."""
+    from ..grid import parent
+    from .cube import _finest_cell_column
+
+    raw = df[_finest_cell_column(df, res)].to_numpy(np.int64)
+    located = raw != 0  # not geolocated (schema.NO_CELL): in the city's rhythm, in no hot spot
+    cell = np.full(len(raw), -1, dtype=np.int64)
+    cell[located] = parent(raw[located], res)
+    pos = np.minimum(np.searchsorted(hot_cells, cell), len(hot_cells) - 1)
+    inside = hot_cells[pos] == cell
+    return np.where(inside, lab[pos], int(lab.max()) + 1).astype(np.int64)

@@ -27,6 +27,7 @@ Rules (the same everywhere in the package)
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,6 +36,7 @@ import pandas as pd
 from ..store.base import Query, Store
 from .aoristic import aoristic_counts
 from .mannkendall import mann_kendall, sen_slope
+from .stream import iter_incidents
 
 GROUP_BY: tuple[str, ...] = ("category", "district", "cell")
 SEASONS: tuple[str, ...] = ("winter", "spring", "summer", "autumn")
@@ -102,35 +104,84 @@ def temporal_signature(
     are used when present; ``by="cell"`` needs an ``h3_r*`` column at or finer
     than ``res``.
     """
-    if len(df) == 0:
-        raise ValueError("no incidents to summarise; widen the query (dates, categories, source)")
-    codes, groups = _group_codes(df, by, res)
-    ng = len(groups)
-    how = aoristic_counts(df, tz, "hour_of_week", groups=codes, unknown_time=unknown_time)
-    hour = how.reshape(ng, 7, 24).sum(axis=1)
-    dow = aoristic_counts(df, tz, "dow", groups=codes, unknown_time="spread")
-    local = pd.DatetimeIndex(pd.to_datetime(df["occurred_from"], utc=True)).tz_convert(tz).tz_localize(None)
-    mstart = local.to_period("M")
-    months = pd.period_range(mstart.min(), mstart.max(), freq="M")
-    mi = ((local.year.to_numpy(np.int64) - months[0].year) * 12
-          + local.month.to_numpy(np.int64) - months[0].month)
-    month = np.bincount(codes * len(months) + mi, minlength=ng * len(months)).reshape(ng, len(months))
-    season = np.zeros((ng, 4))
-    np.add.at(season, (codes, _SEASON_OF_MONTH[local.month.to_numpy() - 1]), 1.0)
-    known = df["time_known"].to_numpy(dtype=bool, na_value=True) if "time_known" in df.columns else np.ones(len(df), bool)
-    trend = _trend(month.astype(np.float64), groups)
-    mk_idx = months.to_timestamp()
-    return TemporalSignature(
-        by=by, tz=tz,
-        hour=pd.DataFrame(hour, index=groups, columns=pd.RangeIndex(24, name="hour")),
-        dow=pd.DataFrame(dow, index=groups, columns=pd.RangeIndex(7, name="dow")),
-        hour_of_week=pd.DataFrame(how, index=groups, columns=pd.RangeIndex(168, name="hour_of_week")),
-        month=pd.DataFrame(month, index=groups, columns=pd.DatetimeIndex(mk_idx, name="month")),
-        season=pd.DataFrame(season, index=groups, columns=pd.Index(list(SEASONS), name="season")),
-        trend=trend,
-        n_incidents=int(len(df)),
-        n_time_unknown=int((~known).sum()) if unknown_time == "exclude" else 0,
-    )
+    return signature_from_batches([df], tz, by=by, res=res, unknown_time=unknown_time)
+
+
+def signature_from_batches(
+    batches: Iterable[pd.DataFrame],
+    tz: str,
+    by: str | None = None,
+    res: int | None = None,
+    unknown_time: str = "exclude",
+) -> TemporalSignature:
+    """:func:`temporal_signature` of the concatenation of ``batches``, one batch in
+    memory at a time (the sums are additive over incidents; only the per-group
+    bins are kept between batches, so memory is groups x bins, not rows)."""
+    acc = _Sums(tz, by, res, unknown_time)
+    for df in batches:
+        acc.add(df)
+    return acc.signature()
+
+
+class _Sums:
+    """Per-group running sums of a signature's bins over batches of rows."""
+
+    def __init__(self, tz: str, by: str | None, res: int | None, unknown_time: str):
+        if by is not None and by not in GROUP_BY:
+            raise ValueError(f"unknown group {by!r}; use one of {GROUP_BY} or None")
+        if by == "cell" and res is None:
+            raise ValueError("by='cell' needs res (the H3 resolution)")
+        self.tz, self.by, self.res, self.unknown_time = tz, by, res, unknown_time
+        self.how: pd.DataFrame | None = None    # group x 168
+        self.dow: pd.DataFrame | None = None    # group x 7
+        self.month: list[pd.Series] = []        # per batch: (group, year * 12 + month - 1) -> n
+        self.n = 0
+        self.n_unknown = 0
+
+    def add(self, df: pd.DataFrame) -> None:
+        if len(df) == 0:
+            return
+        codes, groups = _group_codes(df, self.by, self.res)
+        how = pd.DataFrame(aoristic_counts(df, self.tz, "hour_of_week", groups=codes, unknown_time=self.unknown_time),
+                           index=groups)
+        dow = pd.DataFrame(aoristic_counts(df, self.tz, "dow", groups=codes, unknown_time="spread"), index=groups)
+        local = pd.DatetimeIndex(pd.to_datetime(df["occurred_from"], utc=True)).tz_convert(self.tz)
+        mnum = local.year.to_numpy(np.int64) * 12 + local.month.to_numpy(np.int64) - 1
+        month = pd.Series(np.ones(len(df), np.int64)).groupby([groups[codes], mnum]).sum()
+        self.how = how if self.how is None else self.how.add(how, fill_value=0.0)
+        self.dow = dow if self.dow is None else self.dow.add(dow, fill_value=0.0)
+        self.month.append(month)  # a batch spans few months: groups x months in all, summed once at the end
+        known = df["time_known"].to_numpy(dtype=bool, na_value=True) if "time_known" in df.columns else None
+        self.n += len(df)
+        self.n_unknown += 0 if known is None else int((~known).sum())
+
+    def signature(self) -> TemporalSignature:
+        if self.n == 0 or self.how is None or self.dow is None or not self.month:
+            raise ValueError("no incidents to summarise; widen the query (dates, categories, source)")
+        groups = pd.Index(self.how.index.sort_values(), name=self.by or "group")
+        if self.by is None:
+            groups = pd.Index(["all"], name="group")
+        how = self.how.reindex(groups).to_numpy(np.float64)
+        dow = self.dow.reindex(groups).to_numpy(np.float64)
+        hour = how.reshape(len(groups), 7, 24).sum(axis=1)
+        m = pd.concat(self.month).groupby(level=[0, 1]).sum().unstack(fill_value=0)
+        mnums = np.arange(int(m.columns.min()), int(m.columns.max()) + 1)
+        month = m.reindex(index=groups, columns=mnums, fill_value=0).to_numpy(np.int64)
+        season = np.zeros((len(groups), 4))
+        np.add.at(season.T, _SEASON_OF_MONTH[mnums % 12], month.T.astype(np.float64))
+        first = pd.Period(year=int(mnums[0] // 12), month=int(mnums[0] % 12) + 1, freq="M")
+        mk_idx = pd.period_range(first, periods=len(mnums), freq="M").to_timestamp()
+        return TemporalSignature(
+            by=self.by, tz=self.tz,
+            hour=pd.DataFrame(hour, index=groups, columns=pd.RangeIndex(24, name="hour")),
+            dow=pd.DataFrame(dow, index=groups, columns=pd.RangeIndex(7, name="dow")),
+            hour_of_week=pd.DataFrame(how, index=groups, columns=pd.RangeIndex(168, name="hour_of_week")),
+            month=pd.DataFrame(month, index=groups, columns=pd.DatetimeIndex(mk_idx, name="month")),
+            season=pd.DataFrame(season, index=groups, columns=pd.Index(list(SEASONS), name="season")),
+            trend=_trend(month.astype(np.float64), groups),
+            n_incidents=int(self.n),
+            n_time_unknown=int(self.n_unknown) if self.unknown_time == "exclude" else 0,
+        )
 
 
 def _trend(month: np.ndarray, groups: pd.Index) -> pd.DataFrame:
@@ -144,7 +195,7 @@ def _trend(month: np.ndarray, groups: pd.Index) -> pd.DataFrame:
     }, index=groups)
 
 
-_COLUMNS = ["occurred_from", "occurred_to", "time_known", "category", "district"]
+_COLUMNS = ["occurred_from", "occurred_to", "time_known"]
 
 
 def signature_from_store(
@@ -154,23 +205,41 @@ def signature_from_store(
     res: int | None = None,
     tz: str | None = None,
     unknown_time: str = "exclude",
+    max_rows: int | None = None,
 ) -> TemporalSignature:
     """:func:`temporal_signature` of the incidents ``q`` selects from ``store``.
 
     The store keeps time-unknown rows for day-level figures; the hour filter
     of ``q`` is not applied here (hour-level figures are the output).
+
+    Why rows, not :meth:`Store.counts`: an incident known only within a
+    ``[occurred_from, occurred_to)`` window is spread over the hours it covers,
+    and the window is no count key. So the rows are read in time batches of at
+    most ``max_rows`` (default ``RTCC_BATCH_ROWS`` or 1 M;
+    :func:`~rtcc_geo.temporal.stream.iter_incidents`), with
+    only the columns the signature needs; memory is one batch plus groups x bins.
     """
     tz = tz or source_tz(store, q.source)
-    cols = list(_COLUMNS)
+    return signature_from_batches(iter_incidents(store, signature_query(q, by), signature_columns(by, res), max_rows),
+                                  tz, by=by, res=res, unknown_time=unknown_time)
+
+
+def signature_query(q: Query, by: str | None) -> Query:
+    """The rows a signature reads: time-unknown ones too (day-level figures count them);
+    only geolocated ones for a per-cell signature."""
+    return q.with_(include_unknown_time=True, geolocated=True if by == "cell" else q.geolocated)
+
+
+def signature_columns(by: str | None, res: int | None) -> list[str]:
+    """The columns :func:`temporal_signature` reads for grouping ``by`` at ``res``."""
+    cols = list(_COLUMNS) + ([by] if by in ("category", "district") else [])
     if by == "cell":
         from ..schema import h3_column
 
         if res is None:
             raise ValueError("by='cell' needs res (the H3 resolution)")
         cols.append(h3_column(min(max(res, 7), 10)))
-    geo = True if by == "cell" else q.geolocated  # a cell signature needs a cell
-    df = store.incidents(q.with_(include_unknown_time=True, geolocated=geo), columns=cols)
-    return temporal_signature(df, tz, by=by, res=res, unknown_time=unknown_time)
+    return cols
 
 
 def source_tz(store: Store, source: str | None) -> str:

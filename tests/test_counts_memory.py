@@ -1,0 +1,145 @@
+"""Memory is bounded by the grid and the batch, not by the number of incidents.
+
+A synthetic embedded store (rtcc_geo.synth's city with from/to windows and date-only
+rows): one 4-week draw repeated for four years, so every monthly partition has the
+same size and only their number grows. A fresh process analyses the first year
+(~53 k incidents), then all four (~211 k), and reports its peak RSS (VmHWM) after
+each; the growth is compared, in the same run, with the growth of the pre-batch way
+(reading every row of the query at once, ~1 kB an incident). Temporal signatures,
+emerging hot spots and Gi* hot spots must grow less than a fifth as much, and the
+batched results must equal the one-shot ones. (Per-cell signatures and cubes also
+grow with cells x months, the grid in time; that is not rows, so it is kept small
+here: signatures overall and per category, the cube at res 8.)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from rtcc_geo.store import Query
+
+BLOCKS = 52  # 4-week blocks: four years
+BATCH = "5000"
+TZ = "America/New_York"
+SMALL_END = "2025-01-01"  # the first year
+
+
+@pytest.fixture(scope="module")
+def synth_store(tmp_path_factory):
+    """One 4-week draw of the synthetic city repeated 52 times, 28 days apart (new ids
+    each time), written through the store API as source ``synth``."""
+    from rtcc_geo.store.embedded import EmbeddedStore
+    from rtcc_geo.synth import SyntheticCity, generate
+
+    base = generate(SyntheticCity(daily_rate=160, start="2024-01-01", end="2024-01-29"))
+    store = EmbeddedStore(tmp_path_factory.mktemp("synth_memory"))
+    store.register_source("synth", TZ)
+    reps = []
+    for j in range(BLOCKS):
+        d = base.copy()
+        d["source"] = "synth"
+        d["id"] = d["id"] + f"-{j}"
+        for c in ("occurred_from", "occurred_to", "reported_at"):
+            d[c] = d[c] + pd.Timedelta(days=28 * j)
+        reps.append(d)
+    store.write_incidents(pd.concat(reps, ignore_index=True))
+    return store
+
+
+_CHILD = r"""
+import json, resource, sys, warnings
+warnings.simplefilter("ignore")
+
+
+def peak_rss():
+    # VmHWM: this process image's own peak. ru_maxrss would start at the parent's peak,
+    # as Linux carries it across fork + exec (pytest, the parent, is large).
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(x.split()[1]) for x in f if x.startswith("VmHWM:")) * 1024
+    except (OSError, StopIteration):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+from rtcc_geo.store import Query
+from rtcc_geo.store.embedded import EmbeddedStore
+
+root, mode, small_end = sys.argv[1:4]
+store = EmbeddedStore(root, create=False)
+peaks, sizes = [], []
+for end in (small_end, None):
+    q, tz = Query(source="synth", end=end), store.sources()["synth"]
+    sizes.append(int(store.counts(7, ("month",), q)["n"].sum()))  # store.count() holds every row's keys
+    if mode == "batched":
+        from rtcc_geo import hotspots as hs
+        from rtcc_geo.temporal.cube import build_cube
+        from rtcc_geo.temporal.emerging import emerging_hotspots
+        from rtcc_geo.temporal.signatures import signature_from_store
+
+        signature_from_store(store, q, by=None)
+        signature_from_store(store, q, by="category")
+        emerging_hotspots(build_cube(store, 8, "month", q, study_area="data"))
+        hs.hotspots(store, "gistar", 9, q, boundary="incidents", permutations=0)
+    else:  # the pre-batch way: every row of the query at once
+        from rtcc_geo.temporal.signatures import signature_columns, signature_query, temporal_signature
+
+        df = store.incidents(signature_query(q, "category"), columns=signature_columns("category", 9))
+        temporal_signature(df, tz, by="category")
+        del df
+    peaks.append(peak_rss())
+print(json.dumps({"peaks": peaks, "sizes": sizes}))
+"""
+
+
+def _peaks(store, mode: str) -> dict:
+    env = {**os.environ, "RTCC_BATCH_ROWS": BATCH, "PYTHONWARNINGS": "ignore"}
+    r = subprocess.run(
+        [sys.executable, "-c", _CHILD, str(store.root), mode, SMALL_END],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def test_peak_memory_grows_far_less_than_the_rows(synth_store):
+    ours, ref = _peaks(synth_store, "batched"), _peaks(synth_store, "one_shot")
+    small, big = ours["sizes"]
+    assert ref["sizes"] == ours["sizes"] and big >= 3.9 * small and big > 150_000
+    grow_ref = ref["peaks"][1] - ref["peaks"][0]
+    grow_ours = ours["peaks"][1] - ours["peaks"][0]
+    print(
+        f"\n{small:,} -> {big:,} incidents: peak RSS one-shot {ref['peaks'][0] / 2**20:.0f} -> "
+        f"{ref['peaks'][1] / 2**20:.0f} MB, batched {ours['peaks'][0] / 2**20:.0f} -> {ours['peaks'][1] / 2**20:.0f} MB"
+    )
+    # The reference must show the rows' cost, or this test could not fail.
+    assert grow_ref > 40 * (big - small)  # > 40 bytes an extra row
+    assert grow_ours < 0.2 * grow_ref
+
+
+def test_batched_signature_with_windows_equals_one_shot(synth_store):
+    from rtcc_geo.temporal.signatures import signature_from_store, temporal_signature
+
+    q = Query(source="synth", start="2024-03-01", end="2024-11-01")
+    df = synth_store.incidents(q.with_(include_unknown_time=True))
+    assert df["occurred_to"].notna().sum() > 300 and (~df["time_known"]).sum() > 300  # windows and date-only rows
+    for by in ("category", "cell"):
+        for unknown in ("exclude", "spread"):
+            a = signature_from_store(synth_store, q, by=by, res=9, unknown_time=unknown, max_rows=3000)
+            geo = df[df["h3_r9"] != 0] if by == "cell" else df
+            b = temporal_signature(geo, TZ, by=by, res=9, unknown_time=unknown)
+            for part in ("hour", "dow", "hour_of_week", "month", "season", "trend"):
+                pd.testing.assert_frame_equal(getattr(a, part), getattr(b, part), check_exact=False, rtol=1e-12)
+            assert (a.n_incidents, a.n_time_unknown) == (b.n_incidents, b.n_time_unknown)
+            # Aoristic weights sum to one per incident kept.
+            kept = len(geo) - (b.n_time_unknown if unknown == "exclude" else 0)
+            assert np.isclose(a.hour_of_week.to_numpy().sum(), kept)
