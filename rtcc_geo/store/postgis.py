@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import io
 import json
 import threading
 from collections.abc import Sequence
@@ -43,7 +42,6 @@ import pandas as pd
 import psycopg
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv as pacsv
 from psycopg import sql
 
 from .. import grid
@@ -51,10 +49,10 @@ from ..schema import CORE_DTYPES, DEFAULT_RESOLUTIONS, INCIDENT_COLUMNS, QUARANT
 from .base import (prepare_incidents, Query, Store, WriteResult, check_keys, check_table_name, geolocated_filter,
                    local_bound, needs_known_time)
 from .migrate import migrate, scalar
+from .pgwire import copy_in, copy_out
 
 _TS_COLS = ("occurred_from", "occurred_to", "reported_at")
 _H3_COLS = tuple(h3_column(r) for r in DEFAULT_RESOLUTIONS)
-_COPY_BATCH = 65_536  # rows per CSV chunk sent to COPY
 #: Batches at least this big, and at least as big as the table, load in bulk mode
 #: (secondary indexes rebuilt after the insert; see write_incidents).
 BULK_MIN_ROWS = 50_000
@@ -177,20 +175,21 @@ class PostGISStore(Store):
         df = prepare_incidents(self, df)
         table = _incidents_wire(df)
         cols = list(INCIDENT_COLUMNS)
+        self._ensure_partitions(df["occurred_from"])
         with self.conn.transaction():
             # Writers queue here (readers do not), so every committed key is visible
             # to the checks below and no row can conflict: the INSERT needs no
             # ON CONFLICT (whose speculative insertion doubled the load time).
             self.conn.execute("LOCK TABLE incidents IN SHARE ROW EXCLUSIVE MODE")
             fresh = not scalar(self.conn.execute(
-                "SELECT EXISTS (SELECT 1 FROM incidents WHERE source = ANY(%s::text[]))",
+                "SELECT EXISTS (SELECT 1 FROM incident_keys WHERE source = ANY(%s::text[]))",
                 (sorted(df["source"].unique().tolist()),)))
             restore = self._drop_indexes_for_bulk(len(df))
             try:
                 if fresh:
                     # No stored key of these sources and the batch is deduplicated:
                     # COPY straight into the table (first loads, the bulk case).
-                    _copy_in(self.conn, "incidents", table, columns=cols)
+                    copy_in(self.conn, "incidents", table, columns=cols)
                     inserted = len(df)
                     keys = set(zip(df["source"].tolist(), df["id"].tolist()))
                 else:
@@ -200,11 +199,13 @@ class PostGISStore(Store):
                         "reported_at timestamptz, time_known boolean, offense_raw text, offense_code text, "
                         "category text, lon double precision, lat double precision, block text, district text, "
                         "extras jsonb, h3_r7 bigint, h3_r8 bigint, h3_r9 bigint, h3_r10 bigint) ON COMMIT DROP")
-                    _copy_in(self.conn, "rtcc_stage_incidents", table)
+                    copy_in(self.conn, "rtcc_stage_incidents", table)
+                    # incident_keys holds every stored (source, id), whatever its month:
+                    # the same incident re-sent with another time is still a duplicate.
                     cur = self.conn.execute(
                         f"INSERT INTO incidents ({', '.join(cols)}) "
                         f"SELECT {', '.join(cols)} FROM rtcc_stage_incidents s "
-                        "WHERE NOT EXISTS (SELECT 1 FROM incidents i WHERE i.source = s.source AND i.id = s.id) "
+                        "WHERE NOT EXISTS (SELECT 1 FROM incident_keys k WHERE k.source = s.source AND k.id = s.id) "
                         "RETURNING source, id")
                     keys = set(map(tuple, cur.fetchall()))
                     inserted = len(keys)
@@ -214,10 +215,31 @@ class PostGISStore(Store):
                 self.conn.execute(ddl)
         return WriteResult(received, inserted, keys)
 
+    def _ensure_partitions(self, occurred: pd.Series) -> None:
+        """Create the monthly partitions (UTC months) a batch needs that do not exist yet.
+
+        In one short transaction of its own before the load, so readers wait at
+        most for a catalogue change, never for a load. ``rtcc_create_incident_partition``
+        takes the writers' lock and re-checks, so concurrent writers needing the
+        same month create it once. A row whose partition is missing anyway (a
+        writer of another version) lands in the DEFAULT partition: never lost.
+        """
+        utc = occurred.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy()
+        months = [pd.Timestamp(m).to_pydatetime() for m in np.unique(utc.astype("datetime64[M]"))]
+        missing = self.conn.execute(
+            "SELECT m FROM unnest(%s::timestamp[]) m WHERE to_regclass("
+            "format('%%I.%%I', current_schema(), rtcc_incidents_partition_name(m))) IS NULL ORDER BY m",
+            (months,)).fetchall()
+        if missing:
+            with self.conn.transaction():
+                for (m,) in missing:
+                    self.conn.execute("SELECT rtcc_create_incident_partition(%s)", (m,))
+
     def _drop_indexes_for_bulk(self, n: int) -> list[sql.SQL | sql.Composed]:
         """Bulk mode: for a batch of ``n >= BULK_MIN_ROWS`` rows at least twice the
-        table, drop every index of ``incidents`` (primary key included) and return
-        the statements that rebuild them after the load.
+        table, drop every index of ``incidents`` (on every partition) and the
+        primary key of ``incident_keys``, and return the statements that rebuild
+        them after the load.
 
         One sorted index build beats 100k+ random inserts into each of 8 indexes
         (GiST above all). Readers wait for the commit meanwhile; DDL is
@@ -228,13 +250,14 @@ class PostGISStore(Store):
         restore: list[sql.SQL | sql.Composed] = []
         pkey = self.conn.execute(
             "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
-            "WHERE conrelid = 'incidents'::regclass AND contype = 'p'").fetchone()
+            "WHERE conrelid = 'incident_keys'::regclass AND contype = 'p'").fetchone()
         for name, ddl in self._secondary_indexes("incidents"):
             self.conn.execute(sql.SQL("DROP INDEX {}").format(sql.Identifier(name)))
-            restore.append(sql.SQL(ddl))
+            # A partitioned index reads "ON ONLY": rebuilt without it, on every partition.
+            restore.append(sql.SQL(ddl.replace(" ON ONLY ", " ON ", 1)))
         if pkey:
-            self.conn.execute(sql.SQL("ALTER TABLE incidents DROP CONSTRAINT {}").format(sql.Identifier(pkey[0])))
-            restore.insert(0, sql.SQL("ALTER TABLE incidents ADD CONSTRAINT {} {}").format(
+            self.conn.execute(sql.SQL("ALTER TABLE incident_keys DROP CONSTRAINT {}").format(sql.Identifier(pkey[0])))
+            restore.insert(0, sql.SQL("ALTER TABLE incident_keys ADD CONSTRAINT {} {}").format(
                 sql.Identifier(pkey[0]), sql.SQL(pkey[1])))
         return restore
 
@@ -273,7 +296,7 @@ class PostGISStore(Store):
                 "CREATE TEMP TABLE rtcc_stage_quarantine (source text, file text, row_number bigint, "
                 "reason text, detail text, raw text) ON COMMIT DROP"
             )
-            _copy_in(self.conn, "rtcc_stage_quarantine", table)
+            copy_in(self.conn, "rtcc_stage_quarantine", table)
             try:
                 cur = self.conn.execute(
                     "INSERT INTO quarantine (source, file, row_number, reason, detail, raw) "
@@ -352,13 +375,38 @@ class PostGISStore(Store):
     @_serialised
     def counts(self, res: int, by: Sequence[str] = ("cell",), q: Query = Query()) -> pd.DataFrame:
         by = check_keys(by)
-        res = int(res)
+        plan = self._counts_sql(int(res), by, q)
+        if plan is None:
+            return _empty_counts(by)
+        query, params, types = plan
+        t = self._copy_out(query, params, types)
+        out = t.to_pandas(types_mapper=_pandas_type)
+        for k in ("day", "week", "month"):
+            if k in out.columns:
+                out[k] = pd.to_datetime(out[k].astype("int64"), unit="us")
+        for k in by:
+            out[k] = out[k].astype(_COUNT_DTYPES[k])
+        out["n"] = out["n"].astype("int64")
+        if len(by) and len(out):
+            # SQL already sorted (C collation = code-point order, NULLs last); this
+            # makes the order exactly pandas' whatever the server's settings.
+            out = out.sort_values(list(by), kind="mergesort", na_position="last")
+        return out.reset_index(drop=True)
+
+    def _counts_sql(self, res: int, by: tuple[str, ...], q: Query
+                    ) -> tuple[str, list[object], dict[str, pa.DataType]] | None:
+        """The aggregate :meth:`counts` runs (``None`` when nothing can match).
+
+        Time bounds reach SQL as constants on ``occurred_from`` (COPY merges the
+        parameters client-side), so the planner prunes the monthly partitions
+        outside them before running anything.
+        """
         local = bool({"hour", "dow", "hour_of_week", "day", "week", "month"} & set(by))
         where, params, join = self._where(q, needs_known_time(by, q), force_join=local,
                                           geolocated=geolocated_filter(by, q))
         cell_expr = _cell_expr(res) if "cell" in by else None  # validates res even if nothing matches
         if where is None:
-            return _empty_counts(by)
+            return None
         lt = "(i.occurred_from AT TIME ZONE s.timezone)"
         dow = f"(extract(isodow FROM {lt})::int - 1)"
         hour = f"extract(hour FROM {lt})::int"
@@ -382,19 +430,7 @@ class PostGISStore(Store):
                      f"GROUP BY {grp} ORDER BY {grp}")
         else:
             query = f"SELECT count(*) AS n FROM incidents i {join} WHERE {where} HAVING count(*) > 0"
-        t = self._copy_out(query, params, types)
-        out = t.to_pandas(types_mapper=_pandas_type)
-        for k in ("day", "week", "month"):
-            if k in out.columns:
-                out[k] = pd.to_datetime(out[k].astype("int64"), unit="us")
-        for k in by:
-            out[k] = out[k].astype(_COUNT_DTYPES[k])
-        out["n"] = out["n"].astype("int64")
-        if len(by) and len(out):
-            # SQL already sorted (C collation = code-point order, NULLs last); this
-            # makes the order exactly pandas' whatever the server's settings.
-            out = out.sort_values(list(by), kind="mergesort", na_position="last")
-        return out.reset_index(drop=True)
+        return query, params, types
 
     # --- derived tables --------------------------------------------------
     @_serialised
@@ -430,7 +466,7 @@ class PostGISStore(Store):
             sep = sql.SQL(", ") if spec else sql.SQL("")
             self.conn.execute(sql.SQL("CREATE TABLE {} ({}{}{} bigint NOT NULL)").format(
                 sql.Identifier(tbl), cols_sql, sep, sql.Identifier(_ROW)))
-            _copy_in(self.conn, tbl, table, columns=names + [_ROW])
+            copy_in(self.conn, tbl, table, columns=names + [_ROW])
             self.conn.execute(
                 "INSERT INTO rtcc_tables (name, tbl, columns, n_rows, updated_at) VALUES (%s, %s, %s, %s, now()) "
                 "ON CONFLICT (name) DO UPDATE SET tbl = EXCLUDED.tbl, columns = EXCLUDED.columns, "
@@ -456,7 +492,7 @@ class PostGISStore(Store):
         names = [str(c) for c in df.columns]
         with self.conn.transaction():
             self.conn.execute("SELECT pg_advisory_xact_lock(hashtext('rtcc_table:' || %s))", (name,))
-            _copy_in(self.conn, tbl, pa.table(wire), columns=names + [_ROW])
+            copy_in(self.conn, tbl, pa.table(wire), columns=names + [_ROW])
             self.conn.execute("UPDATE rtcc_tables SET n_rows = n_rows + %s, updated_at = now() WHERE name = %s",
                               (len(df), name))
         return None
@@ -559,29 +595,7 @@ class PostGISStore(Store):
         return (" AND ".join(conds) if conds else "true"), params, join
 
     def _copy_out(self, query: str, params: Sequence[object], types: dict[str, pa.DataType]) -> pa.Table:
-        """Run ``query`` as ``COPY ... TO STDOUT (FORMAT csv)`` and parse it with pyarrow."""
-        buf = io.BytesIO()
-        with self.conn.cursor() as cur:
-            with cur.copy(f"COPY ({query}) TO STDOUT (FORMAT csv)", params or None) as cp:
-                for block in cp:
-                    buf.write(block)
-        data = buf.getvalue()
-        names = list(types)
-        if not data:
-            return pa.table({n: pa.array([], type=t) for n, t in types.items()})
-        return pacsv.read_csv(
-            io.BytesIO(data),
-            read_options=pacsv.ReadOptions(column_names=names, block_size=1 << 24),
-            parse_options=pacsv.ParseOptions(newlines_in_values=True),
-            convert_options=pacsv.ConvertOptions(
-                column_types=types,
-                null_values=[""],
-                strings_can_be_null=True,
-                quoted_strings_can_be_null=False,  # PostgreSQL writes '' as "" and NULL as nothing
-                true_values=["t"],
-                false_values=["f"],
-            ),
-        )
+        return copy_out(self.conn, query, params, types)
 
 
 # --- helpers -----------------------------------------------------------------
@@ -633,27 +647,16 @@ def _ts_text(arr: pa.Array) -> pa.Array:
 
 
 def _incidents_wire(df: pd.DataFrame) -> pa.Table:
-    """Canonical frame -> what COPY reads (timestamps as ISO text, UTC), in column order."""
+    """Canonical frame -> what COPY reads (timestamps as ISO text, UTC), in column order.
+
+    Rows in time order: each month's heap then fills in ``occurred_from`` order,
+    which keeps its BRIN block ranges narrow.
+    """
     t = pa.Table.from_pandas(df.loc[:, list(INCIDENT_COLUMNS)], preserve_index=False)
+    t = t.take(pc.sort_indices(t["occurred_from"]))
     for c in _TS_COLS:
         t = t.set_column(t.schema.get_field_index(c), c, _ts_text(t[c].combine_chunks()))
     return t
-
-
-def _copy_in(conn: psycopg.Connection, table: str, t: pa.Table, columns: Sequence[str] | None = None) -> None:
-    """COPY a pyarrow table into ``table`` as CSV (quoted values, unquoted empty = NULL)."""
-    opts = pacsv.WriteOptions(include_header=False, quoting_style="all_valid")
-    target = sql.Identifier(table)
-    if columns is not None:
-        stmt = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(
-            target, sql.SQL(", ").join(sql.Identifier(c) for c in columns))
-    else:
-        stmt = sql.SQL("COPY {} FROM STDIN (FORMAT csv)").format(target)
-    with conn.cursor() as cur, cur.copy(stmt) as cp:
-        for start in range(0, t.num_rows, _COPY_BATCH):
-            sink = pa.BufferOutputStream()
-            pacsv.write_csv(t.slice(start, _COPY_BATCH), sink, opts)
-            cp.write(memoryview(sink.getvalue()))
 
 
 def _physical_table(name: str) -> str:
