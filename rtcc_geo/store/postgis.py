@@ -178,42 +178,54 @@ class PostGISStore(Store):
         self._ensure_partitions(df["occurred_from"])
         with self.conn.transaction():
             # Writers queue here (readers do not), so every committed key is visible
-            # to the checks below and no row can conflict: the INSERT needs no
-            # ON CONFLICT (whose speculative insertion doubled the load time).
+            # to the check below and no row can conflict: no ON CONFLICT needed
+            # (whose speculative insertion doubled the load time).
             self.conn.execute("LOCK TABLE incidents IN SHARE ROW EXCLUSIVE MODE")
             fresh = not scalar(self.conn.execute(
                 "SELECT EXISTS (SELECT 1 FROM incident_keys WHERE source = ANY(%s::text[]))",
                 (sorted(df["source"].unique().tolist()),)))
-            restore = self._drop_indexes_for_bulk(len(df))
+            if not fresh:
+                # Drop the rows whose key is stored (in any month): only the keys are
+                # staged and looked up, then the rest goes straight into incidents.
+                stored = self._stored_rows(table)
+                if len(stored):
+                    keep = np.ones(table.num_rows, dtype=bool)
+                    keep[stored] = False
+                    table = table.filter(pa.array(keep))
+            restore = self._drop_indexes_for_bulk(table.num_rows)
             try:
-                if fresh:
-                    # No stored key of these sources and the batch is deduplicated:
-                    # COPY straight into the table (first loads, the bulk case).
+                if table.num_rows:
+                    # The keys trigger (sql/060) adds them to incident_keys: a key stored
+                    # meanwhile would fail the COPY, never be stored twice.
                     copy_in(self.conn, "incidents", table, columns=cols)
-                    inserted = len(df)
-                    keys = set(zip(df["source"].tolist(), df["id"].tolist()))
-                else:
-                    self.conn.execute(
-                        "CREATE TEMP TABLE rtcc_stage_incidents ("
-                        "id text, source text, occurred_from timestamptz, occurred_to timestamptz, "
-                        "reported_at timestamptz, time_known boolean, offense_raw text, offense_code text, "
-                        "category text, lon double precision, lat double precision, block text, district text, "
-                        "extras jsonb, h3_r7 bigint, h3_r8 bigint, h3_r9 bigint, h3_r10 bigint) ON COMMIT DROP")
-                    copy_in(self.conn, "rtcc_stage_incidents", table)
-                    # incident_keys holds every stored (source, id), whatever its month:
-                    # the same incident re-sent with another time is still a duplicate.
-                    cur = self.conn.execute(
-                        f"INSERT INTO incidents ({', '.join(cols)}) "
-                        f"SELECT {', '.join(cols)} FROM rtcc_stage_incidents s "
-                        "WHERE NOT EXISTS (SELECT 1 FROM incident_keys k WHERE k.source = s.source AND k.id = s.id) "
-                        "RETURNING source, id")
-                    keys = set(map(tuple, cur.fetchall()))
-                    inserted = len(keys)
             except psycopg.errors.InvalidTextRepresentation as e:
                 raise ValueError(f"incidents.extras must hold JSON object text: {e.diag.message_primary}") from None
             for ddl in restore:
                 self.conn.execute(ddl)
-        return WriteResult(received, inserted, keys)
+        keys = set(zip(table["source"].to_pylist(), table["id"].to_pylist()))
+        return WriteResult(received, len(keys), keys)
+
+    def _stored_rows(self, table: pa.Table) -> np.ndarray:
+        """Positions in ``table`` of the rows whose ``(source, id)`` is in ``incident_keys``.
+
+        O(batch): the batch's keys are staged (two columns, C collation so the
+        primary key's index serves the join) and each is probed in that index;
+        the store is never scanned.
+        """
+        self.conn.execute('CREATE TEMP TABLE rtcc_stage_keys (n bigint, source text COLLATE "C", '
+                          'id text COLLATE "C") ON COMMIT DROP')
+        copy_in(self.conn, "rtcc_stage_keys", pa.table({
+            "n": pa.array(np.arange(table.num_rows, dtype=np.int64)), "source": table["source"], "id": table["id"]}))
+        # One index probe per staged key. Left to itself the planner hashes the whole of
+        # incident_keys once the batch is a few % of the store: O(store) per append, and
+        # slower already at 280k keys (measured: 227 ms hashed vs 111 ms probed, 20k keys).
+        self.conn.execute("SET LOCAL enable_hashjoin = off")
+        self.conn.execute("SET LOCAL enable_mergejoin = off")
+        got = copy_out(self.conn, "SELECT s.n FROM rtcc_stage_keys s "
+                                  "JOIN incident_keys k ON k.source = s.source AND k.id = s.id", [], {"n": pa.int64()})
+        self.conn.execute("RESET enable_hashjoin")
+        self.conn.execute("RESET enable_mergejoin")
+        return got["n"].to_numpy()
 
     def _ensure_partitions(self, occurred: pd.Series) -> None:
         """Create the monthly partitions (UTC months) a batch needs that do not exist yet.
