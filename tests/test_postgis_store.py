@@ -533,6 +533,23 @@ def test_concurrent_writers_create_each_month_once_and_lose_nothing(pg_url):
             s.close()
 
 
+def test_duplicate_check_probes_the_key_index_and_never_scans_the_store(store):
+    store.write_incidents(frame([phl(i, f"2024-03-{1 + i % 28:02d} 12:00") for i in range(3000)]))
+
+    def scans() -> tuple[int, int]:
+        store.conn.execute("SELECT pg_stat_force_next_flush()")  # this session's counters, now
+        return store.conn.execute("SELECT seq_scan, idx_scan FROM pg_stat_user_tables "
+                                  "WHERE relid = 'incident_keys'::regclass").fetchone()
+
+    before = scans()
+    # a third of the store re-sent plus new rows: a hash join would read all of incident_keys
+    r = store.write_incidents(frame([phl(i, "2024-04-02 12:00") for i in range(2000, 4000)]))
+    assert (r.received, r.inserted) == (2000, 1000)
+    after = scans()
+    assert after[0] == before[0], "incident_keys was scanned"
+    assert after[1] > before[1]
+
+
 def _plan_relations(plan: dict) -> set[str]:
     out = {plan["Relation Name"]} if "Relation Name" in plan else set()
     for p in plan.get("Plans", []):
