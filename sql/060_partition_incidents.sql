@@ -39,32 +39,12 @@ DROP TRIGGER IF EXISTS incidents_notify ON incidents_unpartitioned;
 DROP INDEX IF EXISTS incidents_geom_gist, incidents_h3_r7, incidents_h3_r8, incidents_h3_r9, incidents_h3_r10,
     incidents_source_occurred, incidents_category, incidents_not_geolocated;
 
+-- The same columns (collations, NOT NULL, defaults, the generated geom) and
+-- CHECK constraints (040's geolocation rule) as the old table; its indexes and
+-- primary key are not copied (a partitioned table's unique keys would have to
+-- contain occurred_from: see incident_keys).
 CREATE TABLE incidents (
-    source         text COLLATE "C" NOT NULL,
-    id             text COLLATE "C" NOT NULL,
-    occurred_from  timestamptz      NOT NULL,
-    occurred_to    timestamptz,
-    reported_at    timestamptz,
-    time_known     boolean          NOT NULL DEFAULT true,
-    offense_raw    text,
-    offense_code   text,
-    category       text COLLATE "C",
-    lon            double precision,
-    lat            double precision,
-    block          text,
-    district       text COLLATE "C",
-    extras         jsonb,
-    h3_r7          bigint,
-    h3_r8          bigint,
-    h3_r9          bigint,
-    h3_r10         bigint,
-    geom           geometry(Point, 4326)
-                   GENERATED ALWAYS AS (ST_SetSRID(ST_MakePoint(lon, lat), 4326)) STORED,
-    CONSTRAINT incidents_geolocated_consistent CHECK (
-        (lon IS NULL) = (lat IS NULL)
-        AND (lon IS NULL) = (h3_r7 = 0) AND (lon IS NULL) = (h3_r8 = 0)
-        AND (lon IS NULL) = (h3_r9 = 0) AND (lon IS NULL) = (h3_r10 = 0)
-    )
+    LIKE incidents_unpartitioned INCLUDING DEFAULTS INCLUDING GENERATED INCLUDING CONSTRAINTS
 ) PARTITION BY RANGE (occurred_from);
 
 CREATE TABLE incidents_default PARTITION OF incidents DEFAULT;
