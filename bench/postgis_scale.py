@@ -15,9 +15,13 @@ by month chunk through ``PostGISStore.write_incidents``. Then, in the same run:
 * **counts with a time filter**: ``counts(9, ("cell",), one month)`` vs the same
   over the whole store, the ratio, and the partitions the plan reads (EXPLAIN).
 
+* with ``--migrate-rows N``: converting an old store (schema up to 050, N rows
+  with res 7..9 rolled up from res 10, as stores were written before) with
+  ``migrate()``: seconds, rows/s, rows whose cells were corrected.
+
 Timings are best-of ``--repeat``. The schemas are dropped at the end unless ``--keep``.
 
-    python bench/postgis_scale.py [--db URL] [--rows 3000000] [--months 36] [--repeat 2]
+    python bench/postgis_scale.py [--db URL] [--rows 3000000] [--months 36] [--repeat 2] [--migrate-rows 0]
 """
 
 from __future__ import annotations
@@ -109,14 +113,57 @@ def plan_partitions(store, res, by, q) -> list[str]:
     return sorted(r for r in rels(plan) if r.startswith("incidents"))
 
 
+def migrate_old_store(db: str, n: int, keep: bool) -> None:
+    """Time ``migrate()`` converting an old, unpartitioned store of ``n`` rows with rolled-up cells."""
+    import psycopg
+
+    from rtcc_geo import grid
+    from rtcc_geo.schema import INCIDENT_COLUMNS, h3_column
+    from rtcc_geo.store.migrate import migrate
+    from rtcc_geo.store.pgwire import copy_in
+    from rtcc_geo.store.postgis import _incidents_wire
+
+    schema = f"bench_{uuid.uuid4().hex[:8]}_old"
+    synth, months = Synth(seed=55), 12
+    with psycopg.connect(db, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    try:
+        with psycopg.connect(schema_url(db, schema), autocommit=True) as conn:
+            migrate(conn, upto=50)
+            conn.execute("INSERT INTO sources VALUES (%s, %s)", (SOURCE, TZ))
+            stale = 0
+            for k in range(months):
+                df = synth.month(k, n // months)
+                new = df[[h3_column(r) for r in (7, 8, 9)]].to_numpy().copy()
+                for r in (7, 8, 9):  # what old stores hold: the parents of the res-10 cell
+                    df[h3_column(r)] = grid.parent(df["h3_r10"].to_numpy(), r)
+                stale += int((df[[h3_column(r) for r in (7, 8, 9)]].to_numpy() != new).any(axis=1).sum())
+                with conn.transaction():
+                    copy_in(conn, "incidents", _incidents_wire(df), columns=list(INCIDENT_COLUMNS))
+            rows = conn.execute("SELECT count(*) FROM incidents").fetchone()[0]
+            dt, applied = timed(migrate, conn)
+            fixed = conn.execute("SELECT count(*) FROM incidents WHERE h3_r9 <> rtcc_h3_parent(h3_r10, 9) "
+                                 "OR h3_r8 <> rtcc_h3_parent(h3_r10, 8) OR h3_r7 <> rtcc_h3_parent(h3_r10, 7)"
+                                 ).fetchone()[0]
+        print(f"migrate an old store of {rows:,} rows ({', '.join(applied)}): {dt:.1f} s, {rows / dt:,.0f} rows/s; "
+              f"{stale:,} rows had rolled-up cells that differ from their own, {fixed:,} now differ from the roll-up")
+    finally:
+        if not keep:
+            with psycopg.connect(db, autocommit=True) as conn:
+                conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--db", default=os.environ.get("RTCC_TEST_DATABASE_URL", DEFAULT_DB))
     p.add_argument("--rows", type=int, default=3_000_000, help="incidents in the big store (default 3,000,000)")
     p.add_argument("--months", type=int, default=36, help="months they span (default 36)")
     p.add_argument("--repeat", type=int, default=2, help="appends measured per store (best of; default 2)")
+    p.add_argument("--migrate-rows", type=int, default=0, help="also time converting an old store of N rows")
     p.add_argument("--keep", action="store_true", help="keep the bench schemas")
     args = p.parse_args(argv)
+    if args.migrate_rows:
+        migrate_old_store(args.db, args.migrate_rows, args.keep)
 
     import psycopg
 
