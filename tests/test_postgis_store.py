@@ -21,8 +21,9 @@ from rtcc_geo.cli.main import main as cli
 from rtcc_geo.schema import DEFAULT_RESOLUTIONS, INCIDENT_COLUMNS, conform, h3_column
 from rtcc_geo.store import open_store
 from rtcc_geo.store.base import Query
-from rtcc_geo.store.migrate import SQL_DIR, MigrationError, load_migrations, migrate, status
-from rtcc_geo.store.postgis import PostGISError, PostGISStore
+from rtcc_geo.store.migrate import PYTHON_STEPS, SQL_DIR, MigrationError, load_migrations, migrate, status
+from rtcc_geo.store.pgwire import copy_in
+from rtcc_geo.store.postgis import PostGISError, PostGISStore, _incidents_wire
 
 pytestmark = pytest.mark.postgis
 
@@ -68,7 +69,9 @@ def test_migrations_recorded_with_checksums_in_the_test_schema(pg_url):
         rows = dict(s.conn.execute("SELECT name, checksum FROM schema_migrations").fetchall())
         files = sorted(SQL_DIR.glob("*.sql"))
         assert len(files) >= 2
-        assert rows == {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
+        steps = {n: hashlib.sha256(f"python step {n}".encode()).hexdigest() for n in PYTHON_STEPS}
+        assert "055_h3_own_cells" in steps
+        assert rows == {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in files} | steps
         where = dict(s.conn.execute(
             "SELECT c.relname, n.nspname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
             "WHERE c.relname IN ('sources', 'incidents', 'quarantine', 'ingest_log', 'rtcc_tables', "
@@ -81,7 +84,7 @@ def test_migrations_recorded_with_checksums_in_the_test_schema(pg_url):
         # idempotent: opening again applies nothing, and so does migrate()
         assert migrate(s.conn) == []
     with PostGISStore(pg_url) as s2:
-        assert s2.conn.execute("SELECT count(*) FROM schema_migrations").fetchone()[0] == len(files)
+        assert s2.conn.execute("SELECT count(*) FROM schema_migrations").fetchone()[0] == len(files) + len(steps)
 
 
 def test_migrate_refuses_a_changed_applied_file_and_rolls_back_a_failing_one(pg_url, tmp_path):
@@ -114,7 +117,8 @@ def test_cli_db_migrate_and_status(pg_url, capsys):
     assert {m["state"] for m in st["migrations"]} == {"pending"}
     assert cli(["db", "migrate", "--db", pg_url, "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert out["applied"] == [p.name for p in sorted(SQL_DIR.glob("*.sql"))] and out["schema"].startswith("t_")
+    assert out["applied"] == [m.name for m in load_migrations()] and out["schema"].startswith("t_")
+    assert "055_h3_own_cells" in out["applied"] and "060_partition_incidents.sql" in out["applied"]
     assert cli(["db", "migrate", "--db", pg_url, "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["applied"] == []
     assert cli(["db", "status", "--db", pg_url]) == 0
@@ -135,6 +139,11 @@ def test_open_store_selects_postgis(pg_url):
 
 # --- schema -------------------------------------------------------------------------
 
+def _indexdefs(conn, table: str) -> list[str]:
+    return [d for (d,) in conn.execute(
+        "SELECT indexdef FROM pg_indexes WHERE schemaname = current_schema() AND tablename = %s", (table,))]
+
+
 def test_incident_table_types_and_indexes(store):
     types = dict(store.conn.execute(
         "SELECT column_name, udt_name FROM information_schema.columns "
@@ -143,17 +152,36 @@ def test_incident_table_types_and_indexes(store):
     assert types["time_known"] == "bool" and types["lon"] == types["lat"] == "float8"
     assert all(types[h3_column(r)] == "int8" for r in DEFAULT_RESOLUTIONS)
     assert types["extras"] == "jsonb" and types["geom"] == "geometry" and types["id"] == "text"
-    idx = [d for (d,) in store.conn.execute(
-        "SELECT indexdef FROM pg_indexes WHERE schemaname = current_schema() AND tablename = 'incidents'")]
-    assert any("USING gist (geom)" in d for d in idx)
-    for r in DEFAULT_RESOLUTIONS:
-        assert any(f"btree (h3_r{r})" in d for d in idx)
-    assert any("btree (source, occurred_from)" in d for d in idx)
-    assert any("btree (category)" in d for d in idx)
-    assert any("UNIQUE" in d and "(source, id)" in d for d in idx)
+    # partitioned by range of occurred_from, a DEFAULT partition from the start
+    assert store.conn.execute(
+        "SELECT p.partstrat, a.attname FROM pg_partitioned_table p "
+        "JOIN pg_attribute a ON a.attrelid = p.partrelid AND a.attnum = p.partattrs[0] "
+        "WHERE p.partrelid = 'incidents'::regclass").fetchone() == ("r", "occurred_from")
+    assert _partitions(store.conn) == {"incidents_default": "DEFAULT"}
+    # a new month gets every index of the parent
+    store.write_incidents(frame([phl(1, "2024-03-10 12:00")]))
+    assert set(_partitions(store.conn)) == {"incidents_default", "incidents_y2024m03"}
+    for tbl in ("incidents", "incidents_y2024m03"):
+        idx = _indexdefs(store.conn, tbl)
+        assert len(idx) == 8, idx
+        assert any("USING gist (geom)" in d for d in idx)
+        assert any("USING brin (occurred_from)" in d for d in idx)
+        for r in DEFAULT_RESOLUTIONS:
+            assert any(f"btree (h3_r{r})" in d for d in idx)
+        assert any("btree (category)" in d for d in idx)
+        assert any("btree (source, occurred_from) WHERE (lon IS NULL)" in d for d in idx)
+    # (source, id) is unique across the whole table, whatever the month: incident_keys
+    assert any("UNIQUE" in d and "(source, id)" in d for d in _indexdefs(store.conn, "incident_keys"))
     assert store.conn.execute(
         "SELECT type, srid FROM geometry_columns WHERE f_table_schema = current_schema() "
         "AND f_table_name = 'incidents'").fetchone() == ("POINT", 4326)
+
+
+def _partitions(conn) -> dict[str, str]:
+    """``{partition name: bounds}`` of incidents."""
+    return dict(conn.execute(
+        "SELECT c.relname, pg_get_expr(c.relpartbound, c.oid) FROM pg_inherits h "
+        "JOIN pg_class c ON c.oid = h.inhrelid WHERE h.inhparent = 'incidents'::regclass").fetchall())
 
 
 # --- writes and reads ----------------------------------------------------------------
@@ -397,3 +425,226 @@ def test_reconnects_after_the_session_is_killed(store, pg_admin_url):
     assert store.conn.execute("SELECT pg_backend_pid()").fetchone()[0] != pid
     store.reconnect()
     assert store.counts(9, ("category",))["n"].sum() == 4
+
+
+# --- partitions -------------------------------------------------------------------------
+
+def _where_rows(conn) -> dict[str, str]:
+    """``{id: partition holding it}``."""
+    return dict(conn.execute("SELECT id, tableoid::regclass::text FROM incidents").fetchall())
+
+
+def test_months_are_utc_partitions_created_on_demand(store):
+    # 2024-03-31 22:00 in New York is 2024-04-01 02:00Z: the UTC month decides.
+    store.write_incidents(frame([
+        phl(1, "2024-03-01 00:00"), phl(2, "2024-03-31 23:59:59.999999"), phl(3, "2024-04-01 02:00"),
+        phl(4, "1999-12-31 23:00"), phl(5, "2024-07-15 12:00"),
+    ]))
+    store.conn.execute("SET TimeZone = 'UTC'")  # bounds print in the session's zone
+    assert _partitions(store.conn) == {
+        "incidents_default": "DEFAULT",
+        "incidents_y1999m12": "FOR VALUES FROM ('1999-12-01 00:00:00+00') TO ('2000-01-01 00:00:00+00')",
+        "incidents_y2024m03": "FOR VALUES FROM ('2024-03-01 00:00:00+00') TO ('2024-04-01 00:00:00+00')",
+        "incidents_y2024m04": "FOR VALUES FROM ('2024-04-01 00:00:00+00') TO ('2024-05-01 00:00:00+00')",
+        "incidents_y2024m07": "FOR VALUES FROM ('2024-07-01 00:00:00+00') TO ('2024-08-01 00:00:00+00')",
+    }
+    where = _where_rows(store.conn)
+    assert where == {"p1": "incidents_y2024m03", "p2": "incidents_y2024m03", "p3": "incidents_y2024m04",
+                     "p4": "incidents_y1999m12", "p5": "incidents_y2024m07"}
+    assert store.conn.execute("SELECT count(*) FROM incidents_default").fetchone()[0] == 0
+    # a month written again creates nothing new
+    assert store.write_incidents(frame([phl(6, "2024-03-15")])).inserted == 1
+    assert len(_partitions(store.conn)) == 5
+
+
+def test_a_key_is_unique_across_months(store):
+    store.write_incidents(frame([phl(1, "2024-03-10 12:00"), phl(2, "2024-03-11 12:00")]))
+    # re-sent with another time (another month, even another year): a duplicate
+    r = store.write_incidents(frame([phl(1, "2024-07-04 12:00", category="changed"), phl(2, "2023-01-01"),
+                                     phl(3, "2024-07-04 13:00")]))
+    assert (r.received, r.inserted, r.inserted_keys) == (3, 1, {("philadelphia", "p3")})
+    assert _where_rows(store.conn) == {"p1": "incidents_y2024m03", "p2": "incidents_y2024m03",
+                                       "p3": "incidents_y2024m07"}
+    assert store.conn.execute("SELECT category FROM incidents WHERE id = 'p1'").fetchone()[0] == "theft"
+    # the database enforces it for any insert, by hand too, into any month
+    with pytest.raises(psycopg.errors.UniqueViolation, match="incident_keys"):
+        store.conn.execute("INSERT INTO incidents (source, id, occurred_from) "
+                           "VALUES ('philadelphia', 'p1', '2024-07-20Z')")
+    # keys follow deletes; (source, id) cannot be updated; truncate clears them
+    assert store.conn.execute("SELECT count(*) FROM incident_keys").fetchone()[0] == 3
+    store.conn.execute("DELETE FROM incidents WHERE id = 'p2'")
+    assert store.write_incidents(frame([phl(2, "2024-07-05 08:00")])).inserted == 1
+    with pytest.raises(psycopg.errors.RaiseException, match="cannot be changed"):
+        store.conn.execute("UPDATE incidents SET id = 'p9' WHERE id = 'p1'")
+    store.conn.execute("UPDATE incidents SET category = 'x' WHERE id = 'p1'")  # other columns may change
+    store.conn.execute("TRUNCATE incidents")
+    assert store.conn.execute("SELECT count(*) FROM incident_keys").fetchone()[0] == 0
+    assert store.write_incidents(frame([phl(1, "2024-03-10 12:00")])).inserted == 1
+
+
+def test_rows_in_the_default_partition_move_when_their_month_is_created(store):
+    # written by hand before the month exists: kept in DEFAULT, keyed
+    store.conn.execute(
+        "INSERT INTO incidents (source, id, occurred_from, lon, lat, h3_r7, h3_r8, h3_r9, h3_r10) "
+        "SELECT 'philadelphia', 'h' || g, timestamptz '2024-05-02Z' + g * interval '1 hour', -75.16, 39.95, "
+        "1, 2, 3, 4 FROM generate_series(1, 3) g")
+    assert set(_where_rows(store.conn).values()) == {"incidents_default"}
+    store.write_incidents(frame([phl(1, "2024-05-20 12:00"), dict(phl(2, "2024-05-21"), id="h2")]))
+    where = _where_rows(store.conn)
+    assert where == {"h1": "incidents_y2024m05", "h2": "incidents_y2024m05", "h3": "incidents_y2024m05",
+                     "p1": "incidents_y2024m05"}  # moved, and h2 re-sent stays a duplicate
+    assert store.conn.execute("SELECT count(*) FROM incident_keys").fetchone()[0] == 4
+    assert store.count() == 4
+
+
+def test_concurrent_writers_create_each_month_once_and_lose_nothing(pg_url):
+    import threading
+
+    stores = [PostGISStore(pg_url) for _ in range(3)]
+    stores[0].register_source("philadelphia", NY)
+    rounds, barrier, results, errors = 4, threading.Barrier(3), [], []
+
+    def writer(k: int) -> None:
+        try:
+            for r in range(rounds):
+                # every writer touches the same new months each round, with overlapping keys
+                rows = [phl(f"{r}-{i}", f"{2020 + r}-{1 + i % 12:02d}-15 12:00") for i in range(k * 10, k * 10 + 40)]
+                barrier.wait(timeout=60)
+                results.append(stores[k].write_incidents(frame(rows)))
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=writer, args=(k,)) for k in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    try:
+        assert not errors, errors
+        want = {("philadelphia", f"p{r}-{i}") for r in range(rounds) for i in range(60)}
+        got = [k for w in results for k in w.inserted_keys]
+        assert len(got) == len(set(got)) and set(got) == want  # each key inserted once, by one writer
+        assert stores[0].count() == len(want)
+        assert set(_partitions(stores[0].conn)) == {"incidents_default"} | {
+            f"incidents_y{2020 + r}m{m:02d}" for r in range(rounds) for m in range(1, 13)}
+        assert stores[0].conn.execute("SELECT count(*) FROM incidents_default").fetchone()[0] == 0
+    finally:
+        for s in stores:
+            s.close()
+
+
+def test_duplicate_check_probes_the_key_index_and_never_scans_the_store(store):
+    store.write_incidents(frame([phl(i, f"2024-03-{1 + i % 28:02d} 12:00") for i in range(3000)]))
+
+    def scans() -> tuple[int, int]:
+        store.conn.execute("SELECT pg_stat_force_next_flush()")  # this session's counters, now
+        return store.conn.execute("SELECT seq_scan, idx_scan FROM pg_stat_user_tables "
+                                  "WHERE relid = 'incident_keys'::regclass").fetchone()
+
+    before = scans()
+    # a third of the store re-sent plus new rows: a hash join would read all of incident_keys
+    r = store.write_incidents(frame([phl(i, "2024-04-02 12:00") for i in range(2000, 4000)]))
+    assert (r.received, r.inserted) == (2000, 1000)
+    after = scans()
+    assert after[0] == before[0], "incident_keys was scanned"
+    assert after[1] > before[1]
+
+
+def _plan_relations(plan: dict) -> set[str]:
+    out = {plan["Relation Name"]} if "Relation Name" in plan else set()
+    for p in plan.get("Plans", []):
+        out |= _plan_relations(p)
+    return out
+
+
+def test_time_filters_prune_partitions(store):
+    store.write_incidents(frame([phl(f"{m}-{i}", f"2024-{m:02d}-1{i} 12:00") for m in range(1, 13) for i in range(5)]
+                                + [dict(ROWS[3], id=f"v{m}", occurred_from=f"2024-{m:02d}-20") for m in (3, 9)]))
+    assert len(_partitions(store.conn)) == 13
+
+    def scanned(res, by, q):
+        query, params, _ = store._counts_sql(res, by, q)
+        with psycopg.ClientCursor(store.conn) as cur:  # what counts() sends: constants, merged client-side
+            plan = cur.execute("EXPLAIN (FORMAT JSON) " + query, params).fetchone()[0][0]["Plan"]
+        return {r for r in _plan_relations(plan) if r.startswith("incidents")}
+
+    # March in New York = 2024-03-01 05:00Z .. 2024-04-01 04:00Z: the March and April partitions
+    q = Query(source="philadelphia", start="2024-03-01", end="2024-04-01")
+    assert scanned(9, ("cell", "day"), q) == {"incidents_y2024m03", "incidents_y2024m04"}
+    assert int(store.counts(9, ("cell",), q)["n"].sum()) == 5 == store.count(q)
+    # naive bounds for two sources: one UTC range per source, pruned as a union
+    q = Query(start="2024-09-01", end="2024-09-30")
+    assert scanned(9, ("category",), q) == {"incidents_y2024m09"}
+    assert store.counts(9, ("category",), q)["n"].tolist() == [6]
+    # open-ended: the months from June on, and DEFAULT (it would hold rows past the last month)
+    assert scanned(9, ("hour",), Query(start=pd.Timestamp("2024-06-10", tz="UTC"))) == {
+        f"incidents_y2024m{m:02d}" for m in range(6, 13)} | {"incidents_default"}
+    # without a time filter every month is read (and the empty DEFAULT partition)
+    assert len(scanned(9, ("cell",), Query())) == 13
+
+
+def test_inserts_are_still_announced(store, pg_url):
+    with psycopg.connect(pg_url, autocommit=True) as listener:
+        listener.execute("LISTEN rtcc_incidents")
+        store.write_incidents(frame(ROWS[:2]))
+        notes = [json.loads(n.payload) for n in listener.notifies(timeout=5, stop_after=1)]
+    assert [r["id"] for r in notes[0]["rows"]] == ["p1", "p2"] and notes[0]["schema"] == _schema(store.conn)
+
+
+# --- migrating an old store -----------------------------------------------------------------
+
+def test_migrate_converts_an_old_unpartitioned_store(pg_url, shared_data):
+    from rtcc_geo.ingest import read
+
+    # An old store: the schema up to 050, rows written with res 7..9 rolled up from res 10.
+    want = read("philadelphia", shared_data / "philadelphia" / "incidents_2024_03.csv")[0]
+    hand = frame([phl("x1", "1999-06-01 12:00"), phl("x2", "2024-11-03 06:30", lon=-75.2, lat=40.0),
+                  phl("x3", "2024-03-31 23:30")])
+    hand.loc[2, ["lon", "lat"]] = np.nan  # x3 not geolocated: no point, every cell NO_CELL
+    hand.loc[2, [h3_column(r) for r in DEFAULT_RESOLUTIONS]] = 0
+    want = conform(pd.concat([want, hand], ignore_index=True))
+    old = want.copy()
+    geo = old["lon"].notna()
+    for r in (7, 8, 9):
+        old.loc[geo, h3_column(r)] = grid.parent(old.loc[geo, "h3_r10"].to_numpy(), r)
+    stale = int((old[[h3_column(r) for r in (7, 8, 9)]] != want[[h3_column(r) for r in (7, 8, 9)]]).any(axis=1).sum())
+    assert 0.02 * len(want) < stale < 0.3 * len(want)  # the roll-up really is wrong for some rows
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        assert migrate(conn, upto=50)[-1] == "050_agencies.sql"
+        conn.execute("INSERT INTO sources VALUES ('philadelphia', %s)", (NY,))
+        with conn.transaction():
+            copy_in(conn, "incidents", _incidents_wire(old), columns=list(INCIDENT_COLUMNS))
+        assert conn.execute("SELECT relkind FROM pg_class WHERE oid = 'incidents'::regclass").fetchone()[0] == "r"
+    assert cli(["db", "migrate", "--db", pg_url, "--json"]) == 0  # what an operator runs
+
+    with PostGISStore(pg_url) as s:
+        assert [n for (n,) in s.conn.execute("SELECT name FROM schema_migrations WHERE name > '051'")] == [
+            "055_h3_own_cells", "060_partition_incidents.sql"]
+        got = s.incidents()
+        # every row, id and time kept; every cell now the point's own (from an independent h3 call)
+        expect = want.sort_values(["source", "occurred_from", "id"], kind="mergesort").reset_index(drop=True)
+        pd.testing.assert_frame_equal(got.drop(columns="extras"), expect.drop(columns="extras"), check_exact=True)
+        g = got[got["lon"].notna()]
+        for r in DEFAULT_RESOLUTIONS:
+            own = [h3.api.basic_int.latlng_to_cell(a, b, r) for a, b in zip(g["lat"], g["lon"])]
+            assert g[h3_column(r)].tolist() == own
+        assert (got.loc[got["lon"].isna(), [h3_column(r) for r in DEFAULT_RESOLUTIONS]] == 0).all().all()
+        # partitioned: one partition per UTC month present, nothing in DEFAULT, every key kept
+        months = {f"incidents_y{t.year}m{t.month:02d}" for t in want["occurred_from"].dt.tz_convert("UTC")}
+        assert set(_partitions(s.conn)) == months | {"incidents_default"}
+        assert s.conn.execute("SELECT count(*) FROM incidents_default").fetchone()[0] == 0
+        assert s.conn.execute("SELECT count(*) FROM incident_keys").fetchone()[0] == len(want)
+        assert {t for (t,) in s.conn.execute(
+            "SELECT tgname FROM pg_trigger WHERE tgrelid = 'incidents'::regclass AND NOT tgisinternal")} == {
+            "incidents_notify", "incidents_keys_insert", "incidents_keys_delete", "incidents_keys_truncate",
+            "incidents_keys_immutable"}
+        # and the store works on it: re-sent rows (another month) are duplicates, new ones land
+        again = want.iloc[:50].copy()
+        again["occurred_from"] = pd.Timestamp("2024-08-01 12:00", tz="UTC")
+        assert s.write_incidents(again).inserted == 0
+        assert s.write_incidents(frame([phl("new", "2024-08-02 12:00")])).inserted == 1
+        assert s.count() == len(want) + 1
+        c = s.counts(8, ("cell",), Query(start="2024-03-01", end="2024-04-01"))
+        inmar = want[(want["occurred_from"] >= pd.Timestamp("2024-03-01", tz=NY))
+                     & (want["occurred_from"] < pd.Timestamp("2024-04-01", tz=NY)) & want["lon"].notna()]
+        assert c.set_index("cell")["n"].to_dict() == inmar["h3_r8"].value_counts().to_dict()
