@@ -52,12 +52,16 @@ TERMS: tuple[str, ...] = ("long_memory", "recent", "near_repeat", "seasonality",
 #: (term, feature) in column order of :func:`term_features`.
 FEATURES: tuple[tuple[str, str], ...] = (
     ("long_memory", "own_365d"), ("long_memory", "ring1_365d"), ("long_memory", "ring2_365d"),
+    ("long_memory", "parent1_365d"), ("long_memory", "parent2_365d"), ("long_memory", "own_182d"),
+    ("long_memory", "own_decay180d"), ("long_memory", "active_days_365d"), ("long_memory", "ring1_active_days_365d"),
     ("recent", "own_28d"), ("recent", "own_91d"), ("recent", "ring1_28d"),
+    ("recent", "own_decay30d"), ("recent", "own_decay90d"),
     ("near_repeat", "own_decay7d"), ("near_repeat", "ring1_decay7d"),
     ("seasonality", "own_last_year"), ("seasonality", "ring1_last_year"),
-    ("place", "top_block_730d"), ("place", "residents"), ("place", "constant"),
+    ("place", "top_block_730d"), ("place", "top_block_365d"), ("place", "residents"), ("place", "constant"),
 )
 TERM_OF = np.array([TERMS.index(t) for t, _ in FEATURES])
+_OWN365, _RING365 = (next(i for i, (_, f) in enumerate(FEATURES) if f == n) for n in ("own_365d", "ring1_365d"))
 
 
 def _window_rate(C: np.ndarray, T: int, w: int) -> np.ndarray:
@@ -101,6 +105,41 @@ def residents_feature(c: Counts) -> np.ndarray:
     return c._cache[key]
 
 
+def parent_mean_ops(c: Counts, levels: tuple[int, ...] = (1, 2)) -> list:
+    """Per level ``l``, a sparse ``cells x cells`` operator: the mean over the study cells that
+    share the cell's H3 parent ``l`` resolutions up (res 9 and 8 for res-10 cells), cached."""
+    import h3
+    import scipy.sparse as sp
+
+    key = ("terms_parents", levels)
+    if key not in c._cache:
+        ops = []
+        for lv in levels:
+            pr = max(c.res - lv, 0)
+            par = np.fromiter((h3.api.basic_int.cell_to_parent(int(x), pr) for x in c.cells), np.int64, len(c.cells))
+            _, inv = np.unique(par, return_inverse=True)
+            P = sp.csr_matrix((np.ones(len(inv)), (np.arange(len(inv)), inv)))
+            n = np.asarray(P.sum(axis=0)).ravel()
+            ops.append((P @ sp.diags(1.0 / n) @ P.T).tocsr())
+        c._cache[key] = ops
+    return c._cache[key]
+
+
+def _decayed_rate(c: Counts, T: int, half_life: float, horizon: int = 730) -> np.ndarray:
+    """Exponentially weighted daily rate (weights ``0.5 ** (age / half_life)``, normalised)."""
+    age = np.arange(min(horizon, T))
+    w = 0.5 ** (age / half_life)
+    return decayed_sum(c, T, w / w.sum())
+
+
+def active_day_rate(c: Counts, T: int, days: int = 365) -> np.ndarray:
+    """Share of the last ``days`` days with at least one incident in the cell (a repeat-day count:
+    one report of ten items counts once)."""
+    X = c.days_before(T)
+    lo = max(0, T - days)
+    return np.asarray((X[:, lo:T] > 0).sum(axis=1)).ravel() / max(T - lo, 1)
+
+
 def term_features(c: Counts, T: int, horizon_days: int = 7) -> np.ndarray:
     """Feature matrix ``cells x len(FEATURES)`` at origin day ``T`` (days ``< T`` only), cached."""
     store = c._cache.setdefault("terms_features", {})
@@ -109,19 +148,21 @@ def term_features(c: Counts, T: int, horizon_days: int = 7) -> np.ndarray:
         return store[key]
     C, _ = _dense_stats(c)
     K1, n1, K2, n2 = _ring_ops(c)
+    P1, P2 = parent_mean_ops(c)
     own365 = _window_rate(C, T, 365)
     own28 = _window_rate(C, T, 28)
-    age = np.arange(min(365, T))
-    w = 0.5 ** (age / 7.0)
-    dec = decayed_sum(c, T, w / w.sum())
+    act = active_day_rate(c, T, 365)
+    dec = _decayed_rate(c, T, 7.0, 365)
     seas = seasonal_rate(c, T, horizon_days, 7)
     F = np.column_stack([
-        own365, K1 @ own365 / n1, K2 @ own365 / n2,
-        own28, _window_rate(C, T, 91), K1 @ own28 / n1,
+        own365, K1 @ own365 / n1, K2 @ own365 / n2, P1 @ own365, P2 @ own365, _window_rate(C, T, 182),
+        _decayed_rate(c, T, 180.0), act, K1 @ act / n1,
+        own28, _window_rate(C, T, 91), K1 @ own28 / n1, _decayed_rate(c, T, 30.0), _decayed_rate(c, T, 90.0),
         dec, K1 @ dec / n1,
         seas, K1 @ seas / n1,
-        top_block_rate(c, T), residents_feature(c), np.full(len(c.cells), 1e-3),
+        top_block_rate(c, T), top_block_rate(c, T, 365), residents_feature(c), np.full(len(c.cells), 1e-3),
     ])
+    assert F.shape[1] == len(FEATURES)
     if len(store) > 80:
         store.clear()
     store[key] = F
@@ -184,7 +225,7 @@ class AdditiveTerms(ForecastModel):
 
     def __init__(self, horizon_days: int = 7, n_origins: int = 12, quiet_keep: int = 10, zero_keep: int = 3,
                  calibrate: bool = True, calibration_bins: int = 50, calibration_origins: int = 6,
-                 random_state: int = 0):
+                 calibration_prior: float = 5.0, random_state: int = 0):
         if horizon_days < 1 or n_origins < 1:
             raise ValueError("horizon_days and n_origins must be >= 1")
         self.horizon_days = horizon_days
@@ -194,6 +235,7 @@ class AdditiveTerms(ForecastModel):
         self.calibrate = calibrate
         self.calibration_bins = calibration_bins
         self.calibration_origins = calibration_origins
+        self.calibration_prior = calibration_prior
         self.random_state = random_state
 
     def _fit(self, c: Counts, T: int) -> None:
@@ -209,7 +251,7 @@ class AdditiveTerms(ForecastModel):
             y = (C[:, t0 + h] - C[:, t0]).astype(np.float64)
             # Cells with nothing nearby for a year are many and nearly all zero: a seeded
             # 1-in-quiet_keep sample, weighted back up (same expected likelihood).
-            quiet = (F[:, 0] == 0) & (F[:, 1] == 0)
+            quiet = (F[:, _OWN365] == 0) & (F[:, _RING365] == 0)
             # Zero weeks elsewhere: a seeded 1-in-zero_keep sample, weighted back up.
             wt = np.where(quiet, float(self.quiet_keep), np.where(y == 0, float(self.zero_keep), 1.0))
             keep = rng.random(len(y)) < 1.0 / wt
@@ -238,7 +280,11 @@ class AdditiveTerms(ForecastModel):
             order = np.argsort(raw, kind="stable")
             groups = np.array_split(order, self.calibration_bins)
             gx = np.array([raw[g].mean() for g in groups if len(g)])
-            gy = np.array([obs[g].mean() for g in groups if len(g)])
+            # Bin mean observed, shrunk towards the raw forecast by `calibration_prior` pseudo-incidents
+            # at ratio 1: a quiet bin with no incident in the calibration weeks keeps a small
+            # forecast instead of ~0 (which left the lowest decile 1.3-5.8x under-predicted).
+            a = self.calibration_prior
+            gy = np.array([(obs[g].sum() + a) / (raw[g].sum() + a) * raw[g].mean() for g in groups if len(g)])
             gw = np.array([len(g) for g in groups if len(g)], float)
             # strictly increasing, so recalibration never ties cells the raw forecast ranked apart
             self.cal_x_, self.cal_y_ = gx, _pav(gy, gw) + 1e-9 * np.arange(len(gx))
