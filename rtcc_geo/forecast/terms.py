@@ -4,10 +4,16 @@ For origin day ``T`` each study cell ``c`` gets non-negative features, all
 daily rates from days ``< T``, grouped into five **terms**:
 
 ``long_memory``
-    the cell's count over the last 365 days, and its ring-1 and ring-2
-    neighbourhood means (places busy all year);
+    the cell's count over the last 365 and 182 days, its exponentially decayed
+    rate (half-life 180 days), the share of the last 365 days with an incident
+    in it (repeat days: one report of ten items counts once), the ring-1 and
+    ring-2 neighbourhood means of the 365-day count, the ring-1 mean of the
+    active days, and the means over the cell's H3 parents one and two
+    resolutions up (res 9 and 8 for res-10 cells): places busy all year, at
+    several scales;
 ``recent``
-    the cell's counts over the last 28 and 91 days, and the ring-1 mean of 28 days;
+    the cell's counts over the last 28 and 91 days, its decayed rates with
+    half-lives 30 and 90 days, and the ring-1 mean of 28 days;
 ``near_repeat``
     exponentially decayed counts (half-life 7 days) of the cell and its ring-1
     neighbours (contagion: a burglary raises the risk next door for days);
@@ -15,7 +21,7 @@ daily rates from days ``< T``, grouped into five **terms**:
     "same weeks last year": the cell's and its ring's mean daily count in the
     forecast weeks 52 weeks earlier, +-1 week (:func:`~rtcc_geo.forecast.naive.seasonal_rate`);
 ``place``
-    the busiest single block address in the cell over the last 730 days
+    the busiest single block address in the cell over the last 730 and 365 days
     (repeat places: a store, a bar), the cell's residents (census tracts,
     areally weighted, per 10,000; when the tract file is there) and a constant.
 
@@ -33,7 +39,9 @@ the contribution of term ``t`` to cell ``c`` is exactly
 **Calibration.** An identity-link fit is calibrated on average but not per
 decile (the top cells are under-predicted). A monotone recalibration
 ``g(E)`` is fitted on the training origins (mean observed per quantile bin of
-the raw forecast, pooled-adjacent-violators, linear interpolation), and every
+the raw forecast, shrunk towards the raw forecast by ``calibration_prior``
+pseudo-incidents so a bin without incidents does not collapse to zero,
+pooled-adjacent-violators, linear interpolation), and every
 term of a cell is scaled by the same factor ``g(E_c) / E_c``: the sum stays
 exact, the order of cells is unchanged, and observed / predicted per decile
 stays near 1 (tested on validation origins).
