@@ -153,7 +153,7 @@ def _cached_scores(c, target: str, names: list[str], start, weeks: int, res: int
     have, secs, todo, cals = [], {}, [], []
     for n in names:
         f = cache / f"{key}_{n}.csv" if cache else None
-        if f is not None and f.exists():
+        if cache is not None and f is not None and f.exists():
             d = pd.read_csv(f, parse_dates=["origin"])
             secs[n] = float(d.pop("seconds").iloc[0])
             have.append(d)

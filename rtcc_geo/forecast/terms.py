@@ -39,9 +39,12 @@ the contribution of term ``t`` to cell ``c`` is exactly
 **Calibration.** An identity-link fit is calibrated on average but not per
 decile (the top cells are under-predicted). A monotone recalibration
 ``g(E)`` is fitted on the training origins (mean observed per quantile bin of
-the raw forecast, shrunk towards the raw forecast by ``calibration_prior``
-pseudo-incidents so a bin without incidents does not collapse to zero,
-pooled-adjacent-violators, linear interpolation), and every
+the raw forecast, the quietest bins pooled until each holds
+``calibration_min_events`` incidents and shrunk towards the raw forecast by
+``calibration_prior`` pseudo-incidents, pooled-adjacent-violators, linear
+interpolation, flat below the lowest bin), multiplied by a city-wide
+seasonal level (last year's forecast weeks over last year's calibration
+weeks), and every
 term of a cell is scaled by the same factor ``g(E_c) / E_c``: the sum stays
 exact, the order of cells is unchanged, and observed / predicted per decile
 stays near 1 (tested on validation origins).
@@ -233,7 +236,7 @@ class AdditiveTerms(ForecastModel):
 
     def __init__(self, horizon_days: int = 7, n_origins: int = 12, quiet_keep: int = 10, zero_keep: int = 3,
                  calibrate: bool = True, calibration_bins: int = 50, calibration_origins: int = 6,
-                 calibration_prior: float = 5.0, random_state: int = 0):
+                 calibration_prior: float = 5.0, calibration_min_events: float = 20.0, random_state: int = 0):
         if horizon_days < 1 or n_origins < 1:
             raise ValueError("horizon_days and n_origins must be >= 1")
         self.horizon_days = horizon_days
@@ -244,6 +247,7 @@ class AdditiveTerms(ForecastModel):
         self.calibration_bins = calibration_bins
         self.calibration_origins = calibration_origins
         self.calibration_prior = calibration_prior
+        self.calibration_min_events = calibration_min_events
         self.random_state = random_state
 
     def _fit(self, c: Counts, T: int) -> None:
@@ -287,6 +291,19 @@ class AdditiveTerms(ForecastModel):
             raw, obs = np.concatenate(raws), np.concatenate(obss)
             order = np.argsort(raw, kind="stable")
             groups = np.array_split(order, self.calibration_bins)
+            # Quiet bins are pooled, from the lowest forecast up, until each holds at least
+            # `calibration_min_events` incidents: the mean of a bin with 0-2 incidents is noise,
+            # and fine bins there left the lowest decile of sparse targets 3x under-predicted.
+            pooled: list[np.ndarray] = []
+            acc: list[np.ndarray] = []
+            for g in groups:
+                acc.append(g)
+                if obs[np.concatenate(acc)].sum() >= self.calibration_min_events:
+                    pooled.append(np.concatenate(acc))
+                    acc = []
+            if acc:
+                pooled = pooled[:-1] + [np.concatenate(pooled[-1:] + acc)]
+            groups = pooled
             gx = np.array([raw[g].mean() for g in groups if len(g)])
             # Bin mean observed, shrunk towards the raw forecast by `calibration_prior` pseudo-incidents
             # at ratio 1: a quiet bin with no incident in the calibration weeks keeps a small
