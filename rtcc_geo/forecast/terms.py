@@ -42,7 +42,7 @@ decile (the top cells are under-predicted). A monotone recalibration
 the raw forecast, the quietest bins pooled until each holds
 ``calibration_min_events`` incidents and shrunk towards the raw forecast by
 ``calibration_prior`` pseudo-incidents, pooled-adjacent-violators, linear
-interpolation, flat below the lowest bin), multiplied by a city-wide
+interpolation, the lowest bin's ratio below it), multiplied by a city-wide
 seasonal level (last year's forecast weeks over last year's calibration
 weeks), and every
 term of a cell is scaled by the same factor ``g(E_c) / E_c``: the sum stays
@@ -342,15 +342,16 @@ class AdditiveTerms(ForecastModel):
             raw = by_term.sum(axis=1) * self.horizon_days
             # Extrapolate beyond the last bin with the top bin's ratio (no flattening at the top).
             hi_ratio = self.cal_y_[-1] / max(self.cal_x_[-1], 1e-12)
-            # Below the lowest bin g is flat at that bin's mean observed (np.interp): the quietest
-            # cells all get the rate such cells had, not a proportional ~0 (which left the lowest
-            # decile of sparse targets 3-10x under-predicted on validation).
+            # Below the lowest (pooled, >= calibration_min_events incidents) bin: that bin's ratio
+            # of observed to forecast, so the quietest cells keep their order. A cell with no
+            # feature at all gets the lowest bin's rate, as the place term (a city-wide floor).
+            lo_ratio = self.cal_y_[0] / max(self.cal_x_[0], 1e-12)
             g = np.asarray(np.interp(raw, self.cal_x_, self.cal_y_))
             g = np.where(raw > self.cal_x_[-1], raw * hi_ratio, g)
+            g = np.where(raw < self.cal_x_[0], raw * lo_ratio, g)
             factor = np.where(raw > 0, g / np.maximum(raw, 1e-300), 1.0)
             by_term *= factor[:, None]
-            # A cell with no feature at all: its whole (floor) forecast is the place term's.
-            by_term[:, TERMS.index("place")] += np.where(raw > 0, 0.0, g / self.horizon_days)
+            by_term[:, TERMS.index("place")] += np.where(raw > 0, 0.0, self.cal_y_[0] / self.horizon_days)
         return by_term
 
     def _daily_rate(self) -> np.ndarray:
