@@ -6,8 +6,10 @@ model refitted on everything before each origin, H3 res 10, targets
 100-499). For every model and target it prints mean PAI@1 %, PEI*@1 % and
 hit rate@1 % with 95 % bootstrap confidence intervals over the weeks
 (weeks resampled with replacement, 2,000 draws, seeded), and the ratio of
-each model's PAI@1 % to the **strongest baseline** (the best of ``naive``
-(28 days), ``naive365`` and ``seasonal``) with a paired bootstrap CI.
+each model's PAI@1 % to ``naive365`` (the strongest baseline at res 10) with a
+paired bootstrap CI. It ends with the goal table (the default model's ratio,
+PASS/MISS and by how much, for all weeks, the first weeks and the hold-out)
+and the default model's observed / predicted per forecast decile.
 
 Protocol (docs/forecast.md): model choices were tuned on validation origins
 in 2024 H1 (``--from 2024-01-01``); the 26 test weeks are reported whole
