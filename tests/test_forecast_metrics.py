@@ -102,3 +102,21 @@ def test_curve_and_calibration():
     assert cal["predicted"].tolist() == [7.0, 3.0, 10.0]
     assert cal["observed"].tolist() == [4.0, 4.0, 8.0]
     assert cal.iloc[-1]["ratio"] == pytest.approx(0.8)
+
+
+def test_pooled_calibration_by_hand():
+    """Low deciles are pooled from the bottom up until a bin expects >= 100; no cell dropped."""
+    from rtcc_geo.forecast.metrics import pooled_calibration
+
+    pred = [500, 300, 200, 150, 120, 90, 60, 30, 10, 5]
+    obs = [510, 290, 210, 150, 120, 95, 70, 30, 15, 9]
+    cal = pd.DataFrame({"bin": [str(i) for i in range(1, 11)] + ["all"], "cells": [10] * 10 + [100],
+                        "predicted": pred + [sum(pred)], "observed": obs + [sum(obs)]})
+    p = pooled_calibration(cal)
+    assert list(p["bin"]) == ["1", "2", "3", "4", "5-6", "7-10"]
+    assert p["cells"].sum() == 100 and p["predicted"].sum() == sum(pred) and p["observed"].sum() == sum(obs)
+    assert p.set_index("bin").loc["7-10", "ratio"] == pytest.approx(124 / 105)
+    assert p.set_index("bin").loc["5-6", "ratio"] == pytest.approx(215 / 210)
+    # a top remainder below the floor joins the pool under it: here everything is one bin
+    cal2 = cal.assign(predicted=[50, 40, 30, 20, 10, 5, 5, 5, 5, 5, 175])
+    assert list(pooled_calibration(cal2)["bin"]) == ["1-10"]

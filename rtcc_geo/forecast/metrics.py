@@ -174,3 +174,37 @@ def calibration(forecast, observed, bins: int = 10) -> pd.DataFrame:
     p, ob = float(f.sum()), float(o.sum())
     rows.append({"bin": "all", "cells": len(f), "predicted": p, "observed": ob, "ratio": ob / p if p > 0 else float("nan")})
     return pd.DataFrame(rows)
+
+
+def pooled_calibration(cal: pd.DataFrame, min_predicted: float = 100.0) -> pd.DataFrame:
+    """Decile table of :func:`calibration` (bins "1".."10", optionally an "all" row) with the
+    lowest-forecast bins pooled, from the bottom up, until each pooled bin expects at least
+    ``min_predicted`` incidents; every other bin is kept as it is.
+
+    Why: Poisson noise alone moves ``observed / predicted`` by about ``1 / sqrt(expected)``,
+    so a bin expecting 30 incidents has a ratio sd of 18 % and a 0.9-1.1 check on it would
+    judge the weather, not the model. Pooling keeps every cell in some judged bin (nothing
+    dropped); the bins' labels say what was pooled ("8-10"). A short remainder at the top
+    of the pooled range joins the bin above it.
+    """
+    d = cal[cal["bin"].astype(str) != "all"].copy()
+    d["bin"] = d["bin"].astype(str)
+    rows: list[dict] = []
+    acc: list = []
+    for r in d.iloc[::-1].itertuples(index=False):  # lowest forecast first
+        acc.append(r)
+        if sum(x.predicted for x in acc) >= min_predicted:
+            rows.append(_pool(acc))
+            acc = []
+    if acc:  # what is left (the highest bins, if they expect too little) joins the last pool
+        rows[-1:] = [_pool(acc + (list(rows[-1]["members"]) if rows else []))]
+    out = pd.DataFrame(rows[::-1]).drop(columns="members")
+    out["ratio"] = out["observed"] / out["predicted"].where(out["predicted"] > 0)
+    return out.reset_index(drop=True)
+
+
+def _pool(members: list) -> dict:
+    bins = sorted(int(m.bin) for m in members)
+    label = str(bins[0]) if len(bins) == 1 else f"{bins[0]}-{bins[-1]}"
+    return {"bin": label, "cells": sum(m.cells for m in members), "predicted": sum(m.predicted for m in members),
+            "observed": sum(m.observed for m in members), "members": members}

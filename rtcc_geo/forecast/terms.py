@@ -4,10 +4,16 @@ For origin day ``T`` each study cell ``c`` gets non-negative features, all
 daily rates from days ``< T``, grouped into five **terms**:
 
 ``long_memory``
-    the cell's count over the last 365 days, and its ring-1 and ring-2
-    neighbourhood means (places busy all year);
+    the cell's count over the last 365 and 182 days, its exponentially decayed
+    rate (half-life 180 days), the share of the last 365 days with an incident
+    in it (repeat days: one report of ten items counts once), the ring-1 and
+    ring-2 neighbourhood means of the 365-day count, the ring-1 mean of the
+    active days, and the means over the cell's H3 parents one and two
+    resolutions up (res 9 and 8 for res-10 cells): places busy all year, at
+    several scales;
 ``recent``
-    the cell's counts over the last 28 and 91 days, and the ring-1 mean of 28 days;
+    the cell's counts over the last 28 and 91 days, its decayed rates with
+    half-lives 30 and 90 days, and the ring-1 mean of 28 days;
 ``near_repeat``
     exponentially decayed counts (half-life 7 days) of the cell and its ring-1
     neighbours (contagion: a burglary raises the risk next door for days);
@@ -15,7 +21,7 @@ daily rates from days ``< T``, grouped into five **terms**:
     "same weeks last year": the cell's and its ring's mean daily count in the
     forecast weeks 52 weeks earlier, +-1 week (:func:`~rtcc_geo.forecast.naive.seasonal_rate`);
 ``place``
-    the busiest single block address in the cell over the last 730 days
+    the busiest single block address in the cell over the last 730 and 365 days
     (repeat places: a store, a bar), the cell's residents (census tracts,
     areally weighted, per 10,000; when the tract file is there) and a constant.
 
@@ -33,7 +39,12 @@ the contribution of term ``t`` to cell ``c`` is exactly
 **Calibration.** An identity-link fit is calibrated on average but not per
 decile (the top cells are under-predicted). A monotone recalibration
 ``g(E)`` is fitted on the training origins (mean observed per quantile bin of
-the raw forecast, pooled-adjacent-violators, linear interpolation), and every
+the raw forecast, the quietest bins pooled until each holds
+``calibration_min_events`` incidents and shrunk towards the raw forecast by
+``calibration_prior`` pseudo-incidents, pooled-adjacent-violators, linear
+interpolation, the lowest bin's ratio below it), multiplied by a city-wide
+seasonal level (last year's forecast weeks over last year's calibration
+weeks), and every
 term of a cell is scaled by the same factor ``g(E_c) / E_c``: the sum stays
 exact, the order of cells is unchanged, and observed / predicted per decile
 stays near 1 (tested on validation origins).
@@ -52,12 +63,16 @@ TERMS: tuple[str, ...] = ("long_memory", "recent", "near_repeat", "seasonality",
 #: (term, feature) in column order of :func:`term_features`.
 FEATURES: tuple[tuple[str, str], ...] = (
     ("long_memory", "own_365d"), ("long_memory", "ring1_365d"), ("long_memory", "ring2_365d"),
+    ("long_memory", "parent1_365d"), ("long_memory", "parent2_365d"), ("long_memory", "own_182d"),
+    ("long_memory", "own_decay180d"), ("long_memory", "active_days_365d"), ("long_memory", "ring1_active_days_365d"),
     ("recent", "own_28d"), ("recent", "own_91d"), ("recent", "ring1_28d"),
+    ("recent", "own_decay30d"), ("recent", "own_decay90d"),
     ("near_repeat", "own_decay7d"), ("near_repeat", "ring1_decay7d"),
     ("seasonality", "own_last_year"), ("seasonality", "ring1_last_year"),
-    ("place", "top_block_730d"), ("place", "residents"), ("place", "constant"),
+    ("place", "top_block_730d"), ("place", "top_block_365d"), ("place", "residents"), ("place", "constant"),
 )
 TERM_OF = np.array([TERMS.index(t) for t, _ in FEATURES])
+_OWN365, _RING365 = (next(i for i, (_, f) in enumerate(FEATURES) if f == n) for n in ("own_365d", "ring1_365d"))
 
 
 def _window_rate(C: np.ndarray, T: int, w: int) -> np.ndarray:
@@ -101,6 +116,41 @@ def residents_feature(c: Counts) -> np.ndarray:
     return c._cache[key]
 
 
+def parent_mean_ops(c: Counts, levels: tuple[int, ...] = (1, 2)) -> list:
+    """Per level ``l``, a sparse ``cells x cells`` operator: the mean over the study cells that
+    share the cell's H3 parent ``l`` resolutions up (res 9 and 8 for res-10 cells), cached."""
+    import h3
+    import scipy.sparse as sp
+
+    key = ("terms_parents", levels)
+    if key not in c._cache:
+        ops = []
+        for lv in levels:
+            pr = max(c.res - lv, 0)
+            par = np.fromiter((h3.api.basic_int.cell_to_parent(int(x), pr) for x in c.cells), np.int64, len(c.cells))
+            _, inv = np.unique(par, return_inverse=True)
+            P = sp.csr_matrix((np.ones(len(inv)), (np.arange(len(inv)), inv)))
+            n = np.asarray(P.sum(axis=0)).ravel()
+            ops.append((P @ sp.diags(1.0 / n) @ P.T).tocsr())
+        c._cache[key] = ops
+    return c._cache[key]
+
+
+def _decayed_rate(c: Counts, T: int, half_life: float, horizon: int = 730) -> np.ndarray:
+    """Exponentially weighted daily rate (weights ``0.5 ** (age / half_life)``, normalised)."""
+    age = np.arange(min(horizon, T))
+    w = 0.5 ** (age / half_life)
+    return decayed_sum(c, T, w / w.sum())
+
+
+def active_day_rate(c: Counts, T: int, days: int = 365) -> np.ndarray:
+    """Share of the last ``days`` days with at least one incident in the cell (a repeat-day count:
+    one report of ten items counts once)."""
+    X = c.days_before(T)
+    lo = max(0, T - days)
+    return np.asarray((X[:, lo:T] > 0).sum(axis=1)).ravel() / max(T - lo, 1)
+
+
 def term_features(c: Counts, T: int, horizon_days: int = 7) -> np.ndarray:
     """Feature matrix ``cells x len(FEATURES)`` at origin day ``T`` (days ``< T`` only), cached."""
     store = c._cache.setdefault("terms_features", {})
@@ -109,19 +159,21 @@ def term_features(c: Counts, T: int, horizon_days: int = 7) -> np.ndarray:
         return store[key]
     C, _ = _dense_stats(c)
     K1, n1, K2, n2 = _ring_ops(c)
+    P1, P2 = parent_mean_ops(c)
     own365 = _window_rate(C, T, 365)
     own28 = _window_rate(C, T, 28)
-    age = np.arange(min(365, T))
-    w = 0.5 ** (age / 7.0)
-    dec = decayed_sum(c, T, w / w.sum())
+    act = active_day_rate(c, T, 365)
+    dec = _decayed_rate(c, T, 7.0, 365)
     seas = seasonal_rate(c, T, horizon_days, 7)
     F = np.column_stack([
-        own365, K1 @ own365 / n1, K2 @ own365 / n2,
-        own28, _window_rate(C, T, 91), K1 @ own28 / n1,
+        own365, K1 @ own365 / n1, K2 @ own365 / n2, P1 @ own365, P2 @ own365, _window_rate(C, T, 182),
+        _decayed_rate(c, T, 180.0), act, K1 @ act / n1,
+        own28, _window_rate(C, T, 91), K1 @ own28 / n1, _decayed_rate(c, T, 30.0), _decayed_rate(c, T, 90.0),
         dec, K1 @ dec / n1,
         seas, K1 @ seas / n1,
-        top_block_rate(c, T), residents_feature(c), np.full(len(c.cells), 1e-3),
+        top_block_rate(c, T), top_block_rate(c, T, 365), residents_feature(c), np.full(len(c.cells), 1e-3),
     ])
+    assert F.shape[1] == len(FEATURES)
     if len(store) > 80:
         store.clear()
     store[key] = F
@@ -184,7 +236,7 @@ class AdditiveTerms(ForecastModel):
 
     def __init__(self, horizon_days: int = 7, n_origins: int = 12, quiet_keep: int = 10, zero_keep: int = 3,
                  calibrate: bool = True, calibration_bins: int = 50, calibration_origins: int = 6,
-                 random_state: int = 0):
+                 calibration_prior: float = 5.0, calibration_min_events: float = 20.0, random_state: int = 0):
         if horizon_days < 1 or n_origins < 1:
             raise ValueError("horizon_days and n_origins must be >= 1")
         self.horizon_days = horizon_days
@@ -194,6 +246,8 @@ class AdditiveTerms(ForecastModel):
         self.calibrate = calibrate
         self.calibration_bins = calibration_bins
         self.calibration_origins = calibration_origins
+        self.calibration_prior = calibration_prior
+        self.calibration_min_events = calibration_min_events
         self.random_state = random_state
 
     def _fit(self, c: Counts, T: int) -> None:
@@ -209,7 +263,7 @@ class AdditiveTerms(ForecastModel):
             y = (C[:, t0 + h] - C[:, t0]).astype(np.float64)
             # Cells with nothing nearby for a year are many and nearly all zero: a seeded
             # 1-in-quiet_keep sample, weighted back up (same expected likelihood).
-            quiet = (F[:, 0] == 0) & (F[:, 1] == 0)
+            quiet = (F[:, _OWN365] == 0) & (F[:, _RING365] == 0)
             # Zero weeks elsewhere: a seeded 1-in-zero_keep sample, weighted back up.
             wt = np.where(quiet, float(self.quiet_keep), np.where(y == 0, float(self.zero_keep), 1.0))
             keep = rng.random(len(y)) < 1.0 / wt
@@ -237,12 +291,46 @@ class AdditiveTerms(ForecastModel):
             raw, obs = np.concatenate(raws), np.concatenate(obss)
             order = np.argsort(raw, kind="stable")
             groups = np.array_split(order, self.calibration_bins)
+            # Quiet bins are pooled, from the lowest forecast up, until each holds at least
+            # `calibration_min_events` incidents: the mean of a bin with 0-2 incidents is noise,
+            # and fine bins there left the lowest decile of sparse targets 3x under-predicted.
+            pooled: list[np.ndarray] = []
+            acc: list[np.ndarray] = []
+            for g in groups:
+                acc.append(g)
+                if obs[np.concatenate(acc)].sum() >= self.calibration_min_events:
+                    pooled.append(np.concatenate(acc))
+                    acc = []
+            if acc:
+                pooled = pooled[:-1] + [np.concatenate(pooled[-1:] + acc)]
+            groups = pooled
             gx = np.array([raw[g].mean() for g in groups if len(g)])
-            gy = np.array([obs[g].mean() for g in groups if len(g)])
+            # Bin mean observed, shrunk towards the raw forecast by `calibration_prior` pseudo-incidents
+            # at ratio 1: a quiet bin with no incident in the calibration weeks keeps a small
+            # forecast instead of ~0 (which left the lowest decile 1.3-5.8x under-predicted).
+            a = self.calibration_prior
+            gy = np.array([(obs[g].sum() + a) / (raw[g].sum() + a) * raw[g].mean() for g in groups if len(g)])
             gw = np.array([len(g) for g in groups if len(g)], float)
             # strictly increasing, so recalibration never ties cells the raw forecast ranked apart
             self.cal_x_, self.cal_y_ = gx, _pav(gy, gw) + 1e-9 * np.arange(len(gx))
-        self.terms_ = self._terms_daily(term_features(c, T, h))
+        self.level_ = self._seasonal_level(c, T) if self.calibrate else 1.0
+        self.terms_ = self._terms_daily(term_features(c, T, h)) * self.level_
+
+    def _seasonal_level(self, c: Counts, T: int) -> float:
+        """City-wide seasonal level: last year's events in the forecast weeks (+-1 week) per day over
+        last year's events per day in the calibration weeks, clipped to [0.8, 1.25]; 1 without a
+        full year of history. The recalibration matches the level of the weeks just before ``T``;
+        this carries it to the forecast week (spring is busier than February). One factor for
+        every cell and term: the ranking and the exact sum of the terms are unchanged."""
+        h, k = self.horizon_days, min(self.calibration_origins, self.n_train_origins_)
+        a0, a1 = T - 364 - 7, T - 364 + h + 7  # last year's forecast weeks, padded
+        b0, b1 = T - 364 - h * k, T - 364      # last year's calibration weeks
+        if b0 < 0 or a0 < 0:
+            return 1.0
+        C, _ = _dense_stats(c)
+        tot = C.sum(axis=0, dtype=np.float64)
+        a, b = (tot[a1] - tot[a0]) / (a1 - a0), (tot[b1] - tot[b0]) / (b1 - b0)
+        return float(np.clip(a / b, 0.8, 1.25)) if a > 0 and b > 0 else 1.0
 
     def _terms_daily(self, F: np.ndarray) -> np.ndarray:
         """``cells x len(TERMS)`` daily-rate contribution of each term (calibrated)."""
@@ -254,12 +342,16 @@ class AdditiveTerms(ForecastModel):
             raw = by_term.sum(axis=1) * self.horizon_days
             # Extrapolate beyond the last bin with the top bin's ratio (no flattening at the top).
             hi_ratio = self.cal_y_[-1] / max(self.cal_x_[-1], 1e-12)
+            # Below the lowest (pooled, >= calibration_min_events incidents) bin: that bin's ratio
+            # of observed to forecast, so the quietest cells keep their order. A cell with no
+            # feature at all gets the lowest bin's rate, as the place term (a city-wide floor).
             lo_ratio = self.cal_y_[0] / max(self.cal_x_[0], 1e-12)
             g = np.asarray(np.interp(raw, self.cal_x_, self.cal_y_))
             g = np.where(raw > self.cal_x_[-1], raw * hi_ratio, g)
             g = np.where(raw < self.cal_x_[0], raw * lo_ratio, g)
             factor = np.where(raw > 0, g / np.maximum(raw, 1e-300), 1.0)
             by_term *= factor[:, None]
+            by_term[:, TERMS.index("place")] += np.where(raw > 0, 0.0, self.cal_y_[0] / self.horizon_days)
         return by_term
 
     def _daily_rate(self) -> np.ndarray:
