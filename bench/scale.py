@@ -727,7 +727,8 @@ def main(argv: list[str] | None = None) -> int:
 
                 files = sorted(str(p) for p in (shared_data_dir() / "philadelphia").glob("incidents_20*.csv"))
             if not files:
-                raise SystemExit("no Philadelphia CSVs found for acceptance 1 (give --philly GLOB or --skip-philly)")
+                raise SystemExit("no Philadelphia CSVs found for acceptance 1 (set RTCC_SHARED_DATA, or give "
+                                 "--philly GLOB or --skip-philly)")
             _log(f"acceptance 1 on {len(files)} Philadelphia CSVs")
             results["philadelphia"] = philly_steps(work, files, env)
         dask_ok = not args.skip_dask and not args.build_only and cli_has_dask(env)
