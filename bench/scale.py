@@ -1,6 +1,7 @@
 """Scale benchmark: synthetic stores of 1, 10 and 50 M incidents, every pipeline timed.
 
     python bench/scale.py [--sizes 1,10,50] [--out DIR] [--keep] [--json] [--skip-dask]
+    python bench/scale.py --report results.json      # the markdown of a saved --json run
 
 For each size (millions of incidents) the script
 
@@ -315,7 +316,8 @@ def build(out: Path, n_million: float, seed: int = 0, first_year: int = 2015, ye
     g.to_file(out / "police_districts.geojson", driver="GeoJSON")
     days, lam = day_rates(first_year, years, n_million * 1e6)
     months = [(y, m) for y in range(first_year, first_year + years) for m in range(1, 13)]
-    opts = pcsv.WriteOptions(quoting_style="none")
+    # Unquoted, as the portal writes it (pyarrow would quote the header, so it is written here).
+    opts = pcsv.WriteOptions(quoting_style="none", include_header=False)
     files, rows, next_id = [], {}, 1
     append_year = first_year + years
     for y in [*range(first_year, first_year + years), append_year]:
@@ -323,16 +325,18 @@ def build(out: Path, n_million: float, seed: int = 0, first_year: int = 2015, ye
         path = out / name
         seq = 0
         writer = None
-        for m in range(1, 13 if y < append_year else 2):
-            frac = months.index((y, m)) / len(months) if y < append_year else 1.0
-            t = month_frame(city, seed, y, m, days, lam, frac, next_id, seq)
-            if writer is None:
-                writer = pcsv.CSVWriter(path, t.schema, write_options=opts)
-            writer.write_table(t)
-            next_id += t.num_rows
-            seq += t.num_rows
-        assert writer is not None
-        writer.close()
+        with open(path, "wb") as fh:
+            fh.write((",".join(CSV_COLUMNS) + "\n").encode())
+            for m in range(1, 13 if y < append_year else 2):
+                frac = months.index((y, m)) / len(months) if y < append_year else 1.0
+                t = month_frame(city, seed, y, m, days, lam, frac, next_id, seq)
+                if writer is None:
+                    writer = pcsv.CSVWriter(fh, t.schema, write_options=opts)
+                writer.write_table(t)
+                next_id += t.num_rows
+                seq += t.num_rows
+            assert writer is not None
+            writer.close()
         rows[name] = seq
         files.append(name)
     manifest = {"n_million": n_million, "seed": seed, "first_year": first_year, "years": years,
@@ -696,7 +700,11 @@ def main(argv: list[str] | None = None) -> int:
                     help="real CSVs for acceptance 1 (default: incidents_20*.csv of the shared Philadelphia data)")
     ap.add_argument("--skip-philly", action="store_true", help="no acceptance-1 run on the real CSVs")
     ap.add_argument("--build-only", action="store_true", help="only build the CSVs (reports the builder's RSS)")
+    ap.add_argument("--report", metavar="JSON", help="print the markdown report of a saved --json run and exit")
     args = ap.parse_args(argv)
+    if args.report:
+        print(report(json.loads(Path(args.report).read_text())))
+        return 0
     sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]
     try:
         if any(float(s) <= 0 for s in sizes):
