@@ -304,15 +304,17 @@ def audit_week(store, source: str, week_start, *, tracts=None, districts=None, u
     d0 = pd.Timestamp(week_start).normalize()
     kw = {"units": units, "shift_start_hour": shift_start_hour, "shift_hours": shift_hours, "model": model,
           "res": res, "spacing_m": spacing_m, "max_dose_multiple": max_dose_multiple, "tracts": tracts}
-    minutes = week_minutes(plan_week(store, source, d0, category=category, **kw))
     t1 = d0 + pd.Timedelta(days=7)
-    res_a = audit_minutes(store, source, minutes, d0, t1, tracts, districts=districts, res=res, multiple=multiple,
-                          min_residents=min_residents)
+
+    def planned(target: str) -> tuple[pd.DataFrame, Audit]:
+        m = week_minutes(plan_week(store, source, d0, category=target, **kw))
+        return m, audit_minutes(store, source, m, d0, t1, tracts, districts=districts, res=res, multiple=multiple,
+                                min_residents=min_residents)
+
+    minutes, res_a = planned(category)
     cmp = None
     if compare_enforcement:
-        om = week_minutes(plan_week(store, source, d0, category="all", **kw))
-        ores = audit_minutes(store, source, om, d0, t1, tracts, districts=districts, res=res, multiple=multiple,
-                             min_residents=min_residents)
+        om, ores = planned("all")
         rep = ores.reporting.set_index("where") if len(ores.reporting) else None
         cmp = {"target": "all (enforcement-driven included)",
                "cell_overlap_jaccard": jaccard(set(minutes["cell"]), set(om["cell"])),
