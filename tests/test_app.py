@@ -549,6 +549,18 @@ def test_serve_bootstraps_one_admin_and_has_help(tmp_path, capsys):
     assert "store is empty" in capsys.readouterr().err
 
 
+def test_serve_asks_which_agency_when_the_store_holds_several(tmp_path, capsys):
+    """Not silently the first by name: that would hide the other agencies' incidents and alerts."""
+    from rtcc_geo.cli.main import main
+
+    store = EmbeddedStore(tmp_path / "two")
+    store.register_source("northtown", "America/New_York")
+    store.register_source("southtown", "America/Chicago")
+    assert main(["serve", "--store", str(tmp_path / "two"), "--port", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "several sources" in err and "northtown" in err and "southtown" in err and "--source" in err
+
+
 def test_filters_never_trust_the_browser():
     from rtcc_geo.app.context import Filters
 

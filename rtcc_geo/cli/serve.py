@@ -50,7 +50,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_store_args(p)
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8050, help="port (default 8050; 0 picks a free one)")
-    p.add_argument("--source", default=None, help="which source to show (default: the store's first)")
+    p.add_argument("--source", default=None, help="which source (agency) to show; needed when the store holds several")
     p.add_argument("--feed-token", default=None, metavar="TOKEN",
                    help="bearer token of the live feed POST /api/feed/SOURCE/incidents (default $RTCC_FEED_TOKEN; "
                         "without one the feed refuses every request; see 'rtcc-geo replay'). Visible to "
@@ -115,6 +115,10 @@ def serve_store(store, host: str = "127.0.0.1", port: int = 8050, source: str | 
         raise UserError("the store is empty: load data first ('rtcc-geo ingest ...' or 'rtcc-geo demo')")
     if source is not None and source not in sources:
         raise UserError(f"the store has no source {source!r}; it has {sorted(sources)}")
+    if source is None and len(sources) > 1:
+        # Showing one agency silently (the first by name) would hide the others' incidents and alerts.
+        raise UserError(f"the store holds several sources {sorted(sources)}: choose the one to show with --source "
+                        "(one server per agency; each can run on its own --port)")
     if workers < 1 or threads < 1 or timeout < 1:
         raise UserError("--workers, --threads and --timeout must be at least 1")
     postgis = getattr(store, "kind", "") == "postgis"
