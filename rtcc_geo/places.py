@@ -139,11 +139,19 @@ def top_places_by_cell(store, query, res: int, n: int = 3) -> dict[int, list[str
     df = df[df["block"].notna()]
     if not len(df):
         return {}
-    g = pd.DataFrame({"cell": cell_column(df, res), "block": df["block"].to_numpy()})
+    c = rank_by_cell(cell_column(df, res), df["block"].to_numpy(), n)
+    return {int(k): v["block"].tolist() for k, v in c.groupby("cell", sort=False)}
+
+
+def rank_by_cell(cells: np.ndarray, blocks: np.ndarray, n: int) -> pd.DataFrame:
+    """Per cell, its ``n`` most frequent block addresses: columns ``cell``, ``block``,
+    ``n`` (incidents), ``rank`` (0 = most frequent), by cell; ties by address, so
+    every caller (tooltips, lists, the briefing) names a cell the same way."""
+    g = pd.DataFrame({"cell": np.asarray(cells, dtype=np.int64), "block": blocks})
     c = g.groupby(["cell", "block"], sort=False).size().rename("n").reset_index()
     c = c.sort_values(["cell", "n", "block"], ascending=[True, False, True], kind="mergesort")
-    c = c.groupby("cell", sort=False).head(n)
-    return {int(k): v["block"].tolist() for k, v in c.groupby("cell", sort=False)}
+    c["rank"] = c.groupby("cell", sort=False).cumcount()
+    return c[c["rank"] < n].reset_index(drop=True)
 
 
 def _h3_cols() -> list[str]:
@@ -168,4 +176,4 @@ def describe(places: pd.DataFrame, limit: int = 2) -> str:
     return ", ".join(places["block"].head(limit).astype(str).tolist()) if len(places) else ""
 
 
-__all__ = ["SUFFIXES", "describe", "normalise_block", "top_places", "top_places_by_cell"]
+__all__ = ["SUFFIXES", "describe", "normalise_block", "rank_by_cell", "top_places", "top_places_by_cell"]

@@ -227,6 +227,12 @@ def test_drill_down_says_how_many_rows_have_no_time(philly_app):
     known = int((inc["h3_r9"] == cell).sum() - unknown[cell])
     assert f"Hour-of-week profile · {known:,} incidents" in body
     assert f"{int(unknown[cell]):,} with unknown time not shown" in body
+    # The busiest blocks line: the cell's own rows counted with pandas (ties by address).
+    blk = ctx.store.incidents(q.with_(include_unknown_time=True, geolocated=True), columns=["h3_r9", "block"])
+    vc = blk.loc[blk["h3_r9"] == cell, "block"].dropna().value_counts().reset_index()
+    vc.columns = ["block", "n"]
+    vc = vc.sort_values(["n", "block"], ascending=[False, True]).head(3)
+    assert "Busiest blocks here: " + "; ".join(f"{b} ({k:,})" for b, k in zip(vc["block"], vc["n"])) in body
 
 
 def test_removed_user_loses_access(philly_app):

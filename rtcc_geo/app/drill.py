@@ -120,15 +120,12 @@ def status(ctx: AppContext, cell: int, f: Filters, layer: Layer, role: str | Non
 def top_blocks_line(ctx: AppContext, cell: int, f: Filters, n: int = 3) -> str:
     """The cell's most frequent block addresses for the view's filters, with counts
     (aggregates: shown to every role)."""
-    from .places import norm_block
+    from rtcc_geo.places import top_places
 
-    q = _cell_query(ctx, cell, f)
-    b = ctx.store.incidents(q, columns=["block"])["block"]
-    vc = norm_block(b).dropna().value_counts()
-    if vc.empty:
+    top = top_places(ctx.store, _cell_query(ctx, cell, f), n=n)  # addresses as normalised at ingest
+    if top.empty:
         return "no block address in these filters"
-    vc = vc.sort_index().sort_values(ascending=False, kind="stable").head(n)
-    return "Busiest blocks here: " + "; ".join(f"{k} ({v:,})" for k, v in vc.items())
+    return "Busiest blocks here: " + "; ".join(f"{b} ({k:,})" for b, k in zip(top["block"], top["n"]))
 
 
 def incident_table(ctx: AppContext, cell: int, f: Filters, role: str) -> html.Div:

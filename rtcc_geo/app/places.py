@@ -95,13 +95,10 @@ class Places:
     def top_blocks(self, res: int, n: int = 1) -> pd.DataFrame:
         """Per cell at ``res``: its ``n`` most frequent block addresses with counts
         (ties broken alphabetically), columns ``cell``, ``block``, ``n``, ``rank``."""
+        from rtcc_geo.places import rank_by_cell
+
         r = self._rows.dropna(subset=["block", "cell"])
-        cells = self._cells_at(r, res)
-        c = (pd.DataFrame({"cell": cells, "block": r["block"].to_numpy()})
-             .groupby(["cell", "block"], sort=False).size().rename("n").reset_index())
-        c = c.sort_values(["cell", "n", "block"], ascending=[True, False, True])
-        c["rank"] = c.groupby("cell").cumcount()
-        return c[c["rank"] < n].reset_index(drop=True)
+        return rank_by_cell(self._cells_at(r, res), r["block"].to_numpy(), n)
 
     def cell_districts(self, cells: np.ndarray) -> list[str]:
         """The district (polygon containing the cell's centre, else the data's most
