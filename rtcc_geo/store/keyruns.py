@@ -3,16 +3,24 @@
 Why: an incident re-sent in the same month is found by that month's own index,
 but a corrected re-export can move one to another month, so every append must
 also ask "is this id stored anywhere?". Searching every month's index costs
-the store (``B log N_month`` per month); these runs answer it in about
-``B log N`` per run with ``O(log(N / B))`` runs, memory-mapped, so only the
-pages the search lands on are read.
+the store (``B log N_month`` per month, a file per month); these runs answer
+it with a few sorted searches of the batch, memory-mapped, so only the pages
+the search lands on are read (for a batch of ``B`` hashes at most ``B`` pages
+per run, whatever its size).
 
 Layout: ``keys/source=<s>/all/run-<lo>-<hi>.npy``, the sorted hashes of the
 source's part files numbered ``lo..hi``. An append adds one run; the newest
 run is merged into the one before while that one is at most twice its size
-(a binary counter), so runs grow geometrically and each hash is rewritten
-``O(log(N / B))`` times: amortised O(batch log store) per append, though the
-append that completes a doubling rewrites the largest run.
+(a binary counter) and the merged run holds at most :attr:`KeyRuns.max_merge`
+hashes. Below that size runs grow geometrically and each hash is rewritten
+``O(log(C / B))`` times (``C`` = ``max_merge``, ``B`` the batch); a run that
+would outgrow it is left as it is. So the worst append rewrites at most
+``3 C`` hashes (a cascade of merges, each at most ``C`` and half again as large
+as the one before: 96 MB at the default), never the store, and a source of ``N`` hashes has
+at most about ``2 N / C + log2(C / B)`` runs (two neighbours that stay
+unmerged hold more than ``C`` together), each searched in ``B log C``
+(memory-mapped: a sorted batch walks each run forward, so only the pages it
+lands on are read, in order).
 A merged run is written before its inputs are deleted, and a run whose range
 lies inside another's is dead, so a crash never loses or doubles a hash.
 """
@@ -31,8 +39,15 @@ _RUN = re.compile(r"run-(\d+)-(\d+)\.npy")
 class KeyRuns:
     """The runs in directory ``d``; ``save(path, sorted_hashes)`` writes one file atomically."""
 
-    def __init__(self, d: Path, save: Callable[[Path, np.ndarray], None]):
+    #: The largest run an append's merge may write (hashes, 32 MB). It bounds the
+    #: worst append's merges to 3 x this many hashes whatever the store's size;
+    #: larger runs are never merged again.
+    max_merge: int = 1 << 22
+
+    def __init__(self, d: Path, save: Callable[[Path, np.ndarray], None], max_merge: int | None = None):
         self.dir, self._save = d, save
+        if max_merge is not None:
+            self.max_merge = max_merge
 
     def _all(self) -> list[tuple[int, int, Path]]:
         if not self.dir.is_dir():
@@ -65,7 +80,7 @@ class KeyRuns:
         while len(runs) >= 2:
             (a_lo, _, a), (_, b_hi, b) = runs[-2], runs[-1]
             ka, kb = np.load(a, mmap_mode="r"), np.load(b, mmap_mode="r")
-            if len(ka) > 2 * len(kb):
+            if len(ka) > 2 * len(kb) or len(ka) + len(kb) > self.max_merge:
                 break
             merged = np.concatenate([ka, kb])
             merged.sort(kind="stable")
