@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -60,6 +61,11 @@ def test_tiny_bench_reports_every_step(shared_data, tmp_path):
     for k in ("append", "append_empty"):
         assert local[k]["read"] == size["build"]["append_rows"] == local[k]["loaded"] + local[k]["quarantined"]
         assert local[k]["inserted"] == local[k]["loaded"] > 0, (k, local[k])
+        # Acceptance 2 from three interleaved samples (default --append-repeats 2), the first the step's own.
+        assert len(local[k]["inproc_runs"]) == 3 and local[k]["inproc_runs"][0] == local[k]["inproc_s"], local[k]
+    a2 = next(a for a in res["acceptance"] if a["id"].startswith("2"))
+    assert a2["ratio"] == pytest.approx(statistics.median(local["append"]["inproc_runs"])
+                                        / statistics.median(local["append_empty"]["inproc_runs"]), rel=1e-6)
     ph = res["philadelphia"]
     for k in ("pyarrow_read", "ingest", "reingest"):
         assert ph[k]["rc"] == 0 and ph[k]["wall_s"] > 0 and ph[k]["peak_rss"] > 0, (k, ph[k])

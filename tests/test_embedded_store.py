@@ -364,3 +364,81 @@ def test_db_migrate_and_status_convert_an_old_embedded_store_from_the_cli(tmp_pa
     assert st.returncode == 0 and json.loads(st.stdout)["pending"] == []
     assert EmbeddedStore(tmp_path, create=False).count() == len(city)
     assert json.loads(cli("migrate").stdout)["converted"] == 0  # idempotent
+
+def _files(root):
+    return {p: (p.stat().st_ino, p.stat().st_size) for p in root.rglob("*") if p.is_file()}
+
+
+def test_an_append_writes_its_batch_not_the_store(tmp_path, city, monkeypatch):
+    """Issue 16: an append costs O(batch). Over many small appends into a store whose
+    source-wide key runs have reached their merge cap, each append writes only its
+    part(s), its months' key indexes and at most ``max_merge`` hashes of runs (never
+    the big runs), leaves every other month's files alone, and dedup stays exact
+    (re-sends and incidents moved to another month are duplicates)."""
+    from rtcc_geo.store.keyruns import KeyRuns
+
+    cap = 1000
+    monkeypatch.setattr(KeyRuns, "max_merge", cap)
+    s = EmbeddedStore(tmp_path)
+    s.register_source(synth.SOURCE, synth.TIMEZONE)
+    months = city.occurred_from.dt.strftime("%Y-%m")
+    base = city[months < "2024-04"]
+    s.write_incidents(base)
+    runs_dir = tmp_path / "keys" / f"source={synth.SOURCE}" / "all"
+    tail = city[months >= "2024-04"]
+    chunks = np.array_split(np.arange(len(tail)), 30)
+    for c in chunks:
+        batch = tail.iloc[c]
+        touched_months = set(batch.occurred_from.dt.tz_convert("UTC").dt.strftime("%Y-%m"))
+        before = _files(tmp_path)
+        assert s.write_incidents(batch).inserted == len(c)
+        after = _files(tmp_path)
+        written = {p: after[p][1] for p in after if before.get(p) != after[p]}
+        run_bytes = sum(n for p, n in written.items() if p.parent == runs_dir)
+        assert run_bytes <= 8 * (cap + len(c)) + 2 * 128, run_bytes  # .npy headers are 128 bytes
+        for p in written:  # nothing of another month, nor the big runs
+            month = next((d.name[6:] for d in p.parents if d.name.startswith("month=")), None)
+            assert month is None or month in touched_months, p
+    # The first write's run (all of base) is larger than the cap: never rewritten.
+    runs = KeyRuns(runs_dir, None).runs()
+    assert runs[0][0] == 1 and len(np.load(runs[0][2], mmap_mode="r")) == len(base)
+    n = len(city)
+    assert len(runs) <= 2 * n / cap + np.log2(cap / (len(tail) / 30)) + 3, [r[:2] for r in runs]
+    # Exact dedup through all those runs: everything again, and incidents moved across months.
+    assert s.write_incidents(city.sample(frac=1.0, random_state=2)).inserted == 0
+    moved = city.iloc[::97].copy()
+    moved["occurred_from"] = moved["occurred_from"] - pd.DateOffset(months=3)
+    w = s.write_incidents(pd.concat([moved, city.iloc[:7].assign(id=lambda d: "x-" + d["id"].astype(str))]))
+    assert w.inserted == 7 and w.duplicates == len(moved)
+    got = s.incidents(columns=["id"])
+    assert len(got) == n + 7 and got.id.is_unique
+
+
+def test_key_runs_merge_work_is_bounded_and_lookups_exact(tmp_path):
+    """:class:`KeyRuns` alone: however many batches, no add writes more than the batch
+    and one merged run of at most ``max_merge`` hashes, the number of runs stays near ``2 N / C + log2(C / B)``,
+    and every hash added is in exactly one live run."""
+    from rtcc_geo.store.embedded import _save_npy
+    from rtcc_geo.store.keyruns import KeyRuns
+
+    written = []
+
+    def save(path, a):
+        written.append(len(a))
+        _save_npy(path, a)
+
+    cap, b = 4000, 250
+    runs = KeyRuns(tmp_path, save, max_merge=cap)
+    rng = np.random.default_rng(5)
+    added = []
+    for i in range(120):
+        h = rng.integers(0, 2**63, b).astype(np.uint64)
+        written.clear()
+        runs.add(i, i, h)
+        added.append(h)
+        assert len(written) <= 2 and sum(written) <= cap + b, written
+    live = list(runs.arrays())
+    assert len(live) <= 2 * 120 * b / cap + np.log2(cap / b) + 2, [len(k) for k in live]
+    every = np.sort(np.concatenate(added))
+    np.testing.assert_array_equal(np.sort(np.concatenate([np.asarray(k) for k in live])), every)
+    assert all(np.all(np.diff(k.astype(np.float64)) >= 0) for k in live)
