@@ -345,8 +345,10 @@ def extras_json(cols: dict[str, pd.Series], index: pd.Index) -> pd.Series:
             b = _text_bytes(t)
             if ((b < 0x20) | (b == 0x22) | (b == 0x5C) | (b == 0x7F)).any():  # something to escape
                 val = _arrow(json_strings(pd.Series(pd.arrays.ArrowStringArray(t), index=index)))
-            else:
-                val = _concat('"', t, '"') if t.null_count < len(t) else t
+            else:  # quoted by the member's own concatenation (one kernel call, not two)
+                if t.null_count < len(t):
+                    members.append(_concat(json.dumps(k, ensure_ascii=False) + ':"', t, '",'))
+                continue
         else:  # numbers and the like: pandas' JSON of each value
             txt = json_records(pd.DataFrame({"v": v}, index=index)).str.slice(5, -1)  # {"v":...}
             val = pc.if_else(pa.array(v.isna().to_numpy()), None, _arrow(txt))
