@@ -372,18 +372,24 @@ def json_strings(s: pd.Series) -> pd.Series:
     Texts with nothing to escape are quoted by string concatenation; the rest
     (quotes, backslashes, control characters) go through ``json.dumps``, one
     distinct value at a time."""
+    return pd.Series(pd.arrays.ArrowStringArray(_json_literals(_arrow(s))), index=s.index)
+
+
+def _json_literals(t):
+    """:func:`json_strings` of an Arrow ``large_string`` array."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    t = _arrow(s)
     out = _concat('"', t, '"')
-    esc = pc.fill_null(pc.match_substring_regex(t, _NEEDS_JSON_ESCAPE), False).to_numpy(zero_copy_only=False)
-    res = pd.Series(pd.arrays.ArrowStringArray(out), index=s.index)
-    if esc.any():
-        codes, uniq = pd.factorize(pd.Series(pd.arrays.ArrowStringArray(t.filter(pa.array(esc)))))
-        dumped = np.array([json.dumps(u, ensure_ascii=False) for u in uniq.tolist()], dtype=object)
-        res[esc] = dumped[codes]
-    return res
+    b = _text_bytes(t)
+    if not ((b < 0x20) | (b == 0x22) | (b == 0x5C) | (b == 0x7F)).any():  # nothing to escape anywhere
+        return out
+    esc = pc.fill_null(pc.match_substring_regex(t, _NEEDS_JSON_ESCAPE), False)
+    if not pc.any(esc).as_py():
+        return out
+    enc = pc.dictionary_encode(t.filter(esc))
+    dumped = pa.array([json.dumps(u, ensure_ascii=False) for u in enc.dictionary.to_pylist()], type=pa.large_string())
+    return pc.replace_with_mask(out, esc, dumped.take(enc.indices))
 
 
 def add_json_member(extras: pd.Series | None, key: str, value: pd.Series, where: np.ndarray) -> pd.Series:
@@ -402,7 +408,7 @@ def add_json_member(extras: pd.Series | None, key: str, value: pd.Series, where:
     e = pc.fill_null(_arrow(extras), pa.scalar("{}", pa.large_string()))
     mask = pa.array(where)
     sub = e.filter(mask)
-    v = _arrow(json_strings(value[where].astype("string").fillna("None")))
+    v = _json_literals(pc.fill_null(_arrow(value).filter(mask), pa.scalar("None", pa.large_string())))
     head = pc.utf8_slice_codeunits(sub, 0, -1)
     sep = pc.if_else(pc.equal(sub, "{}"), pa.scalar("", pa.large_string()), pa.scalar(",", pa.large_string()))
     new = _concat(head, sep, json.dumps(key, ensure_ascii=False) + ":", v, "}")
