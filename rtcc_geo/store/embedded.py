@@ -130,7 +130,7 @@ class EmbeddedStore(Store):
         with self._writing():
             self._migrate_legacy()
             df, hashes = self._prepare(df)
-            table = gpq.arrow_rows(df)  # once: each part takes its rows from it
+            table: pa.Table | None = None  # Arrow rows, converted once if any row is new
             ids = pa.array(df["id"].array, type=pa.large_string())
             month_of, months = _utc_months(df["occurred_from"])
             source_of = df["source"].to_numpy(dtype=object)
@@ -147,6 +147,8 @@ class EmbeddedStore(Store):
                 first = n = max([0, runs.top(), *(p.hi for ps in by_month.values() for p in ps)]) + 1
                 for mi in np.unique(month_of[new]):
                     sel = new[month_of[new] == mi]
+                    if table is None:
+                        table = gpq.arrow_rows(df)
                     self._append_part(source, months[mi], n, table.take(sel), hashes[sel])
                     written.append((source, ids.take(sel)))
                     inserted += len(sel)
