@@ -92,6 +92,7 @@ def _cached_normal_forms(uniq):
     import pyarrow as pa
     import pyarrow.compute as pc
 
+    # One consistent snapshot: the cache is replaced whole, never changed in place (threads).
     keys, vals = _SEEN or (pa.array([], pa.large_string()), pa.array([], pa.large_string()))
     pos = pc.index_in(uniq, value_set=keys)
     if not pos.null_count:

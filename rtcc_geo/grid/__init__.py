@@ -136,16 +136,17 @@ def _cached_cells(points: np.ndarray, levels: tuple[int, ...]) -> dict[int, np.n
     """Cells of distinct ``points`` (complex ``lat + i*lon``) at ``levels``: cached ones
     looked up, the rest computed and cached."""
     tag = (backend(), levels)
-    if not _POINTS or _POINTS[0] != tag or len(_POINTS[1]) + len(points) > _POINTS_MAX:
-        _POINTS[:] = [tag, pd.Index(np.empty(0, dtype=np.complex128)), {r: np.empty(0, dtype=np.int64) for r in levels}]
-    _, known, cached = _POINTS
+    snap = list(_POINTS)  # one consistent snapshot (threads, e.g. a Dask worker's, replace it whole)
+    if not snap or snap[0] != tag or len(snap[1]) + len(points) > _POINTS_MAX:
+        snap = [tag, pd.Index(np.empty(0, dtype=np.complex128)), {r: np.empty(0, dtype=np.int64) for r in levels}]
+    _, known, cached = snap
     at = known.get_indexer(points)
     new = at < 0
     if new.any():
         fresh = points[new]
         at[new] = len(known) + np.arange(len(fresh))
         cached = {r: np.concatenate([cached[r], latlng_to_cells(fresh.real, fresh.imag, r)]) for r in levels}
-        _POINTS[1:] = [known.append(pd.Index(fresh)), cached]
+        _POINTS[:] = [tag, known.append(pd.Index(fresh)), cached]
     return {r: cached[r][at] for r in levels}
 
 
