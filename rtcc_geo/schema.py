@@ -145,11 +145,15 @@ def conform(df: pd.DataFrame, resolutions: tuple[int, ...] = DEFAULT_RESOLUTIONS
     Missing optional columns are added as nulls; unknown columns are dropped
     (readers put source-specific values into ``extras`` first).
     """
-    out = pd.DataFrame(index=df.index)
+    # Columns gathered first and the frame built once (inserting column by column
+    # re-blocks the frame each time); a column already of its dtype is kept as is.
+    cols: dict[str, pd.Series] = {}
     for col, dtype in CORE_DTYPES.items():
         if col in df.columns:
             s = df[col]
-            if dtype.startswith("datetime64"):
+            if s.dtype == pd.api.types.pandas_dtype(dtype):
+                pass
+            elif dtype.startswith("datetime64"):
                 s = pd.to_datetime(s, utc=True).astype(dtype)
             else:
                 s = s.astype(dtype)
@@ -157,7 +161,9 @@ def conform(df: pd.DataFrame, resolutions: tuple[int, ...] = DEFAULT_RESOLUTIONS
             s = pd.Series(pd.NA if dtype != "bool" else True, index=df.index).astype(dtype)
             if col == "extras":
                 s = pd.Series("{}", index=df.index, dtype="string")
-        out[col] = s
+        cols[col] = s
     for r in resolutions:
-        out[h3_column(r)] = df[h3_column(r)].astype("int64")
+        s = df[h3_column(r)]
+        cols[h3_column(r)] = s if s.dtype == "int64" else s.astype("int64")
+    out = pd.DataFrame(cols, index=df.index, copy=False)
     return out.reset_index(drop=True)

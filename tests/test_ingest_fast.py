@@ -127,6 +127,56 @@ def test_vectorised_cells_equal_h3py_with_repeated_points():
         assert np.array_equal(cells[r], grid.latlng_to_cells_h3(lat, lon, r)), r
 
 
+def test_cells_cached_across_calls_equal_h3py():
+    """Points seen by an earlier call (the next file's block geocodes) take their cells
+    from the per-process cache; old and new points mixed still equal h3-py."""
+    rng = np.random.default_rng(5)
+    lat = np.round(rng.uniform(39.87, 40.13, 9000), 4)
+    lon = np.round(rng.uniform(-75.28, -74.96, 9000), 4)
+    for part in (slice(0, 5000), slice(3000, 9000), slice(0, 9000)):
+        cells = grid.index_points(lat[part], lon[part], (7, 8, 9, 10))
+        for r in (7, 8, 9, 10):
+            assert np.array_equal(cells[r], grid.latlng_to_cells_h3(lat[part], lon[part], r)), (part, r)
+
+
+def test_block_normal_form_in_arrow_equals_the_python_form_on_every_real_block(real_files):
+    """The Arrow passes of :func:`rtcc_geo.places.normalise_block` give exactly
+    ``_normalise_one`` on every distinct block of every real file, and on texts
+    that take the Python path (other blanks, non-ASCII) or hit each rule's edges."""
+    import pyarrow as pa
+
+    from rtcc_geo.places import _normalise_many, _normalise_one
+
+    cols = {"incidents": "location_block", "crimedata": "HUNDRED_BLOCK", "chicago": "block"}
+    texts: set[str] = set()
+    for f in real_files:
+        raw = read_csv_strings(f)
+        texts |= set(raw[next(c for k, c in cols.items() if f.name.startswith(k))].tolist())
+    texts |= {
+        "a&&b",
+        "&x st",
+        " x  st , y av/ z la ",
+        "LA SALLE ST",
+        "blk 5 st&",
+        "x st,st",
+        "MAIN ST ST",
+        "x\tst",
+        "\u00dftreet st",
+        "x\x1cst",
+        "",
+        "  ",
+        "x ST  &  y avenue",
+        "av/",
+        "5 BLK",
+        " & ",
+        "la la",
+    }
+    texts_l = sorted(texts)
+    got = _normalise_many(pa.array(texts_l, type=pa.large_string())).to_pylist()
+    assert len(texts_l) > 50_000
+    assert [t for t, g in zip(texts_l, got) if g != _normalise_one(t)] == []
+
+
 @pytest.mark.parametrize(
     "source, pattern, offense, detail",
     [

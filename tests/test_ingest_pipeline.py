@@ -153,3 +153,37 @@ def test_postgis_same_counts_and_idempotent(pg_url, embedded_runs, shared_data):
             assert len(q) == first["quarantined"]
     finally:
         store.close()
+
+
+def test_a_file_that_fails_leaves_the_files_before_it_stored(shared_data, tmp_path):
+    """Files are parsed while the previous one is written (one writer thread): a file
+    that cannot be read still raises, after every file before it is stored, in order."""
+    from rtcc_geo.ingest.base import IngestError
+
+    good = files_of(shared_data, "philadelphia")
+    bad = tmp_path / "incidents_bad.csv"
+    bad.write_text("not,a,philadelphia,file\n1,2,3,4\n")
+    store = EmbeddedStore(tmp_path / "s")
+    with pytest.raises(IngestError, match="missing column"):
+        ingest_files("philadelphia", [*good, bad], store)
+    want = ingest_files("philadelphia", good, EmbeddedStore(tmp_path / "ref"))
+    assert store.count() == want.inserted > 0
+    again = ingest_files("philadelphia", good, store)
+    assert again.inserted == 0 and again.duplicates == again.loaded == want.loaded
+    # The summary's seconds are the loop's wall time: no more than the files' own seconds added up.
+    assert 0 < again.seconds <= sum(f.seconds for f in again.files) + 0.05
+
+
+def test_embedded_inserted_keys_are_the_rows_this_write_inserted(shared_data, tmp_path):
+    """``inserted_keys`` (built only when asked) names exactly the new ``(source, id)`` keys."""
+    from rtcc_geo.ingest import read
+
+    inc, _ = read("philadelphia", files_of(shared_data, "philadelphia")[0])
+    store = EmbeddedStore(tmp_path)
+    store.register_source("philadelphia", "America/New_York")
+    head = inc.iloc[:100]
+    w = store.write_incidents(head)
+    assert w.inserted == 100 and w.inserted_keys == {("philadelphia", i) for i in head["id"]}
+    w = store.write_incidents(inc.iloc[50:150])
+    assert w.inserted == 50 and w.inserted_keys == {("philadelphia", i) for i in inc["id"].iloc[100:150]}
+    assert store.write_incidents(head).inserted_keys == set()

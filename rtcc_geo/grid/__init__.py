@@ -115,13 +115,39 @@ def index_points(
     lat = np.asarray(lat, dtype="float64")
     lon = np.asarray(lon, dtype="float64")
     levels = sorted(set(int(r) for r in resolutions))
-    if len(lat) > 1024:
+    if len(lat) > 1024 and np.isfinite(lat).all() and np.isfinite(lon).all():
         # lat + i*lon as one complex key: pandas hashes it exactly (no rounding).
         codes, uniq = pd.factorize(lat + 1j * lon, sort=False)
-        if len(uniq) < 0.8 * len(lat):
-            u = np.asarray(uniq)
-            return {r: latlng_to_cells(u.real, u.imag, r)[codes] for r in levels}
+        cells = _cached_cells(np.asarray(uniq), tuple(levels))
+        return {r: cells[r][codes] for r in levels}
     return {r: latlng_to_cells(lat, lon, r) for r in levels}
+
+
+#: Distinct points indexed by this process: ``[(backend, levels), points (complex
+#: lat + i*lon, a pandas Index), {res: cells}]``. The same block geocodes recur
+#: from file to file (a third of a Philadelphia month's points were in earlier
+#: months), so an ingest indexes each point once. Bounded: restarted past
+#: :data:`_POINTS_MAX` points.
+_POINTS: list = []
+_POINTS_MAX = 1 << 21
+
+
+def _cached_cells(points: np.ndarray, levels: tuple[int, ...]) -> dict[int, np.ndarray]:
+    """Cells of distinct ``points`` (complex ``lat + i*lon``) at ``levels``: cached ones
+    looked up, the rest computed and cached."""
+    tag = (backend(), levels)
+    snap = list(_POINTS)  # one consistent snapshot (threads, e.g. a Dask worker's, replace it whole)
+    if not snap or snap[0] != tag or len(snap[1]) + len(points) > _POINTS_MAX:
+        snap = [tag, pd.Index(np.empty(0, dtype=np.complex128)), {r: np.empty(0, dtype=np.int64) for r in levels}]
+    _, known, cached = snap
+    at = known.get_indexer(points)
+    new = at < 0
+    if new.any():
+        fresh = points[new]
+        at[new] = len(known) + np.arange(len(fresh))
+        cached = {r: np.concatenate([cached[r], latlng_to_cells(fresh.real, fresh.imag, r)]) for r in levels}
+        _POINTS[:] = [tag, known.append(pd.Index(fresh)), cached]
+    return {r: cached[r][at] for r in levels}
 
 
 def cell_centres(cells: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

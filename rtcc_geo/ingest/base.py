@@ -153,9 +153,14 @@ def _read_csv_arrow(path: Path, encoding: str = "utf-8-sig", delimiter: str = ",
         return None
     if not header or any(h.strip() == "" for h in header) or len(set(header)) != len(header):
         return None
+    # Line breaks inside values exist only inside quotes: a file with no quote character
+    # (every real Philadelphia file) is read by Arrow's faster, parallel line splitter.
+    # (Compressed files, which Arrow decompresses by their suffix, are not screened.)
+    data = None if path.suffix.lower() in (".gz", ".bz2", ".lz4", ".zst", ".zstd", ".br") else path.read_bytes()
     try:
         t = pacsv.read_csv(
-            path, parse_options=pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True),
+            path if data is None else pa.BufferReader(data),
+            parse_options=pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=data is None or b'"' in data),
             convert_options=pacsv.ConvertOptions(column_types={h: pa.string() for h in header}, null_values=[],
                                                  strings_can_be_null=False, quoted_strings_can_be_null=False))
     except (pa.ArrowInvalid, pa.ArrowTypeError, UnicodeDecodeError):
@@ -345,8 +350,10 @@ def extras_json(cols: dict[str, pd.Series], index: pd.Index) -> pd.Series:
             b = _text_bytes(t)
             if ((b < 0x20) | (b == 0x22) | (b == 0x5C) | (b == 0x7F)).any():  # something to escape
                 val = _arrow(json_strings(pd.Series(pd.arrays.ArrowStringArray(t), index=index)))
-            else:
-                val = _concat('"', t, '"') if t.null_count < len(t) else t
+            else:  # quoted by the member's own concatenation (one kernel call, not two)
+                if t.null_count < len(t):
+                    members.append(_concat(json.dumps(k, ensure_ascii=False) + ':"', t, '",'))
+                continue
         else:  # numbers and the like: pandas' JSON of each value
             txt = json_records(pd.DataFrame({"v": v}, index=index)).str.slice(5, -1)  # {"v":...}
             val = pc.if_else(pa.array(v.isna().to_numpy()), None, _arrow(txt))
@@ -370,18 +377,24 @@ def json_strings(s: pd.Series) -> pd.Series:
     Texts with nothing to escape are quoted by string concatenation; the rest
     (quotes, backslashes, control characters) go through ``json.dumps``, one
     distinct value at a time."""
+    return pd.Series(pd.arrays.ArrowStringArray(_json_literals(_arrow(s))), index=s.index)
+
+
+def _json_literals(t):
+    """:func:`json_strings` of an Arrow ``large_string`` array."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    t = _arrow(s)
     out = _concat('"', t, '"')
-    esc = pc.fill_null(pc.match_substring_regex(t, _NEEDS_JSON_ESCAPE), False).to_numpy(zero_copy_only=False)
-    res = pd.Series(pd.arrays.ArrowStringArray(out), index=s.index)
-    if esc.any():
-        codes, uniq = pd.factorize(pd.Series(pd.arrays.ArrowStringArray(t.filter(pa.array(esc)))))
-        dumped = np.array([json.dumps(u, ensure_ascii=False) for u in uniq.tolist()], dtype=object)
-        res[esc] = dumped[codes]
-    return res
+    b = _text_bytes(t)
+    if not ((b < 0x20) | (b == 0x22) | (b == 0x5C) | (b == 0x7F)).any():  # nothing to escape anywhere
+        return out
+    esc = pc.fill_null(pc.match_substring_regex(t, _NEEDS_JSON_ESCAPE), False)
+    if not pc.any(esc).as_py():
+        return out
+    enc = pc.dictionary_encode(t.filter(esc))
+    dumped = pa.array([json.dumps(u, ensure_ascii=False) for u in enc.dictionary.to_pylist()], type=pa.large_string())
+    return pc.replace_with_mask(out, esc, dumped.take(enc.indices))
 
 
 def add_json_member(extras: pd.Series | None, key: str, value: pd.Series, where: np.ndarray) -> pd.Series:
@@ -400,7 +413,7 @@ def add_json_member(extras: pd.Series | None, key: str, value: pd.Series, where:
     e = pc.fill_null(_arrow(extras), pa.scalar("{}", pa.large_string()))
     mask = pa.array(where)
     sub = e.filter(mask)
-    v = _arrow(json_strings(value[where].astype("string").fillna("None")))
+    v = _json_literals(pc.fill_null(_arrow(value).filter(mask), pa.scalar("None", pa.large_string())))
     head = pc.utf8_slice_codeunits(sub, 0, -1)
     sep = pc.if_else(pc.equal(sub, "{}"), pa.scalar("", pa.large_string()), pa.scalar(",", pa.large_string()))
     new = _concat(head, sep, json.dumps(key, ensure_ascii=False) + ":", v, "}")

@@ -7,8 +7,8 @@ talks to this interface only; the engines differ in the query layer alone.
 from __future__ import annotations
 
 import abc
-from dataclasses import dataclass, replace
-from collections.abc import Iterable, Sequence
+from dataclasses import InitVar, dataclass, replace
+from collections.abc import Callable, Iterable, Sequence
 
 import pandas as pd
 
@@ -62,8 +62,19 @@ class Query:
 class WriteResult:
     received: int
     inserted: int
-    #: ``(source, id)`` keys actually inserted by this write (incident writes only).
-    inserted_keys: set[tuple[str, str]] | None = None
+    #: The inserted keys as given: a set, or a function building it on first use
+    #: (a bulk ingest never asks, and a set of every row's key costs as much as the write).
+    keys: InitVar[set[tuple[str, str]] | Callable[[], set[tuple[str, str]]] | None] = None
+
+    def __post_init__(self, keys) -> None:
+        self._keys = keys
+
+    @property
+    def inserted_keys(self) -> set[tuple[str, str]] | None:
+        """``(source, id)`` keys actually inserted by this write (incident writes only)."""
+        if callable(self._keys):
+            self._keys = self._keys()
+        return self._keys
 
     @property
     def duplicates(self) -> int:

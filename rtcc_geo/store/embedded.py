@@ -69,7 +69,7 @@ from filelock import FileLock
 from .. import grid
 from ..schema import CORE_DTYPES, DEFAULT_RESOLUTIONS, NO_CELL, QUARANTINE_COLUMNS, conform, empty_incidents, h3_column
 from . import geoparquet as gpq
-from .base import (prepare_incidents, Query, Store, WriteResult, check_keys, check_table_name, geolocated_filter,
+from .base import (Query, Store, WriteResult, check_keys, check_table_name, geolocated_filter,
                    local_bound, needs_known_time)
 from .keyruns import KeyRuns
 from .parts import (Part, keys_dir, keys_files, legacy_keys_path, legacy_parts, legacy_sources, live_parts,
@@ -129,13 +129,13 @@ class EmbeddedStore(Store):
             return WriteResult(0, 0)
         with self._writing():
             self._migrate_legacy()
-            df = prepare_incidents(self, df)
-            hashes = hash_ids(df["id"])
+            df, hashes = self._prepare(df)
+            table: pa.Table | None = None  # Arrow rows, converted once if any row is new
             ids = pa.array(df["id"].array, type=pa.large_string())
             month_of, months = _utc_months(df["occurred_from"])
             source_of = df["source"].to_numpy(dtype=object)
             inserted = 0
-            keys: set[tuple[str, str]] = set()
+            written: list[tuple[str, pa.Array]] = []  # (source, ids) of each part, for the lazy key set
             for source in sorted(set(source_of.tolist())):
                 rows = np.flatnonzero(source_of == source)
                 by_month = live_parts_by_month(self.root, source)
@@ -147,19 +147,36 @@ class EmbeddedStore(Store):
                 first = n = max([0, runs.top(), *(p.hi for ps in by_month.values() for p in ps)]) + 1
                 for mi in np.unique(month_of[new]):
                     sel = new[month_of[new] == mi]
-                    self._append_part(source, months[mi], n, df.iloc[sel], hashes[sel])
-                    keys.update((source, i) for i in ids.take(sel).to_pylist())
+                    if table is None:
+                        table = gpq.arrow_rows(df)
+                    self._append_part(source, months[mi], n, table.take(sel), hashes[sel])
+                    written.append((source, ids.take(sel)))
                     inserted += len(sel)
                     n += 1
                 if len(new):
                     runs.add(first, n - 1, hashes[new])  # after the parts: a crash leaves it behind, repaired
-        return WriteResult(received, inserted, keys)
+        return WriteResult(received, inserted, lambda: {(s, i) for s, a in written for i in a.to_pylist()})
 
-    def _append_part(self, source: str, month: str, n: int, rows: pd.DataFrame, hashes: np.ndarray) -> None:
-        """Add ``rows`` (all of ``source`` and UTC ``month``, none stored) as part ``n``."""
+    def _prepare(self, df: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
+        """:func:`~.base.prepare_incidents` (conform, known sources, the first copy of a
+        key repeated in the batch) and the rows' id hashes. Distinct hashes mean distinct
+        ids, so the usual batch skips pandas' duplicate search; otherwise it runs as before."""
+        df = conform(df)
+        unknown = set(df["source"].unique()) - set(self.sources())
+        if unknown:
+            raise ValueError(f"unknown source(s) {sorted(unknown)}: register_source() first")
+        hashes = hash_ids(df["id"])
+        if len(np.unique(hashes)) < len(hashes):
+            df = df.drop_duplicates(["source", "id"], keep="first")
+            hashes = hash_ids(df["id"])
+        return df, hashes
+
+    def _append_part(self, source: str, month: str, n: int, rows: pa.Table, hashes: np.ndarray) -> None:
+        """Add ``rows`` (:data:`.geoparquet.SCHEMA`; all of ``source`` and UTC ``month``, none
+        stored) as part ``n``."""
         part = Part(source, month, part_path(self.root, source, month, n, n), n, n)
         old_keys = self._month_keys(source, month, month_parts(self.root, source, month))
-        table = gpq.to_table(rows)
+        table = gpq.sort_rows(rows)
         _atomic(part.path, lambda tmp: gpq.write_table(table, tmp))
         # After the part: a crash in between leaves the index behind, which its name shows.
         self._save_month_keys(source, month, n, np.concatenate([old_keys, hashes]))
