@@ -66,10 +66,16 @@ USER = "benchcmd"
 ARTIFACTS = ROOT / "test-artifacts"
 GOALS = {"map": 1.5, "filter": 0.3, "compstat": 1.0}
 
+#: ``coloured(map, feature)``: the feature's fill colour, as MapLibre evaluates the hexagon
+#: layer's paint for it (feature state included), is not transparent. Whether the colour
+#: comes from feature state (before) or from the layer's expression (the colours baked in
+#: as the worker decodes the tiles), this is the colour the hexagon is drawn with.
+JS_COLOURED = (Path(__file__).resolve().parent.parent / "tests" / "coloured.js").read_text()
 #: Injected into every page before its scripts: sets ``window.__rtcc.drawn`` (ms since
 #: navigation start) at the first MapLibre 'idle' at which the map is complete (see above).
 POLL = """
 window.__rtcc = {};
+%(coloured)s
 const iv = setInterval(() => {
   const T = window.__rtcc, H = window.rtccHex;
   const gd = document.querySelector('#map .js-plotly-plot');
@@ -86,7 +92,7 @@ const iv = setInterval(() => {
     if (m.getZoom() >= 10.5 && !(m.getLayer('rtcc-streets') &&
         m.queryRenderedFeatures(box(60), {layers: ['rtcc-streets']}).length)) return;
     // A small box at the centre (a whole-viewport query would add its own time).
-    if (m.queryRenderedFeatures(box(60), {layers: ['rtcc-hex-fill']}).some(f => f.state && f.state.c)) {
+    if (m.queryRenderedFeatures(box(60), {layers: ['rtcc-hex-fill']}).some(f => coloured(m, f))) {
       T.drawn = t; T.zoom = m.getZoom(); T.n = H.data.ids.length;
     }
   };
@@ -249,7 +255,8 @@ def browser_map(base: str, ctx_view: dict, n_cells: int, outlines: list, repeat:
     from rtcc_geo.app.figures import OFFLINE_STYLE
     from tests.browser import login, wait_for
 
-    d.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": POLL % {"n": n_cells}})
+    poll = POLL % {"n": n_cells, "coloured": JS_COLOURED}
+    d.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": poll})
     servers = {"": base, **({"base_": baseline} if baseline else {})}
     for b in servers.values():
         login(d, b, USER, PASSWORD)
