@@ -16,7 +16,8 @@ Targets (issue 15), each printed PASS or MISS:
    are not counted) to the first MapLibre ``idle`` event (no tile, source or transition
    work pending: the frame is painted) at which the hexagons carry the current colours
    (``rtccHex.shown`` is the data last received, all 24,749 cells), a coloured hexagon is
-   rendered at the map's centre, the district outlines are in the style and their labels
+   rendered at the map's centre (coloured: the fill colour MapLibre evaluates for the
+   rendered feature, feature state included, is not transparent: ``tests/coloured.js``), the district outlines are in the style and their labels
    placed, and, at street zoom (>= 10.5), street lines are rendered at the centre.
    Measured for two addresses, both must pass: the city view ``/?res=10&empty=1`` (zoom
    10.1, where streets are not drawn) and the street-zoom view
