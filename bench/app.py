@@ -16,7 +16,8 @@ Targets (issue 15), each printed PASS or MISS:
    are not counted) to the first MapLibre ``idle`` event (no tile, source or transition
    work pending: the frame is painted) at which the hexagons carry the current colours
    (``rtccHex.shown`` is the data last received, all 24,749 cells), a coloured hexagon is
-   rendered at the map's centre, the district outlines are in the style and their labels
+   rendered at the map's centre (coloured: the fill colour MapLibre evaluates for the
+   rendered feature, feature state included, is not transparent: ``tests/coloured.js``), the district outlines are in the style and their labels
    placed, and, at street zoom (>= 10.5), street lines are rendered at the centre.
    Measured for two addresses, both must pass: the city view ``/?res=10&empty=1`` (zoom
    10.1, where streets are not drawn) and the street-zoom view
@@ -66,10 +67,16 @@ USER = "benchcmd"
 ARTIFACTS = ROOT / "test-artifacts"
 GOALS = {"map": 1.5, "filter": 0.3, "compstat": 1.0}
 
+#: ``coloured(map, feature)``: the feature's fill colour, as MapLibre evaluates the hexagon
+#: layer's paint for it (feature state included), is not transparent. Whether the colour
+#: comes from feature state (before) or from the layer's expression (the colours baked in
+#: as the worker decodes the tiles), this is the colour the hexagon is drawn with.
+JS_COLOURED = (Path(__file__).resolve().parent.parent / "tests" / "coloured.js").read_text()
 #: Injected into every page before its scripts: sets ``window.__rtcc.drawn`` (ms since
 #: navigation start) at the first MapLibre 'idle' at which the map is complete (see above).
 POLL = """
 window.__rtcc = {};
+%(coloured)s
 const iv = setInterval(() => {
   const T = window.__rtcc, H = window.rtccHex;
   const gd = document.querySelector('#map .js-plotly-plot');
@@ -86,7 +93,7 @@ const iv = setInterval(() => {
     if (m.getZoom() >= 10.5 && !(m.getLayer('rtcc-streets') &&
         m.queryRenderedFeatures(box(60), {layers: ['rtcc-streets']}).length)) return;
     // A small box at the centre (a whole-viewport query would add its own time).
-    if (m.queryRenderedFeatures(box(60), {layers: ['rtcc-hex-fill']}).some(f => f.state && f.state.c)) {
+    if (m.queryRenderedFeatures(box(60), {layers: ['rtcc-hex-fill']}).some(f => coloured(m, f))) {
       T.drawn = t; T.zoom = m.getZoom(); T.n = H.data.ids.length;
     }
   };
@@ -249,7 +256,8 @@ def browser_map(base: str, ctx_view: dict, n_cells: int, outlines: list, repeat:
     from rtcc_geo.app.figures import OFFLINE_STYLE
     from tests.browser import login, wait_for
 
-    d.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": POLL % {"n": n_cells}})
+    poll = POLL % {"n": n_cells, "coloured": JS_COLOURED}
+    d.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": poll})
     servers = {"": base, **({"base_": baseline} if baseline else {})}
     for b in servers.values():
         login(d, b, USER, PASSWORD)

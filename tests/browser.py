@@ -236,13 +236,17 @@ def wait_for(cond, timeout: float = 30.0, interval: float = 0.05, what: str = "c
 # JS: the commander map's hexagon state (null until the map and its colours are there).
 # ``drawn`` counts rendered hexagon features (0 until MapLibre has painted some);
 # ``ids``/``v`` are what is coloured (positions in the app's universe, values).
-JS_MAP_STATE = """
+#: ``coloured(map, feature)`` (tests/coloured.js): the colour MapLibre evaluates for a rendered
+#: hexagon, from the layer's baked colours or a recolour's feature state, is not transparent.
+JS_COLOURED = (Path(__file__).resolve().parent / "coloured.js").read_text()
+JS_MAP_STATE = JS_COLOURED + """
 const gd = document.querySelector('#map .js-plotly-plot');
 const H = window.rtccHex;
 if (!gd || !gd._fullLayout || !gd._fullLayout.map || !H || !H.data) return null;
 const m = gd._fullLayout.map._subplot && gd._fullLayout.map._subplot.map;
 if (!m || !m.loaded() || !m.isStyleLoaded() || H.shown !== H.data || !m.getLayer('rtcc-hex-fill')) return null;
-return {res: H.data.res, ids: H.data.ids, v: H.data.v, k: H.data.k, tiles: H.data.tiles, painted: H.painted,
+return {res: H.data.res, ids: H.data.ids, v: H.data.v, k: H.data.k, palette: H.data.palette, tiles: H.data.tiles,
+        painted: H.painted,
         zoom: m.getZoom(), center: m.getCenter(), layoutZoom: gd.layout.map.zoom,
-        drawn: m.queryRenderedFeatures({layers: ['rtcc-hex-fill']}).filter(f => f.state && f.state.c).length};
+        drawn: m.queryRenderedFeatures({layers: ['rtcc-hex-fill']}).filter(f => coloured(m, f)).length};
 """

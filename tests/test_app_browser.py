@@ -44,6 +44,36 @@ def map_state(d, pred=lambda s: True, timeout=60.0, what="map drawn"):
     return wait_for(ok, timeout=timeout, what=what)
 
 
+#: Every rendered hexagon: its id and the fill colour MapLibre evaluates for it (premultiplied
+#: rgba in 0..1, from the layer's baked colours or a recolour's feature state).
+JS_RENDERED_COLOURS = """
+const m = window.rtccHex.map, p = m.getLayer('rtcc-hex-fill').paint.get('fill-color');
+return m.queryRenderedFeatures({layers: ['rtcc-hex-fill']}).map(f => {
+  const c = p.evaluate({type: 3, id: f.id, properties: f.properties}, f.state || {});
+  return [f.id, c.r, c.g, c.b, c.a]; });
+"""
+
+
+def assert_rendered_colours(d, s) -> int:
+    """The colour of every rendered hexagon is its value's palette colour (with the map's
+    opacity), transparent for a cell without a value; returns how many are coloured."""
+    from rtcc_geo.app.figures import HEX_OPACITY, SEQ_PALETTE, _rgba
+
+    assert s["palette"] == SEQ_PALETTE
+    pal = np.array([_rgba(c) for c in SEQ_PALETTE])
+    want = {i: pal[k] for i, k in zip(s["ids"], s["k"])}
+    coloured = 0
+    for fid, r, g, b, a in d.execute_script(JS_RENDERED_COLOURS):
+        w = want.get(int(fid))
+        if w is None:
+            assert a == 0, (fid, r, g, b, a)
+            continue
+        wa = w[3] * HEX_OPACITY
+        assert abs(a - wa) < 0.01 and np.allclose([r, g, b], w[:3] / 255 * wa, atol=0.01), (fid, [r, g, b, a], w)
+        coloured += 1
+    return coloured
+
+
 def test_map_renders_without_any_remote_request(browser, philly_app):
     """Every request from the log-in page to the drawn map stays on 127.0.0.1."""
     from tests.browser import login, non_local, requested_urls
@@ -103,6 +133,8 @@ def test_commander_flow(browser, philly_app):
     want0 = store.counts(9, ("cell",), q).set_index("cell")["n"]
     got0 = pd.Series(before["v"], index=_cells(ctx, before))
     assert (got0.reindex(want0.index) == want0).all() and len(got0) == len(want0)
+    # And each rendered hexagon is drawn in its value's colour (the layer's baked colours).
+    assert assert_rendered_colours(d, before) > 1000
 
     # Zoom in (as a user would); the zoom must survive the filter change.
     d.execute_script("const gd=document.querySelector('#map .js-plotly-plot');"
@@ -115,6 +147,9 @@ def test_commander_flow(browser, philly_app):
     after = map_state(d, lambda s: sum(v or 0 for v in s["v"]) == want, what="recolour without theft")
     assert after["v"] != before["v"] and after["painted"] > before["painted"]
     assert after["tiles"] == before["tiles"]  # same geometry, only the colours moved
+    # Recoloured: baked colours where unchanged, feature state where not, transparent where
+    # a cell lost every incident.
+    assert assert_rendered_colours(d, after) > 1000
     assert abs(after["zoom"] - zoomed["zoom"]) < 0.05, "zoom was reset by the filter change"
     wait_for(lambda: "theft" not in d.find_element(By.ID, "summary-text").text
              or "violent" in d.find_element(By.ID, "summary-text").text, what="summary")

@@ -325,7 +325,7 @@ def test_live_dots_fade_with_age_and_hide(session, philly_app):
 
 @pytest.mark.parametrize("size", [(390, 844), (1024, 768)])
 def test_phone_and_tablet_show_the_map(session, philly_app, size):
-    from tests.browser import wait_for
+    from tests.browser import JS_COLOURED, wait_for
 
     d, _ = session
     w, h = size
@@ -352,8 +352,8 @@ def test_phone_and_tablet_show_the_map(session, philly_app, size):
             "'.' + (typeof e.className === 'string' ? e.className : '') + ' ' + Math.round(e.getBoundingClientRect().right))")
         assert d.execute_script("return document.documentElement.scrollWidth") <= w + 1, wide  # no sideways scrolling
         drawn = d.execute_script(
-            "const m=window.rtccHex.map; return m.queryRenderedFeatures({layers: ['rtcc-hex-fill']})"
-            ".filter(f => f.state && f.state.c).length")
+            JS_COLOURED + "const m=window.rtccHex.map; return m.queryRenderedFeatures({layers: ['rtcc-hex-fill']})"
+            ".filter(f => coloured(m, f)).length")
         assert drawn > 100
         shot(d, f"7_{'phone' if w < 500 else 'tablet'}")
         # The screenshot really shows hexagons (orange pixels) in the map's box.

@@ -26,11 +26,15 @@
     return undefined;
   }
 
-  // The style itself is there (its layers and sources can be changed), though its sources'
-  // data may still be loading: map.isStyleLoaded() would also wait for Plotly's outline
-  // GeoJSON to be tiled in the worker, and our tiles would only be asked for after that.
+  // When our layers may go in: the style is there and MapLibre's 'load' has fired. Plotly
+  // adds its own layers (district outlines, live points) only after 'load', and 'load'
+  // waits for the tiles of every source in the style: a hexagon or street source added
+  // before it made the outlines wait for our tiles (decoded one after another in
+  // MapLibre's single worker), then be tiled themselves, a second round of worker work and
+  // frames. Added after 'load', theirs and ours load together. ('load' comes one frame
+  // after the style: ours has a background and an empty source only.)
   function styleReady(m) {
-    return !!(m && m.style && m.style._loaded);
+    return !!(m && m.style && m.style._loaded && (m._loaded !== undefined ? m._loaded : m.loaded()));
   }
 
   function graph() { return document.querySelector('#map .js-plotly-plot'); }
@@ -39,34 +43,74 @@
     return sp && sp.map;
   }
 
+  var CLEAR = 'rgba(0,0,0,0)';
+
+  // The colours of ``d`` by cell: ``k`` the palette index by feature id (-1: not drawn),
+  // ``pos`` the cell's index in ``d`` (for the tooltip's value), ``pal`` the palette with
+  // the map's opacity.
+  function coloursOf(d) {
+    var ids = d.ids, n = 0, i;
+    for (i = 0; i < ids.length; i++) if (ids[i] >= n) n = ids[i] + 1;
+    var k = new Array(n).fill(-1), pos = new Int32Array(n).fill(-1);
+    for (i = 0; i < ids.length; i++) { k[ids[i]] = d.k[i]; pos[ids[i]] = i; }
+    return {k: k, pos: pos, pal: d.palette.map(function (c) { return withAlpha(c, d.opacity); })};
+  }
+
+  // The palette index of a feature in the colours ``c`` (an expression: evaluated in the
+  // worker as it decodes the tiles).
+  function indexExpr(c) {
+    return ['case', ['<', ['number', ['id'], 1e9], c.k.length], ['at', ['number', ['id'], 0], ['literal', c.k]], -1];
+  }
+
+  function colourExpr(c) {
+    if (!c.pal.length) return CLEAR;
+    var e = ['match', indexExpr(c)];
+    c.pal.forEach(function (p, i) { e.push(i, p); });
+    e.push(CLEAR);
+    return e;
+  }
+
+  // The layers are made with the colours of the data at hand ("baked" into the paint
+  // expression), so the worker colours every hexagon as it decodes the tile and the main
+  // thread has no per-feature work: with the colours as feature state, MapLibre decoded
+  // every tile a second time on the main thread to apply them (about half of the tiles'
+  // time at 25k cells). A recolour (filter change) then sets the feature state of the
+  // cells whose colour differs from the baked one, which the expression prefers.
   function ensureLayers(m, d) {
     var src = 'rtcc-hex-' + d.res + '-' + d.version;
     if (m.getSource(src) && m.getLayer(FILL)) return src;
+    var had = !!m.getSource(src);
     [FILL, LINE].forEach(function (id) { if (m.getLayer(id)) m.removeLayer(id); });
     Object.keys(m.getStyle().sources || {}).forEach(function (s) {
       if (s.indexOf('rtcc-hex-') === 0 && s !== src) m.removeSource(s);
     });
-    if (!m.getSource(src)) {
+    if (!had) {
       m.addSource(src, {type: 'vector', tiles: [location.origin + d.tiles], minzoom: d.minzoom,
                         maxzoom: d.maxzoom, bounds: d.bounds});
+    } else {
+      m.removeFeatureState({source: src, sourceLayer: 'hex'});  // colours of an earlier recolour
     }
+    var c = coloursOf(d);
     // Below the streets and Plotly's own layers (outlines, live points), above the background.
     var before = m.getLayer(STREETS) ? STREETS : firstPlotlyLayer(m);
-    var has = ['!=', ['feature-state', 'c'], null];
-    // The colour (feature state) carries the opacity; the layer's opacity depends on the
-    // zoom only. A data-driven opacity would be a second per-vertex attribute MapLibre
-    // computes for every hexagon of every tile (~20 % of the tiles' load time at 25k cells).
+    // The colour carries the opacity; the layer's opacity depends on the zoom only. A
+    // data-driven opacity would be a second per-vertex attribute MapLibre computes for every
+    // hexagon of every tile (~20 % of the tiles' load time at 25k cells).
     m.addLayer({id: FILL, type: 'fill', source: src, 'source-layer': 'hex',
                 // A little lighter at street zoom (the streets are drawn over the cells).
-                paint: {'fill-color': ['coalesce', ['feature-state', 'c'], 'rgba(0,0,0,0)'],
+                paint: {'fill-color': ['coalesce', ['feature-state', 'c'], colourExpr(c)],
                         'fill-opacity': ['interpolate', ['linear'], ['zoom'], 12, 1, 15, 0.85],
                         'fill-antialias': false}}, before);
     if (d.line) {
+      var st = ['feature-state', 'c'];
       m.addLayer({id: LINE, type: 'line', source: src, 'source-layer': 'hex',
                   paint: {'line-color': 'rgba(60,60,60,0.35)', 'line-width': d.line,
-                          'line-opacity': ['case', has, 1, 0]}}, before);
+                          'line-opacity': ['case', ['!=', st, null], ['case', ['==', st, CLEAR], 0, 1],
+                                           ['case', ['>=', indexExpr(c), 0], 1, 0]]}}, before);
     }
-    H.shown = null;  // a new source has no feature state yet
+    H.baked = c;
+    H.bakedFor = d;
+    H.shown = null;
     return src;
   }
 
@@ -82,18 +126,41 @@
     return 'rgba(' + r + ',' + g + ',' + b + ',' + +(al * a).toFixed(3) + ')';
   }
 
+  // A map not ready for our layers yet: paint as soon as 'load' has fired (after Plotly's
+  // own reaction to it, a microtask), not at the next 30 ms retry.
+  function whenLoaded(m) {
+    if (!m || m.__rtccWaiting || styleReady(m)) return;
+    m.__rtccWaiting = true;
+    m.once('load', function () { setTimeout(function () { schedule(); scheduleBase(); }, 0); });
+  }
+
+  // Colours ``c`` on a layer baked with ``b``: feature state for the cells that differ.
+  function recolour(m, src, c, b) {
+    var sl = {source: src, sourceLayer: 'hex'}, id;
+    m.removeFeatureState(sl);
+    for (id = 0; id < c.k.length; id++) {
+      var k = c.k[id];
+      if (k < 0) continue;
+      var bk = id < b.k.length ? b.k[id] : -1;
+      if (bk < 0 || b.pal[bk] !== c.pal[k]) m.setFeatureState({source: src, sourceLayer: 'hex', id: id}, {c: c.pal[k]});
+    }
+    for (id = 0; id < b.k.length; id++) {
+      if (b.k[id] >= 0 && (id >= c.k.length || c.k[id] < 0)) {
+        m.setFeatureState({source: src, sourceLayer: 'hex', id: id}, {c: CLEAR});
+      }
+    }
+  }
+
   function paint() {
     var gd = graph(), m = mapOf(gd), d = H.data;
+    whenLoaded(m);
     if (!m || !d || !styleReady(m)) return false;
     if (H.map !== m) { H.map = m; H.shown = null; hook(m); }
     var src = ensureLayers(m, d);
     if (H.shown === d) return true;
-    var sl = {source: src, sourceLayer: 'hex'};
-    m.removeFeatureState(sl);
-    var ids = d.ids, k = d.k, pal = d.palette.map(function (c) { return withAlpha(c, d.opacity); });
-    for (var i = 0; i < ids.length; i++) {
-      m.setFeatureState({source: src, sourceLayer: 'hex', id: ids[i]}, {c: pal[k[i]], i: i});
-    }
+    var c = H.bakedFor === d ? H.baked : coloursOf(d);
+    if (H.bakedFor !== d) recolour(m, src, c, H.baked);
+    H.colours = c;
     H.source = src;
     H.shown = d;
     H.painted += 1;
@@ -101,8 +168,8 @@
   }
 
   function text(f) {
-    var d = H.data, i = f.state && f.state.i;
-    if (!d || i === undefined || i === null) return null;
+    var d = H.shown, c = H.colours, i = c && f.id < c.pos.length ? c.pos[f.id] : -1;
+    if (!d || i < 0) return null;
     var v = d.v[i], lab = d.labels ? d.labels[d.k[i]] : (v === null ? 'no value' : v + (d.unit ? ' ' + d.unit : ''));
     var place = H.names[f.properties.h];
     if (place === undefined) { askName(f.properties.h); place = '…'; }
@@ -126,6 +193,7 @@
   // --- base layers ------------------------------------------------------------
   function paintBase() {
     var gd = graph(), m = mapOf(gd), b = H.base;
+    whenLoaded(m);
     if (!m || !b || !styleReady(m)) return false;
     if (H.map !== m) { H.map = m; H.shown = null; hook(m); }
     if (b.streets && !m.getLayer(STREETS)) {
