@@ -579,3 +579,19 @@ def test_filters_never_trust_the_browser():
     assert f.hours == (6, 22) and f.res == 8 and f.start == "2024-03-01"
     q = f.query("philadelphia", ("theft",))
     assert q.end == "2024-04-01" and q.hours == tuple(range(6, 22)) and q.dows is None
+
+
+def test_header_says_what_is_coloured_with_and_without_empty_cells(philly_app):
+    """With "draw empty cells" every cell is coloured: the header must not claim they all have incidents."""
+    import dataclasses
+
+    from rtcc_geo.app.layers import COUNTS
+    from rtcc_geo.app.pages.commander import summary
+
+    ctx = philly_app.rtcc
+    f = ctx.default_filters()
+    values = pd.DataFrame({"value": [0.0, 0.0, 3.0, 1.0, np.nan]})
+    text = json.dumps([str(p) for p in summary(ctx, COUNTS, f, values)])
+    assert "2 of 5 cells coloured (cells with at least one incident)" in text
+    text = json.dumps([str(p) for p in summary(ctx, COUNTS, dataclasses.replace(f, show_empty=True), values)])
+    assert "4 of 5 cells coloured (empty cells drawn too; 2 with at least one incident)" in text

@@ -447,7 +447,12 @@ def _base_routes(app, ctx: AppContext) -> None:
     app.server.add_url_rule("/geo/place/<cell>", "rtcc_place", place)
 
 
-def _what_is_coloured(layer, f: Filters, n_drawn: int, n_all: int) -> str:
+def _what_is_coloured(layer, f: Filters, n_drawn: int, n_all: int, n_valued: int | None = None) -> str:
+    if n_valued is not None and f.show_empty:
+        # "Draw empty cells" colours every cell: say how many have a value, not "all of them have one".
+        what = ("with at least one incident" if layer.id == "counts" else "in a class of the legend"
+                if layer.kind == "categorical" else "with a value above zero")
+        return f"{n_drawn:,} of {n_all:,} cells coloured (empty cells drawn too; {n_valued:,} {what})"
     if layer.id == "counts":
         return f"{n_drawn:,} of {n_all:,} cells coloured (cells with at least one incident)"
     if layer.kind == "categorical":
@@ -468,6 +473,7 @@ def summary(ctx: AppContext, layer, f: Filters, values: pd.DataFrame) -> list:
     if layer.empty_value is not None and not f.show_empty:
         keep &= v != layer.empty_value
     nz = int(np.count_nonzero(keep))
+    valued = int(np.count_nonzero(np.isfinite(v) & (v != layer.empty_value))) if layer.empty_value is not None else None
     days = ""
     if f.start and f.end:
         nd = (pd.Timestamp(f.end) - pd.Timestamp(f.start)).days + 1
@@ -475,7 +481,7 @@ def summary(ctx: AppContext, layer, f: Filters, values: pd.DataFrame) -> list:
     parts = [
         html.B(suppress.count_text(n, source=ctx.source)), " · ",
         html.Span(f"{f.start or '…'} to {f.end or '…'}{days}", id="summary-dates"),
-        f" · {layer.label} · {_what_is_coloured(layer, f, nz, len(v))}",
+        f" · {layer.label} · {_what_is_coloured(layer, f, nz, len(v), valued)}",
     ]
     if f.categories is not None and set(f.categories) != set(ctx.categories):
         parts.append(f" · {', '.join(f.categories) or 'no categories'}")
