@@ -28,11 +28,17 @@ EM (Veen & Schoenberg 2008; Mohler 2013) with latent branching:
   triggered events (the geometric MLE).
 
 The E-step needs the lag sums ``S = sum_l beta^(l-1) X_{d-l}`` and
-``U = sum_l (l-1) beta^(l-1) X_{d-l}`` only at the cell-days that have events;
-we list once the (child, parent) pairs of non-empty days of the same cell
-within ``max_lag_days`` (90: the kernel tail beyond it is ``beta^90``,
-under 1e-4 for any mean delay up to ~ 10 days) and each EM iteration is two
-weighted ``bincount`` over those pairs — O(pairs), sparse, no day loop.
+``U = sum_l (l-1) beta^(l-1) X_{d-l}`` only at the cell-days that have events:
+sums over the (child, parent) pairs of non-empty days of the same cell within
+``max_lag_days`` (90: the kernel tail beyond it is ``beta^90``, under 1e-4 for
+any mean delay up to ~ 10 days). Entries sorted by (cell, day), the pairs at
+offset ``o`` (parent = child - o) are a subset of those at ``o - 1``, so each
+EM iteration walks the offsets, narrowing the set of children, and adds each
+offset's terms in place: O(pairs) work, but memory O(non-empty cell-days), not
+O(pairs) — a busy cell with an event every day has 90 pairs per day, and
+listing them all took 12 GB on a 10 M-incident store. The terms are added in
+the order a ``bincount`` over the listed pairs adds them (offset 1, 2, ...),
+so the sums are the same to the bit.
 ``mu`` has a closed-form compensator ``mu_n D``; the triggering one is
 ``theta sum_d X_d (1 - beta^(D-1-d))``.
 
@@ -81,10 +87,9 @@ class SEPP(ForecastModel):
         cell = np.repeat(np.arange(X.shape[0]), np.diff(X.indptr))
         day = X.indices.astype(np.int64)
         x = X.data.astype(np.float64)
-        # Parent/child pairs among non-empty cell-days of the same cell, lag 1..max_lag:
-        # the sums S, U at the days that have events are sums over these pairs.
-        child, parent, lag = _pairs(cell, day, self.max_lag_days)
-        xp = x[parent]
+        # Parent/child pairs among non-empty cell-days of the same cell, lag 1..max_lag,
+        # walked offset by offset at every iteration (never listed: see module doc).
+        pairs = _LagPairs(cell, day, self.max_lag_days)
         theta, beta = self.theta0, self.beta0
         if self.warm_start and 0 < getattr(self, "theta_", 0) < 1:
             theta, beta = self.theta_, self.beta_
@@ -92,14 +97,10 @@ class SEPP(ForecastModel):
         mu = tot_cell / D * (1 - theta) + 1e-12
         total = x.sum()
         age_left = (D - 1 - day).astype(np.float64)
-        lagm1 = (lag - 1).astype(np.float64)
-        lag_i = lag - 1
         ages = np.arange(self.max_lag_days + 1, dtype=np.float64)
         n_iter, converged, ll = 0, False, np.nan
         for n_iter in range(1, self.max_iter + 1):  # noqa: B007 - read after the loop (iterations run)
-            g = (beta ** ages)[lag_i] * xp                      # beta^(l-1) X_parent (table lookup)
-            S = np.bincount(child, weights=g, minlength=len(x))
-            U = np.bincount(child, weights=g * lagm1, minlength=len(x))
+            S, U = pairs.lag_sums(beta ** ages, x)
             lam = mu[cell] + theta * (1 - beta) * S
             bg = x * mu[cell] / lam
             trig_total = total - bg.sum()
@@ -123,7 +124,7 @@ class SEPP(ForecastModel):
         self.omega_ = float(-np.log(beta))
         self.mean_delay_days_ = float(1.0 / (1.0 - beta))
         self.n_iter_, self.converged_, self.loglik_ = n_iter, converged, ll
-        self.n_pairs_ = len(child)
+        self.n_pairs_ = pairs.count()
         self.T_ = T
 
     def _daily_rate(self) -> np.ndarray:
@@ -135,29 +136,70 @@ class SEPP(ForecastModel):
         return self.mu_ * (day1 - day0) + self.theta_ * self.S_end_ * (b ** k0 - b ** k1)
 
 
-def _pairs(cell: np.ndarray, day: np.ndarray, max_lag: int):
-    """(child, parent, lag) index pairs of entries of the same cell with ``1 <= lag <= max_lag``.
+#: Pairs kept in memory between EM iterations (6 bytes each: child index, lag); the
+#: offsets beyond them are walked again at every iteration. A fixed cap, whatever the rows.
+PAIR_CACHE = 32_000_000
 
-    Entries are sorted by (cell, day); offset ``o`` pairs entry ``i`` with
-    ``i - o``, vectorised over entries, until no pair is left within reach.
+
+class _LagPairs:
+    """The (child, parent, lag) pairs of entries of the same cell with ``1 <= lag <= max_lag``,
+    offset by offset, without listing them all.
+
+    Entries are sorted by (cell, day). Offset ``o`` pairs entry ``i`` with parent
+    ``i - o``; a pair at offset ``o`` implies one at ``o - 1`` (the entry between is
+    in the same cell, no further back), so the children at offset ``o`` are those at
+    ``o - 1`` that still qualify, and the walk stops at the first empty offset.
+    The first offsets' pairs, up to :data:`PAIR_CACHE` of them, are kept (the walk
+    then resumes from where they end); memory is that cap plus a few arrays of the
+    entries' length, never one of all the pairs'.
     """
-    ch, pa, lg = [], [], []
-    n = len(cell)
-    o = 1
-    while o < n:
-        i = np.arange(o, n)
-        j = i - o
-        ok = (cell[i] == cell[j]) & (day[i] - day[j] <= max_lag)
-        if not ok.any():
-            break
-        ch.append(i[ok])
-        pa.append(j[ok])
-        lg.append(day[i[ok]] - day[j[ok]])
-        o += 1
-    if not ch:
-        e = np.zeros(0, np.int64)
-        return e, e, e
-    return np.concatenate(ch), np.concatenate(pa), np.concatenate(lg)
+
+    def __init__(self, cell: np.ndarray, day: np.ndarray, max_lag: int, cache: int | None = None):
+        self.cell, self.day, self.max_lag = cell, day, max_lag
+        cap = PAIR_CACHE if cache is None else cache
+        idx = np.int32 if len(cell) < 2**31 else np.int64
+        self._kept: list[tuple[int, np.ndarray, np.ndarray]] = []
+        self._resume: tuple[int, np.ndarray] | None = None
+        kept = 0
+        for o, i, lag in self._walk(1, np.arange(1, len(cell))):
+            if kept + len(i) > cap:
+                self._resume = (o, i)
+                break
+            self._kept.append((o, i.astype(idx), lag.astype(np.int16)))
+            kept += len(i)
+
+    def _walk(self, o: int, i: np.ndarray):
+        """From offset ``o`` and its candidate children ``i``: ``(o, child, lag)`` onwards."""
+        cell, day = self.cell, self.day
+        while len(i):
+            j = i - o
+            i = i[(cell[i] == cell[j]) & (day[i] - day[j] <= self.max_lag)]
+            if not len(i):
+                break
+            yield o, i, day[i] - day[i - o]
+            o += 1
+            i = i[i >= o]
+
+    def offsets(self):
+        """``(o, child, lag)`` for every offset ``o = 1, 2, ...`` that has a pair."""
+        yield from self._kept
+        if self._resume is not None:
+            yield from self._walk(*self._resume)
+
+    def lag_sums(self, beta_pow: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``S_i = sum_pairs beta^(l-1) x_parent`` and ``U_i = sum_pairs (l-1) beta^(l-1) x_parent``
+        per entry (``beta_pow[a] = beta^a``), added offset by offset: each child has one
+        parent per offset, so the in-place adds are exact and in ``bincount``'s order."""
+        S, U = np.zeros(len(x)), np.zeros(len(x))
+        for o, i, lag in self.offsets():
+            lm1 = lag - 1
+            g = beta_pow[lm1] * x[i - o]
+            S[i] += g
+            U[i] += g * lm1.astype(np.float64)
+        return S, U
+
+    def count(self) -> int:
+        return sum(len(i) for _, i, _ in self.offsets())
 
 
 def simulate_grid_hawkes(mu: np.ndarray, theta: float, beta: float, n_days: int,
