@@ -31,14 +31,15 @@ The E-step needs the lag sums ``S = sum_l beta^(l-1) X_{d-l}`` and
 ``U = sum_l (l-1) beta^(l-1) X_{d-l}`` only at the cell-days that have events:
 sums over the (child, parent) pairs of non-empty days of the same cell within
 ``max_lag_days`` (90: the kernel tail beyond it is ``beta^90``, under 1e-4 for
-any mean delay up to ~ 10 days). Entries sorted by (cell, day), the pairs at
-offset ``o`` (parent = child - o) are a subset of those at ``o - 1``, so each
-EM iteration walks the offsets, narrowing the set of children, and adds each
+any mean delay up to ~ 10 days). Entries sorted by (cell, day), entry ``i`` has
+a parent at every offset ``o = 1 .. r_i`` (parent ``i - o``), ``r_i`` the number
+of earlier entries of its cell within the lag; ordered by ``r`` the children of
+offset ``o`` are a prefix. Each EM iteration walks the offsets and adds each
 offset's terms in place: O(pairs) work, but memory O(non-empty cell-days), not
 O(pairs) — a busy cell with an event every day has 90 pairs per day, and
-listing them all took 12 GB on a 10 M-incident store. The terms are added in
-the order a ``bincount`` over the listed pairs adds them (offset 1, 2, ...),
-so the sums are the same to the bit.
+listing them all took 12 GB on a 10 M-incident store. Each child has one parent
+per offset and the offsets are added in the order a ``bincount`` over the listed
+pairs adds them (1, 2, ...), so the sums are the same to the bit.
 ``mu`` has a closed-form compensator ``mu_n D``; the triggering one is
 ``theta sum_d X_d (1 - beta^(D-1-d))``.
 
@@ -136,55 +137,31 @@ class SEPP(ForecastModel):
         return self.mu_ * (day1 - day0) + self.theta_ * self.S_end_ * (b ** k0 - b ** k1)
 
 
-#: Pairs kept in memory between EM iterations (6 bytes each: child index, lag); the
-#: offsets beyond them are walked again at every iteration. A fixed cap, whatever the rows.
-PAIR_CACHE = 32_000_000
-
-
 class _LagPairs:
     """The (child, parent, lag) pairs of entries of the same cell with ``1 <= lag <= max_lag``,
-    offset by offset, without listing them all.
+    offset by offset, without listing them.
 
-    Entries are sorted by (cell, day). Offset ``o`` pairs entry ``i`` with parent
-    ``i - o``; a pair at offset ``o`` implies one at ``o - 1`` (the entry between is
-    in the same cell, no further back), so the children at offset ``o`` are those at
-    ``o - 1`` that still qualify, and the walk stops at the first empty offset.
-    The first offsets' pairs, up to :data:`PAIR_CACHE` of them, are kept (the walk
-    then resumes from where they end); memory is that cap plus a few arrays of the
-    entries' length, never one of all the pairs'.
+    Entries are sorted by (cell, day). Offset ``o`` pairs entry ``i`` with parent ``i - o``;
+    entry ``i`` has a pair at every offset ``1 .. r_i`` and none beyond, where its *reach*
+    ``r_i`` counts the earlier entries of its cell within ``max_lag`` days (one
+    ``searchsorted``). With the entries ordered by reach, largest first, the children at
+    offset ``o`` are a prefix of that order. Memory: two arrays of the entries' length,
+    never one of the pairs' (a busy cell has ~90 pairs per cell-day).
     """
 
-    def __init__(self, cell: np.ndarray, day: np.ndarray, max_lag: int, cache: int | None = None):
-        self.cell, self.day, self.max_lag = cell, day, max_lag
-        cap = PAIR_CACHE if cache is None else cache
-        idx = np.int32 if len(cell) < 2**31 else np.int64
-        self._kept: list[tuple[int, np.ndarray, np.ndarray]] = []
-        self._resume: tuple[int, np.ndarray] | None = None
-        kept = 0
-        for o, i, lag in self._walk(1, np.arange(1, len(cell))):
-            if kept + len(i) > cap:
-                self._resume = (o, i)
-                break
-            self._kept.append((o, i.astype(idx), lag.astype(np.int16)))
-            kept += len(i)
-
-    def _walk(self, o: int, i: np.ndarray):
-        """From offset ``o`` and its candidate children ``i``: ``(o, child, lag)`` onwards."""
-        cell, day = self.cell, self.day
-        while len(i):
-            j = i - o
-            i = i[(cell[i] == cell[j]) & (day[i] - day[j] <= self.max_lag)]
-            if not len(i):
-                break
-            yield o, i, day[i] - day[i - o]
-            o += 1
-            i = i[i >= o]
+    def __init__(self, cell: np.ndarray, day: np.ndarray, max_lag: int):
+        self.day = day
+        key = cell.astype(np.int64) * (int(day.max(initial=0)) + max_lag + 2) + day  # sorted, like (cell, day)
+        reach = np.arange(len(key)) - np.searchsorted(key, key - max_lag, side="left")
+        self._order = np.argsort(-reach, kind="stable")
+        # children at offset o: the first _n[o] entries of _order (those with reach >= o)
+        self._n = np.searchsorted(-reach[self._order], -np.arange(int(reach.max(initial=0)) + 1), side="right")
 
     def offsets(self):
         """``(o, child, lag)`` for every offset ``o = 1, 2, ...`` that has a pair."""
-        yield from self._kept
-        if self._resume is not None:
-            yield from self._walk(*self._resume)
+        for o in range(1, len(self._n)):
+            i = self._order[: self._n[o]]
+            yield o, i, self.day[i] - self.day[i - o]
 
     def lag_sums(self, beta_pow: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``S_i = sum_pairs beta^(l-1) x_parent`` and ``U_i = sum_pairs (l-1) beta^(l-1) x_parent``
@@ -199,7 +176,7 @@ class _LagPairs:
         return S, U
 
     def count(self) -> int:
-        return sum(len(i) for _, i, _ in self.offsets())
+        return int(self._n[1:].sum())
 
 
 def simulate_grid_hawkes(mu: np.ndarray, theta: float, beta: float, n_days: int,
