@@ -56,6 +56,34 @@ def test_forecast_counts_in_batches_equal_one_frame_and_pandas(phl_apr_jul_store
     assert sorted(map(str, blk)) == sorted(map(str, df["block"].astype(object).where(df["block"].notna(), None)))
 
 
+def test_forecast_counts_of_a_query_target_hold_no_events_until_asked(phl_apr_jul_store, monkeypatch):
+    """``all`` from --train-from is a :class:`LazyCounts`: a weekly backtest of the models that work
+    on the cells x days matrix reads no incident row, and scores exactly as on eager event arrays;
+    a sub-day window (a shift) then reads the rows, the same ones."""
+    from rtcc_geo.forecast.backtest import backtest, default_models
+    from rtcc_geo.forecast.data import Counts, LazyCounts
+    from rtcc_geo.forecast.io import counts_from_store
+
+    monkeypatch.setenv("RTCC_BATCH_ROWS", "5000")
+    start, end = "2024-04-08", "2024-07-29"
+    c = counts_from_store(phl_apr_jul_store, SRC, "all", start=start, end=end, res=9)
+    assert isinstance(c, LazyCounts) and not c.__dict__["_events_loaded"]
+    eager = Counts.from_batches([phl_apr_jul_store.incidents(Query(source=SRC, start=start, end=end, geolocated=True))],
+                                cells=c.cells, res=9, tz=TZ, origin=start, end=end)
+    n = c.n_events
+    models = {k: m for k, m in default_models("7d").items() if k in ("naive", "prospective", "stkde", "sepp", "seasonal")}
+    a = backtest(c, models, "2024-07-01", "2024-07-22", "7d")
+    assert not c.__dict__["_events_loaded"]  # daily counts only: no row was read
+    models2 = {k: m for k, m in default_models("7d").items() if k in models}
+    b = backtest(eager, models2, "2024-07-01", "2024-07-22", "7d")
+    pd.testing.assert_frame_equal(a.scores, b.scores, check_exact=False, rtol=1e-12)
+    assert n == len(eager.hours) > 1000
+    w = c.window_counts("2024-07-20 06:00", "2024-07-20 14:00")  # a shift: needs the rows
+    assert c.__dict__["_events_loaded"] and np.array_equal(w, eager.window_counts("2024-07-20 06:00", "2024-07-20 14:00"))
+    for k in ("cell_idx", "hours", "time_known", "block", "category"):
+        assert np.array_equal(getattr(c, k), getattr(eager, k)), k
+
+
 def test_forecast_target_columns_are_only_what_the_target_needs():
     from rtcc_geo.forecast.io import target_columns
 

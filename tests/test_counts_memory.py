@@ -143,3 +143,74 @@ def test_batched_signature_with_windows_equals_one_shot(synth_store):
             # Aoristic weights sum to one per incident kept.
             kept = len(geo) - (b.n_time_unknown if unknown == "exclude" else 0)
             assert np.isclose(a.hour_of_week.to_numpy().sum(), kept)
+
+
+_BACKTEST_CHILD = r"""
+import json, sys, warnings
+warnings.simplefilter("ignore")
+
+
+def peak_rss():
+    with open("/proc/self/status") as f:
+        return next(int(x.split()[1]) for x in f if x.startswith("VmHWM:")) * 1024
+
+
+import pandas as pd
+
+from rtcc_geo.forecast.backtest import backtest, default_models
+from rtcc_geo.forecast.data import Counts
+from rtcc_geo.forecast.io import counts_from_store
+from rtcc_geo.scope import Scope
+from rtcc_geo.store import Query
+from rtcc_geo.store.embedded import EmbeddedStore
+
+root, mode, first = sys.argv[1:4]
+store = EmbeddedStore(root, create=False)
+scope = Scope(store, Query(source="synth"), None, study_area="incidents")
+peaks, sizes = [], []
+for years in (1, 4):
+    start = pd.Timestamp(first) + pd.DateOffset(years=4 - years)  # the last `years` years, same origins
+    end = pd.Timestamp(first) + pd.DateOffset(years=4) - pd.Timedelta(days=8)
+    if mode == "counts":  # the store's own aggregation, the floor under ours
+        q = Query(source="synth", start=str(start.date()), end=str(end.date()), geolocated=True)
+        sizes.append(int(store.counts(10, ("cell", "day"), q)["n"].sum()))
+        store.counts(10, ("cell",), q)
+        peaks.append(peak_rss())
+        continue
+    if mode == "ours":
+        c = counts_from_store(scope, None, "all", start=str(start.date()), end=str(end.date()), res=10, agency="synth")
+    else:  # the rows control: every row of the span in memory, then events
+        df = store.incidents(Query(source="synth", start=str(start.date()), end=str(end.date()), geolocated=True))
+        c = Counts.from_incidents(df, res=10, tz="America/New_York", origin=start, end=end)
+        del df
+    models = {k: m for k, m in default_models("7d").items() if k in ("naive", "prospective", "stkde", "sepp")}
+    o0 = end - pd.Timedelta(days=28)
+    r = backtest(c, models, o0, o0 + pd.Timedelta(days=21), "7d")
+    sizes.append(c.n_events)
+    peaks.append(peak_rss())
+    del c, r
+print(json.dumps({"peaks": peaks, "sizes": sizes}))
+"""
+
+
+def test_backtest_memory_grows_far_less_than_the_rows(synth_store):
+    """The bench's backtest (default models, weekly origins, ``all`` from a first day) on one
+    and on four years: on top of what the store's own ``counts`` by cell and day take (which
+    grow with the rows at this size too: ~220 bytes a row here), it adds under a tenth of what
+    holding the rows adds (the non-zero cell-days, not the incidents; SEPP's lag pairs are
+    walked, not listed)."""
+
+    def run(mode):
+        r = subprocess.run([sys.executable, "-c", _BACKTEST_CHILD, str(synth_store.root), mode, "2024-01-01"],
+                           capture_output=True, text=True, env={**os.environ, "RTCC_BATCH_ROWS": BATCH}, timeout=900)
+        assert r.returncode == 0, r.stderr[-3000:]
+        return json.loads(r.stdout.strip().splitlines()[-1])
+
+    ours, ref, floor = run("ours"), run("rows"), run("counts")
+    small, big = ours["sizes"]
+    assert ref["sizes"] == ours["sizes"] == floor["sizes"] and big >= 3.5 * small and big > 150_000
+    grow_ref, grow_ours, grow_floor = (r["peaks"][1] - r["peaks"][0] for r in (ref, ours, floor))
+    mb = [f"{r['peaks'][0] / 2**20:.0f} -> {r['peaks'][1] / 2**20:.0f} MB" for r in (ref, ours, floor)]
+    print(f"\n{small:,} -> {big:,} incidents: peak RSS rows {mb[0]}, backtest {mb[1]}, store counts {mb[2]}")
+    assert grow_ref > 40 * (big - small)  # the control shows the rows' cost
+    assert grow_ours < grow_floor + 0.1 * grow_ref

@@ -61,3 +61,56 @@ def test_sepp_forecast_formula_and_no_leak():
     X2[0, 10:] = 5                                 # events after `until` must not matter
     m2 = SEPP().fit(Counts.from_daily(CELLS[:1], X2), until=c.day_start(10))
     assert m2._expected(10, 11)[0] == pytest.approx(expect_day)
+
+
+def _listed_lag_sums(cell, day, max_lag, beta_pow, x):
+    """The pairs listed once and summed by ``bincount`` (how the fit did it before)."""
+    ch, pa = [], []
+    for o in range(1, len(cell)):
+        i = np.arange(o, len(cell))
+        ok = (cell[i] == cell[i - o]) & (day[i] - day[i - o] <= max_lag)
+        if not ok.any():
+            break
+        ch.append(i[ok])
+        pa.append(i[ok] - o)
+    child, parent = np.concatenate(ch), np.concatenate(pa)
+    lag = day[child] - day[parent]
+    g = beta_pow[lag - 1] * x[parent]
+    S = np.bincount(child, weights=g, minlength=len(x))
+    U = np.bincount(child, weights=g * (lag - 1).astype(np.float64), minlength=len(x))
+    return S, U, len(child)
+
+
+@pytest.mark.parametrize("max_lag", [1, 7, 40])
+def test_lag_pairs_walked_by_offset_equal_the_listed_pairs_bit_for_bit(max_lag):
+    from rtcc_geo.forecast.sepp import _LagPairs
+
+    X = simulate_grid_hawkes(np.random.default_rng(3).uniform(0.05, 0.8, 30), 0.4, 0.8, 300, seed=4).tocsr()
+    X.sort_indices()
+    cell = np.repeat(np.arange(X.shape[0]), np.diff(X.indptr))
+    day, x = X.indices.astype(np.int64), X.data.astype(np.float64)
+    beta_pow = 0.83 ** np.arange(max_lag + 1, dtype=np.float64)
+    S0, U0, n0 = _listed_lag_sums(cell, day, max_lag, beta_pow, x)
+    p = _LagPairs(cell, day, max_lag)
+    S, U = p.lag_sums(beta_pow, x)
+    assert n0 > min(max_lag, 5) * len(x) / 2 and p.count() == n0
+    assert np.array_equal(S, S0) and np.array_equal(U, U0)  # same additions, same order
+
+
+def test_sepp_fit_memory_grows_with_cell_days_not_with_lag_pairs():
+    """Busy cells (an event every day) have ~90 lag pairs per cell-day; listing them cost
+    12 GB on a 10 M-incident store. The fit's peak (numpy's allocations, traced) must grow
+    far less than the listed pairs' index arrays would."""
+    import tracemalloc
+
+    peaks, pairs = [], []
+    for days in (300, 1200):
+        c = Counts.from_daily(CELLS[:20], np.ones((20, days)))
+        tracemalloc.start()
+        m = SEPP(max_iter=2, warm_start=False).fit(c, until=c.day_start(days))
+        peaks.append(tracemalloc.get_traced_memory()[1])
+        tracemalloc.stop()
+        pairs.append(m.n_pairs_)
+    grow_listed = 3 * 8 * (pairs[1] - pairs[0])  # child, parent, lag as int64: the rows control
+    assert pairs[1] > 80 * 20 * 1100  # ~90 pairs a cell-day: the control is real
+    assert peaks[1] - peaks[0] < 0.1 * grow_listed, (peaks, pairs)

@@ -105,7 +105,7 @@ def _counts(args, end):
         c = counts_from_store(store, args.source, args.category, start=args.train_from, end=end, res=args.res)
     except ValueError as e:
         raise UserError(str(e)) from None
-    if len(c.hours) == 0:
+    if c.n_events == 0:
         raise UserError(f"no {args.category} incidents for {args.source} before {end}: ingest data first")
     return c
 

@@ -34,7 +34,7 @@ def _fit(store, source, category, model, res, t0, end, horizon_days, train_from=
     from ..forecast.io import counts_from_store
 
     c = counts_from_store(store, source, category, start=train_from, end=end, res=res)
-    if len(c.hours) == 0:
+    if c.n_events == 0:
         raise ValueError(f"no {category} incidents for {source} before {t0}: ingest data first")
     models = default_models(f"{horizon_days}d")
     if model not in models:

@@ -277,9 +277,20 @@ class Counts:
     def daily_csc(self) -> sp.csc_matrix:
         return self.daily.tocsc()
 
+    @property
+    def n_events(self) -> int:
+        """Number of events (in the study cells and days)."""
+        return len(self.hours)
+
     def window_counts(self, start, end) -> np.ndarray:
-        """Observed events per cell in ``[start, end)`` (local times), exact to the event."""
+        """Observed events per cell in ``[start, end)`` (local times), exact to the event.
+
+        A window from one local midnight to another inside the data is a sum of
+        :attr:`daily` columns (the same integer counts, without the event arrays)."""
         a, b = self.to_hours(start), self.to_hours(end)
+        d0, d1 = a / HOURS_PER_DAY, b / HOURS_PER_DAY
+        if d0 == int(d0) and d1 == int(d1) and 0 <= d0 <= d1 <= self.n_days:
+            return np.asarray(self.daily_csc[:, int(d0) : int(d1)].sum(axis=1), dtype=np.float64).ravel()
         i0, i1 = np.searchsorted(self.hours, [a, b])
         return np.bincount(self.cell_idx[i0:i1], minlength=len(self.cells)).astype(np.float64)
 
@@ -315,3 +326,73 @@ class Counts:
         return w
 
 
+
+
+#: The per-event fields of a :class:`Counts` (see :class:`LazyCounts`).
+EVENT_FIELDS: tuple[str, ...] = ("cell_idx", "hours", "time_known", "block", "block_names", "category", "category_names")
+
+
+class _EventField:
+    """A per-event field of a :class:`LazyCounts`: read from the source on first use."""
+
+    def __set_name__(self, owner, name: str) -> None:
+        self.name = name
+
+    def __get__(self, obj, objtype=None):
+        if obj is None:
+            return self
+        if not obj.__dict__.get("_events_loaded"):
+            obj.load_events()
+        return obj.__dict__[self.name]
+
+    def __set__(self, obj, value) -> None:
+        obj.__dict__[self.name] = value
+
+
+class LazyCounts(Counts):
+    """A :class:`Counts` built from aggregates: study cells and the ``cells x days`` matrix
+    come from the store's counts, and the per-event arrays (``hours``, ``cell_idx``, labels)
+    are read, in batches, only when something asks for them (sub-day windows, the
+    hour-of-week profile, block and category facts).
+
+    Whole-day windows, day-based features and every model that works on
+    :attr:`~Counts.daily` (naive, seasonal, prospective, STKDE, SEPP, learned) never read
+    them, so a backtest of those holds a matrix of the non-zero cell-days, not the
+    incidents. ``loader()`` returns an eager :class:`Counts` of the same cells and days.
+    """
+
+    cell_idx = _EventField()  # type: ignore[assignment]
+    hours = _EventField()  # type: ignore[assignment]
+    time_known = _EventField()  # type: ignore[assignment]
+    block = _EventField()  # type: ignore[assignment]
+    block_names = _EventField()  # type: ignore[assignment]
+    category = _EventField()  # type: ignore[assignment]
+    category_names = _EventField()  # type: ignore[assignment]
+
+    @classmethod
+    def lazy(cls, cells: np.ndarray, origin: pd.Timestamp, tz: str, n_days: int, res: int, daily: sp.spmatrix,
+             loader) -> LazyCounts:
+        c = cls(cells=np.asarray(cells, np.int64), cell_idx=None, hours=None, time_known=None,  # type: ignore[arg-type]
+                origin=origin, tz=tz, n_days=n_days, res=res)
+        c.__dict__["_events_loaded"] = False
+        c.__dict__["_loader"] = loader
+        c.use_daily(daily)
+        return c
+
+    def load_events(self) -> None:
+        """Read the per-event arrays (once) from the loader."""
+        e = self.__dict__["_loader"]()
+        if not (np.array_equal(e.cells, self.cells) and e.origin == self.origin and e.n_days == self.n_days):
+            raise RuntimeError("the incidents changed while the forecast read them (cells or days differ): run again")
+        for k in EVENT_FIELDS:
+            self.__dict__[k] = getattr(e, k)
+        self.__dict__["_events_loaded"] = True
+
+    @property
+    def n_events(self) -> int:
+        if self.__dict__.get("_events_loaded"):
+            return len(self.hours)
+        return int(round(float(self.daily.sum())))
+
+    def __repr__(self) -> str:
+        return f"LazyCounts({len(self.cells)} cells, {self.n_days} days from {self.origin}, res {self.res})"

@@ -15,7 +15,8 @@ from ..config import Agency, load_agency
 from ..grid import cover
 from ..schema import CATEGORIES, h3_column
 from ..store.base import Query, Store
-from .data import Counts, daily_from_counts, select_target
+from ..store.base import naive_local
+from .data import Counts, LazyCounts, daily_from_counts, select_target
 
 FORECAST_COLUMNS = ("id", "occurred_from", "time_known", "offense_raw", "offense_code", "category", "district", "block")
 
@@ -72,24 +73,63 @@ def counts_from_store(store, source: str | None, target: str, start=None, end=No
     tz = store.sources().get(source)
     if tz is None or source is None:
         raise ValueError(f"source {source!r} is not in the store; known: {sorted(store.sources())}. Ingest it first.")
-    far: list[np.ndarray] | None = [] if start is None else None  # check_span needs every time, only then
-    batches = _target_batches(store, source, target, start, end, res, far)
-    if scope is not None and scope.study_area == "incidents":
-        c = Counts.from_batches(batches, cells=None, res=res, tz=tz, origin=start, end=end)
+    if start is not None and (target == "all" or target in CATEGORIES):
+        c: Counts = _lazy_counts(store, source, target, start, end, res, tz,
+                                 None if scope is not None and scope.study_area == "incidents" else agency)
     else:
-        assert agency is not None  # looked up above (a missing agency is a ScopeError)
-        cells = boundary_cells(agency, res, store)
-        c = Counts.from_batches(batches, cells=cells, res=res, tz=tz, origin=start, end=end, add_event_cells=True)
-    if target == "all" or target in CATEGORIES:
-        # The target is a query: the cells x days matrix comes from the store's counts
-        # (size: non-zero cell-days), not from an events-long COO build.
-        q = Query(source=source, start=start, end=end, geolocated=True,
-                  categories=None if target == "all" else (target,))
-        c.use_daily(daily_from_counts(store.counts(res, ("cell", "day"), q), c.cells, c.origin, c.n_days))
-    if far is not None:
-        check_span(pd.Series(np.concatenate(far) if far else np.zeros(0, np.int64), dtype="datetime64[ns]"), start)
+        far: list[np.ndarray] | None = [] if start is None else None  # check_span needs every time, only then
+        batches = _target_batches(store, source, target, start, end, res, far)
+        if scope is not None and scope.study_area == "incidents":
+            c = Counts.from_batches(batches, cells=None, res=res, tz=tz, origin=start, end=end)
+        else:
+            assert agency is not None  # looked up above (a missing agency is a ScopeError)
+            cells = boundary_cells(agency, res, store)
+            c = Counts.from_batches(batches, cells=cells, res=res, tz=tz, origin=start, end=end, add_event_cells=True)
+        if target == "all" or target in CATEGORIES:
+            # The target is a query: the cells x days matrix comes from the store's counts
+            # (size: non-zero cell-days), not from an events-long COO build.
+            c.use_daily(daily_from_counts(store.counts(res, ("cell", "day"), _target_query(source, target, start, end)),
+                                          c.cells, c.origin, c.n_days))
+        if far is not None:
+            check_span(pd.Series(np.concatenate(far) if far else np.zeros(0, np.int64), dtype="datetime64[ns]"), start)
     c._cache["agency"] = agency if isinstance(agency, str) else getattr(agency, "name", None) or source
     return c
+
+
+def _target_query(source: str, target: str, start, end) -> Query:
+    """The store query of a target that is a query (``all`` or a category): geolocated rows only."""
+    return Query(source=source, start=start, end=end, geolocated=True,
+                 categories=None if target == "all" else (target,))
+
+
+def _lazy_counts(store: Store, source: str, target: str, start, end, res: int, tz: str,
+                 agency: Agency | str | None) -> LazyCounts:
+    """A :class:`LazyCounts` of a query target from ``start`` (given: no stray-date check
+    needs every time): the event cells from ``store.counts`` by cell, the days from ``start``
+    to ``end`` (or the last day with data), the ``cells x days`` matrix from counts by cell
+    and day; the per-event arrays are read by :func:`_target_batches` only if asked for.
+    The same cells, days and counts as :meth:`Counts.from_batches` of those rows."""
+    q = _target_query(source, target, start, end)
+    event_cells = store.counts(res, ("cell",), q)["cell"].to_numpy(np.int64)
+    area = None if agency is None else boundary_cells(agency, res, store)
+    cells = event_cells if area is None else np.union1d(np.asarray(area, np.int64), event_cells)
+    cells = np.unique(np.asarray(cells, np.int64))
+    origin = naive_local(start, tz).normalize()
+    if end is None:
+        days = store.counts(res, ("day",), q)
+        last = pd.Timestamp(days["day"].max()) if len(days) else None
+        end_l = last + pd.Timedelta(days=1) if last is not None else origin + pd.Timedelta(days=1)
+    else:
+        end_l = naive_local(end, tz)
+    n_days = int(np.ceil((end_l - origin) / pd.Timedelta(days=1)))
+    daily = daily_from_counts(store.counts(res, ("cell", "day"), q), cells, origin, n_days)
+
+    def loader() -> Counts:
+        return Counts.from_batches(_target_batches(store, source, target, start, end, res, None), cells=cells,
+                                   res=res, tz=tz, origin=origin, end=origin + pd.Timedelta(days=n_days),
+                                   add_event_cells=True)
+
+    return LazyCounts.lazy(cells, origin, tz, n_days, res, daily, loader)
 
 
 def target_columns(target: str, res: int) -> list[str]:
