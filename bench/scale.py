@@ -637,7 +637,8 @@ def table(results: dict, mode: str) -> str:
         for s in sizes:
             r = results["sizes"][s].get(mode, {}).get(step)
             if r is None:
-                cells += ["n/a", "n/a"]
+                skipped = step in results["sizes"][s].get("skipped", ())
+                cells += ["skipped", "skipped"] if skipped else ["n/a", "n/a"]
             elif r.get("rc"):
                 killed = r.get("error", "").startswith("killed")
                 cells += ["killed", f"> {_gb(r['peak_rss'])}"] if killed else ["failed", "failed"]
@@ -780,6 +781,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--philly", metavar="GLOB", default=None,
                     help="real CSVs for acceptance 1 (default: incidents_20*.csv of the shared Philadelphia data)")
     ap.add_argument("--skip-philly", action="store_true", help="no acceptance-1 run on the real CSVs")
+    ap.add_argument("--skip", metavar="STEP@SIZE", default="",
+                    help="steps not to run at a size, e.g. backtest@50 (comma-separated; reported as skipped)")
     ap.add_argument("--append-repeats", type=int, default=2,
                     help="extra append / append_empty pairs, each from the same pre-append store (a hard-link "
                          "snapshot), interleaved; acceptance 2 compares the medians (default 2; 0 = one pair)")
@@ -802,6 +805,12 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"--sizes {args.sizes!r}: give positive numbers of millions, e.g. 1,10,50")
     if args.workers < 1:
         ap.error("--workers must be >= 1")
+    skips = set()
+    for item in filter(None, (x.strip() for x in args.skip.split(","))):
+        step, _, at = item.partition("@")
+        if step not in STEPS or at not in sizes or step in ("append", "append_empty"):
+            ap.error(f"--skip {item!r}: give STEP@SIZE with a step of {', '.join(STEPS[:-2])} and one of --sizes")
+        skips.add((step, at))
     import psutil
 
     MAX_RSS[0] = int(0.75 * psutil.virtual_memory().total if args.max_rss_gb is None else args.max_rss_gb * 1024**3)
@@ -864,6 +873,10 @@ def main(argv: list[str] | None = None) -> int:
                     step_env = dict(env, RTCC_DASK_SCHEDULER=cluster.address) if cluster else env
                     snap = d / f"pre_append_{mode}"
                     for name, a in size_steps(store, empty, data, man):
+                        if (name, s) in skips:
+                            _log(f"  [{mode}] {name}: skipped (--skip {name}@{s})")
+                            r.setdefault("skipped", []).append(name)
+                            continue
                         if cluster:
                             cluster.restart()
                         if name == "append" and mode == "local" and args.append_repeats > 0:
