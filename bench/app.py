@@ -177,9 +177,13 @@ def _body(dep: dict, values: dict, changed: str) -> dict:
         return [{**s, "value": values.get(f"{s['id']}.{s['property']}")} for s in specs]
 
     outs = _outputs(dep["output"])
-    return {"output": dep["output"], "outputs": outs if dep["output"].startswith("..") else outs[0],
-            "inputs": fill(dep["inputs"]),
-            "state": fill(dep.get("state", [])), "changedPropIds": [changed]}
+    return {
+        "output": dep["output"],
+        "outputs": outs if dep["output"].startswith("..") else outs[0],
+        "inputs": fill(dep["inputs"]),
+        "state": fill(dep.get("state", [])),
+        "changedPropIds": [changed],
+    }
 
 
 def _timed_posts(session, base: str, bodies: list[dict]) -> list[float]:
@@ -199,17 +203,28 @@ def filter_change(base: str, repeat: int) -> dict:
     s = login(base, USER, PASSWORD)
     cmd = Commander(s, base)
     deps = s.get(base + "/_dash-dependencies", timeout=30).json()
-    vals = {f"{i}.{p}": cmd.value(i, p) for i, p in (("f-layer", "value"), ("f-start", "value"), ("f-end", "value"),
-                                                    ("f-cats", "value"), ("f-hours", "value"), ("f-dows", "value"),
-                                                    ("f-districts", "value"), ("f-week", "value"),
-                                                    ("f-weekmode", "value"))}
+    vals = {
+        f"{i}.{p}": cmd.value(i, p)
+        for i, p in (
+            ("f-layer", "value"),
+            ("f-start", "value"),
+            ("f-end", "value"),
+            ("f-cats", "value"),
+            ("f-hours", "value"),
+            ("f-dows", "value"),
+            ("f-districts", "value"),
+            ("f-week", "value"),
+            ("f-weekmode", "value"),
+        )
+    }
     cats = cmd.options("f-cats")
     vals.update({"f-res.value": 10, "f-empty.value": ["empty"], "map-hex-key.data": None})
     first = s.post(base + "/_dash-update-component", json=_body(cmd.dep, vals, "f-res.value"), timeout=120).json()
     vals["map-hex-key.data"] = first["response"]["map-hex-key"]["data"]  # the browser holds res 10: Patches
     # A different category set each time (the layer cache never answers).
-    sets = [[c for c in cats if c != a] for a in cats] + [[c for c in cats if c not in (a, b)]
-                                                         for i, a in enumerate(cats) for b in cats[i + 1:]]
+    sets = [[c for c in cats if c != a] for a in cats] + [
+        [c for c in cats if c not in (a, b)] for i, a in enumerate(cats) for b in cats[i + 1 :]
+    ]
     bodies = [_body(cmd.dep, {**vals, "f-cats.value": sets[i % len(sets)]}, "f-cats.value") for i in range(repeat)]
     sizes = []
     times = []
@@ -220,8 +235,9 @@ def filter_change(base: str, repeat: int) -> dict:
         assert r.status_code == 200 and b"__dash_patch_update" in r.content and b"coordinates" not in r.content
         sizes.append(len(r.content))
     week = _dep(deps, "week-label.children")
-    ref = _timed_posts(s, base, [_body(week, {"f-week.value": i, "f-weekmode.value": ["week"]}, "f-week.value")
-                                 for i in range(repeat)])
+    ref = _timed_posts(
+        s, base, [_body(week, {"f-week.value": i, "f-weekmode.value": ["week"]}, "f-week.value") for i in range(repeat)]
+    )
     return {"times": times, "bytes": statistics.median(sizes), "ref": ref}
 
 
@@ -234,8 +250,11 @@ def compstat_server(base: str, ends: list[str]) -> dict:
     bodies = [_body(table, {"cs-end.date": e, "cs-district.value": "all"}, "cs-end.date") for e in ends]
     times = _timed_posts(s, base, bodies)
     week = _dep(deps, "week-label.children")  # the map's trivial callback, on this server too
-    ref = _timed_posts(s, base, [_body(week, {"f-week.value": i, "f-weekmode.value": ["week"]}, "f-week.value")
-                                 for i in range(len(ends))])
+    ref = _timed_posts(
+        s,
+        base,
+        [_body(week, {"f-week.value": i, "f-weekmode.value": ["week"]}, "f-week.value") for i in range(len(ends))],
+    )
     return {"times": times, "ref": ref}
 
 
@@ -246,8 +265,9 @@ def _draw(d, url: str, what: str) -> dict:
     return wait_for(lambda: d.execute_script(JS_DRAWN), 300, what=what)
 
 
-def browser_map(base: str, ctx_view: dict, n_cells: int, outlines: list, repeat: int, d,
-                baseline: str | None = None) -> dict:
+def browser_map(
+    base: str, ctx_view: dict, n_cells: int, outlines: list, repeat: int, d, baseline: str | None = None
+) -> dict:
     """Map drawn (city view and street zoom), the empty-map reference, screenshots, a filter
     click; with ``baseline`` (another server's URL: the same store served by another
     checkout) the same addresses there too, loads interleaved with ours."""
@@ -278,15 +298,20 @@ def browser_map(base: str, ctx_view: dict, n_cells: int, outlines: list, repeat:
     views = {k: base + v for k, v in views.items()}
     # Screenshots: city, street zoom, block zoom (looked at by a person; kept as artifacts).
     ARTIFACTS.mkdir(exist_ok=True)
-    for z, url in (("z10", views["city"]), ("z11", views["z11"]),
-                   ("z15", f"{base}/?res=10&empty=1&cam=15.00,39.95240,-75.16360")):
+    for z, url in (
+        ("z10", views["city"]),
+        ("z11", views["z11"]),
+        ("z15", f"{base}/?res=10&empty=1&cam=15.00,39.95240,-75.16360"),
+    ):
         _draw(d, url, f"screenshot {z}")
         time.sleep(0.3)
         d.save_screenshot(str(ARTIFACTS / f"bench_map_{z}.png"))
     # A filter click in the browser: untick a category -> hexagons recoloured and painted.
     _draw(d, views["city"], "city")
-    js = ("const H = window.rtccHex, m = H && H.map; return H && H.shown === H.data && m && m.loaded() "
-          "&& !m.isMoving() ? H.painted : -1")
+    js = (
+        "const H = window.rtccHex, m = H && H.map; return H && H.shown === H.data && m && m.loaded() "
+        "&& !m.isMoving() ? H.painted : -1"
+    )
     clicks = []
     for cb in d.find_elements(By.CSS_SELECTOR, "#f-cats input")[:repeat]:
         before = d.execute_script(js)
@@ -299,8 +324,14 @@ def browser_map(base: str, ctx_view: dict, n_cells: int, outlines: list, repeat:
     import plotly
 
     spec = {"map": {"style": OFFLINE_STYLE, "layers": outlines, **ctx_view}}
-    ref = StaticServer({"ref.html": REF_HTML.encode(), "ref.js": REF_JS.encode(), "spec.json": json.dumps(spec).encode(),
-                        "plotly.min.js": (Path(plotly.__file__).parent / "package_data" / "plotly.min.js").read_bytes()})
+    ref = StaticServer(
+        {
+            "ref.html": REF_HTML.encode(),
+            "ref.js": REF_JS.encode(),
+            "spec.json": json.dumps(spec).encode(),
+            "plotly.min.js": (Path(plotly.__file__).parent / "package_data" / "plotly.min.js").read_bytes(),
+        }
+    )
     try:
         _draw(d, ref.url + "/ref.html", "reference")
         out["ref"] = [_draw(d, ref.url + "/ref.html", "reference")["drawn"] / 1000 for _ in range(repeat)]
@@ -315,9 +346,13 @@ def main() -> int:
     ap.add_argument("--cs-store", default=None, help="embedded store with Philadelphia 2023-2024 (CompStat)")
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--no-browser", action="store_true", help="server timings only")
-    ap.add_argument("--baseline", default=None, metavar="CHECKOUT",
-                    help="also serve the map store with the code of another checkout (e.g. /work/main) and "
-                         "draw the same addresses there, interleaved: the ratio ours/baseline in one run")
+    ap.add_argument(
+        "--baseline",
+        default=None,
+        metavar="CHECKOUT",
+        help="also serve the map store with the code of another checkout (e.g. /work/main) and "
+        "draw the same addresses there, interleaved: the ratio ours/baseline in one run",
+    )
     args = ap.parse_args()
     from rtcc_geo.app.context import context_for
     from tests.browser import chromium, find_browser
@@ -339,10 +374,14 @@ def main() -> int:
         fc = filter_change(srv.url, max(args.repeat, 5))
         results["filter"] = statistics.median(fc["times"])
         rf = statistics.median(fc["ref"])
-        print(f"2. filter change, server round trip (res 10, 24,749 cells, Patch of colours, "
-              f"{fc['bytes'] / 1e3:.0f} kB): {_stats(fc['times'])} {_verdict(results['filter'], GOALS['filter'])}")
-        print(f"   reference, trivial callback of the same server: median {rf * 1000:.0f} ms -> "
-              f"ratio {results['filter'] / rf:.1f}x")
+        print(
+            f"2. filter change, server round trip (res 10, 24,749 cells, Patch of colours, "
+            f"{fc['bytes'] / 1e3:.0f} kB): {_stats(fc['times'])} {_verdict(results['filter'], GOALS['filter'])}"
+        )
+        print(
+            f"   reference, trivial callback of the same server: median {rf * 1000:.0f} ms -> "
+            f"ratio {results['filter'] / rf:.1f}x"
+        )
         if not args.no_browser:
             with chromium(chrome, driver) as d:
                 if args.baseline:
@@ -350,24 +389,36 @@ def main() -> int:
                         bm = browser_map(srv.url, ctx.view, n_cells, ctx.outline_layers, args.repeat, d, old.url)
                 else:
                     bm = browser_map(srv.url, ctx.view, n_cells, ctx.outline_layers, args.repeat, d)
-                offsite = [u for u in d.offsite if not u.startswith(("update.googleapis.com:443",
-                                                                     "http://update.googleapis.com/",
-                                                                     "redirector.gvt1.com:443"))]
+                offsite = [
+                    u
+                    for u in d.offsite
+                    if not u.startswith(
+                        ("update.googleapis.com:443", "http://update.googleapis.com/", "redirector.gvt1.com:443")
+                    )
+                ]
             rmed = statistics.median(bm["ref"])
             results["map"] = max(statistics.median(bm["city"]), statistics.median(bm["z11"]))
             for name, label in (("city", "city view"), ("z11", "street zoom, streets drawn")):
                 med = statistics.median(bm[name])
-                print(f"1. map drawn, {n_cells:,} hexagons, {label} (zoom {bm[name + '_zoom']:.2f}): "
-                      f"{_stats(bm[name])} {_verdict(med, GOALS['map'])}; ratio to the empty map {med / rmed:.1f}x")
+                print(
+                    f"1. map drawn, {n_cells:,} hexagons, {label} (zoom {bm[name + '_zoom']:.2f}): "
+                    f"{_stats(bm[name])} {_verdict(med, GOALS['map'])}; ratio to the empty map {med / rmed:.1f}x"
+                )
                 if args.baseline:
                     old = statistics.median(bm["base_" + name])
-                    print(f"   baseline {args.baseline} (same store and addresses, loads interleaved): "
-                          f"{_stats(bm['base_' + name])}; ratio to the empty map {old / rmed:.1f}x; "
-                          f"ours / baseline {med / old:.2f}")
-            print(f"   reference, empty map (Plotly + MapLibre, style and outlines, no hexagons, no Dash): "
-                  f"{_stats(bm['ref'])}")
-            print(f"   filter click -> recoloured and painted in the browser: median "
-                  f"{statistics.median(bm['click']) * 1000:.0f} ms")
+                    print(
+                        f"   baseline {args.baseline} (same store and addresses, loads interleaved): "
+                        f"{_stats(bm['base_' + name])}; ratio to the empty map {old / rmed:.1f}x; "
+                        f"ours / baseline {med / old:.2f}"
+                    )
+            print(
+                f"   reference, empty map (Plotly + MapLibre, style and outlines, no hexagons, no Dash): "
+                f"{_stats(bm['ref'])}"
+            )
+            print(
+                f"   filter click -> recoloured and painted in the browser: median "
+                f"{statistics.median(bm['click']) * 1000:.0f} ms"
+            )
             print(f"   requests that would have left the machine (trap proxy): {len(offsite)} {offsite[:3]}")
             print(f"   screenshots: {ARTIFACTS}/bench_map_z10.png, _z11.png, _z15.png")
             assert not offsite, offsite
@@ -384,11 +435,15 @@ def main() -> int:
         med = statistics.median(cs["times"])
         results["compstat"] = max(med, statistics.median(page)) if not args.no_browser else med
         if not args.no_browser:
-            print(f"3. CompStat page (2023-2024), navigation -> table and what-changed shown: {_stats(page)} "
-                  f"{_verdict(statistics.median(page), GOALS['compstat'])}")
-        print(f"   table callback, server round trip, a new end date each time (no cache hit): "
-              f"{_stats(cs['times'])} {_verdict(med, GOALS['compstat'])}; trivial callback "
-              f"{ref * 1000:.0f} ms -> ratio {med / ref:.1f}x")
+            print(
+                f"3. CompStat page (2023-2024), navigation -> table and what-changed shown: {_stats(page)} "
+                f"{_verdict(statistics.median(page), GOALS['compstat'])}"
+            )
+        print(
+            f"   table callback, server round trip, a new end date each time (no cache hit): "
+            f"{_stats(cs['times'])} {_verdict(med, GOALS['compstat'])}; trivial callback "
+            f"{ref * 1000:.0f} ms -> ratio {med / ref:.1f}x"
+        )
 
     print(f"(machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f})")
     print("summary: " + ", ".join(f"{k} {v:.2f} s {'PASS' if v < GOALS[k] else 'MISS'}" for k, v in results.items()))

@@ -40,11 +40,15 @@ PASSWORD = "bench-password-cs"
 
 
 def _callback_body(end: str) -> dict:
-    return {"output": "..cs-table.children...cs-periods.children..",
-            "outputs": [{"id": "cs-table", "property": "children"}, {"id": "cs-periods", "property": "children"}],
-            "inputs": [{"id": "cs-end", "property": "date", "value": end},
-                       {"id": "cs-district", "property": "value", "value": "all"}],
-            "changedPropIds": ["cs-end.date"]}
+    return {
+        "output": "..cs-table.children...cs-periods.children..",
+        "outputs": [{"id": "cs-table", "property": "children"}, {"id": "cs-periods", "property": "children"}],
+        "inputs": [
+            {"id": "cs-end", "property": "date", "value": end},
+            {"id": "cs-district", "property": "value", "value": "all"},
+        ],
+        "changedPropIds": ["cs-end.date"],
+    }
 
 
 def _pandas_table(df: pd.DataFrame, end: dt.date, day_col: str) -> dict:
@@ -107,18 +111,26 @@ def main(argv=None) -> int:
 
     # (a) materialise the rows, group with pandas
     t0 = time.perf_counter()
-    inc = store.incidents(Query(source="philadelphia", start="2021-01-01", end=str(end + dt.timedelta(days=1))),
-                          columns=["occurred_from", "category", "district"])
+    inc = store.incidents(
+        Query(source="philadelphia", start="2021-01-01", end=str(end + dt.timedelta(days=1))),
+        columns=["occurred_from", "category", "district"],
+    )
     inc["day"] = inc["occurred_from"].dt.tz_convert("America/New_York").dt.date
     ref_a = _pandas_table(inc, end, "day")
     t_a = time.perf_counter() - t0
     # (b) pandas on the portal CSVs (the files' local dispatch_date)
     t0 = time.perf_counter()
     files = sorted((shared_data_dir() / "philadelphia").glob("incidents_*.csv"))
-    raw = pd.concat([pd.read_csv(f, dtype=str, keep_default_na=False,
-                                 usecols=["dispatch_date", "dc_dist", "text_general_code"]) for f in files])
+    raw = pd.concat(
+        [
+            pd.read_csv(f, dtype=str, keep_default_na=False, usecols=["dispatch_date", "dc_dist", "text_general_code"])
+            for f in files
+        ]
+    )
     tax = pd.read_csv(DATA_DIR / "taxonomy" / "philadelphia.csv", dtype=str, keep_default_na=False)
-    raw["category"] = raw["text_general_code"].str.strip().map(dict(zip(tax["offense"], tax["category"]))).fillna("other")
+    raw["category"] = (
+        raw["text_general_code"].str.strip().map(dict(zip(tax["offense"], tax["category"]))).fillna("other")
+    )
     raw["district"] = raw["dc_dist"]
     raw["day"] = pd.to_datetime(raw["dispatch_date"]).dt.date
     ref_b = _pandas_table(raw, end, "day")
@@ -128,10 +140,16 @@ def main(argv=None) -> int:
     import os
 
     out = {
-        "incidents": n, "repeat": args.repeat,
-        "load_average_1min": round(os.getloadavg()[0], 2), "cpus": os.cpu_count(),
-        "page_callback_s": {"median": round(statistics.median(page), 3), "max": round(max(page), 3),
-                            "goal": 1.0, "ok": statistics.median(page) < 1.0},
+        "incidents": n,
+        "repeat": args.repeat,
+        "load_average_1min": round(os.getloadavg()[0], 2),
+        "cpus": os.cpu_count(),
+        "page_callback_s": {
+            "median": round(statistics.median(page), 3),
+            "max": round(max(page), 3),
+            "goal": 1.0,
+            "ok": statistics.median(page) < 1.0,
+        },
         "compstat_module_s": round(statistics.median(mod), 3),
         "pandas_materialised_s": round(t_a, 3),
         "pandas_portal_csv_s": round(t_b, 3),

@@ -87,8 +87,12 @@ def _classify_one(hot, cold, trend) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--store", default=None, help="embedded store directory with Philadelphia 2023-2024 "
-                                                  "(default: rtcc_geo.datasets.example_store, built once)")
+    ap.add_argument(
+        "--store",
+        default=None,
+        help="embedded store directory with Philadelphia 2023-2024 "
+        "(default: rtcc_geo.datasets.example_store, built once)",
+    )
     ap.add_argument("--db", default=None, help="or a PostGIS URL")
     ap.add_argument("--source", default="philadelphia")
     ap.add_argument("--from", dest="start", default="2023-01-02")
@@ -118,8 +122,10 @@ def main() -> None:
     n, T = cube.values.shape
     if cube.values.sum() == 0:
         raise SystemExit(f"no {a.source} incidents between {a.start} and {a.end} in {store!r}: give --store or --db")
-    print(f"cube: {n:,} cells x {T} {a.step}s, {cube.values.sum():,.0f} incidents "
-          f"(built from store.counts in {t_cube:.2f} s)")
+    print(
+        f"cube: {n:,} cells x {T} {a.step}s, {cube.values.sum():,.0f} incidents "
+        f"(built from store.counts in {t_cube:.2f} s)"
+    )
 
     t0 = time.perf_counter()
     W = kring_matrix(cube.cells, 1)
@@ -146,17 +152,23 @@ def main() -> None:
     same_sig = (sig_ref == (ours.gi.hot | ours.gi.cold)).mean()
     dmk = np.abs(ours.mk.z - mkz_ref).max()
     agree = (ours.table["category"].astype(str).to_numpy() == cat_ref).mean()
-    print(f"agreement: max |z - z_ref| = {dz:.2e}, significant bins identical {100 * same_sig:.3f} %, "
-          f"max |MK z - ref| = {dmk:.2e}, categories identical {100 * agree:.2f} % of cells")
+    print(
+        f"agreement: max |z - z_ref| = {dz:.2e}, significant bins identical {100 * same_sig:.3f} %, "
+        f"max |MK z - ref| = {dmk:.2e}, categories identical {100 * agree:.2f} % of cells"
+    )
 
     t0 = time.perf_counter()
     esri = emerging_hotspots(cube, w=W, time_lag=1, standardise="cube")
     t_esri = time.perf_counter() - t0
 
-    print(f"\nreference (esda G_Local x {T} steps + statsmodels FDR + pymannkendall x {n:,} cells): "
-          f"{t_ref:8.3f} s wall, {cpu_ref:8.3f} s CPU")
-    print(f"ours      (same statistic, vectorised; best of {a.repeat}):                 "
-          f"{t_ours:8.3f} s wall, {cpu_ours:8.3f} s CPU")
+    print(
+        f"\nreference (esda G_Local x {T} steps + statsmodels FDR + pymannkendall x {n:,} cells): "
+        f"{t_ref:8.3f} s wall, {cpu_ref:8.3f} s CPU"
+    )
+    print(
+        f"ours      (same statistic, vectorised; best of {a.repeat}):                 "
+        f"{t_ours:8.3f} s wall, {cpu_ours:8.3f} s CPU"
+    )
     print(f"ratio reference / ours: {t_ref / t_ours:,.1f}x wall, {cpu_ref / cpu_ours:,.1f}x CPU  (goal >= 20x)")
     print(f"ours, Esri-style space-time Gi* (cube statistics, time lag 1): {t_esri:.3f} s")
 

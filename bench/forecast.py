@@ -140,11 +140,19 @@ def verdict(target: str, s: pd.DataFrame, model: str) -> dict:
     """The goal check of ``model`` in a :func:`summarise` table: PASS/MISS and by how much."""
     r = s.set_index("model").loc[model]
     ok = bool(r["vs baseline"] >= GOAL)
-    return {"target": target, "model": model, "pai@1%": r["pai@1%"], "baseline": r["baseline"],
-            "ratio": r["vs baseline"], "lo": r["vs lo"], "hi": r["vs hi"], "goal": GOAL,
-            "verdict": "PASS" if ok else "MISS",
-            "short": 0.0 if ok else GOAL - r["vs baseline"],
-            "short %": 0.0 if ok else (GOAL / r["vs baseline"] - 1) * 100}
+    return {
+        "target": target,
+        "model": model,
+        "pai@1%": r["pai@1%"],
+        "baseline": r["baseline"],
+        "ratio": r["vs baseline"],
+        "lo": r["vs lo"],
+        "hi": r["vs hi"],
+        "goal": GOAL,
+        "verdict": "PASS" if ok else "MISS",
+        "short": 0.0 if ok else GOAL - r["vs baseline"],
+        "short %": 0.0 if ok else (GOAL / r["vs baseline"] - 1) * 100,
+    }
 
 
 def _cached_scores(c, target: str, names: list[str], start, weeks: int, res: int, cache: Path | None):
@@ -187,11 +195,14 @@ def _cached_scores(c, target: str, names: list[str], start, weeks: int, res: int
 def _fmt_table(s: pd.DataFrame) -> pd.DataFrame:
     out = pd.DataFrame({"model": s["model"], "n/week": s["n"].round(0).astype(int)})
     for m in METRICS:
-        out[m] = [f"{v:.3f} [{lo:.3f}, {hi:.3f}]" if m != "pai@1%" else f"{v:.2f} [{lo:.2f}, {hi:.2f}]"
-                  for v, lo, hi in zip(s[m], s[f"{m} lo"], s[f"{m} hi"])]
+        out[m] = [
+            f"{v:.3f} [{lo:.3f}, {hi:.3f}]" if m != "pai@1%" else f"{v:.2f} [{lo:.2f}, {hi:.2f}]"
+            for v, lo, hi in zip(s[m], s[f"{m} lo"], s[f"{m} hi"])
+        ]
     if "vs baseline" in s:
-        out[f"PAI / {s['baseline'].iloc[0]} [CI]"] = [f"{v:.3f} [{lo:.3f}, {hi:.3f}]"
-                                                for v, lo, hi in zip(s["vs baseline"], s["vs lo"], s["vs hi"])]
+        out[f"PAI / {s['baseline'].iloc[0]} [CI]"] = [
+            f"{v:.3f} [{lo:.3f}, {hi:.3f}]" for v, lo, hi in zip(s["vs baseline"], s["vs lo"], s["vs hi"])
+        ]
     if "seconds" in s:
         out["26-week time (s)"] = s["seconds"].round(1)
     return out
@@ -233,12 +244,18 @@ def main(argv=None) -> int:
     for target in args.targets.split(","):
         tic = time.perf_counter()
         c = counts_from_store(store, "philadelphia", target, start=None, end=end, res=args.res)
-        print(f"\n== {target}: {len(c.hours):,} incidents, {len(c.cells):,} cells, {c.n_days} days "
-              f"(loaded in {time.perf_counter() - tic:.1f}s)", flush=True)
+        print(
+            f"\n== {target}: {len(c.hours):,} incidents, {len(c.cells):,} cells, {c.n_days} days "
+            f"(loaded in {time.perf_counter() - tic:.1f}s)",
+            flush=True,
+        )
         sc, secs, cal = _cached_scores(c, target, names, start, args.weeks, args.res, cache)
         allscores.append(sc.assign(target=target))
-        parts = [("all weeks", sc), ("first weeks", sc[sc["origin"] < holdout_from]),
-                 ("hold-out", sc[sc["origin"] >= holdout_from])]
+        parts = [
+            ("all weeks", sc),
+            ("first weeks", sc[sc["origin"] < holdout_from]),
+            ("hold-out", sc[sc["origin"] >= holdout_from]),
+        ]
         for label, part in parts:
             if part.empty:
                 continue
@@ -256,18 +273,25 @@ def main(argv=None) -> int:
     if verdicts:
         v = pd.DataFrame(verdicts)
         v["ratio [95% CI]"] = [f"{a:.3f} [{lo:.3f}, {hi:.3f}]" for a, lo, hi in zip(v["ratio"], v["lo"], v["hi"])]
-        v["by how much"] = ["" if k == "PASS" else f"short by {x:.3f} ({p:.1f} %)"
-                            for k, x, p in zip(v["verdict"], v["short"], v["short %"])]
+        v["by how much"] = [
+            "" if k == "PASS" else f"short by {x:.3f} ({p:.1f} %)"
+            for k, x, p in zip(v["verdict"], v["short"], v["short %"])
+        ]
         v = v[["target", "weeks", "model", "pai@1%", "baseline", "ratio [95% CI]", "goal", "verdict", "by how much"]]
-        print(f"\nGoal: default model `{DEFAULT_MODEL}` PAI@1 % >= {GOAL:.2f} x {REFERENCE}\n"
-              + v.to_string(index=False))
+        print(
+            f"\nGoal: default model `{DEFAULT_MODEL}` PAI@1 % >= {GOAL:.2f} x {REFERENCE}\n" + v.to_string(index=False)
+        )
         md.append(f"\n**Goal: `{DEFAULT_MODEL}` PAI@1 % >= {GOAL:.2f} x {REFERENCE}**\n\n" + _markdown(v))
     if calib:
         cb = pd.concat(calib, axis=1).T
-        print(f"\nCalibration of `{DEFAULT_MODEL}`: observed / predicted per forecast decile (1 = highest), "
-              "pooled over the weeks\n" + cb.to_string())
-        md.append(f"\n**Calibration of `{DEFAULT_MODEL}` (observed / predicted per decile)**\n\n"
-                  + _markdown(cb.reset_index(names="target")))
+        print(
+            f"\nCalibration of `{DEFAULT_MODEL}`: observed / predicted per forecast decile (1 = highest), "
+            "pooled over the weeks\n" + cb.to_string()
+        )
+        md.append(
+            f"\n**Calibration of `{DEFAULT_MODEL}` (observed / predicted per decile)**\n\n"
+            + _markdown(cb.reset_index(names="target"))
+        )
     print(f"\nbench wall time {time.perf_counter() - t_all:.0f} s (fits cached under {cache})")
     if args.markdown:
         Path(args.markdown).write_text("".join(md) + "\n")

@@ -86,13 +86,17 @@ def main(argv=None) -> int:
         lw = w.to_libpysal()
         t_ours, ours = best_of(lambda y=y, w=w: GiStar(y, w, permutations=P, seed=args.seed), args.repeat)
         t_esda, ref = best_of(
-            lambda y=y, lw=lw: esda.G_Local(y, lw, transform="B", star=True, permutations=P, seed=args.seed,
-                                 n_jobs=1, keep_simulations=False),
-            min(args.repeat, 2))
+            lambda y=y, lw=lw: esda.G_Local(
+                y, lw, transform="B", star=True, permutations=P, seed=args.seed, n_jobs=1, keep_simulations=False
+            ),
+            min(args.repeat, 2),
+        )
         dz = float(np.max(np.abs(ours.Zs - ref.Zs)))
         assert dz < 1e-9, f"z-scores differ by {dz}"
-        print(f"res {res}: {len(cells):>6,} cells, {int(y.sum()):,} incidents | ours {t_ours:7.3f} s | "
-              f"esda {t_esda:7.3f} s | ratio {t_esda / t_ours:6.1f}x (goal >= 5x) | max|dz| {dz:.1e}")
+        print(
+            f"res {res}: {len(cells):>6,} cells, {int(y.sum()):,} incidents | ours {t_ours:7.3f} s | "
+            f"esda {t_esda:7.3f} s | ratio {t_esda / t_ours:6.1f}x (goal >= 5x) | max|dz| {dz:.1e}"
+        )
     return 0
 
 

@@ -73,8 +73,11 @@ def load_rows(use_synth: bool, limit: int | None) -> tuple[pd.DataFrame, dict[st
     t = time.perf_counter()
     frames = [read("philadelphia", f)[0] for f in files]
     tz = {"philadelphia": load_agency("philadelphia").timezone}
-    print(f"read + validated {len(files)} Philadelphia files: {sum(map(len, frames)):,} valid rows "
-          f"({time.perf_counter() - t:.1f} s)", flush=True)
+    print(
+        f"read + validated {len(files)} Philadelphia files: {sum(map(len, frames)):,} valid rows "
+        f"({time.perf_counter() - t:.1f} s)",
+        flush=True,
+    )
     if use_synth:
         try:
             from rtcc_geo import synth
@@ -143,8 +146,10 @@ def embedded_main(args) -> int:
     def rate(sec: float) -> str:
         return f"{n / sec:12,.0f}"
 
-    print(f"Philadelphia: {len(files)} files, {n:,} rows ({first.loaded:,} loaded, {first.quarantined:,} "
-          f"quarantined); H3 backend: {backend()}")
+    print(
+        f"Philadelphia: {len(files)} files, {n:,} rows ({first.loaded:,} loaded, {first.quarantined:,} "
+        f"quarantined); H3 backend: {backend()}"
+    )
     print(f"{'step':40s} {'seconds':>8s} {'rows/s':>12s} {'CPU s':>8s}")
     print(f"{'pyarrow.csv.read_csv (reference)':40s} {t_read:8.2f} {rate(t_read)} {c_read:8.2f}")
     print(f"{'ingest into an empty embedded store':40s} {t_first:8.2f} {rate(t_first)} {c_first:8.2f}")
@@ -160,8 +165,10 @@ def embedded_main(args) -> int:
         return sum((f.cpu if cpu else f.phases).get(name, 0.0) for f in summary.files)
 
     print()
-    print("where the first ingest's time goes (summed over files; CPU: the step's own thread, H3 and normalise "
-          "inside validate):")
+    print(
+        "where the first ingest's time goes (summed over files; CPU: the step's own thread, H3 and normalise "
+        "inside validate):"
+    )
     print(f"  {'step':40s} {'seconds':>8s} {'share':>7s} {'CPU s':>8s}")
     rows = [
         ("read (CSV -> canonical frame)", "read"),
@@ -179,8 +186,10 @@ def embedded_main(args) -> int:
     if other >= 0:
         print(f"  {'other (agency, boundary, bars)':40s} {other:8.2f} {100 * other / t_first:6.1f}%")
     else:  # each file is stored (writer thread) while the next is read: the steps overlap
-        print(f"  {'overlap (store beside next file read)':40s} {-other:8.2f} {100 * -other / t_first:6.1f}%"
-              "  (steps above add up to more than the ingest took)")
+        print(
+            f"  {'overlap (store beside next file read)':40s} {-other:8.2f} {100 * -other / t_first:6.1f}%"
+            "  (steps above add up to more than the ingest took)"
+        )
     print(
         f"  {'dedup (store write on re-ingest)':40s} {phase(again, 'store'):8.2f} "
         f"{100 * phase(again, 'store') / t_again:6.1f}% {phase(again, 'store', cpu=True):8.2f}  (of the re-ingest)"
@@ -194,12 +203,19 @@ def embedded_main(args) -> int:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--only", choices=("embedded", "postgis"), default=None,
-                   help="run one of the two benches (default: both, embedded first)")
+    p.add_argument(
+        "--only",
+        choices=("embedded", "postgis"),
+        default=None,
+        help="run one of the two benches (default: both, embedded first)",
+    )
     p.add_argument("--files", type=int, default=None, help="embedded: only the first N monthly files")
     p.add_argument("--repeat", type=int, default=3, help="embedded: reads of the reference (best taken)")
-    p.add_argument("--db", default=os.environ.get("RTCC_TEST_DATABASE_URL", DEFAULT_DB),
-                   help=f"PostGIS database to create the two bench schemas in (default {DEFAULT_DB})")
+    p.add_argument(
+        "--db",
+        default=os.environ.get("RTCC_TEST_DATABASE_URL", DEFAULT_DB),
+        help=f"PostGIS database to create the two bench schemas in (default {DEFAULT_DB})",
+    )
     p.add_argument("--rows", type=int, default=None, help="load only the first N rows")
     p.add_argument("--no-synth", action="store_true", help="Philadelphia rows only")
     p.add_argument("--keep", action="store_true", help="keep the bench schemas")
@@ -240,8 +256,7 @@ def main(argv=None) -> int:
         store.close()
 
         # --- reference: GeoDataFrame.to_postgis ----------------------------------
-        gdf = gpd.GeoDataFrame(df, geometry=shapely.points(df["lon"].to_numpy(), df["lat"].to_numpy()),
-                               crs="EPSG:4326")
+        gdf = gpd.GeoDataFrame(df, geometry=shapely.points(df["lon"].to_numpy(), df["lat"].to_numpy()), crs="EPSG:4326")
         sa_url = args.db.replace("postgresql://", "postgresql+psycopg://", 1)
         engine = create_engine(sa_url)
         t = time.perf_counter()
@@ -270,16 +285,24 @@ def main(argv=None) -> int:
     print(f"{'path':44s} {'rows':>9s} {'seconds':>8s} {'rows/s':>10s}")
     print(f"{'ours: write_incidents (COPY, key + 7 indexes)':44s} {n:9,d} {t_ours:8.2f} {n / t_ours:10,.0f}")
     print(f"{'reference: GeoDataFrame.to_postgis':44s} {n:9,d} {t_ref:8.2f} {n / t_ref:10,.0f}")
-    print(f"{'reference + the same key and 6 btree indexes':44s} {n:9,d} {t_ref + t_ref_idx:8.2f} "
-          f"{n / (t_ref + t_ref_idx):10,.0f}")
-    print(f"{'ours again (re-ingest, all duplicates)':44s} {n:9,d} {t_again:8.2f} {n / t_again:10,.0f}"
-          f"   inserted {r2.inserted}")
+    print(
+        f"{'reference + the same key and 6 btree indexes':44s} {n:9,d} {t_ref + t_ref_idx:8.2f} "
+        f"{n / (t_ref + t_ref_idx):10,.0f}"
+    )
+    print(
+        f"{'ours again (re-ingest, all duplicates)':44s} {n:9,d} {t_again:8.2f} {n / t_again:10,.0f}"
+        f"   inserted {r2.inserted}"
+    )
     print()
     ratio = t_ref / t_ours
-    print(f"speed-up of our COPY path over to_postgis: {ratio:.1f}x (goal >= 10x: {'met' if ratio >= 10 else 'NOT met'})")
+    print(
+        f"speed-up of our COPY path over to_postgis: {ratio:.1f}x (goal >= 10x: {'met' if ratio >= 10 else 'NOT met'})"
+    )
     print(f"speed-up over to_postgis + the same key and indexes: {(t_ref + t_ref_idx) / t_ours:.1f}x")
-    print("note: GeoDataFrame.to_postgis itself loads with COPY (geopandas' _psql_insert_copy, CSV from "
-          "Python's csv module) into a table with one GiST index and no key.")
+    print(
+        "note: GeoDataFrame.to_postgis itself loads with COPY (geopandas' _psql_insert_copy, CSV from "
+        "Python's csv module) into a table with one GiST index and no key."
+    )
     try:
         load = os.getloadavg()[0]
         print(f"(machine load average during the run: {load:.1f} on {os.cpu_count()} cores)")

@@ -38,7 +38,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rate", type=float, default=50.0, help="incidents per second (one POST each)")
     ap.add_argument("--seconds", type=float, default=30.0, help="how long to post")
-    ap.add_argument("--db", default=os.environ.get("RTCC_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/rtcc_test"))
+    ap.add_argument(
+        "--db", default=os.environ.get("RTCC_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/rtcc_test")
+    )
     args = ap.parse_args()
 
     import psycopg
@@ -85,9 +87,12 @@ def main() -> int:
 
             def post(rec):
                 body = json.dumps(rec).encode()
-                req = urllib.request.Request(f"{base}/api/feed/philadelphia/incidents", data=body, method="POST",
-                                             headers={"Content-Type": "application/json",
-                                                      "Authorization": f"Bearer {TOKEN}"})
+                req = urllib.request.Request(
+                    f"{base}/api/feed/philadelphia/incidents",
+                    data=body,
+                    method="POST",
+                    headers={"Content-Type": "application/json", "Authorization": f"Bearer {TOKEN}"},
+                )
                 sent[rec["id"]] = time.perf_counter()
                 with urllib.request.urlopen(req, timeout=30) as r:
                     out = json.loads(r.read())
@@ -112,10 +117,14 @@ def main() -> int:
             listener.stop()
         lat = np.array([seen[i] - sent[i] for i in sent if i in seen]) * 1000
         missing = len(sent) - len(lat)
-        print(f"live path at {achieved:.1f} incidents/s (target {args.rate:g}/s) for {args.seconds:g} s, "
-              f"{len(sent)} incidents stored, {missing} not seen by the client")
-        print(f"POST -> client delay: p50 {np.percentile(lat, 50):.1f} ms, p95 {np.percentile(lat, 95):.1f} ms, "
-              f"max {lat.max():.1f} ms  (goal p95 < 1000 ms: {'met' if np.percentile(lat, 95) < 1000 else 'NOT met'})")
+        print(
+            f"live path at {achieved:.1f} incidents/s (target {args.rate:g}/s) for {args.seconds:g} s, "
+            f"{len(sent)} incidents stored, {missing} not seen by the client"
+        )
+        print(
+            f"POST -> client delay: p50 {np.percentile(lat, 50):.1f} ms, p95 {np.percentile(lat, 95):.1f} ms, "
+            f"max {lat.max():.1f} ms  (goal p95 < 1000 ms: {'met' if np.percentile(lat, 95) < 1000 else 'NOT met'})"
+        )
         return 0 if missing == 0 else 1
     finally:
         with psycopg.connect(args.db, autocommit=True) as c:

@@ -41,9 +41,20 @@ from rtcc_geo.store import open_store
 PASSWORD = "bench-password"
 # (head count, part-time staff on, vehicle weight): each differs from every earlier one and from the
 # page's default (12, off, 0.25), so every change is a new plan (no cache hit)
-CHANGES = [(10, False, 0.25), (10, True, 0.25), (14, True, 0.25), (14, True, 0.5), (8, True, 0.5),
-           (8, False, 0.5), (16, False, 0.5), (16, False, 0.25), (11, False, 0.25), (11, True, 0.25),
-           (18, True, 0.25), (9, True, 0.25)]
+CHANGES = [
+    (10, False, 0.25),
+    (10, True, 0.25),
+    (14, True, 0.25),
+    (14, True, 0.5),
+    (8, True, 0.5),
+    (8, False, 0.5),
+    (16, False, 0.5),
+    (16, False, 0.25),
+    (11, False, 0.25),
+    (11, True, 0.25),
+    (18, True, 0.25),
+    (9, True, 0.25),
+]
 
 
 def _when(get, ok):
@@ -70,11 +81,11 @@ def browser_replans(store, n: int) -> tuple[list[float], list[tuple], tuple[str,
         login(d, url, "bench-planner", PASSWORD)
         wait_for(lambda: d.find_element(By.ID, "nav-planner"), timeout=60, what="log-in")
         d.get(url + "/planner")
+
         def summary():
             return d.find_element(By.ID, "p-summary-text").text
 
-        last = wait_for(lambda: _when(summary, lambda t: t.startswith("Result for")), timeout=180,
-                        what="first plan")
+        last = wait_for(lambda: _when(summary, lambda t: t.startswith("Result for")), timeout=180, what="first plan")
         state = (12, False, 0.25)
         for ops, pt, veh in CHANGES[:n]:
             tjs = d.execute_script("return performance.now()")
@@ -90,19 +101,30 @@ def browser_replans(store, n: int) -> tuple[list[float], list[tuple], tuple[str,
                 el.send_keys(Keys.CONTROL, "a")
                 el.send_keys(f"{veh:g}", Keys.ENTER)
             prev = last
-            last = wait_for(lambda prev=prev: _when(summary, lambda t: t != prev and t.startswith("Result for")),
-                            timeout=120, interval=0.05, what="re-plan")
+            last = wait_for(
+                lambda prev=prev: _when(summary, lambda t: t != prev and t.startswith("Result for")),
+                timeout=120,
+                interval=0.05,
+                what="re-plan",
+            )
             times.append(time.perf_counter() - t0)
             done.append((ops, pt, veh))
-            req.append(d.execute_script(
-                "const e = performance.getEntriesByType('resource').filter(r => r.name.includes('_dash-update-component'));"
-                "const r = e[e.length - 1]; return [(r.startTime - arguments[0]) / 1000, r.duration / 1000];", tjs))
+            req.append(
+                d.execute_script(
+                    "const e = performance.getEntriesByType('resource').filter(r => r.name.includes('_dash-update-component'));"
+                    "const r = e[e.length - 1]; return [(r.startTime - arguments[0]) / 1000, r.duration / 1000];",
+                    tjs,
+                )
+            )
             det = d.execute_script("return document.getElementById('p-details').textContent")
             server.append(float(re.search(r"Re-plan took ([\d.]+) s", det).group(1)))
             state = (ops, pt, veh)
-            print(f"  change {len(times):2d}: {ops} operators, part-time {'on' if pt else 'off'}, vehicle {veh:g}: "
-                  f"{times[-1]:.2f} s on screen (request sent after {req[-1][0]:.2f} s, answered in {req[-1][1]:.2f} s; "
-                  f"plan {server[-1]:.2f} s of it)", file=sys.stderr)
+            print(
+                f"  change {len(times):2d}: {ops} operators, part-time {'on' if pt else 'off'}, vehicle {veh:g}: "
+                f"{times[-1]:.2f} s on screen (request sent after {req[-1][0]:.2f} s, answered in {req[-1][1]:.2f} s; "
+                f"plan {server[-1]:.2f} s of it)",
+                file=sys.stderr,
+            )
     return times, done, period, server
 
 
@@ -110,49 +132,90 @@ def cli(args, store_dir: str, period, ops: int, pt: bool, veh: float, fast: bool
     import tempfile
 
     with tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False) as w:
-        w.write("[weights]\nviolent = 1.0\nrobbery = 1.0\nburglary = 1.0\n"
-                f"vehicle = {veh}\ndisorder = 0.1\n[offense]\n\"Other Assaults\" = 0.25\n\"Homicide - Justifiable\" = 0.0\n")
-    cmd = [sys.executable, "-m", "rtcc_geo.cli.main", "staff", "--store", store_dir, "--source", "philadelphia",
-           "--from", period[0], "--to", period[1], "--operators", str(ops), "--same-every-day", "--json",
-           "--weights", w.name, "--time-limit", str(args.time_limit)] + (["--part-time"] if pt else []) + \
-        (["--fast"] if fast else [])
+        w.write(
+            "[weights]\nviolent = 1.0\nrobbery = 1.0\nburglary = 1.0\n"
+            f'vehicle = {veh}\ndisorder = 0.1\n[offense]\n"Other Assaults" = 0.25\n"Homicide - Justifiable" = 0.0\n'
+        )
+    cmd = (
+        [
+            sys.executable,
+            "-m",
+            "rtcc_geo.cli.main",
+            "staff",
+            "--store",
+            store_dir,
+            "--source",
+            "philadelphia",
+            "--from",
+            period[0],
+            "--to",
+            period[1],
+            "--operators",
+            str(ops),
+            "--same-every-day",
+            "--json",
+            "--weights",
+            w.name,
+            "--time-limit",
+            str(args.time_limit),
+        ]
+        + (["--part-time"] if pt else [])
+        + (["--fast"] if fast else [])
+    )
     env = dict(os.environ, PYTHONPATH=os.environ.get("PYTHONPATH", str(ROOT)))
     t0 = time.perf_counter()
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True).stdout
     wall = time.perf_counter() - t0
     os.unlink(w.name)
     doc = json.loads(out)
-    return {"wall": wall, "solver": sum(o["solver_seconds"] for o in doc["options"].values()),
-            "options": {k: (o["staff_hours"], o["answered_in_target"], o["optimal"], o["mip_gap"])
-                        for k, o in doc["options"].items()},
-            "staff_hours": doc["staff_hours"], "roster_people": doc["roster"]["operators"]}
+    return {
+        "wall": wall,
+        "solver": sum(o["solver_seconds"] for o in doc["options"].values()),
+        "options": {
+            k: (o["staff_hours"], o["answered_in_target"], o["optimal"], o["mip_gap"])
+            for k, o in doc["options"].items()
+        },
+        "staff_hours": doc["staff_hours"],
+        "roster_people": doc["roster"]["operators"],
+    }
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--store", default=str(ROOT / "var" / "bench_app"), help="embedded store (filled if empty)")
     ap.add_argument("--changes", type=int, default=10, help="input changes in the browser (default 10)")
-    ap.add_argument("--cli", type=int, default=3, help="of those inputs, how many to solve with the CLI too (default 3)")
+    ap.add_argument(
+        "--cli", type=int, default=3, help="of those inputs, how many to solve with the CLI too (default 3)"
+    )
     ap.add_argument("--time-limit", type=float, default=30.0, help="the exact CLI's time limit per solve (default 30)")
     args = ap.parse_args()
     store = open_store(store_dir=args.store)
     ensure_data(store)
     times, done, period, server = browser_replans(store, min(args.changes, len(CHANGES)))
     med = statistics.median(times)
-    print(f"\nPlanner page, Philadelphia {period[0]} to {period[1]}: {len(times)} input changes, re-plan on screen "
-          f"median {med:.2f} s, max {max(times):.2f} s  (goal < 2 s: {'met' if med < 2 else 'NOT met'}); "
-          f"server compute median {statistics.median(server):.2f} s; load average {os.getloadavg()[0]:.1f} "
-          f"on {os.cpu_count()} cores")
+    print(
+        f"\nPlanner page, Philadelphia {period[0]} to {period[1]}: {len(times)} input changes, re-plan on screen "
+        f"median {med:.2f} s, max {max(times):.2f} s  (goal < 2 s: {'met' if med < 2 else 'NOT met'}); "
+        f"server compute median {statistics.median(server):.2f} s; load average {os.getloadavg()[0]:.1f} "
+        f"on {os.cpu_count()} cores"
+    )
     print("\nSame inputs through the CLI (rtcc-geo staff --same-every-day):")
-    print(f"{'operators':>9} {'part-time':>9} {'vehicle':>7} | {'exact wall':>10} {'solver':>7} | {'fast wall':>9} "
-          f"{'solver':>7} | {'browser':>7} | fast vs exact, events handled live (24/7, part-time)")
-    for (ops, pt, veh), tb in list(zip(done, times))[:args.cli]:
+    print(
+        f"{'operators':>9} {'part-time':>9} {'vehicle':>7} | {'exact wall':>10} {'solver':>7} | {'fast wall':>9} "
+        f"{'solver':>7} | {'browser':>7} | fast vs exact, events handled live (24/7, part-time)"
+    )
+    for (ops, pt, veh), tb in list(zip(done, times))[: args.cli]:
         e = cli(args, args.store, period, ops, pt, veh, fast=False)
         f = cli(args, args.store, period, ops, pt, veh, fast=True)
-        diff = ", ".join(f"{100 * (f['options'][k][1] - e['options'][k][1]):+.1f} pt"
-                         + ("" if e["options"][k][2] else " (exact not proven)") for k in e["options"])
-        print(f"{ops:>9} {'on' if pt else 'off':>9} {veh:>7g} | {e['wall']:>9.1f}s {e['solver']:>6.1f}s | "
-              f"{f['wall']:>8.1f}s {f['solver']:>6.1f}s | {tb:>6.2f}s | {diff}")
+        diff = ", ".join(
+            f"{100 * (f['options'][k][1] - e['options'][k][1]):+.1f} pt"
+            + ("" if e["options"][k][2] else " (exact not proven)")
+            for k in e["options"]
+        )
+        print(
+            f"{ops:>9} {'on' if pt else 'off':>9} {veh:>7g} | {e['wall']:>9.1f}s {e['solver']:>6.1f}s | "
+            f"{f['wall']:>8.1f}s {f['solver']:>6.1f}s | {tb:>6.2f}s | {diff}"
+        )
     return 0
 
 

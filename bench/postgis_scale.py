@@ -68,16 +68,18 @@ class Synth:
         span = int(((m0 + pd.DateOffset(months=1)) - m0).total_seconds())
         secs = np.sort(self.rng.integers(0, span, n))
         addr = self.rng.integers(0, len(self.lon), n)
-        df = pd.DataFrame({
-            "id": [f"S{i:010d}" for i in range(self.seq, self.seq + n)],
-            "source": SOURCE,
-            "occurred_from": m0 + pd.to_timedelta(secs, unit="s"),
-            "category": CATEGORIES[self.rng.integers(0, len(CATEGORIES), n)],
-            "offense_raw": "synthetic",
-            "district": (addr % 25).astype(str),
-            "lon": self.lon[addr],
-            "lat": self.lat[addr],
-        })
+        df = pd.DataFrame(
+            {
+                "id": [f"S{i:010d}" for i in range(self.seq, self.seq + n)],
+                "source": SOURCE,
+                "occurred_from": m0 + pd.to_timedelta(secs, unit="s"),
+                "category": CATEGORIES[self.rng.integers(0, len(CATEGORIES), n)],
+                "offense_raw": "synthetic",
+                "district": (addr % 25).astype(str),
+                "lon": self.lon[addr],
+                "lat": self.lat[addr],
+            }
+        )
         for r, c in self.cells.items():
             df[h3_column(r)] = c[addr]
         self.seq += n
@@ -142,11 +144,14 @@ def migrate_old_store(db: str, n: int, keep: bool) -> None:
                     copy_in(conn, "incidents", _incidents_wire(df), columns=list(INCIDENT_COLUMNS))
             rows = conn.execute("SELECT count(*) FROM incidents").fetchone()[0]
             dt, applied = timed(migrate, conn)
-            fixed = conn.execute("SELECT count(*) FROM incidents WHERE h3_r9 <> rtcc_h3_parent(h3_r10, 9) "
-                                 "OR h3_r8 <> rtcc_h3_parent(h3_r10, 8) OR h3_r7 <> rtcc_h3_parent(h3_r10, 7)"
-                                 ).fetchone()[0]
-        print(f"migrate an old store of {rows:,} rows ({', '.join(applied)}): {dt:.1f} s, {rows / dt:,.0f} rows/s; "
-              f"{stale:,} rows had rolled-up cells that differ from their own, {fixed:,} now differ from the roll-up")
+            fixed = conn.execute(
+                "SELECT count(*) FROM incidents WHERE h3_r9 <> rtcc_h3_parent(h3_r10, 9) "
+                "OR h3_r8 <> rtcc_h3_parent(h3_r10, 8) OR h3_r7 <> rtcc_h3_parent(h3_r10, 7)"
+            ).fetchone()[0]
+        print(
+            f"migrate an old store of {rows:,} rows ({', '.join(applied)}): {dt:.1f} s, {rows / dt:,.0f} rows/s; "
+            f"{stale:,} rows had rolled-up cells that differ from their own, {fixed:,} now differ from the roll-up"
+        )
     finally:
         if not keep:
             with psycopg.connect(db, autocommit=True) as conn:
@@ -188,8 +193,10 @@ def main(argv=None) -> int:
         big.conn.execute("ANALYZE incidents")
         big.conn.execute("ANALYZE incident_keys")
         n_big = big.count()
-        print(f"big store: {n_big:,} incidents in {args.months} monthly partitions "
-              f"({time.perf_counter() - t0:.0f} s to build)")
+        print(
+            f"big store: {n_big:,} incidents in {args.months} monthly partitions "
+            f"({time.perf_counter() - t0:.0f} s to build)"
+        )
 
         t_empty, t_big, t_dup = [], [], []
         for rep in range(args.repeat):
@@ -209,8 +216,11 @@ def main(argv=None) -> int:
             dt, r = timed(big.write_incidents, month)
             assert r.inserted == 0, r
             t_dup.append(dt)
-            print(f"  append {len(month):,} rows: empty {t_empty[-1]:.2f} s, big {t_big[-1]:.2f} s, "
-                  f"re-sent {t_dup[-1]:.2f} s", flush=True)
+            print(
+                f"  append {len(month):,} rows: empty {t_empty[-1]:.2f} s, big {t_big[-1]:.2f} s, "
+                f"re-sent {t_dup[-1]:.2f} s",
+                flush=True,
+            )
 
         # counts with a time filter (one month, local bounds) vs the whole store
         m = (START + pd.DateOffset(months=args.months // 2)).tz_localize(None)

@@ -77,35 +77,110 @@ DISTRICTS_FILE = ROOT / "rtcc_geo" / "data" / "boundaries" / "synthetic_city_dis
 
 #: (ucr_general, text_general_code, share): the real Philadelphia 2023-2024 mix.
 OFFENSES: tuple[tuple[int, str, float], ...] = (
-    (600, "Thefts", .2352), (800, "Other Assaults", .1620), (700, "Motor Vehicle Theft", .1128),
-    (1400, "Vandalism/Criminal Mischief", .0955), (2600, "All Other Offenses", .0839),
-    (600, "Theft from Vehicle", .0724), (1100, "Fraud", .0496), (400, "Aggravated Assault No Firearm", .0326),
-    (500, "Burglary Residential", .0220), (400, "Aggravated Assault Firearm", .0186),
-    (1500, "Weapon Violations", .0180), (1800, "Narcotic / Drug Law Violations", .0169),
-    (300, "Robbery No Firearm", .0161), (300, "Robbery Firearm", .0130), (500, "Burglary Non-Residential", .0105),
-    (1300, "Receiving Stolen Property", .0084), (1700, "Other Sex Offenses (Not Commercialized)", .0072),
-    (2100, "DRIVING UNDER THE INFLUENCE", .0054), (900, "Arson", .0043), (200, "Rape", .0033),
-    (2400, "Disorderly Conduct", .0027), (2000, "Offenses Against Family and Children", .0024),
-    (100, "Homicide - Criminal", .0020), (1600, "Prostitution and Commercialized Vice", .0017),
-    (1200, "Embezzlement", .0013), (1000, "Forgery and Counterfeiting", .0012),
-    (2200, "Liquor Law Violations", .0005), (1900, "Gambling Violations", .0003),
-    (2300, "Public Drunkenness", .0002), (2500, "Vagrancy/Loitering", .0001),
+    (600, "Thefts", 0.2352),
+    (800, "Other Assaults", 0.1620),
+    (700, "Motor Vehicle Theft", 0.1128),
+    (1400, "Vandalism/Criminal Mischief", 0.0955),
+    (2600, "All Other Offenses", 0.0839),
+    (600, "Theft from Vehicle", 0.0724),
+    (1100, "Fraud", 0.0496),
+    (400, "Aggravated Assault No Firearm", 0.0326),
+    (500, "Burglary Residential", 0.0220),
+    (400, "Aggravated Assault Firearm", 0.0186),
+    (1500, "Weapon Violations", 0.0180),
+    (1800, "Narcotic / Drug Law Violations", 0.0169),
+    (300, "Robbery No Firearm", 0.0161),
+    (300, "Robbery Firearm", 0.0130),
+    (500, "Burglary Non-Residential", 0.0105),
+    (1300, "Receiving Stolen Property", 0.0084),
+    (1700, "Other Sex Offenses (Not Commercialized)", 0.0072),
+    (2100, "DRIVING UNDER THE INFLUENCE", 0.0054),
+    (900, "Arson", 0.0043),
+    (200, "Rape", 0.0033),
+    (2400, "Disorderly Conduct", 0.0027),
+    (2000, "Offenses Against Family and Children", 0.0024),
+    (100, "Homicide - Criminal", 0.0020),
+    (1600, "Prostitution and Commercialized Vice", 0.0017),
+    (1200, "Embezzlement", 0.0013),
+    (1000, "Forgery and Counterfeiting", 0.0012),
+    (2200, "Liquor Law Violations", 0.0005),
+    (1900, "Gambling Violations", 0.0003),
+    (2300, "Public Drunkenness", 0.0002),
+    (2500, "Vagrancy/Loitering", 0.0001),
 )
 #: Hot-spot kinds: offense-mix multipliers (by text) and the hour of the daily peak.
 KINDS = {
-    "nightlife": ({"Other Assaults": 3, "Aggravated Assault No Firearm": 3, "Aggravated Assault Firearm": 2,
-                   "Robbery No Firearm": 2, "Robbery Firearm": 2, "Disorderly Conduct": 4,
-                   "DRIVING UNDER THE INFLUENCE": 3, "Public Drunkenness": 4}, 23),
+    "nightlife": (
+        {
+            "Other Assaults": 3,
+            "Aggravated Assault No Firearm": 3,
+            "Aggravated Assault Firearm": 2,
+            "Robbery No Firearm": 2,
+            "Robbery Firearm": 2,
+            "Disorderly Conduct": 4,
+            "DRIVING UNDER THE INFLUENCE": 3,
+            "Public Drunkenness": 4,
+        },
+        23,
+    ),
     "retail": ({"Thefts": 3, "Fraud": 2, "Receiving Stolen Property": 2, "Forgery and Counterfeiting": 2}, 15),
     "residential": ({"Burglary Residential": 4, "Theft from Vehicle": 2, "Motor Vehicle Theft": 2}, 12),
 }
-CSV_COLUMNS = ("the_geom", "cartodb_id", "the_geom_webmercator", "objectid", "dc_dist", "psa",
-               "dispatch_date_time", "dispatch_date", "dispatch_time", "hour", "dc_key", "location_block",
-               "ucr_general", "text_general_code", "point_x", "point_y")
-STREETS = ("MARKET", "CHESTNUT", "WALNUT", "SPRUCE", "PINE", "LOCUST", "ARCH", "RACE", "VINE", "GIRARD",
-           "BROAD", "FRONT", "KENSINGTON", "GERMANTOWN", "LEHIGH", "ALLEGHENY", "ERIE", "OLNEY", "COTTMAN",
-           "CASTOR", "FRANKFORD", "RIDGE", "LANCASTER", "BALTIMORE", "WOODLAND", "PASSYUNK", "SNYDER",
-           "OREGON", "TASKER", "MORRIS", "DIAMOND", "SUSQUEHANNA", "YORK", "CUMBERLAND", "HUNTINGDON")
+CSV_COLUMNS = (
+    "the_geom",
+    "cartodb_id",
+    "the_geom_webmercator",
+    "objectid",
+    "dc_dist",
+    "psa",
+    "dispatch_date_time",
+    "dispatch_date",
+    "dispatch_time",
+    "hour",
+    "dc_key",
+    "location_block",
+    "ucr_general",
+    "text_general_code",
+    "point_x",
+    "point_y",
+)
+STREETS = (
+    "MARKET",
+    "CHESTNUT",
+    "WALNUT",
+    "SPRUCE",
+    "PINE",
+    "LOCUST",
+    "ARCH",
+    "RACE",
+    "VINE",
+    "GIRARD",
+    "BROAD",
+    "FRONT",
+    "KENSINGTON",
+    "GERMANTOWN",
+    "LEHIGH",
+    "ALLEGHENY",
+    "ERIE",
+    "OLNEY",
+    "COTTMAN",
+    "CASTOR",
+    "FRANKFORD",
+    "RIDGE",
+    "LANCASTER",
+    "BALTIMORE",
+    "WOODLAND",
+    "PASSYUNK",
+    "SNYDER",
+    "OREGON",
+    "TASKER",
+    "MORRIS",
+    "DIAMOND",
+    "SUSQUEHANNA",
+    "YORK",
+    "CUMBERLAND",
+    "HUNTINGDON",
+)
 M_PER_DEG_LAT = 111_320.0
 HOT_SHARE, N_HOTSPOTS, NO_COORD_SHARE = 0.35, 60, 0.01
 
@@ -121,16 +196,16 @@ INGEST_GOAL, REINGEST_GOAL, APPEND_GOAL = 0.25, 1.0, 1.5
 class City:
     """Everything drawn once per seed: candidate points, densities, hot spots."""
 
-    x: np.ndarray            # lon of the 150 m grid points inside the districts
-    y: np.ndarray            # lat
-    district: np.ndarray     # their district (str)
+    x: np.ndarray  # lon of the 150 m grid points inside the districts
+    y: np.ndarray  # lat
+    district: np.ndarray  # their district (str)
     p_background: np.ndarray  # probability of each grid point for background crime
-    hs_point: np.ndarray     # grid point of each hot spot
+    hs_point: np.ndarray  # grid point of each hot spot
     hs_weight: np.ndarray
-    hs_kind: np.ndarray      # index into kind names (1..3; 0 = background)
-    hs_cdf: np.ndarray       # (n_hotspots, n_offenses) cumulative offense mix
-    base_cdf: np.ndarray     # background cumulative offense mix
-    hour_cdf: np.ndarray     # (4 kinds, 7 dows, 24) cumulative hour profile
+    hs_kind: np.ndarray  # index into kind names (1..3; 0 = background)
+    hs_cdf: np.ndarray  # (n_hotspots, n_offenses) cumulative offense mix
+    base_cdf: np.ndarray  # background cumulative offense mix
+    hour_cdf: np.ndarray  # (4 kinds, 7 dows, 24) cumulative hour profile
     x0: float
     y0: float
 
@@ -164,7 +239,7 @@ def city_model(seed: int) -> City:
     p_bg = dens / dens.sum()
     hs_point = rng.choice(n, N_HOTSPOTS, replace=False, p=p_bg)
     hs_weight = rng.pareto(1.5, N_HOTSPOTS) + 1.0
-    hs_weight[:2] = np.median(hs_weight) * 2.0   # 0 = emerging, 1 = fading (see month_frame)
+    hs_weight[:2] = np.median(hs_weight) * 2.0  # 0 = emerging, 1 = fading (see month_frame)
     kinds = list(KINDS)
     hs_kind = rng.choice(len(kinds), N_HOTSPOTS, p=[0.35, 0.4, 0.25]) + 1
     share = np.array([o[2] for o in OFFENSES])
@@ -179,17 +254,30 @@ def city_model(seed: int) -> City:
     # (background: trough ~05:00, peak ~17:00) and a weekend-night bump.
     h = np.arange(24)
     hour_cdf = np.empty((4, 7, 24))
-    for k, (peak, amp) in enumerate(((17, 0.9), (KINDS["nightlife"][1], 1.6), (KINDS["retail"][1], 1.4),
-                                     (KINDS["residential"][1], 0.8))):
+    for k, (peak, amp) in enumerate(
+        ((17, 0.9), (KINDS["nightlife"][1], 1.6), (KINDS["retail"][1], 1.4), (KINDS["residential"][1], 0.8))
+    ):
         for dow in range(7):
             w = np.exp(amp * np.cos(2 * np.pi * (h - peak) / 24))
-            if dow in (5, 6):               # Saturday/Sunday small hours (Friday/Saturday nights)
+            if dow in (5, 6):  # Saturday/Sunday small hours (Friday/Saturday nights)
                 w[:4] *= 1.8 if k == 1 else 1.3
             if dow in (4, 5) and k == 1:
                 w[20:] *= 1.8
             hour_cdf[k, dow] = np.cumsum(w / w.sum())
-    return City(gx, gy, dist.astype(str), p_bg, hs_point, hs_weight, hs_kind, hs_cdf, base_cdf, hour_cdf,
-                float(minx), float(miny))
+    return City(
+        gx,
+        gy,
+        dist.astype(str),
+        p_bg,
+        hs_point,
+        hs_weight,
+        hs_kind,
+        hs_cdf,
+        base_cdf,
+        hour_cdf,
+        float(minx),
+        float(miny),
+    )
 
 
 def day_rates(first_year: int, years: int, n_total: float) -> tuple[np.ndarray, np.ndarray]:
@@ -207,8 +295,17 @@ def day_rates(first_year: int, years: int, n_total: float) -> tuple[np.ndarray, 
     return days.to_numpy(), w * n_total / w[span].sum()
 
 
-def month_frame(city: City, seed: int, year: int, month: int, days: np.ndarray, lam: np.ndarray,
-                frac: float, first_id: int, seq0: int):
+def month_frame(
+    city: City,
+    seed: int,
+    year: int,
+    month: int,
+    days: np.ndarray,
+    lam: np.ndarray,
+    frac: float,
+    first_id: int,
+    seq0: int,
+):
     """One month of incidents as a pyarrow table in the portal's CSV layout.
 
     ``frac``: the month's position in the span (0..1; the emerging hot spot is
@@ -221,7 +318,8 @@ def month_frame(city: City, seed: int, year: int, month: int, days: np.ndarray, 
 
     rng = np.random.default_rng([seed, year, month])
     sel = (days >= np.datetime64(f"{year}-{month:02d}-01")) & (
-        days < np.datetime64(f"{year + month // 12}-{month % 12 + 1:02d}-01"))
+        days < np.datetime64(f"{year + month // 12}-{month % 12 + 1:02d}-01")
+    )
     mdays, mlam = days[sel], lam[sel]
     n = int(rng.poisson(mlam.sum()))
     day = mdays[rng.choice(len(mdays), n, p=mlam / mlam.sum())]
@@ -253,11 +351,11 @@ def month_frame(city: City, seed: int, year: int, month: int, days: np.ndarray, 
     order = np.argsort(hs, kind="stable")
     bounds = np.searchsorted(hs[order], np.arange(N_HOTSPOTS + 1))
     for h in range(N_HOTSPOTS):
-        idx = hi[order[bounds[h]:bounds[h + 1]]]
+        idx = hi[order[bounds[h] : bounds[h + 1]]]
         off_i[idx] = np.searchsorted(city.hs_cdf[h], u[idx], side="right")
     off_i = np.minimum(off_i, len(OFFENSES) - 1)
     # --- when (local) ---------------------------------------------------------
-    dow = ((day.astype("datetime64[D]").astype(np.int64) + 3) % 7)  # 1970-01-01 was a Thursday
+    dow = (day.astype("datetime64[D]").astype(np.int64) + 3) % 7  # 1970-01-01 was a Thursday
     hour = np.empty(n, np.int64)
     uh = rng.random(n)
     for k in range(4):
@@ -267,16 +365,21 @@ def month_frame(city: City, seed: int, year: int, month: int, days: np.ndarray, 
     hour = np.minimum(hour, 23)
     secs = hour * 3600 + rng.integers(0, 3600, n)
     local = day.astype("datetime64[s]") + secs.astype("timedelta64[s]")
-    order = np.argsort(local, kind="stable")   # file in time order, as the portal's
+    order = np.argsort(local, kind="stable")  # file in time order, as the portal's
     local, lon, lat, off_i, pt, hour = local[order], lon[order], lat[order], off_i[order], pt[order], hour[order]
-    utc = (pd.DatetimeIndex(local).tz_localize(TIMEZONE, ambiguous=np.ones(n, bool), nonexistent="shift_forward")
-           .tz_convert("UTC").tz_localize(None).to_numpy().astype("datetime64[s]"))
+    utc = (
+        pd.DatetimeIndex(local)
+        .tz_localize(TIMEZONE, ambiguous=np.ones(n, bool), nonexistent="shift_forward")
+        .tz_convert("UTC")
+        .tz_localize(None)
+        .to_numpy()
+        .astype("datetime64[s]")
+    )
     no_xy = rng.random(n) < NO_COORD_SHARE
     ucr = np.array([o[0] for o in OFFENSES])[off_i]
     text = np.array([o[1] for o in OFFENSES], dtype=object)[off_i]
     block_no = (((lon - city.x0) * m_lon) // 100 * 100).astype(np.int64) % 9900 + 100
-    street = np.array(STREETS, dtype=object)[(((lat - city.y0) * M_PER_DEG_LAT) // 80).astype(np.int64)
-                                             % len(STREETS)]
+    street = np.array(STREETS, dtype=object)[(((lat - city.y0) * M_PER_DEG_LAT) // 80).astype(np.int64) % len(STREETS)]
     block = pd.Series(block_no).astype(str).to_numpy(dtype=object) + " BLOCK " + street
     ids = np.arange(first_id, first_id + n)
     loc = pa.array(local, pa.timestamp("s"))
@@ -341,10 +444,17 @@ def build(out: Path, n_million: float, seed: int = 0, first_year: int = 2015, ye
             writer.close()
         rows[name] = seq
         files.append(name)
-    manifest = {"n_million": n_million, "seed": seed, "first_year": first_year, "years": years,
-                "files": files[:-1], "append": files[-1], "rows": rows,
-                "span_rows": sum(rows[f] for f in files[:-1]),
-                "last_day": f"{append_year - 1}-12-31"}
+    manifest = {
+        "n_million": n_million,
+        "seed": seed,
+        "first_year": first_year,
+        "years": years,
+        "files": files[:-1],
+        "append": files[-1],
+        "rows": rows,
+        "span_rows": sum(rows[f] for f in files[:-1]),
+        "last_day": f"{append_year - 1}-12-31",
+    }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
     return manifest
 
@@ -438,7 +548,7 @@ def run_step(name: str, argv: list[str], log: Path, env: dict, workers_of: int |
             time.sleep(0.05)
         wall = time.perf_counter() - t0
     p.returncode = os.waitstatus_to_exitcode(status)
-    rss = max(ru.ru_maxrss * 1024, sampled)   # ru_maxrss is in KiB on Linux
+    rss = max(ru.ru_maxrss * 1024, sampled)  # ru_maxrss is in KiB on Linux
     out = log.with_suffix(".out").read_text(errors="replace")
     res: dict = {"step": name, "wall_s": round(wall, 3), "peak_rss": int(rss), "rc": p.returncode}
     try:
@@ -446,8 +556,9 @@ def run_step(name: str, argv: list[str], log: Path, env: dict, workers_of: int |
         if isinstance(j, dict) and "seconds" in j:
             res["inproc_s"] = round(float(j["seconds"]), 3)
         if isinstance(j, dict) and "loaded" in j:
-            res.update(read=j.get("read"), loaded=j["loaded"], inserted=j.get("inserted"),
-                       quarantined=j.get("quarantined"))
+            res.update(
+                read=j.get("read"), loaded=j["loaded"], inserted=j.get("inserted"), quarantined=j.get("quarantined")
+            )
         if isinstance(j, dict) and "rows" in j:
             res["rows"] = j["rows"]
     except ValueError:
@@ -467,10 +578,15 @@ class Cluster:
         (work / "logs").mkdir(parents=True, exist_ok=True)
         addr_file = work / "scheduler.addr"
         addr_file.unlink(missing_ok=True)
-        self.log = open(work / "logs" / "cluster.log", "ab")   # the workers' chatter (restarts)
-        self.proc = subprocess.Popen([sys.executable, __file__, "--_cluster", str(n), str(addr_file)],
-                                     stdin=subprocess.PIPE, stdout=self.log, stderr=subprocess.STDOUT,
-                                     env=env, cwd=ROOT)
+        self.log = open(work / "logs" / "cluster.log", "ab")  # the workers' chatter (restarts)
+        self.proc = subprocess.Popen(
+            [sys.executable, __file__, "--_cluster", str(n), str(addr_file)],
+            stdin=subprocess.PIPE,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=ROOT,
+        )
         for _ in range(600):
             if addr_file.exists() and addr_file.read_text().strip():
                 break
@@ -481,9 +597,18 @@ class Cluster:
         self.env = env
 
     def restart(self) -> None:
-        subprocess.run([sys.executable, "-c", "import sys; from distributed import Client; "
-                        "c = Client(sys.argv[1]); c.restart(); c.close()", self.address],
-                       env=self.env, check=False, capture_output=True, timeout=120)
+        subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "import sys; from distributed import Client; c = Client(sys.argv[1]); c.restart(); c.close()",
+                self.address,
+            ],
+            env=self.env,
+            check=False,
+            capture_output=True,
+            timeout=120,
+        )
 
     def close(self) -> None:
         if self.proc.stdin:
@@ -501,7 +626,7 @@ def _serve_cluster(n: int, addr_file: str) -> int:
 
     with LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None) as c:
         Path(addr_file).write_text(c.scheduler_address)
-        sys.stdin.read()        # until the bench closes our stdin
+        sys.stdin.read()  # until the bench closes our stdin
     return 0
 
 
@@ -521,7 +646,7 @@ def size_steps(store: Path, empty: Path, data: Path, man: dict) -> list[tuple[st
     ``$RTCC_DASK_SCHEDULER`` set, which the CLI's store options honour."""
     s = ["--store", str(store)]
     last = np.datetime64(man["last_day"])
-    first = str(last - np.timedelta64(27, "D"))   # 4 weekly origins: last-27d, -20d, -13d, -6d
+    first = str(last - np.timedelta64(27, "D"))  # 4 weekly origins: last-27d, -20d, -13d, -6d
     years = [str(data / f) for f in man["files"]]
     counts = [sys.executable, "-c", COUNTS_SNIPPET, str(store)]
     return [
@@ -531,12 +656,48 @@ def size_steps(store: Path, empty: Path, data: Path, man: dict) -> list[tuple[st
         ("temporal", cli("temporal", *s, "--json")),
         ("emerging", cli("emerging", *s, "--res", "9", "--step", "week", "--json")),
         ("compstat", cli("compstat", *s, "--end", man["last_day"], "--json")),
-        ("backtest", cli("forecast", "backtest", *s, "--from", first, "--to", str(last + np.timedelta64(1, "D")),
-                         "--horizon", "7d", "--train-from", f"{man['first_year']}-01-01", "--json")),
-        ("append", cli("ingest", "--format", "philadelphia", "--quiet", "--json", *s, str(data / man["append"]),
-                       )),
-        ("append_empty", cli("ingest", "--format", "philadelphia", "--quiet", "--json", "--store", str(empty),
-                             str(data / man["append"]))),
+        (
+            "backtest",
+            cli(
+                "forecast",
+                "backtest",
+                *s,
+                "--from",
+                first,
+                "--to",
+                str(last + np.timedelta64(1, "D")),
+                "--horizon",
+                "7d",
+                "--train-from",
+                f"{man['first_year']}-01-01",
+                "--json",
+            ),
+        ),
+        (
+            "append",
+            cli(
+                "ingest",
+                "--format",
+                "philadelphia",
+                "--quiet",
+                "--json",
+                *s,
+                str(data / man["append"]),
+            ),
+        ),
+        (
+            "append_empty",
+            cli(
+                "ingest",
+                "--format",
+                "philadelphia",
+                "--quiet",
+                "--json",
+                "--store",
+                str(empty),
+                str(data / man["append"]),
+            ),
+        ),
     ]
 
 
@@ -569,8 +730,16 @@ def append_repeats(r: dict, snap: Path, d: Path, data: Path, man: dict, env: dic
         _link_copy(snap, work)
         shutil.rmtree(empty, ignore_errors=True)
         for k, store in (("append", work), ("append_empty", empty)):
-            argv = cli("ingest", "--format", "philadelphia", "--quiet", "--json", "--store", str(store),
-                       str(data / man["append"]))
+            argv = cli(
+                "ingest",
+                "--format",
+                "philadelphia",
+                "--quiet",
+                "--json",
+                "--store",
+                str(store),
+                str(data / man["append"]),
+            )
             res = run_step(k, argv, d / "logs" / f"local_{k}_repeat{i + 1}", env)
             _log(f"  [local] {k} (repeat {i + 1}) {_fmt_step(res)}")
             if res.get("rc") or "inproc_s" not in res:
@@ -587,8 +756,11 @@ def philly_steps(work: Path, files: list[str], env: dict) -> dict:
     shutil.rmtree(store, ignore_errors=True)
     argv = cli("ingest", "--format", "philadelphia", "--quiet", "--json", "--store", str(store), *files)
     out = {"files": len(files)}
-    for name, a in (("pyarrow_read", [sys.executable, "-c", READ_SNIPPET, *files]),
-                    ("ingest", argv), ("reingest", argv)):
+    for name, a in (
+        ("pyarrow_read", [sys.executable, "-c", READ_SNIPPET, *files]),
+        ("ingest", argv),
+        ("reingest", argv),
+    ):
         _log(f"  philadelphia {name} ...")
         out[name] = run_step(name, a, work / "logs" / f"philly_{name}", env)
         _log(f"    {_fmt_step(out[name])}")
@@ -674,16 +846,37 @@ def acceptance(results: dict) -> list[dict]:
         read, ing, re = ph["pyarrow_read"], ph["ingest"], ph["reingest"]
         t_read, t_ing, t_re = read["inproc_s"], ing.get("inproc_s", ing["wall_s"]), re.get("inproc_s", re["wall_s"])
         r1 = t_read / t_ing
-        acc.append({"id": "1a", "what": f"ingest of {ph['files']} Philadelphia CSVs vs pyarrow.csv.read_csv "
-                    f"({read.get('rows', 0):,} rows: {t_ing:.2f} s vs {t_read:.2f} s; wall {ing['wall_s']:.2f} s "
-                    f"vs {read['wall_s']:.2f} s)", "ratio": r1, "goal": f">= {INGEST_GOAL}",
-                    "status": "PASS" if r1 >= INGEST_GOAL else "MISS"})
+        acc.append(
+            {
+                "id": "1a",
+                "what": f"ingest of {ph['files']} Philadelphia CSVs vs pyarrow.csv.read_csv "
+                f"({read.get('rows', 0):,} rows: {t_ing:.2f} s vs {t_read:.2f} s; wall {ing['wall_s']:.2f} s "
+                f"vs {read['wall_s']:.2f} s)",
+                "ratio": r1,
+                "goal": f">= {INGEST_GOAL}",
+                "status": "PASS" if r1 >= INGEST_GOAL else "MISS",
+            }
+        )
         r2 = t_ing / t_re
-        acc.append({"id": "1b", "what": f"re-ingest speed vs first ingest ({t_re:.2f} s vs {t_ing:.2f} s)",
-                    "ratio": r2, "goal": f">= {REINGEST_GOAL}", "status": "PASS" if r2 >= REINGEST_GOAL else "MISS"})
+        acc.append(
+            {
+                "id": "1b",
+                "what": f"re-ingest speed vs first ingest ({t_re:.2f} s vs {t_ing:.2f} s)",
+                "ratio": r2,
+                "goal": f">= {REINGEST_GOAL}",
+                "status": "PASS" if r2 >= REINGEST_GOAL else "MISS",
+            }
+        )
     else:
-        acc.append({"id": "1", "what": "Philadelphia ingest vs pyarrow", "ratio": None, "goal": f">= {INGEST_GOAL}",
-                    "status": "n/a (not run or failed)"})
+        acc.append(
+            {
+                "id": "1",
+                "what": "Philadelphia ingest vs pyarrow",
+                "ratio": None,
+                "goal": f">= {INGEST_GOAL}",
+                "status": "n/a (not run or failed)",
+            }
+        )
     sizes = sorted(results["sizes"], key=float)
     for s in sizes:
         loc = results["sizes"][s].get("local", {})
@@ -694,14 +887,22 @@ def acceptance(results: dict) -> list[dict]:
             is10 = float(s) == 10
             runs = ""
             if len(a.get("inproc_runs", [])) > 1 or len(e.get("inproc_runs", [])) > 1:
-                runs = (f"; medians of {'/'.join(f'{x:.2f}' for x in a.get('inproc_runs', []))} s vs "
-                        f"{'/'.join(f'{x:.2f}' for x in e.get('inproc_runs', []))} s, interleaved")
-            acc.append({"id": "2" if is10 else f"2 ({_label(float(s))}, informative)",
-                        "what": f"append one month ({a.get('loaded', 0):,} rows) into the {_label(float(s))} store "
-                                f"vs into an empty store ({ta:.2f} s vs {te:.2f} s{runs})",
-                        "ratio": r, "goal": f"<= {APPEND_GOAL} at 10 M",
-                        "status": ("PASS" if r <= APPEND_GOAL else "MISS") if is10 else
-                        ("(pass)" if r <= APPEND_GOAL else "(miss)")})
+                runs = (
+                    f"; medians of {'/'.join(f'{x:.2f}' for x in a.get('inproc_runs', []))} s vs "
+                    f"{'/'.join(f'{x:.2f}' for x in e.get('inproc_runs', []))} s, interleaved"
+                )
+            acc.append(
+                {
+                    "id": "2" if is10 else f"2 ({_label(float(s))}, informative)",
+                    "what": f"append one month ({a.get('loaded', 0):,} rows) into the {_label(float(s))} store "
+                    f"vs into an empty store ({ta:.2f} s vs {te:.2f} s{runs})",
+                    "ratio": r,
+                    "goal": f"<= {APPEND_GOAL} at 10 M",
+                    "status": ("PASS" if r <= APPEND_GOAL else "MISS")
+                    if is10
+                    else ("(pass)" if r <= APPEND_GOAL else "(miss)"),
+                }
+            )
     if sizes:
         s = "50" if any(float(x) == 50 for x in sizes) else sizes[-1]
         s = next(x for x in sizes if float(x) == float(s))
@@ -723,25 +924,45 @@ def acceptance(results: dict) -> list[dict]:
                 status = "(projected pass)" if proj <= RSS_GOAL else "(projected miss)"
             elif not at50:
                 status = f"({status.lower()} at {_label(float(s))})"
-            acc.append({"id": "3" if at50 else f"3 ({_label(float(s))}, informative)", "what": what,
-                        "ratio": r["peak_rss"] / RSS_GOAL, "goal": "<= 1 (2 GB) at 50 M", "status": status})
+            acc.append(
+                {
+                    "id": "3" if at50 else f"3 ({_label(float(s))}, informative)",
+                    "what": what,
+                    "ratio": r["peak_rss"] / RSS_GOAL,
+                    "goal": "<= 1 (2 GB) at 50 M",
+                    "status": status,
+                }
+            )
     return acc
 
 
 def report(results: dict) -> str:
-    out = [f"Measured on commit {results['commit']} ({results['date']}), {results['cpus']} cores, "
-           f"load average at start {results['load']:.1f}. Wall time of each step's fresh process "
-           "(interpreter start and imports included); peak RSS = that process's high-water mark "
-           "(on the cluster: the sampled peak of the step's processes plus all workers).", "",
-           "**Local (one process per step)**", "", table(results, "local"), ""]
+    out = [
+        f"Measured on commit {results['commit']} ({results['date']}), {results['cpus']} cores, "
+        f"load average at start {results['load']:.1f}. Wall time of each step's fresh process "
+        "(interpreter start and imports included); peak RSS = that process's high-water mark "
+        "(on the cluster: the sampled peak of the step's processes plus all workers).",
+        "",
+        "**Local (one process per step)**",
+        "",
+        table(results, "local"),
+        "",
+    ]
     if results.get("dask_status") == "run":
-        out += [f"**Dask `distributed.LocalCluster`, {results['workers']} worker processes**", "",
-                table(results, "dask"), ""]
+        out += [
+            f"**Dask `distributed.LocalCluster`, {results['workers']} worker processes**",
+            "",
+            table(results, "dask"),
+            "",
+        ]
     else:
         out += [f"**Dask**: n/a ({results.get('dask_status')})", ""]
-    b = [f"{_label(float(s))}: {r['build']['rows']:,} rows + {r['build']['append_rows']:,} to append, "
-         f"{r['build']['wall_s']:.1f} s, peak RSS {_gb(r['build']['peak_rss'])}"
-         for s, r in sorted(results["sizes"].items(), key=lambda kv: float(kv[0])) if "build" in r]
+    b = [
+        f"{_label(float(s))}: {r['build']['rows']:,} rows + {r['build']['append_rows']:,} to append, "
+        f"{r['build']['wall_s']:.1f} s, peak RSS {_gb(r['build']['peak_rss'])}"
+        for s, r in sorted(results["sizes"].items(), key=lambda kv: float(kv[0]))
+        if "build" in r
+    ]
     if b:
         out += ["Builder (CSV generation, not a pipeline step): " + "; ".join(b) + ".", ""]
     out += ["**Acceptance (issue 16)**", "", "| # | measured | ratio | goal | result |", "|---|---|---|---|---|"]
@@ -754,8 +975,9 @@ def report(results: dict) -> str:
 def _commit() -> str:
     try:
         c = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
-                               text=True, cwd=ROOT).stdout
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, cwd=ROOT
+        ).stdout
         return c.strip() + ("+dirty" if dirty.strip() else "")
     except OSError:
         return "unknown"
@@ -768,8 +990,9 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--_cluster"]:
         return _serve_cluster(int(argv[1]), argv[2])
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--sizes", default="1,10,50", help="store sizes in millions of incidents (default 1,10,50)")
     ap.add_argument("--out", metavar="DIR", help="work directory (default: a new temporary one under /tmp)")
     ap.add_argument("--keep", action="store_true", help="keep the CSVs and stores (default: delete them)")
@@ -778,23 +1001,38 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", type=int, default=3, help="LocalCluster worker processes (default 3)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--years", type=int, default=10, help="years of data per store (default 10: 2015-2024)")
-    ap.add_argument("--philly", metavar="GLOB", default=None,
-                    help="real CSVs for acceptance 1 (default: incidents_20*.csv of the shared Philadelphia data)")
+    ap.add_argument(
+        "--philly",
+        metavar="GLOB",
+        default=None,
+        help="real CSVs for acceptance 1 (default: incidents_20*.csv of the shared Philadelphia data)",
+    )
     ap.add_argument("--skip-philly", action="store_true", help="no acceptance-1 run on the real CSVs")
-    ap.add_argument("--skip", metavar="STEP@SIZE", default="",
-                    help="steps not to run at a size, e.g. backtest@50 (comma-separated; reported as skipped)")
-    ap.add_argument("--append-repeats", type=int, default=2,
-                    help="extra append / append_empty pairs, each from the same pre-append store (a hard-link "
-                         "snapshot), interleaved; acceptance 2 compares the medians (default 2; 0 = one pair)")
+    ap.add_argument(
+        "--skip",
+        metavar="STEP@SIZE",
+        default="",
+        help="steps not to run at a size, e.g. backtest@50 (comma-separated; reported as skipped)",
+    )
+    ap.add_argument(
+        "--append-repeats",
+        type=int,
+        default=2,
+        help="extra append / append_empty pairs, each from the same pre-append store (a hard-link "
+        "snapshot), interleaved; acceptance 2 compares the medians (default 2; 0 = one pair)",
+    )
     ap.add_argument("--build-only", action="store_true", help="only build the CSVs (reports the builder's RSS)")
-    ap.add_argument("--max-rss-gb", type=float, default=None,
-                    help="kill a step whose processes pass this RSS (default: 75 %% of this machine's memory); "
-                         "0 = no limit")
+    ap.add_argument(
+        "--max-rss-gb",
+        type=float,
+        default=None,
+        help="kill a step whose processes pass this RSS (default: 75 %% of this machine's memory); 0 = no limit",
+    )
     ap.add_argument("--report", metavar="JSON", help="print the markdown report of a saved --json run and exit")
     args = ap.parse_args(argv)
     if args.report:
         saved = json.loads(Path(args.report).read_text())
-        saved["acceptance"] = acceptance(saved)   # this version's rules on the saved measurements
+        saved["acceptance"] = acceptance(saved)  # this version's rules on the saved measurements
         print(report(saved))
         return 0
     sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]
@@ -816,13 +1054,22 @@ def main(argv: list[str] | None = None) -> int:
     MAX_RSS[0] = int(0.75 * psutil.virtual_memory().total if args.max_rss_gb is None else args.max_rss_gb * 1024**3)
     work = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="rtcc-scale-", dir="/tmp"))
     work.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ, RTCC_NO_PROGRESS="1",
-               PYTHONPATH=os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]))
-    env.pop("RTCC_DATABASE_URL", None)   # every step uses its embedded --store
+    env = dict(
+        os.environ,
+        RTCC_NO_PROGRESS="1",
+        PYTHONPATH=os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]),
+    )
+    env.pop("RTCC_DATABASE_URL", None)  # every step uses its embedded --store
     env.pop("RTCC_DASK_SCHEDULER", None)  # local steps are local; the Dask ones set it
-    results: dict = {"commit": _commit(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-                     "cpus": os.cpu_count(), "load": os.getloadavg()[0], "workers": args.workers,
-                     "work_dir": str(work), "sizes": {}}
+    results: dict = {
+        "commit": _commit(),
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "cpus": os.cpu_count(),
+        "load": os.getloadavg()[0],
+        "workers": args.workers,
+        "work_dir": str(work),
+        "sizes": {},
+    }
     _log(f"scale bench in {work} (commit {results['commit']})")
     try:
         if not args.skip_philly and not args.build_only:
@@ -836,13 +1083,20 @@ def main(argv: list[str] | None = None) -> int:
 
                 files = sorted(str(p) for p in (shared_data_dir() / "philadelphia").glob("incidents_20*.csv"))
             if not files:
-                raise SystemExit("no Philadelphia CSVs found for acceptance 1 (set RTCC_SHARED_DATA, or give "
-                                 "--philly GLOB or --skip-philly)")
+                raise SystemExit(
+                    "no Philadelphia CSVs found for acceptance 1 (set RTCC_SHARED_DATA, or give "
+                    "--philly GLOB or --skip-philly)"
+                )
             _log(f"acceptance 1 on {len(files)} Philadelphia CSVs")
             results["philadelphia"] = philly_steps(work, files, env)
         dask_ok = not args.skip_dask and not args.build_only and cli_has_dask(env)
-        results["dask_status"] = ("run" if dask_ok else "skipped (--skip-dask)" if args.skip_dask
-                                  else "the CLI has no --dask option on this commit")
+        results["dask_status"] = (
+            "run"
+            if dask_ok
+            else "skipped (--skip-dask)"
+            if args.skip_dask
+            else "the CLI has no --dask option on this commit"
+        )
         for s in sizes:
             n = float(s)
             d = work / f"n{s}"
@@ -851,13 +1105,20 @@ def main(argv: list[str] | None = None) -> int:
             results["sizes"][s] = r
             _log(f"size {_label(n)}: building CSVs ...")
             shutil.rmtree(data, ignore_errors=True)
-            b = run_step("build", [sys.executable, __file__, "--_build", str(data), s, str(args.seed),
-                                   str(args.years)], d / "logs" / "build", env)
+            b = run_step(
+                "build",
+                [sys.executable, __file__, "--_build", str(data), s, str(args.seed), str(args.years)],
+                d / "logs" / "build",
+                env,
+            )
             if b["rc"]:
                 raise SystemExit(f"the builder failed: {b.get('error')}")
             man = json.loads((data / "manifest.json").read_text())
-            b.update(rows=man["span_rows"], append_rows=man["rows"][man["append"]],
-                     csv_bytes=sum(p.stat().st_size for p in data.glob("*.csv")))
+            b.update(
+                rows=man["span_rows"],
+                append_rows=man["rows"][man["append"]],
+                csv_bytes=sum(p.stat().st_size for p in data.glob("*.csv")),
+            )
             r["build"] = b
             _log(f"  {_fmt_step(b)}; {b['rows']:,} rows, {b['csv_bytes'] / 1e9:.2f} GB of CSV")
             if args.build_only:
@@ -882,8 +1143,13 @@ def main(argv: list[str] | None = None) -> int:
                         if name == "append" and mode == "local" and args.append_repeats > 0:
                             _link_copy(store, snap)  # the state every repeat appends into
                         _log(f"  [{mode}] {name} ...")
-                        res = run_step(name, a, d / "logs" / f"{mode}_{name}", step_env,
-                                       workers_of=cluster.proc.pid if cluster else None)
+                        res = run_step(
+                            name,
+                            a,
+                            d / "logs" / f"{mode}_{name}",
+                            step_env,
+                            workers_of=cluster.proc.pid if cluster else None,
+                        )
                         r[mode][name] = res
                         _log(f"    {_fmt_step(res)}")
                     if mode == "local" and args.append_repeats > 0:
@@ -900,10 +1166,16 @@ def main(argv: list[str] | None = None) -> int:
         if not args.keep and not args.out:
             shutil.rmtree(work, ignore_errors=True)
     results["acceptance"] = acceptance(results)
-    failed = [f"{s}/{m}/{k}" for s, r in results["sizes"].items() for m in ("local", "dask")
-              for k, v in r.get(m, {}).items() if v.get("rc")]
-    failed += [f"philadelphia/{k}" for k, v in results.get("philadelphia", {}).items()
-               if isinstance(v, dict) and v.get("rc")]
+    failed = [
+        f"{s}/{m}/{k}"
+        for s, r in results["sizes"].items()
+        for m in ("local", "dask")
+        for k, v in r.get(m, {}).items()
+        if v.get("rc")
+    ]
+    failed += [
+        f"philadelphia/{k}" for k, v in results.get("philadelphia", {}).items() if isinstance(v, dict) and v.get("rc")
+    ]
     results["failed"] = failed
     if args.json:
         json.dump(results, sys.stdout, indent=1)

@@ -46,10 +46,15 @@ from tests.test_serve_attack import hangups
 
 def _stats(out: dict, seconds: float) -> dict:
     lat = out["latencies"]
-    return {"callbacks": len(lat), "per_s": round(len(lat) / seconds, 1),
-            "p50_ms": round(percentile(lat, 50) * 1000, 1), "p95_ms": round(percentile(lat, 95) * 1000, 1),
-            "max_ms": round(max(lat) * 1000, 1) if lat else None, "errors": len(out["errors"]),
-            "error_samples": out["errors"][:3]}
+    return {
+        "callbacks": len(lat),
+        "per_s": round(len(lat) / seconds, 1),
+        "p50_ms": round(percentile(lat, 50) * 1000, 1),
+        "p95_ms": round(percentile(lat, 95) * 1000, 1),
+        "max_ms": round(max(lat) * 1000, 1) if lat else None,
+        "errors": len(out["errors"]),
+        "error_samples": out["errors"][:3],
+    }
 
 
 def main() -> int:
@@ -100,12 +105,18 @@ def main() -> int:
         print(json.dumps(result, indent=2))
     else:
         ref, load = result["reference_one_session"], result["load"]
-        print(f"reference, 1 session:   {ref['callbacks']} callbacks, p50 {ref['p50_ms']} ms, p95 {ref['p95_ms']} ms, "
-              f"errors {ref['errors']}")
-        print(f"load, {a.sessions} sessions x {a.seconds:g} s: {load['callbacks']} callbacks ({load['per_s']}/s), "
-              f"p50 {load['p50_ms']} ms, p95 {load['p95_ms']} ms, max {load['max_ms']} ms, errors {load['errors']}")
-        print(f"hang-up clients beside: {result['hangup_clients']}; server up after: {result['up_after']}; "
-              f"server log errors: {len(result['server_log_errors'])}")
+        print(
+            f"reference, 1 session:   {ref['callbacks']} callbacks, p50 {ref['p50_ms']} ms, p95 {ref['p95_ms']} ms, "
+            f"errors {ref['errors']}"
+        )
+        print(
+            f"load, {a.sessions} sessions x {a.seconds:g} s: {load['callbacks']} callbacks ({load['per_s']}/s), "
+            f"p50 {load['p50_ms']} ms, p95 {load['p95_ms']} ms, max {load['max_ms']} ms, errors {load['errors']}"
+        )
+        print(
+            f"hang-up clients beside: {result['hangup_clients']}; server up after: {result['up_after']}; "
+            f"server log errors: {len(result['server_log_errors'])}"
+        )
     return 0 if result["up_after"] and not result["load"]["errors"] and not result["server_log_errors"] else 1
 
 

@@ -62,11 +62,21 @@ def _read(path: str | Path, what: str):
     return g
 
 
-def build_agency(name: str, timezone: str, boundary: str | Path | None = None, districts: str | Path | None = None,
-                 district_field: str | None = None, district_label_field: str | None = None,
-                 taxonomy: str | Path | None = None, basemaps: Sequence[str | Path] = (),
-                 aliases: dict | None = None, boundary_buffer_m: float = 250.0,
-                 resolutions: Sequence[int] = DEFAULT_RESOLUTIONS, bbox=None, extra: dict | None = None) -> Agency:
+def build_agency(
+    name: str,
+    timezone: str,
+    boundary: str | Path | None = None,
+    districts: str | Path | None = None,
+    district_field: str | None = None,
+    district_label_field: str | None = None,
+    taxonomy: str | Path | None = None,
+    basemaps: Sequence[str | Path] = (),
+    aliases: dict | None = None,
+    boundary_buffer_m: float = 250.0,
+    resolutions: Sequence[int] = DEFAULT_RESOLUTIONS,
+    bbox=None,
+    extra: dict | None = None,
+) -> Agency:
     """An :class:`Agency` with its geometry read from files, ready for :func:`put_agency`.
 
     Without ``boundary`` the union of the districts is the boundary; with
@@ -87,14 +97,19 @@ def build_agency(name: str, timezone: str, boundary: str | Path | None = None, d
             raise ValueError(f"districts file {districts}: choose --district-field among {fields}")
         lab = district_label_field or key
         if lab not in d.columns:
-            raise ValueError(f"districts file {districts}: no field {lab!r} for --district-label-field; fields: {fields}")
+            raise ValueError(
+                f"districts file {districts}: no field {lab!r} for --district-label-field; fields: {fields}"
+            )
         keys = d[key].astype(str).str.strip()
         dup = keys[keys.map(norm_district).duplicated()]
         if len(dup):
-            raise ValueError(f"districts file {districts}: field {key!r} repeats {sorted(set(dup))} "
-                             "after name normalisation; choose a unique --district-field")
-        dist = gpd.GeoDataFrame({"district": keys, "label": d[lab].astype(str).str.strip()},
-                                geometry=d.geometry.to_numpy(), crs="EPSG:4326")
+            raise ValueError(
+                f"districts file {districts}: field {key!r} repeats {sorted(set(dup))} "
+                "after name normalisation; choose a unique --district-field"
+            )
+        dist = gpd.GeoDataFrame(
+            {"district": keys, "label": d[lab].astype(str).str.strip()}, geometry=d.geometry.to_numpy(), crs="EPSG:4326"
+        )
     if boundary is not None:
         bnd = _read(boundary, "boundary").geometry.union_all()
     else:
@@ -118,14 +133,26 @@ def build_agency(name: str, timezone: str, boundary: str | Path | None = None, d
         bad = sorted(v for v in aliases.values() if norm_district(v) not in known)
         if bad:
             raise ValueError(f"district aliases point at {bad}, which are not districts of {districts}")
-    return Agency(name=name, timezone=timezone, boundary_buffer_m=float(boundary_buffer_m),
-                  resolutions=tuple(int(r) for r in resolutions), bbox=tuple(bbox) if bbox else None,
-                  extra=dict(extra or {}), district_aliases=dict(aliases or {}), origin="store",
-                  boundary_geom=bnd, districts_gdf=dist, layers=layers, taxonomy_csv=tax,
-                  boundary_file=str(boundary) if boundary else None,
-                  districts_file=str(districts) if districts else None, districts_field="district",
-                  district_label_field="label", taxonomy_file=str(taxonomy) if taxonomy else None,
-                  basemaps=tuple(Path(b).stem for b in basemaps))
+    return Agency(
+        name=name,
+        timezone=timezone,
+        boundary_buffer_m=float(boundary_buffer_m),
+        resolutions=tuple(int(r) for r in resolutions),
+        bbox=tuple(bbox) if bbox else None,
+        extra=dict(extra or {}),
+        district_aliases=dict(aliases or {}),
+        origin="store",
+        boundary_geom=bnd,
+        districts_gdf=dist,
+        layers=layers,
+        taxonomy_csv=tax,
+        boundary_file=str(boundary) if boundary else None,
+        districts_file=str(districts) if districts else None,
+        districts_field="district",
+        district_label_field="label",
+        taxonomy_file=str(taxonomy) if taxonomy else None,
+        basemaps=tuple(Path(b).stem for b in basemaps),
+    )
 
 
 def agency_from_preset(name: str, near: Sequence[Path] = ()) -> Agency:
@@ -136,8 +163,10 @@ def agency_from_preset(name: str, near: Sequence[Path] = ()) -> Agency:
     bpath = a.find_file(a.boundary_file, list(near))
     dpath = a.find_file(a.districts_file, list(near)) if a.districts_file else None
     if a.boundary_file and bpath is None:
-        raise FileNotFoundError(f"preset {a.name}: boundary file {a.boundary_file} not found (looked beside the "
-                                f"input files, in {a.name}/ under the shared data, and in data/boundaries/)")
+        raise FileNotFoundError(
+            f"preset {a.name}: boundary file {a.boundary_file} not found (looked beside the "
+            f"input files, in {a.name}/ under the shared data, and in data/boundaries/)"
+        )
     tax: str | Path | None = a.taxonomy_file
     if tax is None:
         try:
@@ -145,34 +174,65 @@ def agency_from_preset(name: str, near: Sequence[Path] = ()) -> Agency:
         except (FileNotFoundError, ValueError):
             tax = None
     tax = tax if tax is not None and Path(tax).is_file() else None
-    return build_agency(a.name, a.timezone, bpath, dpath, a.districts_field, a.district_label_field, tax,
-                        [p for p in (a.find_file(b) for b in a.basemaps) if p is not None],
-                        a.district_aliases, a.boundary_buffer_m, a.resolutions, a.bbox, a.extra)
+    return build_agency(
+        a.name,
+        a.timezone,
+        bpath,
+        dpath,
+        a.districts_field,
+        a.district_label_field,
+        tax,
+        [p for p in (a.find_file(b) for b in a.basemaps) if p is not None],
+        a.district_aliases,
+        a.boundary_buffer_m,
+        a.resolutions,
+        a.bbox,
+        a.extra,
+    )
 
 
 # --------------------------------------------------------------------------
 # the store API
 # --------------------------------------------------------------------------
 def _settings(a: Agency) -> dict:
-    return {"boundary_buffer_m": a.boundary_buffer_m, "bbox": list(a.bbox) if a.bbox else None,
-            "resolutions": list(a.resolutions), "district_aliases": dict(a.district_aliases),
-            "extra": dict(a.extra), "origin": {"boundary_file": a.boundary_file, "districts_file": a.districts_file,
-                                              "taxonomy_file": a.taxonomy_file}}
+    return {
+        "boundary_buffer_m": a.boundary_buffer_m,
+        "bbox": list(a.bbox) if a.bbox else None,
+        "resolutions": list(a.resolutions),
+        "district_aliases": dict(a.district_aliases),
+        "extra": dict(a.extra),
+        "origin": {
+            "boundary_file": a.boundary_file,
+            "districts_file": a.districts_file,
+            "taxonomy_file": a.taxonomy_file,
+        },
+    }
 
 
-def _from_parts(name: str, tz: str, settings: dict, boundary, districts, layers: dict, taxonomy: str | None,
-                files: dict) -> Agency:
+def _from_parts(
+    name: str, tz: str, settings: dict, boundary, districts, layers: dict, taxonomy: str | None, files: dict
+) -> Agency:
     """The stored agency; ``files`` = the stored geometry as files (``boundary_file``,
     ``districts_file``) for readers that take a path (ingest validation)."""
-    return Agency(name=name, timezone=tz, boundary_buffer_m=float(settings.get("boundary_buffer_m", 250.0)),
-                  resolutions=tuple(settings.get("resolutions") or DEFAULT_RESOLUTIONS),
-                  bbox=tuple(settings["bbox"]) if settings.get("bbox") else None,
-                  extra=dict(settings.get("extra") or {}), district_aliases=dict(settings.get("district_aliases") or {}),
-                  origin="store", boundary_geom=boundary, districts_gdf=districts, layers=layers,
-                  taxonomy_csv=taxonomy, districts_field="district" if districts is not None else None,
-                  district_label_field="label" if districts is not None else None,
-                  basemaps=tuple(sorted(layers)), taxonomy_file=(settings.get("origin") or {}).get("taxonomy_file"),
-                  **files)
+    return Agency(
+        name=name,
+        timezone=tz,
+        boundary_buffer_m=float(settings.get("boundary_buffer_m", 250.0)),
+        resolutions=tuple(settings.get("resolutions") or DEFAULT_RESOLUTIONS),
+        bbox=tuple(settings["bbox"]) if settings.get("bbox") else None,
+        extra=dict(settings.get("extra") or {}),
+        district_aliases=dict(settings.get("district_aliases") or {}),
+        origin="store",
+        boundary_geom=boundary,
+        districts_gdf=districts,
+        layers=layers,
+        taxonomy_csv=taxonomy,
+        districts_field="district" if districts is not None else None,
+        district_label_field="label" if districts is not None else None,
+        basemaps=tuple(sorted(layers)),
+        taxonomy_file=(settings.get("origin") or {}).get("taxonomy_file"),
+        **files,
+    )
 
 
 def put_agency(store, a: Agency) -> None:
@@ -233,15 +293,23 @@ def describe(a: Agency) -> dict:
     """JSON-able summary (what ``agency show --json`` prints)."""
     d = a.districts()
     b = a.boundary()
-    return {"name": a.name, "timezone": a.timezone, "origin": a.origin,
-            "boundary": {"area_km2": _area_km2(b) if b is not None else None,
-                         "bounds": [round(x, 6) for x in b.bounds] if b is not None else None},
-            "districts": [] if d is None else [{"district": k, "label": lab} for k, lab in zip(d["district"], d["label"])],
-            "district_aliases": dict(a.district_aliases), "boundary_buffer_m": a.boundary_buffer_m,
-            "resolutions": list(a.resolutions), "bbox": list(a.bbox) if a.bbox else None,
-            "taxonomy_rows": (len(a.taxonomy_csv.strip().splitlines()) - 1) if a.taxonomy_csv else 0,
-            "base_layers": {k: len(v) for k, v in (a.layers or {}).items()},
-            "taxonomy_file": a.taxonomy_file}
+    return {
+        "name": a.name,
+        "timezone": a.timezone,
+        "origin": a.origin,
+        "boundary": {
+            "area_km2": _area_km2(b) if b is not None else None,
+            "bounds": [round(x, 6) for x in b.bounds] if b is not None else None,
+        },
+        "districts": [] if d is None else [{"district": k, "label": lab} for k, lab in zip(d["district"], d["label"])],
+        "district_aliases": dict(a.district_aliases),
+        "boundary_buffer_m": a.boundary_buffer_m,
+        "resolutions": list(a.resolutions),
+        "bbox": list(a.bbox) if a.bbox else None,
+        "taxonomy_rows": (len(a.taxonomy_csv.strip().splitlines()) - 1) if a.taxonomy_csv else 0,
+        "base_layers": {k: len(v) for k, v in (a.layers or {}).items()},
+        "taxonomy_file": a.taxonomy_file,
+    }
 
 
 def _area_km2(geom) -> float:
@@ -265,7 +333,9 @@ def _emb_put(store, a: Agency) -> None:
     root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".new-{a.name}-"))
     try:
-        gpd.GeoDataFrame(geometry=[a.boundary_geom], crs="EPSG:4326").to_file(tmp / "boundary.geojson", driver="GeoJSON")
+        gpd.GeoDataFrame(geometry=[a.boundary_geom], crs="EPSG:4326").to_file(
+            tmp / "boundary.geojson", driver="GeoJSON"
+        )
         if a.districts_gdf is not None:
             a.districts_gdf.to_file(tmp / "districts.geojson", driver="GeoJSON")
         if a.taxonomy_csv:
@@ -273,8 +343,9 @@ def _emb_put(store, a: Agency) -> None:
         for layer, g in (a.layers or {}).items():
             (tmp / "layers").mkdir(exist_ok=True)
             g.to_file(tmp / "layers" / f"{layer}.geojson", driver="GeoJSON")
-        (tmp / "agency.json").write_text(json.dumps({"name": a.name, "timezone": a.timezone,
-                                                     "settings": _settings(a)}, indent=2, default=str))
+        (tmp / "agency.json").write_text(
+            json.dumps({"name": a.name, "timezone": a.timezone, "settings": _settings(a)}, indent=2, default=str)
+        )
         dest = root / a.name
         old = None
         # The swap holds the store's writer lock: two first ingests of a known format copy the
@@ -305,10 +376,14 @@ def _emb_get(store, name: str) -> Agency | None:
     if dist is not None:
         dist["district"] = dist["district"].astype(str)
         dist["label"] = dist["label"].astype(str)
-    layers = {f.stem: gpd.read_file(f) for f in sorted((p / "layers").glob("*.geojson"))} if (p / "layers").is_dir() else {}
+    layers = (
+        {f.stem: gpd.read_file(f) for f in sorted((p / "layers").glob("*.geojson"))} if (p / "layers").is_dir() else {}
+    )
     tax = (p / "taxonomy.csv").read_text(encoding="utf-8") if (p / "taxonomy.csv").exists() else None
-    files = {"boundary_file": str(p / "boundary.geojson"),
-             "districts_file": str(p / "districts.geojson") if dist is not None else None}
+    files = {
+        "boundary_file": str(p / "boundary.geojson"),
+        "districts_file": str(p / "districts.geojson") if dist is not None else None,
+    }
     return _from_parts(m["name"], m["timezone"], m.get("settings", {}), bnd, dist, layers, tax, files)
 
 
@@ -320,9 +395,12 @@ def _pg_put(store, a: Agency) -> None:
 
     rows: list[tuple] = [("boundary", "", 0, None, None, None, shapely.to_wkb(a.boundary_geom, hex=True))]
     if a.districts_gdf is not None:
-        rows += [("district", "", i, k, lab, None, shapely.to_wkb(g, hex=True))
-                 for i, (k, lab, g) in enumerate(zip(a.districts_gdf["district"], a.districts_gdf["label"],
-                                                     a.districts_gdf.geometry))]
+        rows += [
+            ("district", "", i, k, lab, None, shapely.to_wkb(g, hex=True))
+            for i, (k, lab, g) in enumerate(
+                zip(a.districts_gdf["district"], a.districts_gdf["label"], a.districts_gdf.geometry)
+            )
+        ]
     for layer, g in (a.layers or {}).items():
         props = g.drop(columns="geometry")
         for i, (geom, rec) in enumerate(zip(g.geometry, props.to_dict("records"))):
@@ -332,13 +410,16 @@ def _pg_put(store, a: Agency) -> None:
         # Two first ingests (two processes) may copy the same preset at once: one after the other.
         c.execute("SELECT pg_advisory_xact_lock(hashtext('rtcc_agency:' || %s))", (a.name,))
         c.execute("DELETE FROM rtcc_agencies WHERE name = %s", (a.name,))
-        c.execute("INSERT INTO rtcc_agencies (name, timezone, settings, taxonomy) VALUES (%s, %s, %s::jsonb, %s)",
-                  (a.name, a.timezone, json.dumps(_settings(a), default=str), a.taxonomy_csv))
+        c.execute(
+            "INSERT INTO rtcc_agencies (name, timezone, settings, taxonomy) VALUES (%s, %s, %s::jsonb, %s)",
+            (a.name, a.timezone, json.dumps(_settings(a), default=str), a.taxonomy_csv),
+        )
         with c.cursor() as cur:
             cur.executemany(
                 "INSERT INTO rtcc_agency_areas (agency, kind, layer, ord, key, label, props, geom) "
                 "VALUES (%s, %s, %s, %s, %s, %s, %s::jsonb, ST_SetSRID(ST_GeomFromWKB(decode(%s, 'hex')), 4326))",
-                [(a.name, *r) for r in rows])
+                [(a.name, *r) for r in rows],
+            )
 
 
 def _pg_get(store, name: str) -> Agency | None:
@@ -347,28 +428,42 @@ def _pg_get(store, name: str) -> Agency | None:
     import shapely
 
     with store._lock:
-        r = store.conn.execute("SELECT timezone, settings, taxonomy FROM rtcc_agencies WHERE name = %s",
-                               (name,)).fetchone()
+        r = store.conn.execute(
+            "SELECT timezone, settings, taxonomy FROM rtcc_agencies WHERE name = %s", (name,)
+        ).fetchone()
         if r is None:
             return None
         areas = store.conn.execute(
             "SELECT kind, layer, key, label, props, ST_AsBinary(geom) FROM rtcc_agency_areas "
-            "WHERE agency = %s ORDER BY kind, layer, ord", (name,)).fetchall()
+            "WHERE agency = %s ORDER BY kind, layer, ord",
+            (name,),
+        ).fetchall()
     tz, settings, tax = r
     settings = settings if isinstance(settings, dict) else json.loads(settings)
     geoms = [shapely.from_wkb(bytes(x[5])) for x in areas]
     bnd = next((g for x, g in zip(areas, geoms) if x[0] == "boundary"), None)
     dk = [(x[2], x[3], g) for x, g in zip(areas, geoms) if x[0] == "district"]
-    dist = gpd.GeoDataFrame({"district": [k for k, _, _ in dk], "label": [lab for _, lab, _ in dk]},
-                            geometry=[g for _, _, g in dk], crs="EPSG:4326") if dk else None
+    dist = (
+        gpd.GeoDataFrame(
+            {"district": [k for k, _, _ in dk], "label": [lab for _, lab, _ in dk]},
+            geometry=[g for _, _, g in dk],
+            crs="EPSG:4326",
+        )
+        if dk
+        else None
+    )
     layers: dict = {}
     for x, g in zip(areas, geoms):
         if x[0] == "layer":
             layers.setdefault(x[1], []).append((x[4] or {}, g))
-    layers = {k: gpd.GeoDataFrame(pd.DataFrame([p for p, _ in v]), geometry=[g for _, g in v], crs="EPSG:4326")
-              for k, v in layers.items()}
-    files = {"boundary_file": _cached_geojson(gpd.GeoDataFrame(geometry=[bnd], crs="EPSG:4326")),
-             "districts_file": _cached_geojson(dist) if dist is not None else None}
+    layers = {
+        k: gpd.GeoDataFrame(pd.DataFrame([p for p, _ in v]), geometry=[g for _, g in v], crs="EPSG:4326")
+        for k, v in layers.items()
+    }
+    files = {
+        "boundary_file": _cached_geojson(gpd.GeoDataFrame(geometry=[bnd], crs="EPSG:4326")),
+        "districts_file": _cached_geojson(dist) if dist is not None else None,
+    }
     return _from_parts(name, tz, settings, bnd, dist, layers, tax, files)
 
 
@@ -389,8 +484,6 @@ def _cached_geojson(gdf) -> str:
     return str(p)
 
 
-
-
 def agency_for_ingest(store, name: str, fmt: str, mapping=None, near: Sequence[Path] = ()) -> Agency:
     """The stored agency ``name``; on first ingest of a known format its preset is
     copied into the store. An unknown source with no stored agency is an error
@@ -398,13 +491,17 @@ def agency_for_ingest(store, name: str, fmt: str, mapping=None, near: Sequence[P
     a = get_agency(store, name)
     if a is not None:
         if mapping is not None and getattr(mapping, "timezone", None) and mapping.timezone != a.timezone:
-            raise ValueError(f"the mapping says time zone {mapping.timezone} but the stored agency {name} has "
-                             f"{a.timezone}; fix one of them")
+            raise ValueError(
+                f"the mapping says time zone {mapping.timezone} but the stored agency {name} has "
+                f"{a.timezone}; fix one of them"
+            )
         return a
     if (presets_dir() / f"{name}.toml").exists():
         return add_preset(store, name, near)
     if mapping is not None and getattr(mapping, "agency", None):
         return mapping.load_agency()  # the mapping names an agency TOML file of its own
-    raise ValueError(f"no agency {name!r} in the store and no preset of that name: first run "
-                     f"`rtcc-geo agency add {name} --boundary FILE --timezone TZ` (same --db/--store), "
-                     f"then ingest again")
+    raise ValueError(
+        f"no agency {name!r} in the store and no preset of that name: first run "
+        f"`rtcc-geo agency add {name} --boundary FILE --timezone TZ` (same --db/--store), "
+        f"then ingest again"
+    )

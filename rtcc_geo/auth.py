@@ -79,8 +79,9 @@ def check_password(password: str, username: str | None = None) -> None:
     """
     pw = password or ""
     if len(pw) < MIN_PASSWORD:
-        raise ValueError(f"password too short: use at least {MIN_PASSWORD} characters "
-                         "(a few unrelated words make a good one)")
+        raise ValueError(
+            f"password too short: use at least {MIN_PASSWORD} characters (a few unrelated words make a good one)"
+        )
     low = pw.lower()
     common = common_passwords()
     core = re.sub(r"^[\W\d_]+|[\W\d_]+$", "", low)
@@ -107,20 +108,29 @@ def verify_password(password: str, stored: str) -> bool:
         algo, n, r, p, salt, want = stored.split("$")
         if algo != "scrypt":
             return False
-        dk = hashlib.scrypt(password.encode("utf-8"), salt=bytes.fromhex(salt), n=int(n), r=int(r),
-                            p=int(p), maxmem=2**26, dklen=len(want) // 2)
+        dk = hashlib.scrypt(
+            password.encode("utf-8"),
+            salt=bytes.fromhex(salt),
+            n=int(n),
+            r=int(r),
+            p=int(p),
+            maxmem=2**26,
+            dklen=len(want) // 2,
+        )
     except (ValueError, AttributeError):
         return False
     return hmac.compare_digest(dk.hex(), want)
 
 
 def _empty() -> pd.DataFrame:
-    return pd.DataFrame({
-        "username": pd.Series(dtype="string"),
-        "role": pd.Series(dtype="string"),
-        "password_hash": pd.Series(dtype="string"),
-        "created_at": pd.Series(dtype="datetime64[ns, UTC]"),
-    })
+    return pd.DataFrame(
+        {
+            "username": pd.Series(dtype="string"),
+            "role": pd.Series(dtype="string"),
+            "password_hash": pd.Series(dtype="string"),
+            "created_at": pd.Series(dtype="datetime64[ns, UTC]"),
+        }
+    )
 
 
 class Users:
@@ -166,12 +176,14 @@ class Users:
         exists = df["username"].eq(username).fillna(False).to_numpy(dtype=bool)
         if exists.any() and not replace:
             raise ValueError(f"user {username!r} exists; pass replace=True (CLI: --replace) to change it")
-        row = pd.DataFrame({
-            "username": pd.Series([username], dtype="string"),
-            "role": pd.Series([role], dtype="string"),
-            "password_hash": pd.Series([hash_password(password)], dtype="string"),
-            "created_at": pd.Series([pd.Timestamp.now(tz="UTC")], dtype="datetime64[ns, UTC]"),
-        })
+        row = pd.DataFrame(
+            {
+                "username": pd.Series([username], dtype="string"),
+                "role": pd.Series([role], dtype="string"),
+                "password_hash": pd.Series([hash_password(password)], dtype="string"),
+                "created_at": pd.Series([pd.Timestamp.now(tz="UTC")], dtype="datetime64[ns, UTC]"),
+            }
+        )
         keep = df.loc[~exists]
         out = row if not len(keep) else pd.concat([keep, row], ignore_index=True)
         self.store.put_table(TABLE, out.astype({"username": "string", "role": "string", "password_hash": "string"}))

@@ -45,9 +45,19 @@ if TYPE_CHECKING:
 
 #: Audit actions, the only values ``action`` takes.
 ACTIONS: tuple[str, ...] = (
-    "login", "login_failed", "login_locked", "account_locked", "logout",
-    "drill", "export", "alert_ack",
-    "user_add", "user_password", "user_role", "user_remove", "user_unlock",
+    "login",
+    "login_failed",
+    "login_locked",
+    "account_locked",
+    "logout",
+    "drill",
+    "export",
+    "alert_ack",
+    "user_add",
+    "user_password",
+    "user_role",
+    "user_remove",
+    "user_unlock",
     "feed_batch",
 )
 AUDIT_COLUMNS = ("at", "user", "action", "address", "detail")
@@ -56,16 +66,16 @@ AUDIT_COLUMNS = ("at", "user", "action", "address", "detail")
 @dataclass(frozen=True)
 class Session:
     user: str
-    created: float      # epoch seconds
+    created: float  # epoch seconds
     last_seen: float
-    expires: float      # absolute end (created + lifetime)
+    expires: float  # absolute end (created + lifetime)
 
 
 @dataclass(frozen=True)
 class Failures:
-    count: int             # consecutive failures since the last success or lock
-    locks: int             # locks so far (the next lock lasts twice as long)
-    locked_until: float    # epoch seconds; 0 when not locked
+    count: int  # consecutive failures since the last success or lock
+    locks: int  # locks so far (the next lock lasts twice as long)
+    locked_until: float  # epoch seconds; 0 when not locked
 
 
 def _digest(token: str) -> str:
@@ -132,8 +142,7 @@ class AuthRecords(abc.ABC):
 
     # --- audit log ---------------------------------------------------------
     @abc.abstractmethod
-    def audit(self, action: str, user: str | None, detail: dict | None = None,
-              address: str | None = None) -> None:
+    def audit(self, action: str, user: str | None, detail: dict | None = None, address: str | None = None) -> None:
         """Append one entry (never edits or removes one)."""
 
     @abc.abstractmethod
@@ -154,7 +163,7 @@ def _next_failures(f: Failures, now: float, limit: int, lock_s: float, max_lock_
         f = Failures(0, f.locks, 0.0)
     count = f.count + 1
     if count >= limit:
-        return Failures(0, f.locks + 1, now + min(max_lock_s, lock_s * 2 ** f.locks))
+        return Failures(0, f.locks + 1, now + min(max_lock_s, lock_s * 2**f.locks))
     return Failures(count, f.locks, f.locked_until)
 
 
@@ -174,6 +183,7 @@ def _frame(rows: list[dict]) -> pd.DataFrame:
 
 
 # --- embedded: files under <store>/auth --------------------------------------
+
 
 class FileRecords(AuthRecords):
     """The records of an embedded store: files under ``<root>/auth``."""
@@ -256,9 +266,17 @@ class FileRecords(AuthRecords):
 
     # audit
     def audit(self, action, user, detail=None, address=None) -> None:
-        line = json.dumps({"at": pd.Timestamp.now(tz="UTC").isoformat(), "user": user,
-                           "action": _check_action(action), "address": address,
-                           "detail": detail or {}}, default=str, sort_keys=True)
+        line = json.dumps(
+            {
+                "at": pd.Timestamp.now(tz="UTC").isoformat(),
+                "user": user,
+                "action": _check_action(action),
+                "address": address,
+                "detail": detail or {},
+            },
+            default=str,
+            sort_keys=True,
+        )
         with self._locked():
             # O_APPEND: the file is only ever appended to, never rewritten.
             fd = os.open(self._audit, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
@@ -290,6 +308,7 @@ class FileRecords(AuthRecords):
 
 # --- PostGIS: tables of sql/030_auth.sql ---------------------------------------
 
+
 class PostGISRecords(AuthRecords):
     """The records of a PostGIS store, on a connection of their own (the
     store's is serialised for long queries; a session check must not wait)."""
@@ -315,21 +334,27 @@ class PostGISRecords(AuthRecords):
                     self._conn = None
 
     def _put_session(self, key, s) -> None:
-        self._x("INSERT INTO auth_sessions (sid_hash, username, created, last_seen, expires) "
-                "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (sid_hash) DO UPDATE SET last_seen = EXCLUDED.last_seen",
-                (key, s.user, s.created, s.last_seen, s.expires))
+        self._x(
+            "INSERT INTO auth_sessions (sid_hash, username, created, last_seen, expires) "
+            "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (sid_hash) DO UPDATE SET last_seen = EXCLUDED.last_seen",
+            (key, s.user, s.created, s.last_seen, s.expires),
+        )
 
     def _get_session(self, key):
-        rows = self._x("SELECT username, created, last_seen, expires FROM auth_sessions WHERE sid_hash = %s",
-                       (key,), fetch=True)
+        rows = self._x(
+            "SELECT username, created, last_seen, expires FROM auth_sessions WHERE sid_hash = %s", (key,), fetch=True
+        )
         return Session(*rows[0]) if rows else None
 
     def _delete_session(self, key) -> None:
         self._x("DELETE FROM auth_sessions WHERE sid_hash = %s", (key,))
 
     def revoke_user(self, user: str) -> int:
-        rows = self._x("DELETE FROM auth_sessions WHERE username = %s OR expires <= %s RETURNING username",
-                       (user, time.time()), fetch=True)
+        rows = self._x(
+            "DELETE FROM auth_sessions WHERE username = %s OR expires <= %s RETURNING username",
+            (user, time.time()),
+            fetch=True,
+        )
         return sum(r[0] == user for r in rows)
 
     def failures(self, key: str) -> Failures:
@@ -344,20 +369,25 @@ class PostGISRecords(AuthRecords):
                 self._conn = psycopg.connect(self.url, autocommit=True, connect_timeout=10)
             with self._conn.transaction():
                 self._conn.execute("INSERT INTO auth_failures (key) VALUES (%s) ON CONFLICT DO NOTHING", (key,))
-                row = self._conn.execute("SELECT count, locks, locked_until FROM auth_failures "
-                                         "WHERE key = %s FOR UPDATE", (key,)).fetchone()
+                row = self._conn.execute(
+                    "SELECT count, locks, locked_until FROM auth_failures WHERE key = %s FOR UPDATE", (key,)
+                ).fetchone()
                 assert row is not None  # inserted just above
                 f = _next_failures(Failures(*row), time.time(), limit, lock_s, max_lock_s)
-                self._conn.execute("UPDATE auth_failures SET count = %s, locks = %s, locked_until = %s "
-                                   "WHERE key = %s", (f.count, f.locks, f.locked_until, key))
+                self._conn.execute(
+                    "UPDATE auth_failures SET count = %s, locks = %s, locked_until = %s WHERE key = %s",
+                    (f.count, f.locks, f.locked_until, key),
+                )
         return f
 
     def clear_failures(self, key: str) -> None:
         self._x("UPDATE auth_failures SET count = 0, locked_until = 0 WHERE key = %s", (key,))
 
     def audit(self, action, user, detail=None, address=None) -> None:
-        self._x("INSERT INTO audit_log (username, action, address, detail) VALUES (%s, %s, %s, %s)",
-                (user, _check_action(action), address, json.dumps(detail or {}, default=str, sort_keys=True)))
+        self._x(
+            "INSERT INTO audit_log (username, action, address, detail) VALUES (%s, %s, %s, %s)",
+            (user, _check_action(action), address, json.dumps(detail or {}, default=str, sort_keys=True)),
+        )
 
     def read_audit(self, start=None, end=None, user=None) -> pd.DataFrame:
         where, params = [], []
@@ -365,9 +395,13 @@ class PostGISRecords(AuthRecords):
             if v is not None:
                 where.append(cond)
                 params.append(v.to_pydatetime() if isinstance(v, pd.Timestamp) else v)
-        rows = self._x("SELECT at, username, action, address, detail FROM audit_log"
-                       + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY id",
-                       params, fetch=True)
+        rows = self._x(
+            "SELECT at, username, action, address, detail FROM audit_log"
+            + (" WHERE " + " AND ".join(where) if where else "")
+            + " ORDER BY id",
+            params,
+            fetch=True,
+        )
         return _frame([dict(zip(AUDIT_COLUMNS, r)) for r in rows])
 
 

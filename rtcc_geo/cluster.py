@@ -96,17 +96,21 @@ def connect(address: str, timeout: float = 10.0):
             _reachable(address, timeout)
             client = Client(address, timeout=timeout)
         except (OSError, TimeoutError) as e:
-            raise ClusterError(f"cannot reach the Dask scheduler at {address!r}: {e}. Start one "
-                               "(dask scheduler; dask worker ADDRESS on each machine) or fix --dask / "
-                               f"${ENV_SCHEDULER}") from None
+            raise ClusterError(
+                f"cannot reach the Dask scheduler at {address!r}: {e}. Start one "
+                "(dask scheduler; dask worker ADDRESS on each machine) or fix --dask / "
+                f"${ENV_SCHEDULER}"
+            ) from None
     try:
         client.wait_for_workers(1, timeout=timeout)
     except (OSError, TimeoutError):
         client.close()
         if cluster is not None:
             cluster.close()
-        raise ClusterError(f"the Dask scheduler at {address!r} has no worker after {timeout:g} s: "
-                           "start workers with: dask worker ADDRESS") from None
+        raise ClusterError(
+            f"the Dask scheduler at {address!r} has no worker after {timeout:g} s: "
+            "start workers with: dask worker ADDRESS"
+        ) from None
     return client, cluster
 
 
@@ -193,9 +197,11 @@ class DaskStore(Store):
         bad = {w: msg for w, msg in got.items() if msg}
         if bad:
             lines = "; ".join(f"{w}: {m}" for w, m in sorted(bad.items()))
-            raise ClusterError(f"{len(bad)} of {len(got)} Dask worker(s) cannot use the store {self._root}: {lines}. "
-                               "The store directory must be on storage every worker mounts at the same path "
-                               "(see docs/scale.md, 'Running on a Dask cluster')")
+            raise ClusterError(
+                f"{len(bad)} of {len(got)} Dask worker(s) cannot use the store {self._root}: {lines}. "
+                "The store directory must be on storage every worker mounts at the same path "
+                "(see docs/scale.md, 'Running on a Dask cluster')"
+            )
 
     def close(self) -> None:
         try:
@@ -218,12 +224,22 @@ class DaskStore(Store):
         parts = self.store.partition_paths(q)  # type: ignore[attr-defined]
         if not parts:
             return combine_counts([], by)
-        futs = self.client.map(_count_partition, [self._root] * len(parts), [s for s, _ in parts],
-                               [str(p) for _, p in parts], res=res, by=by, q=q, pure=False)
+        futs = self.client.map(
+            _count_partition,
+            [self._root] * len(parts),
+            [s for s, _ in parts],
+            [str(p) for _, p in parts],
+            res=res,
+            by=by,
+            q=q,
+            pure=False,
+        )
         # Sum the partials in a tree on the workers; the client receives one frame.
         while len(futs) > 1:
-            futs = [self.client.submit(combine_counts, futs[i:i + FAN_IN], by, pure=False)
-                    for i in range(0, len(futs), FAN_IN)]
+            futs = [
+                self.client.submit(combine_counts, futs[i : i + FAN_IN], by, pure=False)
+                for i in range(0, len(futs), FAN_IN)
+            ]
         return futs[0].result()
 
     def count(self, q: Query = Query()) -> int:
@@ -243,8 +259,15 @@ class DaskStore(Store):
 
         parts = self.store.partition_paths(q)  # type: ignore[attr-defined]
         keep = None if columns is None else list(dict.fromkeys([*columns, *_ORDER]))
-        futs = self.client.map(_incidents_partition, [self._root] * len(parts), [s for s, _ in parts],
-                               [str(p) for _, p in parts], q=q, columns=keep, pure=False)
+        futs = self.client.map(
+            _incidents_partition,
+            [self._root] * len(parts),
+            [s for s, _ in parts],
+            [str(p) for _, p in parts],
+            q=q,
+            columns=keep,
+            pure=False,
+        )
         frames = [f for f in self.client.gather(futs) if len(f)]
         if not frames:
             out = empty_incidents()
@@ -302,8 +325,10 @@ def _worker_store(root: str):
     try:
         return EmbeddedStore(root, create=False)
     except FileNotFoundError:
-        raise FileNotFoundError(f"Dask worker {_worker_name()} cannot see the store directory {root}: "
-                                "put the store on storage every worker mounts at the same path") from None
+        raise FileNotFoundError(
+            f"Dask worker {_worker_name()} cannot see the store directory {root}: "
+            "put the store on storage every worker mounts at the same path"
+        ) from None
 
 
 def _worker_name() -> str:
@@ -320,8 +345,10 @@ def _worker_partition(path: str) -> Path:
     # write is retried by the client's consistent read; a worker that never sees
     # it ends with this message.
     if not os.path.exists(path):
-        raise FileNotFoundError(f"Dask worker {_worker_name()} cannot see the store's partition {path}: the store must "
-                                "be on storage every worker mounts at the same path")
+        raise FileNotFoundError(
+            f"Dask worker {_worker_name()} cannot see the store's partition {path}: the store must "
+            "be on storage every worker mounts at the same path"
+        )
     return Path(path)
 
 
@@ -372,9 +399,15 @@ def _check_worker(root: str, expect: dict[str, int], version: str) -> str | None
 # --------------------------------------------------------------------------
 # ingest
 # --------------------------------------------------------------------------
-def ingest_files(fmt: str, files: Iterable[str | Path], store: Store, agency: Agency | str | Path | None = None,
-                 mapping: Mapping | str | Path | None = None, progress: bool = False,
-                 time_floor: str | None = None) -> IngestSummary:
+def ingest_files(
+    fmt: str,
+    files: Iterable[str | Path],
+    store: Store,
+    agency: Agency | str | Path | None = None,
+    mapping: Mapping | str | Path | None = None,
+    progress: bool = False,
+    time_floor: str | None = None,
+) -> IngestSummary:
     """:func:`rtcc_geo.ingest.pipeline.ingest_files` with each file's reading,
     validation and H3 indexing on a Dask worker, and the writes, in file order,
     on the client (which holds the store's writer lock).
@@ -394,8 +427,17 @@ def ingest_files(fmt: str, files: Iterable[str | Path], store: Store, agency: Ag
 
     client = store.client
     shared = client.scatter([ag, area, mapping], broadcast=True)  # sent once, not once per file
-    futs = client.map(_parse_file, [fmt] * len(paths), [str(p) for p in paths], ag=shared[0], area=shared[1],
-                      source=source, mapping=shared[2], time_floor=time_floor, pure=False)
+    futs = client.map(
+        _parse_file,
+        [fmt] * len(paths),
+        [str(p) for p in paths],
+        ag=shared[0],
+        area=shared[1],
+        source=source,
+        mapping=shared[2],
+        time_floor=time_floor,
+        pure=False,
+    )
     bar = None
     if progress:
         from tqdm import tqdm
@@ -455,8 +497,10 @@ def _parse_file(fmt: str, path: str, ag, area, source: str, mapping, time_floor:
     from .ingest.pipeline import ingest_one
 
     if not Path(path).is_file():
-        raise FileNotFoundError(f"Dask worker {_worker_name()} cannot read {path}: input files must be on "
-                                "storage every worker mounts at the same path")
+        raise FileNotFoundError(
+            f"Dask worker {_worker_name()} cannot read {path}: input files must be on "
+            "storage every worker mounts at the same path"
+        )
     rec = _Recorder()
     fs = ingest_one(fmt, Path(path), rec, ag, area, source, mapping, time_floor)
     return fs, rec.writes

@@ -107,15 +107,20 @@ class Agency:
         d = _read_geo(p)
         key = self.districts_field or next(c for c in d.columns if c != "geometry")
         if key not in d.columns:
-            raise ValueError(f"{self.name}: districts file {p.name} has no field {key!r}; fields: "
-                             f"{[c for c in d.columns if c != 'geometry']}")
+            raise ValueError(
+                f"{self.name}: districts file {p.name} has no field {key!r}; fields: "
+                f"{[c for c in d.columns if c != 'geometry']}"
+            )
         lab = self.district_label_field or key
         if lab not in d.columns:
             raise ValueError(f"{self.name}: districts file {p.name} has no label field {lab!r}")
         import geopandas as gpd
 
-        return gpd.GeoDataFrame({"district": d[key].astype(str).str.strip(), "label": d[lab].astype(str).str.strip()},
-                                geometry=d.geometry.to_numpy(), crs="EPSG:4326")
+        return gpd.GeoDataFrame(
+            {"district": d[key].astype(str).str.strip(), "label": d[lab].astype(str).str.strip()},
+            geometry=d.geometry.to_numpy(),
+            crs="EPSG:4326",
+        )
 
     def find_file(self, name: str | None, near: list[Path] | None = None) -> Path | None:
         if not name:
@@ -123,8 +128,11 @@ class Agency:
         cands = [Path(p).parent / name for p in (near or [])]
         # The shared extracts sit in a folder named like the agency
         # (``chicago_sample/`` for ``chicago``).
-        cands += [shared_data_dir() / self.name / name, *sorted(shared_data_dir().glob(f"{self.name}*/{name}")),
-                  DATA_DIR / "boundaries" / name]
+        cands += [
+            shared_data_dir() / self.name / name,
+            *sorted(shared_data_dir().glob(f"{self.name}*/{name}")),
+            DATA_DIR / "boundaries" / name,
+        ]
         for c in cands:
             if c.exists():
                 return c
@@ -164,9 +172,11 @@ def load_agency(name_or_path: str | Path, store=None) -> Agency:
         p, origin = presets_dir() / f"{name_or_path}.toml", "preset"
     if not p.exists():
         presets = sorted(x.stem for x in presets_dir().glob("*.toml"))
-        raise FileNotFoundError(f"no agency {str(name_or_path)!r} (no stored agency, no preset {p}); "
-                                f"known presets: {presets}. Add it with: rtcc-geo agency add {Path(str(name_or_path)).stem} "
-                                "--boundary FILE --timezone TZ")
+        raise FileNotFoundError(
+            f"no agency {str(name_or_path)!r} (no stored agency, no preset {p}); "
+            f"known presets: {presets}. Add it with: rtcc-geo agency add {Path(str(name_or_path)).stem} "
+            "--boundary FILE --timezone TZ"
+        )
     raw = tomllib.loads(p.read_text())
     a = raw.pop("agency", raw)
     aliases = dict(raw.pop("district_aliases", {}) or {}) | dict(a.pop("district_aliases", {}) or {})
@@ -180,5 +190,6 @@ def load_agency(name_or_path: str | Path, store=None) -> Agency:
     known = {f for f in Agency.__dataclass_fields__}
     extra = {k: v for k, v in a.items() if k not in known}
     kw = {k: v for k, v in a.items() if k in known and k not in ("extra", "origin")}
-    return Agency(resolutions=res, bbox=tuple(bbox) if bbox else None, extra=extra, district_aliases=aliases,
-                  origin=origin, **kw)
+    return Agency(
+        resolutions=res, bbox=tuple(bbox) if bbox else None, extra=extra, district_aliases=aliases, origin=origin, **kw
+    )

@@ -47,8 +47,10 @@ def example_files(city: str, years: Iterable[int]) -> list[Path]:
     d = shared_data_dir() / folder
     files = sorted(f for y in years for f in d.glob(pattern.format(year=y)))
     if not files:
-        raise FileNotFoundError(f"no {city} extract for {list(years)} in {d}; set RTCC_SHARED_DATA to the "
-                                "folder that holds the public extracts (see README)")
+        raise FileNotFoundError(
+            f"no {city} extract for {list(years)} in {d}; set RTCC_SHARED_DATA to the "
+            "folder that holds the public extracts (see README)"
+        )
     return files
 
 

@@ -18,13 +18,13 @@ from __future__ import annotations
 import math
 
 # --- hot spots (Gi*, Local Moran, KDE) --------------------------------------
-RES = 9                      #: H3 resolution of hot-spot maps (cells ~0.1 km2)
-K_RING = 1                   #: neighbourhood: the 6 touching cells
-INFERENCE = "norm"           #: p-values feeding FDR and bins: "norm" (analytic) or "sim" (permutations)
-PERMUTATIONS = 999           #: permutations for the pseudo p-value column (p_sim)
-ALTERNATIVE = "two-sided"    #: permutation rule (see rtcc_geo.hotspots.permutation)
-FDR = True                   #: Benjamini-Hochberg before binning (ArcGIS's FDR option)
-ALPHA = 0.05                 #: FDR level of LISA cluster labels
+RES = 9  #: H3 resolution of hot-spot maps (cells ~0.1 km2)
+K_RING = 1  #: neighbourhood: the 6 touching cells
+INFERENCE = "norm"  #: p-values feeding FDR and bins: "norm" (analytic) or "sim" (permutations)
+PERMUTATIONS = 999  #: permutations for the pseudo p-value column (p_sim)
+ALTERNATIVE = "two-sided"  #: permutation rule (see rtcc_geo.hotspots.permutation)
+FDR = True  #: Benjamini-Hochberg before binning (ArcGIS's FDR option)
+ALPHA = 0.05  #: FDR level of LISA cluster labels
 SEED = 0
 
 # --- emerging hot spots ---------------------------------------------------------
@@ -33,7 +33,7 @@ EMERGING_STEP = "week"
 # --- forecasts and deployment -------------------------------------------------------
 FORECAST_RES = 10
 FORECAST_HORIZON = "7d"
-DEPLOY_MODEL = "additive"              #: explainable: each reason quotes its terms (docs/forecast.md)
+DEPLOY_MODEL = "additive"  #: explainable: each reason quotes its terms (docs/forecast.md)
 DEPLOY_TARGET = "all_but_enforcement"  #: everything but enforcement-driven categories
 DEPLOY_RES = 10
 DEPLOY_UNITS = 8
@@ -45,8 +45,14 @@ def gistar_kwargs(interactive: bool = False) -> dict:
     map) skips the permutations when the bins do not use them (analytic
     inference): same bins, no simulation cost."""
     perms = 0 if interactive and INFERENCE == "norm" else PERMUTATIONS
-    return {"k": K_RING, "permutations": perms, "inference": INFERENCE, "alternative": ALTERNATIVE,
-            "fdr": FDR, "seed": SEED}
+    return {
+        "k": K_RING,
+        "permutations": perms,
+        "inference": INFERENCE,
+        "alternative": ALTERNATIVE,
+        "fdr": FDR,
+        "seed": SEED,
+    }
 
 
 def min_pseudo_p(permutations: int, alternative: str = ALTERNATIVE) -> float:
@@ -56,8 +62,14 @@ def min_pseudo_p(permutations: int, alternative: str = ALTERNATIVE) -> float:
     return min(1.0, (2.0 if alternative in ("two-sided", "esda-two-sided") else 1.0) / (permutations + 1))
 
 
-def bin_reach(permutations: int, n_cells: int, inference: str = INFERENCE, alternative: str = ALTERNATIVE,
-              fdr: bool = FDR, level: float = 0.01) -> dict:
+def bin_reach(
+    permutations: int,
+    n_cells: int,
+    inference: str = INFERENCE,
+    alternative: str = ALTERNATIVE,
+    fdr: bool = FDR,
+    level: float = 0.01,
+) -> dict:
     """Can a run reach the ``1 - level`` confidence bin at all?
 
     With analytic inference always. With permutations the smallest p is
@@ -75,10 +87,15 @@ def bin_reach(permutations: int, n_cells: int, inference: str = INFERENCE, alter
     need2 = math.ceil(pm2 * n_cells / level) if fdr else 1
     msg = None
     if not ok or need > 1:
-        msg = (f"with {permutations:,} permutations the smallest {alternative} pseudo p is {pm:.4g}; "
-               + (f"a {100 * (1 - level):.0f} % bin is impossible" if not ok else
-                  f"after FDR over {n_cells:,} cells a {100 * (1 - level):.0f} % bin needs at least {need:,} cells "
-                  f"at that floor")
-               + f" — use --inference norm (no floor), or more permutations (with {more:,} the floor is "
-                 f"{pm2:.2g} and {need2:,} cells at it are needed)")
+        msg = (
+            f"with {permutations:,} permutations the smallest {alternative} pseudo p is {pm:.4g}; "
+            + (
+                f"a {100 * (1 - level):.0f} % bin is impossible"
+                if not ok
+                else f"after FDR over {n_cells:,} cells a {100 * (1 - level):.0f} % bin needs at least {need:,} cells "
+                f"at that floor"
+            )
+            + f" — use --inference norm (no floor), or more permutations (with {more:,} the floor is "
+            f"{pm2:.2g} and {need2:,} cells at it are needed)"
+        )
     return {"reachable": ok, "smallest_p": pm, "cells_needed": need, "message": msg}

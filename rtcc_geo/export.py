@@ -19,8 +19,15 @@ import numpy as np
 import pandas as pd
 
 #: Suffix -> format name.
-FORMATS = {".csv": "csv", ".geojson": "geojson", ".json": "geojson", ".parquet": "geoparquet",
-           ".geoparquet": "geoparquet", ".gpkg": "gpkg", ".shp": "shapefile"}
+FORMATS = {
+    ".csv": "csv",
+    ".geojson": "geojson",
+    ".json": "geojson",
+    ".parquet": "geoparquet",
+    ".geoparquet": "geoparquet",
+    ".gpkg": "gpkg",
+    ".shp": "shapefile",
+}
 #: Columns that hold H3 cells (as int64 in memory) and are written as text.
 CELL_COLUMNS = ("cell", "centre", "area", "parent")
 

@@ -47,8 +47,11 @@ def load_tracts(agency="philadelphia", path: str | Path | None = None):
     g = gpd.read_file(path).to_crs(4326)
     if "GEOID" not in g.columns or "total_pop" not in g.columns:
         raise ValueError(f"{path}: tracts need GEOID and total_pop columns")
-    out = gpd.GeoDataFrame({"tract": g["GEOID"].astype(str), "population": pd.to_numeric(g["total_pop"]).fillna(0.0)},
-                           geometry=g.geometry, crs=g.crs)
+    out = gpd.GeoDataFrame(
+        {"tract": g["GEOID"].astype(str), "population": pd.to_numeric(g["total_pop"]).fillna(0.0)},
+        geometry=g.geometry,
+        crs=g.crs,
+    )
     return out[~out.geometry.is_empty & out.geometry.notna()].reset_index(drop=True)
 
 
@@ -80,8 +83,15 @@ def tract_join(cells: np.ndarray, tracts) -> pd.DataFrame:
     area = shapely.area(shapely.intersection(hg[i], tg[j]))
     keep = area > 0
     i, j, area = i[keep], j[keep], area[keep]
-    out = pd.DataFrame({"cell": cells[i], "tract": tracts["tract"].to_numpy()[j], "area_m2": area,
-                        "cell_share": area / shapely.area(hg[i]), "tract_share": area / shapely.area(tg[j])})
+    out = pd.DataFrame(
+        {
+            "cell": cells[i],
+            "tract": tracts["tract"].to_numpy()[j],
+            "area_m2": area,
+            "cell_share": area / shapely.area(hg[i]),
+            "tract_share": area / shapely.area(tg[j]),
+        }
+    )
     _JOIN_CACHE[key] = out
     return out
 
@@ -121,30 +131,55 @@ class Audit:
     def text(self) -> str:
         s = self.summary
         lines = [
-            (f"Fairness audit: {s['plans']} plan(s), {s['minutes']:,.0f} patrol minutes in {s['tracts_dosed']} of "
-             f"{s['tracts']} census tracts."),
-            (f"{s['districts_dosed']} police districts dosed; {s['minutes_outside_tracts']:,.0f} minutes fall "
-             "outside every tract (water, the city edge)."),
-            (f"Median dosage over dosed tracts: {s['median_per_1000']:.1f} min per 1,000 residents; "
-             f"warning above {s['multiple']:g}x that."),
-            (f"Share of all minutes in the 10 most-dosed tracts: {s['top10_share']:.0%}; residents there: "
-             f"{s['top10_residents_share']:.1%} of the city."),
+            (
+                f"Fairness audit: {s['plans']} plan(s), {s['minutes']:,.0f} patrol minutes in {s['tracts_dosed']} of "
+                f"{s['tracts']} census tracts."
+            ),
+            (
+                f"{s['districts_dosed']} police districts dosed; {s['minutes_outside_tracts']:,.0f} minutes fall "
+                "outside every tract (water, the city edge)."
+            ),
+            (
+                f"Median dosage over dosed tracts: {s['median_per_1000']:.1f} min per 1,000 residents; "
+                f"warning above {s['multiple']:g}x that."
+            ),
+            (
+                f"Share of all minutes in the 10 most-dosed tracts: {s['top10_share']:.0%}; residents there: "
+                f"{s['top10_residents_share']:.1%} of the city."
+            ),
         ]
         if "mean_jaccard" in s:
-            lines.append(f"Day-to-day overlap of patrolled cells (Jaccard): mean {s['mean_jaccard']:.2f} "
-                         "(1 = the same cells every day).")
+            lines.append(
+                f"Day-to-day overlap of patrolled cells (Jaccard): mean {s['mean_jaccard']:.2f} "
+                "(1 = the same cells every day)."
+            )
         r = self.reporting.set_index("where")
         if len(r):
-            lines.append("Incidents in the period: enforcement-driven (drugs, disorder, warrants) share "
-                         + ", ".join(f"{w} {v:.1%}" for w, v in r["enforcement_share"].items()) + ".")
-        lines.append("Dosage by district (min per 1,000 residents): " + ", ".join(
-            f"{d} {v:.0f}" for d, v in self.by_district.set_index("district")["per_1000"].items() if np.isfinite(v)))
+            lines.append(
+                "Incidents in the period: enforcement-driven (drugs, disorder, warrants) share "
+                + ", ".join(f"{w} {v:.1%}" for w, v in r["enforcement_share"].items())
+                + "."
+            )
+        lines.append(
+            "Dosage by district (min per 1,000 residents): "
+            + ", ".join(
+                f"{d} {v:.0f}" for d, v in self.by_district.set_index("district")["per_1000"].items() if np.isfinite(v)
+            )
+        )
         lines += [f"WARNING: {w}" for w in self.warnings] or ["No tract above the dosage limit."]
         return "\n".join(lines)
 
 
-def audit(minutes: pd.DataFrame, tracts, *, districts=None, incidents: pd.DataFrame | None = None,
-          res: int = 10, multiple: float = 3.0, min_residents: float = 500.0) -> Audit:
+def audit(
+    minutes: pd.DataFrame,
+    tracts,
+    *,
+    districts=None,
+    incidents: pd.DataFrame | None = None,
+    res: int = 10,
+    multiple: float = 3.0,
+    min_residents: float = 500.0,
+) -> Audit:
     """Audit the dosage in ``minutes`` (columns ``plan``, ``cell``, ``minutes``; ``plan`` = the
     plan's label, e.g. its date) against ``tracts`` (:func:`load_tracts`).
 
@@ -170,9 +205,11 @@ def audit(minutes: pd.DataFrame, tracts, *, districts=None, incidents: pd.DataFr
     bt["ratio_to_median"] = bt["per_1000"] / med
     bt["over_limit"] = bt["ratio_to_median"] > multiple
     bt = bt.sort_values("minutes", ascending=False).reset_index(drop=True)
-    warnings = [f"tract {r.tract} ({r.population:,.0f} residents) gets {r.per_1000:.0f} min per 1,000 residents, "
-                f"{r.ratio_to_median:.1f}x the median of dosed tracts (limit {multiple:g}x)"
-                for r in bt[bt["over_limit"]].itertuples()]
+    warnings = [
+        f"tract {r.tract} ({r.population:,.0f} residents) gets {r.per_1000:.0f} min per 1,000 residents, "
+        f"{r.ratio_to_median:.1f}x the median of dosed tracts (limit {multiple:g}x)"
+        for r in bt[bt["over_limit"]].itertuples()
+    ]
     # Districts: tract population and minutes assigned to the district holding the tract's centre.
     if districts is not None:
         pts = tracts.copy()
@@ -192,29 +229,51 @@ def audit(minutes: pd.DataFrame, tracts, *, districts=None, incidents: pd.DataFr
     if incidents is not None and len(incidents):
         enf = enforcement_mask(incidents)
         col = h3_column(res)
-        inside = incidents[col].isin(per_cell.index).to_numpy() if col in incidents.columns else np.zeros(len(enf), bool)
+        inside = (
+            incidents[col].isin(per_cell.index).to_numpy() if col in incidents.columns else np.zeros(len(enf), bool)
+        )
         for where, m in (("city", np.ones(len(enf), bool)), ("patrolled cells", inside)):
             n = int(m.sum())
-            rep.append({"where": where, "incidents": n, "victim_reported": int((~enf & m).sum()),
-                        "enforcement_driven": int((enf & m).sum()),
-                        "enforcement_share": float((enf & m).sum() / n) if n else float("nan")})
+            rep.append(
+                {
+                    "where": where,
+                    "incidents": n,
+                    "victim_reported": int((~enf & m).sum()),
+                    "enforcement_driven": int((enf & m).sum()),
+                    "enforcement_share": float((enf & m).sum() / n) if n else float("nan"),
+                }
+            )
     # Concentration over time: Jaccard of consecutive plans' cells.
     plans = list(dict.fromkeys(minutes["plan"].tolist()))
     sets = [set(minutes.loc[(minutes["plan"] == p) & (minutes["minutes"] > 0), "cell"].tolist()) for p in plans]
-    conc = pd.DataFrame([{"plan": plans[i], "previous": plans[i - 1], "cells": len(sets[i]),
-                          "jaccard": jaccard(sets[i - 1], sets[i])} for i in range(1, len(plans))],
-                        columns=["plan", "previous", "cells", "jaccard"])
+    conc = pd.DataFrame(
+        [
+            {
+                "plan": plans[i],
+                "previous": plans[i - 1],
+                "cells": len(sets[i]),
+                "jaccard": jaccard(sets[i - 1], sets[i]),
+            }
+            for i in range(1, len(plans))
+        ],
+        columns=["plan", "previous", "cells", "jaccard"],
+    )
     top = bt.head(10)
     total = float(per_cell.sum())
-    summary = {"plans": len(plans), "minutes": total,
-               "minutes_outside_tracts": max(total - float(bt["minutes"].sum()), 0.0),
-               "tracts": len(bt),
-               "tracts_dosed": int((bt["minutes"] > 0).sum()),
-               "districts_dosed": int((bd["minutes"] > 0).sum()) if len(bd) else 0,
-               "median_per_1000": med, "multiple": multiple, "min_residents": min_residents,
-               "top10_share": float(top["minutes"].sum() / bt["minutes"].sum()),
-               "top10_residents_share": float(top["population"].sum() / max(bt["population"].sum(), 1.0)),
-               "over_limit": int(bt["over_limit"].sum())}
+    summary = {
+        "plans": len(plans),
+        "minutes": total,
+        "minutes_outside_tracts": max(total - float(bt["minutes"].sum()), 0.0),
+        "tracts": len(bt),
+        "tracts_dosed": int((bt["minutes"] > 0).sum()),
+        "districts_dosed": int((bd["minutes"] > 0).sum()) if len(bd) else 0,
+        "median_per_1000": med,
+        "multiple": multiple,
+        "min_residents": min_residents,
+        "top10_share": float(top["minutes"].sum() / bt["minutes"].sum()),
+        "top10_residents_share": float(top["population"].sum() / max(bt["population"].sum(), 1.0)),
+        "over_limit": int(bt["over_limit"].sum()),
+    }
     if len(conc):
         summary["mean_jaccard"] = float(conc["jaccard"].mean())
     return Audit(bt, bd, pd.DataFrame(rep), conc, warnings, summary)
@@ -251,17 +310,34 @@ def districts_of(agency):
     return gpd.GeoDataFrame({"district": g[a.districts_field].astype(str)}, geometry=g.geometry, crs=g.crs)
 
 
-def audit_minutes(store, source: str, minutes: pd.DataFrame, t0, t1, tracts, *, districts=None, res: int = 10,
-                  multiple: float = 3.0, min_residents: float = 500.0) -> Audit:
+def audit_minutes(
+    store,
+    source: str,
+    minutes: pd.DataFrame,
+    t0,
+    t1,
+    tracts,
+    *,
+    districts=None,
+    res: int = 10,
+    multiple: float = 3.0,
+    min_residents: float = 500.0,
+) -> Audit:
     """:func:`audit` of ``minutes`` with the period's incidents (local ``[t0, t1]``, whole days) read from ``store``."""
     from .schema import h3_column
     from .store.base import Query
 
-    inc = store.incidents(Query(source=source, start=pd.Timestamp(t0).strftime("%Y-%m-%d"),
-                                end=(pd.Timestamp(t1).normalize() + pd.Timedelta(days=1)).strftime("%Y-%m-%d")),
-                          columns=["id", "category", "offense_raw", h3_column(res)])
-    return audit(minutes, tracts, districts=districts, incidents=inc, res=res, multiple=multiple,
-                 min_residents=min_residents)
+    inc = store.incidents(
+        Query(
+            source=source,
+            start=pd.Timestamp(t0).strftime("%Y-%m-%d"),
+            end=(pd.Timestamp(t1).normalize() + pd.Timedelta(days=1)).strftime("%Y-%m-%d"),
+        ),
+        columns=["id", "category", "offense_raw", h3_column(res)],
+    )
+    return audit(
+        minutes, tracts, districts=districts, incidents=inc, res=res, multiple=multiple, min_residents=min_residents
+    )
 
 
 @dataclass
@@ -277,15 +353,30 @@ class WeekAudit:
 
 def week_minutes(plans) -> pd.DataFrame:
     """Patrol minutes per (plan, cell) of :func:`rtcc_geo.deploy.api.plan_week`'s plans; ``plan`` = the shift's date."""
-    return pd.concat([plan_minutes(p.cells, p.schedule).assign(plan=f"{p.shift_start:%Y-%m-%d}") for p in plans],
-                     ignore_index=True)
+    return pd.concat(
+        [plan_minutes(p.cells, p.schedule).assign(plan=f"{p.shift_start:%Y-%m-%d}") for p in plans], ignore_index=True
+    )
 
 
-def audit_week(store, source: str, week_start, *, tracts=None, districts=None, units: int = 8,
-               shift_start_hour: float = 16.0, shift_hours: float = 8.0, category: str | None = None,
-               model: str | None = None, res: int = 10, spacing_m: float = 500.0,
-               max_dose_multiple: float | None = None, compare_enforcement: bool = False,
-               multiple: float = 3.0, min_residents: float = 500.0) -> WeekAudit:
+def audit_week(
+    store,
+    source: str,
+    week_start,
+    *,
+    tracts=None,
+    districts=None,
+    units: int = 8,
+    shift_start_hour: float = 16.0,
+    shift_hours: float = 8.0,
+    category: str | None = None,
+    model: str | None = None,
+    res: int = 10,
+    spacing_m: float = 500.0,
+    max_dose_multiple: float | None = None,
+    compare_enforcement: bool = False,
+    multiple: float = 3.0,
+    min_residents: float = 500.0,
+) -> WeekAudit:
     """Make the default plan for each of the 7 days from ``week_start`` (local date; the deployment
     defaults of :mod:`rtcc_geo.defaults`) and audit them; with ``compare_enforcement`` also make
     the plans with enforcement-driven incidents in the target (``"all"``) and report the effect.
@@ -302,25 +393,46 @@ def audit_week(store, source: str, week_start, *, tracts=None, districts=None, u
     if districts is None:
         districts = districts_of(source)
     d0 = pd.Timestamp(week_start).normalize()
-    kw = {"units": units, "shift_start_hour": shift_start_hour, "shift_hours": shift_hours, "model": model,
-          "res": res, "spacing_m": spacing_m, "max_dose_multiple": max_dose_multiple, "tracts": tracts}
+    kw = {
+        "units": units,
+        "shift_start_hour": shift_start_hour,
+        "shift_hours": shift_hours,
+        "model": model,
+        "res": res,
+        "spacing_m": spacing_m,
+        "max_dose_multiple": max_dose_multiple,
+        "tracts": tracts,
+    }
     t1 = d0 + pd.Timedelta(days=7)
 
     def planned(target: str) -> tuple[pd.DataFrame, Audit]:
         m = week_minutes(plan_week(store, source, d0, category=target, **kw))
-        return m, audit_minutes(store, source, m, d0, t1, tracts, districts=districts, res=res, multiple=multiple,
-                                min_residents=min_residents)
+        return m, audit_minutes(
+            store,
+            source,
+            m,
+            d0,
+            t1,
+            tracts,
+            districts=districts,
+            res=res,
+            multiple=multiple,
+            min_residents=min_residents,
+        )
 
     minutes, res_a = planned(category)
     cmp = None
     if compare_enforcement:
         om, ores = planned("all")
         rep = ores.reporting.set_index("where") if len(ores.reporting) else None
-        cmp = {"target": "all (enforcement-driven included)",
-               "cell_overlap_jaccard": jaccard(set(minutes["cell"]), set(om["cell"])),
-               "over_limit_tracts": ores.summary["over_limit"],
-               "top10_share": ores.summary["top10_share"],
-               "enforcement_share_in_patrolled_cells": float(rep.at["patrolled cells", "enforcement_share"])
-               if rep is not None else float("nan"),
-               "by_district_per_1000": ores.by_district.set_index("district")["per_1000"].round(1).to_dict()}
+        cmp = {
+            "target": "all (enforcement-driven included)",
+            "cell_overlap_jaccard": jaccard(set(minutes["cell"]), set(om["cell"])),
+            "over_limit_tracts": ores.summary["over_limit"],
+            "top10_share": ores.summary["top10_share"],
+            "enforcement_share_in_patrolled_cells": float(rep.at["patrolled cells", "enforcement_share"])
+            if rep is not None
+            else float("nan"),
+            "by_district_per_1000": ores.by_district.set_index("district")["per_1000"].round(1).to_dict(),
+        }
     return WeekAudit(d0, res_a, minutes, cmp)

@@ -38,8 +38,10 @@ class FeedTokens:
         for s, ts in self.tokens.items():
             for t in ts:
                 if len(t) < MIN_TOKEN:
-                    raise ValueError(f"the feed token for {s!r} is too short: use at least {MIN_TOKEN} "
-                                     "random characters (e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))')")
+                    raise ValueError(
+                        f"the feed token for {s!r} is too short: use at least {MIN_TOKEN} "
+                        "random characters (e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+                    )
 
     def __bool__(self) -> bool:
         return any(self.tokens.values())
@@ -59,8 +61,13 @@ class FeedTokens:
         return hit
 
     @classmethod
-    def load(cls, source: str | None, token: str | None = None, file: str | os.PathLike | None = None,
-             env: Mapping[str, str] | None = None) -> FeedTokens:
+    def load(
+        cls,
+        source: str | None,
+        token: str | None = None,
+        file: str | os.PathLike | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> FeedTokens:
         """Merge the token of ``--feed-token``, the token file and the environment."""
         env = os.environ if env is None else env
         out: dict[str, list[str]] = {}

@@ -35,25 +35,50 @@ import pandas as pd
 
 #: Street-type words -> USPS Publication 28 standard abbreviation.
 SUFFIXES: dict[str, str] = {
-    "AVENUE": "AVE", "AV": "AVE", "AVE": "AVE",
-    "STREET": "ST", "STR": "ST", "ST": "ST",
-    "ROAD": "RD", "RD": "RD",
-    "BOULEVARD": "BLVD", "BLVD": "BLVD", "BOUL": "BLVD",
-    "LANE": "LN", "LA": "LN", "LN": "LN",
-    "DRIVE": "DR", "DR": "DR",
-    "PLACE": "PL", "PL": "PL",
-    "TERRACE": "TER", "TERR": "TER", "TER": "TER",
-    "COURT": "CT", "CT": "CT",
-    "CIRCLE": "CIR", "CIR": "CIR",
-    "PARKWAY": "PKWY", "PKY": "PKWY", "PKWY": "PKWY",
-    "SQUARE": "SQ", "SQ": "SQ",
-    "PLAZA": "PLZ", "PLZ": "PLZ",
-    "HIGHWAY": "HWY", "HWY": "HWY",
-    "TRAIL": "TRL", "TRL": "TRL",
-    "EXPRESSWAY": "EXPY", "EXPY": "EXPY",
-    "BRIDGE": "BRG", "BRG": "BRG",
-    "ALLEY": "ALY", "ALY": "ALY",
-    "CRESCENT": "CRES", "CRES": "CRES",
+    "AVENUE": "AVE",
+    "AV": "AVE",
+    "AVE": "AVE",
+    "STREET": "ST",
+    "STR": "ST",
+    "ST": "ST",
+    "ROAD": "RD",
+    "RD": "RD",
+    "BOULEVARD": "BLVD",
+    "BLVD": "BLVD",
+    "BOUL": "BLVD",
+    "LANE": "LN",
+    "LA": "LN",
+    "LN": "LN",
+    "DRIVE": "DR",
+    "DR": "DR",
+    "PLACE": "PL",
+    "PL": "PL",
+    "TERRACE": "TER",
+    "TERR": "TER",
+    "TER": "TER",
+    "COURT": "CT",
+    "CT": "CT",
+    "CIRCLE": "CIR",
+    "CIR": "CIR",
+    "PARKWAY": "PKWY",
+    "PKY": "PKWY",
+    "PKWY": "PKWY",
+    "SQUARE": "SQ",
+    "SQ": "SQ",
+    "PLAZA": "PLZ",
+    "PLZ": "PLZ",
+    "HIGHWAY": "HWY",
+    "HWY": "HWY",
+    "TRAIL": "TRL",
+    "TRL": "TRL",
+    "EXPRESSWAY": "EXPY",
+    "EXPY": "EXPY",
+    "BRIDGE": "BRG",
+    "BRG": "BRG",
+    "ALLEY": "ALY",
+    "ALY": "ALY",
+    "CRESCENT": "CRES",
+    "CRES": "CRES",
 }
 
 _SUFFIX_AT_END = re.compile(r"\b(" + "|".join(sorted(SUFFIXES, key=len, reverse=True)) + r")\b(?=\s*(?:$|&|/|,))")
@@ -128,16 +153,21 @@ def _normalise_many(texts):
     plain = pc.match_substring_regex(texts, r"^[\x20-\x7e]*$")
     t = pc.utf8_upper(texts)
     # Each pass runs only on the texts it can change (a literal or one regex screen first).
-    t = _where(t, pc.match_substring_regex(t, "  |^ | $"),
-               lambda x: pc.utf8_trim(pc.replace_substring_regex(x, " +", " "), " "))
-    t = _where(t, pc.match_substring(t, "&"), lambda x: pc.utf8_trim(
-        pc.replace_substring_regex(x, r"\s*&\s*", " & "), " "))
+    t = _where(
+        t,
+        pc.match_substring_regex(t, "  |^ | $"),
+        lambda x: pc.utf8_trim(pc.replace_substring_regex(x, " +", " "), " "),
+    )
+    t = _where(
+        t, pc.match_substring(t, "&"), lambda x: pc.utf8_trim(pc.replace_substring_regex(x, r"\s*&\s*", " & "), " ")
+    )
     t = _where(t, pc.match_substring(t, "BLK"), lambda x: pc.replace_substring_regex(x, r"\bBLK\b", "BLOCK"))
     t = _where(t, pc.match_substring_regex(t, _SUFFIX_SCREEN), _suffix_passes)
     if not pc.all(plain).as_py():  # the rest (other blanks, Unicode case rules) in Python
         other = pc.invert(plain)
-        t = pc.replace_with_mask(t, other, pa.array([_normalise_one(x) for x in texts.filter(other).to_pylist()],
-                                                    type=pa.large_string()))
+        t = pc.replace_with_mask(
+            t, other, pa.array([_normalise_one(x) for x in texts.filter(other).to_pylist()], type=pa.large_string())
+        )
     return t
 
 
@@ -175,8 +205,9 @@ def _normalise_one(text: str) -> str:
     return t.strip()
 
 
-def top_places(store, query, cells: Sequence[int] | None = None, res: int | None = None,
-               district: str | None = None, n: int = 3):
+def top_places(
+    store, query, cells: Sequence[int] | None = None, res: int | None = None, district: str | None = None, n: int = 3
+):
     """The ``n`` most frequent block addresses of the incidents matching ``query``
     restricted to ``cells`` (H3 ids at ``res``; ``res`` read from the first cell
     when not given) or to ``district``.
@@ -240,8 +271,9 @@ def _h3_cols() -> list[str]:
 
 def _rank(blocks: pd.Series, n: int) -> pd.DataFrame:
     if not len(blocks):
-        return pd.DataFrame({"block": pd.Series(dtype="string"), "n": pd.Series(dtype="int64"),
-                             "share": pd.Series(dtype="float64")})
+        return pd.DataFrame(
+            {"block": pd.Series(dtype="string"), "n": pd.Series(dtype="int64"), "share": pd.Series(dtype="float64")}
+        )
     c = blocks.astype("string").value_counts().rename_axis("block").rename("n").reset_index()
     c = c.sort_values(["n", "block"], ascending=[False, True], kind="mergesort").head(n)
     c["n"] = c["n"].astype("int64")

@@ -79,6 +79,7 @@ DEFAULT_RESOLUTIONS: tuple[int, ...] = (7, 8, 9, 10)
 #: H3 value of every resolution for a not-geolocated incident (0 is no valid H3 index).
 NO_CELL: int = 0
 
+
 #: Column name of the H3 index at resolution ``r``.
 def h3_column(res: int) -> str:
     return f"h3_r{res}"
@@ -102,22 +103,20 @@ CORE_DTYPES: dict[str, str] = {
     "extras": "string",
 }
 
-INCIDENT_COLUMNS: tuple[str, ...] = tuple(CORE_DTYPES) + tuple(
-    h3_column(r) for r in DEFAULT_RESOLUTIONS
-)
+INCIDENT_COLUMNS: tuple[str, ...] = tuple(CORE_DTYPES) + tuple(h3_column(r) for r in DEFAULT_RESOLUTIONS)
 
 #: Quarantine reason codes. Every rejected row carries exactly one (the first
 #: rule it fails, in this order).
 QUARANTINE_REASONS: tuple[str, ...] = (
-    "missing_id",        # no usable incident key
-    "invalid_field",     # a value no store can hold: wrong type, over-long, NUL or broken Unicode
+    "missing_id",  # no usable incident key
+    "invalid_field",  # a value no store can hold: wrong type, over-long, NUL or broken Unicode
     "unparseable_time",  # occurred time missing or not parseable
     "implausible_time",  # before the plausible floor (default 1990) or after now + 1 day
-    "no_coordinates",    # lon/lat (or projected x/y) blank, NaN or the privacy 0/0
+    "no_coordinates",  # lon/lat (or projected x/y) blank, NaN or the privacy 0/0
     "invalid_coordinates",  # out of WGS84 range or a junk point far from the agency
     "outside_boundary",  # a real point, but outside the agency's boundary (+ buffer)
-    "duplicate_key",     # key repeated within the same input (the first copy is kept)
-    "unknown_offense",   # reserved: offense text that cannot be categorised at all
+    "duplicate_key",  # key repeated within the same input (the first copy is kept)
+    "unknown_offense",  # reserved: offense text that cannot be categorised at all
 )
 
 #: Quarantine table columns.

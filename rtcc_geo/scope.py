@@ -97,11 +97,16 @@ class Scope:
     def describe(self) -> dict:
         """What ``--json`` reports about the scope."""
         q = self.query
-        return {"source": self.source, "timezone": self.timezone, "study_area": self.study_area_label(),
-                "agency": None if self.agency is None else self.agency.origin,
-                "districts": list(self.districts) if self.districts else None,
-                "from": None if q.start is None else str(q.start), "to": None if q.end is None else str(q.end),
-                "categories": list(q.categories) if q.categories else None}
+        return {
+            "source": self.source,
+            "timezone": self.timezone,
+            "study_area": self.study_area_label(),
+            "agency": None if self.agency is None else self.agency.origin,
+            "districts": list(self.districts) if self.districts else None,
+            "from": None if q.start is None else str(q.start),
+            "to": None if q.end is None else str(q.end),
+            "categories": list(q.categories) if q.categories else None,
+        }
 
     def study_area_label(self) -> str:
         if self.study_area == "incidents":
@@ -135,10 +140,12 @@ def agency_of(store: Store | None, source: str) -> Agency | None:
 
 
 def missing_agency_message(source: str) -> str:
-    return (f"no study area for source {source!r}: the store holds no agency {source!r} and there is no preset. "
-            f"Run `rtcc-geo agency add {source} --boundary FILE --timezone TZ` (add --districts FILE "
-            "--district-field F for district filters), or pass --study-area incidents to analyse only the "
-            "cells with incidents (biased for Gi*)")
+    return (
+        f"no study area for source {source!r}: the store holds no agency {source!r} and there is no preset. "
+        f"Run `rtcc-geo agency add {source} --boundary FILE --timezone TZ` (add --districts FILE "
+        "--district-field F for district filters), or pass --study-area incidents to analyse only the "
+        "cells with incidents (biased for Gi*)"
+    )
 
 
 def district_lookup(agency: Agency) -> dict[str, str]:
@@ -157,8 +164,9 @@ def district_lookup(agency: Agency) -> dict[str, str]:
     return out
 
 
-def resolve_districts(store: Store, source: str, agency: Agency | None, wanted, study_area: str = "agency"
-                      ) -> tuple[tuple[str, ...] | None, tuple[str, ...]]:
+def resolve_districts(
+    store: Store, source: str, agency: Agency | None, wanted, study_area: str = "agency"
+) -> tuple[tuple[str, ...] | None, tuple[str, ...]]:
     """(polygon keys, the data's spellings) of the requested districts; see the module doc."""
     if not wanted:
         return None, ()
@@ -168,11 +176,15 @@ def resolve_districts(store: Store, source: str, agency: Agency | None, wanted, 
             hit = tuple(n for n in data_names if norm_district(n) in {norm_district(w) for w in wanted})
             miss = sorted(w for w in wanted if norm_district(w) not in {norm_district(n) for n in data_names})
             if miss:
-                raise ScopeError(f"no incidents of {source} in district(s) {miss}; the data's districts: {sorted(data_names)}")
+                raise ScopeError(
+                    f"no incidents of {source} in district(s) {miss}; the data's districts: {sorted(data_names)}"
+                )
             return None, hit
-        raise ScopeError(f"district filter {list(wanted)} cannot be honoured: agency {source!r} has no district "
-                         f"polygons; add them with `rtcc-geo agency add {source} --boundary FILE --timezone TZ "
-                         "--districts FILE --district-field F`")
+        raise ScopeError(
+            f"district filter {list(wanted)} cannot be honoured: agency {source!r} has no district "
+            f"polygons; add them with `rtcc-geo agency add {source} --boundary FILE --timezone TZ "
+            "--districts FILE --district-field F`"
+        )
     look = district_lookup(agency)
     found: list[str] = []
     bad: list[str] = []
@@ -182,11 +194,19 @@ def resolve_districts(store: Store, source: str, agency: Agency | None, wanted, 
     if bad:
         labels = sorted(agency.districts()["label"])
         orphan = sorted(n for n in data_names if norm_district(n) not in look)
-        hint = (f" The data names {', '.join(orphan)} with no outline: if one is another district's name, add an "
+        hint = (
+            (
+                f" The data names {', '.join(orphan)} with no outline: if one is another district's name, add an "
                 "alias (rtcc-geo agency add ... --alias 'Data name=Outline name'); else leave it out of the "
-                "district filter.") if orphan else ""
-        raise ScopeError(f"no district {', '.join(sorted(bad))} among {source}'s {len(labels)} district outlines "
-                         f"({', '.join(labels[:6])}{', ...' if len(labels) > 6 else ''}).{hint}")
+                "district filter."
+            )
+            if orphan
+            else ""
+        )
+        raise ScopeError(
+            f"no district {', '.join(sorted(bad))} among {source}'s {len(labels)} district outlines "
+            f"({', '.join(labels[:6])}{', ...' if len(labels) > 6 else ''}).{hint}"
+        )
     keys = tuple(dict.fromkeys(found))
     spelled = tuple(n for n in data_names if look.get(norm_district(n)) in keys)
     # A district with no incident yet is still a valid (empty) filter: keep the name asked for.
@@ -200,8 +220,14 @@ def _data_districts(store: Store, source: str) -> tuple[str, ...]:
     return tuple(str(x) for x in c["district"].dropna())
 
 
-def resolve_scope(store: Store, q: Query | None = None, *, source: str | None = None,
-                  study_area: str = "agency", need_area: bool = True) -> Scope:
+def resolve_scope(
+    store: Store,
+    q: Query | None = None,
+    *,
+    source: str | None = None,
+    study_area: str = "agency",
+    need_area: bool = True,
+) -> Scope:
     """Resolve ``q`` on ``store`` into a :class:`Scope` (see the module doc for the rules).
 
     ``need_area=False`` is for analyses with no study area (temporal profiles,
@@ -246,6 +272,11 @@ def far_dates(times, years: float = 5.0) -> dict:
         return {"before": 0, "after": 0, "earliest": None, "latest": None, "bulk_from": None, "bulk_to": None}
     lo, hi = t.quantile(0.01), t.quantile(0.99)
     gap = pd.Timedelta(days=365.25 * years)
-    return {"before": int((t < lo - gap).sum()), "after": int((t > hi + gap).sum()),
-            "earliest": str(t.min().date()), "latest": str(t.max().date()),
-            "bulk_from": str(lo.date()), "bulk_to": str(hi.date())}
+    return {
+        "before": int((t < lo - gap).sum()),
+        "after": int((t > hi + gap).sum()),
+        "earliest": str(t.min().date()),
+        "latest": str(t.max().date()),
+        "bulk_from": str(lo.date()),
+        "bulk_to": str(hi.date()),
+    }

@@ -22,16 +22,27 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 CHROMIUM_FLAGS = (
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--disable-dev-shm-usage", "--window-size=1400,900",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+    "--window-size=1400,900",
     # Browser services that call Google on their own when a log-in form shows up;
     # off, so whatever the trap proxy catches is the page's doing.
     "--disable-features=AutofillServerCommunication,PasswordLeakDetection,OptimizationHints,Translate,"
     "MediaRouter,SigninInterceptBubble,NetworkTimeServiceQuerying",
-    "--disable-client-side-phishing-detection", "--disable-default-apps", "--no-pings",
+    "--disable-client-side-phishing-detection",
+    "--disable-default-apps",
+    "--no-pings",
     # Google account endpoints (the password manager asks after a log-in form) to a dead local port.
-    "--gaia-url=http://127.0.0.1:9", "--google-apis-url=http://127.0.0.1:9", "--lso-url=http://127.0.0.1:9",
+    "--gaia-url=http://127.0.0.1:9",
+    "--google-apis-url=http://127.0.0.1:9",
+    "--lso-url=http://127.0.0.1:9",
 )
 LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
 
@@ -105,8 +116,12 @@ class OffsiteTrap:
 
 def find_browser() -> tuple[str | None, str | None]:
     """(chromium binary, chromedriver) or Nones."""
-    chrome = os.environ.get("RTCC_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser") \
+    chrome = (
+        os.environ.get("RTCC_CHROMIUM")
+        or shutil.which("chromium")
+        or shutil.which("chromium-browser")
         or shutil.which("google-chrome")
+    )
     driver = os.environ.get("RTCC_CHROMEDRIVER") or shutil.which("chromedriver")
     return chrome, driver
 
@@ -127,11 +142,18 @@ def chromium(chrome: str, driver: str):
     opts.add_argument(f"--user-data-dir={profile}")
     opts.add_argument(f"--proxy-server={trap.url}")
     opts.set_capability("goog:loggingPrefs", {"performance": "ALL", "browser": "ALL"})
-    opts.add_experimental_option("prefs", {
-        "credentials_enable_service": False, "profile.password_manager_enabled": False,
-        "profile.password_manager_leak_detection": False, "autofill.profile_enabled": False,
-        "autofill.credit_card_enabled": False, "signin.allowed": False, "safebrowsing.enabled": False,
-    })
+    opts.add_experimental_option(
+        "prefs",
+        {
+            "credentials_enable_service": False,
+            "profile.password_manager_enabled": False,
+            "profile.password_manager_leak_detection": False,
+            "autofill.profile_enabled": False,
+            "autofill.credit_card_enabled": False,
+            "signin.allowed": False,
+            "safebrowsing.enabled": False,
+        },
+    )
     d = webdriver.Chrome(service=Service(driver), options=opts)
     # Chromium itself phones home once as it starts (Debian's build: extension update
     # check, default search engine preconnect), before any page exists. Let that pass
@@ -239,7 +261,9 @@ def wait_for(cond, timeout: float = 30.0, interval: float = 0.05, what: str = "c
 #: ``coloured(map, feature)`` (tests/coloured.js): the colour MapLibre evaluates for a rendered
 #: hexagon, from the layer's baked colours or a recolour's feature state, is not transparent.
 JS_COLOURED = (Path(__file__).resolve().parent / "coloured.js").read_text()
-JS_MAP_STATE = JS_COLOURED + """
+JS_MAP_STATE = (
+    JS_COLOURED
+    + """
 const gd = document.querySelector('#map .js-plotly-plot');
 const H = window.rtccHex;
 if (!gd || !gd._fullLayout || !gd._fullLayout.map || !H || !H.data) return null;
@@ -250,3 +274,4 @@ return {res: H.data.res, ids: H.data.ids, v: H.data.v, k: H.data.k, palette: H.d
         zoom: m.getZoom(), center: m.getCenter(), layoutZoom: gd.layout.map.zoom,
         drawn: m.queryRenderedFeatures({layers: ['rtcc-hex-fill']}).filter(f => coloured(m, f)).length};
 """
+)

@@ -29,6 +29,8 @@ def pytest_unconfigure(config):
         import shutil
 
         shutil.rmtree(_OWN_CACHE, ignore_errors=True)
+
+
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/rtcc_test"
 
 

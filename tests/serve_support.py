@@ -41,8 +41,10 @@ def cli_env(**extra: str) -> dict:
 
 def build_store(root: Path, start: str = "2024-01-01", end: str = "2024-02-01") -> Path:
     """A synthetic month in an embedded store at ``root``, with the users of :data:`USERS`."""
+
     def run(*a, **kw):
         return subprocess.run([*CLI, *a], env=cli_env(), check=True, capture_output=True, text=True, timeout=300, **kw)
+
     run("demo", "--no-serve", "--start", start, "--end", end, "--store", str(root))
     for user, role in USERS.items():
         run("users", "add", user, "--role", role, "--password-stdin", "--store", str(root), input=PASSWORD + "\n")
@@ -60,8 +62,9 @@ class ServeProcess:
         self.url = ""
 
     def __enter__(self) -> Self:
-        self.proc = subprocess.Popen(self.cmd, env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                     text=True, start_new_session=True)
+        self.proc = subprocess.Popen(
+            self.cmd, env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True
+        )
         ready = threading.Event()
 
         def drain():
@@ -133,8 +136,12 @@ def login(base: str, user: str, password: str = PASSWORD):
     page = s.get(base + "/login", timeout=30)
     form = _Hidden()
     form.feed(page.text)
-    r = s.post(base + "/login", data={**form.fields, "username": user, "password": password, "next": "/"},
-               timeout=30, allow_redirects=False)
+    r = s.post(
+        base + "/login",
+        data={**form.fields, "username": user, "password": password, "next": "/"},
+        timeout=30,
+        allow_redirects=False,
+    )
     if r.status_code not in (302, 303):
         raise AssertionError(f"log-in of {user} failed: {r.status_code} {r.text[:200]}")
     s.headers["Referer"] = base + "/"
@@ -174,10 +181,13 @@ class Commander:
         self.s, self.base = session, base
         deps = session.get(base + "/_dash-dependencies", timeout=30).json()
         route = next(d for d in deps if "page.children" in d["output"])
-        body = route_body = {"output": route["output"], "outputs": _outputs(route["output"]),
-                             "inputs": [{"id": "url", "property": "pathname", "value": "/"}],
-                             "changedPropIds": ["url.pathname"],
-                             "state": [{**st, "value": ""} for st in route.get("state", [])]}  # url.search
+        body = route_body = {
+            "output": route["output"],
+            "outputs": _outputs(route["output"]),
+            "inputs": [{"id": "url", "property": "pathname", "value": "/"}],
+            "changedPropIds": ["url.pathname"],
+            "state": [{**st, "value": ""} for st in route.get("state", [])],
+        }  # url.search
         r = session.post(base + "/_dash-update-component", json=route_body, timeout=60)
         r.raise_for_status()
         self.components: dict = {}
@@ -207,9 +217,13 @@ class Commander:
             v = vals[key] if key in vals else self.value(spec["id"], spec["property"])
             return {**spec, "value": v}
 
-        return {"output": self.dep["output"], "outputs": _outputs(self.dep["output"]),
-                "inputs": [item(i) for i in self.dep["inputs"]], "changedPropIds": [changed],
-                "state": [item(i) for i in self.dep["state"]]}
+        return {
+            "output": self.dep["output"],
+            "outputs": _outputs(self.dep["output"]),
+            "inputs": [item(i) for i in self.dep["inputs"]],
+            "changedPropIds": [changed],
+            "state": [item(i) for i in self.dep["state"]],
+        }
 
     def post(self, body: dict, timeout: float = 60.0):
         return self.s.post(self.base + "/_dash-update-component", json=body, timeout=timeout)
@@ -300,13 +314,25 @@ def feed_records(store_dir: Path, n: int, prefix: str, category: str = "theft") 
     st = open_store(store_dir=store_dir)
     df = st.incidents(columns=["lon", "lat", "category", "occurred_from"])
     last = df[df["category"] == category].sort_values("occurred_from").iloc[-1]
-    return [{"id": f"{prefix}-{k}", "occurred_from": (last["occurred_from"] + pd.Timedelta(minutes=k + 1)).isoformat(),
-             "category": category, "offense_raw": category, "lon": float(last["lon"]), "lat": float(last["lat"])}
-            for k in range(n)]
+    return [
+        {
+            "id": f"{prefix}-{k}",
+            "occurred_from": (last["occurred_from"] + pd.Timedelta(minutes=k + 1)).isoformat(),
+            "category": category,
+            "offense_raw": category,
+            "lon": float(last["lon"]),
+            "lat": float(last["lat"]),
+        }
+        for k in range(n)
+    ]
 
 
 def post_feed(base: str, records: list[dict], source: str = "synthetic"):
     import requests
 
-    return requests.post(f"{base}/api/feed/{source}/incidents", json=records, timeout=60,
-                         headers={"Authorization": f"Bearer {FEED_TOKEN}"})
+    return requests.post(
+        f"{base}/api/feed/{source}/incidents",
+        json=records,
+        timeout=60,
+        headers={"Authorization": f"Bearer {FEED_TOKEN}"},
+    )

@@ -20,6 +20,7 @@ from .test_app_common import PASSWORD, USERS, login_post, philly_app, philly_sto
 
 # --- helpers -----------------------------------------------------------------
 
+
 def client_for(app, user: str | None):
     c = app.server.test_client()
     if user is not None:
@@ -76,9 +77,13 @@ def payload(dep: dict, ctx, cell_hex=None, overrides: dict | None = None) -> dic
     parts = dep["output"][2:-2].split("...") if multi else [dep["output"]]
     outs = [dict(zip(("id", "property"), o.rsplit(".", 1))) for o in parts]
     inputs = fill(dep["inputs"])
-    return {"output": dep["output"], "outputs": outs if multi else outs[0],
-            "inputs": inputs, "state": fill(dep["state"]),
-            "changedPropIds": [f"{i['id']}.{i['property']}" for i in inputs]}
+    return {
+        "output": dep["output"],
+        "outputs": outs if multi else outs[0],
+        "inputs": inputs,
+        "state": fill(dep["state"]),
+        "changedPropIds": [f"{i['id']}.{i['property']}" for i in inputs],
+    }
 
 
 def deps_of(app) -> list[dict]:
@@ -102,6 +107,7 @@ def busiest_cell(store, res=9) -> int:
 
 # --- users and password hashing -----------------------------------------------
 
+
 def test_password_hash_is_salted_scrypt():
     a, b = hash_password("correct horse"), hash_password("correct horse")
     assert a != b and a.startswith("scrypt$")
@@ -111,8 +117,9 @@ def test_password_hash_is_salted_scrypt():
     import hashlib
 
     _, n, r, p, salt, want = a.split("$")
-    got = hashlib.scrypt(b"correct horse", salt=bytes.fromhex(salt), n=int(n), r=int(r), p=int(p),
-                         maxmem=2**26, dklen=32).hex()
+    got = hashlib.scrypt(
+        b"correct horse", salt=bytes.fromhex(salt), n=int(n), r=int(r), p=int(p), maxmem=2**26, dklen=32
+    ).hex()
     assert got == want
 
 
@@ -143,6 +150,7 @@ def test_users_cli_add_list_remove(tmp_path, monkeypatch, capsys):
 
 
 # --- access ----------------------------------------------------------------------
+
 
 def test_login_rejects_wrong_password_and_open_redirect(philly_app):
     c = philly_app.server.test_client()
@@ -176,19 +184,26 @@ def test_every_page_and_callback_refuses_anonymous(philly_app):
 
     # Every route of the server answers 401 (pages with the log-in form).
     rules = [r.rule for r in app.server.url_map.iter_rules()]
-    concrete = {"/": "/", "/<path:path>": "/planner", "/_dash-layout": "/_dash-layout",
-                "/_dash-dependencies": "/_dash-dependencies", "/_reload-hash": "/_reload-hash",
-                "/_favicon.ico": "/_favicon.ico", "/geo/cells/<int:res>.geojson": "/geo/cells/9.geojson",
-                "/geo/tiles/<int:res>/<int:z>/<int:x>/<int:y>.pbf": "/geo/tiles/9/10/298/387.pbf",
-                "/_dash-component-suites/<string:package_name>/<path:fingerprinted_path>":
-                    "/_dash-component-suites/dash/dcc/dash_core_components.js",
-                "/assets/<path:filename>": "/assets/x.css", "/static/<path:filename>": "/static/x.js",
-                "/geo/base/streets/<int:z>/<int:x>/<int:y>.pbf": "/geo/base/streets/11/596/775.pbf",
-                "/geo/place/<cell>": f"/geo/place/{cell}"}
+    concrete = {
+        "/": "/",
+        "/<path:path>": "/planner",
+        "/_dash-layout": "/_dash-layout",
+        "/_dash-dependencies": "/_dash-dependencies",
+        "/_reload-hash": "/_reload-hash",
+        "/_favicon.ico": "/_favicon.ico",
+        "/geo/cells/<int:res>.geojson": "/geo/cells/9.geojson",
+        "/geo/tiles/<int:res>/<int:z>/<int:x>/<int:y>.pbf": "/geo/tiles/9/10/298/387.pbf",
+        "/_dash-component-suites/<string:package_name>/<path:fingerprinted_path>": "/_dash-component-suites/dash/dcc/dash_core_components.js",
+        "/assets/<path:filename>": "/assets/x.css",
+        "/static/<path:filename>": "/static/x.js",
+        "/geo/base/streets/<int:z>/<int:x>/<int:y>.pbf": "/geo/base/streets/11/596/775.pbf",
+        "/geo/place/<cell>": f"/geo/place/{cell}",
+    }
     # The live feed authenticates machines by bearer token, the stream needs a session.
     assert anon.post("/api/feed/philadelphia/incidents", json={}).status_code in (401, 403)
-    assert anon.post("/api/feed/philadelphia/incidents", json={},
-                     headers={"Authorization": "Bearer wrong"}).status_code in (401, 403)
+    assert anon.post(
+        "/api/feed/philadelphia/incidents", json={}, headers={"Authorization": "Bearer wrong"}
+    ).status_code in (401, 403)
     assert anon.get("/api/live/stream").status_code == 401
     for rule in rules:
         if rule in ("/login", "/logout", "/api/feed/<source>/incidents", "/api/live/stream"):
@@ -203,8 +218,15 @@ def test_every_page_and_callback_refuses_anonymous(philly_app):
             assert b'id="login-form"' in r.data, url
         else:  # the log-in form shows the app's title (as GET /login does), data routes nothing
             assert b"philadelphia" not in r.data.lower()
-    for url in ("/", "/planner", "/_dash-layout", "/geo/cells/9.geojson", "/geo/tiles/9/10/298/387.pbf",
-                "/geo/base/streets/11/596/775.pbf", f"/geo/place/{cell}"):
+    for url in (
+        "/",
+        "/planner",
+        "/_dash-layout",
+        "/geo/cells/9.geojson",
+        "/geo/tiles/9/10/298/387.pbf",
+        "/geo/base/streets/11/596/775.pbf",
+        f"/geo/place/{cell}",
+    ):
         assert chief.get(url).status_code == 200, url
     # After log-out (POST only) the same client is refused again.
     chief.get("/logout")  # a GET (a link, an <img> on another site) does not log anyone out
@@ -290,10 +312,13 @@ def test_viewer_never_receives_incident_fields(philly_app):
     # Exports are aggregated cells only.
     exp = dep_for(deps, "download.data")
     for btn in ("btn-geojson", "btn-csv"):
-        ov = {("btn-geojson", "n_clicks"): 1 if btn == "btn-geojson" else None,
-              ("btn-csv", "n_clicks"): 1 if btn == "btn-csv" else None}
-        body = viewer.post("/_dash-update-component", json={**payload(exp, ctx, hexid, ov),
-                                                            "changedPropIds": [f"{btn}.n_clicks"]}).get_data(as_text=True)
+        ov = {
+            ("btn-geojson", "n_clicks"): 1 if btn == "btn-geojson" else None,
+            ("btn-csv", "n_clicks"): 1 if btn == "btn-csv" else None,
+        }
+        body = viewer.post(
+            "/_dash-update-component", json={**payload(exp, ctx, hexid, ov), "changedPropIds": [f"{btn}.n_clicks"]}
+        ).get_data(as_text=True)
         assert not leaked(body)
     # The planner page's callback refuses a viewer outright.
     plan = dep_for(deps, "p-curve.figure")
@@ -323,8 +348,14 @@ def test_map_recolours_with_values_only_and_right_counts(philly_app):
     assert len(data["ids"]) == len(data["k"]) == len(data["v"])
     # Counts equal an independent tally of incident rows (pandas on Store.incidents).
     f = ctx.default_filters()
-    inc = ctx.store.incidents(Query(source="philadelphia", start=f.start, geolocated=True,  # map: located ones
-                                    end=(pd.Timestamp(f.end) + pd.Timedelta(days=1)).strftime("%Y-%m-%d")))
+    inc = ctx.store.incidents(
+        Query(
+            source="philadelphia",
+            start=f.start,
+            geolocated=True,  # map: located ones
+            end=(pd.Timestamp(f.end) + pd.Timedelta(days=1)).strftime("%Y-%m-%d"),
+        )
+    )
     want = inc.groupby("h3_r9").size()
     got = _drawn(ctx, data)
     assert got.sum() == len(inc) == want.sum()
@@ -353,8 +384,9 @@ def test_map_recolours_with_values_only_and_right_counts(philly_app):
     assert "theft" in json.dumps(resp["summary"])
     assert "Incident counts" in json.dumps(resp["legend"])
     # A resolution change sends the whole spec: the other resolution's tiles; positions refer to its cells.
-    d8 = _post(c, dep, ctx, overrides={("f-res", "value"): 8, ("map-hex-key", "data"): key}
-               ).get_json()["response"]["map-hex"]["data"]
+    d8 = _post(c, dep, ctx, overrides={("f-res", "value"): 8, ("map-hex-key", "data"): key}).get_json()["response"][
+        "map-hex"
+    ]["data"]
     assert d8["res"] == 8 and d8["tiles"].startswith("/geo/tiles/8/")
     assert _drawn(ctx, d8).sum() == len(inc)
 
@@ -375,8 +407,12 @@ def test_an_address_opens_on_its_own_view_in_one_round_trip(philly_app):
     app, ctx = philly_app, philly_app.rtcc
     route = dep_for(deps_of(app), "page.children")
     c = client_for(app, "chief")
-    p = _page_parts(c, route, ctx, "?layer=counts&start=2024-12-04&end=2024-12-31&cats=theft&res=10&empty=1"
-                                   "&cam=12.50,39.95000,-75.16000")
+    p = _page_parts(
+        c,
+        route,
+        ctx,
+        "?layer=counts&start=2024-12-04&end=2024-12-31&cats=theft&res=10&empty=1&cam=12.50,39.95000,-75.16000",
+    )
     data = p["map-hex"]["props"]["data"]
     assert data["res"] == 10 and data["tiles"].startswith("/geo/tiles/10/")
     assert len(data["ids"]) == len(ctx.universe(10))  # every cell drawn, empty ones too
@@ -386,15 +422,24 @@ def test_an_address_opens_on_its_own_view_in_one_round_trip(philly_app):
     got = got[got > 0]
     assert got.sum() == theft.sum() and len(got) == len(theft) and (got.reindex(theft.index) == theft).all()
     props = {k: p[k]["props"]["value"] for k in ("f-cats", "f-start", "f-end", "f-res", "f-empty", "f-layer")}
-    assert props == {"f-cats": ["theft"], "f-start": "2024-12-04", "f-end": "2024-12-31", "f-res": 10,
-                     "f-empty": ["empty"], "f-layer": "counts"}
+    assert props == {
+        "f-cats": ["theft"],
+        "f-start": "2024-12-04",
+        "f-end": "2024-12-31",
+        "f-res": 10,
+        "f-empty": ["empty"],
+        "f-layer": "counts",
+    }
     assert p["f-range"]["props"]["value"] == "28d"
     cam = p["map"]["props"]["figure"]["layout"]["map"]
     assert cam["zoom"] == 12.5 and cam["center"] == {"lat": 39.95, "lon": -75.16}
     assert "2024-12-04 to 2024-12-31" in json.dumps(p["summary"]["props"]["children"])
     done = p["view-applied"]["props"]
     assert (done["data-search"], done["data-filters"], done["data-cam"]) == (
-        "?layer=counts&start=2024-12-04&end=2024-12-31&cats=theft&res=10&empty=1&cam=12.50,39.95000,-75.16000", "1", "1")
+        "?layer=counts&start=2024-12-04&end=2024-12-31&cats=theft&res=10&empty=1&cam=12.50,39.95000,-75.16000",
+        "1",
+        "1",
+    )
 
     # A camera alone: the default filters, the camera from the address.
     p = _page_parts(c, route, ctx, "?cam=11.00,40.00000,-75.10000")
@@ -454,7 +499,13 @@ def test_cells_geojson_and_exports(philly_app):
     f.categories = ("burglary",)
     body, name = export_view(ctx, COUNTS, f, "csv", role="commander")
     df = pd.read_csv(io.StringIO(body))
-    assert name.endswith(".csv") and list(df.columns) == ["cell", "lat", "lon", "place", "counts"]  # one writer: id, centre, then the table
+    assert name.endswith(".csv") and list(df.columns) == [
+        "cell",
+        "lat",
+        "lon",
+        "place",
+        "counts",
+    ]  # one writer: id, centre, then the table
     q = f.query("philadelphia", ctx.categories)
     assert df["counts"].sum() == ctx.store.count(q.with_(geolocated=True))  # the map: incidents with a location
     body, name = export_view(ctx, COUNTS, f, "geojson", role="commander")
@@ -480,15 +531,24 @@ def test_every_layer_recolours_with_the_library_values(philly_app):
 
     busy = busiest_cell(ctx.store, 10)
     other = int(ctx.store.counts(10, ("cell",), Query(source="philadelphia")).sort_values("n")["cell"].iloc[-50])
-    ctx.store.put_table("alerts", pd.DataFrame({
-        "alert_id": pd.Series(["a1", "a2", "a3"], dtype="string"), "kind": pd.Series(["hotspot"] * 3, dtype="string"),
-        "created_at": pd.Series(pd.to_datetime(["2024-12-30T10:00Z"] * 3)),
-        "source": pd.Series(["philadelphia"] * 3, dtype="string"),
-        "incident_id": pd.Series(["x1", "x2", "x3"], dtype="string"),
-        "cell": pd.array([busy, busy, other], dtype="Int64"),
-        "reason": pd.Series(["r"] * 3, dtype="string"), "data": pd.Series(["{}"] * 3, dtype="string"),
-        "acknowledged": [False, False, True], "ack_by": pd.Series([None, None, "chief"], dtype="string"),
-        "ack_at": pd.Series([pd.NaT] * 3, dtype="datetime64[ns, UTC]")}))
+    ctx.store.put_table(
+        "alerts",
+        pd.DataFrame(
+            {
+                "alert_id": pd.Series(["a1", "a2", "a3"], dtype="string"),
+                "kind": pd.Series(["hotspot"] * 3, dtype="string"),
+                "created_at": pd.Series(pd.to_datetime(["2024-12-30T10:00Z"] * 3)),
+                "source": pd.Series(["philadelphia"] * 3, dtype="string"),
+                "incident_id": pd.Series(["x1", "x2", "x3"], dtype="string"),
+                "cell": pd.array([busy, busy, other], dtype="Int64"),
+                "reason": pd.Series(["r"] * 3, dtype="string"),
+                "data": pd.Series(["{}"] * 3, dtype="string"),
+                "acknowledged": [False, False, True],
+                "ack_by": pd.Series([None, None, "chief"], dtype="string"),
+                "ack_at": pd.Series([pd.NaT] * 3, dtype="datetime64[ns, UTC]"),
+            }
+        ),
+    )
     for lid, lay in layers.items():
         ov = {("f-layer", "value"): lid, ("f-empty", "value"): ["empty"]}
         data = _post(c, dep, ctx, overrides=ov).get_json()["response"]["map-hex"]["data"]
@@ -528,8 +588,15 @@ def test_every_layer_recolours_with_the_library_values(philly_app):
         elif lid == "changed":
             from rtcc_geo.compstat.changes import what_changed
 
-            t = what_changed(ctx.store, q.with_(start=None, end=None), end=f.end or ctx.date_range[1], res=9,
-                             top=None, names=False, ehsa_weeks=0).table
+            t = what_changed(
+                ctx.store,
+                q.with_(start=None, end=None),
+                end=f.end or ctx.date_range[1],
+                res=9,
+                top=None,
+                names=False,
+                ehsa_weeks=0,
+            ).table
             t = t[t["unit"] == "cell"] if len(t) else pd.DataFrame({"key": [], "excess": []})
             want = pd.Series(t["excess"].to_numpy(float), index=t["key"].astype("int64").to_numpy())
             assert (z.reindex(want.index) == want).all()
@@ -570,8 +637,9 @@ def test_serve_asks_which_agency_when_the_store_holds_several(tmp_path, capsys):
 def test_filters_never_trust_the_browser():
     from rtcc_geo.app.context import Filters
 
-    f = Filters.from_widgets("not a date", "2024-02-30x", ["theft", "'; DROP TABLE", 3], [30, -5], [0, 9, "x"],
-                             [{"a": 1}, "7"], "99")
+    f = Filters.from_widgets(
+        "not a date", "2024-02-30x", ["theft", "'; DROP TABLE", 3], [30, -5], [0, 9, "x"], [{"a": 1}, "7"], "99"
+    )
     assert f.start is None and f.end is None
     assert f.categories == ("theft",) and f.hours == (0, 24) and f.dows == (0,)
     assert f.districts == ("7",) and f.res == 9

@@ -19,6 +19,7 @@ from .browser import ARTIFACTS, served_browser
 
 pytestmark = pytest.mark.browser
 
+
 def _cells(ctx, s) -> np.ndarray:
     """The H3 cells the browser colours (positions in the app's universe -> ids)."""
     return ctx.universe(s["res"])[np.asarray(s["ids"], dtype=np.int64)]
@@ -85,13 +86,18 @@ def test_map_renders_without_any_remote_request(browser, philly_app):
     # both before they reach the network, so the control runs with CSP bypassed.
     d.execute_cdp_cmd("Page.setBypassCSP", {"enabled": True})
     d.get(url + "/login")
-    d.execute_script("fetch('http://offsite-check.invalid/page').catch(() => 0);"
-                     "new Worker(URL.createObjectURL(new Blob(["
-                     "\"fetch('http://offsite-check.invalid/worker').catch(() => 0)\"])));")
+    d.execute_script(
+        "fetch('http://offsite-check.invalid/page').catch(() => 0);"
+        "new Worker(URL.createObjectURL(new Blob(["
+        "\"fetch('http://offsite-check.invalid/worker').catch(() => 0)\"])));"
+    )
     from tests.browser import wait_for
 
-    wait_for(lambda: {"http://offsite-check.invalid/page", "http://offsite-check.invalid/worker"} <= set(d.offsite),
-             timeout=20, what="the trap proxy to see the control requests")
+    wait_for(
+        lambda: {"http://offsite-check.invalid/page", "http://offsite-check.invalid/worker"} <= set(d.offsite),
+        timeout=20,
+        what="the trap proxy to see the control requests",
+    )
     d.execute_cdp_cmd("Page.setBypassCSP", {"enabled": False})
     d.offsite.clear()
     requested_urls(d)
@@ -137,8 +143,10 @@ def test_commander_flow(browser, philly_app):
     assert assert_rendered_colours(d, before) > 1000
 
     # Zoom in (as a user would); the zoom must survive the filter change.
-    d.execute_script("const gd=document.querySelector('#map .js-plotly-plot');"
-                     "window.Plotly.relayout(gd, {'map.zoom': gd._fullLayout.map.zoom + 0.6});")
+    d.execute_script(
+        "const gd=document.querySelector('#map .js-plotly-plot');"
+        "window.Plotly.relayout(gd, {'map.zoom': gd._fullLayout.map.zoom + 0.6});"
+    )
     zoomed = map_state(d, lambda s: abs(s["zoom"] - (before["zoom"] + 0.6)) < 0.05, what="zoom")
 
     # Untick 'theft': the hexagons recolour to the counts without theft.
@@ -151,8 +159,13 @@ def test_commander_flow(browser, philly_app):
     # a cell lost every incident.
     assert assert_rendered_colours(d, after) > 1000
     assert abs(after["zoom"] - zoomed["zoom"]) < 0.05, "zoom was reset by the filter change"
-    wait_for(lambda: "theft" not in d.find_element(By.ID, "summary-text").text
-             or "violent" in d.find_element(By.ID, "summary-text").text, what="summary")
+    wait_for(
+        lambda: (
+            "theft" not in d.find_element(By.ID, "summary-text").text
+            or "violent" in d.find_element(By.ID, "summary-text").text
+        ),
+        what="summary",
+    )
     shot(d, "2_recoloured")
 
     # Click the busiest hexagon (centred and zoomed in so it is many pixels wide):
@@ -162,16 +175,24 @@ def test_commander_flow(browser, philly_app):
     z = np.array([v or 0 for v in after["v"]], dtype=float)
     hexid = format(int(_cells(ctx, after)[int(np.argmax(z))]), "x")
     lat, lon = h3.api.basic_int.cell_to_latlng(int(hexid, 16))
-    d.execute_script("const gd=document.querySelector('#map .js-plotly-plot');"
-                     "window.Plotly.relayout(gd, {'map.center': {lon: arguments[0], lat: arguments[1]}, 'map.zoom': 14});",
-                     lon, lat)
+    d.execute_script(
+        "const gd=document.querySelector('#map .js-plotly-plot');"
+        "window.Plotly.relayout(gd, {'map.center': {lon: arguments[0], lat: arguments[1]}, 'map.zoom': 14});",
+        lon,
+        lat,
+    )
     map_state(d, lambda s: abs(s["zoom"] - 14) < 0.05, what="zoom to the cell")
     canvas = d.find_element(By.CSS_SELECTOR, "#map canvas.maplibregl-canvas")
     ActionChains(d).move_to_element(canvas).pause(0.3).click().perform()
-    wait_for(lambda: d.find_element(By.ID, "drill-cell").text == hexid, timeout=30, what="drill-down of the clicked cell")
-    prof = wait_for(lambda: d.execute_script(
-        "const g=document.querySelector('#drill-profile .js-plotly-plot'); return g && g.data && g.data[0] && g.data[0].z"),
-        what="profile")
+    wait_for(
+        lambda: d.find_element(By.ID, "drill-cell").text == hexid, timeout=30, what="drill-down of the clicked cell"
+    )
+    prof = wait_for(
+        lambda: d.execute_script(
+            "const g=document.querySelector('#drill-profile .js-plotly-plot'); return g && g.data && g.data[0] && g.data[0].z"
+        ),
+        what="profile",
+    )
     cell = int(hexid, 16)
     qc = q.with_(categories=tuple(c for c in ctx.categories if c != "theft"), cells=(cell,), cells_res=9)
     want_how = store.counts(9, ("hour_of_week",), qc)
@@ -193,7 +214,7 @@ def test_commander_flow(browser, philly_app):
     im = np.asarray(Image.open(io.BytesIO(base64.b64decode(png.split(",", 1)[1]))).convert("RGB")).astype(int)
     (ARTIFACTS / "app_3b_export.png").write_bytes(base64.b64decode(png.split(",", 1)[1]))
     h, w, _ = im.shape
-    centre = im[h // 2 - 20:h // 2 + 20, w // 2 - 20:w // 2 + 20]
+    centre = im[h // 2 - 20 : h // 2 + 20, w // 2 - 20 : w // 2 + 20]
     bg = np.array([0xEE, 0xF0, 0xF2])
     # The busiest cell is at the centre: the brown top of the scale (drawn lighter at street
     # zoom so the streets show through), not background.
@@ -203,16 +224,22 @@ def test_commander_flow(browser, philly_app):
     # Planner page: change the operator count and the plan is re-run.
     d.find_element(By.ID, "nav-planner").click()
     text0 = wait_for(lambda: d.find_element(By.ID, "p-summary-text").text, timeout=90, what="planner summary")
-    curve = wait_for(lambda: d.execute_script(
-        "const g=document.querySelector('#p-curve .js-plotly-plot'); return g && g.data && g.data.length && g.data"),
-        what="planner curve")
+    curve = wait_for(
+        lambda: d.execute_script(
+            "const g=document.querySelector('#p-curve .js-plotly-plot'); return g && g.data && g.data.length && g.data"
+        ),
+        what="planner curve",
+    )
     assert len(curve[0]["y"]) == 168
     shot(d, "4_planner")
     box = d.find_element(By.ID, "p-operators")
     box.send_keys(Keys.CONTROL, "a")
     box.send_keys("20", Keys.ENTER)
-    text1 = wait_for(lambda: (lambda t: t if t != text0 else None)(d.find_element(By.ID, "p-summary-text").text),
-                     timeout=90, what="re-planned summary")
+    text1 = wait_for(
+        lambda: (lambda t: t if t != text0 else None)(d.find_element(By.ID, "p-summary-text").text),
+        timeout=90,
+        what="re-planned summary",
+    )
     assert "20 operators" in text1
     shot(d, "5_planner_20")
     # Nothing in the whole flow (filters, drill-down, planner) went off the machine either.

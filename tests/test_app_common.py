@@ -27,8 +27,7 @@ def csrf_of(html: str) -> str:
 def login_post(client, user: str, password: str, next_: str = "/"):
     """What a browser does: fetch the form (CSRF cookie + field), post it back."""
     token = csrf_of(client.get("/login").get_data(as_text=True))
-    return client.post("/login", data={"username": user, "password": password, "next": next_,
-                                       "csrf_token": token})
+    return client.post("/login", data={"username": user, "password": password, "next": next_, "csrf_token": token})
 
 
 def _ingest(shared_data, root):

@@ -47,8 +47,12 @@ def live_app(live_url, shared_data):
     from rtcc_geo.store.postgis import PostGISStore
 
     store = PostGISStore(live_url)
-    ingest_files("philadelphia", [shared_data / "philadelphia" / "incidents_2024_11.csv"], store,
-                 agency=load_agency("philadelphia"))
+    ingest_files(
+        "philadelphia",
+        [shared_data / "philadelphia" / "incidents_2024_11.csv"],
+        store,
+        agency=load_agency("philadelphia"),
+    )
     users = Users(store)
     users.add("chief", PASSWORD, "commander")
     users.add("eye", PASSWORD, "viewer")
@@ -66,8 +70,12 @@ def test_replayed_incidents_and_alerts_appear_in_the_browser(live_app, shared_da
     if not chrome or not driver:
         missing("headless Chromium", "install Debian 'chromium' and 'chromium-driver' (the README's test command does)")
     ARTIFACTS.mkdir(exist_ok=True)
-    _, recs = load_records("philadelphia", [shared_data / "philadelphia" / "incidents_2024_12.csv"],
-                           start="2024-12-01 00:00", end="2024-12-01 12:00")
+    _, recs = load_records(
+        "philadelphia",
+        [shared_data / "philadelphia" / "incidents_2024_12.csv"],
+        start="2024-12-01 00:00",
+        end="2024-12-01 12:00",
+    )
     assert len(recs) > 100
     with LiveServer(live_app.server) as url, chromium(chrome, driver) as d:
         requested_urls(d)
@@ -75,11 +83,19 @@ def test_replayed_incidents_and_alerts_appear_in_the_browser(live_app, shared_da
         wait_for(lambda: d.execute_script(JS_LIVE), timeout=60, what="map with its live trace")
         # The page holds the event stream open before the replay starts.
         try:
-            wait_for(lambda: d.execute_script("return window.rtccLive && window.rtccLive.source.readyState === 1"),
-                     timeout=30, what="event stream open")
+            wait_for(
+                lambda: d.execute_script("return window.rtccLive && window.rtccLive.source.readyState === 1"),
+                timeout=30,
+                what="event stream open",
+            )
         except TimeoutError:
             d.save_screenshot(str(ARTIFACTS / "live_0_fail.png"))
-            print(d.get_log("browser"), d.execute_script("return [typeof window.rtccLive, !!document.getElementById('live-incidents'), Array.from(document.scripts).map(s => s.src)]"))
+            print(
+                d.get_log("browser"),
+                d.execute_script(
+                    "return [typeof window.rtccLive, !!document.getElementById('live-incidents'), Array.from(document.scripts).map(s => s.src)]"
+                ),
+            )
             raise
         out = {}
         t = threading.Thread(target=lambda: out.update(rep=replay(recs, "philadelphia", url, TOKEN, speed="7200x")))
@@ -88,8 +104,13 @@ def test_replayed_incidents_and_alerts_appear_in_the_browser(live_app, shared_da
         rep = out["rep"]
         assert rep.sent == len(recs) == rep.loaded + rep.quarantined and rep.duplicates == 0
         # Every stored incident reaches the map's live trace, and alerts reach the panel.
-        s = wait_for(lambda: (lambda x: x if x and x["points"] >= rep.loaded and x["alertRows"] > 0 else None)(
-            d.execute_script(JS_LIVE)), timeout=60, what="live points and alert rows")
+        s = wait_for(
+            lambda: (lambda x: x if x and x["points"] >= rep.loaded and x["alertRows"] > 0 else None)(
+                d.execute_script(JS_LIVE)
+            ),
+            timeout=60,
+            what="live points and alert rows",
+        )
         assert s["points"] == rep.loaded == s["received"], s
         d.save_screenshot(str(ARTIFACTS / "live_1_map.png"))
         assert non_local(requested_urls(d)) == []
@@ -127,16 +148,40 @@ def test_viewer_stream_and_panel_carry_no_incident_detail(live_app):
     from rtcc_geo.app import live
     from rtcc_geo.app.live import alerts_list
 
-    ev = {"type": "incidents", "source": "philadelphia",
-          "rows": [{"id": "202412X", "lon": -75.16, "lat": 39.95, "category": "theft",
-                    "occurred_from": "2024-12-01T10:00:00+00:00", "cell": 617733343613812735, "bin": 0}]}
+    ev = {
+        "type": "incidents",
+        "source": "philadelphia",
+        "rows": [
+            {
+                "id": "202412X",
+                "lon": -75.16,
+                "lat": 39.95,
+                "category": "theft",
+                "occurred_from": "2024-12-01T10:00:00+00:00",
+                "cell": 617733343613812735,
+                "bin": 0,
+            }
+        ],
+    }
     # Aggregate-only roles get how many arrived, never where or when (one incident in a cell
     # would be a cell/time aggregate of 1, below the suppression threshold).
     for role in ("viewer", "planner"):
         v = live.redact(ev, role)
         assert v["rows"] == [] and v["count"] == 1
-        a = live.redact({"type": "alerts", "rows": [{"kind": "near_repeat", "cell": 617733343613812735,
-                                                     "incident_id": "202412X", "reason": "2 within 200 m"}]}, role)
+        a = live.redact(
+            {
+                "type": "alerts",
+                "rows": [
+                    {
+                        "kind": "near_repeat",
+                        "cell": 617733343613812735,
+                        "incident_id": "202412X",
+                        "reason": "2 within 200 m",
+                    }
+                ],
+            },
+            role,
+        )
         assert a["rows"] == [{"kind": "near_repeat"}] and a["count"] == 1
     assert live.redact(ev, "commander") == ev
     store = live_app.rtcc.store

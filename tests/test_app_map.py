@@ -23,9 +23,9 @@ PROTAN = np.array([[0.152286, 1.052583, -0.204868], [0.114503, 0.786281, 0.09921
 def _linear(c: str) -> np.ndarray:
     c = c.strip()
     if c.startswith("#"):
-        rgb = np.array([int(c[i:i + 2], 16) for i in (1, 3, 5)]) / 255
+        rgb = np.array([int(c[i : i + 2], 16) for i in (1, 3, 5)]) / 255
     else:
-        rgb = np.array([float(x) for x in c[c.index("(") + 1:c.index(")")].split(",")[:3]]) / 255
+        rgb = np.array([float(x) for x in c[c.index("(") + 1 : c.index(")")].split(",")[:3]]) / 255
     return np.where(rgb <= 0.04045, rgb / 12.92, ((rgb + 0.055) / 1.055) ** 2.4)
 
 
@@ -62,7 +62,7 @@ def test_every_legend_class_stands_out_from_the_background_and_its_neighbours():
             assert min(nb) >= min_nb, (name, sim is not None, min(nb))
     # Within a legend no two classes are the same colour for normal vision.
     for name, cols in legends.items():
-        pairs = [delta_e(a, b) for i, a in enumerate(cols) for b in cols[i + 1:]]
+        pairs = [delta_e(a, b) for i, a in enumerate(cols) for b in cols[i + 1 :]]
         assert min(pairs) >= 10, (name, min(pairs))
 
 
@@ -106,7 +106,9 @@ def test_hour_of_week_heat_map_is_darker_where_there_are_more_incidents(philly_a
 
 
 def _blocks(store) -> pd.DataFrame:
-    df = store.incidents(Query(source="philadelphia", geolocated=True), columns=["block", "district", "lon", "lat", "h3_r9", "h3_r8"])
+    df = store.incidents(
+        Query(source="philadelphia", geolocated=True), columns=["block", "district", "lon", "lat", "h3_r9", "h3_r8"]
+    )
     df["b"] = df["block"].astype("string").str.upper().str.split().str.join(" ")
     return df
 
@@ -148,8 +150,14 @@ def test_search_finds_streets_blocks_and_districts(philly_app):
     mk = df[df["b"].str.fullmatch(r"\d+ BLOCK MARKET ST", na=False)]
     assert hits[0]["n"] == len(mk.dropna(subset=["lon", "lat"]))
     w, s, e, n = hits[0]["bbox"]
-    assert (w, s, e, n) == pytest.approx((mk.groupby("b")["lon"].median().min(), mk.groupby("b")["lat"].median().min(),
-                                          mk.groupby("b")["lon"].median().max(), mk.groupby("b")["lat"].median().max()))
+    assert (w, s, e, n) == pytest.approx(
+        (
+            mk.groupby("b")["lon"].median().min(),
+            mk.groupby("b")["lat"].median().min(),
+            mk.groupby("b")["lon"].median().max(),
+            mk.groupby("b")["lat"].median().max(),
+        )
+    )
     blocks = [h for h in ctx.places.search("1500 BLOCK MARKET ST") if h["kind"] == "block"]
     assert blocks and blocks[0]["label"].startswith("1500 BLOCK MARKET ST, district ")
     assert blocks[0]["n"] == int((df["b"] == "1500 BLOCK MARKET ST").sum())
@@ -169,6 +177,7 @@ def test_quick_ranges_end_on_the_datas_last_local_day(philly_app):
     ctx = philly_app.rtcc
     inc = ctx.store.incidents(Query(source="philadelphia", include_unknown_time=True), columns=["occurred_from"])
     last = inc["occurred_from"].dt.tz_convert("America/New_York").max().normalize().tz_localize(None)
+
     def day(t):
         return f"{t:%Y-%m-%d}"
 
@@ -190,8 +199,14 @@ def test_alerts_are_grouped_by_place_and_kind_and_paged(philly_app):
     rng = np.random.default_rng(3)
     pick = rng.choice(cells10[-40:], size=60)
     kinds = rng.choice(["hotspot", "near_repeat"], size=60)
-    df = pd.DataFrame({"alert_id": [f"a{i}" for i in range(60)], "kind": kinds, "cell": pd.array(pick, dtype="Int64"),
-                       "created_at": pd.Timestamp("2024-12-31T12:00Z") + pd.to_timedelta(np.arange(60), "min")})
+    df = pd.DataFrame(
+        {
+            "alert_id": [f"a{i}" for i in range(60)],
+            "kind": kinds,
+            "cell": pd.array(pick, dtype="Int64"),
+            "created_at": pd.Timestamp("2024-12-31T12:00Z") + pd.to_timedelta(np.arange(60), "min"),
+        }
+    )
     g = group_alerts(df)
     want = pd.DataFrame({"kind": kinds, "cell": grid.parent(pick, 9)}).groupby(["kind", "cell"]).size()
     got = g.set_index(["kind", "cell"])["n"]
@@ -209,8 +224,14 @@ def test_week_slider_filters_one_local_week(philly_app):
     assert (w.day_of_week == 0).all() and (np.diff(w) == pd.Timedelta(days=7)).all()
     assert weeks[-1] == "2024-12-30"  # the Monday of the data's last local day (Tue 2024-12-31)
     i = 20
-    f = _filters("2024-01-01", "2024-12-31", list(ctx.categories), [0, 24], list(range(7)), [], 9, [], i, ["week"], ctx=ctx)
-    assert (f.start, f.end) == week_bounds(ctx, i) == (weeks[i], f"{pd.Timestamp(weeks[i]) + pd.Timedelta(days=6):%Y-%m-%d}")
+    f = _filters(
+        "2024-01-01", "2024-12-31", list(ctx.categories), [0, 24], list(range(7)), [], 9, [], i, ["week"], ctx=ctx
+    )
+    assert (
+        (f.start, f.end)
+        == week_bounds(ctx, i)
+        == (weeks[i], f"{pd.Timestamp(weeks[i]) + pd.Timedelta(days=6):%Y-%m-%d}")
+    )
     # Not ticked: the dates as given.
     g = _filters("2024-01-01", "2024-12-31", None, None, None, None, 9, None, i, [], ctx=ctx)
     assert (g.start, g.end) == ("2024-01-01", "2024-12-31")

@@ -85,7 +85,11 @@ def test_low_zoom_drops_degenerate_rings_and_empty_tiles(cells):
     # At z 3 a res-9 cell is a fraction of a tile unit: rounding collapses it, so it is left out.
     x, y = tile_xy(-75.1652, 39.9526, 3)
     body = tiles.tile(3, x, y)
-    layer = mvt.decode(body, default_options={"y_coord_down": True}).get("hex", {"features": []}) if body else {"features": []}
+    layer = (
+        mvt.decode(body, default_options={"y_coord_down": True}).get("hex", {"features": []})
+        if body
+        else {"features": []}
+    )
     for f in layer["features"]:
         ring = np.array(f["geometry"]["coordinates"][0], dtype=float)[:-1]
         assert len(np.unique(ring, axis=0)) >= 3
@@ -133,8 +137,9 @@ def test_street_tiles_decode_to_the_street_lines(streets, z):
     def tile_units(line):
         lon, lat = np.asarray(line.coords).T
         mx, my = to_merc.transform(lon, lat)
-        return shapely.LineString(np.column_stack([((mx + HALF) - x * size) / size * extent,
-                                                   ((HALF - my) - y * size) / size * extent]))
+        return shapely.LineString(
+            np.column_stack([((mx + HALF) - x * size) / size * extent, ((HALF - my) - y * size) / size * extent])
+        )
 
     want = [tile_units(g) for g in streets]
     box = shapely.box(0, 0, extent, extent)

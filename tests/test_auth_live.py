@@ -29,38 +29,66 @@ from rtcc_geo.store.base import Query
 from rtcc_geo.store.embedded import EmbeddedStore
 
 PW = "amber-kettle-orbit"
-USERS = {"chief": "commander", "vic": "viewer", "plan": "planner", "gone": "analyst", "pwd": "analyst",
-         "roled": "analyst", "locky": "viewer", "audi": "commander"}
+USERS = {
+    "chief": "commander",
+    "vic": "viewer",
+    "plan": "planner",
+    "gone": "analyst",
+    "pwd": "analyst",
+    "roled": "analyst",
+    "locky": "viewer",
+    "audi": "commander",
+}
 PHL_TOKEN = "phl-feed-token-0123456789"
 VAN_TOKEN = "van-feed-token-0123456789"
 FILE_TOKEN = "file-token-abcdefgh"
 K = 5
 #: Every kind of route: pages, Dash's routes (GET and the POST callback), geometry, tiles, bundles, assets, stream.
-ROUTES = [("GET", "/"), ("GET", "/planner"), ("GET", "/audit"), ("GET", "/_dash-layout"),
-          ("GET", "/_dash-dependencies"), ("POST", "/_dash-update-component"), ("GET", "/_reload-hash"),
-          ("GET", "/_favicon.ico"), ("GET", "/geo/cells/9.geojson"), ("GET", "/geo/tiles/9/10/298/387.pbf"),
-          ("GET", "/_dash-component-suites/dash/dcc/dash_core_components.js"), ("GET", "/assets/live.js"),
-          ("GET", "/api/live/stream")]
+ROUTES = [
+    ("GET", "/"),
+    ("GET", "/planner"),
+    ("GET", "/audit"),
+    ("GET", "/_dash-layout"),
+    ("GET", "/_dash-dependencies"),
+    ("POST", "/_dash-update-component"),
+    ("GET", "/_reload-hash"),
+    ("GET", "/_favicon.ico"),
+    ("GET", "/geo/cells/9.geojson"),
+    ("GET", "/geo/tiles/9/10/298/387.pbf"),
+    ("GET", "/_dash-component-suites/dash/dcc/dash_core_components.js"),
+    ("GET", "/assets/live.js"),
+    ("GET", "/api/live/stream"),
+]
 
 #: The page-routing callback as dash-renderer posts it.
-ROUTE_CALL = {"output": "..page.children...nav.children..",
-              "outputs": [{"id": "page", "property": "children"}, {"id": "nav", "property": "children"}],
-              "inputs": [{"id": "url", "property": "pathname", "value": "/"}],
-              "state": [{"id": "url", "property": "search", "value": ""}],
-              "changedPropIds": ["url.pathname"]}
+ROUTE_CALL = {
+    "output": "..page.children...nav.children..",
+    "outputs": [{"id": "page", "property": "children"}, {"id": "nav", "property": "children"}],
+    "inputs": [{"id": "url", "property": "pathname", "value": "/"}],
+    "state": [{"id": "url", "property": "search", "value": ""}],
+    "changedPropIds": ["url.pathname"],
+}
 
 
 def _env() -> dict:
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in [str(Path(__file__).resolve().parents[1]),
-                                                     env.get("PYTHONPATH", "")] if p)
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in [str(Path(__file__).resolve().parents[1]), env.get("PYTHONPATH", "")] if p
+    )
     env.pop("RTCC_FEED_TOKEN", None)
     return env
 
 
 def cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "rtcc_geo.cli.main", *args], input=stdin, text=True, check=False,
-                          capture_output=True, env=_env(), timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "rtcc_geo.cli.main", *args],
+        input=stdin,
+        text=True,
+        check=False,
+        capture_output=True,
+        env=_env(),
+        timeout=120,
+    )
 
 
 def _port() -> int:
@@ -73,9 +101,13 @@ def _start(store: str, *flags: str, env: dict | None = None) -> tuple[subprocess
     port = _port()
     # The server's log goes to a file (a pipe nobody reads would fill and stall it).
     log = open(Path(store) / f"serve-{port}.log", "w")  # noqa: SIM115 - closed with the process
-    proc = subprocess.Popen([sys.executable, "-m", "rtcc_geo.cli.main", "serve", "--store", store,
-                             "--port", str(port), *flags], env={**_env(), **(env or {})},
-                            stdout=log, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rtcc_geo.cli.main", "serve", "--store", store, "--port", str(port), *flags],
+        env={**_env(), **(env or {})},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     proc.log_path = log.name
     return proc, f"http://127.0.0.1:{port}"
 
@@ -104,16 +136,25 @@ def served(shared_data, tmp_path_factory):
 
     root = tmp_path_factory.mktemp("auth_live")
     store = EmbeddedStore(root)
-    ingest_files("philadelphia", [shared_data / "philadelphia" / "incidents_2024_11.csv"], store,
-                 agency=load_agency("philadelphia"))
+    ingest_files(
+        "philadelphia",
+        [shared_data / "philadelphia" / "incidents_2024_11.csv"],
+        store,
+        agency=load_agency("philadelphia"),
+    )
     users = Users(store)
     for name, role in USERS.items():
         users.add(name, PW, role)
-    a, url_a = _start(str(root), "--source", "philadelphia", env={"RTCC_FEED_TOKENS":
-                                                                  f"philadelphia={PHL_TOKEN},vancouver={VAN_TOKEN}"})
+    a, url_a = _start(
+        str(root),
+        "--source",
+        "philadelphia",
+        env={"RTCC_FEED_TOKENS": f"philadelphia={PHL_TOKEN},vancouver={VAN_TOKEN}"},
+    )
     # B: 5.4 s absolute lifetime, 1.8 s idle timeout.
-    b, url_b = _start(str(root), "--source", "philadelphia", "--no-live", "--session-hours", "0.0015",
-                      "--idle-minutes", "0.03")
+    b, url_b = _start(
+        str(root), "--source", "philadelphia", "--no-live", "--session-hours", "0.0015", "--idle-minutes", "0.03"
+    )
     # C: behind a (pretend) TLS proxy, feed token from a file.
     tokens = root / "feed-tokens"
     tokens.write_text(f"# feed tokens\nphiladelphia={FILE_TOKEN}\n")
@@ -142,8 +183,11 @@ def login(base: str, user: str, password: str = PW):
     s = requests.Session()
     r = s.get(base + "/login")
     token = re.search(r'name="csrf_token" value="([^"]+)"', r.text).group(1)
-    r = s.post(base + "/login", data={"username": user, "password": password, "csrf_token": token, "next": "/"},
-               allow_redirects=False)
+    r = s.post(
+        base + "/login",
+        data={"username": user, "password": password, "csrf_token": token, "next": "/"},
+        allow_redirects=False,
+    )
     return s, r
 
 
@@ -162,8 +206,9 @@ def statuses(base: str, cookie: str, stream: bool = False) -> dict[tuple[str, st
             continue
         kw = {"json": ROUTE_CALL} if method == "POST" else {}
         # (bodies read in full: a client hanging up mid-body is another test's subject)
-        r = requests.request(method, base + path, cookies={"rtcc_session": cookie}, timeout=10,
-                             stream=path == "/api/live/stream", **kw)
+        r = requests.request(
+            method, base + path, cookies={"rtcc_session": cookie}, timeout=10, stream=path == "/api/live/stream", **kw
+        )
         out[(method, path)] = r.status_code
         r.close()
     return out
@@ -206,6 +251,7 @@ def audit(root: str, *extra: str) -> list[dict]:
 
 # --- sessions ---------------------------------------------------------------------
 
+
 def test_logout_ends_the_session_on_every_route_of_every_server(served):
     s, r = login(served["a"], "chief")
     assert r.status_code == 302
@@ -222,8 +268,7 @@ def test_logout_ends_the_session_on_every_route_of_every_server(served):
     import requests
 
     ended = {}
-    stream = requests.get(served["a"] + "/api/live/stream", cookies={"rtcc_session": cookie}, stream=True,
-                          timeout=30)
+    stream = requests.get(served["a"] + "/api/live/stream", cookies={"rtcc_session": cookie}, stream=True, timeout=30)
     assert stream.status_code == 200
 
     def read():
@@ -263,8 +308,11 @@ def test_user_changes_by_cli_end_open_sessions_at_once(served, change):
     if change == "passwd":
         assert login(served["a"], user, PW)[1].status_code == 401
         assert login(served["a"], user, "new-lilac-harbour")[1].status_code == 302
-    entries = [e for e in audit(served["root"]) if e["detail"].get("username") == user
-               and e["action"] in ("user_password", "user_role", "user_remove")]
+    entries = [
+        e
+        for e in audit(served["root"])
+        if e["detail"].get("username") == user and e["action"] in ("user_password", "user_role", "user_remove")
+    ]
     assert len(entries) == 1 and entries[0]["detail"]["sessions_ended"] >= 1, entries
 
 
@@ -302,14 +350,20 @@ def test_cookie_flags_and_secure_behind_trusted_proxy(served):
     assert "Secure" in page.headers["Set-Cookie"]
     token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
     # (requests keeps Secure cookies off plain http, as a browser would: send it by hand)
-    r = requests.post(base + "/login", headers=fwd, cookies={"rtcc_csrf": token}, allow_redirects=False,
-                      data={"username": "chief", "password": PW, "csrf_token": token})
+    r = requests.post(
+        base + "/login",
+        headers=fwd,
+        cookies={"rtcc_csrf": token},
+        allow_redirects=False,
+        data={"username": "chief", "password": PW, "csrf_token": token},
+    )
     assert r.status_code == 302 and "Secure" in r.headers["Set-Cookie"]
     # Without --trust-proxy the header is ignored (anyone could send it).
     assert "Secure" not in requests.get(served["a"] + "/login", headers=fwd).headers["Set-Cookie"]
 
 
 # --- log-in hardening --------------------------------------------------------------
+
 
 def test_login_without_csrf_token_or_from_another_origin_is_refused(served):
     import requests
@@ -321,16 +375,27 @@ def test_login_without_csrf_token_or_from_another_origin_is_refused(served):
     # A token from the attacker's own visit, replayed from another site's page.
     s = requests.Session()
     token = re.search(r'name="csrf_token" value="([^"]+)"', s.get(base + "/login").text).group(1)
-    r = s.post(base + "/login", data={**creds, "csrf_token": token}, allow_redirects=False,
-               headers={"Origin": "http://evil.example"})
+    r = s.post(
+        base + "/login",
+        data={**creds, "csrf_token": token},
+        allow_redirects=False,
+        headers={"Origin": "http://evil.example"},
+    )
     assert r.status_code == 403 and "rtcc_session" not in r.headers.get("Set-Cookie", "")
-    r = requests.post(base + "/login", data={**creds, "csrf_token": token}, allow_redirects=False,
-                      cookies={"rtcc_csrf": "forged.0000"})
+    r = requests.post(
+        base + "/login",
+        data={**creds, "csrf_token": token},
+        allow_redirects=False,
+        cookies={"rtcc_csrf": "forged.0000"},
+    )
     assert r.status_code == 403
     # Dash callbacks (state-changing POSTs) from another origin: refused even with a session.
     s2, _ = login(base, "chief")
     body = ROUTE_CALL
-    assert s2.post(base + "/_dash-update-component", json=body, headers={"Origin": "http://evil.example"}).status_code == 403
+    assert (
+        s2.post(base + "/_dash-update-component", json=body, headers={"Origin": "http://evil.example"}).status_code
+        == 403
+    )
     assert s2.post(base + "/_dash-update-component", json=body, headers={"Origin": base}).status_code == 200
     assert s2.post(base + "/logout", headers={"Origin": "http://evil.example"}).status_code == 403
     assert s2.get(base + "/_dash-layout").status_code == 200
@@ -363,8 +428,12 @@ def test_password_rule_in_the_cli(served, monkeypatch, capsys):
     root = served["root"]
     r = cli("users", "add", "newbie", "--role", "viewer", "--password-stdin", "--store", root, stdin="password1234\n")
     assert r.returncode == 2 and "common passwords" in r.stderr, r.stderr
-    for bad, why in (("short-pw", "too short"), ("Qwertyuiop123!", "common passwords"),
-                     ("zzzzzzzzzzzzzzzz", "repeats"), ("newbie-is-my-name", "user name")):
+    for bad, why in (
+        ("short-pw", "too short"),
+        ("Qwertyuiop123!", "common passwords"),
+        ("zzzzzzzzzzzzzzzz", "repeats"),
+        ("newbie-is-my-name", "user name"),
+    ):
         monkeypatch.setattr("sys.stdin", io.StringIO(bad + "\n"))
         assert main(["users", "add", "newbie", "--role", "viewer", "--password-stdin", "--store", root]) == 2
         assert why in capsys.readouterr().err, bad
@@ -373,12 +442,19 @@ def test_password_rule_in_the_cli(served, monkeypatch, capsys):
 
 # --- feed tokens per source ----------------------------------------------------------
 
+
 def test_feed_token_opens_its_own_source_only_and_each_batch_is_audited(served):
     import requests
 
     base, root = served["a"], served["root"]
-    rec = {"id": "auth-test-1", "occurred_from": "2024-11-30T12:00:00-05:00", "offense_raw": "Thefts",
-           "category": "theft", "lon": -75.16, "lat": 39.95}
+    rec = {
+        "id": "auth-test-1",
+        "occurred_from": "2024-11-30T12:00:00-05:00",
+        "offense_raw": "Thefts",
+        "category": "theft",
+        "lon": -75.16,
+        "lat": 39.95,
+    }
     url = base + "/api/feed/philadelphia/incidents"
     r = requests.post(url, json=[rec], headers={"Authorization": f"Bearer {VAN_TOKEN}"})
     assert r.status_code == 401
@@ -404,6 +480,7 @@ def test_feed_token_from_file_and_never_in_ps(served):
 
 
 # --- audit log: each action exactly one entry --------------------------------------------
+
 
 def _deps(s, base):
     r = s.get(base + "/_dash-dependencies")
@@ -441,24 +518,42 @@ def test_each_audited_action_leaves_exactly_one_entry(served):
     assert "drill-incidents" in json.dumps(drill)
     _call(s, base, dep_for(deps, "download.data"), ctx)
     # An open alert to acknowledge (the alert panel's button).
-    alerts = pd.DataFrame({
-        "alert_id": pd.Series(["auth-a1"], dtype="string"), "kind": pd.Series(["hotspot"], dtype="string"),
-        "created_at": pd.Series(pd.to_datetime(["2024-11-30T10:00Z"])),
-        "source": pd.Series(["philadelphia"], dtype="string"), "incident_id": pd.Series(["x1"], dtype="string"),
-        "cell": pd.array([int(busy)], dtype="Int64"), "reason": pd.Series(["r"], dtype="string"),
-        "data": pd.Series(["{}"], dtype="string"), "acknowledged": [False],
-        "ack_by": pd.Series([None], dtype="string"), "ack_at": pd.Series([pd.NaT], dtype="datetime64[ns, UTC]")})
+    alerts = pd.DataFrame(
+        {
+            "alert_id": pd.Series(["auth-a1"], dtype="string"),
+            "kind": pd.Series(["hotspot"], dtype="string"),
+            "created_at": pd.Series(pd.to_datetime(["2024-11-30T10:00Z"])),
+            "source": pd.Series(["philadelphia"], dtype="string"),
+            "incident_id": pd.Series(["x1"], dtype="string"),
+            "cell": pd.array([int(busy)], dtype="Int64"),
+            "reason": pd.Series(["r"], dtype="string"),
+            "data": pd.Series(["{}"], dtype="string"),
+            "acknowledged": [False],
+            "ack_by": pd.Series([None], dtype="string"),
+            "ack_at": pd.Series([pd.NaT], dtype="datetime64[ns, UTC]"),
+        }
+    )
     store.put_table("alerts", alerts)
     ack = dep_for(deps, "alerts-panel.children")
     pid = json.dumps({"id": "auth-a1", "type": "ack"}, separators=(",", ":"))
-    body = {"output": ack["output"],
-            "outputs": [{"id": "alerts-panel", "property": "children"}, {"id": "alert-hits", "property": "data"},
-                        {"id": "alerts-page", "property": "data"}],
-            "inputs": [{"id": "live-alerts", "property": "data", "value": None},
-                       [{"id": {"id": "auth-a1", "type": "ack"}, "property": "n_clicks", "value": 1}], [], [],
-                       {"id": "alerts-prev", "property": "n_clicks", "value": None},
-                       {"id": "alerts-next", "property": "n_clicks", "value": None}],
-            "state": [{"id": "alerts-page", "property": "data", "value": 0}], "changedPropIds": [pid + ".n_clicks"]}
+    body = {
+        "output": ack["output"],
+        "outputs": [
+            {"id": "alerts-panel", "property": "children"},
+            {"id": "alert-hits", "property": "data"},
+            {"id": "alerts-page", "property": "data"},
+        ],
+        "inputs": [
+            {"id": "live-alerts", "property": "data", "value": None},
+            [{"id": {"id": "auth-a1", "type": "ack"}, "property": "n_clicks", "value": 1}],
+            [],
+            [],
+            {"id": "alerts-prev", "property": "n_clicks", "value": None},
+            {"id": "alerts-next", "property": "n_clicks", "value": None},
+        ],
+        "state": [{"id": "alerts-page", "property": "data", "value": 0}],
+        "changedPropIds": [pid + ".n_clicks"],
+    }
     r = s.post(base + "/_dash-update-component", json=body)
     assert r.status_code == 200, r.text[:300]
     assert bool(store.get_table("alerts")["acknowledged"].iloc[0])
@@ -488,12 +583,18 @@ def test_audit_page_for_commanders_only(served):
     s, _ = login(base, "chief")
     deps = _deps(s, base)
     dep = dep_for(deps, "a-table.children")
-    body = {"output": dep["output"], "outputs": {"id": "a-table", "property": "children"},
-            "inputs": [{"id": "a-dates", "property": "start_date", "value": "2020-01-01"},
-                       {"id": "a-dates", "property": "end_date", "value": "2030-01-01"},
-                       {"id": "a-user", "property": "value", "value": "chief"},
-                       {"id": "a-action", "property": "value", "value": "login"}],
-            "state": [], "changedPropIds": ["a-user.value"]}
+    body = {
+        "output": dep["output"],
+        "outputs": {"id": "a-table", "property": "children"},
+        "inputs": [
+            {"id": "a-dates", "property": "start_date", "value": "2020-01-01"},
+            {"id": "a-dates", "property": "end_date", "value": "2030-01-01"},
+            {"id": "a-user", "property": "value", "value": "chief"},
+            {"id": "a-action", "property": "value", "value": "login"},
+        ],
+        "state": [],
+        "changedPropIds": ["a-user.value"],
+    }
     r = s.post(base + "/_dash-update-component", json=body)
     assert r.status_code == 200 and "logged in" in r.text
     nav = _call(s, base, dep_for(deps, "nav.children"), ctx)
@@ -568,29 +669,41 @@ def test_viewer_never_receives_an_aggregate_below_k(served):
     planner, _ = login(base, "plan")
     chief, _ = login(base, "chief")
     deps = _deps(chief, base)
-    mdep, xdep, ddep = (dep_for(deps, "map-hex.data"), dep_for(deps, "download.data"),
-                        dep_for(deps, "drill-body.children"))
+    mdep, xdep, ddep = (
+        dep_for(deps, "map-hex.data"),
+        dep_for(deps, "download.data"),
+        dep_for(deps, "drill-body.children"),
+    )
     rng = np.random.default_rng(12)
     cats = list(ctx.categories)
     dists = sorted(store.counts(9, ("district",), Query(source="philadelphia"))["district"].dropna().astype(str))
     combos = []
     for i in range(12):
         h0 = int(rng.integers(0, 24))
-        combos.append({("f-cats", "value"): list(rng.choice(cats, size=int(rng.integers(1, 3)), replace=False)),
-                       ("f-hours", "value"): [h0, min(24, h0 + int(rng.integers(1, 4)))],
-                       ("f-dows", "value"): sorted(rng.choice(7, size=int(rng.integers(1, 4)), replace=False).tolist()),
-                       ("f-districts", "value"): [str(rng.choice(dists))] if i % 2 else [],
-                       ("f-res", "value"): int(rng.choice([8, 9, 10])),
-                       ("f-dates", "start_date"): "2024-11-01",
-                       ("f-dates", "end_date"): f"2024-11-{int(rng.integers(2, 31)):02d}"})
+        combos.append(
+            {
+                ("f-cats", "value"): list(rng.choice(cats, size=int(rng.integers(1, 3)), replace=False)),
+                ("f-hours", "value"): [h0, min(24, h0 + int(rng.integers(1, 4)))],
+                ("f-dows", "value"): sorted(rng.choice(7, size=int(rng.integers(1, 4)), replace=False).tolist()),
+                ("f-districts", "value"): [str(rng.choice(dists))] if i % 2 else [],
+                ("f-res", "value"): int(rng.choice([8, 9, 10])),
+                ("f-dates", "start_date"): "2024-11-01",
+                ("f-dates", "end_date"): f"2024-11-{int(rng.integers(2, 31)):02d}",
+            }
+        )
     singles = 0
     commander_small = 0
     checked = 0
     for ov in combos:
-        f = Filters.from_widgets(ov[("f-dates", "start_date")], ov[("f-dates", "end_date")],
-                                                          ov[("f-cats", "value")], ov[("f-hours", "value")],
-                                                          ov[("f-dows", "value")], ov[("f-districts", "value")],
-                                                          ov[("f-res", "value")])
+        f = Filters.from_widgets(
+            ov[("f-dates", "start_date")],
+            ov[("f-dates", "end_date")],
+            ov[("f-cats", "value")],
+            ov[("f-hours", "value")],
+            ov[("f-dows", "value")],
+            ov[("f-districts", "value")],
+            ov[("f-res", "value")],
+        )
         q = f.query("philadelphia", ctx.categories)
         raw = store.counts(f.res, ("cell",), q)
         singles += int((raw["n"] == 1).sum()) + (store.count(q) == 1)
@@ -613,9 +726,14 @@ def test_viewer_never_receives_an_aggregate_below_k(served):
         for d in dists:
             q = Query(source="philadelphia", categories=(c,), districts=(d,), hours=(3,), dows=(2,))
             if store.count(q) == 1:
-                one = {("f-cats", "value"): [c], ("f-districts", "value"): [d], ("f-hours", "value"): [3, 4],
-                       ("f-dows", "value"): [2], ("f-dates", "start_date"): "2024-11-01",
-                       ("f-dates", "end_date"): "2024-11-30"}
+                one = {
+                    ("f-cats", "value"): [c],
+                    ("f-districts", "value"): [d],
+                    ("f-hours", "value"): [3, 4],
+                    ("f-dows", "value"): [2],
+                    ("f-dates", "start_date"): "2024-11-01",
+                    ("f-dates", "end_date"): "2024-11-30",
+                }
                 break
         if one:
             break
@@ -627,13 +745,16 @@ def test_viewer_never_receives_an_aggregate_below_k(served):
         assert "fewer than 5 incidents" in json.dumps(data["summary"]), lid
         if lid != "kde":  # (a commander's KDE of one incident fails: needs two for a bandwidth)
             assert len(_call(chief, base, mdep, ctx, overrides=ov)["map-hex"]["data"]["ids"]) >= 1, lid
-    assert singles > 50, singles            # the sweep does narrow to single incidents ...
-    assert commander_small > 50            # ... which a commander sees, and a viewer never
-    print(f"suppression: {checked} viewer/planner responses over {len(combos)} filter sets, "
-          f"{singles} single-incident cells/views hidden")
+    assert singles > 50, singles  # the sweep does narrow to single incidents ...
+    assert commander_small > 50  # ... which a commander sees, and a viewer never
+    print(
+        f"suppression: {checked} viewer/planner responses over {len(combos)} filter sets, "
+        f"{singles} single-incident cells/views hidden"
+    )
 
 
 # --- what users see (headless Chromium against the running server) ------------------------
+
 
 @pytest.mark.browser
 def test_browser_audit_page_logout_button_and_suppressed_drill(served):
@@ -677,8 +798,9 @@ def test_browser_audit_page_logout_button_and_suppressed_drill(served):
             q = Query(source="philadelphia", start="2024-11-01", end="2024-12-01")
             c = store.counts(9, ("cell",), q)
             small = int(c.loc[(c["n"] > 0) & (c["n"] < K), "cell"].iloc[0])
-            d.execute_script("window.dash_clientside.set_props('map-click', {data: {cell: arguments[0], t: 1}});",
-                             format(small, "x"))
+            d.execute_script(
+                "window.dash_clientside.set_props('map-click', {data: {cell: arguments[0], t: 1}});", format(small, "x")
+            )
             wait_for(lambda: d.find_elements(By.ID, "drill-status"), timeout=30, what="drill-down")
             status = d.find_element(By.ID, "drill-status").text
             assert "fewer than 5" in status, status

@@ -110,9 +110,11 @@ def test_embedded_audit_from_concurrent_processes_loses_no_line(tmp_path):
 
     root = tmp_path / "s"
     EmbeddedStore(root)
-    code = ("import sys; from rtcc_geo.auth_store import FileRecords\n"
-            "r = FileRecords(sys.argv[1])\n"
-            "for i in range(150): r.audit('login', f'p{sys.argv[2]}', {'i': i, 'pad': 'x' * 500})\n")
+    code = (
+        "import sys; from rtcc_geo.auth_store import FileRecords\n"
+        "r = FileRecords(sys.argv[1])\n"
+        "for i in range(150): r.audit('login', f'p{sys.argv[2]}', {'i': i, 'pad': 'x' * 500})\n"
+    )
     procs = [subprocess.Popen([sys.executable, "-c", code, str(root), str(k)]) for k in range(4)]
     assert all(p.wait(timeout=120) == 0 for p in procs)
     df = FileRecords(root).read_audit()
@@ -123,8 +125,15 @@ def test_embedded_audit_from_concurrent_processes_loses_no_line(tmp_path):
 
 def test_password_rule():
     assert len(common_passwords()) > 29_000 and "password" in common_passwords()
-    for bad in ("short", "password1234", "Password1234!", "iloveyou12345", "1234567890123", "aaaaaaaaaaaaa",
-                "abababababab"):
+    for bad in (
+        "short",
+        "password1234",
+        "Password1234!",
+        "iloveyou12345",
+        "1234567890123",
+        "aaaaaaaaaaaaa",
+        "abababababab",
+    ):
         with pytest.raises(ValueError):
             check_password(bad)
     with pytest.raises(ValueError, match="user name"):
@@ -136,9 +145,11 @@ def test_password_rule():
 def test_feed_tokens_per_source(tmp_path):
     f = tmp_path / "tokens"
     f.write_text("# comment\nvancouver=van-file-token-1\nbare-token-for-phl\n")
-    t = FeedTokens.load("philadelphia", token="flag-token-123",
-                        env={"RTCC_FEED_TOKENS": "chicago=chi-env-token-1, vancouver=van-env-token-2",
-                             "RTCC_FEED_TOKEN_FILE": str(f)})
+    t = FeedTokens.load(
+        "philadelphia",
+        token="flag-token-123",
+        env={"RTCC_FEED_TOKENS": "chicago=chi-env-token-1, vancouver=van-env-token-2", "RTCC_FEED_TOKEN_FILE": str(f)},
+    )
     assert t.sources() == ["chicago", "philadelphia", "vancouver"]
     assert t.authorize("philadelphia", "Bearer flag-token-123") == "philadelphia#1"
     assert t.authorize("philadelphia", "Bearer bare-token-for-phl") == "philadelphia#2"

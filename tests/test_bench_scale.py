@@ -43,9 +43,26 @@ def test_tiny_bench_reports_every_step(shared_data, tmp_path):
     phl = sorted((shared_data / "philadelphia").glob("incidents_2024_01.csv"))
     assert phl, "Philadelphia January 2024 extract missing"
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    r = subprocess.run([sys.executable, str(ROOT / "bench" / "scale.py"), "--sizes", "0.05", "--skip-dask",
-                        "--json", "--years", "4", "--out", str(tmp_path / "work"), "--philly", str(phl[0])],
-                       capture_output=True, text=True, env=env, timeout=300)
+    r = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "bench" / "scale.py"),
+            "--sizes",
+            "0.05",
+            "--skip-dask",
+            "--json",
+            "--years",
+            "4",
+            "--out",
+            str(tmp_path / "work"),
+            "--philly",
+            str(phl[0]),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     res = json.loads(r.stdout)
     size = res["sizes"]["0.05"]
@@ -64,8 +81,10 @@ def test_tiny_bench_reports_every_step(shared_data, tmp_path):
         # Acceptance 2 from three interleaved samples (default --append-repeats 2), the first the step's own.
         assert len(local[k]["inproc_runs"]) == 3 and local[k]["inproc_runs"][0] == local[k]["inproc_s"], local[k]
     a2 = next(a for a in res["acceptance"] if a["id"].startswith("2"))
-    assert a2["ratio"] == pytest.approx(statistics.median(local["append"]["inproc_runs"])
-                                        / statistics.median(local["append_empty"]["inproc_runs"]), rel=1e-6)
+    assert a2["ratio"] == pytest.approx(
+        statistics.median(local["append"]["inproc_runs"]) / statistics.median(local["append_empty"]["inproc_runs"]),
+        rel=1e-6,
+    )
     ph = res["philadelphia"]
     for k in ("pyarrow_read", "ingest", "reingest"):
         assert ph[k]["rc"] == 0 and ph[k]["wall_s"] > 0 and ph[k]["peak_rss"] > 0, (k, ph[k])

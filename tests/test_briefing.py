@@ -40,14 +40,37 @@ def phl_store(shared_data):
 def brief(phl_store, poppler, tmp_path_factory):
     out = tmp_path_factory.mktemp("brief") / "briefing.pdf"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    r = subprocess.run([sys.executable, "-m", "rtcc_geo.cli.main", "briefing", "--store", str(phl_store.root),
-                        "--end", "2024-06-30", "--district", "24", "--units", "3", "--model", "naive",
-                        "--out", str(out), "--json"], capture_output=True, text=True, env=env, timeout=600,
-                       check=False)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "rtcc_geo.cli.main",
+            "briefing",
+            "--store",
+            str(phl_store.root),
+            "--end",
+            "2024-06-30",
+            "--district",
+            "24",
+            "--units",
+            "3",
+            "--model",
+            "naive",
+            "--out",
+            str(out),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+        check=False,
+    )
     assert r.returncode == 0, r.stderr
     summary = json.loads(r.stdout)
-    text = subprocess.run([poppler["pdftotext"], "-layout", str(out), "-"], capture_output=True, text=True,
-                          check=True).stdout
+    text = subprocess.run(
+        [poppler["pdftotext"], "-layout", str(out), "-"], capture_output=True, text=True, check=True
+    ).stdout
     pages = text.split("\f")
     return out, summary, pages
 
@@ -57,8 +80,14 @@ def test_pages_and_sections(brief):
     assert summary["pages"] == 4 and summary["out"] == str(out)
     body = [p for p in pages if p.strip()]
     assert len(body) == 4  # pdftotext agrees on the page count
-    assert summary["sections"] == ["CompStat", "Hot-spot map", "What changed", "Top places by block address",
-                                   "Next shift: forecast and patrol plan", "Caveats"]
+    assert summary["sections"] == [
+        "CompStat",
+        "Hot-spot map",
+        "What changed",
+        "Top places by block address",
+        "Next shift: forecast and patrol plan",
+        "Caveats",
+    ]
     for p in body:  # every page says what it is about
         assert "district 24 - through 2024-06-30" in p
 
@@ -84,8 +113,9 @@ def test_maps_are_images_with_streets(brief, poppler, tmp_path):
     """Both maps are raster images (pdfimages), and the rendered pages show streets: many
     thin light-grey lines (the street colour) inside the map frame."""
     out, _, pages = brief
-    lst = subprocess.run([poppler["pdfimages"], "-list", str(out)], capture_output=True, text=True,
-                         check=True).stdout.splitlines()[2:]
+    lst = subprocess.run(
+        [poppler["pdfimages"], "-list", str(out)], capture_output=True, text=True, check=True
+    ).stdout.splitlines()[2:]
     img_pages = sorted({int(x.split()[0]) for x in lst})
     assert img_pages == [2, 3]
     assert "Hot-spot map" in pages[1] and "What changed" in pages[2]
@@ -130,8 +160,9 @@ def test_places_plan_and_caveats(brief, phl_store):
 
     _, _, pages = brief
     p4 = pages[3]
-    tp = top_places(phl_store, Query(source="philadelphia", districts=("24",), start="2024-06-03",
-                                     end="2024-07-01"), n=3)
+    tp = top_places(
+        phl_store, Query(source="philadelphia", districts=("24",), start="2024-06-03", end="2024-07-01"), n=3
+    )
     assert len(tp) == 3
     for b in tp["block"]:
         assert b in p4

@@ -26,8 +26,10 @@ MONTH = "incidents_2024_06.csv"
 
 def _run_all(cmds: list[list[str]], **kw) -> list[subprocess.CompletedProcess]:
     """Run commands side by side (each is a cold interpreter start: seconds)."""
-    procs = [subprocess.Popen(RTCC + c, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(), **kw)
-             for c in cmds]
+    procs = [
+        subprocess.Popen(RTCC + c, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(), **kw)
+        for c in cmds
+    ]
     out = []
     for p in procs:
         o, e = p.communicate(timeout=180)
@@ -58,13 +60,16 @@ def small(shared_data, tmp_path_factory):
         return r
 
     bad = d / "bad.csv"
-    lines = [header, *data[:100],
-             variant(1) + ["an extra field"],                                     # too many fields
-             variant(2, dispatch_date_time="1970-01-02 10:00:00+00", dispatch_date="1970-01-02"),
-             *data[100:200],
-             variant(3, dispatch_date_time="2099-01-02 10:00:00+00", dispatch_date="2099-01-02"),
-             variant(4, location_block="\udcff\udcfe BLOCK"),                     # bytes that are not UTF-8
-             *data[200:]]
+    lines = [
+        header,
+        *data[:100],
+        variant(1) + ["an extra field"],  # too many fields
+        variant(2, dispatch_date_time="1970-01-02 10:00:00+00", dispatch_date="1970-01-02"),
+        *data[100:200],
+        variant(3, dispatch_date_time="2099-01-02 10:00:00+00", dispatch_date="2099-01-02"),
+        variant(4, location_block="\udcff\udcfe BLOCK"),  # bytes that are not UTF-8
+        *data[200:],
+    ]
     _write(bad, None, lines)
     return d, good, bad, ref
 
@@ -102,12 +107,18 @@ def test_clear_failures_exit_2_with_one_line(small, tmp_path):
     cases = {
         "missing store": (["hotspots", "--store", str(missing)], "does not exist"),
         "missing store (temporal)": (["temporal", "--store", str(missing)], "does not exist"),
-        "from after to": (["hotspots", "--store", store, "--from", "2024-06-20", "--to", "2024-06-01"],
-                          "is not before --to"),
-        "empty window": (["hotspots", "--store", store, "--from", "2030-01-01", "--to", "2030-02-01"],
-                         "no incidents match"),
-        "empty window (temporal)": (["temporal", "--store", store, "--from", "2030-01-01", "--to", "2030-02-01"],
-                                    "no incidents match"),
+        "from after to": (
+            ["hotspots", "--store", store, "--from", "2024-06-20", "--to", "2024-06-01"],
+            "is not before --to",
+        ),
+        "empty window": (
+            ["hotspots", "--store", store, "--from", "2030-01-01", "--to", "2030-02-01"],
+            "no incidents match",
+        ),
+        "empty window (temporal)": (
+            ["temporal", "--store", store, "--from", "2030-01-01", "--to", "2030-02-01"],
+            "no incidents match",
+        ),
         "unknown source": (["hotspots", "--store", store, "--source", "atlantis"], "unknown source 'atlantis'"),
         "bad date": (["hotspots", "--store", store, "--from", "2024-13-45"], "bad --from"),
         "missing store (quarantine)": (["quarantine", "--store", str(missing)], "does not exist"),

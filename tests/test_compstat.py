@@ -21,8 +21,18 @@ from rtcc_geo.compstat import compstat, local_bounds, periods, poisson_change_p
 from rtcc_geo.config import DATA_DIR
 from rtcc_geo.store.base import Query
 
-CONTRACT = ["district", "category", "period", "start", "end", "count", "prior_year", "previous_period",
-            "change_pct", "significant"]
+CONTRACT = [
+    "district",
+    "category",
+    "period",
+    "start",
+    "end",
+    "count",
+    "prior_year",
+    "previous_period",
+    "change_pct",
+    "significant",
+]
 
 
 @pytest.fixture(scope="session")
@@ -37,9 +47,13 @@ def portal(shared_data):
     """Every row of the 24 portal files: local date, district, category by the taxonomy file."""
     files = sorted((shared_data / "philadelphia").glob("incidents_*.csv"))
     assert len(files) == 24
-    raw = pd.concat([pd.read_csv(f, dtype=str, keep_default_na=False,
-                                 usecols=["dispatch_date", "dc_dist", "text_general_code"]) for f in files],
-                    ignore_index=True)
+    raw = pd.concat(
+        [
+            pd.read_csv(f, dtype=str, keep_default_na=False, usecols=["dispatch_date", "dc_dist", "text_general_code"])
+            for f in files
+        ],
+        ignore_index=True,
+    )
     assert len(raw) == 329_405  # README: 329,405 rows in all
     tax = pd.read_csv(DATA_DIR / "taxonomy" / "philadelphia.csv", dtype=str, keep_default_na=False)
     cat = dict(zip(tax["offense"].str.strip(), tax["category"]))
@@ -76,9 +90,26 @@ def _check_against_portal(rows: pd.DataFrame, portal: pd.DataFrame, end: dt.date
 def test_cli_json_equals_portal_counts_and_scipy(phl_store, portal, tmp_path):
     """Acceptance 1: `rtcc-geo compstat --end 2024-12-31 --json` = pandas on the CSVs; flags = scipy."""
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
-    r = subprocess.run([sys.executable, "-m", "rtcc_geo.cli.main", "compstat", "--store", str(phl_store.root),
-                        "--end", "2024-12-31", "--json", "--out", str(tmp_path / "cs.csv")],
-                       capture_output=True, text=True, env=env, timeout=300, check=False)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "rtcc_geo.cli.main",
+            "compstat",
+            "--store",
+            str(phl_store.root),
+            "--end",
+            "2024-12-31",
+            "--json",
+            "--out",
+            str(tmp_path / "cs.csv"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=False,
+    )
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     assert out["end"] == "2024-12-31"
@@ -166,8 +197,9 @@ def test_exports_and_errors(phl_store, tmp_path):
     # the app's path (one daily frame, sliced) gives the same table
     daily = daily_counts(phl_store, "philadelphia")
     for q in (Query(source="philadelphia", districts=("24",)), Query(source="philadelphia", categories=("theft",))):
-        pd.testing.assert_frame_equal(compstat(phl_store, q, end="2024-06-30", daily=daily).rows,
-                                      compstat(phl_store, q, end="2024-06-30").rows)
+        pd.testing.assert_frame_equal(
+            compstat(phl_store, q, end="2024-06-30", daily=daily).rows, compstat(phl_store, q, end="2024-06-30").rows
+        )
     assert set(cs.rows["district"]) == {"all", "24"}
     h = cs.export(tmp_path / "cs.html").read_text()
     assert "Year to date" in h and "2024-01-01" in h and "Beyond chance" in h

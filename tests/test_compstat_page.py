@@ -51,8 +51,11 @@ def test_compstat_page(browser, cs_app):
     login(d, url, "viewer_cs", PASSWORD)
     wait_for(lambda: d.find_elements(By.ID, "nav-compstat"), timeout=60, what="nav")
     d.find_element(By.ID, "nav-compstat").click()
-    wait_for(lambda: d.find_elements(By.CSS_SELECTOR, "#cs-compstat-table tr[data-category='all']"), timeout=90,
-             what="CompStat table")
+    wait_for(
+        lambda: d.find_elements(By.CSS_SELECTOR, "#cs-compstat-table tr[data-category='all']"),
+        timeout=90,
+        what="CompStat table",
+    )
     # The page opens on the last day with data (2024-12-31: 'yesterday' is later than the data).
     periods = d.find_element(By.ID, "cs-periods-text").text
     assert "Week: Wed 25 Dec 2024 to Tue 31 Dec 2024" in periods and "Year to date" in periods
@@ -73,19 +76,26 @@ def test_compstat_page(browser, cs_app):
 
     # District 24, mid-year: the table follows, and what changed names block addresses.
     d.find_element(By.ID, "cs-district").click()
-    wait_for(lambda: d.find_elements(By.XPATH, "//*[@role='option' and normalize-space()='District 24']"),
-             what="district options")[0].click()
+    wait_for(
+        lambda: d.find_elements(By.XPATH, "//*[@role='option' and normalize-space()='District 24']"),
+        what="district options",
+    )[0].click()
     date = d.find_element(By.ID, "cs-end")  # typed dates apply on Enter
     date.send_keys(Keys.CONTROL, "a")
     date.send_keys("2024-06-30", Keys.ENTER)
     d.find_element(By.TAG_NAME, "h3").click()  # close the picker
-    wait_for(lambda: "Sun 30 Jun 2024" in d.find_element(By.ID, "cs-periods-text").text, timeout=120,
-             what="period line for 2024-06-30")
+    wait_for(
+        lambda: "Sun 30 Jun 2024" in d.find_element(By.ID, "cs-periods-text").text,
+        timeout=120,
+        what="period line for 2024-06-30",
+    )
     cs24 = compstat(cs_app.rtcc.store, Query(source="philadelphia", districts=("24",)), end="2024-06-30")
     w24 = cs24.rows[cs24.rows.district == "24"].set_index(["category", "period"])
-    wait_for(lambda: _row(d, "all")[1] == f"{w24.loc[('all', 'week'), 'count']:,}", timeout=60,
-             what="district 24 numbers")
+    wait_for(
+        lambda: _row(d, "all")[1] == f"{w24.loc[('all', 'week'), 'count']:,}", timeout=60, what="district 24 numbers"
+    )
     assert _row(d, "drugs")[11] == f"{w24.loc[('drugs', 'ytd'), 'count']:,}"
+
     def kensington():
         t = d.find_element(By.ID, "cs-changes-list").text
         return t if "KENSINGTON" in t else None
@@ -103,15 +113,21 @@ def test_exports_from_the_page(cs_app):
     c = cs_app.server.test_client()
     r = login_post(c, "viewer_cs", PASSWORD)
     assert r.status_code in (302, 303)
-    body = {"output": "..cs-download.data...cs-pdf-status.children..",
-            "outputs": [{"id": "cs-download", "property": "data"}, {"id": "cs-pdf-status", "property": "children"}],
-            "inputs": [{"id": "cs-csv", "property": "n_clicks", "value": None},
-                       {"id": "cs-json", "property": "n_clicks", "value": 1},
-                       {"id": "cs-html", "property": "n_clicks", "value": None},
-                       {"id": "cs-pdf", "property": "n_clicks", "value": None}],
-            "state": [{"id": "cs-end", "property": "date", "value": "2024-12-31"},
-                      {"id": "cs-district", "property": "value", "value": "all"}],
-            "changedPropIds": ["cs-json.n_clicks"]}
+    body = {
+        "output": "..cs-download.data...cs-pdf-status.children..",
+        "outputs": [{"id": "cs-download", "property": "data"}, {"id": "cs-pdf-status", "property": "children"}],
+        "inputs": [
+            {"id": "cs-csv", "property": "n_clicks", "value": None},
+            {"id": "cs-json", "property": "n_clicks", "value": 1},
+            {"id": "cs-html", "property": "n_clicks", "value": None},
+            {"id": "cs-pdf", "property": "n_clicks", "value": None},
+        ],
+        "state": [
+            {"id": "cs-end", "property": "date", "value": "2024-12-31"},
+            {"id": "cs-district", "property": "value", "value": "all"},
+        ],
+        "changedPropIds": ["cs-json.n_clicks"],
+    }
     r = c.post("/_dash-update-component", json=body)
     assert r.status_code == 200, r.data[:500]
     data = r.get_json()["response"]["cs-download"]["data"]

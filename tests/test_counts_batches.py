@@ -68,10 +68,18 @@ def test_forecast_counts_of_a_query_target_hold_no_events_until_asked(phl_apr_ju
     start, end = "2024-04-08", "2024-07-29"
     c = counts_from_store(phl_apr_jul_store, SRC, "all", start=start, end=end, res=9)
     assert isinstance(c, LazyCounts) and not c.__dict__["_events_loaded"]
-    eager = Counts.from_batches([phl_apr_jul_store.incidents(Query(source=SRC, start=start, end=end, geolocated=True))],
-                                cells=c.cells, res=9, tz=TZ, origin=start, end=end)
+    eager = Counts.from_batches(
+        [phl_apr_jul_store.incidents(Query(source=SRC, start=start, end=end, geolocated=True))],
+        cells=c.cells,
+        res=9,
+        tz=TZ,
+        origin=start,
+        end=end,
+    )
     n = c.n_events
-    models = {k: m for k, m in default_models("7d").items() if k in ("naive", "prospective", "stkde", "sepp", "seasonal")}
+    models = {
+        k: m for k, m in default_models("7d").items() if k in ("naive", "prospective", "stkde", "sepp", "seasonal")
+    }
     a = backtest(c, models, "2024-07-01", "2024-07-22", "7d")
     assert not c.__dict__["_events_loaded"]  # daily counts only: no row was read
     models2 = {k: m for k, m in default_models("7d").items() if k in models}
@@ -79,7 +87,9 @@ def test_forecast_counts_of_a_query_target_hold_no_events_until_asked(phl_apr_ju
     pd.testing.assert_frame_equal(a.scores, b.scores, check_exact=False, rtol=1e-12)
     assert n == len(eager.hours) > 1000
     w = c.window_counts("2024-07-20 06:00", "2024-07-20 14:00")  # a shift: needs the rows
-    assert c.__dict__["_events_loaded"] and np.array_equal(w, eager.window_counts("2024-07-20 06:00", "2024-07-20 14:00"))
+    assert c.__dict__["_events_loaded"] and np.array_equal(
+        w, eager.window_counts("2024-07-20 06:00", "2024-07-20 14:00")
+    )
     for k in ("cell_idx", "hours", "time_known", "block", "category"):
         assert np.array_equal(getattr(c, k), getattr(eager, k)), k
 

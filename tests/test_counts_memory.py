@@ -201,8 +201,13 @@ def test_backtest_memory_grows_far_less_than_the_rows(synth_store):
     walked, not listed)."""
 
     def run(mode):
-        r = subprocess.run([sys.executable, "-c", _BACKTEST_CHILD, str(synth_store.root), mode, "2024-01-01"],
-                           capture_output=True, text=True, env={**os.environ, "RTCC_BATCH_ROWS": BATCH}, timeout=900)
+        r = subprocess.run(
+            [sys.executable, "-c", _BACKTEST_CHILD, str(synth_store.root), mode, "2024-01-01"],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "RTCC_BATCH_ROWS": BATCH},
+            timeout=900,
+        )
         assert r.returncode == 0, r.stderr[-3000:]
         return json.loads(r.stdout.strip().splitlines()[-1])
 

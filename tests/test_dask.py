@@ -74,16 +74,19 @@ def test_counts_identical_and_computed_on_the_workers(stores, client):
     assert len(want) > 10_000 and int(want["n"].sum()) > 40_000
 
 
-@pytest.mark.parametrize("res,by,q", [
-    (9, ("cell",), PHL),
-    (7, ("cell", "week"), PHL.with_(categories=("theft", "burglary"))),
-    (6, ("cell",), PHL),  # coarser than any stored column: rolled up on the workers
-    (10, ("cell", "day"), PHL.with_(start="2024-05-10", end="2024-06-20")),  # cuts inside partitions
-    (9, ("district", "dow", "hour"), PHL.with_(hours=(0, 1, 2, 22, 23))),
-    (9, ("month", "category", "district"), PHL.with_(include_unknown_time=True)),
-    (9, ("day",), PHL.with_(geolocated=False)),
-    (8, ("hour", "category"), PHL.with_(districts=("24", "25"), dows=(5, 6))),
-])
+@pytest.mark.parametrize(
+    "res,by,q",
+    [
+        (9, ("cell",), PHL),
+        (7, ("cell", "week"), PHL.with_(categories=("theft", "burglary"))),
+        (6, ("cell",), PHL),  # coarser than any stored column: rolled up on the workers
+        (10, ("cell", "day"), PHL.with_(start="2024-05-10", end="2024-06-20")),  # cuts inside partitions
+        (9, ("district", "dow", "hour"), PHL.with_(hours=(0, 1, 2, 22, 23))),
+        (9, ("month", "category", "district"), PHL.with_(include_unknown_time=True)),
+        (9, ("day",), PHL.with_(geolocated=False)),
+        (8, ("hour", "category"), PHL.with_(districts=("24", "25"), dows=(5, 6))),
+    ],
+)
 def test_counts_by_keys_and_filters(stores, res, by, q):
     local, dask = stores
     want = local.counts(res, by, q)
@@ -99,7 +102,10 @@ def test_cells_filter_count_and_incidents(stores):
     assert dask.count(q) == local.count(q) == int(local.counts(8, ("cell",), PHL).nlargest(5, "n")["n"].sum())
     _same(local.incidents(q), dask.incidents(q))
     cols = ["occurred_from", "lon", "lat", "category"]
-    _same(local.incidents(PHL.with_(categories=("robbery",)), cols), dask.incidents(PHL.with_(categories=("robbery",)), cols))
+    _same(
+        local.incidents(PHL.with_(categories=("robbery",)), cols),
+        dask.incidents(PHL.with_(categories=("robbery",)), cols),
+    )
     empty = PHL.with_(start="2030-01-01", end="2030-02-01")
     assert dask.count(empty) == 0
     _same(local.incidents(empty, cols), dask.incidents(empty, cols))
@@ -114,8 +120,17 @@ def test_hotspots_identical(stores, client):
     local, dask = stores
     for method in ("gistar", "lisa"):
         a = hotspots(local, method=method, res=9, q=PHL.with_(categories=("theft",)), permutations=99, seed=7)
-        b = _on_workers(client, "_count_partition", hotspots, dask, method=method, res=9,
-                        q=PHL.with_(categories=("theft",)), permutations=99, seed=7)
+        b = _on_workers(
+            client,
+            "_count_partition",
+            hotspots,
+            dask,
+            method=method,
+            res=9,
+            q=PHL.with_(categories=("theft",)),
+            permutations=99,
+            seed=7,
+        )
         assert len(a) > 1000
         assert_geodataframe_equal(a, b, check_less_precise=False)
 
@@ -164,8 +179,16 @@ def test_backtest_count_matrix_identical(stores, client):
 
     local, dask = stores
     a = counts_from_store(local, "philadelphia", "all_but_enforcement", end="2024-08-01", res=9)
-    b = _on_workers(client, "_incidents_partition", counts_from_store, dask, "philadelphia", "all_but_enforcement",
-                    end="2024-08-01", res=9)
+    b = _on_workers(
+        client,
+        "_incidents_partition",
+        counts_from_store,
+        dask,
+        "philadelphia",
+        "all_but_enforcement",
+        end="2024-08-01",
+        res=9,
+    )
     np.testing.assert_array_equal(a.cells, b.cells)
     da, db = a.daily, b.daily
     assert da.shape == db.shape and da.sum() > 40_000 and (da != db).nnz == 0
@@ -196,9 +219,24 @@ def test_cli_ingest_on_dask_env_equals_local(shared_data, client, tmp_path):
     local = EmbeddedStore(tmp_path / "local")
     want = ingest_files("philadelphia", files, local).as_dict()
     env = {**os.environ, "RTCC_DASK_SCHEDULER": client.scheduler.address}
-    p = subprocess.run([sys.executable, "-m", "rtcc_geo.cli.main", "ingest", "--format", "philadelphia",
-                        "--store", str(tmp_path / "dask"), "--json", *map(str, files)],
-                       env=env, capture_output=True, text=True, timeout=300)
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "rtcc_geo.cli.main",
+            "ingest",
+            "--format",
+            "philadelphia",
+            "--store",
+            str(tmp_path / "dask"),
+            "--json",
+            *map(str, files),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert p.returncode == 0, p.stderr
     got = json.loads(p.stdout)
     assert got.pop("store").startswith("DaskStore(EmbeddedStore(") and want.pop("store").startswith("EmbeddedStore(")
@@ -272,10 +310,19 @@ def test_worker_without_the_shared_store_is_refused(tmp_path, shared_data):
     ingest_files("philadelphia", [shared_data / "philadelphia" / PHL_APR_JUL[0]], store)
     cluster = LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None)
     hidden = subprocess.Popen(
-        ["unshare", "--map-root-user", "--mount", "sh", "-c",
-         f'mount -t tmpfs tmpfs "{parent}" && exec "{sys.executable}" -m distributed.cli.dask_worker '
-         f'"{cluster.scheduler_address}" --nthreads 1 --no-nanny --no-dashboard --name hidden'],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        [
+            "unshare",
+            "--map-root-user",
+            "--mount",
+            "sh",
+            "-c",
+            f'mount -t tmpfs tmpfs "{parent}" && exec "{sys.executable}" -m distributed.cli.dask_worker '
+            f'"{cluster.scheduler_address}" --nthreads 1 --no-nanny --no-dashboard --name hidden',
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     c = Client(cluster)
     try:
         try:

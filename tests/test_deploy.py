@@ -85,8 +85,12 @@ def test_spacing_in_metres_and_exclusions():
 
 
 def test_consecutive_day_cap():
-    hist = pd.DataFrame({"date": ["2024-07-17", "2024-07-18", "2024-07-19", "2024-07-18", "2024-07-19", "2024-07-15"],
-                         "cell": [1, 1, 1, 2, 2, 3]})
+    hist = pd.DataFrame(
+        {
+            "date": ["2024-07-17", "2024-07-18", "2024-07-19", "2024-07-18", "2024-07-19", "2024-07-15"],
+            "cell": [1, 1, 1, 2, 2, 3],
+        }
+    )
     assert capped_cells(hist, "2024-07-20 16:00", 3) == {1}
     assert capped_cells(hist, "2024-07-20", 2) == {1, 2}
     assert capped_cells(hist, "2024-07-20", None) == set()
@@ -133,8 +137,9 @@ def test_eight_unit_plan_on_a_philadelphia_shift(phl_apr_jul_store):
     r7 = pd.Series(c.window_counts(start - pd.Timedelta(days=7), start), index=c.cells)
     r28 = pd.Series(c.window_counts(start - pd.Timedelta(days=28), start), index=c.cells)
     bins = hotspot_bins(c.cells, r28.to_numpy())
-    p = plan_shift(fc, 8, start, end, radius=1, spacing_m=500.0, recent_7d=r7, recent_28d=r28,
-                   hotspot_bins=bins, seed=3)
+    p = plan_shift(
+        fc, 8, start, end, radius=1, spacing_m=500.0, recent_7d=r7, recent_28d=r28, hotspot_bins=bins, seed=3
+    )
     assert p.status == "optimal" and len(p.units) == 8
     centres = sorted(p.units[u][0] for u in p.units)
     ll = np.array([H.cell_to_latlng(int(x)) for x in centres])
@@ -164,8 +169,14 @@ def test_several_areas_per_unit_and_excluded_places(tmp_path):
     gj = tmp_path / "school.geojson"
     import json
 
-    gj.write_text(json.dumps({"type": "FeatureCollection", "features": [
-        {"type": "Feature", "properties": {}, "geometry": mapping(Point(lng, lat))}]}))
+    gj.write_text(
+        json.dumps(
+            {
+                "type": "FeatureCollection",
+                "features": [{"type": "Feature", "properties": {}, "geometry": mapping(Point(lng, lat))}],
+            }
+        )
+    )
     excl = place_cells(gj, 10)
     assert hottest in excl.tolist()
     t0, t1 = pd.Timestamp("2024-07-20 08:00"), pd.Timestamp("2024-07-20 16:00")

@@ -34,7 +34,9 @@ def test_rewrite_is_idempotent_and_batches_dedupe(tmp_path, city):
     dup = pd.concat([city.iloc[:5], city.iloc[:5]])
     assert s.write_incidents(dup).inserted == 0
     got = s.incidents()
-    pd.testing.assert_frame_equal(got, city.sort_values(["source", "occurred_from", "id"], kind="mergesort").reset_index(drop=True))
+    pd.testing.assert_frame_equal(
+        got, city.sort_values(["source", "occurred_from", "id"], kind="mergesort").reset_index(drop=True)
+    )
 
 
 def test_unknown_source_is_refused(tmp_path, city):
@@ -46,9 +48,15 @@ def test_hour_of_week_counts_equal_direct_pandas(store, city):
     got = store.counts(9, ("cell", "hour_of_week", "category"))
     known = city[city.time_known]
     local = known.occurred_from.dt.tz_convert("America/New_York")
-    ref = (pd.DataFrame({"cell": known.h3_r9, "hour_of_week": local.dt.day_of_week * 24 + local.dt.hour,
-                         "category": known.category})
-           .groupby(["cell", "hour_of_week", "category"]).size().rename("n").reset_index())
+    ref = (
+        pd.DataFrame(
+            {"cell": known.h3_r9, "hour_of_week": local.dt.day_of_week * 24 + local.dt.hour, "category": known.category}
+        )
+        .groupby(["cell", "hour_of_week", "category"])
+        .size()
+        .rename("n")
+        .reset_index()
+    )
     assert got["n"].sum() == len(known)  # time-unknown rows left out of hour-level counts
     m = got.merge(ref, on=["cell", "hour_of_week", "category"], how="outer", suffixes=("", "_ref"))
     assert (m["n"] == m["n_ref"]).all()
@@ -70,9 +78,13 @@ def test_filters(store, city):
     q = Query(start="2024-03-10", end="2024-03-11", categories=("burglary", "theft"), hours=tuple(range(8, 20)))
     got = store.incidents(q)
     local = city.occurred_from.dt.tz_convert("America/New_York")
-    ref = city[(local >= pd.Timestamp("2024-03-10", tz="America/New_York"))
-               & (local < pd.Timestamp("2024-03-11", tz="America/New_York"))
-               & city.category.isin(["burglary", "theft"]) & local.dt.hour.between(8, 19) & city.time_known]
+    ref = city[
+        (local >= pd.Timestamp("2024-03-10", tz="America/New_York"))
+        & (local < pd.Timestamp("2024-03-11", tz="America/New_York"))
+        & city.category.isin(["burglary", "theft"])
+        & local.dt.hour.between(8, 19)
+        & city.time_known
+    ]
     assert len(got) == len(ref) > 0
     assert set(got.id) == set(ref.id)
     one = int(city.h3_r8.iloc[0])
@@ -91,6 +103,7 @@ def test_put_get_table_roundtrip(store):
 
 # --- the partitioned layout (issue 16) ------------------------------------------
 
+
 def _month_parts(root, month):
     return sorted((root / "incidents" / f"source={synth.SOURCE}" / f"month={month}").glob("part-*.parquet"))
 
@@ -103,7 +116,8 @@ def test_hive_layout_is_plain_geoparquet_sorted_by_cell(store, city, tmp_path):
     import pyarrow.parquet as pq
 
     t = ds.dataset(tmp_path / "incidents", format="parquet", partitioning="hive").to_table(
-        columns=["id", "source", "month", "occurred_from", "h3_r7", "h3_r10"])
+        columns=["id", "source", "month", "occurred_from", "h3_r7", "h3_r10"]
+    )
     assert t.num_rows == len(city) and len(set(t.column("id").to_pylist())) == len(city)
     months = t.column("occurred_from").to_pandas().dt.strftime("%Y-%m")
     assert (months == t.column("month").to_pandas()).all()
@@ -148,8 +162,11 @@ def test_append_adds_a_part_and_leaves_other_months_alone(tmp_path, city):
     assert len(_month_parts(tmp_path, "2024-05")) == 2
     assert s.count() == len(may) + len(june)
     assert set(s.incidents(Query(start="2024-05-10", end="2024-06-20")).id) == set(
-        city[(city.occurred_from.dt.tz_convert(synth.TIMEZONE) >= pd.Timestamp("2024-05-10", tz=synth.TIMEZONE))
-             & (city.occurred_from.dt.tz_convert(synth.TIMEZONE) < pd.Timestamp("2024-06-20", tz=synth.TIMEZONE))].id)
+        city[
+            (city.occurred_from.dt.tz_convert(synth.TIMEZONE) >= pd.Timestamp("2024-05-10", tz=synth.TIMEZONE))
+            & (city.occurred_from.dt.tz_convert(synth.TIMEZONE) < pd.Timestamp("2024-06-20", tz=synth.TIMEZONE))
+        ].id
+    )
 
 
 def test_many_small_appends_are_merged_and_dedup_stays_exact(tmp_path, city):
@@ -164,7 +181,9 @@ def test_many_small_appends_are_merged_and_dedup_stays_exact(tmp_path, city):
     assert s.write_incidents(may).inserted == 0
     got = s.incidents()
     assert len(got) == len(may) and got.id.is_unique
-    pd.testing.assert_frame_equal(got, may.sort_values(["source", "occurred_from", "id"], kind="mergesort").reset_index(drop=True))
+    pd.testing.assert_frame_equal(
+        got, may.sort_values(["source", "occurred_from", "id"], kind="mergesort").reset_index(drop=True)
+    )
 
 
 def test_an_incident_moved_to_another_month_is_still_a_duplicate(tmp_path, city):
@@ -228,7 +247,9 @@ def test_old_layout_is_read_then_migrated_with_cells_recomputed(tmp_path, city):
     assert w.inserted == 5 and w.duplicates == 100
     assert not (tmp_path / "incidents" / synth.SOURCE).exists() and not (tmp_path / "keys" / synth.SOURCE).exists()
     got = s.incidents()
-    want = pd.concat([city, extra]).sort_values(["source", "occurred_from", "id"], kind="mergesort").reset_index(drop=True)
+    want = (
+        pd.concat([city, extra]).sort_values(["source", "occurred_from", "id"], kind="mergesort").reset_index(drop=True)
+    )
     pd.testing.assert_frame_equal(got, want)  # rows, ids, times kept; cells are those of city (correct)
     located = got[got.h3_r10 != NO_CELL]
     for r in (7, 8, 9, 10):
@@ -287,7 +308,9 @@ def test_counts_memory_does_not_grow_with_the_rows(tmp_path_factory):
     """``counts`` streams part by part: from a store of 24 months to one 6x larger (1.8 M
     rows, 144 months) its peak RSS (measured from after the imports) barely moves, while
     reading the same rows' three columns into memory (the control) grows ~6x."""
-    base = synth.generate(synth.SyntheticCity(seed=11, start="2024-01-01", end="2024-02-01", daily_rate=450))  # ~12.5 k rows
+    base = synth.generate(
+        synth.SyntheticCity(seed=11, start="2024-01-01", end="2024-02-01", daily_rate=450)
+    )  # ~12.5 k rows
 
     def build(copies: int):
         root = tmp_path_factory.mktemp(f"store{copies}")
@@ -310,8 +333,10 @@ def test_counts_memory_does_not_grow_with_the_rows(tmp_path_factory):
     c_small, c_big = _peak(small, "rows"), _peak(big, "rows")
     assert (c_small["n"], c_big["n"]) == (n_small, n_big)
     growth, control_growth = s_big["peak_mb"] - s_small["peak_mb"], c_big["peak_mb"] - c_small["peak_mb"]
-    print(f"counts peak {s_small['peak_mb']:.0f} -> {s_big['peak_mb']:.0f} MB, "
-          f"rows control {c_small['peak_mb']:.0f} -> {c_big['peak_mb']:.0f} MB")
+    print(
+        f"counts peak {s_small['peak_mb']:.0f} -> {s_big['peak_mb']:.0f} MB, "
+        f"rows control {c_small['peak_mb']:.0f} -> {c_big['peak_mb']:.0f} MB"
+    )
     assert control_growth > 120, control_growth  # the test can see memory that grows with the rows ...
     # ... and counts' peak stays near-flat (the Arrow scanner's read-ahead and memory pool reach a
     # plateau: ~70 MB on a 10 M-row store of 768 parts, measured), far below the rows' growth.
@@ -327,7 +352,7 @@ def test_key_indexes_left_behind_by_a_crash_are_brought_up_to_date(tmp_path, cit
 
     s = EmbeddedStore(tmp_path)
     s.register_source(synth.SOURCE, synth.TIMEZONE)
-    a, b = city.iloc[: len(city) // 2], city.iloc[len(city) // 2:]
+    a, b = city.iloc[: len(city) // 2], city.iloc[len(city) // 2 :]
     s.write_incidents(a)
     shutil.copytree(tmp_path / "keys", tmp_path / "keys_then")
     s.write_incidents(b)
@@ -349,8 +374,13 @@ def test_db_migrate_and_status_convert_an_old_embedded_store_from_the_cli(tmp_pa
     env = {k: v for k, v in os.environ.items() if k != "RTCC_DATABASE_URL"}
 
     def cli(*a):
-        return subprocess.run([sys.executable, "-m", "rtcc_geo.cli.main", "db", *a, "--store", str(tmp_path), "--json"],
-                              capture_output=True, text=True, env=env, timeout=120)
+        return subprocess.run(
+            [sys.executable, "-m", "rtcc_geo.cli.main", "db", *a, "--store", str(tmp_path), "--json"],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+        )
 
     months = sorted(city.occurred_from.dt.strftime("%Y-%m").unique())
     st = cli("status")
@@ -364,6 +394,7 @@ def test_db_migrate_and_status_convert_an_old_embedded_store_from_the_cli(tmp_pa
     assert st.returncode == 0 and json.loads(st.stdout)["pending"] == []
     assert EmbeddedStore(tmp_path, create=False).count() == len(city)
     assert json.loads(cli("migrate").stdout)["converted"] == 0  # idempotent
+
 
 def _files(root):
     return {p: (p.stat().st_ino, p.stat().st_size) for p in root.rglob("*") if p.is_file()}

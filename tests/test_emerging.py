@@ -19,10 +19,8 @@ import scipy.sparse as sp
 from rtcc_geo import synth
 from rtcc_geo.store import Query
 from rtcc_geo.store.embedded import EmbeddedStore
-from rtcc_geo.temporal.cube import (SpaceTimeCube, build_cube, from_incidents, load_cube, save_cube,
-                                    step_index)
-from rtcc_geo.temporal.emerging import (CATEGORIES, classify, emerging_hotspots, kring_matrix,
-                                        space_time_gistar)
+from rtcc_geo.temporal.cube import SpaceTimeCube, build_cube, from_incidents, load_cube, save_cube, step_index
+from rtcc_geo.temporal.emerging import CATEGORIES, classify, emerging_hotspots, kring_matrix, space_time_gistar
 from rtcc_geo.temporal.mannkendall import mann_kendall, sen_slope
 
 # --- Mann–Kendall -----------------------------------------------------------------
@@ -32,8 +30,8 @@ from rtcc_geo.temporal.mannkendall import mann_kendall, sen_slope
 def test_mann_kendall_equals_pymannkendall_with_ties(n, levels):
     rng = np.random.default_rng(n)
     x = rng.integers(0, levels, (40, n)).astype(float)  # heavy ties
-    x[:10] += np.arange(n) * 0.05 * levels                # some real trends
-    x[10:15] = np.round(rng.normal(size=(5, n)), 1)       # float ties
+    x[:10] += np.arange(n) * 0.05 * levels  # some real trends
+    x[10:15] = np.round(rng.normal(size=(5, n)), 1)  # float ties
     r = mann_kendall(x)
     for i in range(len(x)):
         ref = pmk.original_test(x[i])
@@ -56,14 +54,16 @@ def test_mann_kendall_constant_series_and_bad_input():
 
 # --- space-time Gi* against esda ---------------------------------------------------
 
+
 def _disk(k: int, res: int = 9) -> np.ndarray:
     c0 = h3.api.basic_int.latlng_to_cell(39.95, -75.16, res)
     return np.array(sorted(h3.api.basic_int.grid_disk(c0, k)), dtype=np.int64)
 
 
 def _cube(values: np.ndarray, cells: np.ndarray) -> SpaceTimeCube:
-    return SpaceTimeCube(cells, pd.date_range("2024-01-01", periods=values.shape[1], freq="7D"),
-                         values.astype(float), 9, "week")
+    return SpaceTimeCube(
+        cells, pd.date_range("2024-01-01", periods=values.shape[1], freq="7D"), values.astype(float), 9, "week"
+    )
 
 
 @pytest.mark.parametrize("time_lag", [0, 1, 3])
@@ -178,22 +178,23 @@ def test_classify_rules_directly():
 
     ten = 10
     assert one([_] * 9 + [H]) == "new hot spot"
-    assert one([C] + [_] * 8 + [H]) == "oscillating hot spot"     # a cold past is not "new"
+    assert one([C] + [_] * 8 + [H]) == "oscillating hot spot"  # a cold past is not "new"
     assert one([_] * 8 + [H, H]) == "consecutive hot spot"
     assert one([H] * ten, +1) == "intensifying hot spot"
     assert one([H] * ten, -1) == "diminishing hot spot"
     assert one([H] * ten, 0) == "persistent hot spot"
-    assert one([H] * 9 + [_]) == "historical hot spot"              # 90 % exactly, final not hot
-    assert one([H] * 9 + [C]) == "oscillating cold spot"            # final step decides
+    assert one([H] * 9 + [_]) == "historical hot spot"  # 90 % exactly, final not hot
+    assert one([H] * 9 + [C]) == "oscillating cold spot"  # final step decides
     assert one([H, _, H] + [_] * 6 + [H]) == "sporadic hot spot"
-    assert one([H] * 5 + [_] * 5) == "no pattern detected"          # was hot, < 90 %, not now
-    assert one([H] * 63 + [_] * 6 + [H]) == "persistent hot spot"   # 63/70 is exactly 90 %
-    assert one([H] * 61 + [_] * 8 + [H]) == "sporadic hot spot"     # 62/70 is not
+    assert one([H] * 5 + [_] * 5) == "no pattern detected"  # was hot, < 90 %, not now
+    assert one([H] * 63 + [_] * 6 + [H]) == "persistent hot spot"  # 63/70 is exactly 90 %
+    assert one([H] * 61 + [_] * 8 + [H]) == "sporadic hot spot"  # 62/70 is not
     assert one([C] * ten, -1) == "intensifying cold spot"
     assert one([C] * ten, +1) == "diminishing cold spot"
 
 
 # --- cubes from the stores ------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def city():

@@ -74,14 +74,21 @@ def test_audit_arithmetic_by_hand(tracts):
     for geom in t.geometry:
         p = geom.representative_point()
         cells.append(H.latlng_to_cell(p.y, p.x, 10))
-    minutes = pd.DataFrame({"plan": ["d1", "d1", "d1", "d2"], "cell": [cells[0], cells[1], cells[2], cells[0]],
-                            "minutes": [600.0, 60.0, 60.0, 600.0]})
+    minutes = pd.DataFrame(
+        {
+            "plan": ["d1", "d1", "d1", "d2"],
+            "cell": [cells[0], cells[1], cells[2], cells[0]],
+            "minutes": [600.0, 60.0, 60.0, 600.0],
+        }
+    )
     a = audit(minutes, tracts, multiple=3.0, min_residents=1.0)
     bt = a.by_tract.set_index("tract")
     j = tract_join(np.array(cells), tracts)
-    want0 = (j[j["cell"] == cells[0]].set_index("tract")["cell_share"] * 1200.0)
+    want0 = j[j["cell"] == cells[0]].set_index("tract")["cell_share"] * 1200.0
     for tr, m in want0.items():
-        assert bt.at[tr, "minutes"] == pytest.approx(m + (j[(j["cell"] != cells[0]) & (j["tract"] == tr)]["cell_share"] * 60).sum())
+        assert bt.at[tr, "minutes"] == pytest.approx(
+            m + (j[(j["cell"] != cells[0]) & (j["tract"] == tr)]["cell_share"] * 60).sum()
+        )
     assert bt["minutes"].sum() == pytest.approx(1320.0)
     per = bt["minutes"] / np.maximum(bt["population"], 1.0) * 1000
     assert np.allclose(bt["per_1000"], per)
@@ -106,8 +113,9 @@ def test_week_plans_with_explanations_and_a_dose_cap(phl_apr_jul_store, tracts):
     from rtcc_geo.deploy import plan_week
     from rtcc_geo.deploy.api import _fit, _plan
 
-    plans = plan_week(phl_apr_jul_store, "philadelphia", "2024-07-22", units=8, days=2, spacing_m=500.0,
-                      max_consecutive_days=1)
+    plans = plan_week(
+        phl_apr_jul_store, "philadelphia", "2024-07-22", units=8, days=2, spacing_m=500.0, max_consecutive_days=1
+    )
     assert len(plans) == 2
     for p in plans:
         # reasons quote the additive model's terms, which sum to the cell's forecast
@@ -134,12 +142,44 @@ def test_audit_bias_cli(phl_apr_jul_store, tmp_path, capsys):
     paths = []
     for day in ("2024-07-20", "2024-07-21"):
         out = tmp_path / f"plan_{day}.csv"
-        assert main(["deploy", "--store", store, "--shift-start", f"{day} 16:00", "--units", "4", "--spacing-m", "500",
-                     "--model", "stkde", "--out-csv", str(out)]) == 0
+        assert (
+            main(
+                [
+                    "deploy",
+                    "--store",
+                    store,
+                    "--shift-start",
+                    f"{day} 16:00",
+                    "--units",
+                    "4",
+                    "--spacing-m",
+                    "500",
+                    "--model",
+                    "stkde",
+                    "--out-csv",
+                    str(out),
+                ]
+            )
+            == 0
+        )
         paths.append(str(out))
     capsys.readouterr()
-    rc = main(["audit-bias", "--store", store, "--plan", paths[0], "--plan", paths[1], "--multiple", "2",
-               "--out-csv", str(tmp_path / "tracts.csv"), "--json"])
+    rc = main(
+        [
+            "audit-bias",
+            "--store",
+            store,
+            "--plan",
+            paths[0],
+            "--plan",
+            paths[1],
+            "--multiple",
+            "2",
+            "--out-csv",
+            str(tmp_path / "tracts.csv"),
+            "--json",
+        ]
+    )
     assert rc == 0
     js = json.loads(capsys.readouterr().out)
     sched = pd.concat([pd.read_csv(p.replace(".csv", "_schedule.csv")) for p in paths])

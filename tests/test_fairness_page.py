@@ -43,8 +43,10 @@ def browser(fa_app):
 def _rows(d, table_id: str) -> list[list[str]]:
     from selenium.webdriver.common.by import By
 
-    return [[td.text for td in tr.find_elements(By.TAG_NAME, "td")]
-            for tr in d.find_elements(By.CSS_SELECTOR, f"#{table_id} tbody tr")]
+    return [
+        [td.text for td in tr.find_elements(By.TAG_NAME, "td")]
+        for tr in d.find_elements(By.CSS_SELECTOR, f"#{table_id} tbody tr")
+    ]
 
 
 def test_fairness_page_shows_the_week_audit(browser, fa_app):
@@ -58,8 +60,9 @@ def test_fairness_page_shows_the_week_audit(browser, fa_app):
     login(d, url, "planner_fa", PASSWORD)
     wait_for(lambda: d.find_elements(By.ID, "nav-fairness"), timeout=60, what="nav link")
     d.find_element(By.ID, "nav-fairness").click()
-    wait_for(lambda: d.find_elements(By.ID, "fa-report") or d.find_elements(By.ID, "fa-error"), timeout=400,
-             what="the audit")
+    wait_for(
+        lambda: d.find_elements(By.ID, "fa-report") or d.find_elements(By.ID, "fa-error"), timeout=400, what="the audit"
+    )
     assert not d.find_elements(By.ID, "fa-error"), d.find_element(By.ID, "fa-error").text
     # The page opens on the last full week of data (the data ends on Tue 31 Dec 2024).
     week = default_week(ctx)
@@ -79,7 +82,8 @@ def test_fairness_page_shows_the_week_audit(browser, fa_app):
     bd = a.by_district.sort_values("per_1000", ascending=False)
     assert [r[1] for r in dist] == [f"{m:,.0f}" for m in bd["minutes"]]
     assert sum(float(r[1].replace(",", "")) for r in dist) == pytest.approx(
-        a.summary["minutes"] - a.summary["minutes_outside_tracts"], abs=len(dist))
+        a.summary["minutes"] - a.summary["minutes_outside_tracts"], abs=len(dist)
+    )
     # Tract table: the 15 most-dosed tracts, "(over)" exactly where the audit flags one.
     tr = _rows(d, "fa-tract-table")
     top = a.by_tract.head(15)

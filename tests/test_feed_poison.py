@@ -20,13 +20,23 @@ from rtcc_geo.store.embedded import EmbeddedStore
 
 from .test_store_concurrency import TOKEN, _serve
 
-GOOD = {"occurred_from": "2024-06-01T14:05:00-04:00", "offense_raw": "Thefts",
-        "lon": -75.16, "lat": 39.95, "block": "1400 BLOCK MARKET ST", "district": "6"}
+GOOD = {
+    "occurred_from": "2024-06-01T14:05:00-04:00",
+    "offense_raw": "Thefts",
+    "lon": -75.16,
+    "lat": 39.95,
+    "block": "1400 BLOCK MARKET ST",
+    "district": "6",
+}
 
 
 def _post(url: str, body: bytes, timeout: float = 60) -> tuple[int, dict]:
-    req = urllib.request.Request(f"{url}/api/feed/philadelphia/incidents", data=body, method="POST",
-                                 headers={"Content-Type": "application/json", "Authorization": f"Bearer {TOKEN}"})
+    req = urllib.request.Request(
+        f"{url}/api/feed/philadelphia/incidents",
+        data=body,
+        method="POST",
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {TOKEN}"},
+    )
     try:
         with urllib.request.urlopen(req, timeout=timeout) as r:
             return r.status, json.loads(r.read())
@@ -86,9 +96,16 @@ CASES = {
     # name: (poison record(s), expected quarantine reason)
     "time_before_floor": ([{**GOOD, "id": "p-1970", "occurred_from": "1970-01-01T00:00:00Z"}], "implausible_time"),
     "time_in_future": ([{**GOOD, "id": "p-2099", "occurred_from": "2099-06-01T12:00:00Z"}], "implausible_time"),
-    "time_tomorrow_plus": ([{**GOOD, "id": "p-next-week",
-                             "occurred_from": (pd.Timestamp.now(tz="UTC") + pd.Timedelta(days=7)).isoformat()}],
-                           "implausible_time"),
+    "time_tomorrow_plus": (
+        [
+            {
+                **GOOD,
+                "id": "p-next-week",
+                "occurred_from": (pd.Timestamp.now(tz="UTC") + pd.Timedelta(days=7)).isoformat(),
+            }
+        ],
+        "implausible_time",
+    ),
     "long_id": ([{**GOOD, "id": "p-" + "x" * 5000}], "invalid_field"),
     "long_block": ([{**GOOD, "id": "p-block", "block": "B" * 20_000}], "invalid_field"),
     # 15 ids that fit the limit but not one NOTIFY payload together (multi-byte text).
@@ -128,8 +145,10 @@ def test_poison_record_is_quarantined_and_its_neighbours_stored(server, case):
 
 def test_lone_surrogate_is_quarantined(server):
     url, store = server
-    body = ('[{"id": "p-surrogate", "occurred_from": "2024-06-01T10:00:00Z", "offense_raw": "Thefts \\ud800", '
-            '"lon": -75.16, "lat": 39.95}, ' + json.dumps(_good("surrogate")) + "]").encode()
+    body = (
+        '[{"id": "p-surrogate", "occurred_from": "2024-06-01T10:00:00Z", "offense_raw": "Thefts \\ud800", '
+        '"lon": -75.16, "lat": 39.95}, ' + json.dumps(_good("surrogate")) + "]"
+    ).encode()
     code, out = _post(url, body)
     assert code == 200 and out["loaded"] == 1 and out["by_reason"] == {"invalid_field": 1}, out
     assert _stored(store, ["good-surrogate"]) == {"good-surrogate"}
@@ -184,8 +203,9 @@ def test_a_record_the_store_refuses_is_quarantined_alone(server):
     group-commit window: it is quarantined with the store's message, the rest stored."""
     url, store = server
     assert getattr(store, "kind", "") == "postgis"
-    store.conn.execute("ALTER TABLE incidents ADD CONSTRAINT poison_block "
-                       "CHECK (block IS NULL OR block NOT LIKE '%POISON%') NOT VALID")
+    store.conn.execute(
+        "ALTER TABLE incidents ADD CONSTRAINT poison_block CHECK (block IS NULL OR block NOT LIKE '%POISON%') NOT VALID"
+    )
     try:
         results: list[tuple[int, dict]] = []
 
@@ -206,5 +226,6 @@ def test_a_record_the_store_refuses_is_quarantined_alone(server):
     assert _stored(store, want | {f"good-refused-{k}-poison" for k in range(8)}) == want
     q = store.quarantine("philadelphia")
     refused = q[q["detail"].str.contains("the store refused this record", regex=False)]
-    assert len(refused) == 8 and refused["detail"].str.contains("poison_block").all(), \
-        refused[["file", "row_number", "detail", "raw"]].to_string()
+    assert len(refused) == 8 and refused["detail"].str.contains("poison_block").all(), refused[
+        ["file", "row_number", "detail", "raw"]
+    ].to_string()

@@ -30,6 +30,7 @@ def test_drilldown_explains_the_forecast(browser, philly_app):  # noqa: F811
     d, url = browser
     ctx = philly_app.rtcc
     login(d, url, "chief", PASSWORD)
+
     def drawn():
         st = d.execute_script(JS_MAP_STATE)
         return st if st and st["drawn"] > 0 else None
@@ -39,15 +40,21 @@ def test_drilldown_explains_the_forecast(browser, philly_app):  # noqa: F811
     cell = int(ctx.universe(s["res"])[np.asarray(s["ids"], dtype=np.int64)][int(np.argmax(z))])
     hexid = format(cell, "x")
     lat, lon = h3.api.basic_int.cell_to_latlng(cell)
-    d.execute_script("const gd=document.querySelector('#map .js-plotly-plot');"
-                     "window.Plotly.relayout(gd, {'map.center': {lon: arguments[0], lat: arguments[1]}, 'map.zoom': 14});",
-                     lon, lat)
+    d.execute_script(
+        "const gd=document.querySelector('#map .js-plotly-plot');"
+        "window.Plotly.relayout(gd, {'map.center': {lon: arguments[0], lat: arguments[1]}, 'map.zoom': 14});",
+        lon,
+        lat,
+    )
     wait_for(lambda: abs(d.execute_script(JS_MAP_STATE)["zoom"] - 14) < 0.05, what="zoom to the cell")
     canvas = d.find_element(By.CSS_SELECTOR, "#map canvas.maplibregl-canvas")
     ActionChains(d).move_to_element(canvas).pause(0.3).click().perform()
     wait_for(lambda: d.find_element(By.ID, "drill-cell").text == hexid, timeout=30, what="drill-down of the cell")
-    why = wait_for(lambda: (d.find_elements(By.ID, "drill-forecast-why") or [None])[0], timeout=180,
-                   what="the forecast explanation").text
+    why = wait_for(
+        lambda: (d.find_elements(By.ID, "drill-forecast-why") or [None])[0],
+        timeout=180,
+        what="the forecast explanation",
+    ).text
     rows = d.find_elements(By.CSS_SELECTOR, "#drill-forecast-terms tr")
     vals = {r.find_elements(By.TAG_NAME, "td")[0].text: float(r.find_elements(By.TAG_NAME, "td")[1].text) for r in rows}
     terms = {t: vals[TERM_LABELS[t]] for t in TERMS}

@@ -24,8 +24,25 @@ def store_dir(shared_data, tmp_path_factory):
 
 
 def test_backtest_json(store_dir, capsys):
-    rc = main(["forecast", "backtest", "--store", store_dir, "--model", "naive,stkde", "--category", "all",
-               "--from", "2024-07-01", "--to", "2024-07-15", "--horizon", "7d", "--json"])
+    rc = main(
+        [
+            "forecast",
+            "backtest",
+            "--store",
+            store_dir,
+            "--model",
+            "naive,stkde",
+            "--category",
+            "all",
+            "--from",
+            "2024-07-01",
+            "--to",
+            "2024-07-15",
+            "--horizon",
+            "7d",
+            "--json",
+        ]
+    )
     assert rc == 0
     out = json.loads(capsys.readouterr().out)
     assert out["origins"] == 2 and set(out["models"]) == {"naive", "stkde"}
@@ -37,8 +54,23 @@ def test_backtest_json(store_dir, capsys):
 
 def test_predict_writes_files(store_dir, tmp_path, capsys):
     csv = tmp_path / "fc.csv"
-    rc = main(["forecast", "predict", "--store", store_dir, "--model", "naive", "--at", "2024-07-20 16:00",
-               "--horizon", "8h", "--out", str(csv), "--json"])
+    rc = main(
+        [
+            "forecast",
+            "predict",
+            "--store",
+            store_dir,
+            "--model",
+            "naive",
+            "--at",
+            "2024-07-20 16:00",
+            "--horizon",
+            "8h",
+            "--out",
+            str(csv),
+            "--json",
+        ]
+    )
     assert rc == 0
     out = json.loads(capsys.readouterr().out)
     df = pd.read_csv(csv)
@@ -48,8 +80,26 @@ def test_predict_writes_files(store_dir, tmp_path, capsys):
 
 def test_deploy_cli(store_dir, tmp_path, capsys):
     csv, gj = tmp_path / "plan.csv", tmp_path / "plan.geojson"
-    rc = main(["deploy", "--store", store_dir, "--shift-start", "2024-07-20 16:00", "--units", "8",
-               "--spacing-m", "500", "--model", "stkde", "--out-csv", str(csv), "--out-geojson", str(gj), "--json"])
+    rc = main(
+        [
+            "deploy",
+            "--store",
+            store_dir,
+            "--shift-start",
+            "2024-07-20 16:00",
+            "--units",
+            "8",
+            "--spacing-m",
+            "500",
+            "--model",
+            "stkde",
+            "--out-csv",
+            str(csv),
+            "--out-geojson",
+            str(gj),
+            "--json",
+        ]
+    )
     assert rc == 0
     out = json.loads(capsys.readouterr().out)
     assert out["status"] == "optimal" and len(out["areas"]) == 8
@@ -62,9 +112,25 @@ def test_deploy_cli(store_dir, tmp_path, capsys):
     # the plan for the next day rests nothing yet, but a 3-day history rests those cells
     hist = pd.concat([plan.assign(date=d) for d in ("2024-07-17", "2024-07-18", "2024-07-19")])
     hist.to_csv(tmp_path / "hist.csv", index=False)
-    rc = main(["deploy", "--store", store_dir, "--shift-start", "2024-07-20 16:00", "--units", "8",
-               "--spacing-m", "500", "--model", "stkde", "--history", str(tmp_path / "hist.csv"),
-               "--out-csv", str(tmp_path / "p2.csv")])
+    rc = main(
+        [
+            "deploy",
+            "--store",
+            store_dir,
+            "--shift-start",
+            "2024-07-20 16:00",
+            "--units",
+            "8",
+            "--spacing-m",
+            "500",
+            "--model",
+            "stkde",
+            "--history",
+            str(tmp_path / "hist.csv"),
+            "--out-csv",
+            str(tmp_path / "p2.csv"),
+        ]
+    )
     assert rc == 0
     p2 = pd.read_csv(tmp_path / "p2.csv")
     assert not set(p2["cell"]) & set(plan["cell"])
@@ -72,11 +138,41 @@ def test_deploy_cli(store_dir, tmp_path, capsys):
 
 
 def test_cli_errors(store_dir, capsys):
-    assert main(["forecast", "backtest", "--store", store_dir, "--category", "nope", "--from", "2024-07-01",
-                 "--to", "2024-07-08"]) == 2
+    assert (
+        main(
+            [
+                "forecast",
+                "backtest",
+                "--store",
+                store_dir,
+                "--category",
+                "nope",
+                "--from",
+                "2024-07-01",
+                "--to",
+                "2024-07-08",
+            ]
+        )
+        == 2
+    )
     assert "unknown --category" in capsys.readouterr().err
-    assert main(["forecast", "backtest", "--store", store_dir, "--model", "magic", "--from", "2024-07-01",
-                 "--to", "2024-07-08"]) == 2
+    assert (
+        main(
+            [
+                "forecast",
+                "backtest",
+                "--store",
+                store_dir,
+                "--model",
+                "magic",
+                "--from",
+                "2024-07-01",
+                "--to",
+                "2024-07-08",
+            ]
+        )
+        == 2
+    )
     assert "unknown model" in capsys.readouterr().err
     assert main(["deploy", "--store", store_dir, "--shift-start", "2024-07-20 16:00", "--district", "99"]) == 2
     assert "no district" in capsys.readouterr().err

@@ -27,7 +27,7 @@ def fitted(phl_apr_jul_store):
 def test_baselines_by_hand():
     cells = np.array([1, 2, 3], np.int64)
     X = np.zeros((3, 1100))
-    X[0, 700:707] = 2.0    # busy in "last year's" weeks (days 700-706) -> seasonal
+    X[0, 700:707] = 2.0  # busy in "last year's" weeks (days 700-706) -> seasonal
     X[1, 1030:1060] = 1.0  # busy only lately
     c = Counts.from_daily(cells, X)
     T = 1064  # last year's same week starts at T - 364 = 700
@@ -92,8 +92,13 @@ def test_words_name_the_top_term_and_quote_the_store(fitted, phl_apr_jul_store):
         vc = inc["block"].value_counts()
         assert f.top_block_n == vc.iloc[0] and vc[f.top_block] == vc.iloc[0]
         assert f.top_category_n == inc["category"].value_counts().iloc[0]
-        assert f"{f.top_block_n} incidents on {f.top_block}" in w or f"{f.last_365d} incident(s) in the last year" in w \
-            or "last 28 days" in w or "last 7 days" in w or "weeks last year" in w
+        assert (
+            f"{f.top_block_n} incidents on {f.top_block}" in w
+            or f"{f.last_365d} incident(s) in the last year" in w
+            or "last 28 days" in w
+            or "last 7 days" in w
+            or "weeks last year" in w
+        )
 
 
 def test_calibration_per_decile_on_validation_origins(shared_data):
@@ -123,8 +128,24 @@ def test_predict_explain_cli(phl_apr_jul_store, tmp_path, capsys):
     from rtcc_geo.cli.main import main
 
     out = tmp_path / "fc.csv"
-    rc = main(["forecast", "predict", "--store", str(phl_apr_jul_store.root), "--at", "2024-07-22", "--horizon", "7d",
-               "--explain", "--out", str(out), "--top", "5", "--json"])
+    rc = main(
+        [
+            "forecast",
+            "predict",
+            "--store",
+            str(phl_apr_jul_store.root),
+            "--at",
+            "2024-07-22",
+            "--horizon",
+            "7d",
+            "--explain",
+            "--out",
+            str(out),
+            "--top",
+            "5",
+            "--json",
+        ]
+    )
     assert rc == 0
     js = json.loads(capsys.readouterr().out)
     df = pd.read_csv(out)
@@ -132,8 +153,22 @@ def test_predict_explain_cli(phl_apr_jul_store, tmp_path, capsys):
     assert set(cols + ["why", "expected", "p_any"]) <= set(df.columns)
     assert np.abs(df[cols].sum(axis=1) - df["expected"]).max() < 1e-6
     assert df["why"].notna().all() and len(js["top"]) == 5 and "why" in js["top"][0]
-    assert main(["forecast", "predict", "--store", str(phl_apr_jul_store.root), "--at", "2024-07-22",
-                 "--model", "naive", "--explain"]) == 2
+    assert (
+        main(
+            [
+                "forecast",
+                "predict",
+                "--store",
+                str(phl_apr_jul_store.root),
+                "--at",
+                "2024-07-22",
+                "--model",
+                "naive",
+                "--explain",
+            ]
+        )
+        == 2
+    )
     assert "--explain needs --model additive" in capsys.readouterr().err
 
 
@@ -143,8 +178,16 @@ def test_words_hide_small_counts_for_aggregate_only_roles():
 
     from rtcc_geo.forecast.explain import _term_words
 
-    f = SimpleNamespace(last_365d=3, top_category="theft", top_category_n=2, top_block=None, top_block_n=0,
-                        last_28d=1, last_7d=0, same_weeks_last_year=7)
+    f = SimpleNamespace(
+        last_365d=3,
+        top_category="theft",
+        top_category_n=2,
+        top_block=None,
+        top_block_n=0,
+        last_28d=1,
+        last_7d=0,
+        same_weeks_last_year=7,
+    )
     assert _term_words("long_memory", f, 5) == "fewer than 5 incident(s) in the last year, mostly theft (fewer than 5)"
     assert _term_words("seasonality", f, 5) == "7 incident(s) in these weeks last year"
     assert _term_words("long_memory", f) == "3 incident(s) in the last year, mostly theft (2)"

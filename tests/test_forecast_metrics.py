@@ -16,10 +16,10 @@ def test_hit_rate_pai_pei_by_hand():
     o = np.array([1, 0, 2, 0, 0, 3, 0, 0, 0, 0], float)
     k = M.k_for_fraction(10, 0.2)
     assert k == 2
-    assert M.captured(f, o, k) == 1.0               # cells 0 and 1
+    assert M.captured(f, o, k) == 1.0  # cells 0 and 1
     assert M.hit_rate(f, o, k) == pytest.approx(1 / 6)
     assert M.pai(f, o, k) == pytest.approx((1 / 6) / 0.2)
-    assert M.best_possible(o, k) == 5.0              # cells 5 and 2
+    assert M.best_possible(o, k) == 5.0  # cells 5 and 2
     assert M.pei_star(f, o, k) == pytest.approx(1 / 5)
     ev = M.evaluate(f, o, fractions=(0.2, 0.5))
     assert ev["n"] == 6
@@ -54,7 +54,7 @@ def _brute_force_expected_capture(f, o, k):
 @pytest.mark.parametrize("seed", range(6))
 def test_fractional_tie_rule_equals_average_over_tie_orders(seed):
     rng = np.random.default_rng(seed)
-    f = rng.integers(0, 3, 7).astype(float)      # many ties
+    f = rng.integers(0, 3, 7).astype(float)  # many ties
     o = rng.integers(0, 4, 7).astype(float)
     for k in range(1, 7):
         assert M.captured(f, o, k) == pytest.approx(_brute_force_expected_capture(f, o, k))
@@ -86,7 +86,7 @@ def test_k_for_fraction_and_area():
 
 def test_series_alignment_and_nan():
     f = pd.Series([1.0, 2.0, 3.0], index=[7, 8, 9])
-    o = pd.Series([4.0], index=[9])                  # missing cells = no incident
+    o = pd.Series([4.0], index=[9])  # missing cells = no incident
     assert M.captured(f, o, 1) == 4.0
     with pytest.raises(ValueError, match="NaN"):
         M.captured(np.array([np.nan, 1.0]), np.array([1.0, 1.0]), 1)
@@ -110,8 +110,14 @@ def test_pooled_calibration_by_hand():
 
     pred = [500, 300, 200, 150, 120, 90, 60, 30, 10, 5]
     obs = [510, 290, 210, 150, 120, 95, 70, 30, 15, 9]
-    cal = pd.DataFrame({"bin": [str(i) for i in range(1, 11)] + ["all"], "cells": [10] * 10 + [100],
-                        "predicted": pred + [sum(pred)], "observed": obs + [sum(obs)]})
+    cal = pd.DataFrame(
+        {
+            "bin": [str(i) for i in range(1, 11)] + ["all"],
+            "cells": [10] * 10 + [100],
+            "predicted": pred + [sum(pred)],
+            "observed": obs + [sum(obs)],
+        }
+    )
     p = pooled_calibration(cal)
     assert list(p["bin"]) == ["1", "2", "3", "4", "5-6", "7-10"]
     assert p["cells"].sum() == 100 and p["predicted"].sum() == sum(pred) and p["observed"].sum() == sum(obs)

@@ -16,6 +16,7 @@ from rtcc_geo.forecast.prospective import ProspectiveHotspot
 from rtcc_geo.forecast.sepp import SEPP
 from rtcc_geo.store.base import Query
 
+
 def _line_cells(n: int) -> np.ndarray:
     import h3
 
@@ -26,8 +27,8 @@ def _line_cells(n: int) -> np.ndarray:
 def test_naive_by_hand_and_week_scaling():
     cells = _line_cells(5)
     X = np.zeros((5, 40))
-    X[0, 30:40] = 1          # cell 0: one a day over the last 10 days
-    X[1, [5, 39]] = [3, 2]   # cell 1: only the last day is within 28 days
+    X[0, 30:40] = 1  # cell 0: one a day over the last 10 days
+    X[1, [5, 39]] = [3, 2]  # cell 1: only the last day is within 28 days
     c = Counts.from_daily(cells, X)
     m = NaiveHotspot(days=28).fit(c, until=c.day_start(40))
     p = m.predict(cells, c.day_start(40), c.day_start(47))
@@ -51,17 +52,25 @@ def test_shift_forecasts_add_up_to_the_week():
     np.testing.assert_allclose(shifts.to_numpy(), week.to_numpy(), rtol=1e-9)
 
 
-@pytest.mark.parametrize("model", [NaiveHotspot(), ProspectiveHotspot(), STKDE(), SEPP(),
-                                   LearnedPoisson(horizon_days=7, n_origins=2, max_iter=10, min_history_days=14),
-                                   LearnedPoisson(horizon_days=7, n_origins=2, estimator="glm", min_history_days=14)],
-                         ids=lambda m: m.name)
+@pytest.mark.parametrize(
+    "model",
+    [
+        NaiveHotspot(),
+        ProspectiveHotspot(),
+        STKDE(),
+        SEPP(),
+        LearnedPoisson(horizon_days=7, n_origins=2, max_iter=10, min_history_days=14),
+        LearnedPoisson(horizon_days=7, n_origins=2, estimator="glm", min_history_days=14),
+    ],
+    ids=lambda m: m.name,
+)
 def test_models_see_only_the_past(model):
     cells = _line_cells(30)
     rng = np.random.default_rng(1)
     X = rng.poisson(0.3, (30, 80)).astype(float)
     c1 = Counts.from_daily(cells, X)
     X2 = X.copy()
-    X2[:, 60:] = rng.poisson(3.0, (30, 20))        # a different future
+    X2[:, 60:] = rng.poisson(3.0, (30, 20))  # a different future
     c2 = Counts.from_daily(cells, X2)
     until = c1.day_start(60)
     p1 = model.fit(c1, until=until).predict(None, until, until + pd.Timedelta(days=7))
@@ -107,13 +116,15 @@ def test_counts_match_the_store(phl_apr_jul_store):
     """Observed counts per cell from the Counts arrays equal store.counts (independent path)."""
     c = counts_from_store(phl_apr_jul_store, "philadelphia", "all", end="2024-08-01", res=10)
     obs = c.window_counts("2024-07-08", "2024-07-15")
-    ref = phl_apr_jul_store.counts(10, ("cell",), Query(source="philadelphia", start="2024-07-08", end="2024-07-15",
-                                                   include_unknown_time=True))
+    ref = phl_apr_jul_store.counts(
+        10, ("cell",), Query(source="philadelphia", start="2024-07-08", end="2024-07-15", include_unknown_time=True)
+    )
     got = pd.Series(obs, index=c.cells)
     got = got[got > 0]
     ref = ref.set_index("cell")["n"]
-    pd.testing.assert_series_equal(got.sort_index(), ref.astype(float).sort_index(), check_names=False,
-                                   check_index_type=False)
+    pd.testing.assert_series_equal(
+        got.sort_index(), ref.astype(float).sort_index(), check_names=False, check_index_type=False
+    )
     # the study area is the city cover (many empty cells), about 24-25 thousand res-10 cells
     assert 20_000 < len(c.cells) < 30_000
 
@@ -128,8 +139,11 @@ def test_backtest_on_philadelphia(phl_apr_jul_store):
     from rtcc_geo.forecast import metrics
 
     until = pd.Timestamp("2024-07-01")
-    prev = phl_apr_jul_store.counts(10, ("cell",), Query(source="philadelphia", start=until - pd.Timedelta(days=28),
-                                                    end=until, include_unknown_time=True)).set_index("cell")["n"]
+    prev = phl_apr_jul_store.counts(
+        10,
+        ("cell",),
+        Query(source="philadelphia", start=until - pd.Timedelta(days=28), end=until, include_unknown_time=True),
+    ).set_index("cell")["n"]
     nxt = pd.Series(c.window_counts(until, until + pd.Timedelta(days=7)), index=c.cells)
     fc = prev.reindex(c.cells, fill_value=0) / 28 * 7
     row = r.scores[(r.scores["model"] == "naive") & (r.scores["origin"] == until)].iloc[0]
@@ -163,8 +177,9 @@ def test_same_counts_from_postgis(shared_data, pg_url, phl_apr_jul_store):
     try:
         ingest_files("philadelphia", [shared_data / "philadelphia" / "incidents_2024_07.csv"], pg)
         a = counts_from_store(pg, "philadelphia", "theft_from_vehicle", start="2024-07-01", end="2024-07-29", res=10)
-        b = counts_from_store(phl_apr_jul_store, "philadelphia", "theft_from_vehicle", start="2024-07-01",
-                              end="2024-07-29", res=10)
+        b = counts_from_store(
+            phl_apr_jul_store, "philadelphia", "theft_from_vehicle", start="2024-07-01", end="2024-07-29", res=10
+        )
         assert np.array_equal(a.cells, b.cells) and a.n_days == b.n_days == 28
         np.testing.assert_array_equal(a.cell_idx, b.cell_idx)
         np.testing.assert_allclose(a.hours, b.hours)

@@ -51,14 +51,14 @@ def test_sepp_forecast_formula_and_no_leak():
     c = Counts.from_daily(CELLS[:1], X)
     m = SEPP().fit(c, until=c.day_start(10))
     b, th, mu = m.beta_, m.theta_, m.mu_[0]
-    S_end = b ** 9 + b ** 1                        # sum beta^(T-1-d) over the events
-    expect_day = mu + th * S_end * (1 - b)         # integral of the kernel over day 10
+    S_end = b**9 + b**1  # sum beta^(T-1-d) over the events
+    expect_day = mu + th * S_end * (1 - b)  # integral of the kernel over day 10
     got = m.predict(None, c.day_start(10), c.day_start(11))
     # one day is not a whole week: scaled by the (flat, all-noon) hour-of-week share x 7
     assert m._expected(10, 11)[0] == pytest.approx(expect_day)
     assert got.sum() > 0
     X2 = X.copy()
-    X2[0, 10:] = 5                                 # events after `until` must not matter
+    X2[0, 10:] = 5  # events after `until` must not matter
     m2 = SEPP().fit(Counts.from_daily(CELLS[:1], X2), until=c.day_start(10))
     assert m2._expected(10, 11)[0] == pytest.approx(expect_day)
 

@@ -26,11 +26,17 @@ from rtcc_geo.hotspots.scale import choose_scale, global_moran, knn_fallback_k
 from rtcc_geo.hotspots.weights import distance_band_weights, kring_weights, study_area
 
 import esda  # noqa: E402  (a test extra: missing it must fail, not skip)
+
 warnings.filterwarnings("ignore", category=DeprecationWarning)
 
 #: our rule name -> esda.significance's name for the same rule
-ESDA_NAME = {"folded": "directed", "greater": "greater", "lesser": "lesser",
-             "esda-two-sided": "two-sided", "esda-folded": "folded"}
+ESDA_NAME = {
+    "folded": "directed",
+    "greater": "greater",
+    "lesser": "lesser",
+    "esda-two-sided": "two-sided",
+    "esda-folded": "folded",
+}
 
 CENTRE = h3.api.basic_int.latlng_to_cell(39.95, -75.16, 9)
 
@@ -58,8 +64,9 @@ def test_kring_weights_match_h3_grid_distance(patch):
         assert w.cardinalities[i] == 3 * k * (k + 1)  # full ring at the centre
         # brute force on a sample of rows
         for i in range(0, len(cells), 37):
-            brute = {j for j, c in enumerate(cells)
-                     if j != i and h3.api.basic_int.grid_distance(int(cells[i]), int(c)) <= k}
+            brute = {
+                j for j, c in enumerate(cells) if j != i and h3.api.basic_int.grid_distance(int(cells[i]), int(c)) <= k
+            }
             assert set(w.neighbours()[i]) == brute
 
 
@@ -115,13 +122,20 @@ def test_gistar_pseudo_p_exact_from_esdas_draws(patch, alternative):
     cells, y = patch
     w = kring_weights(cells, 1)
     ids = vec_permutations(int(w.cardinalities.max()), w.n, 199, 11)
-    ref = esda.G_Local(y, w.to_libpysal(), transform="B", star=True, permutations=199, seed=11,
-                       n_jobs=1, keep_simulations=True)
+    ref = esda.G_Local(
+        y, w.to_libpysal(), transform="B", star=True, permutations=199, seed=11, n_jobs=1, keep_simulations=True
+    )
     ours = GiStar(y, w, permutations=199, draws=ids, alternative=alternative, keep_simulations=True)
     np.testing.assert_allclose(ours.sim, ref.rGs, rtol=1e-12)
     if alternative == "two-sided":  # ours: twice the smaller of esda's one-tailed p-values
-        expect = np.minimum(1.0, 2 * np.minimum(calculate_significance(ref.Gs, ref.rGs, alternative="greater"),
-                                                calculate_significance(ref.Gs, ref.rGs, alternative="lesser")))
+        expect = np.minimum(
+            1.0,
+            2
+            * np.minimum(
+                calculate_significance(ref.Gs, ref.rGs, alternative="greater"),
+                calculate_significance(ref.Gs, ref.rGs, alternative="lesser"),
+            ),
+        )
     else:
         expect = calculate_significance(ref.Gs, ref.rGs, alternative=ESDA_NAME[alternative])
     if alternative == "esda-two-sided":
@@ -204,8 +218,9 @@ def test_significance_rules_match_esda_on_random_sims():
     # by hand, draws 0..98: above all -> 2 * (0 + 1) / 100; obs 10 -> #<=10 is 11 -> 2 * 12 / 100.
     # The folded (esda classic) rule folds #>=10 = 89 to P - 89 = 10 (ties not counted low): 11 / 100.
     row = np.arange(99.0)[None, :]
-    np.testing.assert_allclose(significance(row, np.array([500.0, -1.0, 49.0, 10.0]), "two-sided"),
-                               [0.02, 0.02, 1.0, 0.24])
+    np.testing.assert_allclose(
+        significance(row, np.array([500.0, -1.0, 49.0, 10.0]), "two-sided"), [0.02, 0.02, 1.0, 0.24]
+    )
     np.testing.assert_allclose(significance(row, np.array([10.0]), "directed"), [0.11])
 
 
@@ -305,8 +320,9 @@ def _brute_kde(cells, lon, lat, h, kind):
         from scipy.stats import multivariate_normal
 
         u = np.column_stack([np.zeros(3), np.array([0.0, 0.5, 1.3])])
-        np.testing.assert_allclose(multivariate_normal(mean=[0, 0]).pdf(u) / h**2,
-                                   np.exp(-0.5 * (u[:, 1]) ** 2) / (2 * np.pi * h * h))
+        np.testing.assert_allclose(
+            multivariate_normal(mean=[0, 0]).pdf(u) / h**2, np.exp(-0.5 * (u[:, 1]) ** 2) / (2 * np.pi * h * h)
+        )
     return k.sum(axis=1) * 1e6
 
 
@@ -326,12 +342,13 @@ def test_kde_equals_direct_evaluation(patch, kind):
     d = kde_cells(cells, lon, lat, kind)
     from rtcc_geo.hotspots.kde import _projector
 
-    px, py = _projector(float(np.mean(grid.cell_centres(cells)[0])),
-                        float(np.mean(grid.cell_centres(cells)[1]))).transform(lon, lat)
+    px, py = _projector(
+        float(np.mean(grid.cell_centres(cells)[0])), float(np.mean(grid.cell_centres(cells)[1]))
+    ).transform(lon, lat)
     xy = np.column_stack([px, py])
     dist = np.hypot(*(xy - xy.mean(axis=0)).T)
     sd = np.sqrt((dist**2).mean())
-    h = 0.9 * min(sd, np.sqrt(1 / np.log(2)) * np.median(dist)) * 800 ** -0.2
+    h = 0.9 * min(sd, np.sqrt(1 / np.log(2)) * np.median(dist)) * 800**-0.2
     assert d.bandwidth_m == pytest.approx(h, rel=0.01)  # weighted vs plain median of 800 points
     assert d.bandwidth_rule == "default"
 
@@ -352,9 +369,9 @@ def test_concentration_hand_checked():
     # the mean-absolute-difference form gives the same: sum|xi-xj| / (2 n^2 mean)
     x = counts.to_numpy(float)
     assert conc.gini(counts) == pytest.approx(np.abs(x[:, None] - x[None, :]).sum() / (2 * 100 * 2.0))
-    assert conc.top_share(counts, 0.05) == 0.5     # ceil(0.5) = 1 unit: 10 of 20
-    assert conc.top_share(counts, 0.20) == 0.75    # 2 units: 15 of 20
-    assert conc.top_share(counts, 0.25) == 0.9     # ceil(2.5) = 3 units: 18 of 20
+    assert conc.top_share(counts, 0.05) == 0.5  # ceil(0.5) = 1 unit: 10 of 20
+    assert conc.top_share(counts, 0.20) == 0.75  # 2 units: 15 of 20
+    assert conc.top_share(counts, 0.25) == 0.9  # ceil(2.5) = 3 units: 18 of 20
     lz = conc.lorenz(counts)
     np.testing.assert_allclose(lz.share_incidents[:6], [0, 0.5, 0.75, 0.9, 0.95, 1.0])
     np.testing.assert_allclose(lz.share_units[:3], [0, 0.1, 0.2])
@@ -442,7 +459,9 @@ def test_defaults_bin_reach_and_warning(patch):
 
     assert D.min_pseudo_p(999) == 2 / 1000 and D.min_pseudo_p(999, "greater") == 1 / 1000
     r = D.bin_reach(999, 5000, inference="sim")
-    assert r["reachable"] and r["cells_needed"] == 1000 and "--inference norm" in r["message"] and "9,999" in r["message"]
+    assert (
+        r["reachable"] and r["cells_needed"] == 1000 and "--inference norm" in r["message"] and "9,999" in r["message"]
+    )
     assert D.bin_reach(99, 10, inference="sim")["reachable"] is False  # 2/100 > 0.01
     assert D.bin_reach(99, 10, inference="norm")["message"] is None
     cells, y = patch

@@ -16,13 +16,20 @@ import pytest
 
 from rtcc_geo import grid
 from rtcc_geo.hotspots import (
-    GiStar, LocalMoran, concentration_report, export, hotspots, kde_cells, kring_weights,
+    GiStar,
+    LocalMoran,
+    concentration_report,
+    export,
+    hotspots,
+    kde_cells,
+    kring_weights,
 )
 from rtcc_geo.hotspots.concentration import top_share
 from rtcc_geo.hotspots.permutation import mc_se
 from rtcc_geo.store.base import Query
 
 import esda  # noqa: E402  (a test extra: missing it must fail, not skip)
+
 warnings.filterwarnings("ignore", category=DeprecationWarning)
 
 Y2024 = Query(source="philadelphia", start="2024-01-01", end="2025-01-01")
@@ -67,8 +74,7 @@ def test_acceptance1_gistar_equals_esda(res9):
     assert len(cells) > 3000 and y.sum() > 140_000 and len(w.islands) == 0
     lw = w.to_libpysal()
     P = 999
-    ref = esda.G_Local(y, lw, transform="B", star=True, permutations=P, seed=12345, n_jobs=1,
-                       keep_simulations=False)
+    ref = esda.G_Local(y, lw, transform="B", star=True, permutations=P, seed=12345, n_jobs=1, keep_simulations=False)
     ours = GiStar(y, w, permutations=P, seed=12345, alternative="folded")
     assert np.max(np.abs(ours.Zs - ref.Zs)) < 1e-9
     # same seed and rule (esda's classic 'directed' p_sim), different random
@@ -125,8 +131,9 @@ def test_hotspots_api_table(phl_store, res9):
     assert (b > 0).sum() > 20 and (b < 0).sum() > 20
     # seeded: the same call gives the same table
     again = hotspots(phl_store, "gistar", 9, Y2024, permutations=199, seed=1, inference="sim")
-    pd.testing.assert_frame_equal(pd.DataFrame(gdf.drop(columns="geometry")),
-                                  pd.DataFrame(again.drop(columns="geometry")))
+    pd.testing.assert_frame_equal(
+        pd.DataFrame(gdf.drop(columns="geometry")), pd.DataFrame(again.drop(columns="geometry"))
+    )
     # analytic inference (ArcGIS): bins from p; hot cells centre on the busiest cells
     norm = hotspots(phl_store, "gistar", 9, Y2024, permutations=0)
     assert norm["p_sim"].isna().all() and (norm["bin"] == 3).sum() > 0
@@ -156,8 +163,9 @@ def test_boundary_options(phl_store, districts, tmp_path):
     path = tmp_path / "d.geojson"
     districts.to_file(path, driver="GeoJSON")
     from_file = hotspots(phl_store, "gistar", 8, Y2024, boundary=str(path), permutations=0)
-    pd.testing.assert_frame_equal(pd.DataFrame(auto.drop(columns="geometry")),
-                                  pd.DataFrame(from_file.drop(columns="geometry")))
+    pd.testing.assert_frame_equal(
+        pd.DataFrame(auto.drop(columns="geometry")), pd.DataFrame(from_file.drop(columns="geometry"))
+    )
     with pytest.warns(UserWarning, match="zero cells matter"):
         only = hotspots(phl_store, "gistar", 8, Y2024, boundary="incidents", permutations=0)
     assert len(only) < len(auto) and (only["count"] > 0).all()
@@ -188,9 +196,11 @@ def test_acceptance4_concentration_phl(phl_store, res9, capsys):
     assert rep["block"].top5_share == pytest.approx(top_share(blocks, 0.05), rel=1e-12)
     assert 0.2 < cell.top5_share < 0.5 and 0.5 < cell.gini < 0.9
     with capsys.disabled():
-        print(f"\nPhiladelphia 2024, res 9: top 5 % of {cell.n_units} cells carry {100 * cell.top5_share:.1f} % "
-              f"of {cell.n_incidents} incidents; top 5 % of {rep['block'].n_units} blocks "
-              f"carry {100 * rep['block'].top5_share:.1f} %")
+        print(
+            f"\nPhiladelphia 2024, res 9: top 5 % of {cell.n_units} cells carry {100 * cell.top5_share:.1f} % "
+            f"of {cell.n_incidents} incidents; top 5 % of {rep['block'].n_units} blocks "
+            f"carry {100 * rep['block'].top5_share:.1f} %"
+        )
 
 
 def test_export_round_trip(phl_store, tmp_path):
@@ -203,8 +213,10 @@ def test_export_round_trip(phl_store, tmp_path):
     assert [int(x, 16) for x in c["cell"]] == gdf["cell"].tolist() and {"lat", "lon", "bin"} <= set(c.columns)
     p = gpd.read_parquet(export(gdf, tmp_path / "h.parquet"))
     assert [int(x, 16) for x in p["cell"]] == gdf["cell"].tolist() and {"lat", "lon"} <= set(p.columns)
-    pd.testing.assert_frame_equal(pd.DataFrame(p.drop(columns=["geometry", "cell", "lat", "lon"])),
-                                  pd.DataFrame(gdf.drop(columns=["geometry", "cell"])))
+    pd.testing.assert_frame_equal(
+        pd.DataFrame(p.drop(columns=["geometry", "cell", "lat", "lon"])),
+        pd.DataFrame(gdf.drop(columns=["geometry", "cell"])),
+    )
     assert p.geometry.equals(gdf.geometry)
     with pytest.raises(ValueError, match="unknown output"):
         export(gdf, tmp_path / "h.xlsx")
@@ -214,10 +226,32 @@ def test_cli_hotspots(phl_store, tmp_path, capsys):
     from rtcc_geo.cli.main import main
 
     out = tmp_path / "hot.geojson"
-    rc = main(["hotspots", "--store", str(phl_store.root),
-               "--method", "gistar", "--res", "9", "--from", "2024-01-01", "--to", "2025-01-01",
-               "--category", "theft,vehicle", "--permutations", "199", "--seed", "3", "--optimize",
-               "--concentration", "--out", str(out), "--json"])
+    rc = main(
+        [
+            "hotspots",
+            "--store",
+            str(phl_store.root),
+            "--method",
+            "gistar",
+            "--res",
+            "9",
+            "--from",
+            "2024-01-01",
+            "--to",
+            "2025-01-01",
+            "--category",
+            "theft,vehicle",
+            "--permutations",
+            "199",
+            "--seed",
+            "3",
+            "--optimize",
+            "--concentration",
+            "--out",
+            str(out),
+            "--json",
+        ]
+    )
     assert rc == 0
     js = json.loads(capsys.readouterr().out)
     assert js["method"] == "gistar" and js["permutations"] == 199 and js["out"] == str(out)

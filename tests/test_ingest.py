@@ -26,9 +26,11 @@ from rtcc_geo.ingest.chicago import pad_digits, zfill_code
 from rtcc_geo.ingest.taxonomy import load_taxonomy
 from rtcc_geo.schema import CATEGORIES, CORE_DTYPES, INCIDENT_COLUMNS, NO_CELL, QUARANTINE_COLUMNS, QUARANTINE_REASONS
 
-CITY_DIRS = {"philadelphia": ("philadelphia", "incidents_*.csv"),
-             "vancouver": ("vancouver", "crimedata_csv_*.csv"),
-             "chicago": ("chicago_sample", "chicago_crimes_sample_*.csv")}
+CITY_DIRS = {
+    "philadelphia": ("philadelphia", "incidents_*.csv"),
+    "vancouver": ("vancouver", "crimedata_csv_*.csv"),
+    "chicago": ("chicago_sample", "chicago_crimes_sample_*.csv"),
+}
 
 
 def city_files(shared: Path, city: str) -> list[Path]:
@@ -144,9 +146,11 @@ def test_philadelphia_hour_from_utc_matches_portal_hour(city_reads):
     share = float(eq.mean())
     on_the_hour = (local.dt.minute == 0) & (local.dt.second == 0)
     mism = has & (ours != portal)
-    print(f"\nPhiladelphia hour agreement: {int(eq.sum())}/{int(has.sum())} = {share:.4%} of rows with a portal hour; "
-          f"mismatches: {int((mism & ~inc['time_known']).sum())} date-only homicides, "
-          f"{int((mism & inc['time_known']).sum())} rows at exactly HH:00:00")
+    print(
+        f"\nPhiladelphia hour agreement: {int(eq.sum())}/{int(has.sum())} = {share:.4%} of rows with a portal hour; "
+        f"mismatches: {int((mism & ~inc['time_known']).sum())} date-only homicides, "
+        f"{int((mism & inc['time_known']).sum())} rows at exactly HH:00:00"
+    )
     # Every time-known row not exactly on the hour agrees (DST included): 100 %.
     core = has & inc["time_known"] & ~on_the_hour
     assert (ours[core] == portal[core]).all()
@@ -189,7 +193,10 @@ def test_vancouver_privacy_and_unknown_time(city_reads):
     assert len(nc) + len(ungeo) >= 22_400  # README: 22,505 rows with X = Y = 0 or blank
     ex = ungeo["extras"].map(json.loads)
     zero = ex.map(lambda e: e.get("x_utm", "").strip() in {"0", "0.0", ""})
-    assert zero.sum() >= 20_000 and ex[zero].map(lambda e: "privacy" in e["not_geolocated"] or "blank" in e["not_geolocated"]).all()
+    assert (
+        zero.sum() >= 20_000
+        and ex[zero].map(lambda e: "privacy" in e["not_geolocated"] or "blank" in e["not_geolocated"]).all()
+    )
     # every loaded row whose raw time was 00:00 is time-unknown; others known
     loc = inc["occurred_from"].dt.tz_convert("America/Vancouver")
     midnight = (loc.dt.hour == 0) & (loc.dt.minute == 0)
@@ -209,11 +216,11 @@ def test_vancouver_dst_edges(tmp_path):
     csv = tmp_path / "v.csv"
     csv.write_text(
         "TYPE,YEAR,MONTH,DAY,HOUR,MINUTE,HUNDRED_BLOCK,NEIGHBOURHOOD,X,Y\n"
-        "Mischief,2024,3,10,2,30,1XX MAIN ST,Strathcona,493000,5458000\n"   # gap: 02:30 does not exist
-        "Mischief,2024,11,3,1,30,1XX MAIN ST,Strathcona,493000,5458000\n"   # 01:30 happens twice
-        "Mischief,2024,7,1,0,0,1XX MAIN ST,Strathcona,493000,5458000\n"     # placeholder 00:00
-        "Mischief,2024,7,1,0,0,1XX MAIN ST,Strathcona,493000,5458000\n"     # its exact repeat
-        "Mischief,2024,2,30,10,0,1XX MAIN ST,Strathcona,493000,5458000\n"   # no such date
+        "Mischief,2024,3,10,2,30,1XX MAIN ST,Strathcona,493000,5458000\n"  # gap: 02:30 does not exist
+        "Mischief,2024,11,3,1,30,1XX MAIN ST,Strathcona,493000,5458000\n"  # 01:30 happens twice
+        "Mischief,2024,7,1,0,0,1XX MAIN ST,Strathcona,493000,5458000\n"  # placeholder 00:00
+        "Mischief,2024,7,1,0,0,1XX MAIN ST,Strathcona,493000,5458000\n"  # its exact repeat
+        "Mischief,2024,2,30,10,0,1XX MAIN ST,Strathcona,493000,5458000\n"  # no such date
     )
     inc, q = read("vancouver", csv)
     assert len(inc) == 4 and len(q) == 1
@@ -275,8 +282,11 @@ def test_chicago_codes_and_coordinates(city_reads, shared_data, tmp_path):
     assert all(json.loads(s).get("xy_projected") is True for s in b["extras"])
 
 
-OFFENSE_COLS = {"philadelphia": ("text_general_code", None), "vancouver": ("TYPE", None),
-                "chicago": ("primary_type", "description")}
+OFFENSE_COLS = {
+    "philadelphia": ("text_general_code", None),
+    "vancouver": ("TYPE", None),
+    "chicago": ("primary_type", "description"),
+}
 
 
 @pytest.mark.parametrize("city", ["philadelphia", "vancouver", "chicago"])
@@ -323,10 +333,13 @@ def test_outside_boundary_uses_metre_buffer(tmp_path, shared_data):
     pts = gpd.GeoSeries.from_xy([edge + 150, edge + 1000], [y, y], crs=32618).to_crs(4326)
     rows = "\n".join(
         f"x,1,x,{i},01,1,2024-03-01 12:00:00+00,2024-03-01,07:00:00,7,20240100000{i}.00000000,1 BLOCK A ST,600,Thefts,{p.x:.8f},{p.y:.8f}"
-        for i, p in enumerate(pts))
+        for i, p in enumerate(pts)
+    )
     f = tmp_path / "p.csv"
-    f.write_text("the_geom,cartodb_id,the_geom_webmercator,objectid,dc_dist,psa,dispatch_date_time,dispatch_date,"
-                 "dispatch_time,hour,dc_key,location_block,ucr_general,text_general_code,point_x,point_y\n" + rows + "\n")
+    f.write_text(
+        "the_geom,cartodb_id,the_geom_webmercator,objectid,dc_dist,psa,dispatch_date_time,dispatch_date,"
+        "dispatch_time,hour,dc_key,location_block,ucr_general,text_general_code,point_x,point_y\n" + rows + "\n"
+    )
     inc, q = read("philadelphia", f)
     assert inc["id"].tolist() == ["202401000000", "202401000001"] and len(q) == 0
     assert inc["lon"].notna().tolist() == [True, False]

@@ -59,6 +59,7 @@ def _compare(ref: pd.DataFrame, got: pd.DataFrame, categories: bool = True) -> N
 
 # --- the three exports ------------------------------------------------------------------
 
+
 def vancouver_export(src: Path, out: Path) -> Path:
     from pyproj import Transformer
 
@@ -70,17 +71,19 @@ def vancouver_export(src: Path, out: Path) -> Path:
     priv = (x == 0) & (y == 0) | x.isna()
     lon, lat = Transformer.from_crs(26910, 4326, always_xy=True).transform(x.to_numpy(), y.to_numpy())
     ax, ay = Transformer.from_crs(4326, 3005, always_xy=True).transform(lon, lat)
-    df = pd.DataFrame({
-        "incident_id": ids,
-        "offence_type": raw["TYPE"],
-        "occ_date": raw["YEAR"] + "-" + raw["MONTH"].str.zfill(2) + "-" + raw["DAY"].str.zfill(2),
-        "occ_hour": raw["HOUR"],
-        "occ_minute": raw["MINUTE"],
-        "hundred_block": raw["HUNDRED_BLOCK"],
-        "neighbourhood": raw["NEIGHBOURHOOD"],
-        "easting": np.where(priv, "", pd.Series(ax).map(repr)),
-        "northing": np.where(priv, "", pd.Series(ay).map(repr)),
-    })
+    df = pd.DataFrame(
+        {
+            "incident_id": ids,
+            "offence_type": raw["TYPE"],
+            "occ_date": raw["YEAR"] + "-" + raw["MONTH"].str.zfill(2) + "-" + raw["DAY"].str.zfill(2),
+            "occ_hour": raw["HOUR"],
+            "occ_minute": raw["MINUTE"],
+            "hundred_block": raw["HUNDRED_BLOCK"],
+            "neighbourhood": raw["NEIGHBOURHOOD"],
+            "easting": np.where(priv, "", pd.Series(ax).map(repr)),
+            "northing": np.where(priv, "", pd.Series(ay).map(repr)),
+        }
+    )
     df.to_csv(out, index=False)
     return out
 
@@ -89,22 +92,24 @@ def chicago_export(src: Path, out: Path) -> Path:
     raw = pd.read_csv(src, dtype=str, keep_default_na=False)
     t = pd.to_datetime(raw["date"], format="%m/%d/%Y %H:%M")
     comma = lambda s: s.str.replace(".", ",", regex=False)  # noqa: E731
-    df = pd.DataFrame({
-        "ID": raw["id"],
-        "Case No.": raw["case_number"],
-        "Date of Occurrence": t.dt.strftime("%m/%d/%Y %I:%M %p"),
-        "Block": raw["block"],
-        "IUCR": raw["iucr"],
-        "Primary Type": raw["primary_type"],
-        "Descripción": raw["description"],
-        "Location Description": raw["location_description"],
-        "Beat": raw["beat"],
-        "District": raw["district"],
-        "X Coordinate": raw["x_coordinate"],
-        "Y Coordinate": raw["y_coordinate"],
-        "Latitude": comma(raw["latitude"]),
-        "Longitude": comma(raw["longitude"]),
-    })
+    df = pd.DataFrame(
+        {
+            "ID": raw["id"],
+            "Case No.": raw["case_number"],
+            "Date of Occurrence": t.dt.strftime("%m/%d/%Y %I:%M %p"),
+            "Block": raw["block"],
+            "IUCR": raw["iucr"],
+            "Primary Type": raw["primary_type"],
+            "Descripción": raw["description"],
+            "Location Description": raw["location_description"],
+            "Beat": raw["beat"],
+            "District": raw["district"],
+            "X Coordinate": raw["x_coordinate"],
+            "Y Coordinate": raw["y_coordinate"],
+            "Latitude": comma(raw["latitude"]),
+            "Longitude": comma(raw["longitude"]),
+        }
+    )
     df.to_csv(out, index=False, sep=";", encoding="latin-1")
     return out
 
@@ -119,16 +124,18 @@ def philadelphia_export(src: Path, out: Path) -> Path:
     lat = pd.to_numeric(raw["point_y"], errors="coerce").to_numpy()
     mx, my = Transformer.from_crs(4326, 3857, always_xy=True).transform(lon, lat)
     ms = (utc.astype("int64") // 1_000_000).where(utc.notna())
-    df = pd.DataFrame({
-        "incident_number": b.frame["id"].fillna(""),
-        "dispatch_epoch_ms": ms.map(lambda v: "" if pd.isna(v) else str(int(v))),
-        "police_district": raw["dc_dist"],
-        "location_block": raw["location_block"],
-        "ucr_code": raw["ucr_general"],
-        "offense_text": raw["text_general_code"],
-        "x_webmercator": np.where(np.isfinite(mx), pd.Series(mx).map(repr), ""),
-        "y_webmercator": np.where(np.isfinite(my), pd.Series(my).map(repr), ""),
-    })
+    df = pd.DataFrame(
+        {
+            "incident_number": b.frame["id"].fillna(""),
+            "dispatch_epoch_ms": ms.map(lambda v: "" if pd.isna(v) else str(int(v))),
+            "police_district": raw["dc_dist"],
+            "location_block": raw["location_block"],
+            "ucr_code": raw["ucr_general"],
+            "offense_text": raw["text_general_code"],
+            "x_webmercator": np.where(np.isfinite(mx), pd.Series(mx).map(repr), ""),
+            "y_webmercator": np.where(np.isfinite(my), pd.Series(my).map(repr), ""),
+        }
+    )
     df.to_csv(out, index=False)
     return out
 
@@ -145,6 +152,7 @@ def _reader_ids(fmt: str, path: Path) -> pd.Series:
 
 # --- tests ---------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def exports(shared_data, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("auto")
@@ -152,15 +160,26 @@ def exports(shared_data, tmp_path_factory):
     chi = shared_data / "chicago_sample" / "chicago_crimes_sample_2018.csv"
     phl = shared_data / "philadelphia" / "incidents_2024_03.csv"
     return {
-        "vancouver": (van, vancouver_export(van, tmp / "van_export.csv"),
-                      _agency_toml(tmp, "vanx", "America/Vancouver", shared_data / "vancouver" /
-                                   "local-area-boundary.geojson"), "vancouver"),
-        "chicago": (chi, chicago_export(chi, tmp / "chi_export.csv"),
-                    _agency_toml(tmp, "chix", "America/Chicago", shared_data / "chicago_sample" /
-                                 "chicago_city_boundary.geojson"), "chicago"),
-        "philadelphia": (phl, philadelphia_export(phl, tmp / "phl_export.csv"),
-                         _agency_toml(tmp, "phlx", "America/New_York", shared_data / "philadelphia" /
-                                      "police_districts.geojson"), "philadelphia"),
+        "vancouver": (
+            van,
+            vancouver_export(van, tmp / "van_export.csv"),
+            _agency_toml(tmp, "vanx", "America/Vancouver", shared_data / "vancouver" / "local-area-boundary.geojson"),
+            "vancouver",
+        ),
+        "chicago": (
+            chi,
+            chicago_export(chi, tmp / "chi_export.csv"),
+            _agency_toml(
+                tmp, "chix", "America/Chicago", shared_data / "chicago_sample" / "chicago_city_boundary.geojson"
+            ),
+            "chicago",
+        ),
+        "philadelphia": (
+            phl,
+            philadelphia_export(phl, tmp / "phl_export.csv"),
+            _agency_toml(tmp, "phlx", "America/New_York", shared_data / "philadelphia" / "police_districts.geojson"),
+            "philadelphia",
+        ),
     }
 
 
@@ -186,8 +205,10 @@ def test_auto_reads_unseen_layout_like_the_format_reader(exports, city):
         assert inf.mapping.unknown_times == ("00:00",), text
         assert "occurred_hour" in inf.mapping.columns
         # The placeholder is flagged like the Vancouver reader does.
-        assert (got.set_index("id").sort_index()["time_known"].to_numpy()
-                == ref.set_index("id").sort_index()["time_known"].to_numpy()).all()
+        assert (
+            got.set_index("id").sort_index()["time_known"].to_numpy()
+            == ref.set_index("id").sort_index()["time_known"].to_numpy()
+        ).all()
     if city == "chicago":
         assert inf.mapping.delimiter == ";" and inf.mapping.decimal == "," and inf.mapping.encoding == "cp1252"
         assert inf.mapping.crs == "EPSG:3435", text
@@ -196,12 +217,16 @@ def test_auto_reads_unseen_layout_like_the_format_reader(exports, city):
         assert inf.mapping.epoch == "ms" and inf.mapping.crs == "EPSG:3857", text
 
 
-BOUNDARIES = {"vancouver": ("vancouver/local-area-boundary.geojson", "America/Vancouver"),
-              "chicago": ("chicago_sample/chicago_city_boundary.geojson", "America/Chicago"),
-              "philadelphia": ("philadelphia/police_districts.geojson", "America/New_York")}
-COLUMNS = {"vancouver": {"occurred_date": "occ_date", "offense": "offence_type"},
-           "chicago": {"occurred": "Date of Occurrence", "offense": "Primary Type", "offense_detail": "Descripción"},
-           "philadelphia": {"occurred": "dispatch_epoch_ms", "offense": "offense_text"}}
+BOUNDARIES = {
+    "vancouver": ("vancouver/local-area-boundary.geojson", "America/Vancouver"),
+    "chicago": ("chicago_sample/chicago_city_boundary.geojson", "America/Chicago"),
+    "philadelphia": ("philadelphia/police_districts.geojson", "America/New_York"),
+}
+COLUMNS = {
+    "vancouver": {"occurred_date": "occ_date", "offense": "offence_type"},
+    "chicago": {"occurred": "Date of Occurrence", "offense": "Primary Type", "offense_detail": "Descripción"},
+    "philadelphia": {"occurred": "dispatch_epoch_ms", "offense": "offense_text"},
+}
 
 
 @pytest.mark.parametrize("city", ["vancouver", "chicago", "philadelphia"])
@@ -220,10 +245,32 @@ def test_cli_agency_add_then_ingest_auto(exports, tmp_path, shared_data, city):
         return json.loads(r.stdout)
 
     boundary, tz = BOUNDARIES[city]
-    run("agency", "add", name, "--boundary", str(shared_data / boundary), "--timezone", tz,
-        "--taxonomy", str(ROOT / "data" / "taxonomy" / f"{city}.csv"), "--store", str(store), "--json")
-    info = run("mapping", "infer", str(export), "--agency", name, "--store", str(store),
-               "--out", str(tmp_path / "m.toml"), "--json")
+    run(
+        "agency",
+        "add",
+        name,
+        "--boundary",
+        str(shared_data / boundary),
+        "--timezone",
+        tz,
+        "--taxonomy",
+        str(ROOT / "data" / "taxonomy" / f"{city}.csv"),
+        "--store",
+        str(store),
+        "--json",
+    )
+    info = run(
+        "mapping",
+        "infer",
+        str(export),
+        "--agency",
+        name,
+        "--store",
+        str(store),
+        "--out",
+        str(tmp_path / "m.toml"),
+        "--json",
+    )
     for role, col in COLUMNS[city].items():  # the offence columns are picked by the stored taxonomy
         assert info["columns"][role] == col, info["reasons"]
     assert (tmp_path / "m.toml").read_text().startswith("# Inferred by")
@@ -239,18 +286,36 @@ def test_cli_agency_add_then_ingest_auto(exports, tmp_path, shared_data, city):
         st.close()
     _compare(ref, got)
     # The reviewed mapping reads the same rows: re-ingest adds nothing.
-    s2 = run("ingest", "--format", "generic", "--mapping", str(tmp_path / "m.toml"), str(export),
-             "--store", str(store), "--json")
+    s2 = run(
+        "ingest",
+        "--format",
+        "generic",
+        "--mapping",
+        str(tmp_path / "m.toml"),
+        str(export),
+        "--store",
+        str(store),
+        "--json",
+    )
     assert s2["loaded"] == s["loaded"] and s2["inserted"] == 0
 
 
 def test_ambiguous_readings_stop_naming_the_flag(tmp_path, shared_data):
-    agency = Agency(name="phlx", timezone="America/New_York",
-                    boundary_file=str(shared_data / "philadelphia" / "police_districts.geojson"))
+    agency = Agency(
+        name="phlx",
+        timezone="America/New_York",
+        boundary_file=str(shared_data / "philadelphia" / "police_districts.geojson"),
+    )
     # Day-first or month-first: no day above 12 anywhere.
-    df = pd.DataFrame({"incident_id": [f"i{i}" for i in range(300)],
-                       "occurred": [f"{(i % 12) + 1:02d}/{(i % 9) + 1:02d}/2024 10:{i % 60:02d}" for i in range(300)],
-                       "offense": ["Thefts"] * 300, "lon": ["-75.16"] * 300, "lat": ["39.95"] * 300})
+    df = pd.DataFrame(
+        {
+            "incident_id": [f"i{i}" for i in range(300)],
+            "occurred": [f"{(i % 12) + 1:02d}/{(i % 9) + 1:02d}/2024 10:{i % 60:02d}" for i in range(300)],
+            "offense": ["Thefts"] * 300,
+            "lon": ["-75.16"] * 300,
+            "lat": ["39.95"] * 300,
+        }
+    )
     f = tmp_path / "dm.csv"
     df.to_csv(f, index=False)
     with pytest.raises(AmbiguousMapping, match="--time-format"):
@@ -259,22 +324,36 @@ def test_ambiguous_readings_stop_naming_the_flag(tmp_path, shared_data):
     inf = infer_mapping(f, agency, time_format="%d/%m/%Y %H:%M")
     assert inf.mapping.formats == ("%d/%m/%Y %H:%M",)
     # Two unique incident-key columns: which is the id decides re-ingest, so it asks.
-    df2 = df.assign(occurred=[f"2024-03-{(i % 28) + 1:02d} 10:{i % 60:02d}" for i in range(300)],
-                    event_number=[f"e{i}" for i in range(300)])
+    df2 = df.assign(
+        occurred=[f"2024-03-{(i % 28) + 1:02d} 10:{i % 60:02d}" for i in range(300)],
+        event_number=[f"e{i}" for i in range(300)],
+    )
     f2 = tmp_path / "ids.csv"
     df2.to_csv(f2, index=False)
     with pytest.raises(AmbiguousMapping, match="--column id="):
         infer_mapping(f2, agency)
     assert infer_mapping(f2, agency, overrides={"id": "event_number"}).mapping.columns["id"] == "event_number"
     # Errors on the command line are one line, exit 2, no traceback.
-    r = subprocess.run([sys.executable, "-m", "rtcc_geo.cli.main", "mapping", "infer", str(f), "--agency", "nosuch"],
-                       capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [sys.executable, "-m", "rtcc_geo.cli.main", "mapping", "infer", str(f), "--agency", "nosuch"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 2 and "Traceback" not in r.stderr
 
 
 def test_proposed_taxonomy_maps_known_words():
-    t = propose_taxonomy({"Robbery No Firearm": 10, "Theft from Vehicle": 5, "Motor Vehicle Theft": 4,
-                          "Aggravated Assault Firearm": 3, "Narcotic / Drug Law Violations": 2, "Lost Property": 1})
+    t = propose_taxonomy(
+        {
+            "Robbery No Firearm": 10,
+            "Theft from Vehicle": 5,
+            "Motor Vehicle Theft": 4,
+            "Aggravated Assault Firearm": 3,
+            "Narcotic / Drug Law Violations": 2,
+            "Lost Property": 1,
+        }
+    )
     got = dict(zip(t["offense"], t["category"]))
     assert got["Robbery No Firearm"] == "robbery" and got["Motor Vehicle Theft"] == "vehicle"
     assert got["Aggravated Assault Firearm"] == "violent" and got["Narcotic / Drug Law Violations"] == "drugs"

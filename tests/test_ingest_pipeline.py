@@ -86,8 +86,11 @@ def test_quarantine_holds_rows_without_coordinates(embedded_runs, shared_data):
     ungeo = store.incidents(Query(source="philadelphia", geolocated=False))
     got = ungeo["extras"].map(json.loads).map(lambda e: e["dc_key"])
     assert set(blank) <= set(got) and len(blank) > 100
-    assert store.counts(9, ("cell",), Query(source="philadelphia"))["n"].sum() == store.count(
-        Query(source="philadelphia", geolocated=True)) == store.count(Query(source="philadelphia")) - len(ungeo)
+    assert (
+        store.counts(9, ("cell",), Query(source="philadelphia"))["n"].sum()
+        == store.count(Query(source="philadelphia", geolocated=True))
+        == store.count(Query(source="philadelphia")) - len(ungeo)
+    )
     q = store.quarantine("vancouver")
     nc = q[q["reason"] == "no_coordinates"]
     assert len(nc) == runs["vancouver"][0]["by_reason"].get("no_coordinates", 0)

@@ -76,8 +76,9 @@ def test_socrata_pages_and_chicago_reader(portal, tmp_path, shared_data):
     # sample's rows (which lost leading zeros and use another date format).
     got, q = read("chicago", out)
     assert len(got) == 5 and len(q) == 0
-    sample = pd.read_csv(shared_data / "chicago_sample" / "chicago_crimes_sample_2018.csv", dtype=str,
-                         keep_default_na=False)
+    sample = pd.read_csv(
+        shared_data / "chicago_sample" / "chicago_crimes_sample_2018.csv", dtype=str, keep_default_na=False
+    )
     ref_path = tmp_path / "ref.csv"
     sample[sample["id"].isin(got["id"])].to_csv(ref_path, index=False)
     ref, _ = read("chicago", ref_path)
@@ -96,8 +97,9 @@ def test_carto_pages_and_philadelphia_reader(portal, tmp_path):
     n = fetch_carto(out, where=where, base_url=f"{base}/api/v2/sql", page_size=3)
     assert n == 5 and len(reqs) == 2
     assert reqs[0]["format"] == "csv"
-    assert reqs[0]["q"] == ("SELECT * FROM incidents_part1_part2 WHERE " + where
-                            + " ORDER BY cartodb_id LIMIT 3 OFFSET 0")
+    assert reqs[0]["q"] == (
+        "SELECT * FROM incidents_part1_part2 WHERE " + where + " ORDER BY cartodb_id LIMIT 3 OFFSET 0"
+    )
     # the written file = the recorded pages' rows under one header, in the extract's layout
     recorded = []
     for p in sorted(FIX.glob("carto_*.csv")):
@@ -127,8 +129,27 @@ def test_cli_fetch_then_ingest(portal, tmp_path, capsys):
 
     base, reqs = portal
     out = tmp_path / "incidents.csv"
-    assert cli(["fetch", "--portal", "philadelphia", "--from", "2024-03-01", "--to", "2024-04-01",
-                "--out", str(out), "--base-url", f"{base}/api/v2/sql", "--page-size", "3", "--json"]) == 0
+    assert (
+        cli(
+            [
+                "fetch",
+                "--portal",
+                "philadelphia",
+                "--from",
+                "2024-03-01",
+                "--to",
+                "2024-04-01",
+                "--out",
+                str(out),
+                "--base-url",
+                f"{base}/api/v2/sql",
+                "--page-size",
+                "3",
+                "--json",
+            ]
+        )
+        == 0
+    )
     assert '"rows": 5' in capsys.readouterr().out
     assert "dispatch_date >= '2024-03-01' AND dispatch_date < '2024-04-01'" in reqs[0]["q"]
     assert cli(["ingest", "--format", "philadelphia", str(out), "--store", str(tmp_path / "s"), "--json"]) == 0

@@ -1,5 +1,5 @@
-"""The configured linters stay clean (pyproject.toml: [tool.ruff], [tool.mypy]): ruff on the
-package, tests and benches; mypy on the package's type hints."""
+"""The configured linters stay clean (pyproject.toml: [tool.ruff], [tool.mypy]): ruff's lint
+and its formatter on the package, tests and benches; mypy on the package's type hints."""
 
 from __future__ import annotations
 
@@ -22,8 +22,21 @@ def _tool(name: str) -> str:
 
 
 def test_ruff_is_clean():
-    r = subprocess.run([_tool("ruff"), "check", "rtcc_geo", "tests", "bench"], cwd=ROOT, capture_output=True,
-                       text=True, timeout=300)
+    r = subprocess.run(
+        [_tool("ruff"), "check", "rtcc_geo", "tests", "bench"], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
+    assert r.returncode == 0, r.stdout[-5000:] + r.stderr[-2000:]
+
+
+def test_ruff_format_is_clean():
+    """Run ``ruff format rtcc_geo tests bench`` before committing when this fails."""
+    r = subprocess.run(
+        [_tool("ruff"), "format", "--check", "rtcc_geo", "tests", "bench"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stdout[-5000:] + r.stderr[-2000:]
 
 

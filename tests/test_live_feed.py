@@ -24,9 +24,12 @@ from .live_support import TOKEN, feed_server, wait_until
 
 
 def _post(url, body, token=TOKEN, raw=None):
-    req = urllib.request.Request(f"{url}/api/feed/philadelphia/incidents",
-                                 data=raw if raw is not None else json.dumps(body).encode(), method="POST",
-                                 headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"})
+    req = urllib.request.Request(
+        f"{url}/api/feed/philadelphia/incidents",
+        data=raw if raw is not None else json.dumps(body).encode(),
+        method="POST",
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"},
+    )
     try:
         with urllib.request.urlopen(req, timeout=30) as r:
             return r.status, json.loads(r.read())
@@ -41,25 +44,35 @@ def phl_store(tmp_path):
     return s
 
 
-GOOD = {"id": "F-1", "occurred_from": "2024-06-01T14:05:00-04:00", "offense_raw": "Thefts",
-        "lon": -75.16, "lat": 39.95, "block": "1400 BLOCK MARKET ST"}
+GOOD = {
+    "id": "F-1",
+    "occurred_from": "2024-06-01T14:05:00-04:00",
+    "offense_raw": "Thefts",
+    "lon": -75.16,
+    "lat": 39.95,
+    "block": "1400 BLOCK MARKET ST",
+}
 
 
 def test_feed_validates_quarantines_and_is_idempotent(phl_store):
     bad = [
-        {**GOOD, "id": "F-2", "lon": None, "lat": None},                 # no coordinates
-        {**GOOD, "id": "F-3", "occurred_from": "yesterday-ish"},          # unparseable time
-        {**GOOD, "id": "F-4", "lon": -80.5, "lat": 42.2},                 # junk geocode
-        {**GOOD, "id": "F-5", "lon": -75.02, "lat": 39.90},               # Cherry Hill, NJ: outside the city
-        {**GOOD, "id": "", "occurred_from": "2024-06-01T15:00:00"},       # missing id
+        {**GOOD, "id": "F-2", "lon": None, "lat": None},  # no coordinates
+        {**GOOD, "id": "F-3", "occurred_from": "yesterday-ish"},  # unparseable time
+        {**GOOD, "id": "F-4", "lon": -80.5, "lat": 42.2},  # junk geocode
+        {**GOOD, "id": "F-5", "lon": -75.02, "lat": 39.90},  # Cherry Hill, NJ: outside the city
+        {**GOOD, "id": "", "occurred_from": "2024-06-01T15:00:00"},  # missing id
     ]
     with feed_server(phl_store, "philadelphia") as (url, _):
         code, out = _post(url, {"incidents": [GOOD, *bad]})
         assert code == 200
         assert out["received"] == 6 == out["loaded"] + out["quarantined"]
         assert out["loaded"] == 1 and out["by_reason"] == {
-            "no_coordinates": 1, "unparseable_time": 1, "invalid_coordinates": 1,
-            "outside_boundary": 1, "missing_id": 1}
+            "no_coordinates": 1,
+            "unparseable_time": 1,
+            "invalid_coordinates": 1,
+            "outside_boundary": 1,
+            "missing_id": 1,
+        }
         # Re-sent (at-least-once): nothing new anywhere.
         code, again = _post(url, {"incidents": [GOOD, *bad]})
         assert code == 200 and again["duplicates"] == 1
@@ -88,8 +101,13 @@ def _pg_store(url):
 
 @pytest.fixture(scope="module")
 def june_records(shared_data):
-    return load_records("philadelphia", [shared_data / "philadelphia" / "incidents_2024_06.csv"],
-                        start="2024-06-01", end="2024-07-01", limit=10_000)[1]
+    return load_records(
+        "philadelphia",
+        [shared_data / "philadelphia" / "incidents_2024_06.csv"],
+        start="2024-06-01",
+        end="2024-07-01",
+        limit=10_000,
+    )[1]
 
 
 def test_postgis_notify_keeps_incremental_state_equal_to_full_recompute(pg_url, june_records):
@@ -127,8 +145,7 @@ def test_killing_postgres_during_a_replay_loses_and_duplicates_nothing(pg_url, j
         out = {}
 
         def run():
-            out["rep"] = replay(recs, "philadelphia", url, TOKEN, speed=float("inf"), max_batch=100,
-                                give_up_after=120)
+            out["rep"] = replay(recs, "philadelphia", url, TOKEN, speed=float("inf"), max_batch=100, give_up_after=120)
 
         t = threading.Thread(target=run)
         t.start()
@@ -141,11 +158,15 @@ def test_killing_postgres_during_a_replay_loses_and_duplicates_nothing(pg_url, j
         watch.close()
         ver = sorted(p.name for p in Path("/etc/postgresql").iterdir())[-1]
         # An immediate stop is a crash as far as clients can tell.
-        subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", ver, "main", "stop", "-m", "immediate"],
-                       check=True, capture_output=True)
+        subprocess.run(
+            ["pg_ctlcluster", "--skip-systemctl-redirect", ver, "main", "stop", "-m", "immediate"],
+            check=True,
+            capture_output=True,
+        )
         time.sleep(2.0)
-        subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", ver, "main", "start"],
-                       check=True, capture_output=True)
+        subprocess.run(
+            ["pg_ctlcluster", "--skip-systemctl-redirect", ver, "main", "start"], check=True, capture_output=True
+        )
         t.join(180)
         rep = out["rep"]
     assert rep.retries > 0  # the restart really hit the replay
@@ -153,7 +174,7 @@ def test_killing_postgres_during_a_replay_loses_and_duplicates_nothing(pg_url, j
     control = EmbeddedStore(tmp_path)
     svc = FeedService(control)
     for i in range(0, len(recs), 100):
-        svc.accept("philadelphia", recs[i:i + 100])
+        svc.accept("philadelphia", recs[i : i + 100])
     check = _pg_store(pg_url)
     assert rep.sent == len(recs) == rep.loaded + rep.quarantined
     assert check.count(Query(source="philadelphia")) == control.count() > 3000

@@ -44,8 +44,9 @@ def brute_force_max_llr(cells, days, study, max_k, max_days, period):
 
 def test_statistic_equals_brute_force_on_a_small_case():
     cells, days = background(3, n_days=20, per_day=6)
-    got = space_time_scan(cells, days, study_cells=STUDY[:60], end_day=END, period_days=20, max_days=4,
-                          max_k=1, replicates=9, seed=0)
+    got = space_time_scan(
+        cells, days, study_cells=STUDY[:60], end_day=END, period_days=20, max_days=4, max_k=1, replicates=9, seed=0
+    )
     # The scan's study area is STUDY[:60] plus the cells holding incidents; mirror it.
     ref = brute_force_max_llr(cells, days, STUDY[:60], max_k=1, max_days=4, period=20)
     assert got.clusters and got.clusters[0].llr == pytest.approx(ref, rel=1e-10)
@@ -58,8 +59,14 @@ def test_injected_cluster_is_found_with_a_long_recurrence_interval():
     ring = np.array(list(h3.api.basic_int.grid_disk(int(target), 1)), dtype=np.int64)
     hot_c = rng.choice(ring, 22)
     hot_d = pd.Series(END - pd.to_timedelta(rng.integers(0, 3, 22), unit="D"))
-    res = space_time_scan(np.concatenate([cells, hot_c]), pd.concat([days, hot_d], ignore_index=True),
-                          study_cells=STUDY, end_day=END, replicates=999, seed=0)
+    res = space_time_scan(
+        np.concatenate([cells, hot_c]),
+        pd.concat([days, hot_d], ignore_index=True),
+        study_cells=STUDY,
+        end_day=END,
+        replicates=999,
+        seed=0,
+    )
     top = res.clusters[0]
     assert np.isin(top.cells, ring).mean() >= 0.5 and top.days <= 4
     assert top.observed > 3 * top.expected

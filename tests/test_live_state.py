@@ -22,10 +22,10 @@ def test_incremental_counts_equal_full_recompute_after_10k(stream):
     live = RollingState(cells, w.sparse, "7D")
     # Arrive in batches of 50, out of order within a batch, some re-delivered (at-least-once).
     for start in range(0, len(stream), 50):
-        b = stream.iloc[start:start + 50].sample(frac=1.0, random_state=start)
+        b = stream.iloc[start : start + 50].sample(frac=1.0, random_state=start)
         live.add(b.id, b.occurred_from, b.h3_r9)
         if start >= 100:
-            again = stream.iloc[start - 100:start - 90]
+            again = stream.iloc[start - 100 : start - 90]
             assert live.add(again.id, again.occurred_from, again.h3_r9) == 0
         live.advance(b.occurred_from.max())
     now = live.now

@@ -13,8 +13,11 @@ import pytest
 from rtcc_geo.ingest.generic import load_mapping, read
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "mapping.md"
-_BLOCK = re.compile(r"^### (?P<title>.+?)\n.*?```csv\n(?P<csv>.*?)```.*?```toml\n(?P<toml>.*?)```.*?"
-                    r"^expected: (?P<expected>.+?)$", re.S | re.M)
+_BLOCK = re.compile(
+    r"^### (?P<title>.+?)\n.*?```csv\n(?P<csv>.*?)```.*?```toml\n(?P<toml>.*?)```.*?"
+    r"^expected: (?P<expected>.+?)$",
+    re.S | re.M,
+)
 
 
 def _examples() -> list[tuple[str, str, str, dict[str, str]]]:
@@ -55,8 +58,11 @@ def test_worked_example(tmp_path, shared_data, title, csv, toml, expected):
     from rtcc_geo.config import Agency
     from rtcc_geo.ingest.infer import infer_mapping
 
-    agency = Agency(name="doc", timezone="America/New_York",
-                    boundary_file=str(shared_data / "philadelphia" / "police_districts.geojson"))
+    agency = Agency(
+        name="doc",
+        timezone="America/New_York",
+        boundary_file=str(shared_data / "philadelphia" / "police_districts.geojson"),
+    )
     inf = infer_mapping(f, agency)
     b2 = read(f, inf.mapping)
     got2 = dict(zip(b2.frame["id"].astype(str), b2.frame["occurred_from"]))

@@ -90,18 +90,22 @@ def test_near_repeat_from_incidents_date_resolution_and_projection():
     # Two incidents 50 m apart on consecutive local dates but 2 h apart in time.
     lat0, lon0 = 39.95, -75.16
     dlat = 50 / 111_320
-    df = pd.DataFrame({
-        "lon": [lon0, lon0, lon0 + 0.05],
-        "lat": [lat0, lat0 + dlat, lat0],
-        "occurred_from": pd.to_datetime(["2024-06-01 03:00", "2024-06-01 05:00", "2024-09-01 12:00"], utc=True),
-        "time_known": [True, True, False],
-    })
+    df = pd.DataFrame(
+        {
+            "lon": [lon0, lon0, lon0 + 0.05],
+            "lat": [lat0, lat0 + dlat, lat0],
+            "occurred_from": pd.to_datetime(["2024-06-01 03:00", "2024-06-01 05:00", "2024-09-01 12:00"], utc=True),
+            "time_known": [True, True, False],
+        }
+    )
     from pyproj import Geod
 
     xy = project(df["lon"], df["lat"])
     geodesic = Geod(ellps="WGS84").inv(lon0, lat0, lon0, lat0 + dlat)[2]
     assert np.hypot(*(xy[0] - xy[1])) == pytest.approx(geodesic, abs=0.01)
-    assert np.hypot(*(xy[0] - xy[2])) == pytest.approx(Geod(ellps="WGS84").inv(lon0, lat0, lon0 + 0.05, lat0)[2], rel=1e-4)
+    assert np.hypot(*(xy[0] - xy[2])) == pytest.approx(
+        Geod(ellps="WGS84").inv(lon0, lat0, lon0 + 0.05, lat0)[2], rel=1e-4
+    )
     r = near_repeat(df, "America/New_York", permutations=9)
     # 03:00Z and 05:00Z on 1 June are 31 May 23:00 and 1 June 01:00 in New York: 1 calendar day apart.
     assert r.observed[0, 0] == 1 and r.n_events == 3

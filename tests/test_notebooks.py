@@ -35,12 +35,14 @@ EXAMPLE_STORES = (("philadelphia", (2023, 2024)), ("vancouver", (2023, 2024)))
 #: Notebooks run a second time on another agency, only their ``parameters`` cell changed.
 #: All four run on Vancouver (measured: 02 32 s, 03 56 s, 04 64 s, 05 27 s on 2 busy cores);
 #: the suite runs the two cheapest to keep its time down (add the others' stems to run them).
-OTHER_AGENCY = {"02_hotspots": 'SOURCE = "vancouver"\nYEARS = (2023, 2024)\nSTART, END = "2024-01-01", "2025-01-01"\n'
-                               'CATEGORY = "burglary"\n',
-                "03_time": 'SOURCE = "vancouver"\nYEARS = (2023, 2024)\n',
-                "04_forecasting": 'SOURCE = "vancouver"\nYEARS = (2023, 2024)\nDATA_END = "2024-12-30"\n'
-                                  'BACKTEST_FROM = "2024-09-30"\nSHIFT_START = "2024-12-07 16:00"\n',
-                "05_staffing": 'SOURCE = "vancouver"\nYEARS = (2023, 2024)\nSTART, END = "2024-01-01", "2025-01-01"\n'}
+OTHER_AGENCY = {
+    "02_hotspots": 'SOURCE = "vancouver"\nYEARS = (2023, 2024)\nSTART, END = "2024-01-01", "2025-01-01"\n'
+    'CATEGORY = "burglary"\n',
+    "03_time": 'SOURCE = "vancouver"\nYEARS = (2023, 2024)\n',
+    "04_forecasting": 'SOURCE = "vancouver"\nYEARS = (2023, 2024)\nDATA_END = "2024-12-30"\n'
+    'BACKTEST_FROM = "2024-09-30"\nSHIFT_START = "2024-12-07 16:00"\n',
+    "05_staffing": 'SOURCE = "vancouver"\nYEARS = (2023, 2024)\nSTART, END = "2024-01-01", "2025-01-01"\n',
+}
 OTHER_AGENCY_RUN = ("02_hotspots", "05_staffing")
 KERNEL_NAME = "rtcc-geo-test"
 
@@ -117,7 +119,11 @@ def test_notebook_uses_public_api_only(nb_path: Path):
 @pytest.mark.parametrize("nb_path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_notebook_stored_without_outputs(nb_path: Path):
     nb = json.loads(nb_path.read_text())
-    with_out = [i for i, c in enumerate(nb["cells"]) if c["cell_type"] == "code" and (c.get("outputs") or c.get("execution_count"))]
+    with_out = [
+        i
+        for i, c in enumerate(nb["cells"])
+        if c["cell_type"] == "code" and (c.get("outputs") or c.get("execution_count"))
+    ]
     assert not with_out, f"{nb_path.name}: cells {with_out} are stored with outputs; clear them before committing"
 
 
@@ -142,10 +148,15 @@ def kernel_spec_dir(tmp_path_factory) -> Path:
     whatever ``python3`` kernels are installed elsewhere."""
     d = tmp_path_factory.mktemp("kernels") / KERNEL_NAME
     d.mkdir()
-    (d / "kernel.json").write_text(json.dumps({
-        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-        "display_name": "rtcc-geo test kernel", "language": "python",
-    }))
+    (d / "kernel.json").write_text(
+        json.dumps(
+            {
+                "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+                "display_name": "rtcc-geo test kernel",
+                "language": "python",
+            }
+        )
+    )
     return d.parent
 
 
@@ -173,14 +184,22 @@ def _run_notebook(nb_path: Path, kernel_spec_dir, monkeypatch, example_stores, p
     from jupyter_client.manager import KernelManager
     from nbclient import NotebookClient
 
-    monkeypatch.setenv("MPLBACKEND", "Agg")            # no display; the inline backend still makes PNGs
+    monkeypatch.setenv("MPLBACKEND", "Agg")  # no display; the inline backend still makes PNGs
     monkeypatch.setenv("RTCC_SHARED_DATA", str(example_stores))
     nb = nbformat.read(nb_path, as_version=4)
     if parameters is not None:
         nb.cells[_parameters_cell(nb)].source = parameters
-    km = KernelManager(kernel_name=KERNEL_NAME, kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(kernel_spec_dir)]))
-    client = NotebookClient(nb, km=km, timeout=CELL_TIMEOUT, kernel_name=KERNEL_NAME,
-                            resources={"metadata": {"path": str(NB_DIR)}}, allow_errors=False)
+    km = KernelManager(
+        kernel_name=KERNEL_NAME, kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(kernel_spec_dir)])
+    )
+    client = NotebookClient(
+        nb,
+        km=km,
+        timeout=CELL_TIMEOUT,
+        kernel_name=KERNEL_NAME,
+        resources={"metadata": {"path": str(NB_DIR)}},
+        allow_errors=False,
+    )
     t0 = time.perf_counter()
     client.execute()  # raises CellExecutionError (with the cell and traceback) on the first failing cell
     seconds = time.perf_counter() - t0

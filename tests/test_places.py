@@ -13,10 +13,23 @@ from rtcc_geo.store.base import Query
 
 
 def test_normal_form():
-    got = normalise_block(pd.Series([
-        "5500 BLOCK Tulip St", "5500 BLOCK TULIP ST", " 5500  BLOCK TULIP STREET ", "7100 BLOCK TORRESDALE AV",
-        "7100 BLOCK Torresdale Avenue", "N 42ND ST  & MARKET ST", "n 42nd St&Market St", "100 BLOCK LA SALLE ST",
-        "200 BLK ROSE LA", "  ", None])).tolist()
+    got = normalise_block(
+        pd.Series(
+            [
+                "5500 BLOCK Tulip St",
+                "5500 BLOCK TULIP ST",
+                " 5500  BLOCK TULIP STREET ",
+                "7100 BLOCK TORRESDALE AV",
+                "7100 BLOCK Torresdale Avenue",
+                "N 42ND ST  & MARKET ST",
+                "n 42nd St&Market St",
+                "100 BLOCK LA SALLE ST",
+                "200 BLK ROSE LA",
+                "  ",
+                None,
+            ]
+        )
+    ).tolist()
     assert got[:3] == ["5500 BLOCK TULIP ST"] * 3
     assert got[3:5] == ["7100 BLOCK TORRESDALE AVE"] * 2
     assert got[5:7] == ["N 42ND ST & MARKET ST"] * 2
@@ -51,8 +64,7 @@ def test_top_places_equals_pandas_on_the_portal_file(phl_store, shared_data):
     local = pd.to_datetime(raw["dispatch_date"])
     sel = raw[(raw["dc_dist"] == "24") & (local >= "2024-06-03") & (local < "2024-06-24")]
     want = normalise_block(sel["location_block"]).value_counts()
-    got = top_places(phl_store, Query(source="philadelphia", start="2024-06-03", end="2024-06-24"),
-                     district="24", n=5)
+    got = top_places(phl_store, Query(source="philadelphia", start="2024-06-03", end="2024-06-24"), district="24", n=5)
     assert got["n"].tolist() == want.sort_values(ascending=False).head(5).tolist()
     assert got["block"].iloc[0] == want.idxmax() and 0 < got["share"].iloc[0] < 1
     assert describe(got).startswith(got["block"].iloc[0])

@@ -43,8 +43,17 @@ def frame(rows: list[dict]) -> pd.DataFrame:
 
 
 def phl(i, t, lon=-75.16, lat=39.95, **kw):
-    return {"id": f"p{i}", "source": "philadelphia", "occurred_from": t, "lon": lon, "lat": lat,
-            "category": "theft", "offense_raw": "Thefts", "district": "06", **kw}
+    return {
+        "id": f"p{i}",
+        "source": "philadelphia",
+        "occurred_from": t,
+        "lon": lon,
+        "lat": lat,
+        "category": "theft",
+        "offense_raw": "Thefts",
+        "district": "06",
+        **kw,
+    }
 
 
 @pytest.fixture()
@@ -62,6 +71,7 @@ def _schema(conn) -> str:
 
 # --- migrations -------------------------------------------------------------------
 
+
 def test_migrations_recorded_with_checksums_in_the_test_schema(pg_url):
     with PostGISStore(pg_url) as s:
         schema = _schema(s.conn)
@@ -72,14 +82,21 @@ def test_migrations_recorded_with_checksums_in_the_test_schema(pg_url):
         steps = {n: hashlib.sha256(f"python step {n}".encode()).hexdigest() for n in PYTHON_STEPS}
         assert "055_h3_own_cells" in steps
         assert rows == {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in files} | steps
-        where = dict(s.conn.execute(
-            "SELECT c.relname, n.nspname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-            "WHERE c.relname IN ('sources', 'incidents', 'quarantine', 'ingest_log', 'rtcc_tables', "
-            "'schema_migrations') AND n.nspname = ANY(current_schemas(false))").fetchall())
-        assert where == {t: schema for t in ("sources", "incidents", "quarantine", "ingest_log", "rtcc_tables",
-                                              "schema_migrations")}
-        fn = s.conn.execute("SELECT n.nspname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
-                            "WHERE p.proname = 'rtcc_h3_parent' AND n.nspname = %s", (schema,)).fetchall()
+        where = dict(
+            s.conn.execute(
+                "SELECT c.relname, n.nspname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE c.relname IN ('sources', 'incidents', 'quarantine', 'ingest_log', 'rtcc_tables', "
+                "'schema_migrations') AND n.nspname = ANY(current_schemas(false))"
+            ).fetchall()
+        )
+        assert where == {
+            t: schema for t in ("sources", "incidents", "quarantine", "ingest_log", "rtcc_tables", "schema_migrations")
+        }
+        fn = s.conn.execute(
+            "SELECT n.nspname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
+            "WHERE p.proname = 'rtcc_h3_parent' AND n.nspname = %s",
+            (schema,),
+        ).fetchall()
         assert fn == [(schema,)]
         # idempotent: opening again applies nothing, and so does migrate()
         assert migrate(s.conn) == []
@@ -139,15 +156,23 @@ def test_open_store_selects_postgis(pg_url):
 
 # --- schema -------------------------------------------------------------------------
 
+
 def _indexdefs(conn, table: str) -> list[str]:
-    return [d for (d,) in conn.execute(
-        "SELECT indexdef FROM pg_indexes WHERE schemaname = current_schema() AND tablename = %s", (table,))]
+    return [
+        d
+        for (d,) in conn.execute(
+            "SELECT indexdef FROM pg_indexes WHERE schemaname = current_schema() AND tablename = %s", (table,)
+        )
+    ]
 
 
 def test_incident_table_types_and_indexes(store):
-    types = dict(store.conn.execute(
-        "SELECT column_name, udt_name FROM information_schema.columns "
-        "WHERE table_schema = current_schema() AND table_name = 'incidents'").fetchall())
+    types = dict(
+        store.conn.execute(
+            "SELECT column_name, udt_name FROM information_schema.columns "
+            "WHERE table_schema = current_schema() AND table_name = 'incidents'"
+        ).fetchall()
+    )
     assert types["occurred_from"] == types["occurred_to"] == types["reported_at"] == "timestamptz"
     assert types["time_known"] == "bool" and types["lon"] == types["lat"] == "float8"
     assert all(types[h3_column(r)] == "int8" for r in DEFAULT_RESOLUTIONS)
@@ -156,7 +181,8 @@ def test_incident_table_types_and_indexes(store):
     assert store.conn.execute(
         "SELECT p.partstrat, a.attname FROM pg_partitioned_table p "
         "JOIN pg_attribute a ON a.attrelid = p.partrelid AND a.attnum = p.partattrs[0] "
-        "WHERE p.partrelid = 'incidents'::regclass").fetchone() == ("r", "occurred_from")
+        "WHERE p.partrelid = 'incidents'::regclass"
+    ).fetchone() == ("r", "occurred_from")
     assert _partitions(store.conn) == {"incidents_default": "DEFAULT"}
     # a new month gets every index of the parent
     store.write_incidents(frame([phl(1, "2024-03-10 12:00")]))
@@ -173,26 +199,38 @@ def test_incident_table_types_and_indexes(store):
     # (source, id) is unique across the whole table, whatever the month: incident_keys
     assert any("UNIQUE" in d and "(source, id)" in d for d in _indexdefs(store.conn, "incident_keys"))
     assert store.conn.execute(
-        "SELECT type, srid FROM geometry_columns WHERE f_table_schema = current_schema() "
-        "AND f_table_name = 'incidents'").fetchone() == ("POINT", 4326)
+        "SELECT type, srid FROM geometry_columns WHERE f_table_schema = current_schema() AND f_table_name = 'incidents'"
+    ).fetchone() == ("POINT", 4326)
 
 
 def _partitions(conn) -> dict[str, str]:
     """``{partition name: bounds}`` of incidents."""
-    return dict(conn.execute(
-        "SELECT c.relname, pg_get_expr(c.relpartbound, c.oid) FROM pg_inherits h "
-        "JOIN pg_class c ON c.oid = h.inhrelid WHERE h.inhparent = 'incidents'::regclass").fetchall())
+    return dict(
+        conn.execute(
+            "SELECT c.relname, pg_get_expr(c.relpartbound, c.oid) FROM pg_inherits h "
+            "JOIN pg_class c ON c.oid = h.inhrelid WHERE h.inhparent = 'incidents'::regclass"
+        ).fetchall()
+    )
 
 
 # --- writes and reads ----------------------------------------------------------------
 
 ROWS = [
     phl(1, "2024-03-10 06:30:00", extras='{"psa": "1", "note": "café \\"quoted\\""}'),
-    phl(2, "2024-03-10 07:30:00.123456", occurred_to="2024-03-10 09:00:00", block="", district=None,
-        offense_code="600"),
+    phl(
+        2, "2024-03-10 07:30:00.123456", occurred_to="2024-03-10 09:00:00", block="", district=None, offense_code="600"
+    ),
     phl(3, "2024-03-11 03:00:00", lon=-75.2, lat=40.0, category="burglary", reported_at="2024-03-11 04:00:00"),
-    {"id": "v1", "source": "vancouver", "occurred_from": "2024-03-11 07:00:00", "lon": -123.1, "lat": 49.28,
-     "category": "theft", "district": "Kitsilano", "time_known": False},
+    {
+        "id": "v1",
+        "source": "vancouver",
+        "occurred_from": "2024-03-11 07:00:00",
+        "lon": -123.1,
+        "lat": 49.28,
+        "category": "theft",
+        "district": "Kitsilano",
+        "time_known": False,
+    },
 ]
 
 
@@ -204,7 +242,12 @@ def test_write_and_read_back_exactly(store):
     df = frame(ROWS)
     w = store.write_incidents(df)
     assert (w.received, w.inserted) == (4, 4)
-    assert w.inserted_keys == {("philadelphia", "p1"), ("philadelphia", "p2"), ("philadelphia", "p3"), ("vancouver", "v1")}
+    assert w.inserted_keys == {
+        ("philadelphia", "p1"),
+        ("philadelphia", "p2"),
+        ("philadelphia", "p3"),
+        ("vancouver", "v1"),
+    }
     assert store.write_incidents(df).inserted_keys == set()
     got = store.incidents()
     want = df.sort_values(["source", "occurred_from", "id"]).reset_index(drop=True)
@@ -212,8 +255,9 @@ def test_write_and_read_back_exactly(store):
     assert got.dtypes.to_dict() == want.dtypes.to_dict()
     pd.testing.assert_frame_equal(got.drop(columns="extras"), want.drop(columns="extras"), check_exact=True)
     assert want["extras"].isna().sum() == 3  # only p1 has extras: NULL stays NULL
-    assert [None if pd.isna(x) else json.loads(x) for x in got["extras"]] == \
-        [None if pd.isna(x) else json.loads(x) for x in want["extras"]]
+    assert [None if pd.isna(x) else json.loads(x) for x in got["extras"]] == [
+        None if pd.isna(x) else json.loads(x) for x in want["extras"]
+    ]
     assert got.loc[got["id"] == "p2", "block"].iloc[0] == ""  # empty string is not NULL
     assert pd.isna(got.loc[got["id"] == "p2", "district"].iloc[0])
     # geom is built in SQL from lon/lat
@@ -230,8 +274,13 @@ def test_reingest_adds_nothing_and_first_copy_wins(store):
     df = frame(ROWS)
     store.write_incidents(df)
     assert _counts(store.write_incidents(df)) == (4, 0)
-    dup = frame([phl(9, "2024-05-01 12:00", category="first"), phl(9, "2024-05-02 12:00", category="second"),
-                 phl(1, "2024-01-01", category="changed")])
+    dup = frame(
+        [
+            phl(9, "2024-05-01 12:00", category="first"),
+            phl(9, "2024-05-02 12:00", category="second"),
+            phl(1, "2024-01-01", category="changed"),
+        ]
+    )
     r = store.write_incidents(dup)
     assert (r.received, r.inserted, r.duplicates) == (3, 1, 2)
     cats = dict(store.conn.execute("SELECT id, category FROM incidents WHERE id IN ('p1', 'p9')").fetchall())
@@ -253,9 +302,12 @@ def test_bulk_mode_rebuilds_every_index(store, monkeypatch):
     import rtcc_geo.store.postgis as pgmod
 
     def idx():
-        return sorted(store.conn.execute(
-            "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = current_schema() "
-            "AND tablename = 'incidents'").fetchall())
+        return sorted(
+            store.conn.execute(
+                "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = current_schema() "
+                "AND tablename = 'incidents'"
+            ).fetchall()
+        )
 
     before = idx()
     monkeypatch.setattr(pgmod, "BULK_MIN_ROWS", 3)
@@ -274,11 +326,16 @@ def test_bulk_mode_rebuilds_every_index(store, monkeypatch):
 
 
 def test_quarantine_roundtrip_idempotent(store):
-    q = pd.DataFrame({
-        "source": ["vancouver", "vancouver", "philadelphia"], "file": ["a.csv", "a.csv", "b.csv"],
-        "row_number": [7, 3, 1], "reason": ["no_coordinates", "outside_boundary", "unparseable_time"],
-        "detail": ["X = Y = 0", None, "bad"], "raw": ['{"X": "0", "Y": "0"}', '{"X": "1"}', '{"t": ""}'],
-    })
+    q = pd.DataFrame(
+        {
+            "source": ["vancouver", "vancouver", "philadelphia"],
+            "file": ["a.csv", "a.csv", "b.csv"],
+            "row_number": [7, 3, 1],
+            "reason": ["no_coordinates", "outside_boundary", "unparseable_time"],
+            "detail": ["X = Y = 0", None, "bad"],
+            "raw": ['{"X": "0", "Y": "0"}', '{"X": "1"}', '{"t": ""}'],
+        }
+    )
     assert _counts(store.write_quarantine(q)) == (3, 3)
     assert _counts(store.write_quarantine(q)) == (3, 0)
     got = store.quarantine("vancouver")
@@ -289,6 +346,7 @@ def test_quarantine_roundtrip_idempotent(store):
 
 
 # --- counts ----------------------------------------------------------------------------
+
 
 def test_counts_local_time_hand_worked_across_dst(store):
     # New York springs forward at 2024-03-10 02:00 EST -> 03:00 EDT (07:00Z); Vancouver
@@ -314,16 +372,20 @@ def test_counts_local_time_hand_worked_across_dst(store):
     assert sorted(store.incidents(q)["id"]) == ["p2", "p3", "v1"]
     assert store.count(Query(end="2024-03-10 02:00")) == 1
     assert store.count(Query(start=pd.Timestamp("2024-03-11 06:59", tz="UTC"))) == 1
-    assert store.count(Query(hours=(3, 0))) == 1                     # v1 has no known hour
+    assert store.count(Query(hours=(3, 0))) == 1  # v1 has no known hour
     assert store.count(Query(hours=(3, 0), include_unknown_time=True)) == 2
-    assert store.count(Query(dows=(0,))) == 1                        # day level: v1 counts
+    assert store.count(Query(dows=(0,))) == 1  # day level: v1 counts
     assert store.count(Query(categories=("burglary",))) == 1
     assert store.count(Query(districts=("06",))) == 2 and store.count(Query(districts=(6,))) == 0
     assert store.count(Query(source="vancouver", start="2024-01-01")) == 1
     c = store.counts(9, ("category", "district"))
     assert c["category"].dtype == "string" and c["district"].dtype == "string"
     assert c.astype(object).where(c.notna(), None).values.tolist() == [
-        ["burglary", "06", 1], ["theft", "06", 1], ["theft", "Kitsilano", 1], ["theft", None, 1]]
+        ["burglary", "06", 1],
+        ["theft", "06", 1],
+        ["theft", "Kitsilano", 1],
+        ["theft", None, 1],
+    ]
     empty = store.counts(9, ("cell", "day"), Query(source="nowhere"))
     assert len(empty) == 0 and empty.dtypes.to_dict() == {"cell": "int64", "day": "datetime64[ns]", "n": "int64"}
 
@@ -351,11 +413,13 @@ def test_counts_cells_at_every_resolution_match_h3(store):
 
 def test_sql_h3_parent_matches_h3_at_every_resolution(store):
     rng = np.random.default_rng(7)
-    cells = [h3.api.basic_int.latlng_to_cell(float(a), float(b), 15)
-             for a, b in zip(rng.uniform(-80, 80, 200), rng.uniform(-180, 180, 200))]
+    cells = [
+        h3.api.basic_int.latlng_to_cell(float(a), float(b), 15)
+        for a, b in zip(rng.uniform(-80, 80, 200), rng.uniform(-180, 180, 200))
+    ]
     got = store.conn.execute(
-        "SELECT c, r, rtcc_h3_parent(c, r) FROM unnest(%s::bigint[]) c, generate_series(0, 15) r",
-        (cells,)).fetchall()
+        "SELECT c, r, rtcc_h3_parent(c, r) FROM unnest(%s::bigint[]) c, generate_series(0, 15) r", (cells,)
+    ).fetchall()
     assert len(got) == 200 * 16
     for c, r, p in got:
         assert p == h3.api.basic_int.cell_to_parent(c, r)
@@ -365,19 +429,23 @@ def test_sql_h3_parent_matches_h3_at_every_resolution(store):
 
 # --- derived tables --------------------------------------------------------------------
 
+
 def test_put_get_table_keeps_types_and_order(store):
-    df = pd.DataFrame({
-        "cell": np.array([2, 1, 3], dtype="int64"),
-        "z": [1.5, np.nan, -1e-300],
-        "hot": [True, False, True],
-        "label": pd.array(["a", None, ""], dtype="string"),
-        "plain": ["x", "y", "z"],
-        "at": pd.to_datetime(["2024-01-01 00:00:00.000001", None, "2024-06-01 12:00"], utc=True, format="ISO8601"),
-        "day": pd.to_datetime(["2024-01-01", "2024-01-02", None]).astype("datetime64[ns]"),
-        "k": pd.array([1, None, 3], dtype="Int64"),
-        "flag": pd.array([True, None, False], dtype="boolean"),
-        "odd name!": [1, 2, 3],
-    }, index=[10, 11, 12])
+    df = pd.DataFrame(
+        {
+            "cell": np.array([2, 1, 3], dtype="int64"),
+            "z": [1.5, np.nan, -1e-300],
+            "hot": [True, False, True],
+            "label": pd.array(["a", None, ""], dtype="string"),
+            "plain": ["x", "y", "z"],
+            "at": pd.to_datetime(["2024-01-01 00:00:00.000001", None, "2024-06-01 12:00"], utc=True, format="ISO8601"),
+            "day": pd.to_datetime(["2024-01-01", "2024-01-02", None]).astype("datetime64[ns]"),
+            "k": pd.array([1, None, 3], dtype="Int64"),
+            "flag": pd.array([True, None, False], dtype="boolean"),
+            "odd name!": [1, 2, 3],
+        },
+        index=[10, 11, 12],
+    )
     assert store.get_table("hotspots") is None
     store.put_table("hotspots", df)
     got = store.get_table("hotspots")
@@ -397,9 +465,14 @@ def test_put_get_table_keeps_types_and_order(store):
 
 
 def test_put_table_users_and_refusals(store):
-    users = pd.DataFrame({"username": ["ana", "ben"], "role": ["commander", "analyst"],
-                          "password_hash": ["$argon2id$v=19$m=65536,t=3,p=4$c2FsdA$aGFzaA", "$2b$12$abc/def."],
-                          "active": [True, False]})
+    users = pd.DataFrame(
+        {
+            "username": ["ana", "ben"],
+            "role": ["commander", "analyst"],
+            "password_hash": ["$argon2id$v=19$m=65536,t=3,p=4$c2FsdA$aGFzaA", "$2b$12$abc/def."],
+            "active": [True, False],
+        }
+    )
     store.put_table("users", users)
     pd.testing.assert_frame_equal(store.get_table("users"), users)
     assert store.conn.execute("SELECT count(*) FROM rtcc_t_users").fetchone()[0] == 2
@@ -429,6 +502,7 @@ def test_reconnects_after_the_session_is_killed(store, pg_admin_url):
 
 # --- partitions -------------------------------------------------------------------------
 
+
 def _where_rows(conn) -> dict[str, str]:
     """``{id: partition holding it}``."""
     return dict(conn.execute("SELECT id, tableoid::regclass::text FROM incidents").fetchall())
@@ -436,10 +510,17 @@ def _where_rows(conn) -> dict[str, str]:
 
 def test_months_are_utc_partitions_created_on_demand(store):
     # 2024-03-31 22:00 in New York is 2024-04-01 02:00Z: the UTC month decides.
-    store.write_incidents(frame([
-        phl(1, "2024-03-01 00:00"), phl(2, "2024-03-31 23:59:59.999999"), phl(3, "2024-04-01 02:00"),
-        phl(4, "1999-12-31 23:00"), phl(5, "2024-07-15 12:00"),
-    ]))
+    store.write_incidents(
+        frame(
+            [
+                phl(1, "2024-03-01 00:00"),
+                phl(2, "2024-03-31 23:59:59.999999"),
+                phl(3, "2024-04-01 02:00"),
+                phl(4, "1999-12-31 23:00"),
+                phl(5, "2024-07-15 12:00"),
+            ]
+        )
+    )
     store.conn.execute("SET TimeZone = 'UTC'")  # bounds print in the session's zone
     assert _partitions(store.conn) == {
         "incidents_default": "DEFAULT",
@@ -449,8 +530,13 @@ def test_months_are_utc_partitions_created_on_demand(store):
         "incidents_y2024m07": "FOR VALUES FROM ('2024-07-01 00:00:00+00') TO ('2024-08-01 00:00:00+00')",
     }
     where = _where_rows(store.conn)
-    assert where == {"p1": "incidents_y2024m03", "p2": "incidents_y2024m03", "p3": "incidents_y2024m04",
-                     "p4": "incidents_y1999m12", "p5": "incidents_y2024m07"}
+    assert where == {
+        "p1": "incidents_y2024m03",
+        "p2": "incidents_y2024m03",
+        "p3": "incidents_y2024m04",
+        "p4": "incidents_y1999m12",
+        "p5": "incidents_y2024m07",
+    }
     assert store.conn.execute("SELECT count(*) FROM incidents_default").fetchone()[0] == 0
     # a month written again creates nothing new
     assert store.write_incidents(frame([phl(6, "2024-03-15")])).inserted == 1
@@ -460,16 +546,21 @@ def test_months_are_utc_partitions_created_on_demand(store):
 def test_a_key_is_unique_across_months(store):
     store.write_incidents(frame([phl(1, "2024-03-10 12:00"), phl(2, "2024-03-11 12:00")]))
     # re-sent with another time (another month, even another year): a duplicate
-    r = store.write_incidents(frame([phl(1, "2024-07-04 12:00", category="changed"), phl(2, "2023-01-01"),
-                                     phl(3, "2024-07-04 13:00")]))
+    r = store.write_incidents(
+        frame([phl(1, "2024-07-04 12:00", category="changed"), phl(2, "2023-01-01"), phl(3, "2024-07-04 13:00")])
+    )
     assert (r.received, r.inserted, r.inserted_keys) == (3, 1, {("philadelphia", "p3")})
-    assert _where_rows(store.conn) == {"p1": "incidents_y2024m03", "p2": "incidents_y2024m03",
-                                       "p3": "incidents_y2024m07"}
+    assert _where_rows(store.conn) == {
+        "p1": "incidents_y2024m03",
+        "p2": "incidents_y2024m03",
+        "p3": "incidents_y2024m07",
+    }
     assert store.conn.execute("SELECT category FROM incidents WHERE id = 'p1'").fetchone()[0] == "theft"
     # the database enforces it for any insert, by hand too, into any month
     with pytest.raises(psycopg.errors.UniqueViolation, match="incident_keys"):
-        store.conn.execute("INSERT INTO incidents (source, id, occurred_from) "
-                           "VALUES ('philadelphia', 'p1', '2024-07-20Z')")
+        store.conn.execute(
+            "INSERT INTO incidents (source, id, occurred_from) VALUES ('philadelphia', 'p1', '2024-07-20Z')"
+        )
     # keys follow deletes; (source, id) cannot be updated; truncate clears them
     assert store.conn.execute("SELECT count(*) FROM incident_keys").fetchone()[0] == 3
     store.conn.execute("DELETE FROM incidents WHERE id = 'p2'")
@@ -487,12 +578,17 @@ def test_rows_in_the_default_partition_move_when_their_month_is_created(store):
     store.conn.execute(
         "INSERT INTO incidents (source, id, occurred_from, lon, lat, h3_r7, h3_r8, h3_r9, h3_r10) "
         "SELECT 'philadelphia', 'h' || g, timestamptz '2024-05-02Z' + g * interval '1 hour', -75.16, 39.95, "
-        "1, 2, 3, 4 FROM generate_series(1, 3) g")
+        "1, 2, 3, 4 FROM generate_series(1, 3) g"
+    )
     assert set(_where_rows(store.conn).values()) == {"incidents_default"}
     store.write_incidents(frame([phl(1, "2024-05-20 12:00"), dict(phl(2, "2024-05-21"), id="h2")]))
     where = _where_rows(store.conn)
-    assert where == {"h1": "incidents_y2024m05", "h2": "incidents_y2024m05", "h3": "incidents_y2024m05",
-                     "p1": "incidents_y2024m05"}  # moved, and h2 re-sent stays a duplicate
+    assert where == {
+        "h1": "incidents_y2024m05",
+        "h2": "incidents_y2024m05",
+        "h3": "incidents_y2024m05",
+        "p1": "incidents_y2024m05",
+    }  # moved, and h2 re-sent stays a duplicate
     assert store.conn.execute("SELECT count(*) FROM incident_keys").fetchone()[0] == 4
     assert store.count() == 4
 
@@ -526,7 +622,8 @@ def test_concurrent_writers_create_each_month_once_and_lose_nothing(pg_url):
         assert len(got) == len(set(got)) and set(got) == want  # each key inserted once, by one writer
         assert stores[0].count() == len(want)
         assert set(_partitions(stores[0].conn)) == {"incidents_default"} | {
-            f"incidents_y{2020 + r}m{m:02d}" for r in range(rounds) for m in range(1, 13)}
+            f"incidents_y{2020 + r}m{m:02d}" for r in range(rounds) for m in range(1, 13)
+        }
         assert stores[0].conn.execute("SELECT count(*) FROM incidents_default").fetchone()[0] == 0
     finally:
         for s in stores:
@@ -538,8 +635,9 @@ def test_duplicate_check_probes_the_key_index_and_never_scans_the_store(store):
 
     def scans() -> tuple[int, int]:
         store.conn.execute("SELECT pg_stat_force_next_flush()")  # this session's counters, now
-        return store.conn.execute("SELECT seq_scan, idx_scan FROM pg_stat_user_tables "
-                                  "WHERE relid = 'incident_keys'::regclass").fetchone()
+        return store.conn.execute(
+            "SELECT seq_scan, idx_scan FROM pg_stat_user_tables WHERE relid = 'incident_keys'::regclass"
+        ).fetchone()
 
     before = scans()
     # a third of the store re-sent plus new rows: a hash join would read all of incident_keys
@@ -558,8 +656,12 @@ def _plan_relations(plan: dict) -> set[str]:
 
 
 def test_time_filters_prune_partitions(store):
-    store.write_incidents(frame([phl(f"{m}-{i}", f"2024-{m:02d}-1{i} 12:00") for m in range(1, 13) for i in range(5)]
-                                + [dict(ROWS[3], id=f"v{m}", occurred_from=f"2024-{m:02d}-20") for m in (3, 9)]))
+    store.write_incidents(
+        frame(
+            [phl(f"{m}-{i}", f"2024-{m:02d}-1{i} 12:00") for m in range(1, 13) for i in range(5)]
+            + [dict(ROWS[3], id=f"v{m}", occurred_from=f"2024-{m:02d}-20") for m in (3, 9)]
+        )
+    )
     assert len(_partitions(store.conn)) == 13
 
     def scanned(res, by, q):
@@ -578,7 +680,8 @@ def test_time_filters_prune_partitions(store):
     assert store.counts(9, ("category",), q)["n"].tolist() == [6]
     # open-ended: the months from June on, and DEFAULT (it would hold rows past the last month)
     assert scanned(9, ("hour",), Query(start=pd.Timestamp("2024-06-10", tz="UTC"))) == {
-        f"incidents_y2024m{m:02d}" for m in range(6, 13)} | {"incidents_default"}
+        f"incidents_y2024m{m:02d}" for m in range(6, 13)
+    } | {"incidents_default"}
     # without a time filter every month is read (and the empty DEFAULT partition)
     assert len(scanned(9, ("cell",), Query())) == 13
 
@@ -593,13 +696,19 @@ def test_inserts_are_still_announced(store, pg_url):
 
 # --- migrating an old store -----------------------------------------------------------------
 
+
 def test_migrate_converts_an_old_unpartitioned_store(pg_url, shared_data):
     from rtcc_geo.ingest import read
 
     # An old store: the schema up to 050, rows written with res 7..9 rolled up from res 10.
     want = read("philadelphia", shared_data / "philadelphia" / "incidents_2024_03.csv")[0]
-    hand = frame([phl("x1", "1999-06-01 12:00"), phl("x2", "2024-11-03 06:30", lon=-75.2, lat=40.0),
-                  phl("x3", "2024-03-31 23:30")])
+    hand = frame(
+        [
+            phl("x1", "1999-06-01 12:00"),
+            phl("x2", "2024-11-03 06:30", lon=-75.2, lat=40.0),
+            phl("x3", "2024-03-31 23:30"),
+        ]
+    )
     hand.loc[2, ["lon", "lat"]] = np.nan  # x3 not geolocated: no point, every cell NO_CELL
     hand.loc[2, [h3_column(r) for r in DEFAULT_RESOLUTIONS]] = 0
     want = conform(pd.concat([want, hand], ignore_index=True))
@@ -619,7 +728,9 @@ def test_migrate_converts_an_old_unpartitioned_store(pg_url, shared_data):
 
     with PostGISStore(pg_url) as s:
         assert [n for (n,) in s.conn.execute("SELECT name FROM schema_migrations WHERE name > '051'")] == [
-            "055_h3_own_cells", "060_partition_incidents.sql"]
+            "055_h3_own_cells",
+            "060_partition_incidents.sql",
+        ]
         got = s.incidents()
         # every row, id and time kept; every cell now the point's own (from an independent h3 call)
         expect = want.sort_values(["source", "occurred_from", "id"], kind="mergesort").reset_index(drop=True)
@@ -634,10 +745,18 @@ def test_migrate_converts_an_old_unpartitioned_store(pg_url, shared_data):
         assert set(_partitions(s.conn)) == months | {"incidents_default"}
         assert s.conn.execute("SELECT count(*) FROM incidents_default").fetchone()[0] == 0
         assert s.conn.execute("SELECT count(*) FROM incident_keys").fetchone()[0] == len(want)
-        assert {t for (t,) in s.conn.execute(
-            "SELECT tgname FROM pg_trigger WHERE tgrelid = 'incidents'::regclass AND NOT tgisinternal")} == {
-            "incidents_notify", "incidents_keys_insert", "incidents_keys_delete", "incidents_keys_truncate",
-            "incidents_keys_immutable"}
+        assert {
+            t
+            for (t,) in s.conn.execute(
+                "SELECT tgname FROM pg_trigger WHERE tgrelid = 'incidents'::regclass AND NOT tgisinternal"
+            )
+        } == {
+            "incidents_notify",
+            "incidents_keys_insert",
+            "incidents_keys_delete",
+            "incidents_keys_truncate",
+            "incidents_keys_immutable",
+        }
         # and the store works on it: re-sent rows (another month) are duplicates, new ones land
         again = want.iloc[:50].copy()
         again["occurred_from"] = pd.Timestamp("2024-08-01 12:00", tz="UTC")
@@ -645,6 +764,9 @@ def test_migrate_converts_an_old_unpartitioned_store(pg_url, shared_data):
         assert s.write_incidents(frame([phl("new", "2024-08-02 12:00")])).inserted == 1
         assert s.count() == len(want) + 1
         c = s.counts(8, ("cell",), Query(start="2024-03-01", end="2024-04-01"))
-        inmar = want[(want["occurred_from"] >= pd.Timestamp("2024-03-01", tz=NY))
-                     & (want["occurred_from"] < pd.Timestamp("2024-04-01", tz=NY)) & want["lon"].notna()]
+        inmar = want[
+            (want["occurred_from"] >= pd.Timestamp("2024-03-01", tz=NY))
+            & (want["occurred_from"] < pd.Timestamp("2024-04-01", tz=NY))
+            & want["lon"].notna()
+        ]
         assert c.set_index("cell")["n"].to_dict() == inmar["h3_r8"].value_counts().to_dict()

@@ -24,8 +24,8 @@ from rtcc_geo.scope import ScopeError, resolve_scope
 from rtcc_geo.store import open_store
 from rtcc_geo.store.base import Query
 
-FROM, TO = "2024-05-01", "2024-07-01"      # two months of the shared April-July store
-END = "2024-07-20"                          # the app's view ends the day before
+FROM, TO = "2024-05-01", "2024-07-01"  # two months of the shared April-July store
+END = "2024-07-20"  # the app's view ends the day before
 VOLATILE = {"seconds", "ehsa_seconds", "store", "out", "geojson", "out_csv", "out_geojson"}
 
 
@@ -73,10 +73,35 @@ COMMANDS = [
     ("hotspots", "--res", "8", "--from", FROM, "--to", TO),
     ("hotspots", "--res", "8", "--from", FROM, "--to", TO, "--district", "24", "--category", "theft"),
     ("emerging", "--res", "8", "--from", FROM, "--to", TO),
-    ("forecast", "backtest", "--model", "naive,stkde", "--res", "8", "--from", "2024-06-03", "--to", "2024-06-17",
-     "--horizon", "7d", "--train-from", FROM),
-    ("deploy", "--model", "stkde", "--units", "3", "--res", "8", "--shift-start", "2024-06-20 16:00",
-     "--train-from", FROM),
+    (
+        "forecast",
+        "backtest",
+        "--model",
+        "naive,stkde",
+        "--res",
+        "8",
+        "--from",
+        "2024-06-03",
+        "--to",
+        "2024-06-17",
+        "--horizon",
+        "7d",
+        "--train-from",
+        FROM,
+    ),
+    (
+        "deploy",
+        "--model",
+        "stkde",
+        "--units",
+        "3",
+        "--res",
+        "8",
+        "--shift-start",
+        "2024-06-20 16:00",
+        "--train-from",
+        FROM,
+    ),
     ("staff", "--from", FROM, "--to", TO, "--operators", "12"),
 ]
 
@@ -109,8 +134,20 @@ def test_acceptance2_every_command_runs_from_the_stored_agency_alone(stores, cap
     assert "rtcc-geo agency add philadelphia --boundary FILE --timezone TZ" in err
     assert "--study-area incidents" in err
     # ... unless asked for explicitly, and then it says so
-    out = cli(capsys, "hotspots", "--res", "8", "--from", FROM, "--to", TO, "--study-area", "incidents",
-              "--store", str(sa.root))
+    out = cli(
+        capsys,
+        "hotspots",
+        "--res",
+        "8",
+        "--from",
+        FROM,
+        "--to",
+        TO,
+        "--study-area",
+        "incidents",
+        "--store",
+        str(sa.root),
+    )
     assert out["study_area"].startswith("incidents only") and out["n_cells"] < hs["n_cells"]
     # a district filter that cannot be honoured is an error, never the whole city
     err = cli_error(capsys, "hotspots", "--res", "8", "--district", "99", "--store", str(sb.root))
@@ -128,9 +165,24 @@ def test_ingest_of_an_unknown_source_says_what_to_run(tmp_path, shared_data, cap
     assert "rtcc-geo agency add vancouver --boundary FILE --timezone TZ" in err
     # agency add, then the same ingest loads, validated against the stored boundary
     bnd = shared_data / "vancouver" / "local-area-boundary.geojson"
-    out = cli(capsys, "agency", "add", "vancouver", "--boundary", str(bnd), "--timezone", "America/Vancouver",
-              "--districts", str(bnd), "--district-field", "name", "--alias", "Central Business District=Downtown",
-              "--store", str(tmp_path / "s"))
+    out = cli(
+        capsys,
+        "agency",
+        "add",
+        "vancouver",
+        "--boundary",
+        str(bnd),
+        "--timezone",
+        "America/Vancouver",
+        "--districts",
+        str(bnd),
+        "--district-field",
+        "name",
+        "--alias",
+        "Central Business District=Downtown",
+        "--store",
+        str(tmp_path / "s"),
+    )
     assert out["origin"] == "store" and len(out["districts"]) == 22
     s = cli(capsys, "ingest", "--format", "vancouver", str(f), "--store", str(tmp_path / "s"))
     assert s["read"] == 49 and s["loaded"] + s["quarantined"] == 49 and s["boundary"] == "boundary.geojson"
@@ -147,7 +199,9 @@ def test_agency_in_postgis_equals_embedded(pg_url, tmp_path, monkeypatch):
     assert a.districts()["district"].tolist() == b.districts()["district"].tolist()
     assert a.district_aliases == b.district_aliases == {"Central Business District": "Downtown"}
     assert a.taxonomy_csv == b.taxonomy_csv and a.timezone == "America/Vancouver"
-    n = pg.conn.execute("SELECT count(*), min(ST_SRID(geom)) FROM rtcc_agency_areas WHERE agency = 'vancouver'").fetchone()
+    n = pg.conn.execute(
+        "SELECT count(*), min(ST_SRID(geom)) FROM rtcc_agency_areas WHERE agency = 'vancouver'"
+    ).fetchone()
     assert n == (23, 4326)  # one boundary + 22 districts, real geometry
     assert A.list_agencies(pg) == ["vancouver"] and A.remove_agency(pg, "vancouver") and A.list_agencies(pg) == []
 
@@ -157,11 +211,17 @@ def test_district_aliases_and_one_normalisation(tmp_path):
     store = open_store(store_dir=tmp_path)
     store.register_source("vancouver", "America/Vancouver")
     A.add_preset(store, "vancouver")
-    rows = pd.DataFrame({"source": "vancouver", "id": ["a", "b", "c"],
-                         "occurred_from": pd.to_datetime(["2024-05-01 10:00"] * 3, utc=True),
-                         "lon": [-123.118, -123.118, -123.16], "lat": [49.282, 49.283, 49.25],
-                         "district": ["Central Business District", "Central Business District", "Arbutus Ridge"],
-                         "category": "theft"})
+    rows = pd.DataFrame(
+        {
+            "source": "vancouver",
+            "id": ["a", "b", "c"],
+            "occurred_from": pd.to_datetime(["2024-05-01 10:00"] * 3, utc=True),
+            "lon": [-123.118, -123.118, -123.16],
+            "lat": [49.282, 49.283, 49.25],
+            "district": ["Central Business District", "Central Business District", "Arbutus Ridge"],
+            "category": "theft",
+        }
+    )
     from rtcc_geo import grid
     from rtcc_geo.schema import DEFAULT_RESOLUTIONS, h3_column
 
@@ -191,7 +251,7 @@ def test_acceptance3_cli_equals_api_equals_app(stores, capsys, monkeypatch, tmp_
     monkeypatch.setenv("RTCC_AGENCY_PRESETS", str(empty))
     st = ["--store", str(store.root)]
     ctx = context_for(store)
-    f = Filters(start=FROM, end="2024-06-30", res=8)       # the map's inclusive last day
+    f = Filters(start=FROM, end="2024-06-30", res=8)  # the map's inclusive last day
     scope = resolve_scope(store, Query(start=FROM, end=TO))
     assert ctx.scope(f).query == scope.query and ctx.agency.origin == "store"
 
@@ -210,7 +270,8 @@ def test_acceptance3_cli_equals_api_equals_app(stores, capsys, monkeypatch, tmp_
     t = emerging_hotspots(build_cube(scope, 8, D.EMERGING_STEP)).table
     assert cli_em["window"]["snapped"] and cli_em["window"]["from"].startswith("2024-05-06")
     assert cli_em["categories"] == {k: int(v) for k, v in t["category"].value_counts().items()} | {
-        k: 0 for k in cli_em["categories"] if k not in set(t["category"])}
+        k: 0 for k in cli_em["categories"] if k not in set(t["category"])
+    }
     from rtcc_geo.temporal import EHSA_CATEGORIES
 
     code = layers.emerging(ctx, f).set_index("cell")["value"].reindex(t["cell"].to_numpy())
@@ -218,8 +279,26 @@ def test_acceptance3_cli_equals_api_equals_app(stores, capsys, monkeypatch, tmp_
 
     # 3. forecast (the map's STKDE week after the view): expected per cell
     at = pd.Timestamp("2024-07-01")
-    cli(capsys, "forecast", "predict", "--model", "stkde", "--res", "8", "--at", str(at.date()), "--horizon", "7d",
-        "--category", "all", "--train-from", "2023-07-02", "--out", str(tmp_path / "f.csv"), *st)
+    cli(
+        capsys,
+        "forecast",
+        "predict",
+        "--model",
+        "stkde",
+        "--res",
+        "8",
+        "--at",
+        str(at.date()),
+        "--horizon",
+        "7d",
+        "--category",
+        "all",
+        "--train-from",
+        "2023-07-02",
+        "--out",
+        str(tmp_path / "f.csv"),
+        *st,
+    )
     fc_cli = pd.read_csv(tmp_path / "f.csv", dtype={"cell": str})
     assert fc_cli["cell"].str.fullmatch("[0-9a-f]{15}").all() and {"lat", "lon"} <= set(fc_cli.columns)
     fc_cli = fc_cli.set_index(cell_int(fc_cli["cell"]))["expected"]
@@ -231,11 +310,39 @@ def test_acceptance3_cli_equals_api_equals_app(stores, capsys, monkeypatch, tmp_
 
     # 4. deployment (the map's evening shift after the view): cells and units
     start, train_from = layers.deploy_shift(ctx, f)
-    dep = cli(capsys, "deploy", "--model", layers.DEPLOY_MODEL, "--units", str(layers.DEPLOY_UNITS),
-              "--areas-per-unit", "2", "--radius", "1", "--res", "8", "--shift-start", str(start),
-              "--train-from", train_from, "--out-csv", str(tmp_path / "d.csv"), *st)
-    p = plan_from_store(scope, None, start, 8.0, layers.DEPLOY_UNITS, model=layers.DEPLOY_MODEL, res=8,
-                        train_from=train_from, areas_per_unit=2, radius=1)
+    dep = cli(
+        capsys,
+        "deploy",
+        "--model",
+        layers.DEPLOY_MODEL,
+        "--units",
+        str(layers.DEPLOY_UNITS),
+        "--areas-per-unit",
+        "2",
+        "--radius",
+        "1",
+        "--res",
+        "8",
+        "--shift-start",
+        str(start),
+        "--train-from",
+        train_from,
+        "--out-csv",
+        str(tmp_path / "d.csv"),
+        *st,
+    )
+    p = plan_from_store(
+        scope,
+        None,
+        start,
+        8.0,
+        layers.DEPLOY_UNITS,
+        model=layers.DEPLOY_MODEL,
+        res=8,
+        train_from=train_from,
+        areas_per_unit=2,
+        radius=1,
+    )
     d = pd.read_csv(tmp_path / "d.csv", dtype={"cell": str, "centre": str})
     assert sorted(zip(cell_int(d["cell"]), d["unit"])) == sorted(zip(p.cells["cell"], p.cells["unit"]))
     app_dep = layers.deployment(ctx, f).dropna(subset=["value"])
@@ -244,15 +351,37 @@ def test_acceptance3_cli_equals_api_equals_app(stores, capsys, monkeypatch, tmp_
 
     # 5. staffing (the planner page's defaults): required operators per hour, shifts
     d = staffing_view.defaults(ctx)
-    prm = staffing_view.Params.from_widgets(d["operators"], (8, 10, 12), d["service_level"], d["target_seconds"],
-                                            d["handle_minutes"], part_time=d["part_time"], daily=d["daily"],
-                                            start=d["start"], end=d["end"], data_range=ctx.date_range)
+    prm = staffing_view.Params.from_widgets(
+        d["operators"],
+        (8, 10, 12),
+        d["service_level"],
+        d["target_seconds"],
+        d["handle_minutes"],
+        part_time=d["part_time"],
+        daily=d["daily"],
+        start=d["start"],
+        end=d["end"],
+        data_range=ctx.date_range,
+    )
     q = staffing_view._query(ctx, prm)
-    sp_cli = cli(capsys, "staff", "--from", str(q.start), "--to", str(q.end), "--operators", str(prm.operators),
-                 "--time-limit", "20", *st)
+    sp_cli = cli(
+        capsys,
+        "staff",
+        "--from",
+        str(q.start),
+        "--to",
+        str(q.end),
+        "--operators",
+        str(prm.operators),
+        "--time-limit",
+        "20",
+        *st,
+    )
     sp_api = plan(resolve_scope(store, q, need_area=False), None, operators=prm.operators, time_limit=20.0)
     view = staffing_view.run(ctx, prm)
-    assert np.asarray(sp_cli["required"]).tolist() == np.asarray(sp_api.required).tolist() == view.plan.required.tolist()
+    assert (
+        np.asarray(sp_cli["required"]).tolist() == np.asarray(sp_api.required).tolist() == view.plan.required.tolist()
+    )
     assert sp_cli["coverage"] == pytest.approx(sp_api.coverage)
 
 
@@ -278,8 +407,21 @@ def test_far_dated_incidents_are_counted_and_forecasts_need_train_from(tmp_path,
     s = cli(capsys, "ingest", "--format", "philadelphia", str(f), *st)
     assert s["far_dated"] == 3 and s["files"][0]["far_dated"]["before"] == 3
     assert s["files"][0]["far_dated"]["earliest"].startswith("2005") and "2005" in s["warnings"][0]
-    bt = ("forecast", "backtest", "--model", "naive", "--res", "8", "--from", "2024-06-10", "--to", "2024-06-17",
-          "--horizon", "7d", *st)
+    bt = (
+        "forecast",
+        "backtest",
+        "--model",
+        "naive",
+        "--res",
+        "8",
+        "--from",
+        "2024-06-10",
+        "--to",
+        "2024-06-17",
+        "--horizon",
+        "7d",
+        *st,
+    )
     err = cli_error(capsys, *bt)
     assert "--train-from" in err and "3 incidents" in err
     out = cli(capsys, *bt, "--train-from", "2024-05-01")
@@ -302,8 +444,9 @@ def test_map_district_filter_uses_the_alias_or_fails(tmp_path, shared_data):
     got = layers.gistar(ctx, f).dropna(subset=["value"])
     sc = ctx.scope(f)
     downtown = sc.boundary()
-    assert sc.districts == ("Downtown",) and downtown.equals(A.get_agency(store, "vancouver").districts()
-                                                             .set_index("district").loc["Downtown", "geometry"])
+    assert sc.districts == ("Downtown",) and downtown.equals(
+        A.get_agency(store, "vancouver").districts().set_index("district").loc["Downtown", "geometry"]
+    )
     ref = hotspots(sc, "gistar", 9, **D.gistar_kwargs())
     assert len(ref) < 150 and set(got["cell"]) == set(ref["cell"])  # Downtown's cells, not the city's thousands
     np.testing.assert_array_equal(got.set_index("cell")["value"].reindex(ref["cell"]).to_numpy(), ref["bin"].to_numpy())
@@ -321,8 +464,13 @@ def test_one_writer_textual_h3_ids_and_centres(tmp_path, suffix):
     cells = np.array([h3.api.basic_int.latlng_to_cell(39.95 + i / 100, -75.16, 9) for i in range(4)], dtype=np.int64)
     df = pd.DataFrame({"cell": cells, "centre": cells[::-1], "bin": [3, 0, -1, 2], "z": [3.1, 0.2, -1.7, 2.2]})
     p = write_cells(df, tmp_path / f"t{suffix}")
-    back = (pd.read_csv(p, dtype={"cell": str, "centre": str}) if suffix == ".csv" else
-            gpd.read_parquet(p) if suffix == ".parquet" else gpd.read_file(p))
+    back = (
+        pd.read_csv(p, dtype={"cell": str, "centre": str})
+        if suffix == ".csv"
+        else gpd.read_parquet(p)
+        if suffix == ".parquet"
+        else gpd.read_file(p)
+    )
     want = [format(int(c), "x") for c in cells]
     assert back["cell"].tolist() == want and back["centre"].tolist() == want[::-1]  # text, never int64
     lat, lon = zip(*(h3.api.basic_int.cell_to_latlng(int(c)) for c in cells))

@@ -38,9 +38,14 @@ def check_headers(r: requests.Response, what: str) -> None:
     assert directives.get("object-src") == ["'none'"], (what, csp)
     for name, sources in directives.items():
         for src in sources:  # only this origin (plus local blob:/data: where named): no host, no wildcard
-            assert src in ("'self'", "'none'", "'unsafe-inline'", "blob:", "data:") or src.startswith("'sha256-"), \
-                (what, name, src)
-    assert "'unsafe-inline'" not in directives.get("script-src", []) and "'unsafe-eval'" not in directives.get("script-src", [])
+            assert src in ("'self'", "'none'", "'unsafe-inline'", "blob:", "data:") or src.startswith("'sha256-"), (
+                what,
+                name,
+                src,
+            )
+    assert "'unsafe-inline'" not in directives.get("script-src", []) and "'unsafe-eval'" not in directives.get(
+        "script-src", []
+    )
     assert h.get("X-Frame-Options") == "DENY", what
     assert h.get("X-Content-Type-Options") == "nosniff", what
     assert h.get("Referrer-Policy") in ("same-origin", "no-referrer", "strict-origin-when-cross-origin"), what
@@ -62,8 +67,16 @@ def _route_urls(srv, chief) -> list[tuple[str, str]]:
     index = chief.get(srv.url + "/", timeout=30).text
     suites = re.findall(r'src="(/_dash-component-suites/[^"]+)"', index)
     assert suites, index[:500]
-    sample = {"res": "9", "z": "0", "x": "0", "y": "0", "source": "synthetic", "filename": "live.js", "cell": "8928308280fffff",
-              "path": "planner"}
+    sample = {
+        "res": "9",
+        "z": "0",
+        "x": "0",
+        "y": "0",
+        "source": "synthetic",
+        "filename": "live.js",
+        "cell": "8928308280fffff",
+        "path": "planner",
+    }
     out = []
     for rule in rules:
         if rule.rule.startswith("/_dash-component-suites/"):
@@ -73,8 +86,13 @@ def _route_urls(srv, chief) -> list[tuple[str, str]]:
         for m in sorted(rule.methods):
             out += [(m, p) for p in paths]
     # Pages no rule names on purpose: unknown paths, under the feed too.
-    out += [("GET", "/no/such/page"), ("GET", "/api/feed/synthetic/incidents"), ("GET", "/api/feed/nope"),
-            ("POST", "/api/feed/nope/incidents"), ("GET", "/geo/cells/99.geojson")]
+    out += [
+        ("GET", "/no/such/page"),
+        ("GET", "/api/feed/synthetic/incidents"),
+        ("GET", "/api/feed/nope"),
+        ("POST", "/api/feed/nope/incidents"),
+        ("GET", "/geo/cells/99.geojson"),
+    ]
     return out
 
 
@@ -144,8 +162,11 @@ def test_no_plotly_figure_config_offers_cloud_sharing():
     # Figures drawn by our own JavaScript take no config that could either.
     for js in APP_DIR.joinpath("assets").glob("*.js"):
         text = js.read_text()
-        assert not re.search(r"(showSendToCloud|showEditInChartStudio|showLink)\s*:\s*true|plotlyServerURL|"
-                             r"sendDataToCloud|editInChartStudio", text), js.name
+        assert not re.search(
+            r"(showSendToCloud|showEditInChartStudio|showLink)\s*:\s*true|plotlyServerURL|"
+            r"sendDataToCloud|editInChartStudio",
+            text,
+        ), js.name
 
 
 def test_rendered_pages_carry_only_safe_graph_configs(srv):
@@ -171,8 +192,11 @@ def test_requests_the_server_cannot_parse_get_the_headers_too(srv):
     from urllib.parse import urlparse
 
     u = urlparse(srv.url)
-    for raw in (b"GARBAGE\r\n\r\n", b"GET / HTTP/9.9\r\nHost: x\r\n\r\n",
-                b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n"):
+    for raw in (
+        b"GARBAGE\r\n\r\n",
+        b"GET / HTTP/9.9\r\nHost: x\r\n\r\n",
+        b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n",
+    ):
         with socket.create_connection((u.hostname, u.port), timeout=30) as s:
             s.sendall(raw)
             got = b""

@@ -69,8 +69,11 @@ def _hangup(addr, kind: int, cookie: str) -> None:
         elif kind == 1:  # half a request line and headers
             s.sendall(b"GET /geo/cells/9.geojson HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: " + cookie.encode()[:20])
         elif kind == 2:  # a POST whose body never comes
-            s.sendall(b"POST /_dash-update-component HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: " + cookie.encode()
-                      + b"\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{\"output\":")
+            s.sendall(
+                b"POST /_dash-update-component HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: "
+                + cookie.encode()
+                + b'\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{"output":'
+            )
         elif kind == 3:  # a big response never read, then FIN
             s.sendall(_request("/geo/cells/9.geojson", cookie))
             time.sleep(0.05)
@@ -158,6 +161,7 @@ def test_dropped_event_streams_cost_nothing_and_live_events_still_flow(srv, chie
     ft = threading.Thread(target=feed)
     ft.start()
     try:
+
         def drop(k: int) -> None:
             s = _open_stream(addr, cookie)
             s.settimeout(3)
@@ -235,8 +239,10 @@ def test_sessions_click_filters_while_clients_hang_up(srv, chief):
             stop.set()
             t.join(60)
     lat = out["latencies"]
-    print(f"\n{len(lat)} callbacks from 10 sessions in 10 s: p50 {percentile(lat, 50) * 1000:.0f} ms, "
-          f"p95 {percentile(lat, 95) * 1000:.0f} ms, errors {len(out['errors'])}")
+    print(
+        f"\n{len(lat)} callbacks from 10 sessions in 10 s: p50 {percentile(lat, 50) * 1000:.0f} ms, "
+        f"p95 {percentile(lat, 95) * 1000:.0f} ms, errors {len(out['errors'])}"
+    )
     assert not out["errors"], out["errors"][:5]
     assert len(lat) >= 20
     _assert_up(srv, chief)
@@ -287,14 +293,24 @@ def test_alert_panel_shows_the_alert_as_soon_as_it_is_raised(srv, chief):
                                 alert = a
             assert alert is not None, f"no alert for {rec[1]['id']}"
             # What live.js does on that event: ask for the panel.
-            body = {"output": dep["output"],
-                    "outputs": [{"id": "alerts-panel", "property": "children"}, {"id": "alert-hits", "property": "data"},
-                                {"id": "alerts-page", "property": "data"}],
-                    "inputs": [{"id": "live-alerts", "property": "data", "value": {"n": round_ + 1, "t": 1}}, [], [], [],
-                               {"id": "alerts-prev", "property": "n_clicks", "value": None},
-                               {"id": "alerts-next", "property": "n_clicks", "value": None}],
-                    "changedPropIds": ["live-alerts.data"],
-                    "state": [{"id": "alerts-page", "property": "data", "value": 0}]}
+            body = {
+                "output": dep["output"],
+                "outputs": [
+                    {"id": "alerts-panel", "property": "children"},
+                    {"id": "alert-hits", "property": "data"},
+                    {"id": "alerts-page", "property": "data"},
+                ],
+                "inputs": [
+                    {"id": "live-alerts", "property": "data", "value": {"n": round_ + 1, "t": 1}},
+                    [],
+                    [],
+                    [],
+                    {"id": "alerts-prev", "property": "n_clicks", "value": None},
+                    {"id": "alerts-next", "property": "n_clicks", "value": None},
+                ],
+                "changedPropIds": ["live-alerts.data"],
+                "state": [{"id": "alerts-page", "property": "data", "value": 0}],
+            }
             r = chief.post(srv.url + "/_dash-update-component", json=body, timeout=30)
             assert r.status_code == 200, r.text[:300]
             assert alert["alert_id"] in r.text, f"panel lags: alert {alert['alert_id']} not shown"
@@ -311,10 +327,13 @@ def test_sigpipe_default_only_for_ordinary_commands(argv, default):
 
     from .serve_support import cli_env
 
-    code = ("import signal, sys; from rtcc_geo.cli.main import main\n"
-            f"sys.argv = ['rtcc-geo', *{argv!r}]\n"
-            "try:\n    main()\nexcept SystemExit:\n    pass\n"
-            "print('SIGPIPE', signal.getsignal(signal.SIGPIPE) == signal.SIG_DFL, file=sys.stderr)")
-    r = subprocess.run([sys.executable, "-c", code], env=cli_env(), capture_output=True, text=True, timeout=120,
-                       check=False)
+    code = (
+        "import signal, sys; from rtcc_geo.cli.main import main\n"
+        f"sys.argv = ['rtcc-geo', *{argv!r}]\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "print('SIGPIPE', signal.getsignal(signal.SIGPIPE) == signal.SIG_DFL, file=sys.stderr)"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code], env=cli_env(), capture_output=True, text=True, timeout=120, check=False
+    )
     assert f"SIGPIPE {default}" in r.stderr, r.stderr[-500:]

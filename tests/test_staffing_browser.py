@@ -49,8 +49,14 @@ def _main_text(d) -> str:
 def _wait_change(d, old: str, what: str) -> str:
     from tests.browser import wait_for
 
-    return wait_for(lambda: _when(lambda: d.find_element("id", "p-summary-text").text,
-                                  lambda t: t and t != old and not t.startswith("No plan")), timeout=90, what=what)
+    return wait_for(
+        lambda: _when(
+            lambda: d.find_element("id", "p-summary-text").text,
+            lambda t: t and t != old and not t.startswith("No plan"),
+        ),
+        timeout=90,
+        what=what,
+    )
 
 
 def _set(d, el, value: str) -> None:
@@ -64,9 +70,11 @@ def _check_plain(d, operators: int) -> None:
     from tests.browser import wait_for
 
     try:
-        text = wait_for(lambda: _when(lambda: _main_text(d),
-                                      lambda t: f"{operators} full-time" in t and "Downtime plan" in t),
-                        timeout=60, what="result blocks")
+        text = wait_for(
+            lambda: _when(lambda: _main_text(d), lambda t: f"{operators} full-time" in t and "Downtime plan" in t),
+            timeout=60,
+            what="result blocks",
+        )
     except TimeoutError:
         d.save_screenshot(str(ARTIFACTS / "planner_failed.png"))
         raise AssertionError(_main_text(d)[:2000]) from None
@@ -98,8 +106,11 @@ def test_planner_changes_operators_weights_part_time(page):
     from tests.browser import wait_for
 
     d, _ = page
-    text0 = wait_for(lambda: _when(lambda: d.find_element(By.ID, "p-summary-text").text,
-                                   lambda t: t.startswith("Result for")), timeout=120, what="first plan")
+    text0 = wait_for(
+        lambda: _when(lambda: d.find_element(By.ID, "p-summary-text").text, lambda t: t.startswith("Result for")),
+        timeout=120,
+        what="first plan",
+    )
     _check_plain(d, 12)
     d.save_screenshot(str(ARTIFACTS / "planner_1_default.png"))
 
@@ -115,8 +126,9 @@ def test_planner_changes_operators_weights_part_time(page):
     _set(d, w, "1")
     text2 = _wait_change(d, text1, "re-plan with new weights")
     assert "vehicle 1" in text2
-    ev1 = wait_for(lambda: _when(lambda: d.find_element(By.ID, "p-card-events").text, lambda t: t != ev0),
-                   what="events card")
+    ev1 = wait_for(
+        lambda: _when(lambda: d.find_element(By.ID, "p-card-events").text, lambda t: t != ev0), what="events card"
+    )
     n0, n1 = (float(re.search(r"([\d,]+)\n", t).group(1).replace(",", "")) for t in (ev0, ev1))
     assert n1 > n0
     _check_plain(d, 16)
@@ -134,8 +146,9 @@ def test_planner_changes_operators_weights_part_time(page):
     d.save_screenshot(str(ARTIFACTS / "planner_4_downtime.png"))
 
     # the details panel, opened, holds the solver's status
-    d.execute_script("document.getElementById('p-details').open = true;"
-                     "document.getElementById('p-details').scrollIntoView()")
+    d.execute_script(
+        "document.getElementById('p-details').open = true;document.getElementById('p-details').scrollIntoView()"
+    )
     assert STATUS.search(d.find_element(By.ID, "p-details").text)
     d.save_screenshot(str(ARTIFACTS / "planner_5_details.png"))
 
@@ -157,8 +170,13 @@ def test_planner_large_event(page):
     d.find_element(By.CSS_SELECTOR, "#p-ev-venue input[value='Citizens Bank Park']").click()
     _set(d, d.find_element(By.ID, "p-ev-start"), "2025-09-14 13:00")
     _set(d, d.find_element(By.ID, "p-ev-crowd"), "45000")
-    head = wait_for(lambda: _when(lambda: d.find_element(By.CSS_SELECTOR, "#p-event h3").text,
-                                  lambda t: t.startswith("Event: add")), timeout=90, what="event result")
+    head = wait_for(
+        lambda: _when(
+            lambda: d.find_element(By.CSS_SELECTOR, "#p-event h3").text, lambda t: t.startswith("Event: add")
+        ),
+        timeout=90,
+        what="event result",
+    )
     assert re.match(r"Event: add \d+ operators? for those hours", head)
     body = d.find_element(By.ID, "p-event").text
     assert "Citizens Bank Park" in body and "45,000 people" in body and "Ordinary load" in body

@@ -49,7 +49,7 @@ def test_classic_360_calls_example():
     a = 360 * 240 / 1800
     assert a == 48
     c = float(erlang.erlang_c(55, a))
-    assert c == pytest.approx(0.2387, abs=5e-5)                      # published 23.87 %
+    assert c == pytest.approx(0.2387, abs=5e-5)  # published 23.87 %
     assert c == pytest.approx(float(erlang_c_exact(55, Fraction(48))), rel=1e-12)
     assert float(erlang.asa(55, a, 240)) == pytest.approx(8.2, abs=0.05)  # published 8.2 s
     sl = float(erlang.service_level(55, a, 15, 240))
@@ -62,16 +62,25 @@ def test_rodrigo_calculator_example():
     # fewest circuits with P(wait) <= 15 %: 26
     n = next(n for n in range(21, 60) if erlang.erlang_c(n, a) <= 0.15)
     assert n == 26
-    assert float(erlang.asa(26, a, 120)) == pytest.approx(3.0, abs=0.15)      # "3 seconds per call"
-    assert float(erlang.erlang_c(30, a)) == pytest.approx(0.025, abs=5e-4)    # "2.5 %"
+    assert float(erlang.asa(26, a, 120)) == pytest.approx(3.0, abs=0.15)  # "3 seconds per call"
+    assert float(erlang.erlang_c(30, a)) == pytest.approx(0.025, abs=5e-4)  # "2.5 %"
     carried = brentq(lambda x: float(erlang.erlang_c(30, x)) - 0.15, 1, 29.9)
-    assert carried == pytest.approx(23.6, abs=0.05)                          # "23.6 erlangs"
+    assert carried == pytest.approx(23.6, abs=0.05)  # "23.6 erlangs"
     # the same through required_agents with an occupancy-free SL target of 85 % at t = 0
     assert int(erlang.required_agents(a, 0.85, 0.0, 120.0)) == 26
 
 
-@pytest.mark.parametrize("n,a", [(1, Fraction(1, 2)), (2, Fraction(3, 2)), (5, Fraction(37, 10)), (12, Fraction(91, 10)),
-                                 (40, Fraction(351, 10)), (120, Fraction(1101, 10))])
+@pytest.mark.parametrize(
+    "n,a",
+    [
+        (1, Fraction(1, 2)),
+        (2, Fraction(3, 2)),
+        (5, Fraction(37, 10)),
+        (12, Fraction(91, 10)),
+        (40, Fraction(351, 10)),
+        (120, Fraction(1101, 10)),
+    ],
+)
 def test_erlang_c_equals_exact_rational_formula(n, a):
     assert float(erlang.erlang_c(n, float(a))) == pytest.approx(float(erlang_c_exact(n, a)), rel=1e-11)
     assert float(erlang.erlang_b(n, float(a))) == pytest.approx(float(erlang_b_exact(n, a)), rel=1e-11)

@@ -37,10 +37,22 @@ def synthetic(seed: int | None = None, outside_category: str = "violent"):
     t_viol = t_in.append(pd.DatetimeIndex(inj))
     rows = [
         pd.DataFrame({"occurred_from": _utc(t_viol), "lon": VENUE[0] + 0.0005, "lat": VENUE[1], "category": "violent"}),
-        pd.DataFrame({"occurred_from": _utc(hours + pd.Timedelta(minutes=10)), "lon": VENUE[0], "lat": VENUE[1] + 0.0004,
-                      "category": "theft"}),
-        pd.DataFrame({"occurred_from": _utc(np.repeat(hours, 10) + pd.Timedelta(minutes=40)), "lon": VENUE[0] + 0.018,
-                      "lat": VENUE[1], "category": outside_category}),
+        pd.DataFrame(
+            {
+                "occurred_from": _utc(hours + pd.Timedelta(minutes=10)),
+                "lon": VENUE[0],
+                "lat": VENUE[1] + 0.0004,
+                "category": "theft",
+            }
+        ),
+        pd.DataFrame(
+            {
+                "occurred_from": _utc(np.repeat(hours, 10) + pd.Timedelta(minutes=40)),
+                "lon": VENUE[0] + 0.018,
+                "lat": VENUE[1],
+                "category": outside_category,
+            }
+        ),
     ]
     df = pd.concat(rows, ignore_index=True)
     return df, past, (sat(16), sat(16) + pd.Timedelta(hours=5))

@@ -31,8 +31,9 @@ def curves(shared_data, philly_store, tmp_path_factory):  # noqa: F811
     from rtcc_geo.ingest.pipeline import ingest_files
     from rtcc_geo.store.embedded import EmbeddedStore
 
-    out = {"philadelphia": workload_curve(philly_store, Query(source="philadelphia", start="2024-01-01",
-                                                              end="2025-01-01"))}
+    out = {
+        "philadelphia": workload_curve(philly_store, Query(source="philadelphia", start="2024-01-01", end="2025-01-01"))
+    }
     s = EmbeddedStore(tmp_path_factory.mktemp("fast_van"))
     ingest_files("vancouver", [shared_data / "vancouver" / "crimedata_csv_AllNeighbourhoods_2024.csv"], s)
     out["vancouver"] = workload_curve(s, Query(source="vancouver", start="2024-01-01", end="2025-01-01"))

@@ -29,8 +29,14 @@ pytestmark = pytest.mark.slow  # ingests a year of the real Philadelphia extract
 DOC = Path(__file__).resolve().parent.parent / "docs" / "staffing.md"
 Q2024 = Query(source="philadelphia", start="2024-01-01", end="2025-01-01")
 IN_PROGRESS = {  # Philadelphia offense texts of the in-progress-like workload (violent w/o simple assault)
-    "Homicide - Criminal", "Rape", "Aggravated Assault Firearm", "Aggravated Assault No Firearm",
-    "Robbery Firearm", "Robbery No Firearm", "Burglary Residential", "Burglary Non-Residential",
+    "Homicide - Criminal",
+    "Rape",
+    "Aggravated Assault Firearm",
+    "Aggravated Assault No Firearm",
+    "Robbery Firearm",
+    "Robbery No Firearm",
+    "Burglary Residential",
+    "Burglary Non-Residential",
 }
 
 
@@ -64,7 +70,7 @@ def test_curve_equals_portal_local_columns(store, phl_files):
     # every row counts in the workload, with or without a usable point (all have a district:
     # the ones without are loaded not geolocated)
     date_only = raw["ucr_general"].str.startswith("100") & (raw["dispatch_time"] == "00:00:00")
-    raw = raw[~date_only & raw["text_general_code"].isin(IN_PROGRESS)]             # hour known, in scope
+    raw = raw[~date_only & raw["text_general_code"].isin(IN_PROGRESS)]  # hour known, in scope
     local = pd.to_datetime(raw["dispatch_date"] + " " + raw["dispatch_time"])
     how = local.dt.day_of_week * 24 + local.dt.hour
     week = local.dt.normalize() - pd.to_timedelta(local.dt.day_of_week, unit="D")
@@ -82,8 +88,9 @@ def test_curve_equals_portal_local_columns(store, phl_files):
 
 def test_count_path_equals_incident_path(store):
     by_counts = workload_curve(store, Q2024, {"violent": 1, "robbery": 1, "burglary": 0.5})
-    by_rows = workload_curve(store, Q2024, {"violent": 1, "robbery": 1, "burglary": 0.5,
-                                            "offense": {"Robbery Firearm": 1.0}})
+    by_rows = workload_curve(
+        store, Q2024, {"violent": 1, "robbery": 1, "burglary": 0.5, "offense": {"Robbery Firearm": 1.0}}
+    )
     assert by_counts.weekly_total > 0
     assert np.allclose(by_counts.weekly, by_rows.weekly)
     assert np.allclose(by_counts.expected, by_rows.expected)
@@ -130,8 +137,10 @@ def test_doc_table_is_current(store):
     tab = comparison(store, Q2024, (4, 6, 8))
     text = DOC.read_text()
     for r in tab.itertuples(index=False):
-        row = (f"| {r.operators} | {r.option} | {r.covered_share:.1%} | {r.staff_hours:.0f} | "
-               f"{r.downtime_share:.1%} | {r.hours_open} | {r.max_on_duty} |")
+        row = (
+            f"| {r.operators} | {r.option} | {r.covered_share:.1%} | {r.staff_hours:.0f} | "
+            f"{r.downtime_share:.1%} | {r.hours_open} | {r.max_on_duty} |"
+        )
         assert row in text, f"docs/staffing.md is out of date: expected the row {row!r}"
         assert r.covered_share == pytest.approx(r.answered_in_target, abs=2e-3)  # erlang rule: the same measure
     assert tab["optimal"].all()
@@ -140,8 +149,24 @@ def test_doc_table_is_current(store):
 def test_cli_json_and_text(store_dir, capsys):
     from rtcc_geo.cli.main import main
 
-    rc = main(["staff", "--store", str(store_dir), "--source", "philadelphia", "--from", "2024-01-01",
-               "--to", "2025-01-01", "--operators", "6", "--weights", str(IN_PROGRESS_WEIGHTS), "--json"])
+    rc = main(
+        [
+            "staff",
+            "--store",
+            str(store_dir),
+            "--source",
+            "philadelphia",
+            "--from",
+            "2024-01-01",
+            "--to",
+            "2025-01-01",
+            "--operators",
+            "6",
+            "--weights",
+            str(IN_PROGRESS_WEIGHTS),
+            "--json",
+        ]
+    )
     assert rc == 0
     out = json.loads(capsys.readouterr().out)
     assert set(out["options"]) == {"24/7", "part-time"}
@@ -149,9 +174,27 @@ def test_cli_json_and_text(store_dir, capsys):
     for o in out["options"].values():
         assert {"coverage", "staff_hours", "downtime_share", "shifts", "optimal"} <= set(o)
         assert o["staff_hours"] <= 6 * 42
-    rc = main(["staff", "--store", str(store_dir), "--from", "2024-01-01", "--to", "2025-01-01",
-               "--service-level", "0.8", "--answer-within", "120", "--handle-minutes", "15",
-               "--shift-lengths", "8,12", "--starts", "6,7,8,14,15,16,22,23"])
+    rc = main(
+        [
+            "staff",
+            "--store",
+            str(store_dir),
+            "--from",
+            "2024-01-01",
+            "--to",
+            "2025-01-01",
+            "--service-level",
+            "0.8",
+            "--answer-within",
+            "120",
+            "--handle-minutes",
+            "15",
+            "--shift-lengths",
+            "8,12",
+            "--starts",
+            "6,7,8,14,15,16,22,23",
+        ]
+    )
     assert rc == 0
     text = capsys.readouterr().out
     assert "24/7" in text and "part-time" in text and "80% within 120 s" in text

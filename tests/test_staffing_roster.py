@@ -36,8 +36,14 @@ def rules(draw):
 @st.composite
 def shift_plans(draw):
     n = draw(st.integers(1, 25))
-    rows = [{"start": draw(st.integers(0, 167)), "length": draw(st.sampled_from([2, 4, 6, 8, 10, 12, 14])),
-             "count": draw(st.integers(1, 3))} for _ in range(n)]
+    rows = [
+        {
+            "start": draw(st.integers(0, 167)),
+            "length": draw(st.sampled_from([2, 4, 6, 8, 10, 12, 14])),
+            "count": draw(st.integers(1, 3)),
+        }
+        for _ in range(n)
+    ]
     return pd.DataFrame(rows)
 
 
@@ -48,7 +54,7 @@ def timeline_check(shifts, kind, r: RosterRules) -> list[str]:
     starts = []
     for s, L in shifts:
         for w in range(3):
-            on[w * 168 + s: w * 168 + s + L] += 1
+            on[w * 168 + s : w * 168 + s + L] += 1
             starts.append(w * 168 + s)
         if L > r.max_shift_hours:
             bad.append("length")
@@ -59,7 +65,7 @@ def timeline_check(shifts, kind, r: RosterRules) -> list[str]:
     if on.max() > 1:
         bad.append("overlap")
     # rest: every off-duty stretch between two shifts of the middle week is long enough
-    mid = on[168:336 + 168]
+    mid = on[168 : 336 + 168]
     runs, cur = [], 0
     seen_on = False
     for v in mid:
@@ -118,8 +124,9 @@ def test_every_roster_line_respects_the_rules(r, plan):
 
 def test_daily_pattern_named_and_counted():
     # a daily plan (same every day): 2 on days, 3 on evenings, 1 on nights
-    plan = pd.DataFrame({"start": [7, 15, 23], "day": "every day", "start_hour": [7, 15, 23], "length": 8,
-                         "count": [2, 3, 1]})
+    plan = pd.DataFrame(
+        {"start": [7, 15, 23], "day": "every day", "start_hour": [7, 15, 23], "length": 8, "count": [2, 3, 1]}
+    )
     ro = build_roster(plan, load_rules())
     assert ro.summary == "Day 07-15 ×2, Evening 15-23 ×3, Night 23-07 ×1"
     assert ro.lines["hours"].sum() == 6 * 8 * 7

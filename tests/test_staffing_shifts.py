@@ -22,14 +22,16 @@ def test_cover_matrix_by_hand():
     A, s, L = shift_columns(6, (2, 3), starts=[0, 4])
     dense = A.toarray().astype(int)
     # columns: (0,2) (0,3) (4,2) (4,3); the 3-hour shift from hour 4 wraps to hour 0
-    expect = np.array([
-        [1, 1, 0, 1],
-        [1, 1, 0, 0],
-        [0, 1, 0, 0],
-        [0, 0, 0, 0],
-        [0, 0, 1, 1],
-        [0, 0, 1, 1],
-    ])
+    expect = np.array(
+        [
+            [1, 1, 0, 1],
+            [1, 1, 0, 0],
+            [0, 1, 0, 0],
+            [0, 0, 0, 0],
+            [0, 0, 1, 1],
+            [0, 0, 1, 1],
+        ]
+    )
     assert s.tolist() == [0, 0, 4, 4] and L.tolist() == [2, 3, 2, 3]
     assert (dense == expect).all()
 
@@ -119,8 +121,9 @@ def test_max_coverage_for_budget_equals_brute_force(cases, budget):
             ok = hours <= budget
             if always:
                 ok &= (on >= 1).all(1)
-            plan = optimise_shifts(req, lam, shift_lengths=lengths, starts=starts, budget_hours=budget,
-                                   always_open=always, gain=g)
+            plan = optimise_shifts(
+                req, lam, shift_lengths=lengths, starts=starts, budget_hours=budget, always_open=always, gain=g
+            )
             if not ok.any():
                 assert not plan.optimal and plan.extra.get("infeasible")
                 continue
@@ -156,7 +159,9 @@ def test_same_every_day_equals_brute_force():
         for budget in (8, 16):
             cov = (lam * np.minimum(1, on / np.maximum(req, 1))).sum(1)
             okb = hours <= budget
-            pb = optimise_shifts(req, lam, shift_lengths=lengths, same_every_day=True, day_hours=day, budget_hours=budget)
+            pb = optimise_shifts(
+                req, lam, shift_lengths=lengths, same_every_day=True, day_hours=day, budget_hours=budget
+            )
             if okb.any():
                 assert pb.coverage * lam.sum() == pytest.approx(cov[okb].max(), abs=1e-6)
     with pytest.raises(ValueError, match="whole days"):
@@ -207,8 +212,11 @@ def test_envelope_bound_hand_worked_and_above_every_plan(cases):
     assert [envelope_bound(cum, b) for b in (0, 1, 2, 3, 9)] == [0.0, 5.0, 10.0, 11.0, 11.0]
     # never below what a plan within the same staff-hours covers (brute force over all plans)
     for P, _lengths, _starts, _req, lam, _X, _on, hours, r_eff, cov, g in cases:
-        c = np.concatenate([np.zeros((P, 1)), np.cumsum(g, 1)], 1) if g is not None else \
-            lam[:, None] * np.minimum(1.0, np.arange(4)[None, :] / np.maximum(r_eff, 1)[:, None])
+        c = (
+            np.concatenate([np.zeros((P, 1)), np.cumsum(g, 1)], 1)
+            if g is not None
+            else lam[:, None] * np.minimum(1.0, np.arange(4)[None, :] / np.maximum(r_eff, 1)[:, None])
+        )
         for budget in (2, 4, 6, 9):
             ok = hours <= budget
             assert envelope_bound(c, budget) >= cov[ok].max() - 1e-9

@@ -13,14 +13,18 @@ from rtcc_geo.staffing.workload import complete_weeks, load_weights, workload_fr
 
 def _counts(rows):
     return pd.DataFrame(rows, columns=["hour_of_week", "week", "category", "n"]).assign(
-        week=lambda d: pd.to_datetime(d["week"]))
+        week=lambda d: pd.to_datetime(d["week"])
+    )
 
 
 def test_complete_weeks():
     w = complete_weeks("2024-01-01", "2025-01-01")
     assert len(w) == 52 and w[0] == pd.Timestamp("2024-01-01") and w[-1] == pd.Timestamp("2024-12-23")
     assert list(complete_weeks("2024-01-02", "2024-01-22")) == [pd.Timestamp("2024-01-08"), pd.Timestamp("2024-01-15")]
-    assert list(complete_weeks("2024-01-01 05:00", "2024-01-22 00:00")) == [pd.Timestamp("2024-01-08"), pd.Timestamp("2024-01-15")]
+    assert list(complete_weeks("2024-01-01 05:00", "2024-01-22 00:00")) == [
+        pd.Timestamp("2024-01-08"),
+        pd.Timestamp("2024-01-15"),
+    ]
     with pytest.raises(ValueError, match="complete week"):
         complete_weeks("2024-01-02", "2024-01-08")
 
@@ -28,11 +32,13 @@ def test_complete_weeks():
 def test_hand_worked_curve():
     # three complete weeks in one month (no seasonal effect), two categories
     rows = [
-        (0, "2024-01-01", "violent", 2), (0, "2024-01-08", "violent", 4), (0, "2024-01-15", "violent", 0),
-        (0, "2024-01-01", "theft", 10),                       # weight 0.5 below
+        (0, "2024-01-01", "violent", 2),
+        (0, "2024-01-08", "violent", 4),
+        (0, "2024-01-15", "violent", 0),
+        (0, "2024-01-01", "theft", 10),  # weight 0.5 below
         (5, "2024-01-08", "robbery", 3),
-        (7, "2024-01-22", "violent", 99),                     # outside the window: ignored
-        (9, "2024-01-15", "drugs", 50),                       # weight 0: ignored
+        (7, "2024-01-22", "violent", 99),  # outside the window: ignored
+        (9, "2024-01-15", "drugs", 50),  # weight 0: ignored
     ]
     wts = {"violent": 1, "robbery": 1, "theft": 0.5, "drugs": 0}
     c = workload_from_counts(_counts(rows), wts, start="2024-01-01", end="2024-01-22", band=0.8, seasonal=False)
@@ -64,12 +70,12 @@ def test_seasonal_adjustment_removes_a_known_season():
     # index = month mean over overall mean of weekly totals
     for m in (1, 7, 12):
         assert c.monthly_index[m] == pytest.approx(month_factor[m] / fw.mean(), rel=1e-12)
-    assert np.allclose(c.sd, 0, atol=1e-9)                 # the season is all the variation there is
-    assert np.allclose(c.expected, base * fw.mean())       # annual average level
+    assert np.allclose(c.sd, 0, atol=1e-9)  # the season is all the variation there is
+    assert np.allclose(c.expected, base * fw.mean())  # annual average level
     c7 = workload_from_counts(_counts(rows), {"violent": 1}, start="2024-01-01", end="2025-01-01", month=7)
     assert np.allclose(c7.expected, base * month_factor[7])
     raw = workload_from_counts(_counts(rows), {"violent": 1}, start="2024-01-01", end="2025-01-01", seasonal=False)
-    assert raw.sd.max() > 0.1                              # unadjusted, the season shows up as noise
+    assert raw.sd.max() > 0.1  # unadjusted, the season shows up as noise
 
 
 def test_weights_file_and_errors(tmp_path):
@@ -90,12 +96,19 @@ def test_downtime_hand_worked():
     lam = np.array([1.5, 1.5, 1.5, 0.0])
     req = np.array([2, 2, 2, 0])
     shifts = pd.DataFrame({"start": [0, 3], "length": [2, 1], "count": [1, 3]})
-    d = downtime(on, lam, req, 20.0, shifts, tasks=[
-        {"name": "a", "value": 5, "weekly_hours": 1.0},
-        {"name": "b", "value": 9, "weekly_hours": 0.5, "hours": [[3, 4]]},
-        {"name": "c", "value": 1, "interruptible": False, "min_block_hours": 2},
-    ])
-    busy = np.array([0.5, 0.5, 0.0, 0.0])          # min(A, n): a closed hour carries nothing
+    d = downtime(
+        on,
+        lam,
+        req,
+        20.0,
+        shifts,
+        tasks=[
+            {"name": "a", "value": 5, "weekly_hours": 1.0},
+            {"name": "b", "value": 9, "weekly_hours": 0.5, "hours": [[3, 4]]},
+            {"name": "c", "value": 1, "interruptible": False, "min_block_hours": 2},
+        ],
+    )
+    busy = np.array([0.5, 0.5, 0.0, 0.0])  # min(A, n): a closed hour carries nothing
     assert np.allclose(d.busy, busy) and np.allclose(d.idle, on - busy)
     assert d.idle_share == pytest.approx((on - busy).sum() / on.sum())
     # per shift, per operator: hours 0-1 idle shares 0.75 and 0.5; hour 3 fully idle
@@ -112,22 +125,31 @@ def test_uninterruptible_task_needs_a_long_enough_quiet_run():
     from rtcc_geo.staffing.downtime import _runs_at_least
 
     m = np.array([1, 1, 0, 1, 1, 1, 0, 1], bool)
-    assert _runs_at_least(m, 3).tolist() == [1, 1, 0, 1, 1, 1, 0, 1]   # 7-0-1 wraps: 3 long
+    assert _runs_at_least(m, 3).tolist() == [1, 1, 0, 1, 1, 1, 0, 1]  # 7-0-1 wraps: 3 long
     assert _runs_at_least(m, 4).tolist() == [0] * 8
     on = np.array([1, 1, 1, 0])  # a 3-hour quiet stretch, then closed
-    d = downtime(on, np.zeros(4), None, 20.0,
-                 tasks=[{"name": "long", "value": 1, "interruptible": False, "min_block_hours": 4}])
+    d = downtime(
+        on, np.zeros(4), None, 20.0, tasks=[{"name": "long", "value": 1, "interruptible": False, "min_block_hours": 4}]
+    )
     assert d.tasks["hours_per_week"].tolist() == [0.0] and d.unassigned_hours == 3.0
-    d = downtime(on, np.zeros(4), None, 20.0,
-                 tasks=[{"name": "long", "value": 1, "interruptible": False, "min_block_hours": 3}])
+    d = downtime(
+        on, np.zeros(4), None, 20.0, tasks=[{"name": "long", "value": 1, "interruptible": False, "min_block_hours": 3}]
+    )
     assert d.tasks["hours_per_week"].tolist() == [3.0] and d.unassigned_hours == 0.0
 
 
 def test_calls_for_service_add_with_their_own_weights():
     inc = [(3, "2024-01-01", "violent", 2), (3, "2024-01-08", "violent", 4)]
     calls = [(3, "2024-01-01", "disorder", 10), (4, "2024-01-08", "violent", 1)]
-    c = workload_from_counts(_counts(inc), {"violent": 1}, start="2024-01-01", end="2024-01-15", seasonal=False,
-                             extra_counts=_counts(calls), extra_weights={"disorder": 0.5, "violent": 1})
+    c = workload_from_counts(
+        _counts(inc),
+        {"violent": 1},
+        start="2024-01-01",
+        end="2024-01-15",
+        seasonal=False,
+        extra_counts=_counts(calls),
+        extra_weights={"disorder": 0.5, "violent": 1},
+    )
     assert c.expected[3] == pytest.approx((2 + 5 + 4) / 2) and c.expected[4] == pytest.approx(0.5)
 
 

@@ -67,7 +67,7 @@ def chunks(shared_data, tmp_path_factory) -> list[Path]:
     src = shared_data / "philadelphia" / MONTH
     d = tmp_path_factory.mktemp("chunks")
     lines = src.read_text(encoding="utf-8").splitlines(keepends=True)
-    header, rows = lines[0], lines[1:ROWS + 1]
+    header, rows = lines[0], lines[1 : ROWS + 1]
     out = []
     for k in range(CHUNKS):
         f = d / f"june_{k}.csv"
@@ -89,7 +89,12 @@ def reference_ids(chunks, tmp_path_factory) -> set[str]:
 def _embedded_ids(root: Path) -> list[str]:
     """Stored ids read straight from the part files (pyarrow's hive reader, not the store code)."""
     assert not list((root / "incidents").glob("*/*.parquet")), "a month file of the pre-hive layout"
-    return ds.dataset(root / "incidents", format="parquet", partitioning="hive").to_table(columns=["id"]).column("id").to_pylist()
+    return (
+        ds.dataset(root / "incidents", format="parquet", partitioning="hive")
+        .to_table(columns=["id"])
+        .column("id")
+        .to_pylist()
+    )
 
 
 def _pg_ids(url: str) -> list[str]:
@@ -101,8 +106,10 @@ def _pg_ids(url: str) -> list[str]:
 
 def _check(stored: list[str], reports: list[dict], reference: set[str]) -> None:
     assert len(stored) == len(set(stored)), "an id is stored twice"
-    assert len(stored) == sum(r["inserted"] for r in reports), \
-        (len(stored), [(r["loaded"], r["inserted"], r["duplicates"]) for r in reports])
+    assert len(stored) == sum(r["inserted"] for r in reports), (
+        len(stored),
+        [(r["loaded"], r["inserted"], r["duplicates"]) for r in reports],
+    )
     assert set(stored) == reference
     for r in reports:
         assert r["read"] == r["loaded"] + r["quarantined"]
@@ -125,8 +132,10 @@ def _stored(kind: str, args: list[str]) -> list[str]:
 @pytest.mark.parametrize("kind", ["embedded", "postgis"])
 def test_two_ingests_of_disjoint_halves_at_once(kind, chunks, reference_ids, tmp_path, request):
     where = _store_args(kind, tmp_path, request)
-    procs = [_start(["ingest", "--format", "philadelphia", "--json", "--quiet", *where, *map(str, half)])
-             for half in (chunks[0::2], chunks[1::2])]
+    procs = [
+        _start(["ingest", "--format", "philadelphia", "--json", "--quiet", *where, *map(str, half)])
+        for half in (chunks[0::2], chunks[1::2])
+    ]
     reports = [_finish(p) for p in procs]
     _check(_stored(kind, where), reports, reference_ids)
 
@@ -134,8 +143,9 @@ def test_two_ingests_of_disjoint_halves_at_once(kind, chunks, reference_ids, tmp
 @pytest.mark.parametrize("kind", ["embedded", "postgis"])
 def test_the_same_files_twice_at_once(kind, chunks, reference_ids, tmp_path, request):
     where = _store_args(kind, tmp_path, request)
-    procs = [_start(["ingest", "--format", "philadelphia", "--json", "--quiet", *where, *map(str, chunks)])
-             for _ in range(2)]
+    procs = [
+        _start(["ingest", "--format", "philadelphia", "--json", "--quiet", *where, *map(str, chunks)]) for _ in range(2)
+    ]
     reports = [_finish(p) for p in procs]
     _check(_stored(kind, where), reports, reference_ids)
     # Both runs validated the same rows; whatever one inserted, the other counted as a duplicate.
@@ -182,7 +192,7 @@ def test_replay_into_serve_while_an_ingest_writes_the_same_store(kind, chunks, r
     incidents at once: the second half is both replayed and ingested."""
     from rtcc_geo.live.replay import load_records
 
-    a, b = chunks[:CHUNKS // 2], [str(f) for f in chunks[CHUNKS // 2:]]
+    a, b = chunks[: CHUNKS // 2], [str(f) for f in chunks[CHUNKS // 2 :]]
     where = _store_args(kind, tmp_path, request)
     first = _finish(_start(["ingest", "--format", "philadelphia", "--json", "--quiet", *where, *map(str, a)]))
     n_replay = 2000
@@ -190,8 +200,24 @@ def test_replay_into_serve_while_an_ingest_writes_the_same_store(kind, chunks, r
     sent_ids = {str(r["id"]) for r in records}
     with _serve(where) as url:
         ing = _start(["ingest", "--format", "philadelphia", "--json", "--quiet", *where, *b])
-        rep = _finish(_start(["replay", "--format", "philadelphia", "--speed", "max", "--limit", str(n_replay),
-                              "--url", url, "--json", *b]), timeout=180)
+        rep = _finish(
+            _start(
+                [
+                    "replay",
+                    "--format",
+                    "philadelphia",
+                    "--speed",
+                    "max",
+                    "--limit",
+                    str(n_replay),
+                    "--url",
+                    url,
+                    "--json",
+                    *b,
+                ]
+            ),
+            timeout=180,
+        )
         second = _finish(ing)
         assert rep["sent"] == n_replay == rep["loaded"] + rep["quarantined"]
     stored = _stored(kind, where)

@@ -28,6 +28,7 @@ SOURCES = ("chicago", "philadelphia", "vancouver")
 
 # --- the same real data for both stores ---------------------------------------------
 
+
 def real_frames(shared_data) -> dict[str, tuple[pd.DataFrame, pd.DataFrame]]:
     """``{source: (incidents, quarantine)}`` read and validated by the real pipeline.
 
@@ -44,12 +45,15 @@ def real_frames(shared_data) -> dict[str, tuple[pd.DataFrame, pd.DataFrame]]:
     out = {}
     for source, paths in files.items():
         parts = [read(source, p) for p in paths]
-        out[source] = (pd.concat([p[0] for p in parts], ignore_index=True),
-                       pd.concat([p[1] for p in parts], ignore_index=True))
+        out[source] = (
+            pd.concat([p[0] for p in parts], ignore_index=True),
+            pd.concat([p[1] for p in parts], ignore_index=True),
+        )
     return out
 
 
 # --- fixtures ----------------------------------------------------------------------
+
 
 @pytest.fixture(scope="session")
 def loaded(shared_data, pg_session_url, tmp_path_factory):
@@ -66,8 +70,7 @@ def loaded(shared_data, pg_session_url, tmp_path_factory):
             store.register_source(name, load_agency(name).timezone)
             results[(store.kind, name)] = store.write_incidents(inc)
             results[(store.kind, name, "q")] = store.write_quarantine(quar)
-    yield {"pg": pg, "emb": emb, "frames": frames, "quarantine": {k: v[1] for k, v in data.items()},
-           "results": results}
+    yield {"pg": pg, "emb": emb, "frames": frames, "quarantine": {k: v[1] for k, v in data.items()}, "results": results}
     pg.close()
 
 
@@ -76,6 +79,7 @@ def _assert_same(a: pd.DataFrame, b: pd.DataFrame) -> None:
 
 
 # --- tests -------------------------------------------------------------------------
+
 
 def test_loads_agree(loaded):
     for name, df in loaded["frames"].items():
@@ -120,19 +124,22 @@ def test_acceptance3_counts_cell9_hour_of_week_category(loaded, source):
 
 QUERIES = [
     (7, ("cell",), Query()),
-    (5, ("cell", "month"), Query()),                       # rolled up below the indexed resolutions
+    (5, ("cell", "month"), Query()),  # rolled up below the indexed resolutions
     (10, ("cell", "day"), Query(source="chicago")),
     (8, ("week", "district"), Query(source="philadelphia")),
     (9, ("dow", "hour"), Query(include_unknown_time=True)),
-    (9, ("category", "district", "hour"), Query(start="2024-03-01", end="2024-04-01")),   # naive: local
-    (9, ("day", "category"), Query(start="2024-03-09", end="2024-03-12")),               # spring-forward days
-    (8, ("cell", "category"), Query(start=pd.Timestamp("2024-11-03 05:00", tz="UTC"),
-                                    end=pd.Timestamp("2024-11-04", tz="UTC"))),
+    (9, ("category", "district", "hour"), Query(start="2024-03-01", end="2024-04-01")),  # naive: local
+    (9, ("day", "category"), Query(start="2024-03-09", end="2024-03-12")),  # spring-forward days
+    (
+        8,
+        ("cell", "category"),
+        Query(start=pd.Timestamp("2024-11-03 05:00", tz="UTC"), end=pd.Timestamp("2024-11-04", tz="UTC")),
+    ),
     (9, ("day",), Query(source="vancouver", hours=(0, 1, 2))),
     (9, ("day",), Query(source="vancouver", hours=(0,), include_unknown_time=True)),
     (9, ("hour_of_week",), Query(dows=(5, 6), categories=("theft", "vehicle"))),
     (9, ("cell", "week"), Query(districts=("24", "25", "Kitsilano"))),
-    (9, ("day", "district"), Query(geolocated=False)),                                   # not geolocated only
+    (9, ("day", "district"), Query(geolocated=False)),  # not geolocated only
     (9, ("category",), Query(geolocated=True, source="philadelphia")),
 ]
 
@@ -169,12 +176,15 @@ def _norm_extras(df: pd.DataFrame) -> pd.DataFrame:
     return df
 
 
-@pytest.mark.parametrize("q", [
-    Query(source="chicago"),
-    Query(source="philadelphia", start="2024-07-04", end="2024-07-06", categories=("violent", "robbery")),
-    Query(hours=(3,), dows=(6,)),
-    Query(source="vancouver", start="2024-11-03", end="2024-11-04", include_unknown_time=True, hours=(0, 1)),
-])
+@pytest.mark.parametrize(
+    "q",
+    [
+        Query(source="chicago"),
+        Query(source="philadelphia", start="2024-07-04", end="2024-07-06", categories=("violent", "robbery")),
+        Query(hours=(3,), dows=(6,)),
+        Query(source="vancouver", start="2024-11-03", end="2024-11-04", include_unknown_time=True, hours=(0, 1)),
+    ],
+)
 def test_incidents_identical(loaded, q):
     a, b = loaded["pg"].incidents(q), loaded["emb"].incidents(q)
     assert len(a) > 0
@@ -197,6 +207,8 @@ def test_acceptance4_sql_h3_parent_equals_h3_on_every_loaded_cell(loaded):
         want = np.array([h3.api.basic_int.cell_to_parent(int(c), res) for c in arr[:, 0]], dtype=np.int64)
         np.testing.assert_array_equal(arr[:, 1 + j], want)
     # The stored columns are each resolution's own cell of the point, not a roll-up.
-    pts = pg.conn.execute("SELECT lat, lon, h3_r7, h3_r8, h3_r9, h3_r10 FROM incidents WHERE lon IS NOT NULL LIMIT 20000").fetchall()
+    pts = pg.conn.execute(
+        "SELECT lat, lon, h3_r7, h3_r8, h3_r9, h3_r10 FROM incidents WHERE lon IS NOT NULL LIMIT 20000"
+    ).fetchall()
     for lat, lon, *cells in pts:
         assert cells == [h3.api.basic_int.latlng_to_cell(lat, lon, r) for r in (7, 8, 9, 10)]

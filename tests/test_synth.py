@@ -44,8 +44,10 @@ def test_near_repeat_contagion_present(city):
     xy = np.column_stack([b.lon * 85000, b.lat * 111000])
     t = (b.occurred_from - b.occurred_from.min()).dt.total_seconds().to_numpy() / 86400
     pairs = cKDTree(xy).query_pairs(100, output_type="ndarray")
+
     def close(tt):
         return int((np.abs(tt[pairs[:, 0]] - tt[pairs[:, 1]]) < 3).sum())
+
     rng = np.random.default_rng(0)
     shuffled = np.mean([close(rng.permutation(t)) for _ in range(20)])
     assert close(t) > 1.15 * shuffled

@@ -69,21 +69,21 @@ def test_philadelphia_2024_hour_of_week_matches_portal_local_columns(philly_2024
     store, df, raw = philly_2024
     # The time-unknown rule, stated on the raw columns: a homicide-victim row
     # (UCR 100) with dispatch_time 00:00:00 is a placeholder time.
-    unknown = ((raw["ucr_general"].str.replace(r"\.0+$", "", regex=True) == "100")
-               & (raw["dispatch_time"] == "00:00:00")).to_numpy()
+    unknown = (
+        (raw["ucr_general"].str.replace(r"\.0+$", "", regex=True) == "100") & (raw["dispatch_time"] == "00:00:00")
+    ).to_numpy()
     assert unknown.sum() > 100  # the quirk is real (254 rows in 2024)
     ref = _portal_hour_of_week(raw, unknown)
 
     n_stored = store.count(Query(source="philadelphia"))
     sig = signature_from_store(store, Query(source="philadelphia"))
     ours = sig.hour_of_week.loc["all"].to_numpy()
-    np.testing.assert_array_equal(ours, ref)                      # bin by bin, all 168
+    np.testing.assert_array_equal(ours, ref)  # bin by bin, all 168
     assert sig.n_time_unknown == unknown.sum()
     assert ours.sum() == n_stored - unknown.sum()
     # The store's own hour-of-week aggregation agrees too.
     c = store.counts(9, ("hour_of_week",), Query(source="philadelphia"))
-    np.testing.assert_array_equal(
-        c.set_index("hour_of_week")["n"].reindex(range(168), fill_value=0).to_numpy(), ref)
+    np.testing.assert_array_equal(c.set_index("hour_of_week")["n"].reindex(range(168), fill_value=0).to_numpy(), ref)
     # Day level keeps the time-unknown rows: day of week from the portal's local date.
     dref = np.bincount(pd.to_datetime(raw["dispatch_date"]).dt.day_of_week.to_numpy(), minlength=7)
     np.testing.assert_allclose(sig.dow.loc["all"].to_numpy(), dref)
@@ -120,11 +120,17 @@ def test_signature_groups_add_up_and_trend_is_mann_kendall(philly_2024):
 
 # --- aoristic -------------------------------------------------------------------
 
+
 def _frame(windows, tz=TZ, known=None):
     f = [pd.Timestamp(a, tz=tz).tz_convert("UTC") if isinstance(a, str) else a for a, _ in windows]
     t = [pd.Timestamp(b, tz=tz).tz_convert("UTC") if isinstance(b, str) else pd.NaT for _, b in windows]
-    return pd.DataFrame({"occurred_from": pd.to_datetime(f, utc=True), "occurred_to": pd.to_datetime(t, utc=True),
-                         "time_known": known if known is not None else [True] * len(windows)})
+    return pd.DataFrame(
+        {
+            "occurred_from": pd.to_datetime(f, utc=True),
+            "occurred_to": pd.to_datetime(t, utc=True),
+            "time_known": known if known is not None else [True] * len(windows),
+        }
+    )
 
 
 def _bins(df, tz=TZ, bins="hour_of_week", **kw):
@@ -154,8 +160,9 @@ def test_aoristic_hand_worked_windows_across_dst():
 
 
 def test_aoristic_time_unknown_rows_excluded_or_spread_over_their_day():
-    df = _frame([("2024-03-10 00:00", None), ("2024-07-01 00:00", None), ("2024-07-01 09:10", None)],
-                known=[False, False, True])
+    df = _frame(
+        [("2024-03-10 00:00", None), ("2024-07-01 00:00", None), ("2024-07-01 09:10", None)], known=[False, False, True]
+    )
     excl = _bins(df, bins="hour")
     assert excl.sum() == 1 and excl[9] == 1
     spread = _bins(df, bins="hour", unknown_time="spread")
@@ -191,7 +198,7 @@ def test_aoristic_weights_sum_to_one_per_incident_and_reject_bad_windows():
     rng = np.random.default_rng(3)
     s = pd.Timestamp("2024-01-01", tz="UTC").value + rng.integers(0, 365 * 86400, 2000) * 10**9
     e = s + rng.integers(0, 40 * 86400, 2000) * 10**9  # up to 40 days ...
-    e[:100] = s[:100]                                   # ... and 100 instants
+    e[:100] = s[:100]  # ... and 100 instants
     row, b, w = aoristic.weights(s, e, TZ, "hour_of_week")
     np.testing.assert_allclose(np.bincount(row, weights=w, minlength=2000), 1.0)
     with pytest.raises(ValueError, match="ends before it starts"):
@@ -199,6 +206,7 @@ def test_aoristic_weights_sum_to_one_per_incident_and_reject_bad_windows():
 
 
 # --- per-hot-spot profile ---------------------------------------------------------
+
 
 def test_hotspot_profile_flags_the_hours_a_place_is_hot():
     # A city with a flat weekly rhythm, and a two-cell hot spot whose extra
@@ -214,8 +222,11 @@ def test_hotspot_profile_flags_the_hours_a_place_is_hot():
     cells = rng.choice(ring, n)
     hot = np.array([c0, h3.api.basic_int.grid_disk(int(c0), 1)[1]], dtype=np.int64)
     # Local wall-clock Fridays 22:00-23:59 (naive + localize, so DST keeps them there).
-    fri = [pd.Timestamp("2024-01-05 22:00") + pd.Timedelta(weeks=w, minutes=int(m))
-           for w in range(52) for m in rng.integers(0, 120, 4)]
+    fri = [
+        pd.Timestamp("2024-01-05 22:00") + pd.Timedelta(weeks=w, minutes=int(m))
+        for w in range(52)
+        for m in rng.integers(0, 120, 4)
+    ]
     times = times.append(pd.DatetimeIndex(fri).tz_localize(TZ).tz_convert("UTC"))
     cells = np.concatenate([cells, rng.choice(hot, len(fri))])
     df = pd.DataFrame({"occurred_from": times, "time_known": True, "h3_r9": cells})

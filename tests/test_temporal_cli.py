@@ -52,9 +52,29 @@ def test_temporal_text_and_hotspot_profile(store_dir, capsys):
 def test_emerging_json_saves_cube_and_table(store_dir, capsys, tmp_path):
     d, city = store_dir
     gj = tmp_path / "ehsa.geojson"
-    out = _json(capsys, ["emerging", "--store", d, "--from", "2024-01-01", "--to", "2024-05-27", "--step", "week",
-                         "--study-area", "data", "--save-cube", "cli_cube", "--save", "cli_ehsa",
-                         "--geojson", str(gj), "--json"])
+    out = _json(
+        capsys,
+        [
+            "emerging",
+            "--store",
+            d,
+            "--from",
+            "2024-01-01",
+            "--to",
+            "2024-05-27",
+            "--step",
+            "week",
+            "--study-area",
+            "data",
+            "--save-cube",
+            "cli_cube",
+            "--save",
+            "cli_ehsa",
+            "--geojson",
+            str(gj),
+            "--json",
+        ],
+    )
     assert out["steps"] == 21 and set(out["categories"]) == set(CATEGORIES)
     assert sum(out["categories"].values()) == out["cells"]
     assert out["incidents"] == len(city)
@@ -71,8 +91,26 @@ def test_emerging_json_saves_cube_and_table(store_dir, capsys, tmp_path):
 
 def test_nearrepeat_json_and_errors(store_dir, capsys):
     d, _ = store_dir
-    out = _json(capsys, ["nearrepeat", "--store", d, "--category", "burglary", "--permutations", "19",
-                         "--space", "0", "100", "200", "--time", "0", "7", "--json"])
+    out = _json(
+        capsys,
+        [
+            "nearrepeat",
+            "--store",
+            d,
+            "--category",
+            "burglary",
+            "--permutations",
+            "19",
+            "--space",
+            "0",
+            "100",
+            "200",
+            "--time",
+            "0",
+            "7",
+            "--json",
+        ],
+    )
     assert out["space_bands"] == ["[0, 100) m", "[100, 200) m", ">= 200 m"]
     assert out["time_bands"] == ["[0, 7) d", ">= 7 d"]
     assert len(out["bands"]) == 6

@@ -66,17 +66,21 @@ class Options:
     """Session and log-in settings; each has an environment variable (the serve
     flags set them, so every worker process of a server gets the same)."""
 
-    session_hours: float = SESSION_HOURS   # RTCC_SESSION_HOURS: absolute lifetime (one shift)
-    idle_minutes: float = 60.0             # RTCC_IDLE_MINUTES: ends after this long without a request
-    secure_cookies: bool = False           # RTCC_SECURE_COOKIES: cookies only over https
-    trust_proxy: bool = False              # RTCC_TRUST_PROXY: believe X-Forwarded-Proto/-For/-Host (one proxy)
-    lock_after: int = 20                   # failed log-ins in a row that lock a user name
-    address_lock_after: int = 100          # ... or a client address
-    lock_minutes: float = 15.0             # RTCC_LOCK_MINUTES: first lock-out; doubles each time, at most a day
+    session_hours: float = SESSION_HOURS  # RTCC_SESSION_HOURS: absolute lifetime (one shift)
+    idle_minutes: float = 60.0  # RTCC_IDLE_MINUTES: ends after this long without a request
+    secure_cookies: bool = False  # RTCC_SECURE_COOKIES: cookies only over https
+    trust_proxy: bool = False  # RTCC_TRUST_PROXY: believe X-Forwarded-Proto/-For/-Host (one proxy)
+    lock_after: int = 20  # failed log-ins in a row that lock a user name
+    address_lock_after: int = 100  # ... or a client address
+    lock_minutes: float = 15.0  # RTCC_LOCK_MINUTES: first lock-out; doubles each time, at most a day
 
-    _ENV: ClassVar[dict[str, str]] = {"session_hours": "RTCC_SESSION_HOURS", "idle_minutes": "RTCC_IDLE_MINUTES",
-            "secure_cookies": "RTCC_SECURE_COOKIES", "trust_proxy": "RTCC_TRUST_PROXY",
-            "lock_minutes": "RTCC_LOCK_MINUTES"}
+    _ENV: ClassVar[dict[str, str]] = {
+        "session_hours": "RTCC_SESSION_HOURS",
+        "idle_minutes": "RTCC_IDLE_MINUTES",
+        "secure_cookies": "RTCC_SECURE_COOKIES",
+        "trust_proxy": "RTCC_TRUST_PROXY",
+        "lock_minutes": "RTCC_LOCK_MINUTES",
+    }
 
     @classmethod
     def from_env(cls) -> Options:
@@ -95,14 +99,20 @@ class Options:
 class Guard:
     """Installs the log-in routes and the ``before_request`` check on a Flask server."""
 
-    def __init__(self, server: flask.Flask, users: Users, title: str = "rtcc-geo", prefix: str = "/",
-                 options: Options | None = None):
+    def __init__(
+        self,
+        server: flask.Flask,
+        users: Users,
+        title: str = "rtcc-geo",
+        prefix: str = "/",
+        options: Options | None = None,
+    ):
         self.users = users
         self.records = records_for(users.store)
         self.options = options or Options.from_env()
         self.title = title
         self.prefix = prefix.rstrip("/")
-        self._key = (server.secret_key or secrets.token_hex(32))
+        self._key = server.secret_key or secrets.token_hex(32)
         self._key = self._key.encode() if isinstance(self._key, str) else self._key
         self._roles: dict[str, tuple[float, str | None]] = {}
         self._lock = threading.Lock()
@@ -120,8 +130,7 @@ class Guard:
         return self.options.secure_cookies or flask.request.scheme == "https"
 
     def _set_cookie(self, resp: flask.Response, name: str, value: str, max_age: int | None) -> None:
-        resp.set_cookie(name, value, max_age=max_age, path="/", httponly=True, samesite="Lax",
-                        secure=self._secure())
+        resp.set_cookie(name, value, max_age=max_age, path="/", httponly=True, samesite="Lax", secure=self._secure())
 
     def _csrf_new(self) -> str:
         nonce = secrets.token_urlsafe(18)
@@ -208,9 +217,13 @@ class Guard:
         nonce, _, mac = token.partition(".")
         if not (mac and hmac.compare_digest(mac, hmac.new(self._key, nonce.encode(), hashlib.sha256).hexdigest())):
             token = self._csrf_new()
-        resp = flask.Response(_LOGIN_HTML.format(title=html.escape(self.title), err=html.escape(err),
-                                                 next=html.escape(nxt), csrf=html.escape(token)),
-                              status=status, mimetype="text/html")
+        resp = flask.Response(
+            _LOGIN_HTML.format(
+                title=html.escape(self.title), err=html.escape(err), next=html.escape(nxt), csrf=html.escape(token)
+            ),
+            status=status,
+            mimetype="text/html",
+        )
         resp.headers["Cache-Control"] = "no-store"
         self._set_cookie(resp, CSRF_COOKIE, token, None)
         return resp
@@ -221,8 +234,9 @@ class Guard:
         if req.method != "POST":
             return self._login_page(nxt, "", 200)
         if not self._csrf_ok():
-            return self._login_page(nxt, "The log-in form had expired or did not come from this site: "
-                                         "please try again.", 403)
+            return self._login_page(
+                nxt, "The log-in form had expired or did not come from this site: please try again.", 403
+            )
         user = (req.form.get("username") or "").strip()[:128]
         pw = req.form.get("password") or ""
         if not user:
@@ -234,16 +248,20 @@ class Guard:
         if locked > now:
             self.audit("login_locked", user, {"until": _iso(locked)})
             mins = max(1, round((locked - now) / 60))
-            return self._login_page(nxt, f"Too many failed log-ins: try again in {mins} minute"
-                                         f"{'s' if mins != 1 else ''}, or ask a commander.", 429)
+            return self._login_page(
+                nxt,
+                f"Too many failed log-ins: try again in {mins} minute{'s' if mins != 1 else ''}, or ask a commander.",
+                429,
+            )
         role = self.users.authenticate(user, pw)
         if role is None:
             self.audit("login_failed", user)
             for k, limit in zip(keys, (o.lock_after, o.address_lock_after)):
                 f = self.records.record_failure(k, limit, o.lock_minutes * 60, 24 * 3600)
                 if f.locked_until > now:
-                    self.audit("account_locked", user, {"key": k.split(":")[0], "until": _iso(f.locked_until),
-                                                        "lock": f.locks})
+                    self.audit(
+                        "account_locked", user, {"key": k.split(":")[0], "until": _iso(f.locked_until), "lock": f.locks}
+                    )
             return self._login_page(nxt, "Wrong user name or password.", 401)
         for k in keys:
             self.records.clear_failures(k)
@@ -300,10 +318,18 @@ def feed_audit(store):
     rec = records_for(store)
 
     def on_batch(source: str, token: str, result) -> None:
-        rec.audit("feed_batch", f"feed:{token}", {
-            "source": source, "received": result.received, "loaded": result.loaded,
-            "quarantined": result.quarantined, "duplicates": result.duplicates},
-            address=flask.request.remote_addr if flask.has_request_context() else None)
+        rec.audit(
+            "feed_batch",
+            f"feed:{token}",
+            {
+                "source": source,
+                "received": result.received,
+                "loaded": result.loaded,
+                "quarantined": result.quarantined,
+                "duplicates": result.duplicates,
+            },
+            address=flask.request.remote_addr if flask.has_request_context() else None,
+        )
 
     return on_batch
 

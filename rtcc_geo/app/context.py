@@ -51,14 +51,14 @@ def parse_cell(s: Any) -> int | None:
 class Filters:
     """The commander map's filter widgets, validated (never trust the browser)."""
 
-    start: str | None = None          # first local day, inclusive (YYYY-MM-DD)
-    end: str | None = None            # last local day, inclusive
+    start: str | None = None  # first local day, inclusive (YYYY-MM-DD)
+    end: str | None = None  # last local day, inclusive
     categories: tuple[str, ...] | None = None
     hours: tuple[int, int] = (0, 24)  # [from, to) local hours
     dows: tuple[int, ...] | None = None
     districts: tuple[str, ...] | None = None
     res: int = 9
-    show_empty: bool = False          # draw cells with no value too (presentation only)
+    show_empty: bool = False  # draw cells with no value too (presentation only)
 
     @classmethod
     def from_widgets(cls, start, end, categories, hours, dows, districts, res, show_empty=None) -> Filters:
@@ -88,8 +88,16 @@ class Filters:
         dist = tuple(sorted(str(d) for d in (districts or []) if isinstance(d, (str, int))))
         r = ints([res], 0, 15)
         r = r[0] if r and r[0] in MAP_RESOLUTIONS else 9
-        return cls(start=day(start), end=day(end), categories=cats, hours=h,
-                   dows=dw, districts=dist or None, res=r, show_empty=bool(show_empty))
+        return cls(
+            start=day(start),
+            end=day(end),
+            categories=cats,
+            hours=h,
+            dows=dw,
+            districts=dist or None,
+            res=r,
+            show_empty=bool(show_empty),
+        )
 
     def query(self, source: str | None, all_categories: tuple[str, ...]) -> Query:
         end = None if self.end is None else (pd.Timestamp(self.end) + pd.Timedelta(days=1)).strftime("%Y-%m-%d")
@@ -98,8 +106,9 @@ class Filters:
             cats = None  # everything ticked: no filter (also keeps rows of categories not listed)
         hours = None if self.hours == (0, 24) else tuple(range(self.hours[0], self.hours[1]))
         dows = None if not self.dows or len(self.dows) == 7 else self.dows
-        return Query(source=source, start=self.start, end=end, categories=cats,
-                     districts=self.districts, hours=hours, dows=dows)
+        return Query(
+            source=source, start=self.start, end=end, categories=cats, districts=self.districts, hours=hours, dows=dows
+        )
 
 
 class LRU:
@@ -131,14 +140,14 @@ class AppContext:
     store: Store
     source: str | None = None
     timezone: str = "UTC"
-    boundary: Any = None        # shapely geometry (EPSG:4326) or None
-    districts: Any = None       # GeoDataFrame with a 'district' column, or None
-    agency: Any = None          # the stored agency (rtcc_geo.config.Agency), or None
-    streets: Any = None         # street centre lines (shapely lines, EPSG:4326), or None
+    boundary: Any = None  # shapely geometry (EPSG:4326) or None
+    districts: Any = None  # GeoDataFrame with a 'district' column, or None
+    agency: Any = None  # the stored agency (rtcc_geo.config.Agency), or None
+    streets: Any = None  # street centre lines (shapely lines, EPSG:4326), or None
     title: str = "rtcc-geo"
     default_res: int = 9
     default_show_empty: bool = False
-    live: bool = False          # the live layer and alert panel are on
+    live: bool = False  # the live layer and alert panel are on
     cache: LRU = field(default_factory=LRU)
     _geom: dict = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -208,8 +217,9 @@ class AppContext:
         if hi is not None:
             start = max(pd.Timestamp(lo), pd.Timestamp(hi) - pd.DateOffset(years=1) + pd.Timedelta(days=1))
             lo = start.strftime("%Y-%m-%d")
-        return Filters(start=lo, end=hi, categories=self.categories, res=self.default_res,
-                       show_empty=self.default_show_empty)
+        return Filters(
+            start=lo, end=hi, categories=self.categories, res=self.default_res, show_empty=self.default_show_empty
+        )
 
     # --- geometry --------------------------------------------------------
     def universe(self, res: int) -> np.ndarray:
@@ -245,8 +255,12 @@ class AppContext:
         if self.boundary is not None:
             cells = np.union1d(cells, grid.cover(self.boundary, res))
         cells = np.unique(cells)
-        return {"cells": cells, "ids": cell_hex(cells), "tiles": HexTiles(cells),
-                "etag": hashlib.sha1(cells.tobytes() + bytes([res])).hexdigest()[:16]}
+        return {
+            "cells": cells,
+            "ids": cell_hex(cells),
+            "tiles": HexTiles(cells),
+            "etag": hashlib.sha1(cells.tobytes() + bytes([res])).hexdigest()[:16],
+        }
 
     def geometry_body(self, res: int) -> bytes:
         """The hexagons of ``res`` as one GeoJSON (feature id = H3 hex string),
@@ -256,8 +270,14 @@ class AppContext:
             if "body" not in g:
                 rings = grid.cell_boundaries(g["cells"])
                 feats = [
-                    {"type": "Feature", "id": i, "geometry": {"type": "Polygon", "coordinates": [
-                        [[round(x, _DECIMALS), round(y, _DECIMALS)] for x, y in r]]}}
+                    {
+                        "type": "Feature",
+                        "id": i,
+                        "geometry": {
+                            "type": "Polygon",
+                            "coordinates": [[[round(x, _DECIMALS), round(y, _DECIMALS)] for x, y in r]],
+                        },
+                    }
                     for i, r in zip(g["ids"], rings)
                 ]
                 g["body"] = json.dumps({"type": "FeatureCollection", "features": feats}, separators=(",", ":")).encode()
@@ -286,10 +306,18 @@ class AppContext:
         """Where the browser finds the hexagon tiles of ``res`` (MapLibre source options)."""
         g = self.geometry(res)
         b = g["tiles"].bounds
-        bounds = [round(b[0] - 1e-3, 4), round(b[1] - 1e-3, 4), round(b[2] + 1e-3, 4), round(b[3] + 1e-3, 4)] \
-            if b is not None else [-180, -85, 180, 85]
-        return {"tiles": f"/geo/tiles/{int(res)}/{{z}}/{{x}}/{{y}}.pbf?v={g['etag']}", "version": g["etag"],
-                "minzoom": 4, "maxzoom": 14, "bounds": bounds}
+        bounds = (
+            [round(b[0] - 1e-3, 4), round(b[1] - 1e-3, 4), round(b[2] + 1e-3, 4), round(b[3] + 1e-3, 4)]
+            if b is not None
+            else [-180, -85, 180, 85]
+        )
+        return {
+            "tiles": f"/geo/tiles/{int(res)}/{{z}}/{{x}}/{{y}}.pbf?v={g['etag']}",
+            "version": g["etag"],
+            "minzoom": 4,
+            "maxzoom": 14,
+            "bounds": bounds,
+        }
 
     @cached_property
     def places(self):
@@ -346,8 +374,10 @@ class AppContext:
                 gx, gy = np.meshgrid(xs, ys)
                 pts = shapely.points(gx.ravel(), gy.ravel())
                 inside = shapely.contains(g, pts)
-                out += [{"t": label, "lon": round(float(x), 5), "lat": round(float(y), 5), "z": 13}
-                        for x, y in zip(gx.ravel()[inside], gy.ravel()[inside])]
+                out += [
+                    {"t": label, "lon": round(float(x), 5), "lat": round(float(y), 5), "z": 13}
+                    for x, y in zip(gx.ravel()[inside], gy.ravel()[inside])
+                ]
         return out
 
     def base_info(self) -> dict:
@@ -357,9 +387,12 @@ class AppContext:
         streets = None
         if st is not None:
             b = st.bounds
-            streets = {"tiles": "/geo/base/streets/{z}/{x}/{y}.pbf", "minzoom": 9, "maxzoom": 14,
-                       "bounds": [round(b[0] - 1e-3, 4), round(b[1] - 1e-3, 4), round(b[2] + 1e-3, 4),
-                                  round(b[3] + 1e-3, 4)]}
+            streets = {
+                "tiles": "/geo/base/streets/{z}/{x}/{y}.pbf",
+                "minzoom": 9,
+                "maxzoom": 14,
+                "bounds": [round(b[0] - 1e-3, 4), round(b[1] - 1e-3, 4), round(b[2] + 1e-3, 4), round(b[3] + 1e-3, 4)],
+            }
         return {"streets": streets, "labels": self.district_labels, "tz": self.timezone}
 
     @cached_property
@@ -369,14 +402,23 @@ class AppContext:
         layers = []
         if self.districts is not None and len(self.districts):
             gj = _simplified_geojson(self.districts.geometry, 0.0002)
-            layers.append({"sourcetype": "geojson", "source": gj, "type": "line",
-                           "color": "#5b6770", "line": {"width": 1}, "opacity": 0.8})
+            layers.append(
+                {
+                    "sourcetype": "geojson",
+                    "source": gj,
+                    "type": "line",
+                    "color": "#5b6770",
+                    "line": {"width": 1},
+                    "opacity": 0.8,
+                }
+            )
         if self.boundary is not None:
             import geopandas as gpd
 
             gj = _simplified_geojson(gpd.GeoSeries([self.boundary], crs="EPSG:4326"), 0.0002)
-            layers.append({"sourcetype": "geojson", "source": gj, "type": "line",
-                           "color": "#1d2731", "line": {"width": 2.5}})
+            layers.append(
+                {"sourcetype": "geojson", "source": gj, "type": "line", "color": "#1d2731", "line": {"width": 2.5}}
+            )
         return layers
 
     @cached_property
@@ -407,8 +449,16 @@ def _simplified_geojson(geoms, tol: float) -> dict:
     return {"type": "FeatureCollection", "features": feats}
 
 
-def context_for(store: Store, source: str | None = None, agency=None, boundary=None,
-                districts=None, title: str | None = None, default_res: int = 9, streets=None) -> AppContext:
+def context_for(
+    store: Store,
+    source: str | None = None,
+    agency=None,
+    boundary=None,
+    districts=None,
+    title: str | None = None,
+    default_res: int = 9,
+    streets=None,
+) -> AppContext:
     """Build the context: pick the source (the only one, or the first), find its
     agency config and outlines where one exists."""
     import geopandas as gpd
@@ -445,5 +495,14 @@ def context_for(store: Store, source: str | None = None, agency=None, boundary=N
         boundary = boundary.to_crs("EPSG:4326").union_all()
     if default_res not in MAP_RESOLUTIONS:
         raise ValueError(f"default_res must be one of {MAP_RESOLUTIONS}")
-    return AppContext(store=store, source=source, timezone=tz, boundary=boundary, districts=districts, agency=agency,
-                      streets=streets, title=title or f"rtcc-geo · {source or 'no data'}", default_res=default_res)
+    return AppContext(
+        store=store,
+        source=source,
+        timezone=tz,
+        boundary=boundary,
+        districts=districts,
+        agency=agency,
+        streets=streets,
+        title=title or f"rtcc-geo · {source or 'no data'}",
+        default_res=default_res,
+    )

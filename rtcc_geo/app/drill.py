@@ -32,17 +32,22 @@ def placeholder(msg: str = "Click a hexagon for its profile, trend and status.")
 
 def filters_dict(f: Filters) -> dict:
     """The view's filters as plain JSON (audit log)."""
-    return {"start": f.start, "end": f.end, "categories": list(f.categories) if f.categories is not None else None,
-            "hours": list(f.hours), "dows": list(f.dows) if f.dows is not None else None,
-            "districts": list(f.districts) if f.districts is not None else None, "res": f.res}
+    return {
+        "start": f.start,
+        "end": f.end,
+        "categories": list(f.categories) if f.categories is not None else None,
+        "hours": list(f.hours),
+        "dows": list(f.dows) if f.dows is not None else None,
+        "districts": list(f.districts) if f.districts is not None else None,
+        "res": f.res,
+    }
 
 
 def _cell_query(ctx: AppContext, cell: int, f: Filters):
     """The view's dates and categories, restricted to the cell; every hour and day
     (the profile is what the hour/day filters would cut)."""
     q = f.query(ctx.source, ctx.categories)
-    return q.with_(cells=(int(cell),), cells_res=int(h3.api.basic_int.get_resolution(int(cell))),
-                   hours=None, dows=None)
+    return q.with_(cells=(int(cell),), cells_res=int(h3.api.basic_int.get_resolution(int(cell))), hours=None, dows=None)
 
 
 def hour_of_week(ctx: AppContext, cell: int, f: Filters) -> np.ndarray:
@@ -85,8 +90,7 @@ def trend_words(y: np.ndarray) -> tuple[str, str]:
     if t == 0:
         return f"no steady rise or fall over {n} weeks (ups and downs look like chance)", tech
     word = "rising" if t > 0 else "falling"
-    per = f"about {abs(slope):.2g} incidents a week {'more' if t > 0 else 'fewer'} each week" if slope else \
-        "slowly"
+    per = f"about {abs(slope):.2g} incidents a week {'more' if t > 0 else 'fewer'} each week" if slope else "slowly"
     return f"{word} over {n} weeks: {per}, unlikely to be chance", tech
 
 
@@ -112,8 +116,15 @@ def status(ctx: AppContext, cell: int, f: Filters, layer: Layer, role: str | Non
         xs = "no value" if not np.isfinite(x) else (f"{x:,.0f}" if x == round(x) else f"{x:.3g}")
         if not np.isfinite(x) and layer.unit in suppress.COUNT_UNITS and suppress.active(role):
             xs = f"fewer than {suppress.k_for(ctx.source)}"
-        out.append(html.Div([html.B(f"{layer.label}: "), xs,
-                             f" (higher than or equal to {pct:.0f}% of cells)" if np.isfinite(pct) else ""]))
+        out.append(
+            html.Div(
+                [
+                    html.B(f"{layer.label}: "),
+                    xs,
+                    f" (higher than or equal to {pct:.0f}% of cells)" if np.isfinite(pct) else "",
+                ]
+            )
+        )
     return out
 
 
@@ -130,24 +141,37 @@ def top_blocks_line(ctx: AppContext, cell: int, f: Filters, n: int = 3) -> str:
 
 def incident_table(ctx: AppContext, cell: int, f: Filters, role: str) -> html.Div:
     if not auth.may_see_incidents(role):
-        return html.Div(f"Incident rows are not shown to the {role} role.", id="drill-incidents",
-                        style={"color": "#667"})
+        return html.Div(
+            f"Incident rows are not shown to the {role} role.", id="drill-incidents", style={"color": "#667"}
+        )
     q = f.query(ctx.source, ctx.categories).with_(
-        cells=(int(cell),), cells_res=int(h3.api.basic_int.get_resolution(int(cell))))
+        cells=(int(cell),), cells_res=int(h3.api.basic_int.get_resolution(int(cell)))
+    )
     df = ctx.store.incidents(q, columns=["occurred_from", "time_known", "category", "offense_raw", "block"])
     df = df.tail(N_RECENT).iloc[::-1]
     if df.empty:
         return html.Div("No incidents for these filters.", id="drill-incidents")
     auth.audit("drill", {"cell": cell_hex([cell])[0], "filters": filters_dict(f), "rows": len(df)})
     when = df["occurred_from"].dt.tz_convert(ctx.timezone)
-    rows = [html.Tr([html.Td(t.strftime("%Y-%m-%d %H:%M") if k else t.strftime("%Y-%m-%d"), style=_TD),
-                     html.Td(str(c), style=_TD), html.Td(str(o), style=_TD), html.Td(str(b) if pd.notna(b) else "", style=_TD)])
-            for t, k, c, o, b in zip(when, df["time_known"], df["category"], df["offense_raw"], df["block"])]
+    rows = [
+        html.Tr(
+            [
+                html.Td(t.strftime("%Y-%m-%d %H:%M") if k else t.strftime("%Y-%m-%d"), style=_TD),
+                html.Td(str(c), style=_TD),
+                html.Td(str(o), style=_TD),
+                html.Td(str(b) if pd.notna(b) else "", style=_TD),
+            ]
+        )
+        for t, k, c, o, b in zip(when, df["time_known"], df["category"], df["offense_raw"], df["block"])
+    ]
     head = html.Tr([html.Th(h, style=_TD) for h in ("local time", "category", "offense", "block")])
-    return html.Div(id="drill-incidents", children=[
-        html.Div(f"Most recent {len(df)} incidents", style={"fontWeight": 600, "margin": "8px 0 4px"}),
-        html.Table([html.Thead(head), html.Tbody(rows)], style={"borderCollapse": "collapse", "fontSize": "12px"}),
-    ])
+    return html.Div(
+        id="drill-incidents",
+        children=[
+            html.Div(f"Most recent {len(df)} incidents", style={"fontWeight": 600, "margin": "8px 0 4px"}),
+            html.Table([html.Thead(head), html.Tbody(rows)], style={"borderCollapse": "collapse", "fontSize": "12px"}),
+        ],
+    )
 
 
 def forecast_why(ctx: AppContext, cell: int, f: Filters, role: str):
@@ -187,10 +211,16 @@ def panel(ctx: AppContext, cell: int, f: Filters, layer: Layer, role: str) -> li
             trend = trend_figure(wk.index.strftime("%Y-%m-%d"), shown, f"Incidents per week{few}")
     else:
         note = f" ({unknown:,} with unknown time not shown)" if unknown > 0 else ""
-        prof = (profile_figure(how, f"Hour-of-week profile · {int(how.sum()):,} incidents")
-                if how.sum() else empty_figure("no incidents with a known time here", 210))
-        trend = (trend_figure(wk.index.strftime("%Y-%m-%d"), wk.to_numpy(), "Incidents per week")
-                 if len(wk) else empty_figure("no incidents here", 190))
+        prof = (
+            profile_figure(how, f"Hour-of-week profile · {int(how.sum()):,} incidents")
+            if how.sum()
+            else empty_figure("no incidents with a known time here", 210)
+        )
+        trend = (
+            trend_figure(wk.index.strftime("%Y-%m-%d"), wk.to_numpy(), "Incidents per week")
+            if len(wk)
+            else empty_figure("no incidents here", 190)
+        )
     if hide and wk.sum() < k:
         plain, tech = f"fewer than {k} incidents: no trend test", None
     else:
@@ -200,16 +230,24 @@ def panel(ctx: AppContext, cell: int, f: Filters, layer: Layer, role: str) -> li
     return [
         html.Div(name, id="drill-place", style={"fontWeight": 700, "fontSize": "15px"}),
         html.Div(blocks, id="drill-blocks", style={"color": "#4a5560", "marginBottom": "2px"}),
-        html.Div(["cell ", html.Code(cell_hex([cell])[0], id="drill-cell"),
-                  f" · H3 res {res} · {lat:.4f}, {lon:.4f}"], style={"marginBottom": "4px", "color": "#5a6570",
-                                                                   "fontSize": "11px"}),
+        html.Div(
+            ["cell ", html.Code(cell_hex([cell])[0], id="drill-cell"), f" · H3 res {res} · {lat:.4f}, {lon:.4f}"],
+            style={"marginBottom": "4px", "color": "#5a6570", "fontSize": "11px"},
+        ),
         html.Div(status(ctx, cell, f, layer, role), id="drill-status"),
         dcc.Graph(id="drill-profile", figure=prof, config=SMALL_CONFIG),
         html.Div(note.strip(" ()"), style={"color": "#5a6570", "fontSize": "11px"}) if note else "",
         dcc.Graph(id="drill-trend", figure=trend, config=SMALL_CONFIG),
-        html.Div([html.B("Trend: "), plain,
-                  html.Details([html.Summary("statistics"), tech], style={"display": "inline-block", "marginLeft": "6px"})
-                  if tech else ""], id="drill-trend-text"),
+        html.Div(
+            [
+                html.B("Trend: "),
+                plain,
+                html.Details([html.Summary("statistics"), tech], style={"display": "inline-block", "marginLeft": "6px"})
+                if tech
+                else "",
+            ],
+            id="drill-trend-text",
+        ),
         forecast_why(ctx, cell, f, role),
         incident_table(ctx, cell, f, role),
     ]

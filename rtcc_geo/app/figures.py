@@ -32,8 +32,13 @@ OFFLINE_STYLE = {
 #: Every dcc.Graph's config starts from this: no button or link that could send a
 #: figure's data off the machine (Chart Studio, "send to cloud"), no Plotly logo.
 #: tests/test_security_headers.py checks every graph in the app.
-NO_CLOUD_CONFIG = {"displaylogo": False, "showSendToCloud": False, "showEditInChartStudio": False,
-                   "showLink": False, "sendData": False}
+NO_CLOUD_CONFIG = {
+    "displaylogo": False,
+    "showSendToCloud": False,
+    "showEditInChartStudio": False,
+    "showLink": False,
+    "sendData": False,
+}
 GRAPH_CONFIG = {
     **NO_CLOUD_CONFIG,
     "scrollZoom": True,
@@ -64,8 +69,8 @@ def _values(v: np.ndarray) -> list:
 def _rgba(c: str) -> np.ndarray:
     c = c.strip()
     if c.startswith("#"):
-        return np.array([int(c[i:i + 2], 16) for i in (1, 3, 5)] + [1.0], dtype=float)
-    parts = [float(x) for x in c[c.index("(") + 1:c.index(")")].split(",")]
+        return np.array([int(c[i : i + 2], 16) for i in (1, 3, 5)] + [1.0], dtype=float)
+    parts = [float(x) for x in c[c.index("(") + 1 : c.index(")")].split(",")]
     return np.array(parts + [1.0] * (4 - len(parts)), dtype=float)
 
 
@@ -95,17 +100,30 @@ def hex_data(ctx: AppContext, layer: Layer, f: Filters, values: pd.DataFrame) ->
     keep = np.isfinite(v_all)
     if not f.show_empty and layer.empty_value is not None:
         keep &= v_all != layer.empty_value
-    out = {"res": int(f.res), **ctx.tiles_info(f.res), "label": layer.label, "unit": layer.unit,
-           "opacity": HEX_OPACITY, "line": 0.3 if f.res < 10 else 0, "layer": layer.id}
+    out = {
+        "res": int(f.res),
+        **ctx.tiles_info(f.res),
+        "label": layer.label,
+        "unit": layer.unit,
+        "opacity": HEX_OPACITY,
+        "line": 0.3 if f.res < 10 else 0,
+        "layer": layer.id,
+    }
     if layer.kind == "categorical":
         code = np.full(len(v_all), -1, dtype=np.int64)
         for i, (val, _, _) in enumerate(layer.classes):
             code[v_all == val] = i
         idx = np.flatnonzero(keep & (code >= 0))
-        return {**out, "kind": "categorical", "ids": idx.tolist(), "k": code[idx].tolist(),
-                "v": _values(v_all[idx]), "palette": [c[2] for c in layer.classes],
-                "labels": [c[1] for c in layer.classes],
-                "counts": np.bincount(code[idx], minlength=len(layer.classes)).tolist()}
+        return {
+            **out,
+            "kind": "categorical",
+            "ids": idx.tolist(),
+            "k": code[idx].tolist(),
+            "v": _values(v_all[idx]),
+            "palette": [c[2] for c in layer.classes],
+            "labels": [c[1] for c in layer.classes],
+            "counts": np.bincount(code[idx], minlength=len(layer.classes)).tolist(),
+        }
     idx = np.flatnonzero(keep)
     v = v_all[idx]
     fin = v[np.isfinite(v) & (v > 0)]
@@ -113,40 +131,92 @@ def hex_data(ctx: AppContext, layer: Layer, f: Filters, values: pd.DataFrame) ->
     zmax = float(np.percentile(fin, 99)) if len(fin) else 1.0
     zmax = float(f"{max(zmax, 1e-9 if layer.unit != 'incidents' else 1.0):.4g}")
     k = np.clip(np.rint(np.clip(v, 0, None) / zmax * (N_STEPS - 1)), 0, N_STEPS - 1).astype(np.int64)
-    return {**out, "kind": "continuous", "ids": idx.tolist(), "k": k.tolist(), "v": _values(v),
-            "palette": SEQ_PALETTE, "labels": None, "zmin": 0, "zmax": zmax}
+    return {
+        **out,
+        "kind": "continuous",
+        "ids": idx.tolist(),
+        "k": k.tolist(),
+        "v": _values(v),
+        "palette": SEQ_PALETTE,
+        "labels": None,
+        "zmin": 0,
+        "zmax": zmax,
+    }
 
 
 def legend(data: dict) -> list:
     """The map legend (HTML over the map): a colour ramp with its range, or the classes
     drawn in this view with their cell counts; the technical term one click away."""
-    title = html.Div(data["label"] + (f" ({data['unit']})" if data.get("unit") else ""),
-                     style={"fontWeight": 600, "marginBottom": "4px"})
+    title = html.Div(
+        data["label"] + (f" ({data['unit']})" if data.get("unit") else ""),
+        style={"fontWeight": 600, "marginBottom": "4px"},
+    )
     term = TERMS.get(data.get("layer", ""))
-    more = [html.Details([html.Summary("what is this?"), html.Div(term, style={"maxWidth": "220px"})],
-                         className="legend-term")] if term else []
+    more = (
+        [
+            html.Details(
+                [html.Summary("what is this?"), html.Div(term, style={"maxWidth": "220px"})], className="legend-term"
+            )
+        ]
+        if term
+        else []
+    )
     if data["kind"] == "categorical":
         counts = data.get("counts") or [1] * len(data["palette"])
-        rows = [html.Div([html.Span(style={"display": "inline-block", "width": "12px", "height": "12px",
-                                           "background": c, "marginRight": "6px", "verticalAlign": "middle",
-                                           "opacity": HEX_OPACITY, "border": "1px solid rgba(0,0,0,0.25)"}),
-                          lab, html.Span(f" · {n:,} cells", style={"color": "#5a6570"})], className="legend-class")
-                for c, lab, n in zip(data["palette"], data["labels"], counts) if n]
+        rows = [
+            html.Div(
+                [
+                    html.Span(
+                        style={
+                            "display": "inline-block",
+                            "width": "12px",
+                            "height": "12px",
+                            "background": c,
+                            "marginRight": "6px",
+                            "verticalAlign": "middle",
+                            "opacity": HEX_OPACITY,
+                            "border": "1px solid rgba(0,0,0,0.25)",
+                        }
+                    ),
+                    lab,
+                    html.Span(f" · {n:,} cells", style={"color": "#5a6570"}),
+                ],
+                className="legend-class",
+            )
+            for c, lab, n in zip(data["palette"], data["labels"], counts)
+            if n
+        ]
         absent = sum(1 for n in counts if not n)
         if not rows:
             rows = [html.Div("no cell in any class for these filters", style={"color": "#5a6570"})]
         if absent and data.get("counts"):
-            rows.append(html.Div(f"{absent} other class{'es' if absent != 1 else ''} not present",
-                                 style={"color": "#5a6570", "fontSize": "11px"}))
+            rows.append(
+                html.Div(
+                    f"{absent} other class{'es' if absent != 1 else ''} not present",
+                    style={"color": "#5a6570", "fontSize": "11px"},
+                )
+            )
         return [title, *rows, *more]
     stops = ", ".join(f"{c} {100 * s:.0f}%" for s, c in SEQ_SCALE)
     zmax = data["zmax"]
-    ramp = html.Div(style={"height": "12px", "width": "180px", "background": f"linear-gradient(to right, {stops})",
-                           "opacity": HEX_OPACITY, "border": "1px solid #ccd"})
+    ramp = html.Div(
+        style={
+            "height": "12px",
+            "width": "180px",
+            "background": f"linear-gradient(to right, {stops})",
+            "opacity": HEX_OPACITY,
+            "border": "1px solid #ccd",
+        }
+    )
     low = "1" if data.get("unit") == "incidents" else "> 0"
-    ticks = html.Div(style={"display": "flex", "justifyContent": "space-between", "width": "182px"},
-                     children=[html.Span(low), html.Span(f"{zmax / 2:.0f}" if low == "1" else f"{zmax / 2:.3g}"),
-                               html.Span(f"≥ {zmax:.3g}")])
+    ticks = html.Div(
+        style={"display": "flex", "justifyContent": "space-between", "width": "182px"},
+        children=[
+            html.Span(low),
+            html.Span(f"{zmax / 2:.0f}" if low == "1" else f"{zmax / 2:.3g}"),
+            html.Span(f"≥ {zmax:.3g}"),
+        ],
+    )
     return [title, ramp, ticks, *more]
 
 
@@ -177,10 +247,23 @@ def map_figure(ctx: AppContext, camera: dict | None = None) -> dict:
 def empty_figure(message: str, height: int = 220) -> dict:
     return {
         "data": [],
-        "layout": {"height": height, "margin": {"l": 10, "r": 10, "t": 10, "b": 10},
-                   "xaxis": {"visible": False}, "yaxis": {"visible": False},
-                   "annotations": [{"text": message, "showarrow": False, "x": 0.5, "y": 0.5,
-                                    "xref": "paper", "yref": "paper", "font": {"size": 13, "color": "#666"}}]},
+        "layout": {
+            "height": height,
+            "margin": {"l": 10, "r": 10, "t": 10, "b": 10},
+            "xaxis": {"visible": False},
+            "yaxis": {"visible": False},
+            "annotations": [
+                {
+                    "text": message,
+                    "showarrow": False,
+                    "x": 0.5,
+                    "y": 0.5,
+                    "xref": "paper",
+                    "yref": "paper",
+                    "font": {"size": 13, "color": "#666"},
+                }
+            ],
+        },
     }
 
 
@@ -193,23 +276,53 @@ def profile_figure(mat: np.ndarray, title: str) -> dict:
     """Hour-of-week heat map: 7 rows (Mon..Sun) x 24 local hours, with its scale bar."""
     z = np.asarray(mat, dtype=float)
     return {
-        "data": [{"type": "heatmap", "z": z.round(3).tolist(), "x": list(range(24)),
-                  "y": list(DOW_LABELS), "colorscale": PROFILE_SCALE, "zmin": 0, "zmax": max(float(z.max()), 1.0),
-                  "showscale": True, "colorbar": {"title": {"text": "incidents", "side": "right"}, "thickness": 10,
-                                                  "len": 0.9, "outlinewidth": 0},
-                  "hovertemplate": "%{y} %{x}:00–%{x}:59<br>%{z} incidents<extra></extra>"}],
-        "layout": {"height": 210, "margin": {"l": 40, "r": 10, "t": 28, "b": 30},
-                   "title": {"text": title, "font": {"size": 13}, "x": 0.02},
-                   "yaxis": {"autorange": "reversed"}, "xaxis": {"dtick": 3, "title": {"text": "local hour"}}},
+        "data": [
+            {
+                "type": "heatmap",
+                "z": z.round(3).tolist(),
+                "x": list(range(24)),
+                "y": list(DOW_LABELS),
+                "colorscale": PROFILE_SCALE,
+                "zmin": 0,
+                "zmax": max(float(z.max()), 1.0),
+                "showscale": True,
+                "colorbar": {
+                    "title": {"text": "incidents", "side": "right"},
+                    "thickness": 10,
+                    "len": 0.9,
+                    "outlinewidth": 0,
+                },
+                "hovertemplate": "%{y} %{x}:00–%{x}:59<br>%{z} incidents<extra></extra>",
+            }
+        ],
+        "layout": {
+            "height": 210,
+            "margin": {"l": 40, "r": 10, "t": 28, "b": 30},
+            "title": {"text": title, "font": {"size": 13}, "x": 0.02},
+            "yaxis": {"autorange": "reversed"},
+            "xaxis": {"dtick": 3, "title": {"text": "local hour"}},
+        },
     }
 
 
 def trend_figure(x, y, title: str, extra: list | None = None) -> dict:
-    data = [{"type": "scatter", "mode": "lines", "x": list(x), "y": list(y), "name": "incidents",
-             "line": {"color": "#cc4c02", "width": 1.5}}]
+    data = [
+        {
+            "type": "scatter",
+            "mode": "lines",
+            "x": list(x),
+            "y": list(y),
+            "name": "incidents",
+            "line": {"color": "#cc4c02", "width": 1.5},
+        }
+    ]
     data += extra or []
     return {
         "data": data,
-        "layout": {"height": 190, "margin": {"l": 40, "r": 10, "t": 28, "b": 30}, "showlegend": False,
-                   "title": {"text": title, "font": {"size": 13}, "x": 0.02}},
+        "layout": {
+            "height": 190,
+            "margin": {"l": 40, "r": 10, "t": 28, "b": 30},
+            "showlegend": False,
+            "title": {"text": title, "font": {"size": 13}, "x": 0.02},
+        },
     }

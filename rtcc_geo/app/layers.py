@@ -24,8 +24,14 @@ from .context import AppContext, Filters
 MAP_BACKGROUND = "#eef0f2"
 # Sequential scale for intensities (ColorBrewer YlOrBr, colour-blind safe): the lowest
 # value drawn is a clear yellow, never the background's grey (zero is not drawn).
-SEQ_SCALE: list[tuple[float, str]] = [(0.0, "#fed976"), (0.2, "#fec44f"), (0.4, "#fe9929"),
-                                      (0.6, "#ec7014"), (0.8, "#cc4c02"), (1.0, "#662506")]
+SEQ_SCALE: list[tuple[float, str]] = [
+    (0.0, "#fed976"),
+    (0.2, "#fec44f"),
+    (0.4, "#fe9929"),
+    (0.6, "#ec7014"),
+    (0.8, "#cc4c02"),
+    (1.0, "#662506"),
+]
 
 
 @dataclass
@@ -33,12 +39,12 @@ class Layer:
     id: str
     label: str
     compute: Callable[[AppContext, Filters], pd.DataFrame]
-    kind: str = "continuous"                 # or "categorical"
+    kind: str = "continuous"  # or "categorical"
     unit: str = ""
     #: categorical layers: ordered (value, label, colour)
     classes: list[tuple[float, str, str]] = field(default_factory=list)
-    needs: tuple[str, ...] = ()              # modules that must import for the layer to exist
-    empty_value: float | None = 0.0          # value not drawn unless "draw empty cells" is ticked
+    needs: tuple[str, ...] = ()  # modules that must import for the layer to exist
+    empty_value: float | None = 0.0  # value not drawn unless "draw empty cells" is ticked
 
     def available(self) -> bool:
         for m in self.needs:
@@ -111,8 +117,9 @@ def gistar(ctx: AppContext, f: Filters) -> pd.DataFrame:
     from rtcc_geo import defaults
 
     # The CLI's defaults (rtcc_geo.defaults): same inference, so the same bins.
-    gdf = hotspots(ctx.store, "gistar", f.res, q, boundary=_study_boundary(ctx, f),
-                   **defaults.gistar_kwargs(interactive=True))
+    gdf = hotspots(
+        ctx.store, "gistar", f.res, q, boundary=_study_boundary(ctx, f), **defaults.gistar_kwargs(interactive=True)
+    )
     return _from_table(ctx, f, pd.DataFrame(gdf.drop(columns="geometry")), "bin")
 
 
@@ -147,14 +154,16 @@ def emerging(ctx: AppContext, f: Filters) -> pd.DataFrame:
 def _forecast_model(ctx: AppContext, f: Filters):
     """A space-time KDE (:class:`rtcc_geo.forecast.STKDE`) fitted on the year
     before the view's end, shared by the forecast and deployment layers."""
+
     def make():
         from rtcc_geo.forecast.io import counts_from_store
         from rtcc_geo.forecast.kde import STKDE
 
         end = _view_end(ctx, f)
         start = end - pd.Timedelta(days=365)
-        c = counts_from_store(ctx.store, ctx.source, "all", start=start.strftime("%Y-%m-%d"),
-                              end=end.strftime("%Y-%m-%d"), res=f.res)
+        c = counts_from_store(
+            ctx.store, ctx.source, "all", start=start.strftime("%Y-%m-%d"), end=end.strftime("%Y-%m-%d"), res=f.res
+        )
         return STKDE().fit(c, until=end.strftime("%Y-%m-%d"))
 
     return ctx.cache.get(("forecast-model", ctx.source, f.res, f.end), make)
@@ -183,9 +192,21 @@ def deployment(ctx: AppContext, f: Filters) -> pd.DataFrame:
     start, train_from = deploy_shift(ctx, f)
     # The CLI's entry point on the view's Scope: `rtcc-geo deploy --model stkde --units 5
     # --areas-per-unit 2 --radius 1 --train-from <view end - 365 d> --shift-start <view end + 16 h>`.
-    plan = ctx.cache.get(("deploy", ctx.source, f.res, f.end), lambda: plan_from_store(
-        ctx.scope(f), None, start, DEPLOY_SHIFT[1] - DEPLOY_SHIFT[0], DEPLOY_UNITS, model=DEPLOY_MODEL,
-        res=f.res, train_from=train_from, areas_per_unit=2, radius=1))
+    plan = ctx.cache.get(
+        ("deploy", ctx.source, f.res, f.end),
+        lambda: plan_from_store(
+            ctx.scope(f),
+            None,
+            start,
+            DEPLOY_SHIFT[1] - DEPLOY_SHIFT[0],
+            DEPLOY_UNITS,
+            model=DEPLOY_MODEL,
+            res=f.res,
+            train_from=train_from,
+            areas_per_unit=2,
+            radius=1,
+        ),
+    )
     cells = plan.cells["cell"].to_numpy(np.int64)
     return _aligned(ctx, f, cells, plan.cells["unit"].to_numpy("float64"), fill=np.nan)
 
@@ -237,16 +258,37 @@ def live_alerts(ctx: AppContext, f: Filters) -> pd.DataFrame:
 
 
 # Gi* bins in plain words (the technical name is in TERMS); RdYlBu ends, no near-white class.
-_GI_CLASSES = [(-3.0, "cold: very likely (99%)", "#313695"), (-2.0, "cold: likely (95%)", "#4575b4"),
-               (-1.0, "cold: possibly (90%)", "#74add1"), (0.0, "no clear pattern", "rgba(200,200,200,0.35)"),
-               (1.0, "hot: possibly (90%)", "#fdae61"), (2.0, "hot: likely (95%)", "#f46d43"),
-               (3.0, "hot: very likely (99%)", "#a50026")]
+_GI_CLASSES = [
+    (-3.0, "cold: very likely (99%)", "#313695"),
+    (-2.0, "cold: likely (95%)", "#4575b4"),
+    (-1.0, "cold: possibly (90%)", "#74add1"),
+    (0.0, "no clear pattern", "rgba(200,200,200,0.35)"),
+    (1.0, "hot: possibly (90%)", "#fdae61"),
+    (2.0, "hot: likely (95%)", "#f46d43"),
+    (3.0, "hot: very likely (99%)", "#a50026"),
+]
 #: Emerging hot-spot classes: warm hues for hot patterns, green/blue/purple for cold ones;
 #: each differs from the background and its neighbours, also for red-green colour
 #: blindness (tests/test_app.py checks CIELAB distances, with a deuteranopia simulation).
-_EHSA_COLOURS = ["#ffd92f", "#fdae61", "#e6550d", "#7f0000", "#f768a1", "#c51b8a", "#8c510a", "#dfc27d",
-                 "#c7e9c0", "#41ab5d", "#00441b", "#08306b", "#9ecae1", "#2171b5", "#6a51a3", "#bcbddc",
-                 "rgba(200,200,200,0.35)"]
+_EHSA_COLOURS = [
+    "#ffd92f",
+    "#fdae61",
+    "#e6550d",
+    "#7f0000",
+    "#f768a1",
+    "#c51b8a",
+    "#8c510a",
+    "#dfc27d",
+    "#c7e9c0",
+    "#41ab5d",
+    "#00441b",
+    "#08306b",
+    "#9ecae1",
+    "#2171b5",
+    "#6a51a3",
+    "#bcbddc",
+    "rgba(200,200,200,0.35)",
+]
 #: Plain words for the emerging hot-spot categories (Esri's definitions, ~90 % = most weeks).
 EHSA_PLAIN = {
     "new": "{k} in the last week only, never before",
@@ -261,7 +303,7 @@ EHSA_PLAIN = {
 
 
 def ehsa_plain(category: str) -> str:
-    """"intensifying hot spot" -> "hot in most weeks, getting hotter"."""
+    """ "intensifying hot spot" -> "hot in most weeks, getting hotter"."""
     parts = category.split()
     if len(parts) < 3 or parts[0] not in EHSA_PLAIN:
         return category
@@ -285,39 +327,68 @@ def ehsa_terms() -> list[tuple[str, str]]:
     return [(ehsa_plain(c), c) for c in EHSA_CATEGORIES]
 
 
-GISTAR = Layer("gistar", "Hot and cold spots", gistar, kind="categorical", classes=_GI_CLASSES,
-               needs=("rtcc_geo.hotspots",), empty_value=0.0)
+GISTAR = Layer(
+    "gistar",
+    "Hot and cold spots",
+    gistar,
+    kind="categorical",
+    classes=_GI_CLASSES,
+    needs=("rtcc_geo.hotspots",),
+    empty_value=0.0,
+)
 KDE = Layer("kde", "Kernel density", kde, unit="per km²", needs=("rtcc_geo.hotspots",))
-EMERGING = Layer("emerging", "Hot spots over time", emerging, kind="categorical", classes=_ehsa_classes(),
-                 needs=("rtcc_geo.temporal",), empty_value=16.0)
+EMERGING = Layer(
+    "emerging",
+    "Hot spots over time",
+    emerging,
+    kind="categorical",
+    classes=_ehsa_classes(),
+    needs=("rtcc_geo.temporal",),
+    empty_value=16.0,
+)
 
-FORECAST = Layer("forecast", "Forecast: next 7 days", forecast, unit="expected incidents",
-                 needs=("rtcc_geo.forecast.kde", "rtcc_geo.forecast.io"))
+FORECAST = Layer(
+    "forecast",
+    "Forecast: next 7 days",
+    forecast,
+    unit="expected incidents",
+    needs=("rtcc_geo.forecast.kde", "rtcc_geo.forecast.io"),
+)
 # Okabe-Ito (colour-blind safe), without its yellow and black.
 _UNIT_COLOURS = ["#0072b2", "#e69f00", "#009e73", "#cc79a7", "#d55e00", "#56b4e9", "#7f3c8d", "#8c510a"]
-DEPLOY = Layer("deploy", "Patrol plan (next evening)", deployment, kind="categorical",
-               classes=[(float(u), f"unit {u}", _UNIT_COLOURS[(u - 1) % len(_UNIT_COLOURS)])
-                        for u in range(1, DEPLOY_UNITS + 1)],
-               needs=("rtcc_geo.deploy.select", "rtcc_geo.forecast.kde"), empty_value=None)
+DEPLOY = Layer(
+    "deploy",
+    "Patrol plan (next evening)",
+    deployment,
+    kind="categorical",
+    classes=[(float(u), f"unit {u}", _UNIT_COLOURS[(u - 1) % len(_UNIT_COLOURS)]) for u in range(1, DEPLOY_UNITS + 1)],
+    needs=("rtcc_geo.deploy.select", "rtcc_geo.forecast.kde"),
+    empty_value=None,
+)
 
 ALERTS = Layer("alerts", "Live alerts (open)", live_alerts, unit="open alerts", needs=("rtcc_geo.live.alerts",))
 
-CHANGED = Layer("changed", "What changed (last 28 days)", changed, unit="incidents above expected",
-                needs=("rtcc_geo.compstat.changes",))
+CHANGED = Layer(
+    "changed",
+    "What changed (last 28 days)",
+    changed,
+    unit="incidents above expected",
+    needs=("rtcc_geo.compstat.changes",),
+)
 
 #: The technical term behind each layer (one click away in the legend).
 TERMS = {
     "counts": "Incidents per H3 hexagon for the filters.",
     "gistar": "Getis-Ord Gi* z-scores (k = 1 ring), analytic inference with a false-discovery-rate "
-              "correction; 90/95/99 % are the confidence bins.",
+    "correction; 90/95/99 % are the confidence bins.",
     "kde": "Quartic kernel density estimate, incidents per km², default bandwidth rule.",
     "emerging": "Emerging hot-spot analysis (Esri's 17 categories): Gi* per week, Mann-Kendall trend "
-                "of the z-scores; 'most weeks' means at least 90 % of them.",
+    "of the z-scores; 'most weeks' means at least 90 % of them.",
     "forecast": "Space-time kernel density (STKDE) fitted on the year before the view's end.",
     "deploy": "Patrol areas chosen by an exact integer programme on the forecast risk.",
     "alerts": "Open live alerts (hot-spot, near-repeat and space-time-scan rules).",
     "changed": "Last 28 days against the 84 before, per cell: one-sided exact Poisson test with a "
-               "false-discovery-rate correction; the value is the excess over the expected count.",
+    "false-discovery-rate correction; the value is the excess over the expected count.",
 }
 
 #: Every layer the app knows, in menu order; filtered by :meth:`Layer.available`.

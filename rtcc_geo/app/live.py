@@ -28,7 +28,6 @@ from . import auth
 log = logging.getLogger(__name__)
 
 
-
 class LiveRuntime:
     """What the app runs for real time: engine, feed service, listener."""
 
@@ -71,9 +70,17 @@ def attach(app, ctx, token: str | None = None) -> LiveRuntime | None:
     except Exception as e:  # noqa: BLE001 - the map works without the live layer
         log.warning("live layer off: %s", e)
         return None
-    app.server.register_blueprint(feed_blueprint(rt.service, token=rt.token, authorize=auth.current_role,
-                                                 broker=rt.broker, redact=redact, on_batch=auth.feed_audit(ctx.store),
-                                                 alive=auth.session_alive))
+    app.server.register_blueprint(
+        feed_blueprint(
+            rt.service,
+            token=rt.token,
+            authorize=auth.current_role,
+            broker=rt.broker,
+            redact=redact,
+            on_batch=auth.feed_audit(ctx.store),
+            alive=auth.session_alive,
+        )
+    )
     app.rtcc_live = rt
     _register_callbacks(app, rt)
     return rt
@@ -81,9 +88,11 @@ def attach(app, ctx, token: str | None = None) -> LiveRuntime | None:
 
 def components() -> list:
     """The hidden store live.js signals alerts through, and the alert panel (live.js
-draws incidents on the map's trace itself)."""
+    draws incidents on the map's trace itself)."""
     return [
-        dcc.Store(id="live-alerts"), dcc.Store(id="alerts-page", data=0), dcc.Store(id="alert-hits"),
+        dcc.Store(id="live-alerts"),
+        dcc.Store(id="alerts-page", data=0),
+        dcc.Store(id="alert-hits"),
         dcc.Store(id="live-shown"),
         html.Div(id="alerts-panel", children=alerts_list(None, "viewer")),
     ]
@@ -93,9 +102,15 @@ def live_trace() -> dict:
     """An empty marker trace on the map for incidents as they arrive (no text: no glyphs
     needed); live.js fills it, fading each dot with its age."""
     return {
-        "type": "scattermap", "name": "live", "mode": "markers", "lon": [], "lat": [], "customdata": [],
+        "type": "scattermap",
+        "name": "live",
+        "mode": "markers",
+        "lon": [],
+        "lat": [],
+        "customdata": [],
         "marker": {"size": 12, "color": "#0050ff", "opacity": 0.9},
-        "hovertemplate": "live incident: %{customdata}<extra></extra>", "showlegend": False,
+        "hovertemplate": "live incident: %{customdata}<extra></extra>",
+        "showlegend": False,
     }
 
 
@@ -127,23 +142,48 @@ def group_alerts(df: pd.DataFrame, res: int = 9) -> pd.DataFrame:
         fine = grid.resolution(raw) >= res
         raw[fine] = grid.parent(raw[fine], res)
         c[known] = raw
-    g = pd.DataFrame({"kind": df["kind"].astype(str).to_numpy(), "cell": c, "created_at": df["created_at"].to_numpy(),
-                      "alert_id": df["alert_id"].astype(str).to_numpy()})
-    out = g.groupby(["kind", "cell"], sort=False).agg(
-        n=("alert_id", "size"), latest=("created_at", "max"), alert_ids=("alert_id", list)).reset_index()
+    g = pd.DataFrame(
+        {
+            "kind": df["kind"].astype(str).to_numpy(),
+            "cell": c,
+            "created_at": df["created_at"].to_numpy(),
+            "alert_id": df["alert_id"].astype(str).to_numpy(),
+        }
+    )
+    out = (
+        g.groupby(["kind", "cell"], sort=False)
+        .agg(n=("alert_id", "size"), latest=("created_at", "max"), alert_ids=("alert_id", list))
+        .reset_index()
+    )
     out["key"] = out["kind"] + "|" + out["cell"].map(lambda x: format(int(x), "x") if x else "none")
     return out.sort_values(["n", "latest"], ascending=[False, False], kind="mergesort").reset_index(drop=True)
 
 
-def alerts_list(store, role: str, limit: int | None = None, tz: str = "UTC", ctx=None, page: int = 0,
-                snoozed: dict | None = None, log=None) -> html.Div:
+def alerts_list(
+    store,
+    role: str,
+    limit: int | None = None,
+    tz: str = "UTC",
+    ctx=None,
+    page: int = 0,
+    snoozed: dict | None = None,
+    log=None,
+) -> html.Div:
     """The open alerts grouped by place and kind, with counts, a page of
     :data:`GROUPS_PER_PAGE` groups at a time: where (the place's name), how many, when the
     latest was raised (agency local time), "zoom to", acknowledge-all and snooze. Opened,
     a group lists its newest alerts: why, for roles that may see incidents also the
     incident's own local time and a per-alert acknowledge button."""
-    title = html.Div("Live alerts", style={"fontSize": "12px", "fontWeight": 600, "textTransform": "uppercase",
-                                           "color": "#4a5560", "margin": "10px 0 4px"})
+    title = html.Div(
+        "Live alerts",
+        style={
+            "fontSize": "12px",
+            "fontWeight": 600,
+            "textTransform": "uppercase",
+            "color": "#4a5560",
+            "margin": "10px 0 4px",
+        },
+    )
     if store is None:
         return html.Div([title, html.Div("none yet", id="alerts-empty", style={"color": "#5a6570"}), _pager(0, 1)])
     from rtcc_geo.live.alerts import AlertLog
@@ -162,7 +202,7 @@ def alerts_list(store, role: str, limit: int | None = None, tz: str = "UTC", ctx
     shown = groups[~hidden].reset_index(drop=True)
     pages = max(1, -(-len(shown) // GROUPS_PER_PAGE))
     page = min(max(int(page or 0), 0), pages - 1)
-    part = shown.iloc[page * GROUPS_PER_PAGE:(page + 1) * GROUPS_PER_PAGE]
+    part = shown.iloc[page * GROUPS_PER_PAGE : (page + 1) * GROUPS_PER_PAGE]
     names = {}
     if ctx is not None and len(part):
         cells = part["cell"].to_numpy()
@@ -175,12 +215,17 @@ def alerts_list(store, role: str, limit: int | None = None, tz: str = "UTC", ctx
         where = names.get(a.cell) or ("unknown place" if not a.cell else f"cell {int(a.cell):x}")
         kind = _KIND.get(a.kind, a.kind.replace("_", " "))
         latest = _local(a.latest, tz)
-        head = [html.B(f"{a.n} {kind} alert{'s' if a.n != 1 else ''}"), " at ", html.Span(where, className="alert-place"),
-                html.Span(f" · latest raised {latest:%H:%M}", style={"color": "#4a5560"})]
+        head = [
+            html.B(f"{a.n} {kind} alert{'s' if a.n != 1 else ''}"),
+            " at ",
+            html.Span(where, className="alert-place"),
+            html.Span(f" · latest raised {latest:%H:%M}", style={"color": "#4a5560"}),
+        ]
         btns = [html.Button("zoom to", id={"type": "alert-zoom", "i": len(rows)}, n_clicks=0)]
         if detail:
-            btns.append(html.Button(f"ack all {a.n}" if a.n > 1 else "ack", id={"type": "ack-group", "g": a.key},
-                                    n_clicks=0))
+            btns.append(
+                html.Button(f"ack all {a.n}" if a.n > 1 else "ack", id={"type": "ack-group", "g": a.key}, n_clicks=0)
+            )
         btns.append(html.Button("snooze 1 h", id={"type": "snooze", "g": a.key}, n_clicks=0))
         items = []
         for aid in a.alert_ids[:ROWS_PER_GROUP]:
@@ -194,28 +239,46 @@ def alerts_list(store, role: str, limit: int | None = None, tz: str = "UTC", ctx
             if occurred:
                 kids.append(html.Span(f" (incident {_local(occurred, tz):%Y-%m-%d %H:%M})", className="alert-when"))
             if detail:
-                kids.append(html.Button("ack", id={"type": "ack", "id": aid}, n_clicks=0,
-                                        style={"marginLeft": "6px", "fontSize": "11px"}))
+                kids.append(
+                    html.Button(
+                        "ack",
+                        id={"type": "ack", "id": aid},
+                        n_clicks=0,
+                        style={"marginLeft": "6px", "fontSize": "11px"},
+                    )
+                )
             items.append(html.Div(kids, className="alert-row", style={"padding": "2px 0 2px 8px", "fontSize": "12px"}))
         if a.n > ROWS_PER_GROUP:
-            items.append(html.Div(f"… and {a.n - ROWS_PER_GROUP} older", style={"color": "#5a6570", "fontSize": "12px"}))
-        rows.append(html.Div([html.Div(head), html.Div(btns),
-                              html.Details([html.Summary("details"), *items], open=len(rows) == 0)],
-                             className="alert-group"))
+            items.append(
+                html.Div(f"… and {a.n - ROWS_PER_GROUP} older", style={"color": "#5a6570", "fontSize": "12px"})
+            )
+        rows.append(
+            html.Div(
+                [html.Div(head), html.Div(btns), html.Details([html.Summary("details"), *items], open=len(rows) == 0)],
+                className="alert-group",
+            )
+        )
     n_alerts = int(groups["n"].sum())
-    summary = html.Div(f"{n_alerts:,} open in {len(groups):,} place/kind group{'s' if len(groups) != 1 else ''}"
-                       + (f" · {int(hidden.sum())} snoozed" if hidden.any() else ""), id="alerts-summary",
-                       style={"color": "#4a5560"})
+    summary = html.Div(
+        f"{n_alerts:,} open in {len(groups):,} place/kind group{'s' if len(groups) != 1 else ''}"
+        + (f" · {int(hidden.sum())} snoozed" if hidden.any() else ""),
+        id="alerts-summary",
+        style={"color": "#4a5560"},
+    )
     return html.Div([title, summary, *rows, _pager(page, pages)])
 
 
 def _pager(page: int, pages: int) -> html.Div:
     """Previous/next page of alert groups (always in the panel, hidden when one page holds all)."""
-    return html.Div(className="alert-pager", style={} if pages > 1 else {"display": "none"}, children=[
-        html.Button("◀ previous", id="alerts-prev", disabled=page == 0),
-        html.Span(f" page {page + 1} of {pages} ", id="alerts-pageinfo"),
-        html.Button("next ▶", id="alerts-next", disabled=page >= pages - 1),
-    ])
+    return html.Div(
+        className="alert-pager",
+        style={} if pages > 1 else {"display": "none"},
+        children=[
+            html.Button("◀ previous", id="alerts-prev", disabled=page == 0),
+            html.Span(f" page {page + 1} of {pages} ", id="alerts-pageinfo"),
+            html.Button("next ▶", id="alerts-next", disabled=page >= pages - 1),
+        ],
+    )
 
 
 def alert_places(store, role: str, ctx, page: int = 0, snoozed: dict | None = None, log=None) -> list[dict]:
@@ -232,7 +295,7 @@ def alert_places(store, role: str, ctx, page: int = 0, snoozed: dict | None = No
     shown = groups[~groups["key"].isin(list(hidden))].reset_index(drop=True)
     pages = max(1, -(-len(shown) // GROUPS_PER_PAGE))
     page = min(max(int(page or 0), 0), pages - 1)
-    part = shown.iloc[page * GROUPS_PER_PAGE:(page + 1) * GROUPS_PER_PAGE]
+    part = shown.iloc[page * GROUPS_PER_PAGE : (page + 1) * GROUPS_PER_PAGE]
     out: list[dict] = []
     exact = auth.may_see_incidents(role)  # aggregate-only roles are never zoomed to an alert's cell
     for a in part.itertuples(index=False):
@@ -277,11 +340,19 @@ def _register_callbacks(app, rt: LiveRuntime) -> None:
     tz = rt.store.sources().get(rt.source, "UTC")
     snoozed: dict[str, pd.Timestamp] = {}  # group key -> until (this process; see SNOOZE)
 
-    @app.callback(Output("alerts-panel", "children"), Output("alert-hits", "data"), Output("alerts-page", "data"),
-                  Input("live-alerts", "data"), Input({"type": "ack", "id": ALL}, "n_clicks"),
-                  Input({"type": "ack-group", "g": ALL}, "n_clicks"), Input({"type": "snooze", "g": ALL}, "n_clicks"),
-                  Input("alerts-prev", "n_clicks"), Input("alerts-next", "n_clicks"),
-                  State("alerts-page", "data"), prevent_initial_call=True)
+    @app.callback(
+        Output("alerts-panel", "children"),
+        Output("alert-hits", "data"),
+        Output("alerts-page", "data"),
+        Input("live-alerts", "data"),
+        Input({"type": "ack", "id": ALL}, "n_clicks"),
+        Input({"type": "ack-group", "g": ALL}, "n_clicks"),
+        Input({"type": "snooze", "g": ALL}, "n_clicks"),
+        Input("alerts-prev", "n_clicks"),
+        Input("alerts-next", "n_clicks"),
+        State("alerts-page", "data"),
+        prevent_initial_call=True,
+    )
     def refresh_alerts(_, acks, group_acks, snoozes, prev, nxt, page):
         role = auth.require()
         user = auth.current_user() or "?"
@@ -309,8 +380,13 @@ def _register_callbacks(app, rt: LiveRuntime) -> None:
         panel = alerts_list(rt.store, role, tz=tz, ctx=ctx, page=page, snoozed=snoozed, log=log)
         return panel, alert_places(rt.store, role, ctx, page=page, snoozed=snoozed, log=log), page
 
-    app.clientside_callback(ClientsideFunction("rtcc", "pickHit"), Output("search-goto", "data", allow_duplicate=True),
-                            Input({"type": "alert-zoom", "i": ALL}, "n_clicks"), State("alert-hits", "data"),
-                            prevent_initial_call=True)
-    app.clientside_callback(ClientsideFunction("rtcc", "liveShow"), Output("live-shown", "data"),
-                            Input("live-show", "value"))
+    app.clientside_callback(
+        ClientsideFunction("rtcc", "pickHit"),
+        Output("search-goto", "data", allow_duplicate=True),
+        Input({"type": "alert-zoom", "i": ALL}, "n_clicks"),
+        State("alert-hits", "data"),
+        prevent_initial_call=True,
+    )
+    app.clientside_callback(
+        ClientsideFunction("rtcc", "liveShow"), Output("live-shown", "data"), Input("live-show", "value")
+    )

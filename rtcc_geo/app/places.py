@@ -45,7 +45,7 @@ def street_of(block: pd.Series) -> pd.Series:
 
 
 def district_key(d) -> str:
-    """"06", "6" and " 6 " are one district: the agency's one district normalisation
+    """ "06", "6" and " 6 " are one district: the agency's one district normalisation
     (:func:`rtcc_geo.config.norm_district`)."""
     from rtcc_geo.config import norm_district
 
@@ -78,8 +78,10 @@ class Places:
 
         res = max(MAP_RESOLUTIONS)
         # Located incidents only (not-geolocated rows have no cell), with or without a known time.
-        df = ctx.store.incidents(Query(source=ctx.source, include_unknown_time=True, geolocated=True),
-                                 columns=["block", "district", "lon", "lat", *(h3_column(r) for r in MAP_RESOLUTIONS)])
+        df = ctx.store.incidents(
+            Query(source=ctx.source, include_unknown_time=True, geolocated=True),
+            columns=["block", "district", "lon", "lat", *(h3_column(r) for r in MAP_RESOLUTIONS)],
+        )
         df = df.rename(columns={h3_column(res): "cell"})
         return cls(df, res, ctx.districts)
 
@@ -122,10 +124,16 @@ class Places:
         if missing:
             r = self._rows.dropna(subset=["district", "cell"])
             rc = self._cells_at(r, int(grid.resolution(cells[:1])[0]))
-            mode = (pd.DataFrame({"cell": rc, "d": r["district"].astype(str).to_numpy()})
-                    .groupby(["cell", "d"]).size().rename("n").reset_index()
-                    .sort_values(["cell", "n"], ascending=[True, False]).drop_duplicates("cell")
-                    .set_index("cell")["d"])
+            mode = (
+                pd.DataFrame({"cell": rc, "d": r["district"].astype(str).to_numpy()})
+                .groupby(["cell", "d"])
+                .size()
+                .rename("n")
+                .reset_index()
+                .sort_values(["cell", "n"], ascending=[True, False])
+                .drop_duplicates("cell")
+                .set_index("cell")["d"]
+            )
             for i in missing:
                 d = mode.get(int(cells[i]))
                 if d is not None:
@@ -156,8 +164,16 @@ class Places:
     def _build_index(self) -> pd.DataFrame:
         r = self._rows.dropna(subset=["block", "lon", "lat"])
         blocks = r.groupby("block").agg(n=("block", "size"), lon=("lon", "median"), lat=("lat", "median")).reset_index()
-        d = (r.dropna(subset=["district"]).groupby(["block", "district"]).size().rename("k").reset_index()
-             .sort_values(["block", "k"], ascending=[True, False]).drop_duplicates("block").set_index("block")["district"])
+        d = (
+            r.dropna(subset=["district"])
+            .groupby(["block", "district"])
+            .size()
+            .rename("k")
+            .reset_index()
+            .sort_values(["block", "k"], ascending=[True, False])
+            .drop_duplicates("block")
+            .set_index("block")["district"]
+        )
         blocks["district"] = blocks["block"].map(d).fillna("").astype(str)
         blocks["street"] = street_of(blocks["block"])
         return blocks
@@ -182,28 +198,58 @@ class Places:
             want = district_key(m.group(1))
             for name, geom in zip(self.districts["district"].astype(str), self.districts.geometry):
                 if district_key(name) == want:
-                    out.append({"label": district_label(name).capitalize(), "kind": "district", "n": None,
-                                "bbox": [round(v, 5) for v in geom.bounds]})
+                    out.append(
+                        {
+                            "label": district_label(name).capitalize(),
+                            "kind": "district",
+                            "n": None,
+                            "bbox": [round(v, 5) for v in geom.bounds],
+                        }
+                    )
         if q.isdigit():  # a number is a district, never part of an address
             return out[:limit]
         hit = idx[idx["block"].str.contains(q, regex=False)]
         streets = hit.dropna(subset=["street"])
         streets = streets[streets["street"].str.contains(q, regex=False)]
         if len(streets):
-            g = streets.groupby("street").agg(n=("n", "sum"), blocks=("n", "size"), w=("lon", "min"),
-                                              s=("lat", "min"), e=("lon", "max"), nn=("lat", "max")).reset_index()
+            g = (
+                streets.groupby("street")
+                .agg(
+                    n=("n", "sum"),
+                    blocks=("n", "size"),
+                    w=("lon", "min"),
+                    s=("lat", "min"),
+                    e=("lon", "max"),
+                    nn=("lat", "max"),
+                )
+                .reset_index()
+            )
             # The exact street first, then by incidents.
             g["exact"] = g["street"] == q
             # A street of one or two blocks is usually a typo in the source ("MARKET ST 2"): after the rest.
             g["real"] = g["blocks"] >= 3
             g = g.sort_values(["exact", "real", "n"], ascending=[False, False, False]).head(3)
             for row in g.itertuples(index=False):
-                out.append({"label": f"{row.street} (whole street, {row.blocks} blocks)", "kind": "street",
-                            "n": int(row.n), "bbox": [float(row.w), float(row.s), float(row.e), float(row.nn)]})
-        for row in (hit.sort_values("n", ascending=False).head(limit) if blocks else hit.head(0)).itertuples(index=False):
+                out.append(
+                    {
+                        "label": f"{row.street} (whole street, {row.blocks} blocks)",
+                        "kind": "street",
+                        "n": int(row.n),
+                        "bbox": [float(row.w), float(row.s), float(row.e), float(row.nn)],
+                    }
+                )
+        for row in (hit.sort_values("n", ascending=False).head(limit) if blocks else hit.head(0)).itertuples(
+            index=False
+        ):
             d = f", {district_label(row.district)}" if isinstance(row.district, str) and row.district else ""
-            out.append({"label": f"{row.block}{d}", "kind": "block", "n": int(row.n),
-                        "bbox": [float(row.lon), float(row.lat), float(row.lon), float(row.lat)]})
+            out.append(
+                {
+                    "label": f"{row.block}{d}",
+                    "kind": "block",
+                    "n": int(row.n),
+                    "bbox": [float(row.lon), float(row.lat), float(row.lon), float(row.lat)],
+                }
+            )
         return out[:limit]
 
 

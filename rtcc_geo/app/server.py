@@ -33,15 +33,35 @@ from .pages import audit as audit_page
 from .pages import commander, compstat, planner
 from .pages import fairness as fairness_page
 
-_NAV = {"display": "flex", "alignItems": "center", "height": "40px", "padding": "0 14px",
-        "background": "#0f1820", "color": "#e8ecef", "fontSize": "14px", "gap": "18px"}
+_NAV = {
+    "display": "flex",
+    "alignItems": "center",
+    "height": "40px",
+    "padding": "0 14px",
+    "background": "#0f1820",
+    "color": "#e8ecef",
+    "fontSize": "14px",
+    "gap": "18px",
+}
 _LINK = {"color": "#e8ecef", "textDecoration": "none"}
 
 
-def create_app(store: Store, *, source: str | None = None, agency=None, boundary=None, districts=None,
-               secret_key: str | bytes | None = None, title: str | None = None, default_res: int = 9,
-               warm: bool = True, show_empty: bool = False, live: bool = True,
-               feed_token: str | None = None, auth_options: auth.Options | None = None) -> dash.Dash:
+def create_app(
+    store: Store,
+    *,
+    source: str | None = None,
+    agency=None,
+    boundary=None,
+    districts=None,
+    secret_key: str | bytes | None = None,
+    title: str | None = None,
+    default_res: int = 9,
+    warm: bool = True,
+    show_empty: bool = False,
+    live: bool = True,
+    feed_token: str | None = None,
+    auth_options: auth.Options | None = None,
+) -> dash.Dash:
     """Build the commander app over ``store``.
 
     Parameters
@@ -71,10 +91,18 @@ def create_app(store: Store, *, source: str | None = None, agency=None, boundary
         Session lifetime, idle timeout, secure cookies, proxy trust, lock-out
         (:class:`rtcc_geo.app.auth.Options`; default from the environment).
     """
-    ctx = context_for(store, source=source, agency=agency, boundary=boundary, districts=districts, title=title,
-                      default_res=default_res)
+    ctx = context_for(
+        store,
+        source=source,
+        agency=agency,
+        boundary=boundary,
+        districts=districts,
+        title=title,
+        default_res=default_res,
+    )
     ctx.default_show_empty = bool(show_empty)
     if warm:
+
         def _warm():
             for r in (default_res, *[r for r in MAP_RESOLUTIONS if r != default_res]):
                 try:
@@ -90,21 +118,33 @@ def create_app(store: Store, *, source: str | None = None, agency=None, boundary
     auth.Guard(server, Users(store), title=ctx.title, options=auth_options)
 
     app = dash.Dash(
-        "rtcc_geo_app", server=server, title=ctx.title, update_title=None,
-        suppress_callback_exceptions=True, serve_locally=True,
+        "rtcc_geo_app",
+        server=server,
+        title=ctx.title,
+        update_title=None,
+        suppress_callback_exceptions=True,
+        serve_locally=True,
         assets_folder=os.path.join(os.path.dirname(__file__), "assets"),
-        external_stylesheets=[], external_scripts=[],
+        external_stylesheets=[],
+        external_scripts=[],
     )
     app.rtcc = ctx  # type: ignore[attr-defined]  # for tests and benches
-    app.layout = html.Div(style={"fontFamily": "system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif",
-                                 "margin": 0, "background": "#eef0f2"}, children=[
-        dcc.Location(id="url"),
-        html.Div(id="nav", style=_NAV),
-        html.Div(id="page"),
-    ])
+    app.layout = html.Div(
+        style={
+            "fontFamily": "system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif",
+            "margin": 0,
+            "background": "#eef0f2",
+        },
+        children=[
+            dcc.Location(id="url"),
+            html.Div(id="nav", style=_NAV),
+            html.Div(id="page"),
+        ],
+    )
 
-    @app.callback(Output("page", "children"), Output("nav", "children"), Input("url", "pathname"),
-                  State("url", "search"))
+    @app.callback(
+        Output("page", "children"), Output("nav", "children"), Input("url", "pathname"), State("url", "search")
+    )
     def route(path, search=None):
         role = auth.require()
         user = auth.current_user()
@@ -116,8 +156,9 @@ def create_app(store: Store, *, source: str | None = None, agency=None, boundary
         links += audit_page.nav_tail(user, role)
         if path in ("/planner", "/planner/"):
             if role not in PLANNER_ROLES:
-                return html.Div(f"The planner page is not open to the {role} role.", id="forbidden",
-                                style={"padding": "30px"}), links
+                return html.Div(
+                    f"The planner page is not open to the {role} role.", id="forbidden", style={"padding": "30px"}
+                ), links
             return planner.layout(ctx, role), links
         if path in (audit_page.PATH, audit_page.PATH + "/"):
             return audit_page.layout(ctx, role), links
@@ -170,10 +211,12 @@ def create_app(store: Store, *, source: str | None = None, agency=None, boundary
 #: What the map page loads only once its layout has arrived (Dash's lazy chunks and
 #: plotly.js): asked for with the page itself, so they are at hand when the map is built
 #: instead of being fetched one after another then.
-MAP_PRELOADS = ("/_dash-component-suites/dash/dcc/async-graph.js",
-                "/_dash-component-suites/dash/dcc/async-slider.js",
-                "/_dash-component-suites/dash/dcc/async-dropdown.js",
-                "/_dash-component-suites/plotly/package_data/plotly.min.js")
+MAP_PRELOADS = (
+    "/_dash-component-suites/dash/dcc/async-graph.js",
+    "/_dash-component-suites/dash/dcc/async-slider.js",
+    "/_dash-component-suites/dash/dcc/async-dropdown.js",
+    "/_dash-component-suites/plotly/package_data/plotly.min.js",
+)
 
 
 def _preload_map_scripts(app: dash.Dash) -> None:
@@ -204,11 +247,24 @@ def _security_headers(app: dash.Dash):
 
     def hook(resp: flask.Response) -> flask.Response:
         if not csp:  # the hashes are final once every callback is registered: the first request
-            csp.append("; ".join((
-                "default-src 'self'", "script-src 'self' " + " ".join(app.csp_hashes()),
-                "style-src 'self' 'unsafe-inline'", "img-src 'self' data: blob:", "font-src 'self' data:",
-                "connect-src 'self'", "worker-src 'self' blob:", "child-src 'self' blob:", "object-src 'none'",
-                "base-uri 'self'", "form-action 'self'", "frame-ancestors 'none'")))
+            csp.append(
+                "; ".join(
+                    (
+                        "default-src 'self'",
+                        "script-src 'self' " + " ".join(app.csp_hashes()),
+                        "style-src 'self' 'unsafe-inline'",
+                        "img-src 'self' data: blob:",
+                        "font-src 'self' data:",
+                        "connect-src 'self'",
+                        "worker-src 'self' blob:",
+                        "child-src 'self' blob:",
+                        "object-src 'none'",
+                        "base-uri 'self'",
+                        "form-action 'self'",
+                        "frame-ancestors 'none'",
+                    )
+                )
+            )
         h = resp.headers
         h["Content-Security-Policy"] = csp[0]
         h["X-Frame-Options"] = "DENY"
@@ -218,8 +274,9 @@ def _security_headers(app: dash.Dash):
         if flask.request.path.startswith("/api/feed/") and resp.mimetype == "text/html":
             if resp.status_code < 400:  # Dash's catch-all page route
                 resp.status_code = 404
-            resp.set_data(flask.json.dumps({"error": f"{resp.status}: the feed takes POST "
-                                                     "/api/feed/SOURCE/incidents with JSON"}))
+            resp.set_data(
+                flask.json.dumps({"error": f"{resp.status}: the feed takes POST /api/feed/SOURCE/incidents with JSON"})
+            )
             resp.mimetype = "application/json"
             resp.headers.pop("Location", None)
         return resp

@@ -42,9 +42,19 @@ def base_period(ctx: AppContext) -> tuple[str | None, str | None]:
 
 def defaults(ctx: AppContext | None = None) -> dict:
     start, end = base_period(ctx) if ctx is not None else (None, None)
-    return {"operators": 12, "shift_lengths": [8, 10, 12], "service_level": 90, "target_seconds": 60,
-            "handle_minutes": 20.0, "part_time": False, "daily": True, "start": start, "end": end,
-            "crowd": None, "event_hours": 4}
+    return {
+        "operators": 12,
+        "shift_lengths": [8, 10, 12],
+        "service_level": 90,
+        "target_seconds": 60,
+        "handle_minutes": 20.0,
+        "part_time": False,
+        "daily": True,
+        "start": start,
+        "end": end,
+        "crowd": None,
+        "event_hours": 4,
+    }
 
 
 @dataclass(frozen=True)
@@ -53,20 +63,33 @@ class Params:
 
     operators: int
     shift_lengths: tuple[int, ...]
-    service_level: float          # share, e.g. 0.9
+    service_level: float  # share, e.g. 0.9
     target_seconds: float
     handle_minutes: float
     part_time: bool = False
-    daily: bool = True            # the same shifts every day (a simple roster)
+    daily: bool = True  # the same shifts every day (a simple roster)
     start: str | None = None
     end: str | None = None
-    weights: tuple = ()           # ((category, weight), ...)
-    event: tuple | None = None    # (venue name, lon, lat, start "YYYY-MM-DD HH:MM", hours, crowd)
+    weights: tuple = ()  # ((category, weight), ...)
+    event: tuple | None = None  # (venue name, lon, lat, start "YYYY-MM-DD HH:MM", hours, crowd)
 
     @classmethod
-    def from_widgets(cls, operators, shifts, sl, target, handle, part_time=None, daily=None, start=None,
-                     end=None, weights=None, event=None, data_range=(None, None),
-                     max_shift_hours: int = 24) -> Params:
+    def from_widgets(
+        cls,
+        operators,
+        shifts,
+        sl,
+        target,
+        handle,
+        part_time=None,
+        daily=None,
+        start=None,
+        end=None,
+        weights=None,
+        event=None,
+        data_range=(None, None),
+        max_shift_hours: int = 24,
+    ) -> Params:
         """Validate; raises ``ValueError`` with every problem found, one per line."""
         errs = []
 
@@ -132,16 +155,27 @@ class Params:
         if errs:
             raise ValueError("\n".join(errs))
         assert s is not None and e is not None  # both parsed, or errs said why
-        return cls(int(ops), lens, slv / 100.0, tgt, hdl, bool(part_time), bool(daily),
-                   s.strftime("%Y-%m-%d"), e.strftime("%Y-%m-%d"), tuple(sorted(w.items())), ev)
+        return cls(
+            int(ops),
+            lens,
+            slv / 100.0,
+            tgt,
+            hdl,
+            bool(part_time),
+            bool(daily),
+            s.strftime("%Y-%m-%d"),
+            e.strftime("%Y-%m-%d"),
+            tuple(sorted(w.items())),
+            ev,
+        )
 
 
 @dataclass
 class Result:
-    plan: object           # rtcc_geo.staffing.StaffingPlan
+    plan: object  # rtcc_geo.staffing.StaffingPlan
     params: Params
-    event: object = None   # EventLoad with extra operators, or None
-    seconds: float = 0.0   # this re-plan's wall time (curve cached or not)
+    event: object = None  # EventLoad with extra operators, or None
+    seconds: float = 0.0  # this re-plan's wall time (curve cached or not)
     curve_cached: bool = False
 
 
@@ -166,8 +200,10 @@ def curve(ctx: AppContext, p: Params):
     q = _query(ctx, p)
 
     def read():
-        return ctx.store.incidents(q.with_(include_unknown_time=True),
-                                   columns=["occurred_from", "occurred_to", "time_known", "category", "offense_raw"])
+        return ctx.store.incidents(
+            q.with_(include_unknown_time=True),
+            columns=["occurred_from", "occurred_to", "time_known", "category", "offense_raw"],
+        )
 
     def make():
         inc = ctx.cache.get(("staff-incidents", ctx.source, p.start, p.end), read)
@@ -198,24 +234,50 @@ def _run(ctx: AppContext, p: Params) -> Result:
     key = ("staff-curve", ctx.source, p.start, p.end, p.weights)
     cached = key in ctx.cache._d
     c = curve(ctx, p)
-    sp = plan_from_curve(c, p.operators, service_level=p.service_level, target_seconds=p.target_seconds,
-                         handle_minutes=p.handle_minutes, shift_lengths=p.shift_lengths, part_time=p.part_time,
-                         same_every_day=p.daily, fast=True, time_limit=1.0)
+    sp = plan_from_curve(
+        c,
+        p.operators,
+        service_level=p.service_level,
+        target_seconds=p.target_seconds,
+        handle_minutes=p.handle_minutes,
+        shift_lengths=p.shift_lengths,
+        part_time=p.part_time,
+        same_every_day=p.daily,
+        fast=True,
+        time_limit=1.0,
+    )
     ev = None
     if p.event is not None:
         venue, lon, lat, when, hours, crowd = p.event
         cs = crowd_settings(ctx.source)
-        ev = ctx.cache.get(("staff-event", ctx.source, p.start, p.end, p.weights, p.event[:5]),
-                           lambda: crowd_event(ctx.store, _query(ctx, p), _weights_arg(p), lon, lat, when, hours,
-                                               0.0, rate=cs["rate"], radius_m=cs["radius_m"]))
+        ev = ctx.cache.get(
+            ("staff-event", ctx.source, p.start, p.end, p.weights, p.event[:5]),
+            lambda: crowd_event(
+                ctx.store,
+                _query(ctx, p),
+                _weights_arg(p),
+                lon,
+                lat,
+                when,
+                hours,
+                0.0,
+                rate=cs["rate"],
+                radius_m=cs["radius_m"],
+            ),
+        )
         import copy
 
         ev = copy.deepcopy(ev)
         ev.uplift = np.full(len(ev.baseline), crowd / 1e4 * cs["rate"])
         ev.expected = ev.baseline + ev.uplift
         ev.extra.update(crowd=crowd, rate=cs["rate"], venue=venue)
-        extra_staffing(ev, c.expected, handle_minutes=p.handle_minutes, service_level=p.service_level,
-                       target_seconds=p.target_seconds)
+        extra_staffing(
+            ev,
+            c.expected,
+            handle_minutes=p.handle_minutes,
+            service_level=p.service_level,
+            target_seconds=p.target_seconds,
+        )
     return Result(plan=sp, params=p, event=ev, curve_cached=cached)
 
 
@@ -226,7 +288,7 @@ def opening_hours(on_duty: np.ndarray) -> str:
         return "around the clock (168 of 168 hours)"
     days = []
     for d in range(7):
-        h = on[d * 24:(d + 1) * 24]
+        h = on[d * 24 : (d + 1) * 24]
         days.append(_windows(h))
     n = int(on.sum())
     if len(set(days)) == 1:

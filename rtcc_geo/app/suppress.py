@@ -88,6 +88,7 @@ def compute(ctx, layer, f, role: str | None = None) -> pd.DataFrame:
         return pd.DataFrame({"cell": ctx.universe(f.res), "value": np.nan})
     return _compute(ctx, layer, f)
 
+
 def count_text(n: float, what: str = "incidents", source: str | None = None, role: str | None = None) -> str:
     """``"1,234 incidents"``, or ``"fewer than 5 incidents"`` when suppressed."""
     k = k_for(source)

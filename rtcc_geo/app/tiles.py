@@ -30,7 +30,7 @@ import numpy as np
 from rtcc_geo import grid
 
 EXTENT = 4096
-BUFFER = 64        # tile units drawn beyond the edge, so no seam shows between tiles
+BUFFER = 64  # tile units drawn beyond the edge, so no seam shows between tiles
 LAYER = "hex"
 
 
@@ -133,7 +133,9 @@ class HexTiles(_TileCache):
             self.bounds = (w, so, e, n)
         self._values = [
             b"\x22" + _varint(len(m)) + m
-            for m in (b"\x0a" + _varint(len(h)) + h for h in (format(int(c) & (2**64 - 1), "x").encode() for c in self.cells))
+            for m in (
+                b"\x0a" + _varint(len(h)) + h for h in (format(int(c) & (2**64 - 1), "x").encode() for c in self.cells)
+            )
         ]
         self._init_cache(cache_bytes)
 
@@ -142,15 +144,18 @@ class HexTiles(_TileCache):
         if self.bounds is None:
             return range(0), range(0)
         n = 2**z
-        return (range(int(self.x0.min() * n), int(self.x1.max() * n) + 1),
-                range(int(self.y0.min() * n), int(self.y1.max() * n) + 1))
+        return (
+            range(int(self.x0.min() * n), int(self.x1.max() * n) + 1),
+            range(int(self.y0.min() * n), int(self.y1.max() * n) + 1),
+        )
 
     def encode(self, z: int, x: int, y: int) -> bytes:
         """Encode tile ``z/x/y`` (no cache)."""
         n = float(2**z)
         b = BUFFER / EXTENT
-        sel = np.flatnonzero((self.x1 * n - x >= -b) & (self.x0 * n - x <= 1 + b)
-                             & (self.y1 * n - y >= -b) & (self.y0 * n - y <= 1 + b))
+        sel = np.flatnonzero(
+            (self.x1 * n - x >= -b) & (self.x0 * n - x <= 1 + b) & (self.y1 * n - y >= -b) & (self.y0 * n - y <= 1 + b)
+        )
         if not len(sel):
             return b""
         # Gather the selected rings' vertices (ragged) and round to tile units.
@@ -201,9 +206,9 @@ class HexTiles(_TileCache):
         np.cumsum(m[:-1], out=f0[1:])
         dx[f0], dy[f0] = X[f0], Y[f0]  # the cursor starts at (0, 0) in every feature
         ints = np.empty(int(fo[-1]), dtype=np.uint64)
-        ints[fo[:-1]] = 9                                         # MoveTo, count 1
+        ints[fo[:-1]] = 9  # MoveTo, count 1
         ints[fo[:-1] + 3] = (2 | ((m - 1) << 3)).astype(np.uint64)  # LineTo, count m - 1
-        ints[fo[1:] - 1] = 15                                     # ClosePath, count 1
+        ints[fo[1:] - 1] = 15  # ClosePath, count 1
         px = fo[:-1][fidx] + np.where(pos == 0, 1, 2 * pos + 2)
         ints[px], ints[px + 1] = _zigzag(dx), _zigzag(dy)
         geom, boff = _varints(ints)
@@ -212,14 +217,29 @@ class HexTiles(_TileCache):
         parts = []
         for j, (cid, a, e) in enumerate(zip(ids.tolist(), gstart.tolist(), gend.tolist())):
             tags = b"\x00" + _varint(j)
-            msg = (b"\x08" + _varint(cid) + b"\x12" + _varint(len(tags)) + tags + b"\x18\x03"
-                   + b"\x22" + _varint(e - a) + geom[a:e])
+            msg = (
+                b"\x08"
+                + _varint(cid)
+                + b"\x12"
+                + _varint(len(tags))
+                + tags
+                + b"\x18\x03"
+                + b"\x22"
+                + _varint(e - a)
+                + geom[a:e]
+            )
             parts.append(b"\x12" + _varint(len(msg)) + msg)
         name = LAYER.encode()
-        layer = b"".join([
-            b"\x78\x02", b"\x0a" + _varint(len(name)) + name, *parts, b"\x1a\x01h",
-            *(self._values[i] for i in ids.tolist()), b"\x28" + _varint(EXTENT),
-        ])
+        layer = b"".join(
+            [
+                b"\x78\x02",
+                b"\x0a" + _varint(len(name)) + name,
+                *parts,
+                b"\x1a\x01h",
+                *(self._values[i] for i in ids.tolist()),
+                b"\x28" + _varint(EXTENT),
+            ]
+        )
         return b"\x1a" + _varint(len(layer)) + layer
 
 
@@ -244,7 +264,9 @@ class LineTiles(_TileCache):
         import shapely
 
         self.name, self.gzip = name, gzip
-        geoms = [g for g in shapely.get_parts(np.asarray(list(lines), dtype=object)) if g is not None and not g.is_empty]
+        geoms = [
+            g for g in shapely.get_parts(np.asarray(list(lines), dtype=object)) if g is not None and not g.is_empty
+        ]
         geoms = [g for g in geoms if g.geom_type == "LineString"]
         self.bands = []
         for max_z, extent, tol in LINE_BANDS:
@@ -274,12 +296,27 @@ class LineTiles(_TileCache):
             order = np.argsort(_morton(_q16((x0 + x1) / 2), _q16((y0 + y1) / 2)), kind="stable")
             lens_ok = lens[ok][order]
             starts = st[order]
-            vidx = np.concatenate([np.arange(a, a + m) for a, m in zip(starts.tolist(), lens_ok.tolist())]) \
-                if len(starts) else np.zeros(0, np.int64)
+            vidx = (
+                np.concatenate([np.arange(a, a + m) for a, m in zip(starts.tolist(), lens_ok.tolist())])
+                if len(starts)
+                else np.zeros(0, np.int64)
+            )
             o2 = np.zeros(len(lens_ok) + 1, dtype=np.int64)
             np.cumsum(lens_ok, out=o2[1:])
-            self.bands.append({"max_z": max_z, "extent": extent, "mx": mx[vidx], "my": my[vidx], "lens": lens_ok,
-                               "offsets": o2, "x0": x0[order], "x1": x1[order], "y0": y0[order], "y1": y1[order]})
+            self.bands.append(
+                {
+                    "max_z": max_z,
+                    "extent": extent,
+                    "mx": mx[vidx],
+                    "my": my[vidx],
+                    "lens": lens_ok,
+                    "offsets": o2,
+                    "x0": x0[order],
+                    "x1": x1[order],
+                    "y0": y0[order],
+                    "y1": y1[order],
+                }
+            )
         b = self.bands[-1]
         self.bounds: tuple[float, float, float, float] | None = None
         if len(b["lens"]):
@@ -303,8 +340,12 @@ class LineTiles(_TileCache):
         extent = band["extent"]
         n = float(2**z)
         bb = BUFFER / EXTENT
-        sel = np.flatnonzero((band["x1"] * n - x >= -bb) & (band["x0"] * n - x <= 1 + bb)
-                             & (band["y1"] * n - y >= -bb) & (band["y0"] * n - y <= 1 + bb))
+        sel = np.flatnonzero(
+            (band["x1"] * n - x >= -bb)
+            & (band["x0"] * n - x <= 1 + bb)
+            & (band["y1"] * n - y >= -bb)
+            & (band["y0"] * n - y <= 1 + bb)
+        )
         if not len(sel):
             return self._finish(b"")
         lens = band["lens"][sel]
@@ -342,8 +383,14 @@ class LineTiles(_TileCache):
         geom, _ = _varints(ints)
         feat = b"\x18\x02" + b"\x22" + _varint(len(geom)) + geom
         name = self.name.encode()
-        layer = b"".join([b"\x78\x02", b"\x0a" + _varint(len(name)) + name,
-                          b"\x12" + _varint(len(feat)) + feat, b"\x28" + _varint(extent)])
+        layer = b"".join(
+            [
+                b"\x78\x02",
+                b"\x0a" + _varint(len(name)) + name,
+                b"\x12" + _varint(len(feat)) + feat,
+                b"\x28" + _varint(extent),
+            ]
+        )
         return self._finish(b"\x1a" + _varint(len(layer)) + layer)
 
 
@@ -355,6 +402,7 @@ def _q16(v: np.ndarray) -> np.ndarray:
 
 def _morton(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Interleave the bits of two 16-bit integer arrays (Z-order curve)."""
+
     def spread(v):
         v = v.astype(np.uint64) & np.uint64(0xFFFF)
         for s, mask in ((8, 0x00FF00FF), (4, 0x0F0F0F0F), (2, 0x33333333), (1, 0x55555555)):

@@ -24,32 +24,70 @@ zeros); names the data spells differently go in --alias 'Data name=Polygon name'
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("agency", help="add, list, show or remove the agency stored with the incidents",
-                       description=__doc__, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "agency",
+        help="add, list, show or remove the agency stored with the incidents",
+        description=__doc__,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     s = p.add_subparsers(dest="agency_command", metavar="SUBCOMMAND")
-    a = s.add_parser("add", help="store an agency (from files or a preset)", epilog=EPILOG,
-                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    a.add_argument("name", nargs="?", default=None,
-                   help="agency = source name: lower case, e.g. springfield (default with --preset: the preset's)")
-    a.add_argument("--preset", metavar="NAME", default=None,
-                   help="copy a shipped preset (data/agencies/NAME.toml; paths in it resolve relative to it)")
+    a = s.add_parser(
+        "add",
+        help="store an agency (from files or a preset)",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    a.add_argument(
+        "name",
+        nargs="?",
+        default=None,
+        help="agency = source name: lower case, e.g. springfield (default with --preset: the preset's)",
+    )
+    a.add_argument(
+        "--preset",
+        metavar="NAME",
+        default=None,
+        help="copy a shipped preset (data/agencies/NAME.toml; paths in it resolve relative to it)",
+    )
     a.add_argument("--boundary", metavar="FILE", default=None, help="boundary polygon(s), any CRS GeoPandas reads")
     a.add_argument("--timezone", metavar="TZ", default=None, help="IANA time zone, e.g. America/Chicago")
     a.add_argument("--districts", metavar="FILE", default=None, help="district polygons (optional)")
     a.add_argument("--district-field", metavar="F", default=None, help="field of --districts holding the district name")
-    a.add_argument("--district-label-field", metavar="L", default=None, help="field with a display label (default: --district-field)")
-    a.add_argument("--alias", metavar="DATA=POLYGON", action="append", default=None,
-                   help="a district the data names differently from its polygon (repeatable)")
-    a.add_argument("--taxonomy", metavar="CSV", default=None, help="offence -> category CSV (offense,detail,category,note)")
-    a.add_argument("--basemap", metavar="FILE", action="append", default=None, help="a base layer to store (repeatable)")
-    a.add_argument("--buffer-m", type=float, default=250.0,
-                   help="points this far outside the boundary are still accepted at ingest (default 250)")
+    a.add_argument(
+        "--district-label-field",
+        metavar="L",
+        default=None,
+        help="field with a display label (default: --district-field)",
+    )
+    a.add_argument(
+        "--alias",
+        metavar="DATA=POLYGON",
+        action="append",
+        default=None,
+        help="a district the data names differently from its polygon (repeatable)",
+    )
+    a.add_argument(
+        "--taxonomy", metavar="CSV", default=None, help="offence -> category CSV (offense,detail,category,note)"
+    )
+    a.add_argument(
+        "--basemap", metavar="FILE", action="append", default=None, help="a base layer to store (repeatable)"
+    )
+    a.add_argument(
+        "--buffer-m",
+        type=float,
+        default=250.0,
+        help="points this far outside the boundary are still accepted at ingest (default 250)",
+    )
     a.add_argument("--replace", action="store_true", help="replace a stored agency of that name")
     add_store_args(a)
     add_json_arg(a)
     a.set_defaults(func=run_add)
-    for name, hlp, fn in (("list", "the stored agencies", run_list), ("show", "one stored agency", run_show),
-                          ("remove", "remove a stored agency (its incidents stay)", run_remove)):
+    for name, hlp, fn in (
+        ("list", "the stored agencies", run_list),
+        ("show", "one stored agency", run_show),
+        ("remove", "remove a stored agency (its incidents stay)", run_remove),
+    ):
         x = s.add_parser(name, help=hlp)
         if name != "list":
             x.add_argument("name")
@@ -66,8 +104,10 @@ def run_add(args) -> int:
     try:
         if args.preset:
             if args.boundary or args.districts or args.timezone:
-                raise UserError("--preset takes the boundary, districts and time zone from the preset; "
-                                "give either --preset or --boundary/--timezone")
+                raise UserError(
+                    "--preset takes the boundary, districts and time zone from the preset; "
+                    "give either --preset or --boundary/--timezone"
+                )
             name = args.name or args.preset
             if name != args.preset:
                 raise UserError(f"the preset {args.preset} stores agency {args.preset}, not {name}")
@@ -85,8 +125,18 @@ def run_add(args) -> int:
                     raise UserError(f"--alias {x!r}: write 'Data name=Polygon name'")
                 k, v = x.split("=", 1)
                 aliases[k.strip()] = v.strip()
-            a = A.build_agency(args.name, args.timezone, args.boundary, args.districts, args.district_field,
-                               args.district_label_field, args.taxonomy, args.basemap or (), aliases, args.buffer_m)
+            a = A.build_agency(
+                args.name,
+                args.timezone,
+                args.boundary,
+                args.districts,
+                args.district_field,
+                args.district_label_field,
+                args.taxonomy,
+                args.basemap or (),
+                aliases,
+                args.buffer_m,
+            )
             A.put_agency(store, a)
             stored = A.get_agency(store, a.name)
             assert stored is not None  # just put
@@ -109,15 +159,23 @@ def run_list(args) -> int:
     finally:
         store.close()
     if args.json:
-        emit_json([{k: r[k] for k in ("name", "timezone", "boundary", "base_layers")} | {"districts": len(r["districts"])}
-                   for r in rows])
+        emit_json(
+            [
+                {k: r[k] for k in ("name", "timezone", "boundary", "base_layers")} | {"districts": len(r["districts"])}
+                for r in rows
+            ]
+        )
         return 0
     if not rows:
-        print("no agency stored: add one with rtcc-geo agency add NAME --boundary FILE --timezone TZ "
-              "(or --preset philadelphia)")
+        print(
+            "no agency stored: add one with rtcc-geo agency add NAME --boundary FILE --timezone TZ "
+            "(or --preset philadelphia)"
+        )
     for r in rows:
-        print(f"{r['name']:<16} {r['timezone']:<22} {r['boundary']['area_km2']:>9,.1f} km2  "
-              f"{len(r['districts']):>3} districts")
+        print(
+            f"{r['name']:<16} {r['timezone']:<22} {r['boundary']['area_km2']:>9,.1f} km2  "
+            f"{len(r['districts']):>3} districts"
+        )
     return 0
 
 
@@ -165,8 +223,15 @@ def _print(d: dict, out, title: str) -> None:
     w(f"{title}\n  time zone  {d['timezone']}\n")
     w(f"  boundary   {d['boundary']['area_km2']:,.1f} km2, bounds {d['boundary']['bounds']}\n")
     ds = d["districts"]
-    w(f"  districts  {len(ds)}" + (": " + ", ".join(x["label"] for x in ds[:12]) + (" ..." if len(ds) > 12 else "")
-                                   if ds else " (none: district filters are unavailable)") + "\n")
+    w(
+        f"  districts  {len(ds)}"
+        + (
+            ": " + ", ".join(x["label"] for x in ds[:12]) + (" ..." if len(ds) > 12 else "")
+            if ds
+            else " (none: district filters are unavailable)"
+        )
+        + "\n"
+    )
     if d["district_aliases"]:
         w("  aliases    " + ", ".join(f"{k} -> {v}" for k, v in d["district_aliases"].items()) + "\n")
     w(f"  taxonomy   {d['taxonomy_rows']} rows\n")

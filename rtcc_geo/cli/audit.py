@@ -21,15 +21,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     from ..auth_store import ACTIONS
 
     p = sub.add_parser(
-        "audit", help="read the audit log (log-ins, drill-downs, exports, user changes, feed batches)",
+        "audit",
+        help="read the audit log (log-ins, drill-downs, exports, user changes, feed batches)",
         description="Print the audit log of the store, oldest first. Times are UTC unless they carry "
-                    "an offset; a bare date for --to includes that whole day. Exit code 2 when no "
-                    "entry matches.")
+        "an offset; a bare date for --to includes that whole day. Exit code 2 when no "
+        "entry matches.",
+    )
     add_store_args(p)
-    p.add_argument("--from", dest="start", metavar="TIME", default=None,
-                   help="first time, inclusive (e.g. 2026-11-01 or 2026-11-01T08:00)")
-    p.add_argument("--to", dest="end", metavar="TIME", default=None,
-                   help="last time (a bare date: to the end of that day)")
+    p.add_argument(
+        "--from",
+        dest="start",
+        metavar="TIME",
+        default=None,
+        help="first time, inclusive (e.g. 2026-11-01 or 2026-11-01T08:00)",
+    )
+    p.add_argument(
+        "--to", dest="end", metavar="TIME", default=None, help="last time (a bare date: to the end of that day)"
+    )
     p.add_argument("--user", default=None, help="only this user (feed batches: feed:SOURCE#N)")
     p.add_argument("--action", choices=ACTIONS, default=None, help="only this kind of entry")
     add_json_arg(p)
@@ -64,8 +72,12 @@ def run(args: argparse.Namespace) -> int:
         who = f" for user {args.user}" if args.user else ""
         raise UserError(f"no audit entries from {args.start or 'the start'} to {args.end or 'now'}{who}")
     if args.json:
-        emit_json([{"at": t.isoformat(), "user": u, "action": a, "address": ad, "detail": d}
-                   for t, u, a, ad, d in zip(df["at"], df["user"], df["action"], df["address"], df["detail"])])
+        emit_json(
+            [
+                {"at": t.isoformat(), "user": u, "action": a, "address": ad, "detail": d}
+                for t, u, a, ad, d in zip(df["at"], df["user"], df["action"], df["address"], df["detail"])
+            ]
+        )
         return 0
     for t, u, a, ad, d in zip(df["at"], df["user"], df["action"], df["address"], df["detail"]):
         detail = " ".join(f"{k}={v}" for k, v in sorted((d or {}).items()))

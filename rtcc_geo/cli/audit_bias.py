@@ -28,29 +28,60 @@ def register(subparsers) -> None:
     )
     add_store_args(p)
     p.add_argument("--source", default="philadelphia", help="agency/source in the store (default philadelphia)")
-    p.add_argument("--plan", metavar="CSV", action="append", default=None,
-                   help="a plan from 'rtcc-geo deploy --out-csv' (its _schedule.csv beside it); repeatable")
-    p.add_argument("--week", metavar="DATE", default=None,
-                   help="make and audit one plan a day for the 7 days from DATE (local), e.g. 2024-12-02")
+    p.add_argument(
+        "--plan",
+        metavar="CSV",
+        action="append",
+        default=None,
+        help="a plan from 'rtcc-geo deploy --out-csv' (its _schedule.csv beside it); repeatable",
+    )
+    p.add_argument(
+        "--week",
+        metavar="DATE",
+        default=None,
+        help="make and audit one plan a day for the 7 days from DATE (local), e.g. 2024-12-02",
+    )
     p.add_argument("--units", type=int, default=8, help="units per shift with --week (default 8)")
     p.add_argument("--shift-start-hour", type=float, default=16.0, help="daily shift start with --week (default 16)")
     p.add_argument("--shift-hours", type=float, default=8.0, help="shift length with --week (default 8)")
-    p.add_argument("--category", default=D.DEPLOY_TARGET,
-                   help=f"forecast target of the --week plans (default {D.DEPLOY_TARGET})")
-    p.add_argument("--model", default=D.DEPLOY_MODEL, help=f"forecast model of the --week plans (default {D.DEPLOY_MODEL})")
+    p.add_argument(
+        "--category", default=D.DEPLOY_TARGET, help=f"forecast target of the --week plans (default {D.DEPLOY_TARGET})"
+    )
+    p.add_argument(
+        "--model", default=D.DEPLOY_MODEL, help=f"forecast model of the --week plans (default {D.DEPLOY_MODEL})"
+    )
     p.add_argument("--spacing-m", type=float, default=500.0, help="spacing of the --week plans' areas (default 500 m)")
-    p.add_argument("--max-dose-multiple", type=float, default=None, metavar="K",
-                   help="make the --week plans with this dosage cap (see 'rtcc-geo deploy')")
-    p.add_argument("--compare-enforcement", action="store_true",
-                   help="with --week, also plan with enforcement-driven incidents included (target 'all') "
-                        "and report what changes")
-    p.add_argument("--multiple", type=float, default=3.0,
-                   help="warn when a tract's minutes per resident exceed this multiple of the median (default 3)")
-    p.add_argument("--min-residents", type=float, default=500.0,
-                   help="residents floor per tract in the per-resident rates (default 500)")
+    p.add_argument(
+        "--max-dose-multiple",
+        type=float,
+        default=None,
+        metavar="K",
+        help="make the --week plans with this dosage cap (see 'rtcc-geo deploy')",
+    )
+    p.add_argument(
+        "--compare-enforcement",
+        action="store_true",
+        help="with --week, also plan with enforcement-driven incidents included (target 'all') and report what changes",
+    )
+    p.add_argument(
+        "--multiple",
+        type=float,
+        default=3.0,
+        help="warn when a tract's minutes per resident exceed this multiple of the median (default 3)",
+    )
+    p.add_argument(
+        "--min-residents",
+        type=float,
+        default=500.0,
+        help="residents floor per tract in the per-resident rates (default 500)",
+    )
     p.add_argument("--res", type=int, default=10, help="H3 resolution of the plans (default 10)")
-    p.add_argument("--tracts", metavar="FILE", default=None,
-                   help="census tracts with GEOID and total_pop (default: the agency's census_tracts_pop.geojson)")
+    p.add_argument(
+        "--tracts",
+        metavar="FILE",
+        default=None,
+        help="census tracts with GEOID and total_pop (default: the agency's census_tracts_pop.geojson)",
+    )
     p.add_argument("--out-csv", metavar="FILE", help="write the by-tract table here")
     add_json_arg(p)
     p.set_defaults(func=_audit)
@@ -98,38 +129,76 @@ def _audit(args: argparse.Namespace) -> int:
     cmp = None
     try:
         if args.week:
-            wa = audit_week(store, args.source, args.week, tracts=tracts, districts=districts, units=args.units,
-                            shift_start_hour=args.shift_start_hour, shift_hours=args.shift_hours,
-                            category=args.category, model=args.model, res=args.res, spacing_m=args.spacing_m,
-                            max_dose_multiple=args.max_dose_multiple, compare_enforcement=args.compare_enforcement,
-                            multiple=args.multiple, min_residents=args.min_residents)
+            wa = audit_week(
+                store,
+                args.source,
+                args.week,
+                tracts=tracts,
+                districts=districts,
+                units=args.units,
+                shift_start_hour=args.shift_start_hour,
+                shift_hours=args.shift_hours,
+                category=args.category,
+                model=args.model,
+                res=args.res,
+                spacing_m=args.spacing_m,
+                max_dose_multiple=args.max_dose_multiple,
+                compare_enforcement=args.compare_enforcement,
+                multiple=args.multiple,
+                min_residents=args.min_residents,
+            )
             res, cmp = wa.audit, wa.with_enforcement
             t0, t1 = wa.week_start, wa.week_start + pd.Timedelta(days=7)
         else:
             minutes, t0, t1 = _read_plans(args.plan)
-            res = audit_minutes(store, args.source, minutes, t0, t1, tracts, districts=districts, res=args.res,
-                                multiple=args.multiple, min_residents=args.min_residents)
+            res = audit_minutes(
+                store,
+                args.source,
+                minutes,
+                t0,
+                t1,
+                tracts,
+                districts=districts,
+                res=args.res,
+                multiple=args.multiple,
+                min_residents=args.min_residents,
+            )
     except ValueError as e:
         raise UserError(str(e)) from None
     if args.out_csv:
         res.by_tract.to_csv(args.out_csv, index=False)
     if args.json:
-        emit_json({"source": args.source, "from": str(t0), "to": str(t1), **res.summary,
-                   "warnings": res.warnings,
-                   "by_district": res.by_district.to_dict("records"),
-                   "by_tract_top": res.by_tract.head(20).to_dict("records"),
-                   "reporting": res.reporting.to_dict("records"),
-                   "concentration": [{**r, "plan": str(r["plan"]), "previous": str(r["previous"])}
-                                     for r in res.concentration.to_dict("records")],
-                   "with_enforcement": cmp, "out_csv": args.out_csv})
+        emit_json(
+            {
+                "source": args.source,
+                "from": str(t0),
+                "to": str(t1),
+                **res.summary,
+                "warnings": res.warnings,
+                "by_district": res.by_district.to_dict("records"),
+                "by_tract_top": res.by_tract.head(20).to_dict("records"),
+                "reporting": res.reporting.to_dict("records"),
+                "concentration": [
+                    {**r, "plan": str(r["plan"]), "previous": str(r["previous"])}
+                    for r in res.concentration.to_dict("records")
+                ],
+                "with_enforcement": cmp,
+                "out_csv": args.out_csv,
+            }
+        )
     else:
         print(res.text())
         print("\nMost-dosed tracts:")
-        print(res.by_tract.head(10)[["tract", "population", "minutes", "per_1000", "ratio_to_median"]].to_string(
-            index=False, float_format=lambda x: f"{x:,.1f}"))
+        print(
+            res.by_tract.head(10)[["tract", "population", "minutes", "per_1000", "ratio_to_median"]].to_string(
+                index=False, float_format=lambda x: f"{x:,.1f}"
+            )
+        )
         if cmp is not None:
-            print(f"\nIncluding enforcement-driven incidents (target 'all'): patrolled cells overlap "
-                  f"{cmp['cell_overlap_jaccard']:.2f} (Jaccard) with the default plans; "
-                  f"enforcement-driven share in patrolled cells {cmp['enforcement_share_in_patrolled_cells']:.1%}; "
-                  f"tracts over the limit {cmp['over_limit_tracts']}; top-10-tract share {cmp['top10_share']:.0%}.")
+            print(
+                f"\nIncluding enforcement-driven incidents (target 'all'): patrolled cells overlap "
+                f"{cmp['cell_overlap_jaccard']:.2f} (Jaccard) with the default plans; "
+                f"enforcement-driven share in patrolled cells {cmp['enforcement_share_in_patrolled_cells']:.1%}; "
+                f"tracts over the limit {cmp['over_limit_tracts']}; top-10-tract share {cmp['top10_share']:.0%}."
+            )
     return 0 if np.isfinite(res.summary["median_per_1000"]) else 1

@@ -30,11 +30,18 @@ def register(subparsers) -> None:
     p.add_argument("--district", default=None, help="one district as published (default: the whole agency)")
     p.add_argument("--out", metavar="FILE", default="briefing.pdf", help="PDF to write (default briefing.pdf)")
     p.add_argument("--units", type=int, default=4, help="patrol units for the next shift's plan (default 4)")
-    p.add_argument("--shift-start", metavar="TIME", default=None,
-                   help="next shift's local start, e.g. '2025-01-01 07:00' (default 07:00 the day after --end)")
+    p.add_argument(
+        "--shift-start",
+        metavar="TIME",
+        default=None,
+        help="next shift's local start, e.g. '2025-01-01 07:00' (default 07:00 the day after --end)",
+    )
     p.add_argument("--shift-hours", type=float, default=8.0, help="shift length in hours (default 8)")
-    p.add_argument("--model", default="ensemble",
-                   help="forecast model for the plan: naive, prospective, stkde, sepp, learned, ensemble (default)")
+    p.add_argument(
+        "--model",
+        default="ensemble",
+        help="forecast model for the plan: naive, prospective, stkde, sepp, learned, ensemble (default)",
+    )
     add_json_arg(p)
     p.set_defaults(func=run)
 
@@ -48,8 +55,17 @@ def run(args) -> int:
         raise UserError("--units must be 1 or more")
     store = store_from_args(args)
     try:
-        b = briefing(store, args.source, end=args.end, district=args.district, out=args.out, units=args.units,
-                     shift_start=args.shift_start, shift_hours=args.shift_hours, model=args.model)
+        b = briefing(
+            store,
+            args.source,
+            end=args.end,
+            district=args.district,
+            out=args.out,
+            units=args.units,
+            shift_start=args.shift_start,
+            shift_hours=args.shift_hours,
+            model=args.model,
+        )
     except ValueError as e:
         raise UserError(str(e)) from None
     finally:

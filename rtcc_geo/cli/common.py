@@ -14,14 +14,26 @@ from ..store import DEFAULT_STORE_DIR, Store, open_store
 def add_store_args(p: argparse.ArgumentParser) -> None:
     """``--db URL`` (or ``$RTCC_DATABASE_URL``) for PostGIS, else ``--store DIR``."""
     g = p.add_argument_group("store (where incidents live)")
-    g.add_argument("--db", metavar="URL", default=None,
-                   help="PostGIS connection URL (default: $RTCC_DATABASE_URL). Given, it wins over --store.")
-    g.add_argument("--store", metavar="DIR", default=None,
-                   help=f"embedded store directory, no server needed (default: $RTCC_STORE_DIR or {DEFAULT_STORE_DIR})")
-    g.add_argument("--dask", metavar="ADDRESS", default=None,
-                   help="run counts, reads and ingest parsing on a Dask cluster: a scheduler address "
-                        "(tcp://host:8786) or local[:N] for N local worker processes (default: "
-                        "$RTCC_DASK_SCHEDULER). The store must be on storage the workers mount at the same path")
+    g.add_argument(
+        "--db",
+        metavar="URL",
+        default=None,
+        help="PostGIS connection URL (default: $RTCC_DATABASE_URL). Given, it wins over --store.",
+    )
+    g.add_argument(
+        "--store",
+        metavar="DIR",
+        default=None,
+        help=f"embedded store directory, no server needed (default: $RTCC_STORE_DIR or {DEFAULT_STORE_DIR})",
+    )
+    g.add_argument(
+        "--dask",
+        metavar="ADDRESS",
+        default=None,
+        help="run counts, reads and ingest parsing on a Dask cluster: a scheduler address "
+        "(tcp://host:8786) or local[:N] for N local worker processes (default: "
+        "$RTCC_DASK_SCHEDULER). The store must be on storage the workers mount at the same path",
+    )
 
 
 #: Commands that may create a missing ``--store`` directory (they write the first data);
@@ -44,8 +56,10 @@ def store_from_args(args: argparse.Namespace, create: bool | None = None) -> Sto
     if not db:
         d = Path(args.store or os.environ.get("RTCC_STORE_DIR") or DEFAULT_STORE_DIR)
         if not create and not d.is_dir():
-            raise UserError(f"store directory {str(d)!r} does not exist, so the store is empty: load data into it first "
-                            f"(rtcc-geo ingest --store {d} ...) or give --db URL")
+            raise UserError(
+                f"store directory {str(d)!r} does not exist, so the store is empty: load data into it first "
+                f"(rtcc-geo ingest --store {d} ...) or give --db URL"
+            )
     store = open_store(db=db, store_dir=args.store)
     store = _on_dask(args, store)
     if getattr(args, "_rtcc_filters", False):
@@ -85,15 +99,22 @@ def check_selection(store: Store, q) -> None:
     if q.source is not None and q.source not in have:
         raise UserError(f"unknown source {q.source!r}; the store holds: {', '.join(sorted(have)) or 'no source yet'}")
     if store.count(q) == 0:
-        what = [f"{k} {', '.join(v) if isinstance(v, (tuple, list)) else v}"
-                for k, v in (("source", q.source), ("from", q.start), ("to", q.end),
-                             ("category", q.categories), ("district", q.districts)) if v]
+        what = [
+            f"{k} {', '.join(v) if isinstance(v, (tuple, list)) else v}"
+            for k, v in (
+                ("source", q.source),
+                ("from", q.start),
+                ("to", q.end),
+                ("category", q.categories),
+                ("district", q.districts),
+            )
+            if v
+        ]
         hint = "widen the window or the filters"
         if q.districts and store.count(q.with_(districts=None)) > 0:  # most likely a misspelt district
             known = store.counts(7, ("district",), q.with_(districts=None))["district"].dropna().astype(str)
             hint = "the data's districts are " + ", ".join(sorted(set(known))[:40])
-        raise UserError("no incidents match " + (", ".join(what) if what else "(the store is empty)")
-                        + f": {hint}")
+        raise UserError("no incidents match " + (", ".join(what) if what else "(the store is empty)") + f": {hint}")
 
 
 def add_json_arg(p: argparse.ArgumentParser) -> None:
@@ -124,19 +145,30 @@ def split_values(values) -> tuple[str, ...] | None:
     return tuple(out) or None
 
 
-def add_filter_args(p: argparse.ArgumentParser, district_help: str = "district(s) as published "
-                    "(repeat or comma-separate)") -> argparse._ArgumentGroup:
+def add_filter_args(
+    p: argparse.ArgumentParser, district_help: str = "district(s) as published (repeat or comma-separate)"
+) -> argparse._ArgumentGroup:
     """The incident filters every analysis command shares: --source, --from, --to,
     --category, --district. Returns the group so a command can add its own."""
     f = p.add_argument_group("filters")
     f.add_argument("--source", default=None, help="agency / source name (default: the store's only source)")
-    f.add_argument("--from", dest="start", metavar="DATE", default=None,
-                   help="first local date/time included, e.g. 2024-01-01")
-    f.add_argument("--to", dest="end", metavar="DATE", default=None,
-                   help="local date/time the window stops before (exclusive), e.g. 2025-01-01")
-    f.add_argument("--category", action="append", metavar="CAT",
-                   help="offense category (repeat or comma-separate): violent, robbery, burglary, "
-                        "vehicle, theft, property, drugs, disorder, other")
+    f.add_argument(
+        "--from", dest="start", metavar="DATE", default=None, help="first local date/time included, e.g. 2024-01-01"
+    )
+    f.add_argument(
+        "--to",
+        dest="end",
+        metavar="DATE",
+        default=None,
+        help="local date/time the window stops before (exclusive), e.g. 2025-01-01",
+    )
+    f.add_argument(
+        "--category",
+        action="append",
+        metavar="CAT",
+        help="offense category (repeat or comma-separate): violent, robbery, burglary, "
+        "vehicle, theft, property, drugs, disorder, other",
+    )
     f.add_argument("--district", action="append", metavar="D", help=district_help)
     p.set_defaults(_rtcc_filters=True)  # store_from_args checks the selection is not empty
     return f
@@ -170,16 +202,25 @@ def query_from_args(args: argparse.Namespace):
     if bad:
         raise UserError(f"unknown --category {bad}; use any of {', '.join(CATEGORIES)}")
     check_window(args.start, args.end)
-    return Query(source=args.source, start=args.start, end=args.end, categories=cats,
-                 districts=split_values(getattr(args, "district", None)))
+    return Query(
+        source=args.source,
+        start=args.start,
+        end=args.end,
+        categories=cats,
+        districts=split_values(getattr(args, "district", None)),
+    )
 
 
 def add_study_area_arg(p: argparse.ArgumentParser, choices: tuple[str, ...] = ("agency", "incidents")) -> None:
     """``--study-area``: the stored agency's boundary (default) or, explicitly, only
     the cells with incidents (biased for Gi*; said so in the output and JSON)."""
-    p.add_argument("--study-area", choices=choices, default=choices[0],
-                   help="the cells analysed: the stored agency's boundary or selected districts (default), or "
-                        "'incidents' = only cells with incidents (biased, reported as such)")
+    p.add_argument(
+        "--study-area",
+        choices=choices,
+        default=choices[0],
+        help="the cells analysed: the stored agency's boundary or selected districts (default), or "
+        "'incidents' = only cells with incidents (biased, reported as such)",
+    )
 
 
 def scope_from_args(args: argparse.Namespace, store: Store, q=None, need_area: bool = True):
@@ -191,8 +232,7 @@ def scope_from_args(args: argparse.Namespace, store: Store, q=None, need_area: b
     sa = getattr(args, "study_area", "agency")
     sa = {"boundary": "agency", "data": "incidents"}.get(sa, sa)
     try:
-        return resolve_scope(store, q if q is not None else query_from_args(args), study_area=sa,
-                             need_area=need_area)
+        return resolve_scope(store, q if q is not None else query_from_args(args), study_area=sa, need_area=need_area)
     except ScopeError as e:
         raise UserError(str(e)) from None
 

@@ -34,15 +34,19 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "compstat",
         help="CompStat table: week / 28-day / year-to-date counts per category x district with changes",
-        description=("Count incidents per category and district for the week, the last 28 days and the "
-                     "year to date through an end date, against the same dates a year earlier and the "
-                     "period before, with % change, an exact significance test and a 3-year average. "
-                     "Incidents without coordinates (not geolocated) count too."),
+        description=(
+            "Count incidents per category and district for the week, the last 28 days and the "
+            "year to date through an end date, against the same dates a year earlier and the "
+            "period before, with % change, an exact significance test and a 3-year average. "
+            "Incidents without coordinates (not geolocated) count too."
+        ),
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_source_end_args(p)
-    p.add_argument("--category", action="append", metavar="CAT", help="only these categories (repeat or comma-separate)")
+    p.add_argument(
+        "--category", action="append", metavar="CAT", help="only these categories (repeat or comma-separate)"
+    )
     p.add_argument("--district", action="append", metavar="D", help="only these districts (repeat or comma-separate)")
     p.add_argument("--alpha", type=float, default=0.05, help="significance level of the flags (default 0.05)")
     p.add_argument("--out", metavar="FILE", default=None, help="also write the table: .csv, .json or .html")
@@ -54,8 +58,12 @@ def add_source_end_args(p) -> None:
     """--db/--store, --source and --end, shared with ``rtcc-geo briefing``."""
     add_store_args(p)
     p.add_argument("--source", default=None, help="agency / source name (default: the store's only source)")
-    p.add_argument("--end", metavar="DATE", default=None,
-                   help="last local day included, YYYY-MM-DD (default: yesterday in the agency's time zone)")
+    p.add_argument(
+        "--end",
+        metavar="DATE",
+        default=None,
+        help="last local day included, YYYY-MM-DD (default: yesterday in the agency's time zone)",
+    )
 
 
 def run(args) -> int:
@@ -71,8 +79,12 @@ def run(args) -> int:
         raise UserError(f"--out {args.out}: use a .csv, .json or .html file name")
     store = store_from_args(args)
     try:
-        cs = compstat(store, Query(source=args.source, categories=cats, districts=split_values(args.district)),
-                      end=args.end, alpha=args.alpha)
+        cs = compstat(
+            store,
+            Query(source=args.source, categories=cats, districts=split_values(args.district)),
+            end=args.end,
+            alpha=args.alpha,
+        )
     except ValueError as e:
         raise UserError(str(e)) from None
     finally:
@@ -89,8 +101,7 @@ def run(args) -> int:
 def _print(cs, args) -> None:
     w = sys.stdout.write
     sp = cs.spans()
-    w(f"CompStat {cs.source} through {cs.end} (local days, {cs.timezone}); "
-      f"flag = exact test, alpha {cs.alpha:g}\n")
+    w(f"CompStat {cs.source} through {cs.end} (local days, {cs.timezone}); flag = exact test, alpha {cs.alpha:g}\n")
     r = cs.rows
     for period in ("week", "28d", "ytd"):
         d = sp[period]["current"]
@@ -102,7 +113,6 @@ def _print(cs, args) -> None:
             avg = "n/a" if x.avg_3y != x.avg_3y else f"{x.avg_3y:.1f}"
             py = "no data" if pd.isna(x.prior_year) else f"{x.prior_year:,}"
             prev = "no data" if pd.isna(x.previous_period) else f"{x.previous_period:,}"
-            w(f"  {x.category:<10} {x.count:>7,} {py:>9} {pct:>8} {prev:>7} "
-              f"{avg:>8}  {'*' if x.significant else ''}\n")
+            w(f"  {x.category:<10} {x.count:>7,} {py:>9} {pct:>8} {prev:>7} {avg:>8}  {'*' if x.significant else ''}\n")
     if args.out:
         w(f"\nwrote {args.out}\n")

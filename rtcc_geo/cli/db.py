@@ -31,12 +31,19 @@ def register(subparsers) -> None:
         ("status", _status, "list migrations: applied, pending, changed on disk, or unknown to this version"),
     ):
         sp = sub.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".")
-        sp.add_argument("--db", metavar="URL", default=None,
-                        help="PostGIS connection URL (default: $RTCC_DATABASE_URL), "
-                             "e.g. postgresql://postgres@127.0.0.1:5432/rtcc")
-        sp.add_argument("--store", metavar="DIR", default=None,
-                        help="an embedded store directory instead of PostGIS (used when neither --db "
-                             "nor $RTCC_DATABASE_URL is given)")
+        sp.add_argument(
+            "--db",
+            metavar="URL",
+            default=None,
+            help="PostGIS connection URL (default: $RTCC_DATABASE_URL), e.g. postgresql://postgres@127.0.0.1:5432/rtcc",
+        )
+        sp.add_argument(
+            "--store",
+            metavar="DIR",
+            default=None,
+            help="an embedded store directory instead of PostGIS (used when neither --db "
+            "nor $RTCC_DATABASE_URL is given)",
+        )
         add_json_arg(sp)
         sp.set_defaults(func=func)
     p.set_defaults(func=lambda args: (p.print_help(), 0)[1])
@@ -51,7 +58,9 @@ def _connect(args: argparse.Namespace):
     try:
         return psycopg.connect(url, autocommit=True, connect_timeout=10)
     except psycopg.OperationalError as e:
-        raise UserError(f"cannot connect to {url}: {str(e).strip()}. Is PostgreSQL running and the URL right?") from None
+        raise UserError(
+            f"cannot connect to {url}: {str(e).strip()}. Is PostgreSQL running and the URL right?"
+        ) from None
 
 
 def _embedded_dir(args: argparse.Namespace):
@@ -113,9 +122,15 @@ def _status(args: argparse.Namespace) -> int:
         if args.json:
             emit_json({"store": str(d), "pending": pending})
         else:
-            print(f"store {d}: " + (f"{len(pending)} month file(s) of an older layout to convert "
-                                    f"(rtcc-geo db migrate --store {d}): {', '.join(pending)}"
-                                    if pending else "up to date"))
+            print(
+                f"store {d}: "
+                + (
+                    f"{len(pending)} month file(s) of an older layout to convert "
+                    f"(rtcc-geo db migrate --store {d}): {', '.join(pending)}"
+                    if pending
+                    else "up to date"
+                )
+            )
         return 1 if pending else 0
     with _connect(args) as conn:
         try:
@@ -124,8 +139,15 @@ def _status(args: argparse.Namespace) -> int:
             raise UserError(str(e)) from None
         schema = scalar(conn.execute("SELECT current_schema()"))
     if args.json:
-        emit_json({"schema": schema, "migrations": [
-            {"name": s.name, "state": s.state, "checksum": s.checksum, "applied_at": s.applied_at} for s in states]})
+        emit_json(
+            {
+                "schema": schema,
+                "migrations": [
+                    {"name": s.name, "state": s.state, "checksum": s.checksum, "applied_at": s.applied_at}
+                    for s in states
+                ],
+            }
+        )
     else:
         print(f"schema {schema}")
         for s in states:

@@ -19,13 +19,18 @@ def register(sub: argparse._SubParsersAction) -> None:
             "nothing but this package; --real loads the public extracts from ../shared/data."
         ),
     )
-    p.add_argument("--store", metavar="DIR", default="var/demo",
-                   help="embedded store directory to build (default: var/demo)")
+    p.add_argument(
+        "--store", metavar="DIR", default="var/demo", help="embedded store directory to build (default: var/demo)"
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the synthetic city (default 0)")
     p.add_argument("--start", default="2024-01-01", help="first local day of the synthetic stream")
     p.add_argument("--end", default="2025-01-01", help="day after the last (exclusive)")
-    p.add_argument("--real", choices=["philadelphia", "vancouver", "chicago"], default=None,
-                   help="load this city's real extract from ../shared/data instead of the synthetic city")
+    p.add_argument(
+        "--real",
+        choices=["philadelphia", "vancouver", "chicago"],
+        default=None,
+        help="load this city's real extract from ../shared/data instead of the synthetic city",
+    )
     p.add_argument("--no-serve", action="store_true", help="build and compute only; do not start the web app")
     p.add_argument("--host", default="127.0.0.1", help="address the app listens on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8050, help="port of the app (default 8050)")
@@ -51,12 +56,15 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         emit_json(summary)
     else:
-        print(f"demo data: {summary['read']} incidents read, {summary['loaded']} loaded "
-              f"into {store.root} ({summary['seconds']} s)")
+        print(
+            f"demo data: {summary['read']} incidents read, {summary['loaded']} loaded "
+            f"into {store.root} ({summary['seconds']} s)"
+        )
     if args.no_serve:
         return 0
-    return serve_store(store, host=args.host, port=args.port, workers=args.workers, threads=args.threads,
-                       timeout=args.timeout)
+    return serve_store(
+        store, host=args.host, port=args.port, workers=args.workers, threads=args.threads, timeout=args.timeout
+    )
 
 
 def _load_real(city: str, store) -> dict:

@@ -8,8 +8,17 @@ import time
 import warnings
 
 from .. import defaults as D
-from .common import (UserError, add_filter_args, add_json_arg, add_store_args, add_study_area_arg, emit_json,
-                     query_from_args, scope_from_args, store_from_args)
+from .common import (
+    UserError,
+    add_filter_args,
+    add_json_arg,
+    add_store_args,
+    add_study_area_arg,
+    emit_json,
+    query_from_args,
+    scope_from_args,
+    store_from_args,
+)
 
 EPILOG = """\
 examples:
@@ -38,45 +47,83 @@ def register(subparsers) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_store_args(p)
-    p.add_argument("--method", choices=("gistar", "lisa", "kde"), default="gistar",
-                   help="statistic (default: gistar)")
-    p.add_argument("--res", type=int, default=D.RES, metavar="N",
-                   help="H3 resolution, 7..10 (default 9, cells of about 0.1 km2)")
-    add_filter_args(p, district_help="district(s) as published (repeat or comma-separate); "
-                                     "the study area becomes those districts")
+    p.add_argument("--method", choices=("gistar", "lisa", "kde"), default="gistar", help="statistic (default: gistar)")
+    p.add_argument(
+        "--res", type=int, default=D.RES, metavar="N", help="H3 resolution, 7..10 (default 9, cells of about 0.1 km2)"
+    )
+    add_filter_args(
+        p, district_help="district(s) as published (repeat or comma-separate); the study area becomes those districts"
+    )
     s = p.add_argument_group("neighbourhood and inference")
-    s.add_argument("--k", type=int, default=D.K_RING, help="k-ring neighbourhood size (default 1: the 6 touching cells)")
-    s.add_argument("--band-m", type=float, default=None, metavar="M",
-                   help="distance-band neighbourhood in metres instead of k-rings")
-    s.add_argument("--optimize", action="store_true",
-                   help="choose k by incremental spatial autocorrelation (first peak of global Moran's z)")
-    s.add_argument("--permutations", type=int, default=D.PERMUTATIONS,
-                   help=f"conditional permutations for pseudo p-values (default {D.PERMUTATIONS}; 0 = none)")
+    s.add_argument(
+        "--k", type=int, default=D.K_RING, help="k-ring neighbourhood size (default 1: the 6 touching cells)"
+    )
+    s.add_argument(
+        "--band-m",
+        type=float,
+        default=None,
+        metavar="M",
+        help="distance-band neighbourhood in metres instead of k-rings",
+    )
+    s.add_argument(
+        "--optimize",
+        action="store_true",
+        help="choose k by incremental spatial autocorrelation (first peak of global Moran's z)",
+    )
+    s.add_argument(
+        "--permutations",
+        type=int,
+        default=D.PERMUTATIONS,
+        help=f"conditional permutations for pseudo p-values (default {D.PERMUTATIONS}; 0 = none)",
+    )
     s.add_argument("--seed", type=int, default=D.SEED, help=f"seed of the permutations (default {D.SEED})")
-    s.add_argument("--alternative", default=D.ALTERNATIVE,
-                   choices=("two-sided", "folded", "directed", "greater", "lesser", "esda-two-sided", "esda-folded"),
-                   help="permutation p-value rule: two-sided (default, twice the smaller tail); folded "
-                        "(= directed, esda's classic p_sim, one-tailed in the data's direction); greater/lesser; "
-                        "esda-two-sided/esda-folded (esda.significance's rules, for comparison)")
-    s.add_argument("--inference", default=D.INFERENCE, choices=("auto", "sim", "norm"),
-                   help=f"p-values feeding FDR and bins: analytic normal (norm; ArcGIS), permutation (sim; "
-                        f"warns when the 99 %% bin is out of reach), auto = sim when --permutations > 0 "
-                        f"(default {D.INFERENCE}, the map's too)")
+    s.add_argument(
+        "--alternative",
+        default=D.ALTERNATIVE,
+        choices=("two-sided", "folded", "directed", "greater", "lesser", "esda-two-sided", "esda-folded"),
+        help="permutation p-value rule: two-sided (default, twice the smaller tail); folded "
+        "(= directed, esda's classic p_sim, one-tailed in the data's direction); greater/lesser; "
+        "esda-two-sided/esda-folded (esda.significance's rules, for comparison)",
+    )
+    s.add_argument(
+        "--inference",
+        default=D.INFERENCE,
+        choices=("auto", "sim", "norm"),
+        help=f"p-values feeding FDR and bins: analytic normal (norm; ArcGIS), permutation (sim; "
+        f"warns when the 99 %% bin is out of reach), auto = sim when --permutations > 0 "
+        f"(default {D.INFERENCE}, the map's too)",
+    )
     s.add_argument("--alpha", type=float, default=D.ALPHA, help="FDR level for LISA clusters (default 0.05)")
     s.add_argument("--no-fdr", action="store_true", help="bins/clusters from raw p-values (not recommended)")
-    s.add_argument("--boundary", metavar="FILE", default=None,
-                   help="study-area polygon file (default: the stored agency's boundary, or the --district "
-                        "polygons); 'incidents' = the same as --study-area incidents")
+    s.add_argument(
+        "--boundary",
+        metavar="FILE",
+        default=None,
+        help="study-area polygon file (default: the stored agency's boundary, or the --district "
+        "polygons); 'incidents' = the same as --study-area incidents",
+    )
     add_study_area_arg(s)
     k = p.add_argument_group("kernel density")
     k.add_argument("--kernel", choices=("quartic", "gaussian"), default="quartic", help="KDE kernel (default quartic)")
-    k.add_argument("--bandwidth-m", type=float, default=None, metavar="M",
-                   help="KDE bandwidth in metres (default: ArcGIS's rule of thumb from the data)")
-    p.add_argument("--concentration", action="store_true",
-                   help="also report crime concentration (Gini, top 1%%/5%% share of cells and blocks)")
-    p.add_argument("--out", metavar="FILE", default=None,
-                   help="write the table: .csv, .geojson, .parquet (GeoParquet), .gpkg or .shp "
-                        "(cells as textual H3 ids, with centre lat/lon)")
+    k.add_argument(
+        "--bandwidth-m",
+        type=float,
+        default=None,
+        metavar="M",
+        help="KDE bandwidth in metres (default: ArcGIS's rule of thumb from the data)",
+    )
+    p.add_argument(
+        "--concentration",
+        action="store_true",
+        help="also report crime concentration (Gini, top 1%%/5%% share of cells and blocks)",
+    )
+    p.add_argument(
+        "--out",
+        metavar="FILE",
+        default=None,
+        help="write the table: .csv, .geojson, .parquet (GeoParquet), .gpkg or .shp "
+        "(cells as textual H3 ids, with centre lat/lon)",
+    )
     add_json_arg(p)
     p.set_defaults(func=run)
 
@@ -101,8 +148,10 @@ def run(args) -> int:
     if store.count(Query(source=args.source)) == 0:
         where = f"source {args.source!r} in " if args.source else ""
         store.close()
-        raise UserError(f"no incidents for {where}{store!r}: load some first, e.g. "
-                        "'rtcc-geo ingest --format philadelphia FILES' (same --db/--store), or 'rtcc-geo demo'")
+        raise UserError(
+            f"no incidents for {where}{store!r}: load some first, e.g. "
+            "'rtcc-geo ingest --format philadelphia FILES' (same --db/--store), or 'rtcc-geo demo'"
+        )
     if args.boundary == "incidents":
         args.study_area = "incidents"
     out: dict = {}
@@ -117,12 +166,30 @@ def run(args) -> int:
             if args.optimize and args.band_m is None and args.method != "kde":
                 sc = hs.optimize_scale(scope, q, res=args.res, boundary=boundary)
                 k = sc.k
-                out["scale"] = {"k": sc.k, "res": sc.res, "rule": sc.rule, "reason": sc.reason,
-                                "table": sc.table.to_dict(orient="records")}
-            gdf = hs.hotspots(scope, args.method, args.res, q, boundary=boundary, k=k, band_m=args.band_m,
-                              permutations=args.permutations, seed=args.seed, alternative=args.alternative,
-                              alpha=args.alpha, inference=args.inference, fdr=not args.no_fdr,
-                              kernel=args.kernel, bandwidth_m=args.bandwidth_m)
+                out["scale"] = {
+                    "k": sc.k,
+                    "res": sc.res,
+                    "rule": sc.rule,
+                    "reason": sc.reason,
+                    "table": sc.table.to_dict(orient="records"),
+                }
+            gdf = hs.hotspots(
+                scope,
+                args.method,
+                args.res,
+                q,
+                boundary=boundary,
+                k=k,
+                band_m=args.band_m,
+                permutations=args.permutations,
+                seed=args.seed,
+                alternative=args.alternative,
+                alpha=args.alpha,
+                inference=args.inference,
+                fdr=not args.no_fdr,
+                kernel=args.kernel,
+                bandwidth_m=args.bandwidth_m,
+            )
             if args.concentration:
                 rep = hs.concentration_report(scope, args.res, q, boundary=boundary)
                 out["concentration"] = {u: c.summary() for u, c in rep.items()}
@@ -153,15 +220,19 @@ def _print_summary(out: dict, args) -> None:
         w(f"scale: {out['scale']['reason']}\n")
     if "bins" in out:
         b = out["bins"]
-        w(f"hot spots: {b['3']} at 99 %, {b['2']} at 95 %, {b['1']} at 90 % | "
-          f"cold spots: {b['-3']} / {b['-2']} / {b['-1']} (after FDR)\n")
+        w(
+            f"hot spots: {b['3']} at 99 %, {b['2']} at 95 %, {b['1']} at 90 % | "
+            f"cold spots: {b['-3']} / {b['-2']} / {b['-1']} (after FDR)\n"
+        )
     if "clusters" in out:
         w("clusters: " + ", ".join(f"{k} {v}" for k, v in out["clusters"].items()) + "\n")
     if "bandwidth_m" in out:
         w(f"bandwidth {out['bandwidth_m']:.0f} m ({out['bandwidth_rule']}), kernel {out['kernel']}\n")
     for u, c in out.get("concentration", {}).items():
-        w(f"concentration over {c['n_units']:,} {u}s: Gini {c['gini']:.3f}, top 1 % carry "
-          f"{100 * c['top1_share']:.1f} %, top 5 % carry {100 * c['top5_share']:.1f} %\n")
+        w(
+            f"concentration over {c['n_units']:,} {u}s: Gini {c['gini']:.3f}, top 1 % carry "
+            f"{100 * c['top1_share']:.1f} %, top 5 % carry {100 * c['top5_share']:.1f} %\n"
+        )
     for m in out.get("warnings", []):
         w(f"warning: {m}\n")
     if out.get("out"):

@@ -38,14 +38,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--format", required=True, choices=_FORMATS, help="source format of FILES")
     p.add_argument("--mapping", metavar="FILE", help="TOML column mapping for --format generic")
-    p.add_argument("--agency", metavar="NAME|FILE",
-                   help="agency config (time zone, boundary): a name in data/agencies/ or a TOML path "
-                        "(default: the format's own agency, or the mapping's)")
-    p.add_argument("--time-floor", metavar="DATE", default=None,
-                   help="earliest plausible incident time; earlier ones (and any after now + 1 day) are "
-                        "quarantined as implausible_time (default $RTCC_TIME_FLOOR or 1990-01-01)")
-    p.add_argument("--quiet", action="store_true", help="no progress bars (they are off anyway when stderr "
-                   "is not a terminal)")
+    p.add_argument(
+        "--agency",
+        metavar="NAME|FILE",
+        help="agency config (time zone, boundary): a name in data/agencies/ or a TOML path "
+        "(default: the format's own agency, or the mapping's)",
+    )
+    p.add_argument(
+        "--time-floor",
+        metavar="DATE",
+        default=None,
+        help="earliest plausible incident time; earlier ones (and any after now + 1 day) are "
+        "quarantined as implausible_time (default $RTCC_TIME_FLOOR or 1990-01-01)",
+    )
+    p.add_argument(
+        "--quiet", action="store_true", help="no progress bars (they are off anyway when stderr is not a terminal)"
+    )
     p.add_argument("files", nargs="+", metavar="FILES", help="CSV files to load")
     from .mapping import add_infer_args
 
@@ -58,7 +66,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "quarantine",
         help="list the rows ingest rejected, and why",
         description="List quarantined rows (source, file, row number, reason, detail, raw row as JSON). "
-                    "Without --json/--out, prints the count per source and reason and a few examples.",
+        "Without --json/--out, prints the count per source and reason and a few examples.",
     )
     q.add_argument("--source", help="only this source (e.g. philadelphia)")
     q.add_argument("--reason", help="only this reason (e.g. no_coordinates)")
@@ -78,7 +86,7 @@ def register(sub: argparse._SubParsersAction) -> None:
             philadelphia: Carto SQL API, table incidents_part1_part2). --from/--to bound
             the occurrence date (half-open, the portal's local time)."""),
         epilog="example:\n  rtcc-geo fetch --portal philadelphia --from 2025-01-01 --to 2025-02-01 "
-               "--out incidents_2025_01.csv\n  rtcc-geo ingest --format philadelphia incidents_2025_01.csv",
+        "--out incidents_2025_01.csv\n  rtcc-geo ingest --format philadelphia incidents_2025_01.csv",
     )
     f.add_argument("--portal", required=True, choices=("chicago", "philadelphia"))
     f.add_argument("--from", dest="start", metavar="DATE", help="first day (YYYY-MM-DD), inclusive")
@@ -113,8 +121,10 @@ def run_ingest(args: argparse.Namespace) -> int:
         from .mapping import infer_from_args, print_inference
 
         if not args.agency:
-            raise UserError("--format auto needs --agency NAME (its time zone and boundary decide times and "
-                            "coordinates); add one with: rtcc-geo agency add NAME --boundary FILE --timezone TZ")
+            raise UserError(
+                "--format auto needs --agency NAME (its time zone and boundary decide times and "
+                "coordinates); add one with: rtcc-geo agency add NAME --boundary FILE --timezone TZ"
+            )
         store = store_from_args(args)
         inf = infer_from_args(args, args.files[0], store)
         print_inference(inf)
@@ -124,8 +134,15 @@ def run_ingest(args: argparse.Namespace) -> int:
     if isinstance(store, DaskStore):  # --dask: each file parsed on a worker, written here
         ingest_files = ingest_on_dask  # noqa: F811
     try:
-        s = ingest_files(fmt, args.files, store, agency=args.agency, mapping=mapping,
-                         progress=progress_enabled() and not args.quiet, time_floor=args.time_floor)
+        s = ingest_files(
+            fmt,
+            args.files,
+            store,
+            agency=args.agency,
+            mapping=mapping,
+            progress=progress_enabled() and not args.quiet,
+            time_floor=args.time_floor,
+        )
     except (IngestError, ValueError) as e:
         raise UserError(str(e)) from None
     finally:
@@ -140,21 +157,30 @@ def run_ingest(args: argparse.Namespace) -> int:
     for f in s.files:
         print(f"  {f.file:<{w}} {f.read:>9,} {f.loaded:>9,} {f.inserted:>9,} {f.quarantined:>9,}", file=out)
     print(f"  {'total':<{w}} {s.read:>9,} {s.loaded:>9,} {s.inserted:>9,} {s.quarantined:>9,}", file=out)
-    print(f"read {s.read:,} = loaded {s.loaded:,} + quarantined {s.quarantined:,}; "
-          f"{s.duplicates:,} of the loaded rows were already in the store", file=out)
+    print(
+        f"read {s.read:,} = loaded {s.loaded:,} + quarantined {s.quarantined:,}; "
+        f"{s.duplicates:,} of the loaded rows were already in the store",
+        file=out,
+    )
     if s.by_reason:
         print("quarantined by reason: " + ", ".join(f"{k} {v:,}" for k, v in s.by_reason.items()), file=out)
         print("  (see them with: rtcc-geo quarantine --source " + s.source + ")", file=out)
     if not s.boundary:
-        print("note: no agency boundary file found, so no outside_boundary check ran "
-              "(set boundary_file in the agency config)", file=out)
+        print(
+            "note: no agency boundary file found, so no outside_boundary check ran "
+            "(set boundary_file in the agency config)",
+            file=out,
+        )
     if s.seconds > 0:
         print(f"{s.read / s.seconds:,.0f} rows/s", file=out)
     for m in s.warnings:
         print(f"warning: {m}", file=sys.stderr)
     if s.unmapped_offenses:
-        print(f"warning: offense values not in the taxonomy were categorised 'other': "
-              f"{s.unmapped_offenses} — add them to data/taxonomy/{s.source}.csv", file=sys.stderr)
+        print(
+            f"warning: offense values not in the taxonomy were categorised 'other': "
+            f"{s.unmapped_offenses} — add them to data/taxonomy/{s.source}.csv",
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -175,12 +201,15 @@ def run_quarantine(args: argparse.Namespace) -> int:
         q.to_csv(args.out, index=False)
     if args.json:
         counts = q.groupby(["source", "reason"]).size()
-        emit_json({
-            "rows": int(len(q)),
-            "by_source": {s: {r: int(n) for (s2, r), n in counts.items() if s2 == s}
-                          for s in sorted(q["source"].unique())},
-            **({"out": args.out} if args.out else {"quarantined": q.to_dict(orient="records")}),
-        })
+        emit_json(
+            {
+                "rows": int(len(q)),
+                "by_source": {
+                    s: {r: int(n) for (s2, r), n in counts.items() if s2 == s} for s in sorted(q["source"].unique())
+                },
+                **({"out": args.out} if args.out else {"quarantined": q.to_dict(orient="records")}),
+            }
+        )
         return 0
     if not len(q):
         print("no quarantined rows" + (f" for {args.source}" if args.source else ""))
@@ -207,22 +236,34 @@ def run_fetch(args: argparse.Namespace) -> int:
                 raise UserError(f"bad date {v!r}: use YYYY-MM-DD") from None
     try:
         if args.portal == "chicago":
-            cond = [f"date >= '{args.start}T00:00:00'" if args.start else "",
-                    f"date < '{args.end}T00:00:00'" if args.end else ""]
-            n = portals.fetch_socrata(args.base_url or portals.CHICAGO_BASE, portals.CHICAGO_DATASET, args.out,
-                                      where=" AND ".join(c for c in cond if c) or None,
-                                      page_size=args.page_size, app_token=args.app_token)
+            cond = [
+                f"date >= '{args.start}T00:00:00'" if args.start else "",
+                f"date < '{args.end}T00:00:00'" if args.end else "",
+            ]
+            n = portals.fetch_socrata(
+                args.base_url or portals.CHICAGO_BASE,
+                portals.CHICAGO_DATASET,
+                args.out,
+                where=" AND ".join(c for c in cond if c) or None,
+                page_size=args.page_size,
+                app_token=args.app_token,
+            )
         else:
             # dispatch_date is the local (America/New_York) date, like the Socrata side's local 'date'.
-            cond = [f"dispatch_date >= '{args.start}'" if args.start else "",
-                    f"dispatch_date < '{args.end}'" if args.end else ""]
-            n = portals.fetch_carto(args.out, where=" AND ".join(c for c in cond if c) or None,
-                                    base_url=args.base_url or portals.CARTO_SQL, page_size=args.page_size)
+            cond = [
+                f"dispatch_date >= '{args.start}'" if args.start else "",
+                f"dispatch_date < '{args.end}'" if args.end else "",
+            ]
+            n = portals.fetch_carto(
+                args.out,
+                where=" AND ".join(c for c in cond if c) or None,
+                base_url=args.base_url or portals.CARTO_SQL,
+                page_size=args.page_size,
+            )
     except portals.PortalError as e:
         raise UserError(str(e)) from None
     if args.json:
         emit_json({"portal": args.portal, "rows": n, "out": args.out})
     else:
-        print(f"wrote {n:,} row(s) to {args.out}; load them with: "
-              f"rtcc-geo ingest --format {args.portal} {args.out}")
+        print(f"wrote {n:,} row(s) to {args.out}; load them with: rtcc-geo ingest --format {args.portal} {args.out}")
     return 0

@@ -15,16 +15,26 @@ def add_infer_args(p: argparse.ArgumentParser) -> None:
     """The flags that decide what inference cannot (shared with ``ingest --format auto``)."""
     g = p.add_argument_group("inference (what --format auto cannot decide alone)")
     g.add_argument("--source", metavar="NAME", help="source name stored with each row (default: the agency's name)")
-    g.add_argument("--taxonomy", metavar="NAME|CSV",
-                   help="offence -> category table (a CSV, or a shipped name such as 'chicago'); it also picks "
-                        "the offence column")
-    g.add_argument("--column", action="append", metavar="ROLE=COLUMN", default=[],
-                   help="fix a column role, e.g. --column id=case_no (ROLE= leaves it out); roles: id, occurred, "
-                        "occurred_date, occurred_time, occurred_hour, occurred_minute, reported, offense, "
-                        "offense_detail, offense_code, block, district, lon, lat, x, y")
+    g.add_argument(
+        "--taxonomy",
+        metavar="NAME|CSV",
+        help="offence -> category table (a CSV, or a shipped name such as 'chicago'); it also picks the offence column",
+    )
+    g.add_argument(
+        "--column",
+        action="append",
+        metavar="ROLE=COLUMN",
+        default=[],
+        help="fix a column role, e.g. --column id=case_no (ROLE= leaves it out); roles: id, occurred, "
+        "occurred_date, occurred_time, occurred_hour, occurred_minute, reported, offense, "
+        "offense_detail, offense_code, block, district, lon, lat, x, y",
+    )
     g.add_argument("--crs", metavar="EPSG:CODE", help="CRS of projected x/y columns (when two readings fit)")
-    g.add_argument("--time-format", metavar="FMT", help="strftime format of the time column, e.g. '%%d/%%m/%%Y %%H:%%M' "
-                                                        "(when day-first and month-first both fit)")
+    g.add_argument(
+        "--time-format",
+        metavar="FMT",
+        help="strftime format of the time column, e.g. '%%d/%%m/%%Y %%H:%%M' (when day-first and month-first both fit)",
+    )
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -40,15 +50,25 @@ def register(sub: argparse._SubParsersAction) -> None:
             flag that decides. See docs/mapping.md."""),
     )
     sub2 = p.add_subparsers(dest="mapping_command", metavar="SUBCOMMAND")
-    i = sub2.add_parser("infer", help="infer a mapping TOML from an export",
-                        description="Infer a mapping TOML from an export (reads the head of the file).")
+    i = sub2.add_parser(
+        "infer",
+        help="infer a mapping TOML from an export",
+        description="Infer a mapping TOML from an export (reads the head of the file).",
+    )
     i.add_argument("file", metavar="FILE", help="the export (CSV)")
-    i.add_argument("--agency", required=True, metavar="NAME|FILE",
-                   help="the agency (time zone, boundary, taxonomy): stored in --store/--db (rtcc-geo agency add), "
-                        "a preset name, or an agency TOML")
+    i.add_argument(
+        "--agency",
+        required=True,
+        metavar="NAME|FILE",
+        help="the agency (time zone, boundary, taxonomy): stored in --store/--db (rtcc-geo agency add), "
+        "a preset name, or an agency TOML",
+    )
     i.add_argument("--out", metavar="TOML", help="write the mapping here (default: print it)")
-    i.add_argument("--taxonomy-out", metavar="CSV",
-                   help="write a proposed offence taxonomy (keyword guesses, with counts) to review")
+    i.add_argument(
+        "--taxonomy-out",
+        metavar="CSV",
+        help="write a proposed offence taxonomy (keyword guesses, with counts) to review",
+    )
     add_infer_args(i)
     add_store_args(i)
     add_json_arg(i)
@@ -101,8 +121,16 @@ def infer_from_args(args: argparse.Namespace, path: str | Path, store=None, taxo
         found = agency.find_file(agency.taxonomy_file)
         taxonomy = str(found) if found else None
     try:
-        inf = infer_mapping(path, agency, source=args.source, overrides=overrides or None, crs=args.crs,
-                            time_format=args.time_format, taxonomy=taxonomy, near=[Path(path)])
+        inf = infer_mapping(
+            path,
+            agency,
+            source=args.source,
+            overrides=overrides or None,
+            crs=args.crs,
+            time_format=args.time_format,
+            taxonomy=taxonomy,
+            near=[Path(path)],
+        )
     except AmbiguousMapping as e:
         raise UserError(f"{Path(path).name}: ambiguous: {e}") from None
     except (IngestError, ValueError, FileNotFoundError) as e:

@@ -51,10 +51,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8050, help="port (default 8050; 0 picks a free one)")
     p.add_argument("--source", default=None, help="which source (agency) to show; needed when the store holds several")
-    p.add_argument("--feed-token", default=None, metavar="TOKEN",
-                   help="bearer token of the live feed POST /api/feed/SOURCE/incidents (default $RTCC_FEED_TOKEN; "
-                        "without one the feed refuses every request; see 'rtcc-geo replay'). Visible to "
-                        "anyone in 'ps': prefer $RTCC_FEED_TOKEN(S) or --feed-token-file")
+    p.add_argument(
+        "--feed-token",
+        default=None,
+        metavar="TOKEN",
+        help="bearer token of the live feed POST /api/feed/SOURCE/incidents (default $RTCC_FEED_TOKEN; "
+        "without one the feed refuses every request; see 'rtcc-geo replay'). Visible to "
+        "anyone in 'ps': prefer $RTCC_FEED_TOKEN(S) or --feed-token-file",
+    )
     p.add_argument("--no-live", action="store_true", help="do not run the live feed, stream and alerts")
     add_server_args(p)
     add_security_args(p)
@@ -64,20 +68,40 @@ def register(sub: argparse._SubParsersAction) -> None:
 def add_server_args(p: argparse.ArgumentParser) -> None:
     """``--workers``, ``--threads``, ``--timeout`` (shared with ``demo``)."""
     g = p.add_argument_group("server (gunicorn)")
-    g.add_argument("--workers", type=int, default=1,
-                   help="worker processes (default 1; more than 1 needs PostGIS: the embedded store lives in one process)")
-    g.add_argument("--threads", type=int, default=DEFAULT_THREADS,
-                   help=f"threads per worker (default {DEFAULT_THREADS}); each open map holds one for its live stream")
-    g.add_argument("--timeout", type=int, default=DEFAULT_TIMEOUT,
-                   help=f"seconds a silent worker is given before it is restarted (default {DEFAULT_TIMEOUT})")
+    g.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="worker processes (default 1; more than 1 needs PostGIS: the embedded store lives in one process)",
+    )
+    g.add_argument(
+        "--threads",
+        type=int,
+        default=DEFAULT_THREADS,
+        help=f"threads per worker (default {DEFAULT_THREADS}); each open map holds one for its live stream",
+    )
+    g.add_argument(
+        "--timeout",
+        type=int,
+        default=DEFAULT_TIMEOUT,
+        help=f"seconds a silent worker is given before it is restarted (default {DEFAULT_TIMEOUT})",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     apply_security_args(args)
     store = store_from_args(args)
-    return serve_store(store, host=args.host, port=args.port, source=args.source,
-                       feed_token=args.feed_token, live=not args.no_live,
-                       workers=args.workers, threads=args.threads, timeout=args.timeout)
+    return serve_store(
+        store,
+        host=args.host,
+        port=args.port,
+        source=args.source,
+        feed_token=args.feed_token,
+        live=not args.no_live,
+        workers=args.workers,
+        threads=args.threads,
+        timeout=args.timeout,
+    )
 
 
 def ensure_admin(store) -> str | None:
@@ -93,9 +117,18 @@ def ensure_admin(store) -> str | None:
     return pw
 
 
-def serve_store(store, host: str = "127.0.0.1", port: int = 8050, source: str | None = None,
-                feed_token: str | None = None, live: bool = True, *, workers: int = 1,
-                threads: int = DEFAULT_THREADS, timeout: int = DEFAULT_TIMEOUT) -> int:
+def serve_store(
+    store,
+    host: str = "127.0.0.1",
+    port: int = 8050,
+    source: str | None = None,
+    feed_token: str | None = None,
+    live: bool = True,
+    *,
+    workers: int = 1,
+    threads: int = DEFAULT_THREADS,
+    timeout: int = DEFAULT_TIMEOUT,
+) -> int:
     """Serve the app over ``store`` with gunicorn until interrupted (blocking).
 
     Everything a user can get wrong is checked here, in the master process,
@@ -117,19 +150,26 @@ def serve_store(store, host: str = "127.0.0.1", port: int = 8050, source: str | 
         raise UserError(f"the store has no source {source!r}; it has {sorted(sources)}")
     if source is None and len(sources) > 1:
         # Showing one agency silently (the first by name) would hide the others' incidents and alerts.
-        raise UserError(f"the store holds several sources {sorted(sources)}: choose the one to show with --source "
-                        "(one server per agency; each can run on its own --port)")
+        raise UserError(
+            f"the store holds several sources {sorted(sources)}: choose the one to show with --source "
+            "(one server per agency; each can run on its own --port)"
+        )
     if workers < 1 or threads < 1 or timeout < 1:
         raise UserError("--workers, --threads and --timeout must be at least 1")
     postgis = getattr(store, "kind", "") == "postgis"
     if workers > 1 and not postgis:
-        raise UserError("--workers above 1 needs PostGIS (--db): the embedded store, its live engine and "
-                        "event stream live in one process; raise --threads instead")
+        raise UserError(
+            "--workers above 1 needs PostGIS (--db): the embedded store, its live engine and "
+            "event stream live in one process; raise --threads instead"
+        )
     _check_bind(host, port)
     pw = ensure_admin(store)
     if pw:
-        print(f"no users yet: created user 'admin' (commander) with password {pw}\n"
-              f"  change it: rtcc-geo users add admin --role commander --replace", file=sys.stderr)
+        print(
+            f"no users yet: created user 'admin' (commander) with password {pw}\n"
+            f"  change it: rtcc-geo users add admin --role commander --replace",
+            file=sys.stderr,
+        )
     # One key for every worker (a per-worker random key would log users out
     # whenever a request lands on another worker).
     secret = os.environ.get("RTCC_SECRET_KEY") or secrets.token_hex(32)
@@ -157,6 +197,7 @@ def serve_store(store, host: str = "127.0.0.1", port: int = 8050, source: str | 
                 STOPPING.set()
                 if callable(prev):
                     prev(signum, frame)
+
             return on_stop
 
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
@@ -175,22 +216,35 @@ def serve_store(store, host: str = "127.0.0.1", port: int = 8050, source: str | 
         port_ = server.LISTENERS[0].sock.getsockname()[1]
         print(f"rtcc-geo app on http://{_url_host(host)}:{port_}/  (Ctrl-C stops it)", file=sys.stderr)
         if live:
-            print(f"live feed: POST http://{_url_host(host)}:{port_}/api/feed/{shown_source}/incidents "
-                  + ("(bearer token set)" if token else "(disabled: give --feed-token or set RTCC_FEED_TOKEN)"),
-                  file=sys.stderr, flush=True)
+            print(
+                f"live feed: POST http://{_url_host(host)}:{port_}/api/feed/{shown_source}/incidents "
+                + ("(bearer token set)" if token else "(disabled: give --feed-token or set RTCC_FEED_TOKEN)"),
+                file=sys.stderr,
+                flush=True,
+            )
 
     options = {
         "bind": f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
-        "worker_class": "gthread", "workers": workers, "threads": threads, "timeout": timeout,
+        "worker_class": "gthread",
+        "workers": workers,
+        "threads": threads,
+        "timeout": timeout,
         # A stop ends the live streams at once (STOPPING); other requests get 5 s to finish.
-        "graceful_timeout": 5, "keepalive": 5,
-        "accesslog": None, "errorlog": "-", "loglevel": "warning", "proc_name": "rtcc-geo",
-        "preload_app": False, "when_ready": when_ready, "post_worker_init": post_worker_init,
+        "graceful_timeout": 5,
+        "keepalive": 5,
+        "accesslog": None,
+        "errorlog": "-",
+        "loglevel": "warning",
+        "proc_name": "rtcc-geo",
+        "preload_app": False,
+        "when_ready": when_ready,
+        "post_worker_init": post_worker_init,
         "worker_exit": worker_exit,
         "control_socket_disable": True,  # no admin socket in $HOME (gunicorn >= 25)
         # gunicorn believes X-Forwarded-Proto from 127.0.0.1 by default, so any local process
         # could mark a request https; only the app's --trust-proxy (one proxy, ProxyFix) decides.
-        "forwarded_allow_ips": "", "secure_scheme_headers": {},
+        "forwarded_allow_ips": "",
+        "secure_scheme_headers": {},
     }
     try:
         _GunicornApp(build, options).run()
@@ -244,8 +298,10 @@ def _no_server_banner() -> None:
 
 #: Headers of the answers gunicorn writes itself (a request it cannot parse): plain
 #: text that may load nothing and be framed by no one.
-ERROR_PAGE_HEADERS = ("Content-Security-Policy: default-src 'none'; frame-ancestors 'none'\r\n"
-                      "X-Frame-Options: DENY\r\nX-Content-Type-Options: nosniff\r\nReferrer-Policy: same-origin\r\n")
+ERROR_PAGE_HEADERS = (
+    "Content-Security-Policy: default-src 'none'; frame-ancestors 'none'\r\n"
+    "X-Frame-Options: DENY\r\nX-Content-Type-Options: nosniff\r\nReferrer-Policy: same-origin\r\n"
+)
 
 
 def _plain_error_pages() -> None:
@@ -258,9 +314,10 @@ def _plain_error_pages() -> None:
 
     def write_error(sock, status_int, reason, mesg):
         body = f"{status_int} {reason}\n".encode("latin-1", "replace")
-        head = (f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\n"
-                f"Content-Type: text/plain; charset=utf-8\r\nContent-Length: {len(body)}\r\n"
-                + ERROR_PAGE_HEADERS + "\r\n")
+        head = (
+            f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\n"
+            f"Content-Type: text/plain; charset=utf-8\r\nContent-Length: {len(body)}\r\n" + ERROR_PAGE_HEADERS + "\r\n"
+        )
         util.write_nonblock(sock, head.encode("latin-1", "replace") + body)
 
     write_error._rtcc = True  # type: ignore[attr-defined]  # marks the patch as applied

@@ -43,64 +43,152 @@ examples:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("staff", help="RTCC staffing: workload curve, Erlang C, optimal shifts, downtime, events",
-                       description=DESCRIPTION, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "staff",
+        help="RTCC staffing: workload curve, Erlang C, optimal shifts, downtime, events",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     add_store_args(p)
     g = p.add_argument_group("incidents (which history the workload comes from)")
-    g.add_argument("--source", default=None, help="source (agency) name, e.g. philadelphia (needed if the store holds several time zones)")
-    g.add_argument("--from", dest="start", default=None, metavar="DATE", help="first local date (inclusive), e.g. 2024-01-01")
-    g.add_argument("--to", dest="end", default=None, metavar="DATE", help="last local date (exclusive), e.g. 2025-01-01")
+    g.add_argument(
+        "--source",
+        default=None,
+        help="source (agency) name, e.g. philadelphia (needed if the store holds several time zones)",
+    )
+    g.add_argument(
+        "--from", dest="start", default=None, metavar="DATE", help="first local date (inclusive), e.g. 2024-01-01"
+    )
+    g.add_argument(
+        "--to", dest="end", default=None, metavar="DATE", help="last local date (exclusive), e.g. 2025-01-01"
+    )
     g.add_argument("--district", action="append", default=None, help="restrict to a district (repeatable)")
-    g.add_argument("--weights", default=None, metavar="FILE",
-                   help="TOML file of category weights (default data/staffing/weights_default.toml)")
-    g.add_argument("--month", type=int, default=None, help="plan for this month's seasonal level, 1..12 (default: annual average)")
+    g.add_argument(
+        "--weights",
+        default=None,
+        metavar="FILE",
+        help="TOML file of category weights (default data/staffing/weights_default.toml)",
+    )
+    g.add_argument(
+        "--month", type=int, default=None, help="plan for this month's seasonal level, 1..12 (default: annual average)"
+    )
     g.add_argument("--band", type=float, default=0.8, help="uncertainty band level (default 0.8)")
-    g.add_argument("--plan-on", choices=("expected", "upper"), default="expected",
-                   help="staff for the expected week or for the band's upper edge (default expected)")
+    g.add_argument(
+        "--plan-on",
+        choices=("expected", "upper"),
+        default="expected",
+        help="staff for the expected week or for the band's upper edge (default expected)",
+    )
     s = p.add_argument_group("service (operators needed per hour)")
-    s.add_argument("--operators", type=float, default=None, metavar="N",
-                   help="fixed head count: maximise covered workload with N operators (else minimise staff-hours)")
-    s.add_argument("--service-level", type=float, default=0.9, metavar="SHARE",
-                   help="share of events picked up within the target time (default 0.9)")
-    s.add_argument("--target-seconds", "--answer-within", dest="target_seconds", type=float, default=60.0, metavar="S",
-                   help="answer-time target in seconds (default 60)")
-    s.add_argument("--handle-minutes", type=float, default=20.0, help="mean operator minutes per RTCC event (default 20)")
-    s.add_argument("--utilisation", type=float, default=None, metavar="U",
-                   help="use the rule ceil(load / U) instead of Erlang C (e.g. 0.8)")
+    s.add_argument(
+        "--operators",
+        type=float,
+        default=None,
+        metavar="N",
+        help="fixed head count: maximise covered workload with N operators (else minimise staff-hours)",
+    )
+    s.add_argument(
+        "--service-level",
+        type=float,
+        default=0.9,
+        metavar="SHARE",
+        help="share of events picked up within the target time (default 0.9)",
+    )
+    s.add_argument(
+        "--target-seconds",
+        "--answer-within",
+        dest="target_seconds",
+        type=float,
+        default=60.0,
+        metavar="S",
+        help="answer-time target in seconds (default 60)",
+    )
+    s.add_argument(
+        "--handle-minutes", type=float, default=20.0, help="mean operator minutes per RTCC event (default 20)"
+    )
+    s.add_argument(
+        "--utilisation",
+        type=float,
+        default=None,
+        metavar="U",
+        help="use the rule ceil(load / U) instead of Erlang C (e.g. 0.8)",
+    )
     s.add_argument("--max-occupancy", type=float, default=None, help="Erlang C: also keep occupancy at or below this")
     h = p.add_argument_group("shifts")
-    h.add_argument("--shift-lengths", default="8,10,12", help="comma-separated shift lengths in hours (default 8,10,12)")
+    h.add_argument(
+        "--shift-lengths", default="8,10,12", help="comma-separated shift lengths in hours (default 8,10,12)"
+    )
     h.add_argument("--part-time", action="store_true", help="also allow 4-hour part-time shifts")
     h.add_argument("--starts", default=None, help="allowed start hours of day, comma-separated (default: any hour)")
-    h.add_argument("--same-every-day", action="store_true",
-                   help="one daily pattern: the same shift starts and head counts every day (easier to roster)")
-    h.add_argument("--hours-per-operator", type=float, default=42.0,
-                   help="weekly hours per operator for --operators (default 42: a 12 h 4-on/4-off rota)")
-    h.add_argument("--min-coverage", type=float, default=0.9,
-                   help="without --operators: workload share the part-time option must cover (default 0.9)")
-    h.add_argument("--coverage-rule", choices=("erlang", "pro_rata"), default="erlang",
-                   help="covered workload = events picked up within the target (erlang, default) or "
-                        "workload x min(1, on duty / needed) (pro_rata)")
-    h.add_argument("--tasks", default=None, metavar="FILE", help="downtime tasks TOML (default data/staffing/downtime_tasks.toml)")
-    h.add_argument("--fast", action="store_true",
-                   help="fast mode (the planner page's): a heuristic plan polished by a short HiGHS run, "
-                        "its gap to the proven bound reported; default: the exact optimum")
-    h.add_argument("--rules", default=None, metavar="FILE",
-                   help="roster rules TOML (default data/staffing/roster_rules.toml)")
-    h.add_argument("--time-limit", type=float, default=30.0,
-                   help="solver time limit per problem, seconds (default 30); the best plan found is shown, flagged")
+    h.add_argument(
+        "--same-every-day",
+        action="store_true",
+        help="one daily pattern: the same shift starts and head counts every day (easier to roster)",
+    )
+    h.add_argument(
+        "--hours-per-operator",
+        type=float,
+        default=42.0,
+        help="weekly hours per operator for --operators (default 42: a 12 h 4-on/4-off rota)",
+    )
+    h.add_argument(
+        "--min-coverage",
+        type=float,
+        default=0.9,
+        help="without --operators: workload share the part-time option must cover (default 0.9)",
+    )
+    h.add_argument(
+        "--coverage-rule",
+        choices=("erlang", "pro_rata"),
+        default="erlang",
+        help="covered workload = events picked up within the target (erlang, default) or "
+        "workload x min(1, on duty / needed) (pro_rata)",
+    )
+    h.add_argument(
+        "--tasks", default=None, metavar="FILE", help="downtime tasks TOML (default data/staffing/downtime_tasks.toml)"
+    )
+    h.add_argument(
+        "--fast",
+        action="store_true",
+        help="fast mode (the planner page's): a heuristic plan polished by a short HiGHS run, "
+        "its gap to the proven bound reported; default: the exact optimum",
+    )
+    h.add_argument(
+        "--rules", default=None, metavar="FILE", help="roster rules TOML (default data/staffing/roster_rules.toml)"
+    )
+    h.add_argument(
+        "--time-limit",
+        type=float,
+        default=30.0,
+        help="solver time limit per problem, seconds (default 30); the best plan found is shown, flagged",
+    )
     e = p.add_argument_group("large event (optional)")
-    e.add_argument("--event-point", default=None, metavar="LON,LAT",
-                   help="event centre (WGS84); write --event-point=-75.17,39.90 when the longitude is negative")
+    e.add_argument(
+        "--event-point",
+        default=None,
+        metavar="LON,LAT",
+        help="event centre (WGS84); write --event-point=-75.17,39.90 when the longitude is negative",
+    )
     e.add_argument("--event-radius", type=float, default=None, metavar="M", help="event radius in metres")
     e.add_argument("--event-polygon", default=None, metavar="FILE", help="event area as a GeoJSON file")
     e.add_argument("--event-start", default=None, metavar="TIME", help="local start, e.g. '2024-12-14 18:00'")
     e.add_argument("--event-end", default=None, metavar="TIME", help="local end")
-    e.add_argument("--event-comparable", action="append", default=[], metavar="START/END",
-                   help="a comparable past event window at the same place (repeatable)")
+    e.add_argument(
+        "--event-comparable",
+        action="append",
+        default=[],
+        metavar="START/END",
+        help="a comparable past event window at the same place (repeatable)",
+    )
     e.add_argument("--event-weeks", type=int, default=8, help="ordinary weeks in the event baseline (default 8)")
-    e.add_argument("--event-uplift", type=float, default=None, metavar="F",
-                   help="assumed load multiplier when no comparable is given (e.g. 1.5)")
+    e.add_argument(
+        "--event-uplift",
+        type=float,
+        default=None,
+        metavar="F",
+        help="assumed load multiplier when no comparable is given (e.g. 1.5)",
+    )
     add_json_arg(p)
     p.set_defaults(func=run)
 
@@ -137,8 +225,14 @@ def _event(args) -> dict | None:
             raise UserError(f"--event-comparable is START/END (got {c!r})")
         a, b = c.split("/", 1)
         comps.append((a.strip(), b.strip()))
-    return {"area": area, "start": args.event_start, "end": args.event_end, "comparables": comps,
-            "weeks": args.event_weeks, "uplift_factor": args.event_uplift}
+    return {
+        "area": area,
+        "start": args.event_start,
+        "end": args.event_end,
+        "comparables": comps,
+        "weeks": args.event_weeks,
+        "uplift_factor": args.event_uplift,
+    }
 
 
 def run(args: argparse.Namespace) -> int:
@@ -151,19 +245,39 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--operators must be a positive number of operators")
     lengths = _ints(args.shift_lengths, "--shift-lengths")
     starts = _ints(args.starts, "--starts") if args.starts else None
-    q = Query(source=args.source, start=args.start, end=args.end,
-              districts=tuple(args.district) if args.district else None)
+    q = Query(
+        source=args.source, start=args.start, end=args.end, districts=tuple(args.district) if args.district else None
+    )
     store = store_from_args(args)
     if not store.sources():
         raise UserError(f"the store {store!r} holds no incidents: run 'rtcc-geo ingest' (or 'rtcc-geo demo') first")
     try:
-        p = plan(store, q, args.operators, service_level=args.service_level, target_seconds=args.target_seconds,
-                 handle_minutes=args.handle_minutes, shift_lengths=lengths, part_time=args.part_time,
-                 hours_per_operator=args.hours_per_operator, min_coverage=args.min_coverage,
-                 weights=args.weights, month=args.month, band=args.band, plan_on=args.plan_on,
-                 utilisation=args.utilisation, max_occupancy=args.max_occupancy, starts=starts,
-                 coverage_rule=args.coverage_rule, same_every_day=args.same_every_day, tasks=args.tasks, event=_event(args), time_limit=args.time_limit,
-                 fast=args.fast, rules=args.rules)
+        p = plan(
+            store,
+            q,
+            args.operators,
+            service_level=args.service_level,
+            target_seconds=args.target_seconds,
+            handle_minutes=args.handle_minutes,
+            shift_lengths=lengths,
+            part_time=args.part_time,
+            hours_per_operator=args.hours_per_operator,
+            min_coverage=args.min_coverage,
+            weights=args.weights,
+            month=args.month,
+            band=args.band,
+            plan_on=args.plan_on,
+            utilisation=args.utilisation,
+            max_occupancy=args.max_occupancy,
+            starts=starts,
+            coverage_rule=args.coverage_rule,
+            same_every_day=args.same_every_day,
+            tasks=args.tasks,
+            event=_event(args),
+            time_limit=args.time_limit,
+            fast=args.fast,
+            rules=args.rules,
+        )
     except (ValueError, LookupError) as e:
         raise UserError(str(e)) from None
     if args.json:
@@ -177,18 +291,33 @@ def _print(p, out) -> None:
     c = p.curve
     pr = p.params
     w = ", ".join(f"{k} {v:g}" for k, v in pr["weights"].items() if v > 0)
-    print(f"Workload: {c.weekly_total:.1f} RTCC events a week ({w}) from {c.n_weeks} complete weeks "
-          f"{c.weeks[0].date()} .. {c.weeks[-1].date()}"
-          + (f", month {c.month} (seasonal x{c.season_factor:.2f})" if c.month else ""), file=out)
+    print(
+        f"Workload: {c.weekly_total:.1f} RTCC events a week ({w}) from {c.n_weeks} complete weeks "
+        f"{c.weeks[0].date()} .. {c.weeks[-1].date()}"
+        + (f", month {c.month} (seasonal x{c.season_factor:.2f})" if c.month else ""),
+        file=out,
+    )
     pk = int(c.expected.argmax())
-    print(f"  busiest hour {['Mon','Tue','Wed','Thu','Fri','Sat','Sun'][pk // 24]} {pk % 24:02d}:00 "
-          f"{c.expected[pk]:.2f}/h (band {c.lower[pk]:.2f}-{c.upper[pk]:.2f}); quietest {c.expected.min():.2f}/h", file=out)
-    how = (f"utilisation rule {pr['utilisation']:g}" if pr["utilisation"] else
-           f"Erlang C, {pr['service_level']:.0%} within {pr['target_seconds']:g} s")
-    print(f"Operators needed per hour ({how}, {pr['handle_minutes']:g} min per event): "
-          f"{int(p.required.min())}..{int(p.required.max())}, {int(p.required.sum())} operator-hours a week", file=out)
+    print(
+        f"  busiest hour {['Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat', 'Sun'][pk // 24]} {pk % 24:02d}:00 "
+        f"{c.expected[pk]:.2f}/h (band {c.lower[pk]:.2f}-{c.upper[pk]:.2f}); quietest {c.expected.min():.2f}/h",
+        file=out,
+    )
+    how = (
+        f"utilisation rule {pr['utilisation']:g}"
+        if pr["utilisation"]
+        else f"Erlang C, {pr['service_level']:.0%} within {pr['target_seconds']:g} s"
+    )
+    print(
+        f"Operators needed per hour ({how}, {pr['handle_minutes']:g} min per event): "
+        f"{int(p.required.min())}..{int(p.required.max())}, {int(p.required.sum())} operator-hours a week",
+        file=out,
+    )
     if pr["budget_hours"]:
-        print(f"Head count {pr['operators']:g} x {pr['hours_per_operator']:g} h = {pr['budget_hours']:g} staff-hours a week", file=out)
+        print(
+            f"Head count {pr['operators']:g} x {pr['hours_per_operator']:g} h = {pr['budget_hours']:g} staff-hours a week",
+            file=out,
+        )
     print(file=out)
     print(p.summary().drop(columns=["status"]).to_string(index=False, float_format=lambda v: f"{v:.3f}"), file=out)
     for k, o in p.options.items():
@@ -207,10 +336,18 @@ def _print(p, out) -> None:
     t = p.downtime[best].tasks
     if len(t):
         print(f"\nDowntime tasks ({best}, {p.downtime[best].idle_hours:.0f} idle operator-hours a week):", file=out)
-        print(t[["rank", "task", "hours_per_week", "best_hours"]].to_string(index=False, float_format=lambda v: f"{v:.1f}"), file=out)
+        print(
+            t[["rank", "task", "hours_per_week", "best_hours"]].to_string(
+                index=False, float_format=lambda v: f"{v:.1f}"
+            ),
+            file=out,
+        )
     if p.event is not None:
         ev = p.event
-        print(f"\nEvent {ev.start} .. {ev.end}: expected {ev.expected_total:.1f} weighted incidents in the area "
-              f"(ordinary {ev.baseline.sum():.1f} from {ev.n_weeks} weeks, uplift {ev.uplift_total:+.1f} from "
-              f"{len(ev.comparables)} comparable events); extra operators per hour: "
-              f"{[int(v) for v in ev.extra_operators]}", file=out)
+        print(
+            f"\nEvent {ev.start} .. {ev.end}: expected {ev.expected_total:.1f} weighted incidents in the area "
+            f"(ordinary {ev.baseline.sum():.1f} from {ev.n_weeks} weeks, uplift {ev.uplift_total:+.1f} from "
+            f"{len(ev.comparables)} comparable events); extra operators per hour: "
+            f"{[int(v) for v in ev.extra_operators]}",
+            file=out,
+        )

@@ -32,10 +32,13 @@ def register(subparsers) -> None:
     )
     sub = p.add_subparsers(dest="users_command", metavar="ACTION")
 
-    a = sub.add_parser("add", help="add a user (asks for the password)",
-                       description="Add a user. The password is asked twice on the terminal, or read "
-                                   "from the first line of stdin with --password-stdin (for scripts). "
-                                   "Passwords need 12 characters or more and must not be a common one.")
+    a = sub.add_parser(
+        "add",
+        help="add a user (asks for the password)",
+        description="Add a user. The password is asked twice on the terminal, or read "
+        "from the first line of stdin with --password-stdin (for scripts). "
+        "Passwords need 12 characters or more and must not be a common one.",
+    )
     a.add_argument("username")
     a.add_argument("--role", required=True, choices=ROLES, help="what the user may see")
     a.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
@@ -56,9 +59,11 @@ def register(subparsers) -> None:
     action("list", _list, "list users and roles (never the hashes)", user=False)
     action("remove", _remove, "remove a user (their open sessions end at once)")
     action("passwd", _passwd, "change a user's password (their open sessions end at once)").add_argument(
-        "--password-stdin", action="store_true", help="read the password from stdin")
+        "--password-stdin", action="store_true", help="read the password from stdin"
+    )
     action("role", _role, "change a user's role (their open sessions end at once)").add_argument(
-        "--role", required=True, choices=ROLES)
+        "--role", required=True, choices=ROLES
+    )
     action("unlock", _unlock, "lift the lock-out after too many failed log-ins")
 
     p.set_defaults(func=lambda args: (p.print_help(), 0)[1])
@@ -98,8 +103,9 @@ def _list(args) -> int:
 
     df = Users(store_from_args(args)).list()
     if args.json:
-        emit_json([{"username": r.username, "role": r.role, "created_at": r.created_at.isoformat()}
-                   for r in df.itertuples()])
+        emit_json(
+            [{"username": r.username, "role": r.role, "created_at": r.created_at.isoformat()} for r in df.itertuples()]
+        )
     elif df.empty:
         print("no users; add one with: rtcc-geo users add NAME --role commander", file=sys.stderr)
     else:
@@ -166,27 +172,52 @@ def _unlock(args) -> int:
 
 # --- flags of 'rtcc-geo serve' -------------------------------------------------
 
+
 def add_security_args(p: argparse.ArgumentParser) -> None:
     """Session, cookie, proxy, feed-token and suppression flags of ``serve``."""
     g = p.add_argument_group("sessions and security")
-    g.add_argument("--session-hours", type=float, default=None, metavar="H",
-                   help="a log-in lasts at most this long, active or not (default 12: one shift; "
-                        "$RTCC_SESSION_HOURS)")
-    g.add_argument("--idle-minutes", type=float, default=None, metavar="M",
-                   help="a session ends after this long without a request (default 60; $RTCC_IDLE_MINUTES)")
-    g.add_argument("--secure-cookies", action="store_true",
-                   help="send cookies over https only (set this when a TLS proxy is in front; $RTCC_SECURE_COOKIES)")
-    g.add_argument("--trust-proxy", action="store_true",
-                   help="believe X-Forwarded-Proto/-For/-Host from ONE reverse proxy in front (https is then "
-                        "detected and cookies marked Secure, client addresses are the real ones); "
-                        "never set it without such a proxy ($RTCC_TRUST_PROXY)")
-    g.add_argument("--feed-token-file", default=None, metavar="PATH",
-                   help="feed tokens, one 'source=token' per line ($RTCC_FEED_TOKEN_FILE); also "
-                        "$RTCC_FEED_TOKENS='source=token,...' or $RTCC_FEED_TOKEN. A token opens its own "
-                        "source only. Prefer these to --feed-token, which anyone on the machine sees in 'ps'")
-    g.add_argument("--suppress-k", type=int, default=None, metavar="K",
-                   help="viewers and planners never see a count below K: 'fewer than K' instead "
-                        "(default 5, or the agency's suppress_k; $RTCC_SUPPRESS_K)")
+    g.add_argument(
+        "--session-hours",
+        type=float,
+        default=None,
+        metavar="H",
+        help="a log-in lasts at most this long, active or not (default 12: one shift; $RTCC_SESSION_HOURS)",
+    )
+    g.add_argument(
+        "--idle-minutes",
+        type=float,
+        default=None,
+        metavar="M",
+        help="a session ends after this long without a request (default 60; $RTCC_IDLE_MINUTES)",
+    )
+    g.add_argument(
+        "--secure-cookies",
+        action="store_true",
+        help="send cookies over https only (set this when a TLS proxy is in front; $RTCC_SECURE_COOKIES)",
+    )
+    g.add_argument(
+        "--trust-proxy",
+        action="store_true",
+        help="believe X-Forwarded-Proto/-For/-Host from ONE reverse proxy in front (https is then "
+        "detected and cookies marked Secure, client addresses are the real ones); "
+        "never set it without such a proxy ($RTCC_TRUST_PROXY)",
+    )
+    g.add_argument(
+        "--feed-token-file",
+        default=None,
+        metavar="PATH",
+        help="feed tokens, one 'source=token' per line ($RTCC_FEED_TOKEN_FILE); also "
+        "$RTCC_FEED_TOKENS='source=token,...' or $RTCC_FEED_TOKEN. A token opens its own "
+        "source only. Prefer these to --feed-token, which anyone on the machine sees in 'ps'",
+    )
+    g.add_argument(
+        "--suppress-k",
+        type=int,
+        default=None,
+        metavar="K",
+        help="viewers and planners never see a count below K: 'fewer than K' instead "
+        "(default 5, or the agency's suppress_k; $RTCC_SUPPRESS_K)",
+    )
 
 
 def apply_security_args(args: argparse.Namespace) -> None:

@@ -7,5 +7,17 @@ from .api import ALL, ROW_FIELDS, CompStat, compstat
 from .periods import PERIODS, Span, local_bounds, parse_end, periods
 from .stats import ALPHA, TEST_NAME, poisson_change_p
 
-__all__ = ["ALL", "ALPHA", "PERIODS", "ROW_FIELDS", "TEST_NAME", "CompStat", "Span", "compstat", "local_bounds",
-           "parse_end", "periods", "poisson_change_p"]
+__all__ = [
+    "ALL",
+    "ALPHA",
+    "PERIODS",
+    "ROW_FIELDS",
+    "TEST_NAME",
+    "CompStat",
+    "Span",
+    "compstat",
+    "local_bounds",
+    "parse_end",
+    "periods",
+    "poisson_change_p",
+]

@@ -46,17 +46,28 @@ class CompStat:
 
     def spans(self) -> dict:
         """Every span's dates and exact local boundaries, per period."""
-        return {name: {"current": describe(p.current, self.timezone),
-                       "prior_year": describe(p.prior_year, self.timezone),
-                       "previous_period": describe(p.previous, self.timezone),
-                       "three_years": [describe(s, self.timezone) for s in p.years_back]}
-                for name, p in self.periods.items()}
+        return {
+            name: {
+                "current": describe(p.current, self.timezone),
+                "prior_year": describe(p.prior_year, self.timezone),
+                "previous_period": describe(p.previous, self.timezone),
+                "three_years": [describe(s, self.timezone) for s in p.years_back],
+            }
+            for name, p in self.periods.items()
+        }
 
     def to_json(self) -> dict:
         rows = self.rows.astype(object).where(self.rows.notna(), None).to_dict(orient="records")
-        return {"end": self.end.isoformat(), "rows": rows, "source": self.source, "timezone": self.timezone,
-                "alpha": self.alpha, "test": TEST_NAME, "periods": self.spans(),
-                "definitions": PERIOD_DEFINITIONS}
+        return {
+            "end": self.end.isoformat(),
+            "rows": rows,
+            "source": self.source,
+            "timezone": self.timezone,
+            "alpha": self.alpha,
+            "test": TEST_NAME,
+            "periods": self.spans(),
+            "definitions": PERIOD_DEFINITIONS,
+        }
 
     def export(self, path: str | Path) -> Path:
         """Write ``.csv``, ``.json`` or ``.html`` (by the suffix)."""
@@ -74,17 +85,28 @@ class CompStat:
 
     def to_html(self, district: str = ALL) -> str:
         """A standalone HTML page: one table per period for ``district``."""
-        style = ("<style>body{font-family:sans-serif}td,th{padding:2px 8px;border-bottom:1px solid #ccc}"
-                 "td.n{text-align:right}</style>")
-        parts = [f"<!doctype html><meta charset='utf-8'><title>CompStat {self.source} {self.end}</title>", style,
-                 (f"<h1>CompStat: {html.escape(self.source)}, district {html.escape(district)}, "
-                  f"through {self.end.isoformat()}</h1>"),
-                 (f"<p>Local days in {html.escape(self.timezone)}. Flag: {html.escape(TEST_NAME)}, "
-                  f"alpha {self.alpha:g}.</p>")]
+        style = (
+            "<style>body{font-family:sans-serif}td,th{padding:2px 8px;border-bottom:1px solid #ccc}"
+            "td.n{text-align:right}</style>"
+        )
+        parts = [
+            f"<!doctype html><meta charset='utf-8'><title>CompStat {self.source} {self.end}</title>",
+            style,
+            (
+                f"<h1>CompStat: {html.escape(self.source)}, district {html.escape(district)}, "
+                f"through {self.end.isoformat()}</h1>"
+            ),
+            (
+                f"<p>Local days in {html.escape(self.timezone)}. Flag: {html.escape(TEST_NAME)}, "
+                f"alpha {self.alpha:g}.</p>"
+            ),
+        ]
         for name in PERIODS:
             d = self.spans()[name]["current"]
-            parts.append(f"<h2>{PERIOD_LABELS[name]}: {d['start']} to {d['end']} "
-                         f"({d['from_local']} until {d['until_local']})</h2>")
+            parts.append(
+                f"<h2>{PERIOD_LABELS[name]}: {d['start']} to {d['end']} "
+                f"({d['from_local']} until {d['until_local']})</h2>"
+            )
             parts.append(table_html(self.rows, district, name))
         return "\n".join(parts)
 
@@ -97,23 +119,49 @@ PERIOD_DEFINITIONS = {
     "ytd": "1 January of the end date's year through the end date",
     "prior_year": "the same dates one year earlier (29 February -> 28 February)",
     "previous_period": "the same number of days immediately before the period",
-    "avg_3y": ("mean count over the same dates 1, 2 and 3 years earlier, over the years the data covers "
-               "(avg_3y_years of them; null when none)"),
+    "avg_3y": (
+        "mean count over the same dates 1, 2 and 3 years earlier, over the years the data covers "
+        "(avg_3y_years of them; null when none)"
+    ),
     "change_pct": "100 x (count - prior_year) / prior_year; null when prior_year is 0",
     "significant": "the change against the prior year is beyond chance at alpha (exact test)",
 }
 
 #: Columns of :attr:`CompStat.rows`; the first ten are the ``--json`` contract.
 ROW_FIELDS: tuple[str, ...] = (
-    "district", "category", "period", "start", "end", "count", "prior_year", "previous_period",
-    "change_pct", "significant",
-    "change", "p_value", "change_previous", "change_pct_previous", "p_value_previous", "significant_previous",
-    "avg_3y", "avg_3y_years", "prior_year_start", "prior_year_end", "previous_start", "previous_end", "days",
+    "district",
+    "category",
+    "period",
+    "start",
+    "end",
+    "count",
+    "prior_year",
+    "previous_period",
+    "change_pct",
+    "significant",
+    "change",
+    "p_value",
+    "change_previous",
+    "change_pct_previous",
+    "p_value_previous",
+    "significant_previous",
+    "avg_3y",
+    "avg_3y_years",
+    "prior_year_start",
+    "prior_year_end",
+    "previous_start",
+    "previous_end",
+    "days",
 )
 
 
-def compstat(store: Store, query: Query | None = None, end: str | dt.date | None = None,
-             alpha: float = ALPHA, daily: pd.DataFrame | None = None) -> CompStat:
+def compstat(
+    store: Store,
+    query: Query | None = None,
+    end: str | dt.date | None = None,
+    alpha: float = ALPHA,
+    daily: pd.DataFrame | None = None,
+) -> CompStat:
     """CompStat for one agency through local day ``end`` (default: yesterday there).
 
     ``query`` may restrict categories and districts (its own start/end are
@@ -127,8 +175,9 @@ def compstat(store: Store, query: Query | None = None, end: str | dt.date | None
     query, source, tz, end_d = resolve(store, query, end, alpha)
     per = periods(end_d)
     first = min(s.start for p in per.values() for s in (p.current, p.prior_year, p.previous, *p.years_back))
-    q = query.with_(source=source, start=pd.Timestamp(first), end=pd.Timestamp(end_d + dt.timedelta(days=1)),
-                    geolocated=None)
+    q = query.with_(
+        source=source, start=pd.Timestamp(first), end=pd.Timestamp(end_d + dt.timedelta(days=1)), geolocated=None
+    )
     if daily is None:
         c = store.counts(7, ("day", "category", "district"), q)
     else:
@@ -176,15 +225,19 @@ def _source(store: Store, q: Query) -> str:
     return next(iter(srcs))
 
 
-def _table(c: pd.DataFrame, per: dict[str, Period], first: dt.date, end: dt.date, alpha: float,
-           query: Query) -> pd.DataFrame:
+def _table(
+    c: pd.DataFrame, per: dict[str, Period], first: dt.date, end: dt.date, alpha: float, query: Query
+) -> pd.DataFrame:
     c = c.copy()
     c["district"] = c["district"].fillna(NO_DISTRICT).astype(str)
     c["category"] = c["category"].fillna("other").astype(str)
     days = pd.date_range(pd.Timestamp(first), pd.Timestamp(end), freq="D")
     day_ix = pd.Index(days).get_indexer(c["day"])
-    districts = sorted(c["district"].unique()) if query.districts is None else sorted(
-        set(c["district"].unique()) | {str(d) for d in query.districts})
+    districts = (
+        sorted(c["district"].unique())
+        if query.districts is None
+        else sorted(set(c["district"].unique()) | {str(d) for d in query.districts})
+    )
     present = set(c["category"].unique())
     cats = [k for k in CATEGORIES if k in present or (query.categories is not None and k in query.categories)]
     cats += sorted(present - set(cats))
@@ -214,28 +267,33 @@ def _table(c: pd.DataFrame, per: dict[str, Period], first: dt.date, end: dt.date
         cur, py, prev = span_count(p.current), span_count(p.prior_year), span_count(p.previous)
         # Only years the data covers (a year before the first incident would read as 0).
         covered = [s for s in p.years_back if pd.Timestamp(s.start) >= data_start]
-        avg3 = (np.mean([span_count(s) for s in covered], axis=0) if covered
-                else np.full(cur.shape, np.nan))
-        f = pd.DataFrame({
-            "district": np.array(d_keys, dtype=object)[dd.ravel()],
-            "category": np.array(k_keys, dtype=object)[kk.ravel()],
-            "period": name, "start": p.current.start.isoformat(), "end": p.current.end.isoformat(),
-            "count": cur.ravel(), "prior_year": py.ravel(), "previous_period": prev.ravel(),
-        })
+        avg3 = np.mean([span_count(s) for s in covered], axis=0) if covered else np.full(cur.shape, np.nan)
+        f = pd.DataFrame(
+            {
+                "district": np.array(d_keys, dtype=object)[dd.ravel()],
+                "category": np.array(k_keys, dtype=object)[kk.ravel()],
+                "period": name,
+                "start": p.current.start.isoformat(),
+                "end": p.current.end.isoformat(),
+                "count": cur.ravel(),
+                "prior_year": py.ravel(),
+                "previous_period": prev.ravel(),
+            }
+        )
         f["change_pct"] = _pct(f["count"], f["prior_year"])
         f["p_value"] = poisson_change_p_many(f["count"], f["prior_year"], p.current.days, p.prior_year.days)
         f["significant"] = f["p_value"] < alpha
         f["change"] = f["count"] - f["prior_year"]
         f["change_previous"] = f["count"] - f["previous_period"]
         f["change_pct_previous"] = _pct(f["count"], f["previous_period"])
-        f["p_value_previous"] = poisson_change_p_many(f["count"], f["previous_period"], p.current.days,
-                                                      p.previous.days)
+        f["p_value_previous"] = poisson_change_p_many(f["count"], f["previous_period"], p.current.days, p.previous.days)
         f["significant_previous"] = f["p_value_previous"] < alpha
         # A comparison period that starts before the first incident is not "0 incidents" but no
         # data: its count, change and test are left empty (never flagged as a change).
-        for col, span, keys in (("prior_year", p.prior_year, ("change_pct", "p_value", "change")),
-                                ("previous_period", p.previous,
-                                 ("change_pct_previous", "p_value_previous", "change_previous"))):
+        for col, span, keys in (
+            ("prior_year", p.prior_year, ("change_pct", "p_value", "change")),
+            ("previous_period", p.previous, ("change_pct_previous", "p_value_previous", "change_previous")),
+        ):
             if pd.Timestamp(span.start) < data_start:
                 f[col] = pd.array([pd.NA] * len(f), dtype="Int64")
                 for k in keys:
@@ -269,14 +327,18 @@ def _pct(a: pd.Series, b: pd.Series) -> pd.Series:
 def table_html(rows: pd.DataFrame, district: str, period: str) -> str:
     """One period's rows of one district as an HTML table (plain words, flags in words)."""
     sub = rows[(rows["district"] == district) & (rows["period"] == period)]
-    head = ("<table><tr><th>Category</th><th>Count</th><th>Year before</th><th>Change</th>"
-            "<th>Period before</th><th>3-year avg</th><th>Beyond chance?</th></tr>")
+    head = (
+        "<table><tr><th>Category</th><th>Count</th><th>Year before</th><th>Change</th>"
+        "<th>Period before</th><th>3-year avg</th><th>Beyond chance?</th></tr>"
+    )
     body = []
     for r in sub.itertuples(index=False):
         pct = "n/a" if pd.isna(r.change_pct) else f"{r.change_pct:+.1f} %"
         flag = ("yes, up" if r.change > 0 else "yes, down") if r.significant else "no"
-        body.append(f"<tr><td>{html.escape(str(r.category))}</td><td class=n>{r.count:,}</td>"
-                    f"<td class=n>{count_text(r.prior_year)}</td><td class=n>"
-                    f"{'n/a' if pd.isna(r.change) else f'{r.change:+,}'} ({pct})</td>"
-                    f"<td class=n>{count_text(r.previous_period)}</td><td class=n>{r.avg_3y:,.1f}</td><td>{flag}</td></tr>")
+        body.append(
+            f"<tr><td>{html.escape(str(r.category))}</td><td class=n>{r.count:,}</td>"
+            f"<td class=n>{count_text(r.prior_year)}</td><td class=n>"
+            f"{'n/a' if pd.isna(r.change) else f'{r.change:+,}'} ({pct})</td>"
+            f"<td class=n>{count_text(r.previous_period)}</td><td class=n>{r.avg_3y:,.1f}</td><td>{flag}</td></tr>"
+        )
     return head + "".join(body) + "</table>"

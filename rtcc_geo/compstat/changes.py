@@ -44,14 +44,22 @@ class Changes:
     baseline: Span
     res: int
     alpha: float
-    table: pd.DataFrame      # unit, key, district, place, current, baseline, expected, excess, ratio, p_value, q_value, ehsa
-    tested: dict[str, int]   # units tested, per kind
+    table: (
+        pd.DataFrame
+    )  # unit, key, district, place, current, baseline, expected, excess, ratio, p_value, q_value, ehsa
+    tested: dict[str, int]  # units tested, per kind
 
     def summary(self) -> dict:
-        return {"end": self.end.isoformat(), "current": [self.current.start.isoformat(), self.current.end.isoformat()],
-                "baseline": [self.baseline.start.isoformat(), self.baseline.end.isoformat()],
-                "res": self.res, "alpha": self.alpha, "test": TEST_NAME, "tested": self.tested,
-                "rises": self.table.astype(object).where(self.table.notna(), None).to_dict(orient="records")}
+        return {
+            "end": self.end.isoformat(),
+            "current": [self.current.start.isoformat(), self.current.end.isoformat()],
+            "baseline": [self.baseline.start.isoformat(), self.baseline.end.isoformat()],
+            "res": self.res,
+            "alpha": self.alpha,
+            "test": TEST_NAME,
+            "tested": self.tested,
+            "rises": self.table.astype(object).where(self.table.notna(), None).to_dict(orient="records"),
+        }
 
 
 def rise_p(a, b, days: float, baseline_days: float) -> np.ndarray:
@@ -62,9 +70,18 @@ def rise_p(a, b, days: float, baseline_days: float) -> np.ndarray:
     return np.where(a > 0, binom.sf(a - 1, a + b, p0), 1.0)
 
 
-def what_changed(store: Store, query: Query | None = None, end: str | dt.date | None = None, res: int = 8,
-                 days: int = DEFAULT_DAYS, baseline_days: int = DEFAULT_BASELINE_DAYS, alpha: float = 0.05,
-                 ehsa_weeks: int = 12, top: int | None = 20, names: bool = True) -> Changes:
+def what_changed(
+    store: Store,
+    query: Query | None = None,
+    end: str | dt.date | None = None,
+    res: int = 8,
+    days: int = DEFAULT_DAYS,
+    baseline_days: int = DEFAULT_BASELINE_DAYS,
+    alpha: float = 0.05,
+    ehsa_weeks: int = 12,
+    top: int | None = 20,
+    names: bool = True,
+) -> Changes:
     """Cells (at ``res``) and districts that rose beyond chance in the ``days``
     local days ending on ``end`` against the ``baseline_days`` before (see the
     module doc). At most ``top`` rises per kind are kept (None: all);
@@ -92,10 +109,19 @@ def what_changed(store: Store, query: Query | None = None, end: str | dt.date | 
         p = rise_p(a.to_numpy(), b.to_numpy(), days, baseline_days)
         qv = bh_adjust(p)
         expected = b.to_numpy() * days / baseline_days
-        f = pd.DataFrame({"unit": kind, "key": keys.astype(str), "current": a.to_numpy(), "baseline": b.to_numpy(),
-                          "expected": np.round(expected, 2), "excess": np.round(a.to_numpy() - expected, 2),
-                          "ratio": np.round(a.to_numpy() / np.maximum(expected, 1e-9), 2),
-                          "p_value": p, "q_value": qv})
+        f = pd.DataFrame(
+            {
+                "unit": kind,
+                "key": keys.astype(str),
+                "current": a.to_numpy(),
+                "baseline": b.to_numpy(),
+                "expected": np.round(expected, 2),
+                "excess": np.round(a.to_numpy() - expected, 2),
+                "ratio": np.round(a.to_numpy() / np.maximum(expected, 1e-9), 2),
+                "p_value": p,
+                "q_value": qv,
+            }
+        )
         f = f[(f["q_value"] < alpha) & (f["excess"] > 0)]
         f = f.sort_values(["excess", "key"], ascending=[False, True], kind="mergesort")
         frames.append(f if top is None else f.head(top))
@@ -129,8 +155,9 @@ def _describe(store: Store, qc: Query, table: pd.DataFrame, res: int) -> pd.Data
     return table
 
 
-def _ehsa(store: Store, q: Query, table: pd.DataFrame, res: int, end: dt.date, weeks: int,
-          alpha: float) -> pd.DataFrame:
+def _ehsa(
+    store: Store, q: Query, table: pd.DataFrame, res: int, end: dt.date, weeks: int, alpha: float
+) -> pd.DataFrame:
     """Emerging Hot Spot class of each rising cell (weekly cube of the last ``weeks`` weeks)."""
     table = table.copy()
     table["ehsa"] = ""

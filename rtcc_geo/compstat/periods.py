@@ -102,14 +102,20 @@ def periods(end: dt.date) -> dict[str, Period]:
 def local_bounds(span: Span, timezone: str) -> tuple[pd.Timestamp, pd.Timestamp]:
     """``[first local midnight, local midnight after the last day)`` as tz-aware instants."""
     lo = pd.Timestamp(span.start).tz_localize(timezone, nonexistent="shift_forward", ambiguous=False)
-    hi = pd.Timestamp(span.end + dt.timedelta(days=1)).tz_localize(timezone, nonexistent="shift_forward",
-                                                                     ambiguous=False)
+    hi = pd.Timestamp(span.end + dt.timedelta(days=1)).tz_localize(
+        timezone, nonexistent="shift_forward", ambiguous=False
+    )
     return lo, hi
 
 
 def describe(span: Span, timezone: str) -> dict:
     """Plain facts about a span: dates, local boundaries (with UTC offsets), hours."""
     lo, hi = local_bounds(span, timezone)
-    return {"start": span.start.isoformat(), "end": span.end.isoformat(), "days": span.days,
-            "from_local": lo.isoformat(), "until_local": hi.isoformat(),
-            "hours": round((hi - lo) / pd.Timedelta(hours=1), 3)}
+    return {
+        "start": span.start.isoformat(),
+        "end": span.end.isoformat(),
+        "days": span.days,
+        "from_local": lo.isoformat(),
+        "until_local": hi.isoformat(),
+        "hours": round((hi - lo) / pd.Timedelta(hours=1), 3),
+    }

@@ -47,8 +47,7 @@ def poisson_change_p(a: int, b: int, t_a: float = 1.0, t_b: float = 1.0) -> floa
     lo = int(max(0, np.floor(mean - half)))
     hi = int(min(n, np.ceil(mean + half)))
     k = np.arange(lo, hi + 1, dtype=np.float64)
-    logpmf = (gammaln(n + 1) - gammaln(k + 1) - gammaln(n - k + 1)
-              + k * np.log(p0) + (n - k) * np.log1p(-p0))
+    logpmf = gammaln(n + 1) - gammaln(k + 1) - gammaln(n - k + 1) + k * np.log(p0) + (n - k) * np.log1p(-p0)
     keep = logpmf <= logpmf[a - lo] + np.log1p(1e-7)
     # Sum in probability space relative to the largest term kept (no underflow of the total).
     m = logpmf[keep].max()

@@ -54,8 +54,9 @@ def _plan(c, m, t0, t1, units, *, tracts=None, max_dose_multiple=None, dosed=Non
     excluded = {int(x) for x in plan_kw.pop("excluded", ()) or ()}
     capped: set[int] = set()
     for _ in range(6 if max_dose_multiple else 1):
-        plan = plan_shift(fc, units, t0, t1, recent_7d=r7, recent_28d=r28, hotspot_bins=bins,
-                          excluded=excluded | capped, **plan_kw)
+        plan = plan_shift(
+            fc, units, t0, t1, recent_7d=r7, recent_28d=r28, hotspot_bins=bins, excluded=excluded | capped, **plan_kw
+        )
         if not max_dose_multiple:
             break
         mins = plan_minutes(plan.cells, plan.schedule).assign(plan="this")
@@ -92,10 +93,21 @@ def _source(store, source: str | None) -> str | None:
     return (source or store.source) if isinstance(store, Scope) else source
 
 
-def plan_from_store(store, source: str | None, shift_start, shift_hours: float = D.DEPLOY_SHIFT_HOURS,
-                    units: int = D.DEPLOY_UNITS, *, category: str = D.DEPLOY_TARGET, model: str = D.DEPLOY_MODEL,
-                    res: int = D.DEPLOY_RES, max_dose_multiple: float | None = None, tracts=None, train_from=None,
-                    **plan_kw) -> Plan:
+def plan_from_store(
+    store,
+    source: str | None,
+    shift_start,
+    shift_hours: float = D.DEPLOY_SHIFT_HOURS,
+    units: int = D.DEPLOY_UNITS,
+    *,
+    category: str = D.DEPLOY_TARGET,
+    model: str = D.DEPLOY_MODEL,
+    res: int = D.DEPLOY_RES,
+    max_dose_multiple: float | None = None,
+    tracts=None,
+    train_from=None,
+    **plan_kw,
+) -> Plan:
     """Forecast the shift with ``model`` on ``category`` (default: everything but the
     enforcement-driven categories) from the incidents before it, and plan ``units``
     patrols with :func:`~rtcc_geo.deploy.plan.plan_shift`.
@@ -123,10 +135,23 @@ def plan_from_store(store, source: str | None, shift_start, shift_hours: float =
     return _plan(c, m, t0, t1, units, tracts=tracts, max_dose_multiple=max_dose_multiple, **plan_kw)
 
 
-def plan_week(store, source: str | None, week_start, units: int = D.DEPLOY_UNITS, *, days: int = 7,
-              shift_start_hour: float = 16.0, shift_hours: float = D.DEPLOY_SHIFT_HOURS,
-              category: str = D.DEPLOY_TARGET, model: str = D.DEPLOY_MODEL, res: int = D.DEPLOY_RES,
-              max_dose_multiple: float | None = None, tracts=None, train_from=None, **plan_kw) -> list[Plan]:
+def plan_week(
+    store,
+    source: str | None,
+    week_start,
+    units: int = D.DEPLOY_UNITS,
+    *,
+    days: int = 7,
+    shift_start_hour: float = 16.0,
+    shift_hours: float = D.DEPLOY_SHIFT_HOURS,
+    category: str = D.DEPLOY_TARGET,
+    model: str = D.DEPLOY_MODEL,
+    res: int = D.DEPLOY_RES,
+    max_dose_multiple: float | None = None,
+    tracts=None,
+    train_from=None,
+    **plan_kw,
+) -> list[Plan]:
     """One shift a day for ``days`` days from ``week_start`` (local date), all forecast from
     incidents before ``week_start`` (a weekly plan made on its first morning). Each day's
     plan rests the cells dosed the days before (``max_consecutive_days``, default 3) and,
@@ -146,9 +171,21 @@ def plan_week(store, source: str | None, week_start, units: int = D.DEPLOY_UNITS
     for i in range(days):
         t0 = d0 + pd.Timedelta(days=i, hours=shift_start_hour)
         t1 = t0 + pd.Timedelta(hours=shift_hours)
-        p = _plan(c, m, t0, t1, units, tracts=tracts, max_dose_multiple=max_dose_multiple, dosed=dosed,
-                  history=history, **plan_kw)
+        p = _plan(
+            c,
+            m,
+            t0,
+            t1,
+            units,
+            tracts=tracts,
+            max_dose_multiple=max_dose_multiple,
+            dosed=dosed,
+            history=history,
+            **plan_kw,
+        )
         plans.append(p)
-        history = pd.concat([history, pd.DataFrame({"date": t0.normalize(), "cell": p.cells["cell"]})], ignore_index=True)
+        history = pd.concat(
+            [history, pd.DataFrame({"date": t0.normalize(), "cell": p.cells["cell"]})], ignore_index=True
+        )
         dosed = pd.concat([dosed, plan_minutes(p.cells, p.schedule).assign(plan=f"{t0:%Y-%m-%d}")], ignore_index=True)
     return plans

@@ -18,7 +18,9 @@ def district_cells(agency: Agency | str, districts, res: int) -> np.ndarray:
     a = load_agency(agency) if isinstance(agency, str) else agency
     path = a.find_file(a.districts_file)
     if path is None or not a.districts_field:
-        raise FileNotFoundError(f"agency {a.name} has no district polygons (districts_file/districts_field in its TOML)")
+        raise FileNotFoundError(
+            f"agency {a.name} has no district polygons (districts_file/districts_field in its TOML)"
+        )
     g = gpd.read_file(path).to_crs(4326)
     want = {str(d).strip().lstrip("0") or "0" for d in districts}
     have = g[a.districts_field].astype(str).str.strip().str.lstrip("0").replace("", "0")

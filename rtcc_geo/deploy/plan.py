@@ -36,20 +36,26 @@ from ..forecast.spatial import centre_spacing_m
 from .schedule import dosage_schedule, validate_schedule
 from .select import Selection, select_areas
 
-_BIN_TEXT = {3: "hot spot (Gi*, 99 % confidence)", 2: "hot spot (Gi*, 95 %)", 1: "hot spot (Gi*, 90 %)",
-             0: "not a significant hot spot (Gi*)", -1: "cold spot (Gi*, 90 %)", -2: "cold spot (Gi*, 95 %)",
-             -3: "cold spot (Gi*, 99 %)"}
+_BIN_TEXT = {
+    3: "hot spot (Gi*, 99 % confidence)",
+    2: "hot spot (Gi*, 95 %)",
+    1: "hot spot (Gi*, 90 %)",
+    0: "not a significant hot spot (Gi*)",
+    -1: "cold spot (Gi*, 90 %)",
+    -2: "cold spot (Gi*, 95 %)",
+    -3: "cold spot (Gi*, 99 %)",
+}
 
 
 @dataclass
 class Plan:
-    cells: pd.DataFrame          # one row per patrolled cell: unit, area, centre, cell, reasons ...
-    schedule: pd.DataFrame       # one row per visit
+    cells: pd.DataFrame  # one row per patrolled cell: unit, area, centre, cell, reasons ...
+    schedule: pd.DataFrame  # one row per visit
     units: dict[int, list[int]]  # unit -> area centres
-    covered_share: float         # share of the eligible forecast inside the patrol areas
-    covered: float               # expected incidents inside the patrol areas
-    total: float                 # expected incidents in the eligible area
-    status: str                  # MILP status ("optimal" ...)
+    covered_share: float  # share of the eligible forecast inside the patrol areas
+    covered: float  # expected incidents inside the patrol areas
+    total: float  # expected incidents in the eligible area
+    status: str  # MILP status ("optimal" ...)
     shift_start: pd.Timestamp
     shift_end: pd.Timestamp
     seed: int
@@ -67,8 +73,10 @@ class Plan:
         ]
         for u, areas in sorted(self.units.items()):
             visits = self.schedule[self.schedule["unit"] == u]
-            lines.append(f"Unit {u}: {len(areas)} area(s), {len(visits)} visit(s) of "
-                         f"{visits['minutes'].min() if len(visits) else 0}-{visits['minutes'].max() if len(visits) else 0} min")
+            lines.append(
+                f"Unit {u}: {len(areas)} area(s), {len(visits)} visit(s) of "
+                f"{visits['minutes'].min() if len(visits) else 0}-{visits['minutes'].max() if len(visits) else 0} min"
+            )
             for a in areas:
                 row = self.cells[(self.cells["centre"] == a) & (self.cells["cell"] == a)].iloc[0]
                 lines.append(f"  area {row['area']} ({row['centre_hex']}): {row['reason']}")
@@ -120,8 +128,15 @@ def plan_shift(
     excl = set(int(x) for x in excluded) | capped
     elig = set(forecast.index.astype(np.int64).tolist()) if eligible is None else set(int(x) for x in eligible)
     elig -= excl
-    sel: Selection = select_areas(forecast, n_units * areas_per_unit, radius=radius, spacing_cells=spacing_cells,
-                                  spacing_m=spacing_m, excluded=excl, eligible=elig)
+    sel: Selection = select_areas(
+        forecast,
+        n_units * areas_per_unit,
+        radius=radius,
+        spacing_cells=spacing_cells,
+        spacing_m=spacing_m,
+        excluded=excl,
+        eligible=elig,
+    )
     units = _assign(sel, n_units, areas_per_unit, seed)
     sched = dosage_schedule(units, t0, t1, seed=seed)
     errs = validate_schedule(sched, units, t0, t1)
@@ -141,30 +156,61 @@ def plan_shift(
             r28 = float(recent_28d.get(cell, 0)) if recent_28d is not None else np.nan
             hb = int(hotspot_bins.get(cell, 0)) if hotspot_bins is not None else None
             rk = int(ranks.get(cell, len(fe)))
-            parts = [f"forecast {v:.2f} expected incidents this shift (rank {rk} of {len(fe)}, top {rk / max(len(fe), 1):.1%})"]
+            parts = [
+                f"forecast {v:.2f} expected incidents this shift (rank {rk} of {len(fe)}, top {rk / max(len(fe), 1):.1%})"
+            ]
             if recent_7d is not None:
                 parts.append(f"{r7:.0f} incident(s) in the last 7 days, {r28:.0f} in 28")
             parts.append(_BIN_TEXT.get(hb, f"Gi* bin {hb}") if hb is not None else "hot-spot status not computed")
             if cell != a:
                 parts.append(f"in the patrol area around {a:x}")
-            rows.append({"unit": unit_of[a], "area": area_no[a], "centre": a, "centre_hex": f"{a:x}",
-                         "cell": cell, "cell_hex": f"{cell:x}", "forecast": v, "rank": rk,
-                         "recent_7d": r7, "recent_28d": r28,
-                         "hotspot_bin": hb if hb is not None else pd.NA, "reason": "; ".join(parts)})
+            rows.append(
+                {
+                    "unit": unit_of[a],
+                    "area": area_no[a],
+                    "centre": a,
+                    "centre_hex": f"{a:x}",
+                    "cell": cell,
+                    "cell_hex": f"{cell:x}",
+                    "forecast": v,
+                    "rank": rk,
+                    "recent_7d": r7,
+                    "recent_28d": r28,
+                    "hotspot_bin": hb if hb is not None else pd.NA,
+                    "reason": "; ".join(parts),
+                }
+            )
     cells = pd.DataFrame(rows).sort_values(["unit", "area", "cell"], kind="mergesort").reset_index(drop=True)
     cells["hotspot_bin"] = cells["hotspot_bin"].astype("Int64")
     covered = float(cells["forecast"].sum())
     # The area's own reason is its centre's, with the area total prepended.
     area_val = cells.groupby("centre")["forecast"].sum()
     cells.loc[cells["cell"] == cells["centre"], "reason"] = [
-        f"area total {area_val[c]:.2f}; " + r for c, r in
-        cells.loc[cells["cell"] == cells["centre"], ["centre", "reason"]].itertuples(index=False)]
-    return Plan(cells=cells, schedule=sched, units=units, covered_share=covered / total if total > 0 else 0.0,
-                covered=covered, total=total, status=sel.status, shift_start=t0, shift_end=t1, seed=seed,
-                params={"n_units": n_units, "areas_per_unit": areas_per_unit, "radius": radius,
-                        "spacing_cells": spacing_cells, "spacing_m": spacing_m,
-                        "max_consecutive_days": max_consecutive_days, "capped_cells": len(capped),
-                        "excluded_cells": len(set(int(x) for x in excluded))})
+        f"area total {area_val[c]:.2f}; " + r
+        for c, r in cells.loc[cells["cell"] == cells["centre"], ["centre", "reason"]].itertuples(index=False)
+    ]
+    return Plan(
+        cells=cells,
+        schedule=sched,
+        units=units,
+        covered_share=covered / total if total > 0 else 0.0,
+        covered=covered,
+        total=total,
+        status=sel.status,
+        shift_start=t0,
+        shift_end=t1,
+        seed=seed,
+        params={
+            "n_units": n_units,
+            "areas_per_unit": areas_per_unit,
+            "radius": radius,
+            "spacing_cells": spacing_cells,
+            "spacing_m": spacing_m,
+            "max_consecutive_days": max_consecutive_days,
+            "capped_cells": len(capped),
+            "excluded_cells": len(set(int(x) for x in excluded)),
+        },
+    )
 
 
 def _rank_order(f: pd.Series) -> np.ndarray:

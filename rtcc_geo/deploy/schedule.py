@@ -30,10 +30,15 @@ REVISIT_MINUTES = (95, 135)
 GAP_BOUNDS = (60, 180)
 
 
-def dosage_schedule(units: dict[int, list[int]], start, end, seed: int = 0,
-                    visit_min: tuple[int, int] = VISIT_MINUTES,
-                    revisit_min: tuple[int, int] = REVISIT_MINUTES,
-                    first_within: int = 60) -> pd.DataFrame:
+def dosage_schedule(
+    units: dict[int, list[int]],
+    start,
+    end,
+    seed: int = 0,
+    visit_min: tuple[int, int] = VISIT_MINUTES,
+    revisit_min: tuple[int, int] = REVISIT_MINUTES,
+    first_within: int = 60,
+) -> pd.DataFrame:
     """Visits for each unit's areas in ``[start, end)``.
 
     ``units``: ``{unit: [area centre cell, ...]}``. Returns one row per visit:
@@ -60,16 +65,29 @@ def dosage_schedule(units: dict[int, list[int]], start, end, seed: int = 0,
             if s + dur > horizon:
                 del due[a]
                 continue
-            rows.append({"unit": unit, "area": a, "start": t0 + pd.Timedelta(minutes=s),
-                         "end": t0 + pd.Timedelta(minutes=s + dur), "minutes": dur})
+            rows.append(
+                {
+                    "unit": unit,
+                    "area": a,
+                    "start": t0 + pd.Timedelta(minutes=s),
+                    "end": t0 + pd.Timedelta(minutes=s + dur),
+                    "minutes": dur,
+                }
+            )
             now = s + dur
             due[a] = s + float(rng.integers(revisit_min[0], revisit_min[1] + 1))
     out = pd.DataFrame(rows, columns=["unit", "area", "start", "end", "minutes"])
     return out.sort_values(["unit", "start"], kind="mergesort").reset_index(drop=True)
 
 
-def validate_schedule(sched: pd.DataFrame, units: dict[int, list[int]], start, end,
-                      visit_min: tuple[int, int] = VISIT_MINUTES, gap_bounds: tuple[int, int] = GAP_BOUNDS) -> list[str]:
+def validate_schedule(
+    sched: pd.DataFrame,
+    units: dict[int, list[int]],
+    start,
+    end,
+    visit_min: tuple[int, int] = VISIT_MINUTES,
+    gap_bounds: tuple[int, int] = GAP_BOUNDS,
+) -> list[str]:
     """Every violated rule as a message (empty list = valid).
 
     Rules: visits inside the shift; durations within ``visit_min``; a unit's

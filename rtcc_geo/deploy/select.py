@@ -46,9 +46,9 @@ _latlng = h3.api.basic_int.cell_to_latlng
 
 @dataclass
 class Selection:
-    centres: np.ndarray          # chosen centre cells (int64), by value, highest first
+    centres: np.ndarray  # chosen centre cells (int64), by value, highest first
     areas: dict[int, np.ndarray]  # centre -> cells of its patrol area
-    values: np.ndarray           # forecast covered by each area
+    values: np.ndarray  # forecast covered by each area
     objective: float
     candidates: int
     status: str
@@ -89,8 +89,10 @@ def select_areas(
     if spacing_cells is None and spacing_m is None:
         spacing_cells = 2 * radius + 1
     if spacing_cells is not None and spacing_cells < 2 * radius + 1:
-        raise ValueError(f"spacing of {spacing_cells} cells would let areas of radius {radius} overlap; "
-                         f"use a spacing of at least {2 * radius + 1} cells")
+        raise ValueError(
+            f"spacing of {spacing_cells} cells would let areas of radius {radius} overlap; "
+            f"use a spacing of at least {2 * radius + 1} cells"
+        )
     f = forecast.astype(float)
     f = f[f.index.notna()]
     f.index = f.index.astype(np.int64)
@@ -110,10 +112,13 @@ def select_areas(
         for c in hot:
             cset.update(x for x in _disk(c, radius) if x in allowed)
         cand = np.array(sorted(cset), dtype=np.int64)
-        vals = np.array([sum(fv.get(x, 0.0) for x in area_cells(c, radius, excluded, allowed).tolist())
-                         for c in cand.tolist()])
+        vals = np.array(
+            [sum(fv.get(x, 0.0) for x in area_cells(c, radius, excluded, allowed).tolist()) for c in cand.tolist()]
+        )
     if len(cand) < n_areas:
-        raise ValueError(f"only {len(cand)} eligible cells for {n_areas} patrol areas: lower --units/areas or widen the districts")
+        raise ValueError(
+            f"only {len(cand)} eligible cells for {n_areas} patrol areas: lower --units/areas or widen the districts"
+        )
     order = np.lexsort((cand, -vals))
     cand, vals = cand[order], vals[order]
     # Spacing disc bound B and the exact pruning size M.
@@ -147,16 +152,25 @@ def select_areas(
     cons = [LinearConstraint(sp.csr_matrix(rows[0]), lo, hi)]
     if ia:
         k = len(ia)
-        A = sp.csr_matrix((np.ones(2 * k), (np.repeat(np.arange(k), 2), np.ravel(np.column_stack([ia, ib])))), shape=(k, n))
+        A = sp.csr_matrix(
+            (np.ones(2 * k), (np.repeat(np.arange(k), 2), np.ravel(np.column_stack([ia, ib])))), shape=(k, n)
+        )
         cons.append(LinearConstraint(A, -np.inf, 1))
     # Tiny tie-break so equal-value optima resolve deterministically to the higher-ranked cells.
     eps = 1e-9 * (np.abs(vals).max() + 1) / (n + 1)
     cost = -(vals + eps * (n - np.arange(n)))
-    res = milp(cost, constraints=cons, integrality=np.ones(n), bounds=Bounds(0, 1),
-               options={"time_limit": time_limit, "mip_rel_gap": 0.0})
+    res = milp(
+        cost,
+        constraints=cons,
+        integrality=np.ones(n),
+        bounds=Bounds(0, 1),
+        options={"time_limit": time_limit, "mip_rel_gap": 0.0},
+    )
     if res.x is None:
-        raise ValueError(f"no feasible plan: {n_areas} areas cannot be spaced as asked within the eligible cells "
-                         "(lower --units or --spacing)")
+        raise ValueError(
+            f"no feasible plan: {n_areas} areas cannot be spaced as asked within the eligible cells "
+            "(lower --units or --spacing)"
+        )
     status = "optimal" if res.status == 0 else f"time limit (best found; HiGHS status {res.status})"
     chosen = np.flatnonzero(res.x > 0.5)
     chosen = chosen[np.lexsort((cand[chosen], -vals[chosen]))]

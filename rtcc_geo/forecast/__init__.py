@@ -17,7 +17,23 @@ from .sepp import SEPP, simulate_grid_hawkes
 from .terms import TERMS, AdditiveTerms
 
 __all__ = [
-    "ENFORCEMENT_CATEGORIES", "SEPP", "STKDE", "TARGETS", "TERMS", "AdditiveTerms", "BacktestResult", "Counts",
-    "Ensemble", "ForecastModel", "LearnedPoisson", "NaiveHotspot", "ProspectiveHotspot", "SeasonalNaive",
-    "backtest", "default_models", "parse_horizon", "select_target", "simulate_grid_hawkes",
+    "ENFORCEMENT_CATEGORIES",
+    "SEPP",
+    "STKDE",
+    "TARGETS",
+    "TERMS",
+    "AdditiveTerms",
+    "BacktestResult",
+    "Counts",
+    "Ensemble",
+    "ForecastModel",
+    "LearnedPoisson",
+    "NaiveHotspot",
+    "ProspectiveHotspot",
+    "SeasonalNaive",
+    "backtest",
+    "default_models",
+    "parse_horizon",
+    "select_target",
+    "simulate_grid_hawkes",
 ]

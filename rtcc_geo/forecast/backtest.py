@@ -95,8 +95,10 @@ def backtest(
         raise ValueError(f"no origin between {start} and {end}: --from must be before --to")
     last_end_h = data.to_hours(origins[-1] + h)
     if last_end_h > data.n_days * 24 + 1e-9:
-        raise ValueError(f"data end at {data.day_start(data.n_days)} but the last window ends {origins[-1] + h}; "
-                         "load incidents up to --to plus the horizon")
+        raise ValueError(
+            f"data end at {data.day_start(data.n_days)} but the last window ends {origins[-1] + h}; "
+            "load incidents up to --to plus the horizon"
+        )
     cell_km2 = cell_area_km2(data.res)
     rows, curves, cals = [], [], []
     seconds = {name: 0.0 for name in models}
@@ -125,8 +127,12 @@ def backtest(
                 bar.update(1)
     if bar is not None:
         bar.close()
-    curves_df = pd.concat(curves).groupby(["model", "area_fraction"], sort=False)[["hit_rate", "pai"]].mean().reset_index()
-    cal_df = pd.concat(cals).groupby(["model", "bin"], sort=False)[["cells", "predicted", "observed"]].sum().reset_index()
+    curves_df = (
+        pd.concat(curves).groupby(["model", "area_fraction"], sort=False)[["hit_rate", "pai"]].mean().reset_index()
+    )
+    cal_df = (
+        pd.concat(cals).groupby(["model", "bin"], sort=False)[["cells", "predicted", "observed"]].sum().reset_index()
+    )
     cal_df["ratio"] = cal_df["observed"] / cal_df["predicted"].where(cal_df["predicted"] > 0)
     return BacktestResult(pd.DataFrame(rows), curves_df, cal_df, seconds)
 

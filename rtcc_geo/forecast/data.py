@@ -38,6 +38,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 from functools import cached_property
 
 import numpy as np
@@ -69,7 +70,9 @@ def select_target(incidents: pd.DataFrame, target: str = "all") -> pd.DataFrame:
         code = pd.to_numeric(incidents["offense_code"].astype("string").str.extract(r"^\s*(\d+)")[0], errors="coerce")
         return incidents[(code >= 100) & (code < 500)]
     if target == "theft_from_vehicle":
-        return incidents[incidents["offense_raw"].astype("string").str.contains("theft from vehicle", case=False, na=False)]
+        return incidents[
+            incidents["offense_raw"].astype("string").str.contains("theft from vehicle", case=False, na=False)
+        ]
     return incidents[incidents["category"].astype("string") == target]
 
 
@@ -237,9 +240,16 @@ class Counts:
         ci = np.repeat(coo.row, reps)
         hrs = np.repeat(coo.col * HOURS_PER_DAY + 12.0, reps)
         order = np.argsort(hrs, kind="stable")
-        return cls(cells=np.asarray(cells, np.int64), cell_idx=ci[order].astype(np.int64), hours=hrs[order],
-                   time_known=np.ones(len(hrs), bool), origin=pd.Timestamp(origin).normalize(), tz=tz,
-                   n_days=X.shape[1], res=res)
+        return cls(
+            cells=np.asarray(cells, np.int64),
+            cell_idx=ci[order].astype(np.int64),
+            hours=hrs[order],
+            time_known=np.ones(len(hrs), bool),
+            origin=pd.Timestamp(origin).normalize(),
+            tz=tz,
+            n_days=X.shape[1],
+            res=res,
+        )
 
     # ---- time helpers ---------------------------------------------------
     def to_hours(self, ts) -> float:
@@ -258,9 +268,7 @@ class Counts:
     def daily(self) -> sp.csr_matrix:
         """``cells x n_days`` counts per local day (CSR, float64)."""
         d = np.floor(self.hours / HOURS_PER_DAY).astype(np.int64)
-        m = sp.coo_matrix(
-            (np.ones(len(d)), (self.cell_idx, d)), shape=(len(self.cells), self.n_days)
-        ).tocsr()
+        m = sp.coo_matrix((np.ones(len(d)), (self.cell_idx, d)), shape=(len(self.cells), self.n_days)).tocsr()
         m.sum_duplicates()
         return m
 
@@ -305,7 +313,7 @@ class Counts:
         h = self.hours[:i1][m]
         # local hour of week: Monday 00:00 = 0
         dow0 = self.origin.day_of_week
-        how = ((np.floor(h).astype(np.int64) + dow0 * 24) % 168)
+        how = (np.floor(h).astype(np.int64) + dow0 * 24) % 168
         return sp.coo_matrix((np.ones(len(how)), (self.cell_idx[:i1][m], how)), shape=(len(self.cells), 168)).tocsr()
 
     def hour_of_week_slots(self, start, end) -> np.ndarray:
@@ -326,10 +334,16 @@ class Counts:
         return w
 
 
-
-
 #: The per-event fields of a :class:`Counts` (see :class:`LazyCounts`).
-EVENT_FIELDS: tuple[str, ...] = ("cell_idx", "hours", "time_known", "block", "block_names", "category", "category_names")
+EVENT_FIELDS: tuple[str, ...] = (
+    "cell_idx",
+    "hours",
+    "time_known",
+    "block",
+    "block_names",
+    "category",
+    "category_names",
+)
 
 
 class _EventField:
@@ -370,10 +384,21 @@ class LazyCounts(Counts):
     category_names = _EventField()  # type: ignore[assignment]
 
     @classmethod
-    def lazy(cls, cells: np.ndarray, origin: pd.Timestamp, tz: str, n_days: int, res: int, daily: sp.spmatrix,
-             loader) -> LazyCounts:
-        c = cls(cells=np.asarray(cells, np.int64), cell_idx=None, hours=None, time_known=None,  # type: ignore[arg-type]
-                origin=origin, tz=tz, n_days=n_days, res=res)
+    def lazy(
+        cls, cells: np.ndarray, origin: pd.Timestamp, tz: str, n_days: int, res: int, daily: sp.spmatrix, loader
+    ) -> LazyCounts:
+        # The event arrays are loaded on first use (the _EventField descriptors), not passed.
+        none: Any = None
+        c = cls(
+            cells=np.asarray(cells, np.int64),
+            cell_idx=none,
+            hours=none,
+            time_known=none,
+            origin=origin,
+            tz=tz,
+            n_days=n_days,
+            res=res,
+        )
         c.__dict__["_events_loaded"] = False
         c.__dict__["_loader"] = loader
         c.use_daily(daily)

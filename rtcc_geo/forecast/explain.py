@@ -25,8 +25,13 @@ from .data import HOURS_PER_DAY
 from .terms import TERMS, AdditiveTerms
 
 #: Plain names of the terms, as the words print them.
-TERM_LABELS = {"long_memory": "long memory", "recent": "recent activity", "near_repeat": "near-repeat",
-               "seasonality": "seasonality", "place": "place"}
+TERM_LABELS = {
+    "long_memory": "long memory",
+    "recent": "recent activity",
+    "near_repeat": "near-repeat",
+    "seasonality": "seasonality",
+    "place": "place",
+}
 
 
 def contributions(model: AdditiveTerms, start=None, end=None) -> pd.DataFrame:
@@ -49,8 +54,12 @@ def cell_facts(model: AdditiveTerms, cells) -> pd.DataFrame:
     pos = np.clip(pos, 0, len(c.cells) - 1)
     hi = T * HOURS_PER_DAY
     out = {}
-    for name, lo_d, hi_d in (("last_365d", T - 365, T), ("last_28d", T - 28, T), ("last_7d", T - 7, T),
-                             ("same_weeks_last_year", T - 364 - 7, T - 364 + model.horizon_days + 7)):
+    for name, lo_d, hi_d in (
+        ("last_365d", T - 365, T),
+        ("last_28d", T - 28, T),
+        ("last_7d", T - 7, T),
+        ("same_weeks_last_year", T - 364 - 7, T - 364 + model.horizon_days + 7),
+    ):
         i0, i1 = np.searchsorted(c.hours, [max(lo_d, 0) * HOURS_PER_DAY, max(min(hi_d, T), 0) * HOURS_PER_DAY])
         out[name] = np.bincount(c.cell_idx[i0:i1], minlength=len(c.cells))[pos]
     df = pd.DataFrame(out, index=pd.Index(np.asarray(cells, np.int64), name="cell"))
@@ -63,8 +72,15 @@ def cell_facts(model: AdditiveTerms, cells) -> pd.DataFrame:
             continue
         e2 = pd.DataFrame({"pos": evpos[sel], "code": codes[i0:i1][sel]})
         e2 = e2[e2["code"] >= 0]
-        top = (e2.groupby(["pos", "code"]).size().rename("n").reset_index()
-               .sort_values(["pos", "n", "code"], ascending=[True, False, True]).drop_duplicates("pos").set_index("pos"))
+        top = (
+            e2.groupby(["pos", "code"])
+            .size()
+            .rename("n")
+            .reset_index()
+            .sort_values(["pos", "n", "code"], ascending=[True, False, True])
+            .drop_duplicates("pos")
+            .set_index("pos")
+        )
         code = top["code"].reindex(pos)
         df[col] = [names[int(k)] if pd.notna(k) else None for k in code.to_numpy()]
         df[f"{col}_n"] = top["n"].reindex(pos).fillna(0).to_numpy(np.int64)
@@ -95,8 +111,11 @@ def _term_words(term: str, f, k: int = 0) -> str:
         return f"{_n(f.last_7d, k)} incident(s) here in the last 7 days, plus activity next door (near-repeat)"
     if term == "seasonality":
         return f"{_n(f.same_weeks_last_year, k)} incident(s) in these weeks last year"
-    return (f"a repeat place ({_n(f.top_block_n, k)} incidents on {f.top_block} in the last year)"
-            if f.top_block and f.top_block_n else "the place itself (residents, a city-wide floor)")
+    return (
+        f"a repeat place ({_n(f.top_block_n, k)} incidents on {f.top_block} in the last year)"
+        if f.top_block and f.top_block_n
+        else "the place itself (residents, a city-wide floor)"
+    )
 
 
 def why(row, facts, rank: int, n: int, min_count: int = 0) -> str:
@@ -104,14 +123,17 @@ def why(row, facts, rank: int, n: int, min_count: int = 0) -> str:
     contrib = {t: float(row[f"contrib_{t}"]) for t in TERMS}
     order = sorted(TERMS, key=lambda t: -contrib[t])
     top = order[0]
-    s = (f"{_level(rank, n)} ({row['expected']:.2f} expected, rank {rank:,} of {n:,}) because of "
-         f"{TERM_LABELS[top]}: {_term_words(top, facts, min_count)} (adds {contrib[top]:.2f})")
+    s = (
+        f"{_level(rank, n)} ({row['expected']:.2f} expected, rank {rank:,} of {n:,}) because of "
+        f"{TERM_LABELS[top]}: {_term_words(top, facts, min_count)} (adds {contrib[top]:.2f})"
+    )
     rest = [f"{TERM_LABELS[t]} adds {contrib[t]:.2f}" for t in order[1:] if contrib[t] >= 0.005]
     return s + ("; " + "; ".join(rest) if rest else "")
 
 
-def explain(model: AdditiveTerms, start=None, end=None, cells=None, places: bool = True,
-            min_count: int = 0) -> pd.DataFrame:
+def explain(
+    model: AdditiveTerms, start=None, end=None, cells=None, places: bool = True, min_count: int = 0
+) -> pd.DataFrame:
     """Per cell (all study cells, or ``cells``), ranked by forecast: ``cell``, ``cell_hex``,
     ``expected``, ``rank``, ``p_any``, one ``contrib_<term>`` per term (summing to
     ``expected``) and ``why``. ``places=False`` keeps block addresses out of the words
@@ -153,8 +175,14 @@ def drill_section(ctx, cell: int, f, places: bool = True, min_count: int = 0):
     end = pd.Timestamp(f.end or ctx.date_range[1]) + pd.Timedelta(days=1)
 
     def make():
-        c = counts_from_store(ctx.store, ctx.source, "all", start=(end - pd.Timedelta(days=400)).strftime("%Y-%m-%d"),
-                              end=end.strftime("%Y-%m-%d"), res=res)
+        c = counts_from_store(
+            ctx.store,
+            ctx.source,
+            "all",
+            start=(end - pd.Timedelta(days=400)).strftime("%Y-%m-%d"),
+            end=end.strftime("%Y-%m-%d"),
+            res=res,
+        )
         return AdditiveTerms(n_origins=8).fit(c, until=end.strftime("%Y-%m-%d"))
 
     try:
@@ -163,15 +191,36 @@ def drill_section(ctx, cell: int, f, places: bool = True, min_count: int = 0):
     except ValueError as e:  # too little history in the store for this view
         return html.Div(f"No forecast explanation: {e}", id="drill-forecast", style={"color": "#667"})
     td = {"padding": "1px 6px", "borderBottom": "1px solid #eee"}
-    rows = [html.Tr([html.Td(TERM_LABELS[t], style=td), html.Td(f"{ex[f'contrib_{t}']:.2f}", style={**td, "textAlign": "right"})])
-            for t in TERMS]
-    rows.append(html.Tr([html.Td(html.B("forecast, next 7 days"), style=td),
-                         html.Td(html.B(f"{ex['expected']:.2f}"), style={**td, "textAlign": "right"})]))
-    return html.Div(id="drill-forecast", children=[
-        html.Div(f"Why this forecast (all incidents, the 7 days from {end:%Y-%m-%d})",
-                 style={"fontWeight": 600, "margin": "8px 0 4px"}),
-        html.Div(ex["why"], id="drill-forecast-why", style={"fontSize": "12px", "marginBottom": "4px"}),
-        html.Table(html.Tbody(rows), id="drill-forecast-terms",
-                   title="Expected incidents each part of the additive model adds (they sum to the forecast)",
-                   style={"borderCollapse": "collapse", "fontSize": "12px"}),
-    ])
+    rows = [
+        html.Tr(
+            [
+                html.Td(TERM_LABELS[t], style=td),
+                html.Td(f"{ex[f'contrib_{t}']:.2f}", style={**td, "textAlign": "right"}),
+            ]
+        )
+        for t in TERMS
+    ]
+    rows.append(
+        html.Tr(
+            [
+                html.Td(html.B("forecast, next 7 days"), style=td),
+                html.Td(html.B(f"{ex['expected']:.2f}"), style={**td, "textAlign": "right"}),
+            ]
+        )
+    )
+    return html.Div(
+        id="drill-forecast",
+        children=[
+            html.Div(
+                f"Why this forecast (all incidents, the 7 days from {end:%Y-%m-%d})",
+                style={"fontWeight": 600, "margin": "8px 0 4px"},
+            ),
+            html.Div(ex["why"], id="drill-forecast-why", style={"fontSize": "12px", "marginBottom": "4px"}),
+            html.Table(
+                html.Tbody(rows),
+                id="drill-forecast-terms",
+                title="Expected incidents each part of the additive model adds (they sum to the forecast)",
+                style={"borderCollapse": "collapse", "fontSize": "12px"},
+            ),
+        ],
+    )

@@ -39,9 +39,11 @@ def check_span(times: pd.Series, start=None) -> None:
 
     far = far_dates(times)
     if far["before"]:
-        raise ValueError(f"{far['before']:,} incidents are dated long before the bulk of the data (earliest "
-                         f"{far['earliest']}, bulk from {far['bulk_from']}): pass --train-from DATE "
-                         "(start=... in the API) so the model does not span empty years")
+        raise ValueError(
+            f"{far['before']:,} incidents are dated long before the bulk of the data (earliest "
+            f"{far['earliest']}, bulk from {far['bulk_from']}): pass --train-from DATE "
+            "(start=... in the API) so the model does not span empty years"
+        )
 
 
 def load_target(store: Store, source: str, target: str, start=None, end=None, res: int = 10) -> pd.DataFrame:
@@ -52,8 +54,9 @@ def load_target(store: Store, source: str, target: str, start=None, end=None, re
     return select_target(df, target)
 
 
-def counts_from_store(store, source: str | None, target: str, start=None, end=None, res: int = 10,
-                      agency: Agency | str | None = None) -> Counts:
+def counts_from_store(
+    store, source: str | None, target: str, start=None, end=None, res: int = 10, agency: Agency | str | None = None
+) -> Counts:
     """A :class:`Counts` for ``target`` on the agency's study cells, local days in its time zone.
 
     ``store`` may be a :class:`~rtcc_geo.scope.Scope` (its source, agency and study
@@ -74,8 +77,16 @@ def counts_from_store(store, source: str | None, target: str, start=None, end=No
     if tz is None or source is None:
         raise ValueError(f"source {source!r} is not in the store; known: {sorted(store.sources())}. Ingest it first.")
     if start is not None and (target == "all" or target in CATEGORIES):
-        c: Counts = _lazy_counts(store, source, target, start, end, res, tz,
-                                 None if scope is not None and scope.study_area == "incidents" else agency)
+        c: Counts = _lazy_counts(
+            store,
+            source,
+            target,
+            start,
+            end,
+            res,
+            tz,
+            None if scope is not None and scope.study_area == "incidents" else agency,
+        )
     else:
         far: list[np.ndarray] | None = [] if start is None else None  # check_span needs every time, only then
         batches = _target_batches(store, source, target, start, end, res, far)
@@ -88,8 +99,14 @@ def counts_from_store(store, source: str | None, target: str, start=None, end=No
         if target == "all" or target in CATEGORIES:
             # The target is a query: the cells x days matrix comes from the store's counts
             # (size: non-zero cell-days), not from an events-long COO build.
-            c.use_daily(daily_from_counts(store.counts(res, ("cell", "day"), _target_query(source, target, start, end)),
-                                          c.cells, c.origin, c.n_days))
+            c.use_daily(
+                daily_from_counts(
+                    store.counts(res, ("cell", "day"), _target_query(source, target, start, end)),
+                    c.cells,
+                    c.origin,
+                    c.n_days,
+                )
+            )
         if far is not None:
             check_span(pd.Series(np.concatenate(far) if far else np.zeros(0, np.int64), dtype="datetime64[ns]"), start)
     c._cache["agency"] = agency if isinstance(agency, str) else getattr(agency, "name", None) or source
@@ -98,12 +115,14 @@ def counts_from_store(store, source: str | None, target: str, start=None, end=No
 
 def _target_query(source: str, target: str, start, end) -> Query:
     """The store query of a target that is a query (``all`` or a category): geolocated rows only."""
-    return Query(source=source, start=start, end=end, geolocated=True,
-                 categories=None if target == "all" else (target,))
+    return Query(
+        source=source, start=start, end=end, geolocated=True, categories=None if target == "all" else (target,)
+    )
 
 
-def _lazy_counts(store: Store, source: str, target: str, start, end, res: int, tz: str,
-                 agency: Agency | str | None) -> LazyCounts:
+def _lazy_counts(
+    store: Store, source: str, target: str, start, end, res: int, tz: str, agency: Agency | str | None
+) -> LazyCounts:
     """A :class:`LazyCounts` of a query target from ``start`` (given: no stray-date check
     needs every time): the event cells from ``store.counts`` by cell, the days from ``start``
     to ``end`` (or the last day with data), the ``cells x days`` matrix from counts by cell
@@ -125,9 +144,15 @@ def _lazy_counts(store: Store, source: str, target: str, start, end, res: int, t
     daily = daily_from_counts(store.counts(res, ("cell", "day"), q), cells, origin, n_days)
 
     def loader() -> Counts:
-        return Counts.from_batches(_target_batches(store, source, target, start, end, res, None), cells=cells,
-                                   res=res, tz=tz, origin=origin, end=origin + pd.Timedelta(days=n_days),
-                                   add_event_cells=True)
+        return Counts.from_batches(
+            _target_batches(store, source, target, start, end, res, None),
+            cells=cells,
+            res=res,
+            tz=tz,
+            origin=origin,
+            end=origin + pd.Timedelta(days=n_days),
+            add_event_cells=True,
+        )
 
     return LazyCounts.lazy(cells, origin, tz, n_days, res, daily, loader)
 
@@ -159,7 +184,9 @@ def _target_batches(store: Store, source: str, target: str, start, end, res: int
     for df in iter_incidents(store, q, cols):
         df = select_target(df, target)
         if far is not None:
-            far.append(df["occurred_from"].dt.tz_convert("UTC").dt.tz_localize(None).to_numpy("datetime64[ns]").view(np.int64))
+            far.append(
+                df["occurred_from"].dt.tz_convert("UTC").dt.tz_localize(None).to_numpy("datetime64[ns]").view(np.int64)
+            )
         n += len(df)
         yield df
     if n == 0:

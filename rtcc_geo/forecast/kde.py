@@ -27,8 +27,14 @@ from .spatial import centre_spacing_m, ring_kernel
 class STKDE(ForecastModel):
     name = "stkde"
 
-    def __init__(self, bandwidth_m: float = 50.0, half_life_days: float = 30.0,
-                 long_half_life_days: float = 365.0, long_weight: float = 1.0, max_age_days: int = 730):
+    def __init__(
+        self,
+        bandwidth_m: float = 50.0,
+        half_life_days: float = 30.0,
+        long_half_life_days: float = 365.0,
+        long_weight: float = 1.0,
+        max_age_days: int = 730,
+    ):
         self.bandwidth_m = bandwidth_m
         self.half_life_days = half_life_days
         self.long_half_life_days = long_half_life_days

@@ -102,11 +102,21 @@ class LearnedPoisson(ForecastModel):
 
     name = "learned"
 
-    def __init__(self, horizon_days: int = 7, n_origins: int = 12, estimator: str = "hgb",
-                 max_iter: int = 60, learning_rate: float = 0.1, max_leaf_nodes: int = 15,
-                 min_history_days: int = 364, quiet_keep: int = 10, n_threads: int | None = 1,
-                 min_samples_leaf: int = 100, l2_regularization: float = 1.0,
-                 random_state: int = 0):
+    def __init__(
+        self,
+        horizon_days: int = 7,
+        n_origins: int = 12,
+        estimator: str = "hgb",
+        max_iter: int = 60,
+        learning_rate: float = 0.1,
+        max_leaf_nodes: int = 15,
+        min_history_days: int = 364,
+        quiet_keep: int = 10,
+        n_threads: int | None = 1,
+        min_samples_leaf: int = 100,
+        l2_regularization: float = 1.0,
+        random_state: int = 0,
+    ):
         self.horizon_days = horizon_days
         self.n_origins = n_origins
         self.estimator = estimator
@@ -125,15 +135,23 @@ class LearnedPoisson(ForecastModel):
             from sklearn.ensemble import HistGradientBoostingRegressor
 
             return HistGradientBoostingRegressor(
-                loss="poisson", max_iter=self.max_iter, learning_rate=self.learning_rate,
-                max_leaf_nodes=self.max_leaf_nodes, min_samples_leaf=self.min_samples_leaf,
-                l2_regularization=self.l2_regularization, early_stopping=False, random_state=self.random_state)
+                loss="poisson",
+                max_iter=self.max_iter,
+                learning_rate=self.learning_rate,
+                max_leaf_nodes=self.max_leaf_nodes,
+                min_samples_leaf=self.min_samples_leaf,
+                l2_regularization=self.l2_regularization,
+                early_stopping=False,
+                random_state=self.random_state,
+            )
         if self.estimator == "glm":
             from sklearn.linear_model import PoissonRegressor
             from sklearn.pipeline import make_pipeline
             from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
-            return make_pipeline(FunctionTransformer(np.log1p), StandardScaler(), PoissonRegressor(alpha=1e-4, max_iter=300))
+            return make_pipeline(
+                FunctionTransformer(np.log1p), StandardScaler(), PoissonRegressor(alpha=1e-4, max_iter=300)
+            )
         raise ValueError(f"estimator must be 'hgb' or 'glm', not {self.estimator!r}")
 
     def _fit(self, c: Counts, T: int) -> None:

@@ -97,7 +97,11 @@ def best_possible(observed, k: int) -> float:
 
 
 def hit_rate(forecast, observed, k: int, ties: str = "fractional") -> float:
-    n = float(np.asarray(observed, dtype=np.float64).sum()) if not isinstance(observed, pd.Series) else float(observed.sum())
+    n = (
+        float(np.asarray(observed, dtype=np.float64).sum())
+        if not isinstance(observed, pd.Series)
+        else float(observed.sum())
+    )
     return captured(forecast, observed, k, ties) / n if n > 0 else 0.0
 
 
@@ -112,8 +116,14 @@ def pei_star(forecast, observed, k: int, ties: str = "fractional") -> float:
     return captured(forecast, observed, k, ties) / best if best > 0 else float("nan")
 
 
-def evaluate(forecast, observed, fractions: Sequence[float] = (0.01, 0.05), area_km2: float | None = None,
-             cell_km2: float | None = None, ties: str = "fractional") -> dict[str, float]:
+def evaluate(
+    forecast,
+    observed,
+    fractions: Sequence[float] = (0.01, 0.05),
+    area_km2: float | None = None,
+    cell_km2: float | None = None,
+    ties: str = "fractional",
+) -> dict[str, float]:
     """All scores for one forecast/outcome pair, as a flat dict.
 
     Keys: ``n`` (incidents), ``hit@1%``, ``pai@1%``, ``pei@1%`` for each
@@ -137,7 +147,9 @@ def evaluate(forecast, observed, fractions: Sequence[float] = (0.01, 0.05), area
     return out
 
 
-def hit_rate_curve(forecast, observed, fractions: Sequence[float] | None = None, ties: str = "fractional") -> pd.DataFrame:
+def hit_rate_curve(
+    forecast, observed, fractions: Sequence[float] | None = None, ties: str = "fractional"
+) -> pd.DataFrame:
     """Hit rate and PAI against the share of area flagged (one row per fraction)."""
     f, o, ids = _arrays(forecast, observed)
     fr = np.asarray(fractions if fractions is not None else [0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0])
@@ -169,10 +181,19 @@ def calibration(forecast, observed, bins: int = 10) -> pd.DataFrame:
     rows = []
     for i, g in enumerate(groups):
         p, ob = float(f[g].sum()), float(o[g].sum())
-        rows.append({"bin": str(i + 1), "cells": len(g), "predicted": p, "observed": ob,
-                     "ratio": ob / p if p >= MIN_CALIBRATION_PREDICTED else float("nan")})
+        rows.append(
+            {
+                "bin": str(i + 1),
+                "cells": len(g),
+                "predicted": p,
+                "observed": ob,
+                "ratio": ob / p if p >= MIN_CALIBRATION_PREDICTED else float("nan"),
+            }
+        )
     p, ob = float(f.sum()), float(o.sum())
-    rows.append({"bin": "all", "cells": len(f), "predicted": p, "observed": ob, "ratio": ob / p if p > 0 else float("nan")})
+    rows.append(
+        {"bin": "all", "cells": len(f), "predicted": p, "observed": ob, "ratio": ob / p if p > 0 else float("nan")}
+    )
     return pd.DataFrame(rows)
 
 
@@ -206,5 +227,10 @@ def pooled_calibration(cal: pd.DataFrame, min_predicted: float = 100.0) -> pd.Da
 def _pool(members: list) -> dict:
     bins = sorted(int(m.bin) for m in members)
     label = str(bins[0]) if len(bins) == 1 else f"{bins[0]}-{bins[-1]}"
-    return {"bin": label, "cells": sum(m.cells for m in members), "predicted": sum(m.predicted for m in members),
-            "observed": sum(m.observed for m in members), "members": members}
+    return {
+        "bin": label,
+        "cells": sum(m.cells for m in members),
+        "predicted": sum(m.predicted for m in members),
+        "observed": sum(m.observed for m in members),
+        "members": members,
+    }

@@ -35,7 +35,7 @@ class NaiveHotspot(ForecastModel):
 
 
 class SeasonalNaive(ForecastModel):
-    """"Same weeks last year": the mean daily count per cell in the forecast weeks one
+    """ "Same weeks last year": the mean daily count per cell in the forecast weeks one
     year (52 weeks, same weekdays) earlier, widened by ``pad_days`` on each side.
 
     ``r_c = (1 / (h + 2 p)) * sum_{d = T-364-p}^{T-364+h+p-1} X[c, d]`` with ``h`` =

@@ -69,8 +69,16 @@ class SEPP(ForecastModel):
     theta_: float  # set by fit (declared here for the warm start's getattr)
     beta_: float
 
-    def __init__(self, window_days: int | None = None, max_lag_days: int = 90, max_iter: int = 300,
-                 tol: float = 1e-4, theta0: float = 0.2, beta0: float = 0.7, warm_start: bool = True):
+    def __init__(
+        self,
+        window_days: int | None = None,
+        max_lag_days: int = 90,
+        max_iter: int = 300,
+        tol: float = 1e-4,
+        theta0: float = 0.2,
+        beta0: float = 0.7,
+        warm_start: bool = True,
+    ):
         self.window_days = window_days
         self.max_lag_days = max_lag_days
         self.max_iter = max_iter
@@ -101,12 +109,12 @@ class SEPP(ForecastModel):
         ages = np.arange(self.max_lag_days + 1, dtype=np.float64)
         n_iter, converged, ll = 0, False, np.nan
         for n_iter in range(1, self.max_iter + 1):  # noqa: B007 - read after the loop (iterations run)
-            S, U = pairs.lag_sums(beta ** ages, x)
+            S, U = pairs.lag_sums(beta**ages, x)
             lam = mu[cell] + theta * (1 - beta) * S
             bg = x * mu[cell] / lam
             trig_total = total - bg.sum()
             mu_new = np.bincount(cell, weights=bg, minlength=len(mu)) / D + 1e-12
-            denom = float(x @ (1.0 - beta ** age_left))
+            denom = float(x @ (1.0 - beta**age_left))
             theta_new = min(max(trig_total / denom if denom > 0 else 0.0, 0.0), 0.999)
             lag_sum = float((x / lam * theta * (1 - beta) * U).sum())
             m = lag_sum / trig_total if trig_total > 1e-12 else 0.0
@@ -134,7 +142,7 @@ class SEPP(ForecastModel):
     def _expected(self, day0: float, day1: float) -> np.ndarray:
         b = self.beta_
         k0, k1 = max(day0 - self.T_, 0.0), max(day1 - self.T_, 0.0)
-        return self.mu_ * (day1 - day0) + self.theta_ * self.S_end_ * (b ** k0 - b ** k1)
+        return self.mu_ * (day1 - day0) + self.theta_ * self.S_end_ * (b**k0 - b**k1)
 
 
 class _LagPairs:
@@ -179,8 +187,9 @@ class _LagPairs:
         return int(self._n[1:].sum())
 
 
-def simulate_grid_hawkes(mu: np.ndarray, theta: float, beta: float, n_days: int,
-                         seed: int | np.random.Generator | None = 0) -> sp.csr_matrix:
+def simulate_grid_hawkes(
+    mu: np.ndarray, theta: float, beta: float, n_days: int, seed: int | np.random.Generator | None = 0
+) -> sp.csr_matrix:
     """Draw a ``cells x n_days`` count matrix from the day-binned SEPP above."""
     rng = np.random.default_rng(seed)
     mu = np.asarray(mu, dtype=np.float64)

@@ -15,6 +15,7 @@ import scipy.sparse as sp
 
 _ring = h3.api.basic_int.grid_ring
 
+
 #: Average distance between neighbouring H3 cell centres, metres (sqrt(3) x edge).
 def centre_spacing_m(res: int) -> float:
     return float(np.sqrt(3.0) * h3.average_hexagon_edge_length(res, unit="m"))

@@ -62,14 +62,28 @@ from .naive import seasonal_rate
 TERMS: tuple[str, ...] = ("long_memory", "recent", "near_repeat", "seasonality", "place")
 #: (term, feature) in column order of :func:`term_features`.
 FEATURES: tuple[tuple[str, str], ...] = (
-    ("long_memory", "own_365d"), ("long_memory", "ring1_365d"), ("long_memory", "ring2_365d"),
-    ("long_memory", "parent1_365d"), ("long_memory", "parent2_365d"), ("long_memory", "own_182d"),
-    ("long_memory", "own_decay180d"), ("long_memory", "active_days_365d"), ("long_memory", "ring1_active_days_365d"),
-    ("recent", "own_28d"), ("recent", "own_91d"), ("recent", "ring1_28d"),
-    ("recent", "own_decay30d"), ("recent", "own_decay90d"),
-    ("near_repeat", "own_decay7d"), ("near_repeat", "ring1_decay7d"),
-    ("seasonality", "own_last_year"), ("seasonality", "ring1_last_year"),
-    ("place", "top_block_730d"), ("place", "top_block_365d"), ("place", "residents"), ("place", "constant"),
+    ("long_memory", "own_365d"),
+    ("long_memory", "ring1_365d"),
+    ("long_memory", "ring2_365d"),
+    ("long_memory", "parent1_365d"),
+    ("long_memory", "parent2_365d"),
+    ("long_memory", "own_182d"),
+    ("long_memory", "own_decay180d"),
+    ("long_memory", "active_days_365d"),
+    ("long_memory", "ring1_active_days_365d"),
+    ("recent", "own_28d"),
+    ("recent", "own_91d"),
+    ("recent", "ring1_28d"),
+    ("recent", "own_decay30d"),
+    ("recent", "own_decay90d"),
+    ("near_repeat", "own_decay7d"),
+    ("near_repeat", "ring1_decay7d"),
+    ("seasonality", "own_last_year"),
+    ("seasonality", "ring1_last_year"),
+    ("place", "top_block_730d"),
+    ("place", "top_block_365d"),
+    ("place", "residents"),
+    ("place", "constant"),
 )
 TERM_OF = np.array([TERMS.index(t) for t, _ in FEATURES])
 _OWN365, _RING365 = (next(i for i, (_, f) in enumerate(FEATURES) if f == n) for n in ("own_365d", "ring1_365d"))
@@ -165,14 +179,32 @@ def term_features(c: Counts, T: int, horizon_days: int = 7) -> np.ndarray:
     act = active_day_rate(c, T, 365)
     dec = _decayed_rate(c, T, 7.0, 365)
     seas = seasonal_rate(c, T, horizon_days, 7)
-    F = np.column_stack([
-        own365, K1 @ own365 / n1, K2 @ own365 / n2, P1 @ own365, P2 @ own365, _window_rate(C, T, 182),
-        _decayed_rate(c, T, 180.0), act, K1 @ act / n1,
-        own28, _window_rate(C, T, 91), K1 @ own28 / n1, _decayed_rate(c, T, 30.0), _decayed_rate(c, T, 90.0),
-        dec, K1 @ dec / n1,
-        seas, K1 @ seas / n1,
-        top_block_rate(c, T), top_block_rate(c, T, 365), residents_feature(c), np.full(len(c.cells), 1e-3),
-    ])
+    F = np.column_stack(
+        [
+            own365,
+            K1 @ own365 / n1,
+            K2 @ own365 / n2,
+            P1 @ own365,
+            P2 @ own365,
+            _window_rate(C, T, 182),
+            _decayed_rate(c, T, 180.0),
+            act,
+            K1 @ act / n1,
+            own28,
+            _window_rate(C, T, 91),
+            K1 @ own28 / n1,
+            _decayed_rate(c, T, 30.0),
+            _decayed_rate(c, T, 90.0),
+            dec,
+            K1 @ dec / n1,
+            seas,
+            K1 @ seas / n1,
+            top_block_rate(c, T),
+            top_block_rate(c, T, 365),
+            residents_feature(c),
+            np.full(len(c.cells), 1e-3),
+        ]
+    )
     assert F.shape[1] == len(FEATURES)
     if len(store) > 80:
         store.clear()
@@ -180,8 +212,9 @@ def term_features(c: Counts, T: int, horizon_days: int = 7) -> np.ndarray:
     return F
 
 
-def nn_poisson_identity(X: np.ndarray, y: np.ndarray, w: np.ndarray | None = None, iters: int = 200,
-                        start: np.ndarray | None = None) -> np.ndarray:
+def nn_poisson_identity(
+    X: np.ndarray, y: np.ndarray, w: np.ndarray | None = None, iters: int = 200, start: np.ndarray | None = None
+) -> np.ndarray:
     """Non-negative ``beta`` maximising the weighted Poisson likelihood of ``y ~ X beta``.
 
     Minimises ``sum_i w_i (mu_i - y_i log mu_i)``, ``mu = X beta``, with gradient
@@ -208,8 +241,14 @@ def nn_poisson_identity(X: np.ndarray, y: np.ndarray, w: np.ndarray | None = Non
     # One BLAS thread: these are thin matrix-vector products, and spinning threads on a
     # loaded machine made them 10x slower (as for the learned model).
     with threadpool_limits(limits=1):
-        r = minimize(f, b0, jac=True, method="L-BFGS-B", bounds=[(0, None)] * X.shape[1],
-                     options={"maxiter": iters, "ftol": 1e-10, "gtol": 1e-7})
+        r = minimize(
+            f,
+            b0,
+            jac=True,
+            method="L-BFGS-B",
+            bounds=[(0, None)] * X.shape[1],
+            options={"maxiter": iters, "ftol": 1e-10, "gtol": 1e-7},
+        )
     return r.x / scale
 
 
@@ -234,9 +273,19 @@ class AdditiveTerms(ForecastModel):
 
     name = "additive"
 
-    def __init__(self, horizon_days: int = 7, n_origins: int = 12, quiet_keep: int = 10, zero_keep: int = 3,
-                 calibrate: bool = True, calibration_bins: int = 50, calibration_origins: int = 6,
-                 calibration_prior: float = 5.0, calibration_min_events: float = 20.0, random_state: int = 0):
+    def __init__(
+        self,
+        horizon_days: int = 7,
+        n_origins: int = 12,
+        quiet_keep: int = 10,
+        zero_keep: int = 3,
+        calibrate: bool = True,
+        calibration_bins: int = 50,
+        calibration_origins: int = 6,
+        calibration_prior: float = 5.0,
+        calibration_min_events: float = 20.0,
+        random_state: int = 0,
+    ):
         if horizon_days < 1 or n_origins < 1:
             raise ValueError("horizon_days and n_origins must be >= 1")
         self.horizon_days = horizon_days
@@ -324,7 +373,7 @@ class AdditiveTerms(ForecastModel):
         every cell and term: the ranking and the exact sum of the terms are unchanged."""
         h, k = self.horizon_days, min(self.calibration_origins, self.n_train_origins_)
         a0, a1 = T - 364 - 7, T - 364 + h + 7  # last year's forecast weeks, padded
-        b0, b1 = T - 364 - h * k, T - 364      # last year's calibration weeks
+        b0, b1 = T - 364 - h * k, T - 364  # last year's calibration weeks
         if b0 < 0 or a0 < 0:
             return 1.0
         C, _ = _dense_stats(c)

@@ -98,9 +98,7 @@ def parent(cells: np.ndarray | Iterable[int], res: int) -> np.ndarray:
     return (c & ~_RES_MASK) | (np.int64(res) << np.int64(_RES_SHIFT)) | unused
 
 
-def index_points(
-    lat: np.ndarray, lon: np.ndarray, resolutions: Iterable[int]
-) -> dict[int, np.ndarray]:
+def index_points(lat: np.ndarray, lon: np.ndarray, resolutions: Iterable[int]) -> dict[int, np.ndarray]:
     """H3 cells of points at every resolution asked: the cell that *contains*
     the point at each resolution.
 
@@ -213,7 +211,8 @@ def local_transformer(lon0: float, lat0: float):
     from pyproj import Transformer
 
     return Transformer.from_crs(
-        "EPSG:4326", f"+proj=aeqd +lat_0={lat0:.8f} +lon_0={lon0:.8f} +datum=WGS84 +units=m", always_xy=True)
+        "EPSG:4326", f"+proj=aeqd +lat_0={lat0:.8f} +lon_0={lon0:.8f} +datum=WGS84 +units=m", always_xy=True
+    )
 
 
 def local_metres(lon: np.ndarray, lat: np.ndarray) -> np.ndarray:

@@ -92,8 +92,10 @@ def _scoped(store, q: Query, boundary):
         sc = resolve_scope(store, q, study_area="incidents" if boundary == INCIDENTS_ONLY else "agency")
     else:
         if q.source is None and len(store.sources()) > 1:
-            raise ValueError(f"the store holds several sources {sorted(store.sources())}: hot spots are per city, "
-                             "choose one with Query(source=...) / --source")
+            raise ValueError(
+                f"the store holds several sources {sorted(store.sources())}: hot spots are per city, "
+                "choose one with Query(source=...) / --source"
+            )
         if isinstance(boundary, (str, Path)):
             import geopandas as gpd
 
@@ -117,8 +119,11 @@ def study_counts(counts: pd.Series, res: int, boundary=None) -> tuple[np.ndarray
     """(cells, y): every cell of the study area (boundary cover ∪ incident
     cells) with its count, zeros included."""
     if boundary is None:
-        warnings.warn("no boundary: the study area is only the cells with incidents, which biases Gi* "
-                      "(zero cells matter); pass a boundary polygon or use an agency with a boundary file", stacklevel=2)
+        warnings.warn(
+            "no boundary: the study area is only the cells with incidents, which biases Gi* "
+            "(zero cells matter); pass a boundary polygon or use an agency with a boundary file",
+            stacklevel=2,
+        )
     cells = study_area(boundary, res, counts.index.to_numpy())
     y = counts.reindex(cells, fill_value=0).to_numpy(dtype=np.float64)
     return cells, y
@@ -183,15 +188,17 @@ def hotspots_from_counts(
     p_sim = st.p_sim if st.p_sim is not None else np.full(len(cells), np.nan)
     p_used = p_sim if inference == "sim" else p_norm
     p_fdr = bh_adjust(p_used) if fdr else p_used.copy()
-    df = pd.DataFrame({
-        "cell": cells,
-        "count": y.astype(np.int64),
-        ("g" if method == "gistar" else "i"): stat,
-        "z": z,
-        "p": p_norm,
-        "p_sim": p_sim,
-        "p_fdr": p_fdr,
-    })
+    df = pd.DataFrame(
+        {
+            "cell": cells,
+            "count": y.astype(np.int64),
+            ("g" if method == "gistar" else "i"): stat,
+            "z": z,
+            "p": p_norm,
+            "p_sim": p_sim,
+            "p_fdr": p_fdr,
+        }
+    )
     reach = D.bin_reach(permutations, len(cells), inference, alternative, fdr)
     if method == "gistar":
         df["bin"] = confidence_bins(z, p_used, fdr=fdr)
@@ -204,10 +211,20 @@ def hotspots_from_counts(
     df["n_neighbours"] = w.cardinalities.astype(np.int64)
     gdf = cells_gdf(cells, df.drop(columns="cell"))
     gdf.attrs["hotspots"] = {
-        "method": method, "res": int(res), "k": None if band_m else int(k), "band_m": band_m,
-        "n_cells": int(len(cells)), "n_incidents": int(y.sum()), "permutations": int(permutations),
-        "seed": seed, "alternative": alternative, "inference": inference, "fdr": fdr, "alpha": alpha,
-        "islands": int(len(w.islands)), "reach_99": reach,
+        "method": method,
+        "res": int(res),
+        "k": None if band_m else int(k),
+        "band_m": band_m,
+        "n_cells": int(len(cells)),
+        "n_incidents": int(y.sum()),
+        "permutations": int(permutations),
+        "seed": seed,
+        "alternative": alternative,
+        "inference": inference,
+        "fdr": fdr,
+        "alpha": alpha,
+        "islands": int(len(w.islands)),
+        "reach_99": reach,
     }
     return gdf
 
@@ -283,8 +300,20 @@ def hotspots(
     if counts.sum() == 0:
         raise ValueError("no incidents match the filters (time window, categories, districts): nothing to analyse")
     if method in ("gistar", "lisa"):
-        gdf = hotspots_from_counts(counts, res, method, bnd, k=k, band_m=band_m, permutations=permutations,
-                                   seed=seed, alternative=alternative, alpha=alpha, inference=inference, fdr=fdr)
+        gdf = hotspots_from_counts(
+            counts,
+            res,
+            method,
+            bnd,
+            k=k,
+            band_m=band_m,
+            permutations=permutations,
+            seed=seed,
+            alternative=alternative,
+            alpha=alpha,
+            inference=inference,
+            fdr=fdr,
+        )
         gdf.attrs["hotspots"].update(source=q.source, study_area=area_label)
         return gdf
     cells, y = study_counts(counts, res, bnd)
@@ -294,15 +323,23 @@ def hotspots(
     r = kde_cells(cells, pts["lon"].to_numpy(), pts["lat"].to_numpy(), kernel, bandwidth_m)
     df = pd.DataFrame({"count": y.astype(np.int64), "density": r.density, "expected": r.expected})
     gdf = cells_gdf(cells, df)
-    gdf.attrs["hotspots"] = {"method": "kde", "res": int(res), "n_cells": int(len(cells)),
-                             "source": q.source, "study_area": area_label,
-                             "n_incidents": int(len(pts)), "kernel": kernel,
-                             "bandwidth_m": r.bandwidth_m, "bandwidth_rule": r.bandwidth_rule}
+    gdf.attrs["hotspots"] = {
+        "method": "kde",
+        "res": int(res),
+        "n_cells": int(len(cells)),
+        "source": q.source,
+        "study_area": area_label,
+        "n_incidents": int(len(pts)),
+        "kernel": kernel,
+        "bandwidth_m": r.bandwidth_m,
+        "bandwidth_rule": r.bandwidth_rule,
+    }
     return gdf
 
 
-def concentration_report(store: Store, res: int = 9, q: Query = Query(), boundary: Any = None,
-                         top: float = 0.05) -> dict[str, Concentration]:
+def concentration_report(
+    store: Store, res: int = 9, q: Query = Query(), boundary: Any = None, top: float = 0.05
+) -> dict[str, Concentration]:
     """Concentration over cells (study area, zeros included) and over block addresses.
 
     Returns ``{"cell": Concentration, "block": Concentration}`` (``"block"``
@@ -335,8 +372,14 @@ def block_counts(store: Store, q: Query = Query()) -> pd.Series:
     return total
 
 
-def optimize_scale(store: Store, q: Query = Query(), res: int | None = 9, ks=(1, 2, 3, 4, 5, 6),
-                   resolutions=(7, 8, 9, 10), boundary: Any = None) -> ScaleChoice:
+def optimize_scale(
+    store: Store,
+    q: Query = Query(),
+    res: int | None = 9,
+    ks=(1, 2, 3, 4, 5, 6),
+    resolutions=(7, 8, 9, 10),
+    boundary: Any = None,
+) -> ScaleChoice:
     """Pick the neighbourhood (``res`` given: ring size among ``ks``) or the
     resolution (``res=None``: among ``resolutions`` at k=1) by incremental
     spatial autocorrelation (see :mod:`~rtcc_geo.hotspots.scale`)."""

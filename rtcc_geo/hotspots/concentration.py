@@ -79,14 +79,16 @@ def power_few(counts: pd.Series, top: float = 0.05) -> pd.DataFrame:
     k = int(np.ceil(top * n - 1e-9))
     head = s.iloc[:k]
     tot = s.sum()
-    return pd.DataFrame({
-        "rank": np.arange(1, k + 1),
-        "unit": head.index,
-        "count": head.to_numpy().astype(np.int64),
-        "share": head.to_numpy() / tot,
-        "cum_share": np.cumsum(head.to_numpy()) / tot,
-        "cum_units_share": np.arange(1, k + 1) / n,
-    })
+    return pd.DataFrame(
+        {
+            "rank": np.arange(1, k + 1),
+            "unit": head.index,
+            "count": head.to_numpy().astype(np.int64),
+            "share": head.to_numpy() / tot,
+            "cum_share": np.cumsum(head.to_numpy()) / tot,
+            "cum_units_share": np.arange(1, k + 1) / n,
+        }
+    )
 
 
 def units_for_share(counts: pd.Series, share: float) -> int:
@@ -112,16 +114,33 @@ class Concentration:
     power_few: pd.DataFrame
 
     def summary(self) -> dict:
-        return {k: getattr(self, k) for k in
-                ("unit", "n_units", "n_incidents", "gini", "top1_share", "top5_share", "units_for_25", "units_for_50")}
+        return {
+            k: getattr(self, k)
+            for k in (
+                "unit",
+                "n_units",
+                "n_incidents",
+                "gini",
+                "top1_share",
+                "top5_share",
+                "units_for_25",
+                "units_for_50",
+            )
+        }
 
 
 def concentration(counts: pd.Series, unit: str = "cell", top: float = 0.05) -> Concentration:
     """All concentration figures for ``counts`` (index = unit id, zeros included)."""
     s = pd.Series(counts, dtype="float64")
     return Concentration(
-        unit=unit, n_units=len(s), n_incidents=int(s.sum()), gini=gini(s.to_numpy()),
-        top1_share=top_share(s, 0.01), top5_share=top_share(s, 0.05),
-        units_for_25=units_for_share(s, 0.25), units_for_50=units_for_share(s, 0.50),
-        lorenz=lorenz(s), power_few=power_few(s, top),
+        unit=unit,
+        n_units=len(s),
+        n_incidents=int(s.sum()),
+        gini=gini(s.to_numpy()),
+        top1_share=top_share(s, 0.01),
+        top5_share=top_share(s, 0.05),
+        units_for_25=units_for_share(s, 0.25),
+        units_for_50=units_for_share(s, 0.50),
+        lorenz=lorenz(s),
+        power_few=power_few(s, top),
     )

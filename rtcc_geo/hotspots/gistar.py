@@ -107,8 +107,8 @@ class GiStar:
         self.y, self.n, self.w = y, n, W
         self.permutations, self.seed, self.alternative = int(permutations), seed, alternative
 
-        lag = W @ y                                   # off-diagonal neighbour sums (exact for counts)
-        card = np.diff(W.indptr) + 1.0                # W*_i, self included
+        lag = W @ y  # off-diagonal neighbour sums (exact for counts)
+        card = np.diff(W.indptr) + 1.0  # W*_i, self included
         self.Gs = (lag + y) / total
         ybar = total / n
         s2 = (y**2).sum() / n - ybar**2

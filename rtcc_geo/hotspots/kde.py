@@ -88,8 +88,9 @@ class KDEResult:
     bandwidth_rule: str
 
 
-def kde_cells(cells, lon, lat, kernel_kind: str = "quartic", bandwidth_m: float | None = None,
-              weights=None) -> KDEResult:
+def kde_cells(
+    cells, lon, lat, kernel_kind: str = "quartic", bandwidth_m: float | None = None, weights=None
+) -> KDEResult:
     """Kernel density of points (``lon``, ``lat``, optional ``weights``) at the centres of ``cells``."""
     from scipy.spatial import cKDTree
 

@@ -249,7 +249,7 @@ def _row_signatures(W: sp.csr_matrix) -> np.ndarray:
     keys: dict[bytes, int] = {}
     out = np.empty(W.shape[0], dtype=np.int64)
     for i in range(W.shape[0]):
-        k = np.sort(W.data[W.indptr[i]:W.indptr[i + 1]]).tobytes()
+        k = np.sort(W.data[W.indptr[i] : W.indptr[i + 1]]).tobytes()
         out[i] = keys.setdefault(k, len(keys))
     return out
 
@@ -269,8 +269,8 @@ def _binary_group_sums(ys: np.ndarray, base: np.ndarray, kpos: np.ndarray) -> np
     """
     P, c = base.shape
     G = len(kpos)
-    A = ys[base].sum(axis=1)                       # (P,)
-    Dv = np.diff(ys)[base]                         # (P, c)
+    A = ys[base].sum(axis=1)  # (P,)
+    Dv = np.diff(ys)[base]  # (P, c)
     pe, me = np.nonzero(Dv)
     je, de = base[pe, me], Dv[pe, me]
     korder = np.argsort(kpos, kind="stable")
@@ -341,7 +341,7 @@ def crand(
         first = np.r_[True, np.any(ks[1:] != ks[:-1], axis=1)]
         gid = np.empty(n, dtype=np.int64)
         gid[order] = np.cumsum(first) - 1
-        reps = order[first]                       # one representative cell per group
+        reps = order[first]  # one representative cell per group
         G = len(reps)
         gcard = card[reps]
         ys = np.sort(y)
@@ -357,7 +357,7 @@ def crand(
                 Rg[sel] = _binary_group_sums(ys, base, kpos)
                 continue
             for lo in range(0, len(sel), chunk):
-                gs = sel[lo:lo + chunk]
+                gs = sel[lo : lo + chunk]
                 k = np.searchsorted(ys, y[reps[gs]], side="left")  # drop one copy of y_i from the pool
                 idx = base[None, :, :] + (base[None, :, :] >= k[:, None, None])
                 wrows = W.data[W.indptr[reps[gs]][:, None] + np.arange(c)[None, :]]
@@ -388,9 +388,9 @@ def crand(
         cells = np.flatnonzero(card == c)
         base = ids[:, :c]
         for lo in range(0, len(cells), chunk):
-            cc = cells[lo:lo + chunk]
+            cc = cells[lo : lo + chunk]
             idx = base[None, :, :] + (base[None, :, :] >= cc[:, None, None])
-            wrows = np.stack([W.data[W.indptr[i]:W.indptr[i + 1]] for i in cc])  # (m, c)
+            wrows = np.stack([W.data[W.indptr[i] : W.indptr[i + 1]] for i in cc])  # (m, c)
             R = np.einsum("mpc,mc->mp", y[idx], wrows)
             mean[cc] = R.mean(axis=1)
             std[cc] = R.std(axis=1)

@@ -132,24 +132,44 @@ def choose_scale(table: pd.DataFrame, z_crit: float = Z_CRIT, fallback_k: int | 
     for i in range(1, len(z) - 1):
         if z[i] > z[i - 1] and z[i] > z[i + 1] and z[i] >= z_crit:
             r = t.iloc[i]
-            return ScaleChoice(int(r.res), int(r.k), t, "first_peak",
-                               f"global Moran's z first peaks at res {int(r.res)}, k={int(r.k)} (z={z[i]:.2f}): "
-                               "clustering is most pronounced at this scale")
+            return ScaleChoice(
+                int(r.res),
+                int(r.k),
+                t,
+                "first_peak",
+                f"global Moran's z first peaks at res {int(r.res)}, k={int(r.k)} (z={z[i]:.2f}): "
+                "clustering is most pronounced at this scale",
+            )
     if np.nanmax(z) >= z_crit:
         i = int(np.nanargmax(z))
         trend = "rises" if i == len(z) - 1 else ("falls" if i == 0 else "has no clear peak")
         if fallback_k is not None and (t["k"] == fallback_k).any():
             j = int(np.flatnonzero(t["k"].to_numpy() == fallback_k)[0])
             r = t.iloc[j]
-            return ScaleChoice(int(r.res), int(r.k), t, "knn_fallback",
-                               f"global Moran's z {trend} across k={int(t.k.min())}..{int(t.k.max())} (no first peak); "
-                               f"fallback (Esri's rule): the ring holding about min(30, max(3, 5 % of cells)) "
-                               f"neighbours, k={int(r.k)} (z={z[j]:.2f})")
+            return ScaleChoice(
+                int(r.res),
+                int(r.k),
+                t,
+                "knn_fallback",
+                f"global Moran's z {trend} across k={int(t.k.min())}..{int(t.k.max())} (no first peak); "
+                f"fallback (Esri's rule): the ring holding about min(30, max(3, 5 % of cells)) "
+                f"neighbours, k={int(r.k)} (z={z[j]:.2f})",
+            )
         r = t.iloc[i]
-        return ScaleChoice(int(r.res), int(r.k), t, "max_z",
-                           f"global Moran's z {trend} across the scales tried (no first peak); "
-                           f"fallback: the largest z, at res {int(r.res)}, k={int(r.k)} (z={z[i]:.2f})")
+        return ScaleChoice(
+            int(r.res),
+            int(r.k),
+            t,
+            "max_z",
+            f"global Moran's z {trend} across the scales tried (no first peak); "
+            f"fallback: the largest z, at res {int(r.res)}, k={int(r.k)} (z={z[i]:.2f})",
+        )
     r = t.iloc[0]
-    return ScaleChoice(int(r.res), int(r.k), t, "no_clustering",
-                       f"no scale shows significant clustering (max z={np.nanmax(z):.2f} < {z_crit}); "
-                       f"fallback: the finest scale tried, res {int(r.res)}, k={int(r.k)}")
+    return ScaleChoice(
+        int(r.res),
+        int(r.k),
+        t,
+        "no_clustering",
+        f"no scale shows significant clustering (max z={np.nanmax(z):.2f} < {z_crit}); "
+        f"fallback: the finest scale tried, res {int(r.res)}, k={int(r.k)}",
+    )

@@ -90,7 +90,7 @@ class HexWeights:
     def neighbours(self) -> dict[int, list[int]]:
         """``{position: [neighbour positions]}`` — feeds ``libpysal.weights.W``."""
         m = self.sparse
-        return {i: m.indices[m.indptr[i]:m.indptr[i + 1]].tolist() for i in range(self.n)}
+        return {i: m.indices[m.indptr[i] : m.indptr[i + 1]].tolist() for i in range(self.n)}
 
     def to_libpysal(self):
         """The same weights as a ``libpysal.weights.W`` (ids = positions), for
@@ -99,7 +99,7 @@ class HexWeights:
 
         m = self.sparse
         neigh = self.neighbours()
-        wts = {i: m.data[m.indptr[i]:m.indptr[i + 1]].tolist() for i in range(self.n)}
+        wts = {i: m.data[m.indptr[i] : m.indptr[i + 1]].tolist() for i in range(self.n)}
         import warnings
 
         with warnings.catch_warnings():

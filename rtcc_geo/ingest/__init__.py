@@ -23,8 +23,9 @@ from .base import Batch, IngestError
 READERS = ("philadelphia", "vancouver", "chicago", "generic")
 
 
-def read_batch(fmt: str, path: str | Path, timezone: str | None = None, mapping=None,
-               source: str | None = None) -> Batch:
+def read_batch(
+    fmt: str, path: str | Path, timezone: str | None = None, mapping=None, source: str | None = None
+) -> Batch:
     """Read one file of format ``fmt`` into a :class:`Batch` (before validation)."""
     if fmt == "generic":
         from . import generic

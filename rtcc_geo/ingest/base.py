@@ -78,8 +78,6 @@ class Batch:
         return out
 
 
-
-
 def details_at(detail: Detail, rows: np.ndarray) -> np.ndarray:
     """``detail`` (see :meth:`Batch.flag`) as texts for the row positions ``rows``."""
     if isinstance(detail, str):
@@ -95,8 +93,14 @@ def details_at(detail: Detail, rows: np.ndarray) -> np.ndarray:
 
 # --- reading ------------------------------------------------------------------
 
-def read_csv_strings(path: str | Path, required: list[str] | tuple[str, ...] = (),
-                     fmt: str = "", encoding: str = "utf-8-sig", delimiter: str = ",") -> pd.DataFrame:
+
+def read_csv_strings(
+    path: str | Path,
+    required: list[str] | tuple[str, ...] = (),
+    fmt: str = "",
+    encoding: str = "utf-8-sig",
+    delimiter: str = ",",
+) -> pd.DataFrame:
     """Read a CSV keeping every value as the exact text in the file ('' for blank).
 
     Raises :class:`IngestError` naming the missing columns when ``required``
@@ -126,8 +130,9 @@ def read_csv_strings(path: str | Path, required: list[str] | tuple[str, ...] = (
 def _read_csv_pandas(path: Path, encoding: str = "utf-8-sig", delimiter: str = ",") -> pd.DataFrame:
     """The reference reader (pandas' C parser, every value text), lenient on malformed rows."""
     try:
-        return pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False,
-                           encoding=encoding, sep=delimiter, low_memory=False)
+        return pd.read_csv(
+            path, dtype=str, keep_default_na=False, na_filter=False, encoding=encoding, sep=delimiter, low_memory=False
+        )
     except pd.errors.EmptyDataError:
         raise IngestError(f"{path}: empty file (expected a CSV with a header row)") from None
     except (UnicodeDecodeError, pd.errors.ParserError):
@@ -161,8 +166,13 @@ def _read_csv_arrow(path: Path, encoding: str = "utf-8-sig", delimiter: str = ",
         t = pacsv.read_csv(
             path if data is None else pa.BufferReader(data),
             parse_options=pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=data is None or b'"' in data),
-            convert_options=pacsv.ConvertOptions(column_types={h: pa.string() for h in header}, null_values=[],
-                                                 strings_can_be_null=False, quoted_strings_can_be_null=False))
+            convert_options=pacsv.ConvertOptions(
+                column_types={h: pa.string() for h in header},
+                null_values=[],
+                strings_can_be_null=False,
+                quoted_strings_can_be_null=False,
+            ),
+        )
     except (pa.ArrowInvalid, pa.ArrowTypeError, UnicodeDecodeError):
         return None
     if t.column_names != header:
@@ -219,7 +229,7 @@ def _text_bytes(arr) -> np.ndarray:
     if data is None or not len(arr):
         return np.zeros(0, dtype=np.uint8)
     offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64, count=len(arr) + 1, offset=arr.offset * 8)
-    return np.frombuffer(data, dtype=np.uint8)[offsets[0]:offsets[-1]]
+    return np.frombuffer(data, dtype=np.uint8)[offsets[0] : offsets[-1]]
 
 
 def _arrow(s: pd.Series):
@@ -260,6 +270,7 @@ def to_float(s: pd.Series) -> np.ndarray:
 
 # --- time -----------------------------------------------------------------------
 
+
 def localize(naive: pd.Series, tz: str) -> tuple[pd.Series, pd.Series]:
     """Local wall-clock times -> UTC, with DST edge cases handled explicitly.
 
@@ -282,7 +293,8 @@ def localize(naive: pd.Series, tz: str) -> tuple[pd.Series, pd.Series]:
     if nonexistent.any():
         # Offset in force just before the gap (standard time), applied to the wall time.
         before = (naive[nonexistent] - pd.Timedelta(hours=3)).dt.tz_localize(
-            tz, ambiguous=True, nonexistent="shift_forward")
+            tz, ambiguous=True, nonexistent="shift_forward"
+        )
         offset = before.dt.tz_localize(None) - before.dt.tz_convert("UTC").dt.tz_localize(None)
         fixed = (naive[nonexistent] - offset).dt.tz_localize("UTC").dt.tz_convert(tz)
         out = out.copy()
@@ -312,6 +324,7 @@ def parse_local(text: pd.Series, formats: list[str] | tuple[str, ...]) -> pd.Ser
 
 
 # --- JSON columns -------------------------------------------------------------------
+
 
 def json_records(df: pd.DataFrame) -> pd.Series:
     """One compact JSON object per row (vectorised through ``DataFrame.to_json``)."""
@@ -362,8 +375,9 @@ def extras_json(cols: dict[str, pd.Series], index: pd.Index) -> pd.Series:
         members.append(_concat(json.dumps(k, ensure_ascii=False) + ":", val, ","))
     if not members:
         return pd.Series("{}", index=index, dtype="string")
-    body = pc.binary_join_element_wise(*members, pa.scalar("", pa.large_string()), null_handling="replace",
-                                       null_replacement="")
+    body = pc.binary_join_element_wise(
+        *members, pa.scalar("", pa.large_string()), null_handling="replace", null_replacement=""
+    )
     out = _concat("{", pc.utf8_slice_codeunits(body, 0, -1), "}")
     return pd.Series(pd.arrays.ArrowStringArray(out), index=index)
 

@@ -40,8 +40,19 @@ TIMEZONE = "America/Chicago"
 XY_CRS = "EPSG:3435"
 REQUIRED = ("id", "date", "iucr", "primary_type", "latitude", "longitude")
 TIME_FORMATS = ("%m/%d/%Y %H:%M", "%m/%d/%Y %I:%M:%S %p", "%m/%d/%Y %H:%M:%S", "ISO8601")
-EXTRAS = ("case_number", "description", "location_description", "arrest", "domestic", "beat",
-          "ward", "community_area", "fbi_code", "year", "updated_on")
+EXTRAS = (
+    "case_number",
+    "description",
+    "location_description",
+    "arrest",
+    "domestic",
+    "beat",
+    "ward",
+    "community_area",
+    "fbi_code",
+    "year",
+    "updated_on",
+)
 
 
 def zfill_code(s: pd.Series, width: int) -> pd.Series:
@@ -74,8 +85,9 @@ def to_bool(s: pd.Series) -> pd.Series:
     return out
 
 
-def coordinates(lat: pd.Series, lon: pd.Series, x: pd.Series | None, y: pd.Series | None,
-                xy_crs: str = XY_CRS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def coordinates(
+    lat: pd.Series, lon: pd.Series, x: pd.Series | None, y: pd.Series | None, xy_crs: str = XY_CRS
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(lon, lat, from_xy): lat/lon where given, else projected x/y; 0 means missing."""
     la = pd.to_numeric(lat, errors="coerce").to_numpy(dtype="float64")
     lo = pd.to_numeric(lon, errors="coerce").to_numpy(dtype="float64")
@@ -105,25 +117,27 @@ def read(path: str | Path, timezone: str = TIMEZONE, source: str = SOURCE) -> Ba
 
     naive = parse_local(raw["date"], TIME_FORMATS)
     utc, dst = localize(naive, timezone)
-    lon, lat, from_xy = coordinates(raw["latitude"], raw["longitude"],
-                                    raw.get("x_coordinate"), raw.get("y_coordinate"))
+    lon, lat, from_xy = coordinates(raw["latitude"], raw["longitude"], raw.get("x_coordinate"), raw.get("y_coordinate"))
     offense = blank_to_na(raw["primary_type"])
     category, unmapped = load_taxonomy(SOURCE).categorise(offense, col("description"))
-    frame = pd.DataFrame({
-        "id": blank_to_na(raw["id"]),
-        "source": source,
-        "occurred_from": utc,
-        "occurred_to": pd.NaT,
-        "reported_at": pd.NaT,
-        "time_known": True,
-        "offense_raw": offense,
-        "offense_code": blank_to_na(zfill_code(raw["iucr"], 4)),
-        "category": category,
-        "lon": lon,
-        "lat": lat,
-        "block": blank_to_na(col("block")),
-        "district": blank_to_na(unpad(col("district"))),
-    }, index=idx)
+    frame = pd.DataFrame(
+        {
+            "id": blank_to_na(raw["id"]),
+            "source": source,
+            "occurred_from": utc,
+            "occurred_to": pd.NaT,
+            "reported_at": pd.NaT,
+            "time_known": True,
+            "offense_raw": offense,
+            "offense_code": blank_to_na(zfill_code(raw["iucr"], 4)),
+            "category": category,
+            "lon": lon,
+            "lat": lat,
+            "block": blank_to_na(col("block")),
+            "district": blank_to_na(unpad(col("district"))),
+        },
+        index=idx,
+    )
     ex = {c: col(c) for c in EXTRAS if c in raw.columns}
     if "fbi_code" in ex:
         ex["fbi_code"] = pad_digits(ex["fbi_code"], 2)

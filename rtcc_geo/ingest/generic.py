@@ -75,9 +75,28 @@ from .base import Batch, IngestError, blank_to_na, content_ids, extras_json, loc
 from .chicago import coordinates, pad_digits, to_bool, unpad, zfill_code
 from .taxonomy import Taxonomy, load_taxonomy, taxonomy_path
 
-_COLUMN_KEYS = ("id", "occurred", "occurred_date", "occurred_time", "occurred_hour", "occurred_minute",
-                "occurred_year", "occurred_month", "occurred_day", "occurred_to", "reported", "offense",
-                "offense_detail", "offense_code", "block", "district", "lon", "lat", "x", "y")
+_COLUMN_KEYS = (
+    "id",
+    "occurred",
+    "occurred_date",
+    "occurred_time",
+    "occurred_hour",
+    "occurred_minute",
+    "occurred_year",
+    "occurred_month",
+    "occurred_day",
+    "occurred_to",
+    "reported",
+    "offense",
+    "offense_detail",
+    "offense_code",
+    "block",
+    "district",
+    "lon",
+    "lat",
+    "x",
+    "y",
+)
 _PARTS = ("occurred_year", "occurred_month", "occurred_day")
 
 
@@ -133,12 +152,14 @@ def load_mapping(path: str | Path) -> Mapping:
     if bad:
         raise ValueError(f"{p}: unknown [columns] key(s) {bad}; known: {list(_COLUMN_KEYS)} + extras")
     if "name" not in src:
-        raise ValueError(f"{p}: [source] name = \"...\" is required (the source name stored with each row)")
+        raise ValueError(f'{p}: [source] name = "..." is required (the source name stored with each row)')
     if "offense" not in cols:
-        raise ValueError(f"{p}: [columns] offense = \"...\" is required")
+        raise ValueError(f'{p}: [columns] offense = "..." is required')
     if "occurred" not in cols and "occurred_date" not in cols and not set(_PARTS) <= set(cols):
-        raise ValueError(f"{p}: [columns] needs occurred = \"...\", or occurred_date (+ occurred_time or "
-                         f"occurred_hour), or occurred_year + occurred_month + occurred_day")
+        raise ValueError(
+            f'{p}: [columns] needs occurred = "...", or occurred_date (+ occurred_time or '
+            f"occurred_hour), or occurred_year + occurred_month + occurred_day"
+        )
     if "occurred_time" in cols and "occurred_hour" in cols:
         raise ValueError(f"{p}: give occurred_time or occurred_hour, not both")
     if ("x" in cols) != ("y" in cols) or ("lon" in cols) != ("lat" in cols):
@@ -147,10 +168,10 @@ def load_mapping(path: str | Path) -> Mapping:
         raise ValueError(f"{p}: [columns] needs lon/lat or x/y")
     coords = m.get("coordinates", {})
     if "x" in cols and not coords.get("crs"):
-        raise ValueError(f"{p}: [coordinates] crs = \"EPSG:...\" is required for x/y columns")
+        raise ValueError(f'{p}: [coordinates] crs = "EPSG:..." is required for x/y columns')
     t = m.get("time", {})
     if t.get("epoch") and t["epoch"] not in ("s", "ms"):
-        raise ValueError(f"{p}: [time] epoch is \"s\" or \"ms\", not {t['epoch']!r}")
+        raise ValueError(f'{p}: [time] epoch is "s" or "ms", not {t["epoch"]!r}')
     csv_ = m.get("csv", {})
     tax = m.get("offense", {}).get("taxonomy")
     taxp = None
@@ -159,16 +180,28 @@ def load_mapping(path: str | Path) -> Mapping:
         taxp = cand if cand.exists() else taxonomy_path(tax)
     codes = m.get("codes", {})
     return Mapping(
-        path=p, source=src["name"], columns=cols, extras=tuple(m.get("columns", {}).get("extras", ())),
-        agency=src.get("agency"), timezone=src.get("timezone"),
-        formats=tuple(t.get("formats", ("ISO8601",))), utc=bool(t.get("utc", False)),
-        unknown_times=tuple(t.get("unknown_times", ())), crs=coords.get("crs"),
+        path=p,
+        source=src["name"],
+        columns=cols,
+        extras=tuple(m.get("columns", {}).get("extras", ())),
+        agency=src.get("agency"),
+        timezone=src.get("timezone"),
+        formats=tuple(t.get("formats", ("ISO8601",))),
+        utc=bool(t.get("utc", False)),
+        unknown_times=tuple(t.get("unknown_times", ())),
+        crs=coords.get("crs"),
         zero_is_missing=bool(coords.get("zero_is_missing", True)),
-        zfill=dict(codes.get("zfill", {})), pad_digits=dict(codes.get("pad_digits", {})),
-        booleans=tuple(codes.get("booleans", ())), unpad=tuple(codes.get("unpad", ())), taxonomy=taxp,
-        encoding=str(csv_.get("encoding", "utf-8-sig")), delimiter=str(csv_.get("delimiter", ",")),
-        decimal=str(csv_.get("decimal", ".")), offsets=bool(t.get("offsets", False)),
-        epoch=t.get("epoch") or None, date_only=bool(t.get("date_only", False)),
+        zfill=dict(codes.get("zfill", {})),
+        pad_digits=dict(codes.get("pad_digits", {})),
+        booleans=tuple(codes.get("booleans", ())),
+        unpad=tuple(codes.get("unpad", ())),
+        taxonomy=taxp,
+        encoding=str(csv_.get("encoding", "utf-8-sig")),
+        delimiter=str(csv_.get("delimiter", ",")),
+        decimal=str(csv_.get("decimal", ".")),
+        offsets=bool(t.get("offsets", False)),
+        epoch=t.get("epoch") or None,
+        date_only=bool(t.get("date_only", False)),
     )
 
 
@@ -211,13 +244,16 @@ def read(path: str | Path, mapping: Mapping | str | Path, timezone: str | None =
     if "lon" in c:
         lon, lat, from_xy = coordinates(raw[c["lat"]], raw[c["lon"]], get("x"), get("y"), mp.crs or "EPSG:4326")
         if not mp.zero_is_missing:
-            zero = (pd.to_numeric(raw[c["lon"]], errors="coerce") == 0) & (pd.to_numeric(raw[c["lat"]], errors="coerce") == 0)
+            zero = (pd.to_numeric(raw[c["lon"]], errors="coerce") == 0) & (
+                pd.to_numeric(raw[c["lat"]], errors="coerce") == 0
+            )
             lon = np.where(zero, 0.0, lon)
             lat = np.where(zero, 0.0, lat)
     else:
         assert mp.crs is not None  # load_mapping requires a crs for x/y columns
-        lon, lat, from_xy = coordinates(pd.Series(np.nan, index=idx), pd.Series(np.nan, index=idx),
-                                        raw[c["x"]], raw[c["y"]], mp.crs)
+        lon, lat, from_xy = coordinates(
+            pd.Series(np.nan, index=idx), pd.Series(np.nan, index=idx), raw[c["x"]], raw[c["y"]], mp.crs
+        )
         from_xy = np.zeros(len(raw), dtype=bool)  # x/y is the only source: no note needed
 
     offense = blank_to_na(raw[c["offense"]])
@@ -230,21 +266,24 @@ def read(path: str | Path, mapping: Mapping | str | Path, timezone: str | None =
         ids = blank_to_na(raw[c["id"]])
     else:
         ids = content_ids(raw, prefix=f"{mp.source[:3]}-")
-    frame = pd.DataFrame({
-        "id": ids,
-        "source": mp.source,
-        "occurred_from": occurred,
-        "occurred_to": conv("occurred_to"),
-        "reported_at": conv("reported"),
-        "time_known": time_known,
-        "offense_raw": offense,
-        "offense_code": blank_to_na(val(c["offense_code"])) if "offense_code" in c else pd.NA,
-        "category": category,
-        "lon": lon,
-        "lat": lat,
-        "block": blank_to_na(get("block")) if "block" in c else pd.NA,
-        "district": blank_to_na(val(c["district"])) if "district" in c else pd.NA,
-    }, index=idx)
+    frame = pd.DataFrame(
+        {
+            "id": ids,
+            "source": mp.source,
+            "occurred_from": occurred,
+            "occurred_to": conv("occurred_to"),
+            "reported_at": conv("reported"),
+            "time_known": time_known,
+            "offense_raw": offense,
+            "offense_code": blank_to_na(val(c["offense_code"])) if "offense_code" in c else pd.NA,
+            "category": category,
+            "lon": lon,
+            "lat": lat,
+            "block": blank_to_na(get("block")) if "block" in c else pd.NA,
+            "district": blank_to_na(val(c["district"])) if "district" in c else pd.NA,
+        },
+        index=idx,
+    )
     ex = {name: val(name) for name in mp.extras}
     if "lon" in c and "x" in c:
         ex["xy_projected"] = pd.Series(np.where(from_xy, True, None), index=idx, dtype="object")  # type: ignore[call-overload]  # numpy stubs refuse None; an object array is meant
@@ -323,10 +362,18 @@ def _occurred(raw: pd.DataFrame, mp: Mapping, tz: str) -> tuple[pd.Series, pd.Se
                 ok = h.between(0, 23) & (pd.Series(m, index=raw.index).between(0, 59))
                 naive = (naive.dt.normalize() + pd.to_timedelta(h, unit="h") + pd.to_timedelta(m, unit="m")).where(ok)
     else:
-        parts = {k.removeprefix("occurred_"): _number(raw[c[k]], mp.decimal)
-                 for k in (*_PARTS, "occurred_hour", "occurred_minute") if k in c}
-        text = raw[c["occurred_year"]].str.strip() + "-" + raw[c["occurred_month"]].str.strip() + "-" \
+        parts = {
+            k.removeprefix("occurred_"): _number(raw[c[k]], mp.decimal)
+            for k in (*_PARTS, "occurred_hour", "occurred_minute")
+            if k in c
+        }
+        text = (
+            raw[c["occurred_year"]].str.strip()
+            + "-"
+            + raw[c["occurred_month"]].str.strip()
+            + "-"
             + raw[c["occurred_day"]].str.strip()
+        )
         naive = pd.to_datetime(pd.DataFrame(parts), errors="coerce")
     if mp.date_only:
         naive = naive.dt.normalize()
@@ -338,8 +385,13 @@ def _occurred(raw: pd.DataFrame, mp: Mapping, tz: str) -> tuple[pd.Series, pd.Se
 
 def check_columns(path: str | Path, mapping: Mapping) -> None:
     """Raise :class:`IngestError` if ``path`` lacks a column the mapping names."""
-    read_csv_strings(path, list(mapping.columns.values()) + list(mapping.extras), mapping.path.name,
-                     encoding=mapping.encoding, delimiter=mapping.delimiter)
+    read_csv_strings(
+        path,
+        list(mapping.columns.values()) + list(mapping.extras),
+        mapping.path.name,
+        encoding=mapping.encoding,
+        delimiter=mapping.delimiter,
+    )
 
 
 __all__ = ["Mapping", "load_mapping", "read", "check_columns", "IngestError"]

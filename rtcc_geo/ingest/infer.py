@@ -66,31 +66,58 @@ class Inference:
 
     def as_dict(self) -> dict:
         m = self.mapping
-        return {"source": m.source, "columns": dict(m.columns), "csv": {"encoding": m.encoding, "delimiter":
-                m.delimiter, "decimal": m.decimal}, "time": {"formats": list(m.formats), "utc": m.utc,
-                "offsets": m.offsets, "epoch": m.epoch, "date_only": m.date_only,
-                "unknown_times": list(m.unknown_times)}, "crs": m.crs, "reasons": self.reasons,
-                "warnings": self.warnings}
+        return {
+            "source": m.source,
+            "columns": dict(m.columns),
+            "csv": {"encoding": m.encoding, "delimiter": m.delimiter, "decimal": m.decimal},
+            "time": {
+                "formats": list(m.formats),
+                "utc": m.utc,
+                "offsets": m.offsets,
+                "epoch": m.epoch,
+                "date_only": m.date_only,
+                "unknown_times": list(m.unknown_times),
+            },
+            "crs": m.crs,
+            "reasons": self.reasons,
+            "warnings": self.warnings,
+        }
 
     def to_toml(self) -> str:
         """The mapping as a TOML file for review (``rtcc-geo mapping infer --out``)."""
         m = self.mapping
         q = _toml_str
-        lines = ["# Inferred by 'rtcc-geo mapping infer'. Review it, then:",
-                 "#   rtcc-geo ingest --format generic --mapping THIS_FILE FILES...", "#"]
+        lines = [
+            "# Inferred by 'rtcc-geo mapping infer'. Review it, then:",
+            "#   rtcc-geo ingest --format generic --mapping THIS_FILE FILES...",
+            "#",
+        ]
         lines += [f"# {r}" for r in self.reasons] + [f"# warning: {w}" for w in self.warnings]
         lines += ["", "[source]", f"name = {q(m.source)}"]
         lines += [f"agency = {q(m.agency)}"] if m.agency else []
         lines += [f"timezone = {q(m.timezone)}"] if m.timezone else []
-        lines += ["", "[csv]", f"encoding = {q(m.encoding)}", f"delimiter = {q(m.delimiter)}",
-                  f"decimal = {q(m.decimal)}", "", "[columns]"]
+        lines += [
+            "",
+            "[csv]",
+            f"encoding = {q(m.encoding)}",
+            f"delimiter = {q(m.delimiter)}",
+            f"decimal = {q(m.decimal)}",
+            "",
+            "[columns]",
+        ]
         lines += [f"{k} = {q(v)}" for k, v in m.columns.items()]
         if m.extras:
             lines.append("extras = [" + ", ".join(q(e) for e in m.extras) + "]")
-        lines += ["", "[time]", "formats = [" + ", ".join(q(f) for f in m.formats) + "]",
-                  f"utc = {str(m.utc).lower()}", f"offsets = {str(m.offsets).lower()}",
-                  f"epoch = {q(m.epoch or '')}", f"date_only = {str(m.date_only).lower()}",
-                  "unknown_times = [" + ", ".join(q(t) for t in m.unknown_times) + "]"]
+        lines += [
+            "",
+            "[time]",
+            "formats = [" + ", ".join(q(f) for f in m.formats) + "]",
+            f"utc = {str(m.utc).lower()}",
+            f"offsets = {str(m.offsets).lower()}",
+            f"epoch = {q(m.epoch or '')}",
+            f"date_only = {str(m.date_only).lower()}",
+            "unknown_times = [" + ", ".join(q(t) for t in m.unknown_times) + "]",
+        ]
         if m.crs:
             lines += ["", "[coordinates]", f"crs = {q(m.crs)}", "zero_is_missing = true"]
         if m.taxonomy:
@@ -103,6 +130,7 @@ def _toml_str(s: str) -> str:
 
 
 # --- the file ----------------------------------------------------------------------
+
 
 def sniff_encoding(path: Path, nbytes: int = 4 << 20) -> str:
     """``utf-8-sig`` when the head decodes as UTF-8, else ``cp1252`` (a superset of
@@ -136,12 +164,14 @@ def sniff_delimiter(text: str) -> str:
         if len(counts) == 1 and (n := counts.pop()) > best_n:
             best, best_n = d, n
     if best is None:
-        raise IngestError("cannot tell the delimiter: no one of , ; tab | splits every line into the same "
-                          "number of fields")
+        raise IngestError(
+            "cannot tell the delimiter: no one of , ; tab | splits every line into the same number of fields"
+        )
     return best
 
 
 # --- column profiles --------------------------------------------------------------
+
 
 def _norm_name(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", name.strip().lower()).strip("_")
@@ -164,25 +194,91 @@ def _frac(mask) -> float:
 
 
 _ID_TIERS = (
-    {"incident_id", "incident_number", "incident_no", "incident_num", "incidentnum", "dc_key", "event_number",
-     "event_id", "report_number", "report_no", "occurrence_id", "offense_id", "cad_number", "id", "incident_key"},
+    {
+        "incident_id",
+        "incident_number",
+        "incident_no",
+        "incident_num",
+        "incidentnum",
+        "dc_key",
+        "event_number",
+        "event_id",
+        "report_number",
+        "report_no",
+        "occurrence_id",
+        "offense_id",
+        "cad_number",
+        "id",
+        "incident_key",
+    },
     {"case_number", "case_no", "case_num", "caseno", "record_id", "inc_no", "key", "uid"},
 )
-_TIME_WORDS = ("occur", "dispatch", "date", "time", "start", "from", "incident", "offense", "crime", "epoch",
-               "timestamp", "when", "datetime", "hour", "minute")
+_TIME_WORDS = (
+    "occur",
+    "dispatch",
+    "date",
+    "time",
+    "start",
+    "from",
+    "incident",
+    "offense",
+    "crime",
+    "epoch",
+    "timestamp",
+    "when",
+    "datetime",
+    "hour",
+    "minute",
+)
 _REPORT_WORDS = ("report",)
 _END_WORDS = ("end", "until", "_to", "thru", "through")
 _SKIP_TIME_WORDS = ("update", "modif", "load", "extract", "created", "year", "month")
-_OFFENSE_WORDS = ("offen", "crime", "type", "category", "text_general", "primary", "nature", "call_type",
-                  "description", "desc", "ucr_desc", "charge")
+_OFFENSE_WORDS = (
+    "offen",
+    "crime",
+    "type",
+    "category",
+    "text_general",
+    "primary",
+    "nature",
+    "call_type",
+    "description",
+    "desc",
+    "ucr_desc",
+    "charge",
+)
 _CODE_WORDS = ("ucr", "iucr", "code", "nibrs", "fbi", "statute")
 _BLOCK_WORDS = ("block", "address", "hundred", "street", "location_block", "addr")
-_DISTRICT_WORDS = ("district", "dist", "precinct", "neighbourhood", "neighborhood", "sector", "division", "zone",
-                   "area_command", "beat", "psa", "ward")
+_DISTRICT_WORDS = (
+    "district",
+    "dist",
+    "precinct",
+    "neighbourhood",
+    "neighborhood",
+    "sector",
+    "division",
+    "zone",
+    "area_command",
+    "beat",
+    "psa",
+    "ward",
+)
 
-_DATETIME_FORMATS = ("ISO8601", "%m/%d/%Y %I:%M %p", "%m/%d/%Y %I:%M:%S %p", "%m/%d/%Y %H:%M", "%m/%d/%Y %H:%M:%S",
-                     "%d/%m/%Y %H:%M", "%d/%m/%Y %H:%M:%S", "%Y/%m/%d %H:%M:%S", "%Y/%m/%d %H:%M",
-                     "%Y/%m/%d %H:%M:%S%z", "%m/%d/%Y %H:%M:%S%z", "%d.%m.%Y %H:%M", "%d.%m.%Y %H:%M:%S")
+_DATETIME_FORMATS = (
+    "ISO8601",
+    "%m/%d/%Y %I:%M %p",
+    "%m/%d/%Y %I:%M:%S %p",
+    "%m/%d/%Y %H:%M",
+    "%m/%d/%Y %H:%M:%S",
+    "%d/%m/%Y %H:%M",
+    "%d/%m/%Y %H:%M:%S",
+    "%Y/%m/%d %H:%M:%S",
+    "%Y/%m/%d %H:%M",
+    "%Y/%m/%d %H:%M:%S%z",
+    "%m/%d/%Y %H:%M:%S%z",
+    "%d.%m.%Y %H:%M",
+    "%d.%m.%Y %H:%M:%S",
+)
 _DATE_FORMATS = ("%Y-%m-%d", "%m/%d/%Y", "%d/%m/%Y", "%Y/%m/%d", "%d.%m.%Y", "%Y%m%d")
 _TIME_OF_DAY = re.compile(r"^\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?(\s?[AaPp][Mm])?$")
 _OFFSET = re.compile(r"(?:Z|[+-]\d{2}(?::?\d{2})?)$")
@@ -219,14 +315,16 @@ def _has_time_part(fmt: str) -> bool:
 
 # --- CRS --------------------------------------------------------------------------
 
+
 def _crs_candidates(bounds: tuple[float, float, float, float]) -> list[str]:
     from pyproj.database import query_crs_info
     from pyproj.enums import PJType
     from pyproj.aoi import AreaOfInterest
 
     w, s, e, n = bounds
-    infos = query_crs_info(auth_name="EPSG", pj_types=PJType.PROJECTED_CRS,
-                           area_of_interest=AreaOfInterest(w, s, e, n), contains=True)
+    infos = query_crs_info(
+        auth_name="EPSG", pj_types=PJType.PROJECTED_CRS, area_of_interest=AreaOfInterest(w, s, e, n), contains=True
+    )
     out = [f"EPSG:{i.code}" for i in infos if not i.deprecated]
     return out if "EPSG:3857" in out else [*out, "EPSG:3857"]
 
@@ -271,9 +369,18 @@ def guess_crs(x: np.ndarray, y: np.ndarray, inside, bounds) -> tuple[list[str], 
 
 # --- the inference ----------------------------------------------------------------
 
-def infer_mapping(path: str | Path, agency: Agency, source: str | None = None, *,
-                  overrides: dict[str, str] | None = None, crs: str | None = None, time_format: str | None = None,
-                  taxonomy: str | Path | None = None, near: list[Path] | None = None) -> Inference:
+
+def infer_mapping(
+    path: str | Path,
+    agency: Agency,
+    source: str | None = None,
+    *,
+    overrides: dict[str, str] | None = None,
+    crs: str | None = None,
+    time_format: str | None = None,
+    taxonomy: str | Path | None = None,
+    near: list[Path] | None = None,
+) -> Inference:
     """Infer the mapping of ``path`` for ``agency`` (time zone, boundary).
 
     ``overrides`` fixes column roles (``{"id": "case_no"}``; a role mapped to ``""``
@@ -298,8 +405,16 @@ def infer_mapping(path: str | Path, agency: Agency, source: str | None = None, *
         head = f.read(1 << 16)
     delim = sniff_delimiter(head)
     try:
-        raw = pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False, encoding=enc, sep=delim,
-                          nrows=SAMPLE_ROWS, low_memory=False)
+        raw = pd.read_csv(
+            path,
+            dtype=str,
+            keep_default_na=False,
+            na_filter=False,
+            encoding=enc,
+            sep=delim,
+            nrows=SAMPLE_ROWS,
+            low_memory=False,
+        )
     except (UnicodeDecodeError, pd.errors.ParserError) as e:
         raise IngestError(f"{path.name}: not a readable CSV ({e})") from None
     raw.columns = [str(c).strip() for c in raw.columns]
@@ -307,16 +422,19 @@ def infer_mapping(path: str | Path, agency: Agency, source: str | None = None, *
         raise IngestError(f"{path.name}: no data rows under the header")
     if sum(bool(re.fullmatch(r"-?[\d.,:/ -]+", c)) for c in raw.columns) > len(raw.columns) / 2:
         raise IngestError(f"{path.name}: the first line looks like data, not a header; add a header row")
-    reasons.append(f"file: encoding {enc}, delimiter {delim!r}, {len(raw.columns)} columns "
-                   f"(inferred from the first {len(raw):,} rows)")
+    reasons.append(
+        f"file: encoding {enc}, delimiter {delim!r}, {len(raw.columns)} columns "
+        f"(inferred from the first {len(raw):,} rows)"
+    )
     # A decimal comma: numbers like 41,8781 in a file not delimited by commas.
     decimal = "."
     if delim != ",":
         commas = [c for c in raw.columns if _frac(_nonblank(raw[c]).str.fullmatch(r"-?\d+,\d+")) > 0.9]
         if commas:
             decimal = ","
-            reasons.append(f"decimal comma: {', '.join(commas[:4])} hold values like "
-                           f"{_nonblank(raw[commas[0]]).iloc[0]!r}")
+            reasons.append(
+                f"decimal comma: {', '.join(commas[:4])} hold values like {_nonblank(raw[commas[0]]).iloc[0]!r}"
+            )
     names = {c: _norm_name(c) for c in raw.columns}
     used: set[str] = set()
     cols: dict[str, str] = {}
@@ -343,8 +461,9 @@ def infer_mapping(path: str | Path, agency: Agency, source: str | None = None, *
         _infer_id(raw, names, nonblank, take, reasons, used)
 
     # -- time
-    time_kw = _infer_time(raw, names, nonblank, numeric, agency.timezone, take, cols, used, reasons, warnings,
-                          overrides, time_format)
+    time_kw = _infer_time(
+        raw, names, nonblank, numeric, agency.timezone, take, cols, used, reasons, warnings, overrides, time_format
+    )
 
     # -- place
     area = _boundary(agency, near or [path])
@@ -355,8 +474,11 @@ def infer_mapping(path: str | Path, agency: Agency, source: str | None = None, *
     for role, words in (("offense_code", _CODE_WORDS), ("block", _BLOCK_WORDS), ("district", _DISTRICT_WORDS)):
         if role in cols or role in overrides:
             continue
-        cand = [c for c in raw.columns if c not in used and any(w in names[c] for w in words)
-                and len(nonblank[c]) > 0.5 * len(raw)]
+        cand = [
+            c
+            for c in raw.columns
+            if c not in used and any(w in names[c] for w in words) and len(nonblank[c]) > 0.5 * len(raw)
+        ]
         if role == "district":
             cand.sort(key=lambda c: next(i for i, w in enumerate(words) if w in names[c]))
         if cand:
@@ -365,33 +487,61 @@ def infer_mapping(path: str | Path, agency: Agency, source: str | None = None, *
     if "offense" not in cols:
         raise AmbiguousMapping(f"{path.name}: no column reads as the offence; name it with --column offense=COLUMN")
     offences = raw[cols["offense"]].str.strip().value_counts().to_dict()
-    m = Mapping(path=path.parent / f"{source}.inferred.toml", source=source, columns=cols, extras=extras,
-                agency=None, timezone=agency.timezone, crs=coord_crs, zero_is_missing=True, taxonomy=tax,
-                encoding=enc, delimiter=delim, decimal=decimal, **time_kw)
+    m = Mapping(
+        path=path.parent / f"{source}.inferred.toml",
+        source=source,
+        columns=cols,
+        extras=extras,
+        agency=None,
+        timezone=agency.timezone,
+        crs=coord_crs,
+        zero_is_missing=True,
+        taxonomy=tax,
+        encoding=enc,
+        delimiter=delim,
+        decimal=decimal,
+        **time_kw,
+    )
     return Inference(m, reasons, warnings, {str(k): int(v) for k, v in offences.items()})
 
 
 def _infer_id(raw, names, nonblank, take, reasons, used) -> None:
     n = len(raw)
     for words in _ID_TIERS:
-        cand = [c for c in raw.columns if names[c] in words and len(nonblank[c]) >= 0.99 * n
-                and nonblank[c].str.strip().nunique() >= 0.99 * len(nonblank[c])]
+        cand = [
+            c
+            for c in raw.columns
+            if names[c] in words
+            and len(nonblank[c]) >= 0.99 * n
+            and nonblank[c].str.strip().nunique() >= 0.99 * len(nonblank[c])
+        ]
         if len(cand) > 1:
-            raise AmbiguousMapping(f"two columns read as the incident id: {cand}; choose one with "
-                                   f"--column id=COLUMN")
+            raise AmbiguousMapping(f"two columns read as the incident id: {cand}; choose one with --column id=COLUMN")
         if cand:
-            take("id", cand[0], f"named like an incident key, {nonblank[cand[0]].nunique():,} distinct values "
-                                f"in {n:,} rows")
+            take(
+                "id",
+                cand[0],
+                f"named like an incident key, {nonblank[cand[0]].nunique():,} distinct values in {n:,} rows",
+            )
             return
-    reasons.append("id: no unique incident-key column; each row gets a content id (hash of the row's text "
-                   "+ its occurrence number), stable across re-ingests")
+    reasons.append(
+        "id: no unique incident-key column; each row gets a content id (hash of the row's text "
+        "+ its occurrence number), stable across re-ingests"
+    )
 
 
-def _infer_time(raw, names, nonblank, numeric, tz, take, cols, used, reasons, warnings, overrides,
-                forced: str | None) -> dict:
+def _infer_time(
+    raw, names, nonblank, numeric, tz, take, cols, used, reasons, warnings, overrides, forced: str | None
+) -> dict:
     n = len(raw)
-    kw: dict = {"formats": ("ISO8601",), "utc": False, "offsets": False, "epoch": None, "date_only": False,
-                "unknown_times": ()}
+    kw: dict = {
+        "formats": ("ISO8601",),
+        "utc": False,
+        "offsets": False,
+        "epoch": None,
+        "date_only": False,
+        "unknown_times": (),
+    }
 
     def role_of(c: str) -> str:
         nm = names[c]
@@ -405,8 +555,14 @@ def _infer_time(raw, names, nonblank, numeric, tz, take, cols, used, reasons, wa
         nm = names[c]
         return -sum(w in nm for w in ("occur", "dispatch", "incident", "offense", "crime", "start", "from"))
 
-    timeish = [c for c in raw.columns if c not in used and any(w in names[c] for w in _TIME_WORDS)
-               and not any(w in names[c] for w in _SKIP_TIME_WORDS) and len(nonblank[c]) >= 0.5 * n]
+    timeish = [
+        c
+        for c in raw.columns
+        if c not in used
+        and any(w in names[c] for w in _TIME_WORDS)
+        and not any(w in names[c] for w in _SKIP_TIME_WORDS)
+        and len(nonblank[c]) >= 0.5 * n
+    ]
     timeish.sort(key=score)
     single: dict[str, list[tuple[str, str, list[str]]]] = {}
     dates, times, hours, minutes = [], [], [], []
@@ -440,8 +596,10 @@ def _infer_time(raw, names, nonblank, numeric, tz, take, cols, used, reasons, wa
     def check_ambiguous(c: str, fmt: str, also: list[str]) -> None:
         other = [a for a in also if _swap(a) == fmt or _swap(fmt) == a]
         if other:
-            raise AmbiguousMapping(f"{c!r}: every value reads both as {fmt!r} and as {other[0]!r} (no day "
-                                   f"above 12 in the sample); give the format with --time-format")
+            raise AmbiguousMapping(
+                f"{c!r}: every value reads both as {fmt!r} and as {other[0]!r} (no day "
+                f"above 12 in the sample); give the format with --time-format"
+            )
 
     if "occurred" not in single and "reported" in single and not epochs and not dates:
         single["occurred"] = single.pop("reported")
@@ -449,8 +607,12 @@ def _infer_time(raw, names, nonblank, numeric, tz, take, cols, used, reasons, wa
     # Priority: an epoch column, a single date-time, date + time, date + hour, parts.
     if epochs and not single.get("occurred"):
         c, unit = epochs[0]
-        take("occurred", c, f"whole numbers between {numeric[c].min():.0f} and {numeric[c].max():.0f}: Unix "
-                            f"epoch {'milliseconds' if unit == 'ms' else 'seconds'} (UTC)")
+        take(
+            "occurred",
+            c,
+            f"whole numbers between {numeric[c].min():.0f} and {numeric[c].max():.0f}: Unix "
+            f"epoch {'milliseconds' if unit == 'ms' else 'seconds'} (UTC)",
+        )
         kw.update(epoch=unit)
     elif single.get("occurred"):
         c, fmt, also = single["occurred"][0]
@@ -466,8 +628,9 @@ def _infer_time(raw, names, nonblank, numeric, tz, take, cols, used, reasons, wa
             kw.update(offsets=True)
             if len(local) and ((local.dt.hour == 0) & (local.dt.minute == 0)).all():
                 kw.update(date_only=True)
-                reasons.append(f"{c!r}: every value is local midnight written with a UTC offset: dates only, "
-                               f"time unknown")
+                reasons.append(
+                    f"{c!r}: every value is local midnight written with a UTC offset: dates only, time unknown"
+                )
             else:
                 reasons.append(f"{c!r}: values carry UTC offsets, read as exact instants")
         for role in ("reported", "occurred_to"):
@@ -481,8 +644,11 @@ def _infer_time(raw, names, nonblank, numeric, tz, take, cols, used, reasons, wa
         take("occurred_date", c, f"dates in format {dfmt!r}")
         if times:
             t = nonblank[times[0]].str.strip().iloc[0]
-            tf = ("%I:%M:%S %p" if t.count(":") == 2 else "%I:%M %p") if re.search(r"[AaPp][Mm]$", t) \
+            tf = (
+                ("%I:%M:%S %p" if t.count(":") == 2 else "%I:%M %p")
+                if re.search(r"[AaPp][Mm]$", t)
                 else ("%H:%M:%S" if t.count(":") == 2 else "%H:%M")
+            )
             take("occurred_time", times[0], f"times of day like {t!r}")
             kw.update(formats=(f"{dfmt} {tf}",))
         else:
@@ -492,11 +658,16 @@ def _infer_time(raw, names, nonblank, numeric, tz, take, cols, used, reasons, wa
             kw.update(formats=(dfmt,))
     else:
         parts = {}
-        for role, words in (("occurred_year", ("year", "yr")), ("occurred_month", ("month", "mon")),
-                            ("occurred_day", ("day",)), ("occurred_hour", ("hour", "hr")),
-                            ("occurred_minute", ("minute", "min"))):
-            cand = [c for c in raw.columns
-                    if c not in used and (names[c] in words or names[c].endswith("_" + words[0]))]
+        for role, words in (
+            ("occurred_year", ("year", "yr")),
+            ("occurred_month", ("month", "mon")),
+            ("occurred_day", ("day",)),
+            ("occurred_hour", ("hour", "hr")),
+            ("occurred_minute", ("minute", "min")),
+        ):
+            cand = [
+                c for c in raw.columns if c not in used and (names[c] in words or names[c].endswith("_" + words[0]))
+            ]
             cand = [c for c in cand if numeric[c].notna().mean() > 0.99]
             if cand:
                 parts[role] = cand[0]
@@ -504,8 +675,10 @@ def _infer_time(raw, names, nonblank, numeric, tz, take, cols, used, reasons, wa
             for role, c in parts.items():
                 take(role, c, "a date-part column (whole numbers)")
         elif not overrides.get("occurred") and not overrides.get("occurred_date"):
-            raise AmbiguousMapping("no column reads as the time of the incident; name it with "
-                                   "--column occurred=COLUMN (or occurred_date/occurred_time) and --time-format")
+            raise AmbiguousMapping(
+                "no column reads as the time of the incident; name it with "
+                "--column occurred=COLUMN (or occurred_date/occurred_time) and --time-format"
+            )
     # Placeholder times: a time of day heaped far above the other whole hours.
     if not kw["date_only"]:
         kw["unknown_times"] = _placeholders(raw, cols, kw, tz, reasons)
@@ -533,8 +706,10 @@ def _placeholders(raw, cols, kw, tz, reasons) -> tuple[str, ...]:
         others = share.drop([0, 12]).median()
         if share[h] > 0.01 and share[h] > 5 * max(others, 1 / 1440):
             out.append(f"{h:02d}:00")
-            reasons.append(f"{h:02d}:00 holds {share[h]:.1%} of the times vs {others:.2%} for a typical whole "
-                           f"hour: a placeholder for 'time unknown' (those incidents count by day only)")
+            reasons.append(
+                f"{h:02d}:00 holds {share[h]:.1%} of the times vs {others:.2%} for a typical whole "
+                f"hour: a placeholder for 'time unknown' (those incidents count by day only)"
+            )
     return tuple(out)
 
 
@@ -549,8 +724,10 @@ def _boundary(agency: Agency, near: list[Path]):
         if path is not None:
             geom = shapely.union_all(gpd.read_file(path).to_crs(4326).geometry.values)
     if geom is None:
-        raise ValueError(f"agency {agency.name!r} has no boundary; the coordinates cannot be checked "
-                         f"(add one with 'rtcc-geo agency add {agency.name} --boundary FILE --replace')")
+        raise ValueError(
+            f"agency {agency.name!r} has no boundary; the coordinates cannot be checked "
+            f"(add one with 'rtcc-geo agency add {agency.name} --boundary FILE --replace')"
+        )
     grown = shapely.buffer(geom, 0.01)  # ~1 km: block-level geocodes on the city line
     shapely.prepare(grown)
     b = geom.bounds
@@ -588,8 +765,11 @@ def _infer_place(raw, names, numeric, area, take, cols, used, reasons, crs, over
                 if f >= 0.9 and (best is None or f > best[0]):
                     best = (f, a, b)
         if best:
-            take("lon", best[1], f"degrees; with {best[2]!r} as latitude {best[0]:.0%} of points fall in the "
-                                 f"agency boundary")
+            take(
+                "lon",
+                best[1],
+                f"degrees; with {best[2]!r} as latitude {best[0]:.0%} of points fall in the agency boundary",
+            )
             take("lat", best[2], "latitude in degrees (see lon)")
     # projected x/y: named like x/y or easting/northing, values too large for degrees.
     xs = [c for c in nums if c not in used and re.search(r"(^|_)(x|east|easting)(_|$)|x_coord|point_x|^x", names[c])]
@@ -600,9 +780,11 @@ def _infer_place(raw, names, numeric, area, take, cols, used, reasons, crs, over
         xs, ys = [overrides["x"]], [overrides["y"]]
     if not xs or not ys:
         if "lon" not in cols:
-            raise AmbiguousMapping("no coordinate columns found (lon/lat in degrees inside the agency boundary, "
-                                   "or projected x/y); name them with --column lon=COL --column lat=COL or "
-                                   "--column x=COL --column y=COL --crs EPSG:CODE")
+            raise AmbiguousMapping(
+                "no coordinate columns found (lon/lat in degrees inside the agency boundary, "
+                "or projected x/y); name them with --column lon=COL --column lat=COL or "
+                "--column x=COL --column y=COL --crs EPSG:CODE"
+            )
         return None
     x, y = sample_pair(xs[0], ys[0])
     if crs:
@@ -611,19 +793,25 @@ def _infer_place(raw, names, numeric, area, take, cols, used, reasons, crs, over
     else:
         fits, groups = guess_crs(x, y, inside, bounds)
         if not fits:
-            raise AmbiguousMapping(f"no projected CRS whose area holds the agency boundary puts {xs[0]!r}/{ys[0]!r} "
-                                   f"inside it; give it with --crs EPSG:CODE")
+            raise AmbiguousMapping(
+                f"no projected CRS whose area holds the agency boundary puts {xs[0]!r}/{ys[0]!r} "
+                f"inside it; give it with --crs EPSG:CODE"
+            )
         if len(fits) > 1:
-            raise AmbiguousMapping(f"{xs[0]!r}/{ys[0]!r} fit several CRSs that place the points differently: "
-                                   + "; ".join(f"{g[0]} (like {', '.join(g[1:3]) or 'no other'})" for g in groups)
-                                   + ". Choose with --crs EPSG:CODE")
+            raise AmbiguousMapping(
+                f"{xs[0]!r}/{ys[0]!r} fit several CRSs that place the points differently: "
+                + "; ".join(f"{g[0]} (like {', '.join(g[1:3]) or 'no other'})" for g in groups)
+                + ". Choose with --crs EPSG:CODE"
+            )
         from pyproj import CRS
 
         chosen = fits[0]
         alike = len(groups[0]) - 1
-        reasons.append(f"x/y CRS {chosen} ({CRS.from_user_input(chosen).name}): of the projected CRSs whose "
-                       f"area holds the boundary, it puts the points inside it"
-                       + (f" ({alike} equivalent realisation(s) agree within 30 m)" if alike else ""))
+        reasons.append(
+            f"x/y CRS {chosen} ({CRS.from_user_input(chosen).name}): of the projected CRSs whose "
+            f"area holds the boundary, it puts the points inside it"
+            + (f" ({alike} equivalent realisation(s) agree within 30 m)" if alike else "")
+        )
     take("x", xs[0], "projected easting")
     take("y", ys[0], "projected northing")
     return chosen
@@ -633,32 +821,49 @@ def _infer_offence(raw, names, nonblank, take, cols, used, reasons, warnings, ta
     from .taxonomy import _norm, load_taxonomy, taxonomy_path
 
     tax = load_taxonomy(taxonomy) if taxonomy else None
-    texty = [c for c in raw.columns if c not in used and len(nonblank[c]) > 0.9 * len(raw)
-             and _frac(nonblank[c].str.contains(r"[A-Za-z]{3}")) > 0.9]
+    texty = [
+        c
+        for c in raw.columns
+        if c not in used and len(nonblank[c]) > 0.9 * len(raw) and _frac(nonblank[c].str.contains(r"[A-Za-z]{3}")) > 0.9
+    ]
     if "offense" not in overrides:
         if tax is not None:
-            scored = sorted(((_frac(_norm(nonblank[c]).isin(tax.by_offense.keys() | {k.split('\x1f')[0] for k in
-                                                                                    tax.by_detail})), c)
-                             for c in texty), reverse=True)
+            scored = sorted(
+                (
+                    (
+                        _frac(
+                            _norm(nonblank[c]).isin(tax.by_offense.keys() | {k.split("\x1f")[0] for k in tax.by_detail})
+                        ),
+                        c,
+                    )
+                    for c in texty
+                ),
+                reverse=True,
+            )
             if scored and scored[0][0] > 0.5:
                 take("offense", scored[0][1], f"{scored[0][0]:.0%} of its values are in the taxonomy")
         if "offense" not in cols:
-            cand = [c for c in texty if any(w in names[c] for w in _OFFENSE_WORDS)
-                    and nonblank[c].str.strip().nunique() <= 1000]
+            cand = [
+                c
+                for c in texty
+                if any(w in names[c] for w in _OFFENSE_WORDS) and nonblank[c].str.strip().nunique() <= 1000
+            ]
             if cand:
                 take("offense", cand[0], f"named like an offence, {nonblank[cand[0]].nunique()} distinct values")
     if tax is not None and tax.by_detail and "offense" in cols and "offense_detail" not in overrides:
         off = _norm(raw[cols["offense"]])
         keys = set(tax.by_detail)
-        scored = sorted(((_frac((off + "\x1f" + _norm(raw[c])).isin(keys)), c) for c in texty if c not in used),
-                        reverse=True)
+        scored = sorted(
+            ((_frac((off + "\x1f" + _norm(raw[c])).isin(keys)), c) for c in texty if c not in used), reverse=True
+        )
         # Details refine a few offences only, so a small share is expected; chance matches are nil.
         if scored and scored[0][0] * len(raw) >= 5:
-            take("offense_detail", scored[0][1], f"{scored[0][0]:.1%} of (offence, detail) pairs are taxonomy "
-                                                 f"details")
+            take("offense_detail", scored[0][1], f"{scored[0][0]:.1%} of (offence, detail) pairs are taxonomy details")
     if tax is None:
-        warnings.append("no taxonomy given: every offence maps to 'other' until one is; 'rtcc-geo mapping infer "
-                        "--taxonomy-out FILE' proposes one to review")
+        warnings.append(
+            "no taxonomy given: every offence maps to 'other' until one is; 'rtcc-geo mapping infer "
+            "--taxonomy-out FILE' proposes one to review"
+        )
         return None
     return taxonomy_path(taxonomy)
 
@@ -668,18 +873,78 @@ def _infer_offence(raw, names, nonblank, take, cols, used, reasons, warnings, ta
 _CATEGORY_WORDS = (
     ("robbery", ("robbery", "holdup", "hold-up", "carjack")),
     ("burglary", ("burglary", "break and enter", "breaking", "b&e", "home invasion")),
-    ("vehicle", ("motor vehicle theft", "vehicle theft", "auto theft", "stolen vehicle", "theft of vehicle",
-                 "theft of auto", "carjacking")),
-    ("violent", ("homicide", "murder", "manslaughter", "assault", "rape", "sexual", "sex offen", "battery",
-                 "kidnap", "shooting", "stabbing", "against a person", "aggravated", "stalking", "intimidation",
-                 "threat")),
+    (
+        "vehicle",
+        (
+            "motor vehicle theft",
+            "vehicle theft",
+            "auto theft",
+            "stolen vehicle",
+            "theft of vehicle",
+            "theft of auto",
+            "carjacking",
+        ),
+    ),
+    (
+        "violent",
+        (
+            "homicide",
+            "murder",
+            "manslaughter",
+            "assault",
+            "rape",
+            "sexual",
+            "sex offen",
+            "battery",
+            "kidnap",
+            "shooting",
+            "stabbing",
+            "against a person",
+            "aggravated",
+            "stalking",
+            "intimidation",
+            "threat",
+        ),
+    ),
     ("theft", ("theft", "larceny", "shoplift", "pickpocket", "purse", "stolen", "pocket-picking")),
     ("drugs", ("narcotic", "drug", "cannabis", "marijuana", "controlled substance")),
-    ("property", ("vandalism", "mischief", "damage", "arson", "fraud", "forgery", "embezzle", "graffiti",
-                  "counterfeit", "stolen property", "receiving stolen", "deceptive")),
-    ("disorder", ("disorderly", "drunk", "liquor", "public intoxication", "prostitution", "gambling", "weapon",
-                  "trespass", "loitering", "noise", "vagrancy", "curfew", "public peace", "interference",
-                  "indecen")),
+    (
+        "property",
+        (
+            "vandalism",
+            "mischief",
+            "damage",
+            "arson",
+            "fraud",
+            "forgery",
+            "embezzle",
+            "graffiti",
+            "counterfeit",
+            "stolen property",
+            "receiving stolen",
+            "deceptive",
+        ),
+    ),
+    (
+        "disorder",
+        (
+            "disorderly",
+            "drunk",
+            "liquor",
+            "public intoxication",
+            "prostitution",
+            "gambling",
+            "weapon",
+            "trespass",
+            "loitering",
+            "noise",
+            "vagrancy",
+            "curfew",
+            "public peace",
+            "interference",
+            "indecen",
+        ),
+    ),
 )
 
 
@@ -691,10 +956,18 @@ def propose_taxonomy(offences: dict[str, int]) -> pd.DataFrame:
     for text, n in sorted(offences.items(), key=lambda kv: -kv[1]):
         low = text.lower()
         cat = next((c for c, words in _CATEGORY_WORDS if any(w in low for w in words)), "other")
-        rows.append({"offense": text, "category": cat,
-                     "note": f"guessed from the text ({n} rows in the sample); review"})
+        rows.append(
+            {"offense": text, "category": cat, "note": f"guessed from the text ({n} rows in the sample); review"}
+        )
     return pd.DataFrame(rows, columns=["offense", "category", "note"])
 
 
-__all__ = ["AmbiguousMapping", "Inference", "infer_mapping", "propose_taxonomy", "guess_crs", "sniff_encoding",
-           "sniff_delimiter"]
+__all__ = [
+    "AmbiguousMapping",
+    "Inference",
+    "infer_mapping",
+    "propose_taxonomy",
+    "guess_crs",
+    "sniff_encoding",
+    "sniff_delimiter",
+]

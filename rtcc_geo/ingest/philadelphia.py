@@ -47,8 +47,16 @@ from .taxonomy import load_taxonomy
 
 SOURCE = "philadelphia"
 TIMEZONE = "America/New_York"
-REQUIRED = ("dc_key", "dispatch_date_time", "dispatch_date", "dispatch_time", "ucr_general",
-            "text_general_code", "point_x", "point_y")
+REQUIRED = (
+    "dc_key",
+    "dispatch_date_time",
+    "dispatch_date",
+    "dispatch_time",
+    "ucr_general",
+    "text_general_code",
+    "point_x",
+    "point_y",
+)
 HOMICIDE_UCR = "100"
 
 
@@ -69,8 +77,9 @@ def read(path: str | Path, timezone: str = TIMEZONE, source: str = SOURCE) -> Ba
     dst = pd.Series(None, index=idx, dtype="object")
     need = utc.isna() & (ddate != "")
     if need.any():
-        naive = parse_local(ddate[need] + " " + dtime[need].replace("", "00:00:00"),
-                            ["%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d"])
+        naive = parse_local(
+            ddate[need] + " " + dtime[need].replace("", "00:00:00"), ["%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d"]
+        )
         loc, note = localize(naive, timezone)
         utc[need] = loc
         dst[need] = note
@@ -90,31 +99,49 @@ def read(path: str | Path, timezone: str = TIMEZONE, source: str = SOURCE) -> Ba
     offense = blank_to_na(raw["text_general_code"])
     category, unmapped = tax.categorise(offense)
 
-    frame = pd.DataFrame({
-        "id": blank_to_na(ids.where(key != "", "")),
-        "source": source,
-        "occurred_from": utc,
-        "occurred_to": pd.NaT,
-        "reported_at": utc,
-        "time_known": ~date_only.to_numpy(),
-        "offense_raw": offense,
-        "offense_code": blank_to_na(ucr),
-        "category": category,
-        "lon": to_float(raw["point_x"]),
-        "lat": to_float(raw["point_y"]),
-        "block": blank_to_na(col("location_block")),
-        "district": blank_to_na(col("dc_dist")),
-    }, index=idx)
-    frame["extras"] = extras_json({
-        "dc_key": raw["dc_key"], "psa": col("psa"), "objectid": col("objectid"),
-        "cartodb_id": col("cartodb_id"), "hour": col("hour"), "dst": dst,
-    }, idx)
+    frame = pd.DataFrame(
+        {
+            "id": blank_to_na(ids.where(key != "", "")),
+            "source": source,
+            "occurred_from": utc,
+            "occurred_to": pd.NaT,
+            "reported_at": utc,
+            "time_known": ~date_only.to_numpy(),
+            "offense_raw": offense,
+            "offense_code": blank_to_na(ucr),
+            "category": category,
+            "lon": to_float(raw["point_x"]),
+            "lat": to_float(raw["point_y"]),
+            "block": blank_to_na(col("location_block")),
+            "district": blank_to_na(col("dc_dist")),
+        },
+        index=idx,
+    )
+    frame["extras"] = extras_json(
+        {
+            "dc_key": raw["dc_key"],
+            "psa": col("psa"),
+            "objectid": col("objectid"),
+            "cartodb_id": col("cartodb_id"),
+            "hour": col("hour"),
+            "dst": dst,
+        },
+        idx,
+    )
     b = Batch(source, Path(path).name, raw, frame, unmapped=unmapped)
     bad_time = frame["occurred_from"].isna().to_numpy()
     if bad_time.any():
-        b.flag("unparseable_time", bad_time,
-               "dispatch_date_time '" + raw["dispatch_date_time"] + "' and dispatch_date/time '"
-               + ddate + " " + dtime + "' not parseable")
+        b.flag(
+            "unparseable_time",
+            bad_time,
+            "dispatch_date_time '"
+            + raw["dispatch_date_time"]
+            + "' and dispatch_date/time '"
+            + ddate
+            + " "
+            + dtime
+            + "' not parseable",
+        )
     nocoord = frame["lon"].isna().to_numpy() | frame["lat"].isna().to_numpy()
     if nocoord.any():
         b.flag("no_coordinates", nocoord, "point_x/point_y blank (not geocoded by the portal)")

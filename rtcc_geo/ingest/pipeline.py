@@ -69,10 +69,18 @@ class FileSummary:
         return self.loaded - self.duplicates
 
     def as_dict(self) -> dict:
-        return {"file": self.file, "read": self.read, "loaded": self.loaded, "quarantined": self.quarantined,
-                "duplicates": self.duplicates, "inserted": self.inserted, "by_reason": dict(self.by_reason),
-                "unmapped_offenses": dict(self.unmapped_offenses), "seconds": round(self.seconds, 3),
-                "far_dated": dict(self.far_dated)}
+        return {
+            "file": self.file,
+            "read": self.read,
+            "loaded": self.loaded,
+            "quarantined": self.quarantined,
+            "duplicates": self.duplicates,
+            "inserted": self.inserted,
+            "by_reason": dict(self.by_reason),
+            "unmapped_offenses": dict(self.unmapped_offenses),
+            "seconds": round(self.seconds, 3),
+            "far_dated": dict(self.far_dated),
+        }
 
 
 @dataclass
@@ -124,22 +132,40 @@ class IngestSummary:
     @property
     def warnings(self) -> list[str]:
         """Incidents dated far from the bulk of their file (a few 1966 dates made a backtest use 13 GB)."""
-        return [f"{f.file}: {f.far_dated['before']:,} incident(s) dated before {f.far_dated['bulk_from']} and "
-                f"{f.far_dated['after']:,} after {f.far_dated['bulk_to']} by more than 5 years (earliest "
-                f"{f.far_dated['earliest']}, latest {f.far_dated['latest']}); forecasts need --train-from"
-                for f in self.files if f.far_dated.get("before", 0) + f.far_dated.get("after", 0)]
+        return [
+            f"{f.file}: {f.far_dated['before']:,} incident(s) dated before {f.far_dated['bulk_from']} and "
+            f"{f.far_dated['after']:,} after {f.far_dated['bulk_to']} by more than 5 years (earliest "
+            f"{f.far_dated['earliest']}, latest {f.far_dated['latest']}); forecasts need --train-from"
+            for f in self.files
+            if f.far_dated.get("before", 0) + f.far_dated.get("after", 0)
+        ]
 
     def as_dict(self) -> dict:
-        return {"read": self.read, "loaded": self.loaded, "quarantined": self.quarantined,
-                "duplicates": self.duplicates, "by_reason": self.by_reason,
-                "inserted": self.inserted, "source": self.source, "store": self.store,
-                "boundary": self.boundary, "far_dated": self.far_dated_count, "warnings": self.warnings,
-                "unmapped_offenses": self.unmapped_offenses, "seconds": round(self.seconds, 3),
-                "files": [f.as_dict() for f in self.files]}
+        return {
+            "read": self.read,
+            "loaded": self.loaded,
+            "quarantined": self.quarantined,
+            "duplicates": self.duplicates,
+            "by_reason": self.by_reason,
+            "inserted": self.inserted,
+            "source": self.source,
+            "store": self.store,
+            "boundary": self.boundary,
+            "far_dated": self.far_dated_count,
+            "warnings": self.warnings,
+            "unmapped_offenses": self.unmapped_offenses,
+            "seconds": round(self.seconds, 3),
+            "files": [f.as_dict() for f in self.files],
+        }
 
 
-def resolve_agency(fmt: str, agency: Agency | str | Path | None, mapping: Mapping | None,
-                   store: Store | None = None, near: list[Path] | None = None) -> Agency:
+def resolve_agency(
+    fmt: str,
+    agency: Agency | str | Path | None,
+    mapping: Mapping | None,
+    store: Store | None = None,
+    near: list[Path] | None = None,
+) -> Agency:
     """The agency an ingest validates against: the one stored for the source
     (a known format's preset is copied in on first ingest), else a TOML given."""
     if isinstance(agency, Agency):
@@ -147,8 +173,13 @@ def resolve_agency(fmt: str, agency: Agency | str | Path | None, mapping: Mappin
     if store is not None and not (agency is not None and Path(str(agency)).suffix):
         from ..agencies import agency_for_ingest
 
-        return agency_for_ingest(store, str(agency) if agency else (mapping.source if fmt == "generic" and mapping else fmt),
-                                 fmt, mapping, near or [])
+        return agency_for_ingest(
+            store,
+            str(agency) if agency else (mapping.source if fmt == "generic" and mapping else fmt),
+            fmt,
+            mapping,
+            near or [],
+        )
     if agency is not None:
         return load_agency(agency)
     if fmt == "generic":
@@ -158,9 +189,13 @@ def resolve_agency(fmt: str, agency: Agency | str | Path | None, mapping: Mappin
     return load_agency(fmt)
 
 
-def prepare_ingest(fmt: str, files: Iterable[str | Path], store: Store, agency: Agency | str | Path | None = None,
-                   mapping: Mapping | str | Path | None = None) -> tuple[list[Path], Mapping | None, Agency, Area,
-                                                                          IngestSummary]:
+def prepare_ingest(
+    fmt: str,
+    files: Iterable[str | Path],
+    store: Store,
+    agency: Agency | str | Path | None = None,
+    mapping: Mapping | str | Path | None = None,
+) -> tuple[list[Path], Mapping | None, Agency, Area, IngestSummary]:
     """What an ingest settles before the first file (here and on a Dask cluster,
     :func:`rtcc_geo.cluster.ingest_files`): the arguments checked, the agency and
     its area resolved, the source registered. Returns ``(paths, mapping, agency,
@@ -184,9 +219,15 @@ def prepare_ingest(fmt: str, files: Iterable[str | Path], store: Store, agency: 
     return paths, mapping, ag, area, IngestSummary(source=source, store=repr(store), boundary=area.boundary_file)
 
 
-def ingest_files(fmt: str, files: Iterable[str | Path], store: Store, agency: Agency | str | Path | None = None,
-                 mapping: Mapping | str | Path | None = None, progress: bool = False,
-                 time_floor: str | None = None) -> IngestSummary:
+def ingest_files(
+    fmt: str,
+    files: Iterable[str | Path],
+    store: Store,
+    agency: Agency | str | Path | None = None,
+    mapping: Mapping | str | Path | None = None,
+    progress: bool = False,
+    time_floor: str | None = None,
+) -> IngestSummary:
     """Read, validate and store ``files`` of format ``fmt``; see the module doc
     for what the summary counts. ``time_floor``: earliest plausible incident
     time (default ``$RTCC_TIME_FLOOR`` or 1990-01-01; see
@@ -201,6 +242,7 @@ def ingest_files(fmt: str, files: Iterable[str | Path], store: Store, agency: Ag
 
         bar = tqdm(total=len(paths), unit="file", desc=f"ingest {source}", leave=True, position=0)
         rows = tqdm(unit="row", unit_scale=True, desc="rows", leave=True, position=1)
+
     def done(fs: FileSummary) -> None:
         summary.files.append(fs)
         if bar is not None:
@@ -272,8 +314,9 @@ class Parsed:
     phases: dict[str, float]
 
 
-def ingest_one(fmt, path: Path, store: Store, ag: Agency, area, source: str, mapping,
-               time_floor: str | None = None) -> FileSummary:
+def ingest_one(
+    fmt, path: Path, store: Store, ag: Agency, area, source: str, mapping, time_floor: str | None = None
+) -> FileSummary:
     """One file = one partition: read, validate, write; returns its counts
     (and, in ``phases``, the seconds each step took)."""
     return store_one(parse_one(fmt, path, ag, area, source, mapping, time_floor), store)
@@ -293,8 +336,9 @@ def parse_one(fmt, path: Path, ag: Agency, area, source: str, mapping, time_floo
     clock.lap("read")
     incidents, quarantine = validate(batch, area, tuple(ag.resolutions), time_floor=time_floor, phases=phases)
     if len(incidents) + len(quarantine) != len(batch):  # a bug, never bad input
-        raise RuntimeError(f"{path.name}: validation lost rows ({len(batch)} read, "
-                           f"{len(incidents)} + {len(quarantine)} out)")
+        raise RuntimeError(
+            f"{path.name}: validation lost rows ({len(batch)} read, {len(incidents)} + {len(quarantine)} out)"
+        )
     clock.lap("validate")
     return Parsed(path, batch, incidents, quarantine, clock, phases)
 
@@ -309,7 +353,10 @@ def store_one(p: Parsed, store: Store) -> FileSummary:
     store.write_quarantine(quarantine)
     clock.lap("store")
     fs = FileSummary(
-        file=p.path.name, read=len(batch), loaded=len(incidents), quarantined=len(quarantine),
+        file=p.path.name,
+        read=len(batch),
+        loaded=len(incidents),
+        quarantined=len(quarantine),
         duplicates=int(w.received - w.inserted),
         by_reason={r: int(n) for r, n in quarantine["reason"].value_counts().items()},
         unmapped_offenses=dict(batch.unmapped),

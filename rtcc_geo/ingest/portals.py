@@ -36,9 +36,28 @@ from collections.abc import Callable
 
 #: The portal schema of Chicago's crimes dataset, in the order the portal exports it.
 CHICAGO_COLUMNS = (
-    "id", "case_number", "date", "block", "iucr", "primary_type", "description", "location_description",
-    "arrest", "domestic", "beat", "district", "ward", "community_area", "fbi_code", "x_coordinate",
-    "y_coordinate", "year", "updated_on", "latitude", "longitude", "location",
+    "id",
+    "case_number",
+    "date",
+    "block",
+    "iucr",
+    "primary_type",
+    "description",
+    "location_description",
+    "arrest",
+    "domestic",
+    "beat",
+    "district",
+    "ward",
+    "community_area",
+    "fbi_code",
+    "x_coordinate",
+    "y_coordinate",
+    "year",
+    "updated_on",
+    "latitude",
+    "longitude",
+    "location",
 )
 CHICAGO_BASE = "https://data.cityofchicago.org"
 CHICAGO_DATASET = "ijzp-q8t2"
@@ -65,12 +84,12 @@ def urllib_opener(timeout: float = 60.0, retries: int = 4, backoff: float = 2.0)
             except urllib.error.HTTPError as e:
                 body = e.read()[:500].decode("utf-8", "replace")
                 if e.code in (429, 500, 502, 503, 504) and attempt < retries:
-                    time.sleep(backoff * 2 ** attempt)
+                    time.sleep(backoff * 2**attempt)
                     continue
                 raise PortalError(f"{url}: HTTP {e.code}: {body}") from None
             except urllib.error.URLError as e:
                 if attempt < retries:
-                    time.sleep(backoff * 2 ** attempt)
+                    time.sleep(backoff * 2**attempt)
                     continue
                 raise PortalError(f"{url}: {e.reason}. Check the network / portal address.") from None
         raise AssertionError("unreachable")
@@ -104,10 +123,17 @@ def _text(v) -> str:
     return str(v)
 
 
-def fetch_socrata(base_url: str, dataset: str, out: str | Path, where: str | None = None,
-                  columns: tuple[str, ...] = CHICAGO_COLUMNS, page_size: int = 50_000,
-                  app_token: str | None = None, opener: Opener | None = None,
-                  max_rows: int | None = None) -> int:
+def fetch_socrata(
+    base_url: str,
+    dataset: str,
+    out: str | Path,
+    where: str | None = None,
+    columns: tuple[str, ...] = CHICAGO_COLUMNS,
+    page_size: int = 50_000,
+    app_token: str | None = None,
+    opener: Opener | None = None,
+    max_rows: int | None = None,
+) -> int:
     """Page through ``{base_url}/resource/{dataset}.json`` and write ``out`` (CSV,
     ``columns`` in order). Returns the number of data rows written.
 
@@ -150,9 +176,16 @@ def fetch_socrata(base_url: str, dataset: str, out: str | Path, where: str | Non
     return n
 
 
-def fetch_carto(out: str | Path, where: str | None = None, table: str = PHILADELPHIA_TABLE,
-                base_url: str = CARTO_SQL, page_size: int = 50_000, opener: Opener | None = None,
-                api_key: str | None = None, max_rows: int | None = None) -> int:
+def fetch_carto(
+    out: str | Path,
+    where: str | None = None,
+    table: str = PHILADELPHIA_TABLE,
+    base_url: str = CARTO_SQL,
+    page_size: int = 50_000,
+    opener: Opener | None = None,
+    api_key: str | None = None,
+    max_rows: int | None = None,
+) -> int:
     """Page through a Carto table with the SQL API (``format=csv``) and write
     ``out``. Returns the number of data rows written.
 
@@ -172,8 +205,11 @@ def fetch_carto(out: str | Path, where: str | None = None, table: str = PHILADEL
             limit = page_size if max_rows is None else min(page_size, max_rows - n)
             if limit <= 0:
                 break
-            sql = f"SELECT * FROM {table}" + (f" WHERE {where}" if where else "") + \
-                  f" ORDER BY cartodb_id LIMIT {limit} OFFSET {offset}"
+            sql = (
+                f"SELECT * FROM {table}"
+                + (f" WHERE {where}" if where else "")
+                + f" ORDER BY cartodb_id LIMIT {limit} OFFSET {offset}"
+            )
             params = {"q": sql, "format": "csv"}
             if api_key:
                 params["api_key"] = api_key

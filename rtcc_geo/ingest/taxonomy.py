@@ -43,8 +43,9 @@ class Taxonomy:
         """Categories for ``offense`` (+ ``detail``), and ``{offense: rows}`` not listed."""
         # A few dozen distinct texts per file: normalise and look up each once.
         if detail is not None and self.by_detail:
-            codes, uniq = pd.factorize(pd.MultiIndex.from_arrays([offense.astype("string").fillna(_SEP),
-                                                                  detail.astype("string").fillna(_SEP)]))
+            codes, uniq = pd.factorize(
+                pd.MultiIndex.from_arrays([offense.astype("string").fillna(_SEP), detail.astype("string").fillna(_SEP)])
+            )
             off_u = _norm(pd.Series(uniq.get_level_values(0)).replace(_SEP, pd.NA))
             det_u = _norm(pd.Series(uniq.get_level_values(1)).replace(_SEP, pd.NA))
             cat_u = off_u.map(self.by_offense).astype("object")  # an empty table maps to float NaN

@@ -54,15 +54,22 @@ from .base import Batch, _arrow, _text_bytes, add_json_member, details_at, json_
 #: Longest text (characters) each field may hold; longer values are
 #: ``invalid_field``. 15 ids of 128 characters plus the other announced
 #: columns stay well under PostgreSQL's 8000-byte NOTIFY payload.
-FIELD_LIMITS: dict[str, int] = {"id": 128, "offense_code": 128, "district": 128,
-                                "offense_raw": 1000, "block": 1000, "extras": 16_384}
+FIELD_LIMITS: dict[str, int] = {
+    "id": 128,
+    "offense_code": 128,
+    "district": 128,
+    "offense_raw": 1000,
+    "block": 1000,
+    "extras": 16_384,
+}
 
 #: Default earliest plausible incident time (``$RTCC_TIME_FLOOR`` overrides).
 TIME_FLOOR = "1990-01-01"
 
 
-def plausible_window(floor: str | pd.Timestamp | None = None, now: pd.Timestamp | None = None
-                     ) -> tuple[pd.Timestamp, pd.Timestamp]:
+def plausible_window(
+    floor: str | pd.Timestamp | None = None, now: pd.Timestamp | None = None
+) -> tuple[pd.Timestamp, pd.Timestamp]:
     """``[floor, now + 1 day]`` in UTC: the incident times validation accepts.
 
     ``floor`` defaults to ``$RTCC_TIME_FLOOR`` or :data:`TIME_FLOOR` (naive
@@ -99,8 +106,11 @@ def _unstorable_text(s: pd.Series, limit: int) -> tuple[np.ndarray, pd.Series]:
     broken = pc.fill_null(pc.match_substring(arr, "\x00"), False).to_numpy(zero_copy_only=False)
     if s.name == "extras":  # ... nor its JSON escape in extras (PostgreSQL's jsonb refuses \u0000)
         broken |= pc.fill_null(pc.match_substring(arr, "\\u0000"), False).to_numpy(zero_copy_only=False)
-    det = pd.Series(np.where(too_long, "longer than " + str(limit) + " characters",
-                             "holds a NUL character"), index=s.index, dtype="object")
+    det = pd.Series(
+        np.where(too_long, "longer than " + str(limit) + " characters", "holds a NUL character"),
+        index=s.index,
+        dtype="object",
+    )
     return too_long | broken, det
 
 
@@ -185,9 +195,13 @@ def _point_detail(f: pd.DataFrame, suffix: str):
     return lambda rows: (_fmt_point(f["lon"].iloc[rows], f["lat"].iloc[rows]) + suffix).to_numpy()
 
 
-def validate(batch: Batch, area: Area, resolutions: tuple[int, ...] = DEFAULT_RESOLUTIONS,
-             time_floor: str | pd.Timestamp | None = None,
-             phases: dict[str, float] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+def validate(
+    batch: Batch,
+    area: Area,
+    resolutions: tuple[int, ...] = DEFAULT_RESOLUTIONS,
+    time_floor: str | pd.Timestamp | None = None,
+    phases: dict[str, float] | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Split a batch into ``(incidents, quarantine)``.
 
     ``incidents`` is canonical (:func:`schema.conform`, H3 columns filled);
@@ -201,7 +215,9 @@ def validate(batch: Batch, area: Area, resolutions: tuple[int, ...] = DEFAULT_RE
     lat = f["lat"].to_numpy(dtype="float64")
 
     idv = f["id"].astype("string").str.strip()
-    batch.flag("missing_id", (idv.isna() | (idv == "")).to_numpy(dtype=bool, na_value=True), "no incident key (id blank)")
+    batch.flag(
+        "missing_id", (idv.isna() | (idv == "")).to_numpy(dtype=bool, na_value=True), "no incident key (id blank)"
+    )
     for col, limit in FIELD_LIMITS.items():
         if col in f.columns:
             bad_text, det = _unstorable_text(f[col], limit)
@@ -212,9 +228,15 @@ def validate(batch: Batch, area: Area, resolutions: tuple[int, ...] = DEFAULT_RE
     occ = f["occurred_from"]
     implausible = (occ.notna() & ((occ < lo) | (occ > hi))).to_numpy(dtype=bool)
     if implausible.any():
-        batch.flag("implausible_time", implausible,
-                   lambda rows: ("occurred " + occ.iloc[rows].astype(str)
-                                 + f", outside the plausible window {lo:%Y-%m-%d} .. now + 1 day").to_numpy())
+        batch.flag(
+            "implausible_time",
+            implausible,
+            lambda rows: (
+                "occurred "
+                + occ.iloc[rows].astype(str)
+                + f", outside the plausible window {lo:%Y-%m-%d} .. now + 1 day"
+            ).to_numpy(),
+        )
     nan = ~np.isfinite(lon) | ~np.isfinite(lat)
     batch.flag("no_coordinates", nan, "coordinates blank")
 
@@ -230,16 +252,22 @@ def validate(batch: Batch, area: Area, resolutions: tuple[int, ...] = DEFAULT_RE
     batch.flag("invalid_coordinates", bad_range, _point_detail(f, " is outside the WGS84 range"))
     batch.flag("invalid_coordinates", zero, "(0, 0): a junk geocode")
     if out_box.any():
-        batch.flag("invalid_coordinates", out_box,
-                   _point_detail(f, f" is outside the agency's bounding box {list(area.bbox or ())} (junk geocode)"))
+        batch.flag(
+            "invalid_coordinates",
+            out_box,
+            _point_detail(f, f" is outside the agency's bounding box {list(area.bbox or ())} (junk geocode)"),
+        )
 
     inbox = has & ~bad_range & ~zero & ~out_box
     outside = np.zeros(n, dtype=bool)
     if area.polygon is not None and inbox.any():
         outside[inbox] = area.outside(lon[inbox], lat[inbox])
         if outside.any():
-            batch.flag("outside_boundary", outside,
-                       _point_detail(f, f" is more than {area.buffer_m:g} m outside {area.boundary_file}"))
+            batch.flag(
+                "outside_boundary",
+                outside,
+                _point_detail(f, f" is more than {area.buffer_m:g} m outside {area.boundary_file}"),
+            )
 
     reason, detail = _resolve(batch, upto="duplicate_key")
     dist = f["district"].astype("string").str.strip() if "district" in f.columns else pd.Series(pd.NA, index=f.index)
@@ -258,8 +286,9 @@ def validate(batch: Batch, area: Area, resolutions: tuple[int, ...] = DEFAULT_RE
             first = rows.groupby(ids_ok.to_numpy()).transform("min")
             dup[np.flatnonzero(ok)[d]] = True
             det = pd.Series("", index=f.index, dtype="object")
-            det[ok] = ("id " + ids_ok + " repeats data row " + first.astype(str)
-                       + " of this file (the first copy is loaded)")
+            det[ok] = (
+                "id " + ids_ok + " repeats data row " + first.astype(str) + " of this file (the first copy is loaded)"
+            )
             batch.flag("duplicate_key", dup, det)
     off = f["offense_raw"].astype("string")
     blank_off = (off.isna() | (off.str.strip() == "")).to_numpy(dtype=bool, na_value=True)
@@ -272,8 +301,11 @@ def validate(batch: Batch, area: Area, resolutions: tuple[int, ...] = DEFAULT_RE
     res = tuple(sorted(set(resolutions) | set(DEFAULT_RESOLUTIONS)))
     located = ~ungeo[~bad]
     t0 = time.perf_counter()
-    cells = grid.index_points(good["lat"].to_numpy()[located], good["lon"].to_numpy()[located], res) \
-        if located.any() else {r: np.empty(0, dtype=np.int64) for r in res}
+    cells = (
+        grid.index_points(good["lat"].to_numpy()[located], good["lon"].to_numpy()[located], res)
+        if located.any()
+        else {r: np.empty(0, dtype=np.int64) for r in res}
+    )
     for level in res:
         ids = np.full(len(good), NO_CELL, dtype=np.int64)
         ids[located] = cells[level]
@@ -295,14 +327,18 @@ def validate(batch: Batch, area: Area, resolutions: tuple[int, ...] = DEFAULT_RE
         phases["normalise"] = phases.get("normalise", 0.0) + (time.perf_counter() - t1)
     incidents = conform(good)
 
-    q = pd.DataFrame({
-        "source": batch.source,
-        "file": batch.file,
-        "row_number": np.flatnonzero(bad).astype("int64") + 1,
-        "reason": reason[bad],
-        "detail": detail[bad],
-        "raw": safe_json_text(json_records(batch.raw.loc[bad])).to_numpy() if bad.any() else np.array([], dtype=object),
-    })
+    q = pd.DataFrame(
+        {
+            "source": batch.source,
+            "file": batch.file,
+            "row_number": np.flatnonzero(bad).astype("int64") + 1,
+            "reason": reason[bad],
+            "detail": detail[bad],
+            "raw": safe_json_text(json_records(batch.raw.loc[bad])).to_numpy()
+            if bad.any()
+            else np.array([], dtype=object),
+        }
+    )
     for c in ("source", "file", "reason", "detail", "raw"):
         q[c] = q[c].astype("string")
     return incidents, q.loc[:, list(QUARANTINE_COLUMNS)]

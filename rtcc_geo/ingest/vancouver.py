@@ -67,8 +67,15 @@ def read(path: str | Path, timezone: str = TIMEZONE, source: str = SOURCE) -> Ba
     idx = raw.index
     parts = {c.lower(): pd.to_numeric(raw[c].str.strip(), errors="coerce") for c in TIME_COLS}
     naive = pd.to_datetime(
-        pd.DataFrame({"year": parts["year"], "month": parts["month"], "day": parts["day"],
-                      "hour": parts["hour"], "minute": parts["minute"]}),
+        pd.DataFrame(
+            {
+                "year": parts["year"],
+                "month": parts["month"],
+                "day": parts["day"],
+                "hour": parts["hour"],
+                "minute": parts["minute"],
+            }
+        ),
         errors="coerce",
     )
     utc, dst = localize(naive, timezone)
@@ -84,28 +91,45 @@ def read(path: str | Path, timezone: str = TIMEZONE, source: str = SOURCE) -> Ba
 
     offense = blank_to_na(raw["TYPE"])
     category, unmapped = load_taxonomy(SOURCE).categorise(offense)
-    frame = pd.DataFrame({
-        "id": content_ids(raw, list(REQUIRED) + [c for c in ("HUNDRED_BLOCK", "NEIGHBOURHOOD") if c in raw],
-                          prefix="van-"),
-        "source": source,
-        "occurred_from": utc,
-        "occurred_to": pd.NaT,
-        "reported_at": pd.NaT,
-        "time_known": ~placeholder,
-        "offense_raw": offense,
-        "offense_code": pd.NA,
-        "category": category,
-        "lon": lon,
-        "lat": lat,
-        "block": blank_to_na(raw.get("HUNDRED_BLOCK", pd.Series("", index=idx))),
-        "district": blank_to_na(raw.get("NEIGHBOURHOOD", pd.Series("", index=idx))),
-    }, index=idx)
+    frame = pd.DataFrame(
+        {
+            "id": content_ids(
+                raw, list(REQUIRED) + [c for c in ("HUNDRED_BLOCK", "NEIGHBOURHOOD") if c in raw], prefix="van-"
+            ),
+            "source": source,
+            "occurred_from": utc,
+            "occurred_to": pd.NaT,
+            "reported_at": pd.NaT,
+            "time_known": ~placeholder,
+            "offense_raw": offense,
+            "offense_code": pd.NA,
+            "category": category,
+            "lon": lon,
+            "lat": lat,
+            "block": blank_to_na(raw.get("HUNDRED_BLOCK", pd.Series("", index=idx))),
+            "district": blank_to_na(raw.get("NEIGHBOURHOOD", pd.Series("", index=idx))),
+        },
+        index=idx,
+    )
     frame["extras"] = extras_json({"x_utm": raw["X"], "y_utm": raw["Y"], "dst": dst}, idx)
     b = Batch(source, Path(path).name, raw, frame, unmapped=unmapped)
     bad = frame["occurred_from"].isna().to_numpy()
     if bad.any():
-        b.flag("unparseable_time", bad, "YEAR/MONTH/DAY/HOUR/MINUTE '" + raw["YEAR"] + "/" + raw["MONTH"] + "/"
-               + raw["DAY"] + " " + raw["HOUR"] + ":" + raw["MINUTE"] + "' is not a valid date-time")
+        b.flag(
+            "unparseable_time",
+            bad,
+            "YEAR/MONTH/DAY/HOUR/MINUTE '"
+            + raw["YEAR"]
+            + "/"
+            + raw["MONTH"]
+            + "/"
+            + raw["DAY"]
+            + " "
+            + raw["HOUR"]
+            + ":"
+            + raw["MINUTE"]
+            + "' is not a valid date-time",
+        )
     if privacy.any():
         b.flag("no_coordinates", privacy, "X = Y = 0: location withheld for privacy by VPD")
     if blank.any():

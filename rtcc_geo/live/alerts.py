@@ -31,8 +31,19 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import pandas as pd
 
-ALERT_COLUMNS = ("alert_id", "kind", "created_at", "source", "incident_id", "cell", "reason", "data",
-                 "acknowledged", "ack_by", "ack_at")
+ALERT_COLUMNS = (
+    "alert_id",
+    "kind",
+    "created_at",
+    "source",
+    "incident_id",
+    "cell",
+    "reason",
+    "data",
+    "acknowledged",
+    "ack_by",
+    "ack_at",
+)
 
 
 @dataclass
@@ -90,13 +101,22 @@ def hotspot_alerts(incidents: pd.DataFrame, bins: np.ndarray, z: np.ndarray, min
     out = []
     for row, b, zz in zip(incidents.itertuples(index=False), bins, z):
         if b >= min_bin:
-            out.append(Alert(
-                kind="hotspot", source=row.source, incident_id=row.id, cell=int(row.cell),
-                reason=f"{row.category} inside a current hot spot ({conf[int(b)]} % confidence after FDR, "
-                       f"Gi* z = {zz:.2f} over the last {window})",
-                data={"bin": int(b), "z": round(float(zz), 3), "window": window,
-                      "occurred_from": pd.Timestamp(row.t).isoformat()},
-            ))
+            out.append(
+                Alert(
+                    kind="hotspot",
+                    source=row.source,
+                    incident_id=row.id,
+                    cell=int(row.cell),
+                    reason=f"{row.category} inside a current hot spot ({conf[int(b)]} % confidence after FDR, "
+                    f"Gi* z = {zz:.2f} over the last {window})",
+                    data={
+                        "bin": int(b),
+                        "z": round(float(zz), 3),
+                        "window": window,
+                        "occurred_from": pd.Timestamp(row.t).isoformat(),
+                    },
+                )
+            )
     return out
 
 
@@ -125,15 +145,27 @@ def near_repeat_alerts(new: pd.DataFrame, recent: pd.DataFrame, rule: NearRepeat
         if not ok.any():
             continue
         j = np.flatnonzero(ok)[np.argmin(d[ok])]
-        out.append(Alert(
-            kind="near_repeat", source=row.source, incident_id=row.id, cell=int(row.cell),
-            reason=(f"{row.category} {d[j]:.0f} m and {dt[j] / 86_400e9:.1f} days after incident {rid[j]}: "
-                    f"inside the near-repeat window ({rule.distance_m:.0f} m, {rule.days:g} days)"),
-            data={"prior_id": str(rid[j]), "distance_m": round(float(d[j]), 1),
-                  "days": round(float(dt[j] / 86_400e9), 3), "window_m": rule.distance_m,
-                  "window_days": rule.days, "matches": int(ok.sum()),
-                  "occurred_from": pd.Timestamp(row.t).isoformat()},
-        ))
+        out.append(
+            Alert(
+                kind="near_repeat",
+                source=row.source,
+                incident_id=row.id,
+                cell=int(row.cell),
+                reason=(
+                    f"{row.category} {d[j]:.0f} m and {dt[j] / 86_400e9:.1f} days after incident {rid[j]}: "
+                    f"inside the near-repeat window ({rule.distance_m:.0f} m, {rule.days:g} days)"
+                ),
+                data={
+                    "prior_id": str(rid[j]),
+                    "distance_m": round(float(d[j]), 1),
+                    "days": round(float(dt[j] / 86_400e9), 3),
+                    "window_m": rule.distance_m,
+                    "window_days": rule.days,
+                    "matches": int(ok.sum()),
+                    "occurred_from": pd.Timestamp(row.t).isoformat(),
+                },
+            )
+        )
     return out
 
 
@@ -141,13 +173,19 @@ def scan_alerts(result, source: str, min_recurrence_days: float) -> list[Alert]:
     """Alerts for scan clusters whose recurrence interval passes the threshold."""
     out = []
     for c in result.alerts(min_recurrence_days):
-        out.append(Alert(
-            kind="stp_cluster", source=source, cell=int(c.centre),
-            reason=(f"emerging cluster: {c.observed} incidents in {len(c.cells)} cells over the last {c.days} "
+        out.append(
+            Alert(
+                kind="stp_cluster",
+                source=source,
+                cell=int(c.centre),
+                reason=(
+                    f"emerging cluster: {c.observed} incidents in {len(c.cells)} cells over the last {c.days} "
                     f"days ({c.expected:.1f} expected); recurrence interval {c.recurrence_days:.0f} days "
-                    f"(threshold {min_recurrence_days:g})"),
-            data={**c.as_dict(), "key": f"{c.centre}|{c.k}|{c.start.date()}|{c.end.date()}"},
-        ))
+                    f"(threshold {min_recurrence_days:g})"
+                ),
+                data={**c.as_dict(), "key": f"{c.centre}|{c.k}|{c.start.date()}|{c.end.date()}"},
+            )
+        )
     return out
 
 
@@ -226,11 +264,24 @@ class AlertLog:
 
     def _store(self, alerts: list[Alert]) -> int:
         """Store new alerts (ids already stored are skipped); returns how many were new."""
-        rows = pd.DataFrame([{
-            "alert_id": a.alert_id, "kind": a.kind, "created_at": a.created_at, "source": a.source,
-            "incident_id": a.incident_id, "cell": a.cell, "reason": a.reason,
-            "data": json.dumps(a.data, default=str), "acknowledged": False, "ack_by": None, "ack_at": pd.NaT,
-        } for a in alerts]).drop_duplicates("alert_id")
+        rows = pd.DataFrame(
+            [
+                {
+                    "alert_id": a.alert_id,
+                    "kind": a.kind,
+                    "created_at": a.created_at,
+                    "source": a.source,
+                    "incident_id": a.incident_id,
+                    "cell": a.cell,
+                    "reason": a.reason,
+                    "data": json.dumps(a.data, default=str),
+                    "acknowledged": False,
+                    "ack_by": None,
+                    "ack_at": pd.NaT,
+                }
+                for a in alerts
+            ]
+        ).drop_duplicates("alert_id")
         with self._wlock:
             rows = rows[~rows["alert_id"].isin(self._ids())]
             if not len(rows):

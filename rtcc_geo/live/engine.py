@@ -80,7 +80,7 @@ class Broker:
 class LiveConfig:
     res: int = 9
     window: str = "28D"
-    hotspot_min_bin: int = 2                # 95 % confidence after FDR
+    hotspot_min_bin: int = 2  # 95 % confidence after FDR
     near_repeat: NearRepeatRule = NearRepeatRule()
     scan_period_days: int = 56
     scan_max_days: int = 7
@@ -93,9 +93,16 @@ class LiveConfig:
 class LiveEngine:
     """Incremental state + alerts for one source."""
 
-    def __init__(self, store, source: str, boundary=None, config: LiveConfig = LiveConfig(),
-                 broker: Broker | None = None, study_cells: np.ndarray | None = None,
-                 background_alerts: bool = True):
+    def __init__(
+        self,
+        store,
+        source: str,
+        boundary=None,
+        config: LiveConfig = LiveConfig(),
+        broker: Broker | None = None,
+        study_cells: np.ndarray | None = None,
+        background_alerts: bool = True,
+    ):
         from ..hotspots.weights import kring_weights
 
         self.store, self.source, self.cfg = store, source, config
@@ -111,12 +118,20 @@ class LiveEngine:
                 raise ValueError(f"no study area for {source!r}: give a boundary or ingest its history first")
         self.cells = np.unique(np.asarray(study_cells, dtype=np.int64))
         self.state = RollingState(self.cells, kring_weights(self.cells, 1).sparse, config.window)
-        self._recent = pd.DataFrame({"id": pd.Series(dtype=str), "source": pd.Series(dtype=str),
-                                     "category": pd.Series(dtype=str), "t": pd.Series(dtype="datetime64[ns, UTC]"),
-                                     "x": pd.Series(dtype=float), "y": pd.Series(dtype=float),
-                                     "cell": pd.Series(dtype="int64")})
-        self._ahead = pd.DataFrame({"id": pd.Series(dtype=str), "t": pd.Series(dtype="datetime64[ns, UTC]"),
-                                    "cell": pd.Series(dtype="int64")})
+        self._recent = pd.DataFrame(
+            {
+                "id": pd.Series(dtype=str),
+                "source": pd.Series(dtype=str),
+                "category": pd.Series(dtype=str),
+                "t": pd.Series(dtype="datetime64[ns, UTC]"),
+                "x": pd.Series(dtype=float),
+                "y": pd.Series(dtype=float),
+                "cell": pd.Series(dtype="int64"),
+            }
+        )
+        self._ahead = pd.DataFrame(
+            {"id": pd.Series(dtype=str), "t": pd.Series(dtype="datetime64[ns, UTC]"), "cell": pd.Series(dtype="int64")}
+        )
         self._top: list[tuple[pd.Timestamp, str]] = []  # the two latest distinct incidents seen
         lat0, lon0 = grid.cell_centres(self.cells[:1]) if len(self.cells) else (np.array([0.0]), np.array([0.0]))
         self._proj = grid.local_transformer(float(lon0[0]), float(lat0[0]))
@@ -138,8 +153,10 @@ class LiveEngine:
                 return []
             ncells = _cells(new, self.cfg.res)
             t_new = pd.to_datetime(new["occurred_from"], utc=True)
-            self._ahead = pd.concat([self._ahead, pd.DataFrame(
-                {"id": ids[fresh].to_numpy(), "t": t_new.to_numpy(), "cell": ncells})], ignore_index=True)
+            self._ahead = pd.concat(
+                [self._ahead, pd.DataFrame({"id": ids[fresh].to_numpy(), "t": t_new.to_numpy(), "cell": ncells})],
+                ignore_index=True,
+            )
             clock = self._clock(t_new, ids[fresh], now)
             if clock is not None:
                 self.state.advance(clock)
@@ -155,10 +172,17 @@ class LiveEngine:
             bins = np.where(inside, st.bin[pos], 0)
             z = np.where(inside, st.z[pos], 0.0)
             x, y = self._proj.transform(new["lon"].to_numpy(float), new["lat"].to_numpy(float))
-            frame = pd.DataFrame({"id": new["id"].astype(str).to_numpy(), "source": self.source,
-                                  "category": new["category"].astype(str).to_numpy(),
-                                  "t": pd.to_datetime(new["occurred_from"], utc=True).to_numpy(),
-                                  "x": x, "y": y, "cell": ncells})
+            frame = pd.DataFrame(
+                {
+                    "id": new["id"].astype(str).to_numpy(),
+                    "source": self.source,
+                    "category": new["category"].astype(str).to_numpy(),
+                    "t": pd.to_datetime(new["occurred_from"], utc=True).to_numpy(),
+                    "x": x,
+                    "y": y,
+                    "cell": ncells,
+                }
+            )
             frame["t"] = pd.to_datetime(frame["t"], utc=True)
             alerts = hotspot_alerts(frame, bins, z, self.cfg.hotspot_min_bin, self.cfg.window)
             alerts += near_repeat_alerts(frame, self._recent, self.cfg.near_repeat)
@@ -191,10 +215,15 @@ class LiveEngine:
     def recompute(self, now) -> dict:
         """Rebuild the rolling state from the store; returns the drift it fixed."""
         now = _utc(now)
-        q = Query(source=self.source, start=now - pd.Timedelta(self.cfg.window), end=now + pd.Timedelta(microseconds=1),
-                  geolocated=True)  # cells and points only
-        df = self.store.incidents(q, columns=["id", "occurred_from", "lat", "lon", "category", "source",
-                                              "h3_r7", "h3_r8", "h3_r9", "h3_r10"])
+        q = Query(
+            source=self.source,
+            start=now - pd.Timedelta(self.cfg.window),
+            end=now + pd.Timedelta(microseconds=1),
+            geolocated=True,
+        )  # cells and points only
+        df = self.store.incidents(
+            q, columns=["id", "occurred_from", "lat", "lon", "category", "source", "h3_r7", "h3_r8", "h3_r9", "h3_r10"]
+        )
         with self._lock:
             before = self.state.y.copy()
             self.state.recompute(df["id"].astype(str), df["occurred_from"], _cells(df, self.cfg.res), now)
@@ -207,16 +236,25 @@ class LiveEngine:
         now = _utc(now)
         local_end = now.tz_convert(self.tz).tz_localize(None).normalize()
         start = local_end - pd.Timedelta(days=self.cfg.scan_period_days - 1)
-        df = self.store.incidents(Query(source=self.source, start=start, end=local_end + pd.Timedelta(days=1),
-                                        geolocated=True),
-                                  columns=["occurred_from", "h3_r7", "h3_r8", "h3_r9", "h3_r10"])
+        df = self.store.incidents(
+            Query(source=self.source, start=start, end=local_end + pd.Timedelta(days=1), geolocated=True),
+            columns=["occurred_from", "h3_r7", "h3_r8", "h3_r9", "h3_r10"],
+        )
         if not len(df):
             return []
         days = df["occurred_from"].dt.tz_convert(self.tz).dt.tz_localize(None).dt.normalize()
-        res = space_time_scan(_cells(df, self.cfg.res), days, study_cells=self.cells, end_day=local_end,
-                              period_days=self.cfg.scan_period_days, max_days=self.cfg.scan_max_days,
-                              max_k=self.cfg.scan_max_k, replicates=self.cfg.scan_replicates,
-                              run_every_days=self.cfg.scan_every_days, seed=seed)
+        res = space_time_scan(
+            _cells(df, self.cfg.res),
+            days,
+            study_cells=self.cells,
+            end_day=local_end,
+            period_days=self.cfg.scan_period_days,
+            max_days=self.cfg.scan_max_days,
+            max_k=self.cfg.scan_max_k,
+            replicates=self.cfg.scan_replicates,
+            run_every_days=self.cfg.scan_every_days,
+            seed=seed,
+        )
         alerts = scan_alerts(res, self.source, self.cfg.scan_min_recurrence_days)
         self.alerts.add(alerts)
         if alerts:
@@ -246,8 +284,16 @@ def _utc(t) -> pd.Timestamp:
 def _public_rows(df: pd.DataFrame, cells: np.ndarray, bins: np.ndarray) -> list[dict]:
     """What the map needs of an incident; no address (viewers see this stream too)."""
     return [
-        {"id": str(i), "lon": float(lo), "lat": float(la), "category": str(c),
-         "occurred_from": pd.Timestamp(t).isoformat(), "cell": int(cell), "bin": int(b)}
-        for i, lo, la, c, t, cell, b in zip(df["id"], df["lon"], df["lat"], df["category"],
-                                             df["occurred_from"], cells, bins)
+        {
+            "id": str(i),
+            "lon": float(lo),
+            "lat": float(la),
+            "category": str(c),
+            "occurred_from": pd.Timestamp(t).isoformat(),
+            "cell": int(cell),
+            "bin": int(b),
+        }
+        for i, lo, la, c, t, cell, b in zip(
+            df["id"], df["lon"], df["lat"], df["category"], df["occurred_from"], cells, bins
+        )
     ]

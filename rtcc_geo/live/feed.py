@@ -65,13 +65,36 @@ MAX_RECORD_BYTES = 32 * 1024
 _NUMBER = (int, float)
 #: The JSON types each canonical field may have (``None`` = null is always allowed).
 _FIELD_TYPES: dict[str, tuple[type, ...]] = {
-    "id": (str, int), "occurred_from": (str,), "occurred_to": (str,), "reported_at": (str,),
-    "time_known": (bool,), "offense_raw": (str,), "offense_code": (str, int), "category": (str,),
-    "lon": _NUMBER, "lat": _NUMBER, "block": (str,), "district": (str, int), "extras": (dict,),
+    "id": (str, int),
+    "occurred_from": (str,),
+    "occurred_to": (str,),
+    "reported_at": (str,),
+    "time_known": (bool,),
+    "offense_raw": (str,),
+    "offense_code": (str, int),
+    "category": (str,),
+    "lon": _NUMBER,
+    "lat": _NUMBER,
+    "block": (str,),
+    "district": (str, int),
+    "extras": (dict,),
 }
 
-_CANON_FIELDS = ("id", "occurred_from", "occurred_to", "reported_at", "time_known", "offense_raw",
-                 "offense_code", "category", "lon", "lat", "block", "district", "extras")
+_CANON_FIELDS = (
+    "id",
+    "occurred_from",
+    "occurred_to",
+    "reported_at",
+    "time_known",
+    "offense_raw",
+    "offense_code",
+    "category",
+    "lon",
+    "lat",
+    "block",
+    "district",
+    "extras",
+)
 
 
 class FeedError(ValueError):
@@ -89,9 +112,15 @@ class FeedResult:
     ids: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
-        return {"source": self.source, "received": self.received, "loaded": self.loaded,
-                "quarantined": self.quarantined, "duplicates": self.duplicates,
-                "by_reason": self.by_reason, "ids": self.ids}
+        return {
+            "source": self.source,
+            "received": self.received,
+            "loaded": self.loaded,
+            "quarantined": self.quarantined,
+            "duplicates": self.duplicates,
+            "by_reason": self.by_reason,
+            "ids": self.ids,
+        }
 
 
 def records_to_batch(records: list[dict], source: str, tz: str, batch_name: str) -> Batch:
@@ -116,29 +145,40 @@ def records_to_batch(records: list[dict], source: str, tz: str, batch_name: str)
     need_cat = category.isna() | (category == "")
     unmapped: dict[str, int] = {}
     if need_cat.any():
-        derived, unmapped = load_taxonomy(source).categorise(offense[need_cat]) if (DATA_DIR / "taxonomy" / f"{source}.csv").exists() \
+        derived, unmapped = (
+            load_taxonomy(source).categorise(offense[need_cat])
+            if (DATA_DIR / "taxonomy" / f"{source}.csv").exists()
             else (pd.Series("other", index=offense[need_cat].index, dtype="string"), {})
+        )
         category = category.where(~need_cat, derived)
     bad_cat = ~category.isin(list(CATEGORIES))
-    extras = {k: raw[k].astype("object").map(lambda v: None if v is None else (v if isinstance(v, (str, int, float, bool)) else json.dumps(v)))
-              for k in unknown}
+    extras = {
+        k: raw[k]
+        .astype("object")
+        .map(lambda v: None if v is None else (v if isinstance(v, (str, int, float, bool)) else json.dumps(v)))
+        for k in unknown
+    }
     if "extras" in raw.columns:
         extras["feed_extras"] = raw["extras"].map(lambda v: None if v is None else json.dumps(v))
-    frame = pd.DataFrame({
-        "id": col("id").map(lambda v: None if v is None or (isinstance(v, float) and np.isnan(v)) else str(v)).astype("string"),
-        "source": source,
-        "occurred_from": occurred,
-        "occurred_to": _parse_times(col("occurred_to"), tz),
-        "reported_at": _parse_times(col("reported_at"), tz),
-        "time_known": time_known.astype(bool),
-        "offense_raw": offense,
-        "offense_code": col("offense_code").map(lambda v: None if v is None else str(v)).astype("string"),
-        "category": category.where(~bad_cat, "other").astype("string"),
-        "lon": pd.to_numeric(col("lon"), errors="coerce").astype("float64"),
-        "lat": pd.to_numeric(col("lat"), errors="coerce").astype("float64"),
-        "block": col("block").astype("string"),
-        "district": col("district").map(lambda v: None if v is None else str(v)).astype("string"),
-    })
+    frame = pd.DataFrame(
+        {
+            "id": col("id")
+            .map(lambda v: None if v is None or (isinstance(v, float) and np.isnan(v)) else str(v))
+            .astype("string"),
+            "source": source,
+            "occurred_from": occurred,
+            "occurred_to": _parse_times(col("occurred_to"), tz),
+            "reported_at": _parse_times(col("reported_at"), tz),
+            "time_known": time_known.astype(bool),
+            "offense_raw": offense,
+            "offense_code": col("offense_code").map(lambda v: None if v is None else str(v)).astype("string"),
+            "category": category.where(~bad_cat, "other").astype("string"),
+            "lon": pd.to_numeric(col("lon"), errors="coerce").astype("float64"),
+            "lat": pd.to_numeric(col("lat"), errors="coerce").astype("float64"),
+            "block": col("block").astype("string"),
+            "district": col("district").map(lambda v: None if v is None else str(v)).astype("string"),
+        }
+    )
     frame["extras"] = extras_json({k: pd.Series(v, dtype="object") for k, v in extras.items()}, frame.index)
     raw_text = raw.astype("object").where(raw.notna(), None) if n else raw
     b = Batch(source, batch_name, raw_text, frame, unmapped=unmapped)
@@ -171,15 +211,22 @@ def screen_record(r) -> tuple[dict, str | None]:
         problems.append("broken Unicode (lone surrogate)")
     if len(text.encode("utf-8")) > MAX_RECORD_BYTES:
         rid = r.get("id")
-        return ({"id": rid if isinstance(rid, (str, int)) and not isinstance(rid, bool) else None,
-                 "record": text[:1000]}, f"record larger than {MAX_RECORD_BYTES // 1024} kB")
+        return (
+            {"id": rid if isinstance(rid, (str, int)) and not isinstance(rid, bool) else None, "record": text[:1000]},
+            f"record larger than {MAX_RECORD_BYTES // 1024} kB",
+        )
     out = dict(r)
     for k, types in _FIELD_TYPES.items():
         v = out.get(k)
         if v is None:
             continue
-        if isinstance(v, bool) and bool not in types or not isinstance(v, types) \
-                or isinstance(v, float) and not np.isfinite(v):
+        if (
+            isinstance(v, bool)
+            and bool not in types
+            or not isinstance(v, types)
+            or isinstance(v, float)
+            and not np.isfinite(v)
+        ):
             problems.append(f"{k} must be {' or '.join(_JSON_NAMES[t] for t in types)}, got {json.dumps(v)[:60]}")
             out[k] = None
             out[f"{k}_given"] = json.dumps(v)[:1000]  # kept in the quarantine's raw row
@@ -278,8 +325,14 @@ class FeedService:
     processes are seen too.
     """
 
-    def __init__(self, store, engines: dict | None = None, agencies: dict[str, Agency] | None = None,
-                 batch_window: float = 0.02, max_batch: int = 20_000):
+    def __init__(
+        self,
+        store,
+        engines: dict | None = None,
+        agencies: dict[str, Agency] | None = None,
+        batch_window: float = 0.02,
+        max_batch: int = 20_000,
+    ):
         import queue
 
         self.store = store
@@ -297,8 +350,9 @@ class FeedService:
                 a = load_agency(source, store=self.store)  # the stored agency first
             except FileNotFoundError:
                 if tz is None:
-                    raise FeedError(f"unknown source {source!r}: ingest its history first or add "
-                                    f"data/agencies/{source}.toml") from None
+                    raise FeedError(
+                        f"unknown source {source!r}: ingest its history first or add data/agencies/{source}.toml"
+                    ) from None
                 a = Agency(name=source, timezone=tz)
             self._agencies[source] = a
         return self._agencies[source]
@@ -362,8 +416,9 @@ class FeedService:
         except Exception as e:  # noqa: BLE001
             if not _store_alive(self.store):
                 raise
-            log.warning("the store refused a batch of %d request(s) while reachable (%s): "
-                        "retrying one by one", len(jobs), e)
+            log.warning(
+                "the store refused a batch of %d request(s) while reachable (%s): retrying one by one", len(jobs), e
+            )
         for j in jobs:
             try:
                 self._process([j])
@@ -383,18 +438,25 @@ class FeedService:
                     one.result = self._quarantine_refused(j, i, r, e)
                 assert one.result is not None  # _process or the quarantine set it
                 parts.append(one.result)
-            log.warning("request %s: %d record(s) refused by the store (%s)", j.name,
-                        sum(p.quarantined for p in parts), err)
+            log.warning(
+                "request %s: %d record(s) refused by the store (%s)", j.name, sum(p.quarantined for p in parts), err
+            )
             j.result = _merge_results(j.source, parts)
 
     def _quarantine_refused(self, job: _Job, i: int, record, err: Exception) -> FeedResult:
         from ..ingest.validate import safe_json_text
 
         raw = safe_json_text(pd.Series([json.dumps(record, default=str)], dtype="string"))
-        q = pd.DataFrame({"source": [job.source], "file": [job.name], "row_number": [i + 1],
-                          "reason": ["invalid_field"],
-                          "detail": [f"the store refused this record: {type(err).__name__}: {str(err)[:300]}"],
-                          "raw": raw})
+        q = pd.DataFrame(
+            {
+                "source": [job.source],
+                "file": [job.name],
+                "row_number": [i + 1],
+                "reason": ["invalid_field"],
+                "detail": [f"the store refused this record: {type(err).__name__}: {str(err)[:300]}"],
+                "raw": raw,
+            }
+        )
         for c in ("source", "file", "reason", "detail", "raw"):
             q[c] = q[c].astype("string")
         self.store.write_quarantine(q)
@@ -412,7 +474,9 @@ class FeedService:
         # re-sent request adds no quarantine row whatever it was batched with.
         qrow = quarantine["row_number"].to_numpy() - 1
         quarantine = quarantine.assign(
-            file=[jobs[k].name for k in owner[qrow]], row_number=(local[qrow] + 1 + np.array([j.offset for j in jobs])[owner[qrow]]).astype("int64"))
+            file=[jobs[k].name for k in owner[qrow]],
+            row_number=(local[qrow] + 1 + np.array([j.offset for j in jobs])[owner[qrow]]).astype("int64"),
+        )
         quarantine["file"] = quarantine["file"].astype("string")
         self.store.register_source(source, ag.timezone)
         w = self.store.write_incidents(incidents)
@@ -425,9 +489,14 @@ class FeedService:
             mine = [i for i in ids if id_owner.get(i) == k]
             q = quarantine[owner[qrow] == k]
             j.result = FeedResult(
-                source=source, received=len(j.records), loaded=len(mine), quarantined=len(q),
+                source=source,
+                received=len(j.records),
+                loaded=len(mine),
+                quarantined=len(q),
                 duplicates=sum((source, i) not in inserted for i in mine),
-                by_reason={str(r): int(c) for r, c in q["reason"].value_counts().items()}, ids=mine)
+                by_reason={str(r): int(c) for r, c in q["reason"].value_counts().items()},
+                ids=mine,
+            )
         engine = self.engines.get(source)
         if engine is not None and getattr(self.store, "kind", "") != "postgis" and w.inserted:
             # Embedded store: no database to announce rows, so hand them over here.
@@ -489,14 +558,15 @@ def _records(payload) -> list[dict]:
     if isinstance(payload, dict):
         payload = [payload]
     if not isinstance(payload, list) or (payload and not any(isinstance(r, dict) for r in payload)):
-        raise FeedError("send a JSON object, a list of objects, or {\"incidents\": [...]}")
+        raise FeedError('send a JSON object, a list of objects, or {"incidents": [...]}')
     if len(payload) > 10_000:
         raise FeedError(f"{len(payload)} incidents in one request: send at most 10,000 per request")
     return payload
 
 
-def feed_blueprint(service: FeedService, token=None, authorize=None, broker=None, redact=None, on_batch=None,
-                   alive=None):
+def feed_blueprint(
+    service: FeedService, token=None, authorize=None, broker=None, redact=None, on_batch=None, alive=None
+):
     """Flask blueprint with the feed and the live event stream.
 
     ``authorize()`` returns the signed-in user's role (or ``None``) for the
@@ -520,12 +590,17 @@ def feed_blueprint(service: FeedService, token=None, authorize=None, broker=None
     @bp.post("/api/feed/<source>/incidents")
     def post_incidents(source: str):
         if not token:
-            return jsonify(error="the feed is disabled: start the server with RTCC_FEED_TOKEN set "
-                                 "(or --feed-token) and send it as 'Authorization: Bearer <token>'"), 403
+            return jsonify(
+                error="the feed is disabled: start the server with RTCC_FEED_TOKEN set "
+                "(or --feed-token) and send it as 'Authorization: Bearer <token>'"
+            ), 403
         got = request.headers.get("Authorization", "")
         per_source = getattr(token, "authorize", None)
-        label = per_source(source, got) if per_source is not None else (
-            "token" if hmac.compare_digest(got.encode(), f"Bearer {token}".encode()) else None)
+        label = (
+            per_source(source, got)
+            if per_source is not None
+            else ("token" if hmac.compare_digest(got.encode(), f"Bearer {token}".encode()) else None)
+        )
         if label is None:
             return jsonify(error="missing or wrong bearer token (for this source)"), 401
         if (request.content_length or 0) > MAX_BODY_BYTES:
@@ -534,8 +609,9 @@ def feed_blueprint(service: FeedService, token=None, authorize=None, broker=None
             if request.content_length is not None and request.content_length <= 4 * MAX_BODY_BYTES:
                 while request.stream.read(1 << 20):
                     pass
-            return jsonify(error=f"body larger than {MAX_BODY_BYTES // (1024 * 1024)} MB: "
-                                 "send fewer incidents per request"), 413
+            return jsonify(
+                error=f"body larger than {MAX_BODY_BYTES // (1024 * 1024)} MB: send fewer incidents per request"
+            ), 413
         body = request.stream.read(MAX_BODY_BYTES + 1)
         if len(body) > MAX_BODY_BYTES:
             return jsonify(error=f"body larger than {MAX_BODY_BYTES // (1024 * 1024)} MB"), 413
@@ -590,8 +666,11 @@ def feed_blueprint(service: FeedService, token=None, authorize=None, broker=None
             finally:
                 broker.unsubscribe(q)
 
-        return Response(stream_with_context(events()), mimetype="text/event-stream",
-                        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        return Response(
+            stream_with_context(events()),
+            mimetype="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
 
     return bp
 

@@ -42,8 +42,9 @@ def parse_speed(speed: str | float) -> float:
     return v
 
 
-def load_records(fmt: str, files: Iterable[str | Path], agency=None, mapping=None,
-                 start=None, end=None, limit: int | None = None) -> tuple[str, list[dict]]:
+def load_records(
+    fmt: str, files: Iterable[str | Path], agency=None, mapping=None, start=None, end=None, limit: int | None = None
+) -> tuple[str, list[dict]]:
     """Read files into canonical JSON records ordered by time; returns (source, records)."""
     from ..ingest import read_batch
     from ..ingest.pipeline import resolve_agency
@@ -75,8 +76,20 @@ def _bound(t, tz) -> pd.Timestamp:
 
 def _to_records(df: pd.DataFrame) -> list[dict]:
     out = []
-    cols = ["id", "occurred_from", "occurred_to", "reported_at", "time_known", "offense_raw", "offense_code",
-            "category", "lon", "lat", "block", "district"]
+    cols = [
+        "id",
+        "occurred_from",
+        "occurred_to",
+        "reported_at",
+        "time_known",
+        "offense_raw",
+        "offense_code",
+        "category",
+        "lon",
+        "lat",
+        "block",
+        "district",
+    ]
     for row in df[cols].itertuples(index=False):
         r = {}
         for k, v in zip(cols, row):
@@ -103,16 +116,29 @@ class ReplayReport:
         return self.__dict__.copy()
 
 
-def replay(records: list[dict], source: str, url: str, token: str, speed: str | float = "60x",
-           batch_interval: float = 0.1, max_batch: int = 500, progress: bool = False,
-           timeout: float = 10.0, give_up_after: float = 300.0) -> ReplayReport:
+def replay(
+    records: list[dict],
+    source: str,
+    url: str,
+    token: str,
+    speed: str | float = "60x",
+    batch_interval: float = 0.1,
+    max_batch: int = 500,
+    progress: bool = False,
+    timeout: float = 10.0,
+    give_up_after: float = 300.0,
+) -> ReplayReport:
     """Post ``records`` (ordered by time) to ``url`` at ``speed``; returns the counts."""
     factor = parse_speed(speed)
     endpoint = url.rstrip("/") + f"/api/feed/{source}/incidents"
     times = pd.to_datetime(pd.Series([r.get("occurred_from") for r in records]), utc=True, format="ISO8601")
     t0 = times.dropna().min() if times.notna().any() else pd.Timestamp.now(tz="UTC")
     # Seconds after the start at which each record is due (untimed rows go first).
-    due = ((times - t0).dt.total_seconds().fillna(0.0) / factor).to_numpy() if np.isfinite(factor) else np.zeros(len(records))
+    due = (
+        ((times - t0).dt.total_seconds().fillna(0.0) / factor).to_numpy()
+        if np.isfinite(factor)
+        else np.zeros(len(records))
+    )
     rep = ReplayReport(source=source)
     bar = None
     if progress:
@@ -152,8 +178,12 @@ def _post(endpoint: str, token: str, rows: list[dict], timeout: float, give_up_a
     wait = 0.2
     while True:
         rep.requests += 1
-        req = urllib.request.Request(endpoint, data=body, method="POST", headers={
-            "Content-Type": "application/json", "Authorization": f"Bearer {token}"})
+        req = urllib.request.Request(
+            endpoint,
+            data=body,
+            method="POST",
+            headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"},
+        )
         try:
             with urllib.request.urlopen(req, timeout=timeout) as r:
                 return json.loads(r.read())

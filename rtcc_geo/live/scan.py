@@ -44,12 +44,12 @@ import scipy.sparse as sp
 
 @dataclass
 class ScanCluster:
-    centre: int            # H3 cell at the centre of the base
-    k: int                 # ring size of the base
-    cells: np.ndarray      # the base's cells (study-area cells only)
-    days: int              # height: the last `days` days
-    start: pd.Timestamp    # first local day of the cluster window
-    end: pd.Timestamp      # last local day (the study period's end)
+    centre: int  # H3 cell at the centre of the base
+    k: int  # ring size of the base
+    cells: np.ndarray  # the base's cells (study-area cells only)
+    days: int  # height: the last `days` days
+    start: pd.Timestamp  # first local day of the cluster window
+    end: pd.Timestamp  # last local day (the study period's end)
     observed: int
     expected: float
     llr: float
@@ -58,16 +58,23 @@ class ScanCluster:
 
     def as_dict(self) -> dict:
         return {
-            "centre": int(self.centre), "k": self.k, "cells": [int(c) for c in self.cells],
-            "days": self.days, "start": str(self.start.date()), "end": str(self.end.date()),
-            "observed": self.observed, "expected": round(self.expected, 3), "llr": round(self.llr, 4),
-            "p": self.p, "recurrence_days": self.recurrence_days,
+            "centre": int(self.centre),
+            "k": self.k,
+            "cells": [int(c) for c in self.cells],
+            "days": self.days,
+            "start": str(self.start.date()),
+            "end": str(self.end.date()),
+            "observed": self.observed,
+            "expected": round(self.expected, 3),
+            "llr": round(self.llr, 4),
+            "p": self.p,
+            "recurrence_days": self.recurrence_days,
         }
 
 
 @dataclass
 class ScanResult:
-    clusters: list[ScanCluster]      # the most likely cluster first, then secondary non-overlapping ones
+    clusters: list[ScanCluster]  # the most likely cluster first, then secondary non-overlapping ones
     replicates: int
     run_every_days: float
     max_llr_null: np.ndarray = field(repr=False)
@@ -109,7 +116,7 @@ def _max_llr(cz: np.ndarray, tail: np.ndarray, mu_tail: np.ndarray, C: float, ba
     """
     best, arg = 0.0, (0, 0, 0)
     for k, B in enumerate(bases):
-        llr = _llr(B @ tail, B @ mu_tail, C)   # (centres, T)
+        llr = _llr(B @ tail, B @ mu_tail, C)  # (centres, T)
         j = int(np.argmax(llr))
         if llr.flat[j] > best:
             best = float(llr.flat[j])
@@ -166,7 +173,7 @@ def space_time_scan(
         np.add.at(mat, (z_idx, d_idx), 1.0)
         cz = mat.sum(axis=1)
         cd = mat.sum(axis=0)
-        rev = mat[:, ::-1][:, :T].cumsum(axis=1)            # last 1..T days per cell
+        rev = mat[:, ::-1][:, :T].cumsum(axis=1)  # last 1..T days per cell
         mu = np.outer(cz, cd[::-1][:T].cumsum()) / C
         return cz, rev, mu
 
@@ -183,10 +190,17 @@ def space_time_scan(
         p = (np.sum(null >= llr - 1e-12) + 1) / (replicates + 1)
         endts = pd.Timestamp(end)
         return ScanCluster(
-            centre=int(uc[i]), k=k, cells=uc[members], days=t + 1,
-            start=endts - pd.Timedelta(days=t), end=endts,
-            observed=int(round(float((bases[k][i] @ tail[:, t])[0]))), expected=float((bases[k][i] @ mu[:, t])[0]),
-            llr=llr, p=float(p), recurrence_days=float(run_every_days / p),
+            centre=int(uc[i]),
+            k=k,
+            cells=uc[members],
+            days=t + 1,
+            start=endts - pd.Timedelta(days=t),
+            end=endts,
+            observed=int(round(float((bases[k][i] @ tail[:, t])[0]))),
+            expected=float((bases[k][i] @ mu[:, t])[0]),
+            llr=llr,
+            p=float(p),
+            recurrence_days=float(run_every_days / p),
         )
 
     out = [cluster(k, i, t, obs)] if obs > 0 else []

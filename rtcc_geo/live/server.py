@@ -18,8 +18,15 @@ from .feed import FeedService, feed_blueprint
 
 
 @contextmanager
-def feed_server(store, source: str, token: str, host: str = "127.0.0.1", port: int = 0,
-                engine_kwargs: dict | None = None, authorize=lambda: "service"):
+def feed_server(
+    store,
+    source: str,
+    token: str,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    engine_kwargs: dict | None = None,
+    authorize=lambda: "service",
+):
     """Serve the feed for ``source`` on ``host:port`` (0 = a free port) in a
     background thread; yields ``(base_url, engine)`` and shuts down on exit."""
     from flask import Flask
@@ -28,8 +35,9 @@ def feed_server(store, source: str, token: str, host: str = "127.0.0.1", port: i
     broker = Broker()
     engine = LiveEngine(store, source, broker=broker, **(engine_kwargs or {}))
     app = Flask("rtcc-feed")
-    app.register_blueprint(feed_blueprint(FeedService(store, {source: engine}), token=token,
-                                          authorize=authorize, broker=broker))
+    app.register_blueprint(
+        feed_blueprint(FeedService(store, {source: engine}), token=token, authorize=authorize, broker=broker)
+    )
     srv = make_server(host, port, app, threaded=True)
     t = threading.Thread(target=srv.serve_forever, name="rtcc-feed-server", daemon=True)
     t.start()

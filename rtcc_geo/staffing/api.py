@@ -31,7 +31,14 @@ from .roster import Roster, build_roster, load_rules
 from .shifts import ShiftPlan, optimise_shifts
 from .workload import WorkloadCurve, workload_curve
 
-__all__ = ["DEFAULT_HOURS_PER_OPERATOR", "PART_TIME_SHIFT_HOURS", "StaffingPlan", "erlang_gain", "plan", "plan_from_curve"]
+__all__ = [
+    "DEFAULT_HOURS_PER_OPERATOR",
+    "PART_TIME_SHIFT_HOURS",
+    "StaffingPlan",
+    "erlang_gain",
+    "plan",
+    "plan_from_curve",
+]
 
 #: Length of the optional part-time shift.
 PART_TIME_SHIFT_HOURS = 4
@@ -78,13 +85,21 @@ class StaffingPlan:
         rows = []
         for k, o in self.options.items():
             d = self.downtime[k]
-            rows.append({"option": k, "coverage": o.coverage,
-                         "answered_in_target": o.extra.get("answered_in_target", float("nan")),
-                         "staff_hours": o.staff_hours,
-                         "downtime_share": d.idle_share, "idle_hours": d.idle_hours,
-                         "max_on_duty": int(o.on_duty.max()), "hours_open": int((o.on_duty > 0).sum()),
-                         "events_closed": self.events_closed(k),
-                         "optimal": o.optimal, "status": o.status})
+            rows.append(
+                {
+                    "option": k,
+                    "coverage": o.coverage,
+                    "answered_in_target": o.extra.get("answered_in_target", float("nan")),
+                    "staff_hours": o.staff_hours,
+                    "downtime_share": d.idle_share,
+                    "idle_hours": d.idle_hours,
+                    "max_on_duty": int(o.on_duty.max()),
+                    "hours_open": int((o.on_duty > 0).sum()),
+                    "events_closed": self.events_closed(k),
+                    "optimal": o.optimal,
+                    "status": o.status,
+                }
+            )
         return pd.DataFrame(rows)
 
     def events_closed(self, option: str) -> float:
@@ -129,8 +144,9 @@ class StaffingPlan:
         return out
 
 
-def erlang_gain(workload: np.ndarray, load: np.ndarray, k_max: int, target_seconds: float,
-                handle_minutes: float) -> np.ndarray:
+def erlang_gain(
+    workload: np.ndarray, load: np.ndarray, k_max: int, target_seconds: float, handle_minutes: float
+) -> np.ndarray:
     """(168, k_max) events newly picked up within the target by the k-th operator:
     :math:`\\lambda_h (SL_h(k) - SL_h(k-1))`, :math:`SL_h(0) = 0`."""
     k = np.arange(0, k_max + 1)[None, :]
@@ -192,12 +208,21 @@ def plan_from_curve(
         lengths = tuple(L for L in lengths if L > rr.part_time_shift_max_hours) or lengths
     too_long = [L for L in lengths if L > rr.max_shift_hours]
     if too_long:
-        raise ValueError(f"shift length(s) {too_long} h break the agency's rule of at most {rr.max_shift_hours} h a shift")
+        raise ValueError(
+            f"shift length(s) {too_long} h break the agency's rule of at most {rr.max_shift_hours} h a shift"
+        )
     budget = None if operators is None else float(operators) * float(hours_per_operator)
-    kw: dict[str, Any] = {"shift_lengths": lengths, "starts": None if starts is None else [d * 24 + s for d in range(7) for s in starts],
-          "time_limit": time_limit, "min_on_duty": min_on_duty, "gain": gain, "same_every_day": same_every_day,
-          "fast": fast, "max_short_share": rr.part_time_max_share if part_time else None,
-          "short_hours": rr.part_time_shift_max_hours}
+    kw: dict[str, Any] = {
+        "shift_lengths": lengths,
+        "starts": None if starts is None else [d * 24 + s for d in range(7) for s in starts],
+        "time_limit": time_limit,
+        "min_on_duty": min_on_duty,
+        "gain": gain,
+        "same_every_day": same_every_day,
+        "fast": fast,
+        "max_short_share": rr.part_time_max_share if part_time else None,
+        "short_hours": rr.part_time_shift_max_hours,
+    }
     if budget is None:
         opts = {
             "24/7": optimise_shifts(req, lam, always_open=True, **kw),
@@ -210,14 +235,20 @@ def plan_from_curve(
         }
     a, b = opts["24/7"], opts["part-time"]
     if not a.extra.get("infeasible") and (
-            (budget is not None and b.coverage < a.coverage - 1e-9)
-            or (budget is None and a.staff_hours < b.staff_hours and a.coverage >= min_coverage - 1e-9)):
+        (budget is not None and b.coverage < a.coverage - 1e-9)
+        or (budget is None and a.staff_hours < b.staff_hours and a.coverage >= min_coverage - 1e-9)
+    ):
         # a heuristic (fast mode) can miss that the always-open plan is also the best part-time
         # plan: it is a feasible part-time plan, so the part-time option is never worse
         opts["part-time"] = replace(a, option="part-time", extra=dict(a.extra, from_24_7=True))
-    elif not b.extra.get("infeasible") and np.all(b.on_duty >= min_on_duty) and (
+    elif (
+        not b.extra.get("infeasible")
+        and np.all(b.on_duty >= min_on_duty)
+        and (
             (budget is not None and a.coverage < b.coverage - 1e-9)
-            or (budget is None and b.staff_hours < a.staff_hours and np.all(b.on_duty >= np.ceil(req - 1e-9)))):
+            or (budget is None and b.staff_hours < a.staff_hours and np.all(b.on_duty >= np.ceil(req - 1e-9)))
+        )
+    ):
         # likewise, a part-time plan that is open every hour is a 24/7 plan
         opts["24/7"] = replace(b, option="24/7", extra=dict(b.extra, from_part_time=True))
     dts = {k: downtime(o.on_duty, lam, req, handle_minutes, o.shifts, tasks) for k, o in opts.items()}
@@ -226,17 +257,30 @@ def plan_from_curve(
         sl = erlang_sl(o.on_duty, load, target_seconds, handle_minutes * 60.0)
         o.extra["answered_in_target"] = float((lam * sl).sum() / lam.sum()) if lam.sum() > 0 else 1.0
     if event is not None:
-        extra_staffing(event, lam, handle_minutes=handle_minutes, service_level=service_level,
-                       target_seconds=target_seconds)
+        extra_staffing(
+            event, lam, handle_minutes=handle_minutes, service_level=service_level, target_seconds=target_seconds
+        )
     params = {
-        "operators": operators, "service_level": service_level, "target_seconds": target_seconds,
-        "handle_minutes": handle_minutes, "shift_lengths": list(lengths), "part_time": part_time,
-        "hours_per_operator": hours_per_operator, "budget_hours": budget,
-        "min_coverage": None if budget is not None else min_coverage, "plan_on": plan_on,
-        "utilisation": utilisation, "max_occupancy": max_occupancy, "month": curve.month,
-        "weights": curve.weights, "offense_weights": curve.extra.get("offense_weights", {}),
-        "coverage_rule": coverage_rule, "same_every_day": same_every_day, "mode": "max_coverage" if budget is not None else "min_staff_hours",
-        "solver": "fast" if fast else "exact", "weekly_events": round(float(curve.weekly_total), 4),
+        "operators": operators,
+        "service_level": service_level,
+        "target_seconds": target_seconds,
+        "handle_minutes": handle_minutes,
+        "shift_lengths": list(lengths),
+        "part_time": part_time,
+        "hours_per_operator": hours_per_operator,
+        "budget_hours": budget,
+        "min_coverage": None if budget is not None else min_coverage,
+        "plan_on": plan_on,
+        "utilisation": utilisation,
+        "max_occupancy": max_occupancy,
+        "month": curve.month,
+        "weights": curve.weights,
+        "offense_weights": curve.extra.get("offense_weights", {}),
+        "coverage_rule": coverage_rule,
+        "same_every_day": same_every_day,
+        "mode": "max_coverage" if budget is not None else "min_staff_hours",
+        "solver": "fast" if fast else "exact",
+        "weekly_events": round(float(curve.weekly_total), 4),
         "weeks": [str(curve.weeks[0].date()), str(curve.weeks[-1].date())] if curve.n_weeks else [],
     }
     rosters = {k: build_roster(o.shifts, rr) for k, o in opts.items() if len(o.shifts)}
@@ -244,12 +288,21 @@ def plan_from_curve(
         # each operator's expected downtime: the idle share of every hour they work, summed
         n = opts[k].on_duty.astype(float)
         f = np.where(n > 0, dts[k].idle / np.maximum(n, 1e-12), 0.0)
-        ro.lines["downtime_hours"] = [round(float(sum(f[(s + np.arange(L)) % 168].sum() for s, L in
-                                                      ro.by_operator[op])), 1) for op in ro.lines["operator"]]
+        ro.lines["downtime_hours"] = [
+            round(float(sum(f[(s + np.arange(L)) % 168].sum() for s, L in ro.by_operator[op])), 1)
+            for op in ro.lines["operator"]
+        ]
     return StaffingPlan(
-        curve=curve, load=load, required=np.asarray(req, int), required_rule=rule,
-        options=opts, shifts={k: o.shifts for k, o in opts.items()},
-        coverage={k: o.coverage for k, o in opts.items()}, downtime=dts, event=event, params=params,
+        curve=curve,
+        load=load,
+        required=np.asarray(req, int),
+        required_rule=rule,
+        options=opts,
+        shifts={k: o.shifts for k, o in opts.items()},
+        coverage={k: o.coverage for k, o in opts.items()},
+        downtime=dts,
+        event=event,
+        params=params,
         rosters=rosters,
     )
 
@@ -332,14 +385,36 @@ def plan(
             area = event_area(lon=area["lon"], lat=area["lat"], radius_m=area["radius_m"])
         else:
             area = event_area(polygon=area)
-        ev = event_load(store, area, event["start"], event["end"], q, curve.weights,
-                        weeks=int(event.get("weeks", 8)), comparables=event.get("comparables", ()),
-                        uplift_factor=event.get("uplift_factor"))
+        ev = event_load(
+            store,
+            area,
+            event["start"],
+            event["end"],
+            q,
+            curve.weights,
+            weeks=int(event.get("weeks", 8)),
+            comparables=event.get("comparables", ()),
+            uplift_factor=event.get("uplift_factor"),
+        )
     return plan_from_curve(
-        curve, operators, service_level=service_level, target_seconds=target_seconds,
-        handle_minutes=handle_minutes, shift_lengths=shift_lengths, part_time=part_time,
-        hours_per_operator=hours_per_operator, min_coverage=min_coverage, plan_on=plan_on,
-        utilisation=utilisation, max_occupancy=max_occupancy, starts=starts, coverage_rule=coverage_rule,
-        same_every_day=same_every_day, tasks=tasks, event=ev,
-        time_limit=time_limit, fast=fast, rules=rules,
+        curve,
+        operators,
+        service_level=service_level,
+        target_seconds=target_seconds,
+        handle_minutes=handle_minutes,
+        shift_lengths=shift_lengths,
+        part_time=part_time,
+        hours_per_operator=hours_per_operator,
+        min_coverage=min_coverage,
+        plan_on=plan_on,
+        utilisation=utilisation,
+        max_occupancy=max_occupancy,
+        starts=starts,
+        coverage_rule=coverage_rule,
+        same_every_day=same_every_day,
+        tasks=tasks,
+        event=ev,
+        time_limit=time_limit,
+        fast=fast,
+        rules=rules,
     )

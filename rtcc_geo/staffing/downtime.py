@@ -43,8 +43,11 @@ def load_tasks(tasks: str | Path | list[dict] | None = None) -> list[dict]:
     """Downtime tasks from a TOML file (``[[task]]`` tables) or a list of dicts."""
     if tasks is None:
         tasks = DEFAULT_TASKS_FILE
-    items: list[dict] = (read_toml(tasks, "downtime tasks", DEFAULT_TASKS_FILE).get("task", [])
-                         if isinstance(tasks, (str, Path)) else tasks)
+    items: list[dict] = (
+        read_toml(tasks, "downtime tasks", DEFAULT_TASKS_FILE).get("task", [])
+        if isinstance(tasks, (str, Path))
+        else tasks
+    )
     out = []
     for t in items:
         if "name" not in t or "value" not in t:
@@ -59,15 +62,17 @@ def load_tasks(tasks: str | Path | list[dict] | None = None) -> list[dict]:
                     raise ValueError(f"task {t['name']!r}: hours are [start, end) pairs within 0..24 (got {[a, b]})")
                 rng = np.arange(a, b) if a < b else np.r_[np.arange(a, 24), np.arange(0, b)]
                 allowed[rng] = True
-        out.append({
-            "name": str(t["name"]),
-            "description": str(t.get("description", "")),
-            "value": float(t["value"]),
-            "min_block_hours": float(t.get("min_block_hours", 0.0)),
-            "interruptible": bool(t.get("interruptible", True)),
-            "weekly_hours": float(t.get("weekly_hours", 0.0)),
-            "allowed": allowed,
-        })
+        out.append(
+            {
+                "name": str(t["name"]),
+                "description": str(t.get("description", "")),
+                "value": float(t["value"]),
+                "min_block_hours": float(t.get("min_block_hours", 0.0)),
+                "interruptible": bool(t.get("interruptible", True)),
+                "weekly_hours": float(t.get("weekly_hours", 0.0)),
+                "allowed": allowed,
+            }
+        )
     return sorted(out, key=lambda t: -t["value"])
 
 
@@ -196,19 +201,29 @@ def downtime(
             pool[h] -= take
             want -= take
         hours = float(got.sum())
-        rows.append({
-            "task": t["name"], "value": t["value"], "hours_per_week": hours,
-            "share_of_idle": hours / idle.sum() if idle.sum() > 0 else 0.0,
-            "best_hours": _describe_hours(np.flatnonzero(got > 0.05)),
-            "interruptible": t["interruptible"], "min_block_hours": t["min_block_hours"],
-            "description": t["description"],
-        })
+        rows.append(
+            {
+                "task": t["name"],
+                "value": t["value"],
+                "hours_per_week": hours,
+                "share_of_idle": hours / idle.sum() if idle.sum() > 0 else 0.0,
+                "best_hours": _describe_hours(np.flatnonzero(got > 0.05)),
+                "interruptible": t["interruptible"],
+                "min_block_hours": t["min_block_hours"],
+                "description": t["description"],
+            }
+        )
     tab = pd.DataFrame(rows)
     if len(tab):
         tab.insert(0, "rank", np.arange(1, len(tab) + 1))
     return Downtime(
-        idle=idle, busy=busy, idle_hours=float(idle.sum()), staff_hours=staff,
+        idle=idle,
+        busy=busy,
+        idle_hours=float(idle.sum()),
+        staff_hours=staff,
         idle_share=float(idle.sum() / staff) if staff > 0 else 0.0,
-        by_shift=by_shift, tasks=tab, unassigned_hours=float(pool.sum()),
+        by_shift=by_shift,
+        tasks=tab,
+        unassigned_hours=float(pool.sum()),
         extra={"quiet_share": quiet_share},
     )

@@ -52,7 +52,9 @@ __all__ = [
 def offered_load(rate_per_hour, handle_minutes: float) -> np.ndarray:
     """Offered load in erlangs, :math:`A = \\lambda h` (rate per hour x handle hours)."""
     if handle_minutes <= 0:
-        raise ValueError(f"handle_minutes must be > 0 (got {handle_minutes}); it is the mean minutes an operator spends on one event")
+        raise ValueError(
+            f"handle_minutes must be > 0 (got {handle_minutes}); it is the mean minutes an operator spends on one event"
+        )
     rate = np.asarray(rate_per_hour, dtype="float64")
     if np.any(rate < 0) or not np.all(np.isfinite(rate)):
         raise ValueError("event rates must be finite and >= 0")

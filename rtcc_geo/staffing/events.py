@@ -144,16 +144,26 @@ class EventLoad:
         return float(self.uplift.sum())
 
     def frame(self) -> pd.DataFrame:
-        d = {"hour": self.hours, "baseline": self.baseline, "baseline_sd": self.baseline_sd,
-             "uplift": self.uplift, "expected": self.expected}
+        d = {
+            "hour": self.hours,
+            "baseline": self.baseline,
+            "baseline_sd": self.baseline_sd,
+            "uplift": self.uplift,
+            "expected": self.expected,
+        }
         if self.extra_operators is not None:
-            d.update(operators_without=self.operators_without, operators_with=self.operators_with,
-                     extra_operators=self.extra_operators)
+            d.update(
+                operators_without=self.operators_without,
+                operators_with=self.operators_with,
+                extra_operators=self.extra_operators,
+            )
         return pd.DataFrame(d)
 
     def to_dict(self) -> dict:
         out = {
-            "start": str(self.start), "end": str(self.end), "n_weeks": self.n_weeks,
+            "start": str(self.start),
+            "end": str(self.end),
+            "n_weeks": self.n_weeks,
             "baseline_total": round(float(self.baseline.sum()), 4),
             "uplift_total": round(self.uplift_total, 4),
             "expected_total": round(self.expected_total, 4),
@@ -166,8 +176,6 @@ class EventLoad:
             out["max_extra_operators"] = int(self.extra_operators.max()) if len(self.extra_operators) else 0
             out["extra_operator_hours"] = int(self.extra_operators.sum())
         return out
-
-
 
 
 def _window_hours(start: pd.Timestamp, end: pd.Timestamp) -> int:
@@ -224,12 +232,11 @@ def event_load_from_incidents(
         _window_hours(a, b)
     df = incidents
     if data_start is None:
-        data_start = (pd.to_datetime(df["occurred_from"], utc=True).min() if len(df) else None)
+        data_start = pd.to_datetime(df["occurred_from"], utc=True).min() if len(df) else None
     d0 = None if data_start is None or pd.isna(data_start) else naive_local(data_start, tz)
     inside = contains_xy(area, df["lon"].to_numpy(float), df["lat"].to_numpy(float)) if len(df) else np.zeros(0, bool)
     df = df.loc[inside]
-    wt = (df["category"].astype(str).map(w).fillna(0.0).to_numpy(float) if w is not None
-          else np.ones(len(df)))
+    wt = df["category"].astype(str).map(w).fillna(0.0).to_numpy(float) if w is not None else np.ones(len(df))
     local = pd.DatetimeIndex(pd.to_datetime(df["occurred_from"], utc=True)).tz_convert(tz).tz_localize(None)
     loc = local.as_unit("ns").asi8 if len(local) else np.zeros(0, np.int64)
     busy = [(t0, t1)] + comps
@@ -249,8 +256,10 @@ def event_load_from_incidents(
             rows.append(_hourly(loc, wt, s, n, e))
             k += 1
         if not rows:
-            raise ValueError(f"no ordinary week before {a} to compare with (data from {d0}; windows overlapping "
-                             "an event are skipped): load earlier data or drop that comparable")
+            raise ValueError(
+                f"no ordinary week before {a} to compare with (data from {d0}; windows overlapping "
+                "an event are skipped): load earlier data or drop that comparable"
+            )
         return np.vstack(rows), k
 
     B, n_weeks = baseline_of(t0, t1, nh)
@@ -264,8 +273,15 @@ def event_load_from_incidents(
         bb, _ = baseline_of(a, b, n)
         d = o - bb.mean(0)
         diffs.append(d)
-        rows.append({"start": a, "end": b, "observed": float(o.sum()), "baseline": float(bb.mean(0).sum()),
-                     "uplift": float(d.sum())})
+        rows.append(
+            {
+                "start": a,
+                "end": b,
+                "observed": float(o.sum()),
+                "baseline": float(bb.mean(0).sum()),
+                "uplift": float(d.sum()),
+            }
+        )
     up = np.zeros(nh)
     if diffs:
         for k in range(nh):
@@ -274,9 +290,13 @@ def event_load_from_incidents(
     elif uplift_factor is not None:
         up = (uplift_factor - 1.0) * base
     return EventLoad(
-        start=t0, end=t1,
+        start=t0,
+        end=t1,
         hours=pd.date_range(t0, periods=nh, freq="h"),
-        baseline=base, baseline_sd=sd, uplift=up, expected=np.maximum(base + up, 0.0),
+        baseline=base,
+        baseline_sd=sd,
+        uplift=up,
+        expected=np.maximum(base + up, 0.0),
         comparables=pd.DataFrame(rows, columns=["start", "end", "observed", "baseline", "uplift"]),
         n_weeks=n_weeks,
         extra={"timezone": tz, "uplift_factor": uplift_factor},
@@ -311,16 +331,18 @@ def event_load(
     lo = min([t0] + [a for a, _ in comps]) - pd.Timedelta(days=7 * weeks * 4 + 1)
     hi = max([t1] + [b for _, b in comps])
     cells = cover(_buffer_m(area, 500.0), prefilter_res)  # res-9 cells reach ~200 m past their centre
-    qq = q.with_(start=lo, end=hi, cells=tuple(int(c) for c in cells), cells_res=prefilter_res,
-                 include_unknown_time=False)
+    qq = q.with_(
+        start=lo, end=hi, cells=tuple(int(c) for c in cells), cells_res=prefilter_res, include_unknown_time=False
+    )
     inc = store.incidents(qq, columns=["occurred_from", "lon", "lat", "category", "time_known"])
     if "time_known" in inc.columns:
         inc = inc[inc["time_known"].astype(bool)]
     # where the data begins (city-wide, not just around the venue)
     days = store.counts(7, ("day",), q.with_(start=lo, end=hi, cells=None, cells_res=None))
     d0 = pd.Timestamp(days["day"].min()) if len(days) else None
-    return event_load_from_incidents(inc, area, t0, t1, tz, weights, weeks=weeks, comparables=comps,
-                                     uplift_factor=uplift_factor, data_start=d0)
+    return event_load_from_incidents(
+        inc, area, t0, t1, tz, weights, weeks=weeks, comparables=comps, uplift_factor=uplift_factor, data_start=d0
+    )
 
 
 def extra_staffing(
@@ -342,7 +364,9 @@ def extra_staffing(
     how = np.asarray(ev.hours.day_of_week * 24 + ev.hours.hour)
     base = lam[how]
     plus = base + np.maximum(ev.uplift, 0.0)
-    kw: dict[str, Any] = dict(service_level_target=service_level, target_seconds=target_seconds, handle_seconds=handle_minutes * 60)
+    kw: dict[str, Any] = dict(
+        service_level_target=service_level, target_seconds=target_seconds, handle_seconds=handle_minutes * 60
+    )
     n0 = required_agents(offered_load(base, handle_minutes), **kw)
     n1 = required_agents(offered_load(plus, handle_minutes), **kw)
     ev.operators_without, ev.operators_with, ev.extra_operators = n0, n1, n1 - n0
@@ -360,13 +384,28 @@ def crowd_settings(source: str | None = None, path=None) -> dict:
     rate = float(c.get("extra_events_per_10k_per_hour", 0.5))
     if not np.isfinite(rate) or rate < 0:
         raise ValueError("extra_events_per_10k_per_hour must be a number >= 0")
-    venues = [{"name": str(v["name"]), "lon": float(v["lon"]), "lat": float(v["lat"])}
-              for v in raw.get("venue", []) if source is None or v.get("source") == source]
+    venues = [
+        {"name": str(v["name"]), "lon": float(v["lon"]), "lat": float(v["lat"])}
+        for v in raw.get("venue", [])
+        if source is None or v.get("source") == source
+    ]
     return {"rate": rate, "radius_m": float(c.get("radius_m", 800.0)), "venues": venues}
 
 
-def crowd_event(store, q, weights, lon: float, lat: float, start, hours: int, crowd: float, *,
-                rate: float, radius_m: float = 800.0, weeks: int = 8) -> EventLoad:
+def crowd_event(
+    store,
+    q,
+    weights,
+    lon: float,
+    lat: float,
+    start,
+    hours: int,
+    crowd: float,
+    *,
+    rate: float,
+    radius_m: float = 800.0,
+    weeks: int = 8,
+) -> EventLoad:
     """A large public event given by its crowd: the ordinary load of the place at those
     hours (from the data) plus :math:`u = \\text{crowd} / 10^4 \\times \\text{rate}` extra
     events per hour (``rate``: the agency's stated assumption, see ``events.toml``).
@@ -392,12 +431,26 @@ def crowd_event(store, q, weights, lon: float, lat: float, start, hours: int, cr
         while ref + pd.Timedelta(hours=int(hours)) > data_end:
             ref -= pd.Timedelta(days=7)
     area = event_area(lon=lon, lat=lat, radius_m=radius_m)
-    ev = event_load(store, area, ref + pd.Timedelta(days=7), ref + pd.Timedelta(days=7, hours=int(hours)), q,
-                    weights, weeks=weeks, uplift_factor=1.0)
+    ev = event_load(
+        store,
+        area,
+        ref + pd.Timedelta(days=7),
+        ref + pd.Timedelta(days=7, hours=int(hours)),
+        q,
+        weights,
+        weeks=weeks,
+        uplift_factor=1.0,
+    )
     up = np.full(len(ev.baseline), float(crowd) / 1e4 * float(rate))
     ev.start, ev.end = t0, t0 + pd.Timedelta(hours=int(hours))
     ev.hours = pd.date_range(t0, periods=len(ev.baseline), freq="h")
     ev.uplift, ev.expected = up, np.maximum(ev.baseline + up, 0.0)
-    ev.extra.update(crowd=float(crowd), rate=float(rate), radius_m=radius_m, lon=lon, lat=lat,
-                    baseline_from=str((ref - pd.Timedelta(days=7 * (weeks - 1))).date()) if ref != t0 else None)
+    ev.extra.update(
+        crowd=float(crowd),
+        rate=float(rate),
+        radius_m=radius_m,
+        lon=lon,
+        lat=lat,
+        baseline_from=str((ref - pd.Timedelta(days=7 * (weeks - 1))).date()) if ref != t0 else None,
+    )
     return ev

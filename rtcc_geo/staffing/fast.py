@@ -66,9 +66,17 @@ def _share_ok(x, hours, short, share, j, k) -> np.ndarray:
     return sh <= share * tot + 1e-9
 
 
-def greedy_budget(A: sparse.csc_matrix, hours: np.ndarray, cum: np.ndarray, budget: float,
-                  floor: np.ndarray | None = None, k_max: int = 3, short: np.ndarray | None = None,
-                  share: float = 1.0, x0: np.ndarray | None = None) -> np.ndarray:
+def greedy_budget(
+    A: sparse.csc_matrix,
+    hours: np.ndarray,
+    cum: np.ndarray,
+    budget: float,
+    floor: np.ndarray | None = None,
+    k_max: int = 3,
+    short: np.ndarray | None = None,
+    share: float = 1.0,
+    x0: np.ndarray | None = None,
+) -> np.ndarray:
     """Greedy plan covering the most events within ``budget`` staff-hours
     (after ``floor``: a cheapest cover of the minimum on duty, e.g. 1 every hour;
     or continuing from ``x0``)."""
@@ -98,9 +106,16 @@ def greedy_budget(A: sparse.csc_matrix, hours: np.ndarray, cum: np.ndarray, budg
         used += pick[1] * hours[pick[0]]
 
 
-def greedy_target(A: sparse.csc_matrix, hours: np.ndarray, cum: np.ndarray, target: float,
-                  floor: np.ndarray | None = None, k_max: int = 3, short: np.ndarray | None = None,
-                  share: float = 1.0) -> np.ndarray:
+def greedy_target(
+    A: sparse.csc_matrix,
+    hours: np.ndarray,
+    cum: np.ndarray,
+    target: float,
+    floor: np.ndarray | None = None,
+    k_max: int = 3,
+    short: np.ndarray | None = None,
+    share: float = 1.0,
+) -> np.ndarray:
     """Greedy plan reaching ``target`` covered events (best events per staff-hour first)."""
     J = A.shape[1]
     x = _cover_floor(A, hours, floor, short) if floor is not None and np.any(floor > 0) else np.zeros(J, int)
@@ -140,10 +155,19 @@ def _cover_floor(A, hours, floor, avoid: np.ndarray | None = None) -> np.ndarray
     return x
 
 
-def local_search(A: sparse.csc_matrix, hours: np.ndarray, cum: np.ndarray, x: np.ndarray, *,
-                 budget: float | None = None, target: float | None = None,
-                 floor: np.ndarray | None = None, deadline: float = 0.5, short: np.ndarray | None = None,
-                 share: float = 1.0) -> np.ndarray:
+def local_search(
+    A: sparse.csc_matrix,
+    hours: np.ndarray,
+    cum: np.ndarray,
+    x: np.ndarray,
+    *,
+    budget: float | None = None,
+    target: float | None = None,
+    floor: np.ndarray | None = None,
+    deadline: float = 0.5,
+    short: np.ndarray | None = None,
+    share: float = 1.0,
+) -> np.ndarray:
     """Improve ``x`` by moving one operator between shifts (or dropping one).
 
     Budget mode: maximise covered events with staff-hours <= ``budget``, ties to
@@ -154,7 +178,7 @@ def local_search(A: sparse.csc_matrix, hours: np.ndarray, cum: np.ndarray, x: np
     x = np.asarray(x, int).copy()
     AT = A.T.tocsr()
     fl = np.zeros(A.shape[0]) if floor is None else np.asarray(floor, float)
-    cols = [A.indices[A.indptr[j]:A.indptr[j + 1]] for j in range(A.shape[1])]
+    cols = [A.indices[A.indptr[j] : A.indptr[j + 1]] for j in range(A.shape[1])]
     improved = True
     while improved and time.perf_counter() < t_end:
         improved = False
@@ -178,8 +202,11 @@ def local_search(A: sparse.csc_matrix, hours: np.ndarray, cum: np.ndarray, x: np
             new_cov = cov - loss + gains
             # a move must keep the floor: column j must cover the hours i leaves short
             low = np.flatnonzero(n2 < fl)
-            ok = np.ones(len(hours), bool) if len(low) == 0 else \
-                np.asarray((A[low, :] > 0).sum(axis=0)).ravel() == len(low)
+            ok = (
+                np.ones(len(hours), bool)
+                if len(low) == 0
+                else np.asarray((A[low, :] > 0).sum(axis=0)).ravel() == len(low)
+            )
             if short is not None:  # the move keeps short (part-time) shifts within their share
                 sh = float(hours[short] @ x[short]) - hours[i] * short[i] + hours * short
                 ok &= sh <= share * new_used + 1e-9
@@ -218,8 +245,16 @@ def local_search(A: sparse.csc_matrix, hours: np.ndarray, cum: np.ndarray, x: np
     return x
 
 
-def highs_solve(c: np.ndarray, rows: list[tuple], integrality: np.ndarray, lb: np.ndarray, ub: np.ndarray,
-                time_limit: float, mip_rel_gap: float = 1e-6, x0: np.ndarray | None = None) -> dict:
+def highs_solve(
+    c: np.ndarray,
+    rows: list[tuple],
+    integrality: np.ndarray,
+    lb: np.ndarray,
+    ub: np.ndarray,
+    time_limit: float,
+    mip_rel_gap: float = 1e-6,
+    x0: np.ndarray | None = None,
+) -> dict:
     """Minimise ``c @ x`` s.t. ``lo <= M @ x <= hi`` for each ``(M, lo, hi)`` in ``rows``,
     with HiGHS (highspy), optionally warm-started at ``x0`` (a feasible point).
 
@@ -250,8 +285,7 @@ def highs_solve(c: np.ndarray, rows: list[tuple], integrality: np.ndarray, lb: n
     lp.a_matrix_.index_ = M.indices.astype(np.int32)
     lp.a_matrix_.value_ = M.data.astype(float)
     lp.a_matrix_.num_col_, lp.a_matrix_.num_row_ = n, M.shape[0]
-    lp.integrality_ = [highspy.HighsVarType.kInteger if v else highspy.HighsVarType.kContinuous
-                       for v in integrality]
+    lp.integrality_ = [highspy.HighsVarType.kInteger if v else highspy.HighsVarType.kContinuous for v in integrality]
     h.passModel(lp)
     if x0 is not None:
         sol = highspy.HighsSolution()
@@ -263,11 +297,18 @@ def highs_solve(c: np.ndarray, rows: list[tuple], integrality: np.ndarray, lb: n
     info = h.getInfo()
     ok = info.primal_solution_status == 2  # kSolutionStatusFeasible
     x = np.asarray(h.getSolution().col_value, float) if ok else None
-    if x0 is not None and x is not None and (
+    if (
+        x0 is not None
+        and x is not None
+        and (
             abs(float(np.dot(c, x)) - info.objective_function_value) > 1e-6 * max(1.0, abs(float(np.dot(c, x))))
-            or (status == highspy.HighsModelStatus.kOptimal
+            or (
+                status == highspy.HighsModelStatus.kOptimal
                 and abs(info.objective_function_value - info.mip_dual_bound)
-                > 1e-6 + 2 * mip_rel_gap * abs(info.mip_dual_bound))):
+                > 1e-6 + 2 * mip_rel_gap * abs(info.mip_dual_bound)
+            )
+        )
+    ):
         # HiGHS 1.16 can hand back the start point with another point's objective and call it
         # optimal (seen when presolve reduces the model): solve again without the start
         return highs_solve(c, rows, integrality, lb, ub, time_limit, mip_rel_gap, None)
@@ -279,8 +320,14 @@ def highs_solve(c: np.ndarray, rows: list[tuple], integrality: np.ndarray, lb: n
     gap = float("inf")
     if fun is not None and np.isfinite(bound):
         gap = max(0.0, fun - bound) / max(abs(fun), 1e-9)
-    return {"x": x, "fun": fun, "optimal": status == highspy.HighsModelStatus.kOptimal, "status": f"HiGHS: {text}",
-            "mip_gap": gap, "bound": bound}
+    return {
+        "x": x,
+        "fun": fun,
+        "optimal": status == highspy.HighsModelStatus.kOptimal,
+        "status": f"HiGHS: {text}",
+        "mip_gap": gap,
+        "bound": bound,
+    }
 
 
 def _new_highs(highspy):

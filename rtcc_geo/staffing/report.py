@@ -35,17 +35,19 @@ def comparison(store, q, operators: Sequence[float] = (4, 6, 8), weights=IN_PROG
     for n in list(operators) + [None]:
         p = plan_from_curve(curve, n, **kw)
         for k, o in p.options.items():
-            rows.append({
-                "operators": "service level" if n is None else int(n) if float(n).is_integer() else n,
-                "option": k,
-                "covered_share": o.coverage,
-                "answered_in_target": o.extra["answered_in_target"],
-                "staff_hours": o.staff_hours,
-                "downtime_share": p.downtime[k].idle_share,
-                "hours_open": int((o.on_duty > 0).sum()),
-                "max_on_duty": int(o.on_duty.max()),
-                "optimal": o.optimal,
-            })
+            rows.append(
+                {
+                    "operators": "service level" if n is None else int(n) if float(n).is_integer() else n,
+                    "option": k,
+                    "covered_share": o.coverage,
+                    "answered_in_target": o.extra["answered_in_target"],
+                    "staff_hours": o.staff_hours,
+                    "downtime_share": p.downtime[k].idle_share,
+                    "hours_open": int((o.on_duty > 0).sum()),
+                    "max_on_duty": int(o.on_duty.max()),
+                    "optimal": o.optimal,
+                }
+            )
     out = pd.DataFrame(rows)
     out.attrs["weekly_events"] = p.curve.weekly_total
     out.attrs["required_hours"] = int(p.required.sum())
@@ -55,12 +57,16 @@ def comparison(store, q, operators: Sequence[float] = (4, 6, 8), weights=IN_PROG
 
 
 def markdown(tab: pd.DataFrame) -> str:
-    lines = ["| operators | option | covered workload | staff-hours / week | downtime share | hours open | max on duty |",
-             "|---|---|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| operators | option | covered workload | staff-hours / week | downtime share | hours open | max on duty |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
     for r in tab.itertuples(index=False):
         flag = "" if r.optimal else " (time limit: best found, not proven optimal)"
-        lines.append(f"| {r.operators} | {r.option}{flag} | {r.covered_share:.1%} | {r.staff_hours:.0f} | "
-                     f"{r.downtime_share:.1%} | {r.hours_open} | {r.max_on_duty} |")
+        lines.append(
+            f"| {r.operators} | {r.option}{flag} | {r.covered_share:.1%} | {r.staff_hours:.0f} | "
+            f"{r.downtime_share:.1%} | {r.hours_open} | {r.max_on_duty} |"
+        )
     return "\n".join(lines)
 
 
@@ -68,8 +74,11 @@ def main(argv: list[str] | None = None) -> int:
     from ..store import open_store
     from ..store.base import Query
 
-    ap = argparse.ArgumentParser(prog="python -m rtcc_geo.staffing.report", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="python -m rtcc_geo.staffing.report",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     ap.add_argument("--store", default=None)
     ap.add_argument("--db", default=None)
     ap.add_argument("--source", default="philadelphia")
@@ -83,10 +92,19 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     store = open_store(db=a.db, store_dir=a.store)
     ops = [float(x) for x in a.operators.split(",")]
-    tab = comparison(store, Query(source=a.source, start=a.start, end=a.end), ops, weights=Path(a.weights),
-                     handle_minutes=a.handle_minutes, same_every_day=a.same_every_day, time_limit=a.time_limit)
-    print(f"weekly events {tab.attrs['weekly_events']:.1f}, weeks {tab.attrs['n_weeks']}, "
-          f"required operator-hours {tab.attrs['required_hours']} (per hour {tab.attrs['required_range']})")
+    tab = comparison(
+        store,
+        Query(source=a.source, start=a.start, end=a.end),
+        ops,
+        weights=Path(a.weights),
+        handle_minutes=a.handle_minutes,
+        same_every_day=a.same_every_day,
+        time_limit=a.time_limit,
+    )
+    print(
+        f"weekly events {tab.attrs['weekly_events']:.1f}, weeks {tab.attrs['n_weeks']}, "
+        f"required operator-hours {tab.attrs['required_hours']} (per hour {tab.attrs['required_range']})"
+    )
     print(markdown(tab))
     return 0
 

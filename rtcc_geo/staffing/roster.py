@@ -69,8 +69,7 @@ class RosterRules:
     def __post_init__(self):
         chk = [
             (1 <= self.max_shift_hours <= 24, "max_shift_hours is 1..24"),
-            (0 <= self.min_rest_hours <= WEEK - self.max_shift_hours,
-             "min_rest_hours is 0..(168 - max_shift_hours)"),
+            (0 <= self.min_rest_hours <= WEEK - self.max_shift_hours, "min_rest_hours is 0..(168 - max_shift_hours)"),
             (1 <= self.max_consecutive_days <= 7, "max_consecutive_days is 1..7"),
             (1 <= self.max_days_per_week <= 7, "max_days_per_week is 1..7"),
             (0 < self.full_time_hours <= WEEK, "full_time_hours is in (0, 168]"),
@@ -93,8 +92,11 @@ def load_rules(rules: str | Path | Mapping | RosterRules | None = None) -> Roste
         return rules
     if rules is None:
         rules = DEFAULT_RULES_FILE
-    table: Mapping = (read_toml(rules, "roster rules", DEFAULT_RULES_FILE).get("roster", {})
-                      if isinstance(rules, (str, Path)) else rules)
+    table: Mapping = (
+        read_toml(rules, "roster rules", DEFAULT_RULES_FILE).get("roster", {})
+        if isinstance(rules, (str, Path))
+        else rules
+    )
     known = set(RosterRules.__dataclass_fields__)
     bad = set(table) - known
     if bad:
@@ -131,7 +133,9 @@ def line_violations(shifts: list[tuple[int, int]], kind: str, r: RosterRules) ->
     for i, (s, L) in enumerate(sh):
         nxt = sh[(i + 1) % len(sh)][0] + (WEEK if i + 1 == len(sh) else 0)
         if nxt - (s + L) < r.min_rest_hours - 1e-9:
-            out.append(f"less than {r.min_rest_hours:g} h rest after the shift starting {DAYS[s // 24]} {s % 24:02d}:00")
+            out.append(
+                f"less than {r.min_rest_hours:g} h rest after the shift starting {DAYS[s // 24]} {s % 24:02d}:00"
+            )
     if len(days) == 7:
         run = 7
     else:
@@ -206,7 +210,7 @@ def build_roster(shifts: pd.DataFrame, rules: str | Path | Mapping | RosterRules
     inst = []
     for s in shifts.itertuples(index=False):
         every = getattr(s, "day", None) == "every day"  # a daily pattern: worked on each day
-        for d in (range(7) if every else (0,)):
+        for d in range(7) if every else (0,):
             for _ in range(int(s.count)):
                 inst.append(((int(s.start) + 24 * d) % WEEK, int(s.length)))
     # by pattern (start hour of day, length), busiest pattern first, then by day: regular lines
@@ -243,9 +247,17 @@ def build_roster(shifts: pd.DataFrame, rules: str | Path | Mapping | RosterRules
         for s, L in o["shifts"]:
             day[DAYS[s // 24]] = pattern_name(s % 24, L)
         names = [v for v in day.values() if v != "off"]
-        rows.append({"operator": name, "kind": o["kind"], "pattern": max(set(names), key=names.count),
-                     **day, "hours": sum(L for _, L in o["shifts"]), "shifts": len(o["shifts"]),
-                     "days_off": 7 - len({s // 24 for s, _ in o["shifts"]})})
+        rows.append(
+            {
+                "operator": name,
+                "kind": o["kind"],
+                "pattern": max(set(names), key=names.count),
+                **day,
+                "hours": sum(L for _, L in o["shifts"]),
+                "shifts": len(o["shifts"]),
+                "days_off": 7 - len({s // 24 for s, _ in o["shifts"]}),
+            }
+        )
     lines = pd.DataFrame(rows, columns=["operator", "kind", "pattern", *DAYS, "hours", "shifts", "days_off"])
     prow: dict[tuple[int, int], list[int]] = {}
     for s, L in inst:
@@ -257,6 +269,10 @@ def build_roster(shifts: pd.DataFrame, rules: str | Path | Mapping | RosterRules
         label = f"{name} ×{hi}" if lo == hi else f"{name} ×{lo}-{hi}"
         pats.append({"pattern": name, "start_hour": h, "length": L, **dict(zip(DAYS, cnt)), "label": label})
     patterns = pd.DataFrame(pats, columns=["pattern", "start_hour", "length", *DAYS, "label"])
-    return Roster(lines=lines, patterns=patterns,
-                  unassigned=pd.DataFrame(unassigned, columns=["day", "start_hour", "length", "reason"]), rules=r,
-                  by_operator=by_op)
+    return Roster(
+        lines=lines,
+        patterns=patterns,
+        unassigned=pd.DataFrame(unassigned, columns=["day", "start_hour", "length", "reason"]),
+        rules=r,
+        by_operator=by_op,
+    )

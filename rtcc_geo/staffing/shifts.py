@@ -116,7 +116,9 @@ class ShiftPlan:
         }
 
 
-def shift_columns(period: int, shift_lengths: Sequence[int], starts: Iterable[int] | None = None) -> tuple[sparse.csc_matrix, np.ndarray, np.ndarray]:
+def shift_columns(
+    period: int, shift_lengths: Sequence[int], starts: Iterable[int] | None = None
+) -> tuple[sparse.csc_matrix, np.ndarray, np.ndarray]:
     """The cover matrix ``A`` (P x J), and the start and length of each column.
 
     ``starts`` are hours of the period where a shift may begin (default: every hour).
@@ -137,8 +139,9 @@ def shift_columns(period: int, shift_lengths: Sequence[int], starts: Iterable[in
     return A, s_all, l_all
 
 
-def coverage_of(on_duty: np.ndarray, required: np.ndarray, workload: np.ndarray,
-                gain: np.ndarray | None = None) -> np.ndarray:
+def coverage_of(
+    on_duty: np.ndarray, required: np.ndarray, workload: np.ndarray, gain: np.ndarray | None = None
+) -> np.ndarray:
     """Covered events per hour: :math:`\\sum_{k \\le n_h} g_{hk}` with a gain matrix,
     else :math:`\\lambda_h \\min(1, n_h / r_h)` (``r_h`` at least 1)."""
     n = np.asarray(on_duty)
@@ -211,7 +214,9 @@ def optimise_shifts(
     n_days = 1
     if same_every_day:
         if P % day_hours:
-            raise ValueError(f"same_every_day needs a period of whole days ({P} hours is not a multiple of {day_hours})")
+            raise ValueError(
+                f"same_every_day needs a period of whole days ({P} hours is not a multiple of {day_hours})"
+            )
         n_days = P // day_hours
         # merge the columns that share (start hour of day, length): one variable worked every day
         key = (s_all % day_hours) * (P + 1) + l_all
@@ -247,8 +252,16 @@ def optimise_shifts(
 
     def solve(c_obj, cons, integ, lb, ub, x0=None, tl=None, gap=None):
         rows = [(c.A, c.lb, c.ub) for c in cons]
-        return highs_solve(c_obj, rows, integ, lb, ub, time_limit=t_fast if tl is None else tl,
-                           mip_rel_gap=gap if gap is not None else fast_gap if fast else mip_rel_gap, x0=x0)
+        return highs_solve(
+            c_obj,
+            rows,
+            integ,
+            lb,
+            ub,
+            time_limit=t_fast if tl is None else tl,
+            mip_rel_gap=gap if gap is not None else fast_gap if fast else mip_rel_gap,
+            x0=x0,
+        )
 
     if budget_hours is None and min_coverage is None:
         # min staff-hours with every hour's requirement met
@@ -257,8 +270,15 @@ def optimise_shifts(
         if short is not None:
             cons.append(LinearConstraint(((short - short_share) * hours_col)[None, :], -np.inf, 0.0))
         x0: np.ndarray | None
-        x0 = xl = _fast.local_search(A, hours_col, _cover_cum(lo), _fast._cover_floor(A, hours_col, lo),
-                                target=float(_cover_cum(lo)[:, -1].sum()), floor=lo, deadline=deadline)
+        x0 = xl = _fast.local_search(
+            A,
+            hours_col,
+            _cover_cum(lo),
+            _fast._cover_floor(A, hours_col, lo),
+            target=float(_cover_cum(lo)[:, -1].sum()),
+            floor=lo,
+            deadline=deadline,
+        )
         if short is not None and hours_col[short] @ xl[short] > short_share * (hours_col @ xl) + 1e-9:
             x0 = None
         res = solve(hours_col, cons, np.ones(J), np.zeros(J), np.full(J, ub_x), x0=x0)
@@ -281,13 +301,17 @@ def optimise_shifts(
             # variables [x (J), y (P*K)], y[h, k] = "at least k+1 operators counted in hour h"
             K = gain.shape[1]
             nc = P * K
-            Y = sparse.kron(sparse.identity(P), np.ones((1, K)), format="csc")        # sum_k y_hk
+            Y = sparse.kron(sparse.identity(P), np.ones((1, K)), format="csc")  # sum_k y_hk
             cons = [LinearConstraint(sparse.hstack([-A, Y], format="csc"), -np.inf, 0.0)]
             if K > 1:
-                D = sparse.kron(sparse.identity(P), sparse.diags([np.ones(K - 1), -np.ones(K - 1)], [0, 1],
-                                                                shape=(K - 1, K)), format="csc")
-                cons.append(LinearConstraint(sparse.hstack([sparse.csc_matrix((P * (K - 1), J)), D], format="csc"),
-                                             0.0, np.inf))                             # y_hk >= y_h,k+1
+                D = sparse.kron(
+                    sparse.identity(P),
+                    sparse.diags([np.ones(K - 1), -np.ones(K - 1)], [0, 1], shape=(K - 1, K)),
+                    format="csc",
+                )
+                cons.append(
+                    LinearConstraint(sparse.hstack([sparse.csc_matrix((P * (K - 1), J)), D], format="csc"), 0.0, np.inf)
+                )  # y_hk >= y_h,k+1
             integ = np.ones(J + nc)
             ub = np.concatenate([np.full(J, ub_x), np.ones(nc)])
             cov_coef = gain.ravel()
@@ -295,12 +319,16 @@ def optimise_shifts(
             def full(xj):
                 n = np.minimum(np.asarray(A @ xj).ravel().astype(int), K)
                 return np.concatenate([xj, (np.arange(K)[None, :] < n[:, None]).astype(float).ravel()])
+
         if always_open:
             cons.append(LinearConstraint(sparse.hstack([A, sparse.csc_matrix((P, nc))], format="csc"), floor, np.inf))
         lb = np.zeros(J + nc)
         if short is not None:
-            cons.append(LinearConstraint(np.concatenate([(short - short_share) * hours_col, np.zeros(nc)])[None, :],
-                                         -np.inf, 0.0))
+            cons.append(
+                LinearConstraint(
+                    np.concatenate([(short - short_share) * hours_col, np.zeros(nc)])[None, :], -np.inf, 0.0
+                )
+            )
         hours_row = np.concatenate([hours_col, np.zeros(nc)])
         cov_row = np.concatenate([np.zeros(J), cov_coef])
         fl = floor if always_open else None
@@ -308,12 +336,14 @@ def optimise_shifts(
             if budget_hours < 0:
                 raise ValueError("budget_hours must be >= 0")
             objective = "max_coverage"
+
             def start(kw):
                 x = _fast.greedy_budget(A, hours_col, cum, float(budget_hours), fl, **kw)
                 if hours_col @ x > budget_hours + 1e-9:  # the floor alone breaks the budget: infeasible
                     return None
-                return _fast.local_search(A, hours_col, cum, x, budget=float(budget_hours), floor=fl,
-                                          deadline=deadline, **kw)
+                return _fast.local_search(
+                    A, hours_col, cum, x, budget=float(budget_hours), floor=fl, deadline=deadline, **kw
+                )
 
             x0 = start(share_kw)
             if short is not None and x0 is not None:
@@ -337,15 +367,17 @@ def optimise_shifts(
             if fast:
                 x1 = _int(res1, J)
                 assert x1 is not None  # res1["x"] was checked above
-                xj = _fast.local_search(A, hours_col, cum, x1, budget=float(budget_hours), floor=fl,
-                                        deadline=deadline / 2, **share_kw)
+                xj = _fast.local_search(
+                    A, hours_col, cum, x1, budget=float(budget_hours), floor=fl, deadline=deadline / 2, **share_kw
+                )
                 res = dict(res1, x=full(xj).astype(float))
             elif res1["optimal"]:
                 # second stage: fewest hours reaching that coverage (tolerance for LP round-off);
                 # skipped when stage 1 stopped at the time limit (its best plan is returned as is)
                 need = best - 1e-7 * max(total, 1.0) - 1e-9
-                res2 = solve(hours_row, bcons + [LinearConstraint(cov_row[None, :], need, np.inf)], integ, lb, ub,
-                             x0=res1["x"])
+                res2 = solve(
+                    hours_row, bcons + [LinearConstraint(cov_row[None, :], need, np.inf)], integ, lb, ub, x0=res1["x"]
+                )
                 if res2["x"] is not None:
                     res = dict(res2, mip_gap=res1["mip_gap"], optimal=res1["optimal"] and res2["optimal"])
         else:
@@ -355,6 +387,7 @@ def optimise_shifts(
             objective = "min_staff_hours"
             need = float(min_coverage) * total * (1 - 1e-9)
             cons.append(LinearConstraint(cov_row[None, :], need, np.inf))
+
             def start_t(kw):
                 x = _fast.greedy_target(A, hours_col, cum, need, fl, **kw)
                 if _cov_total(cum, A, x) < need:
@@ -368,8 +401,16 @@ def optimise_shifts(
                     x0 = xb
             # fast mode: the minimum-hours problem has a tight bound, so HiGHS may run until the
             # plan is proven within 1.5 % (usually well under its 3 s cap)
-            res = solve(hours_row, cons, integ, lb, ub, x0=None if x0 is None else full(x0),
-                        tl=min(time_limit, 3.0) if fast else None, gap=0.015 if fast else None)
+            res = solve(
+                hours_row,
+                cons,
+                integ,
+                lb,
+                ub,
+                x0=None if x0 is None else full(x0),
+                tl=min(time_limit, 3.0) if fast else None,
+                gap=0.015 if fast else None,
+            )
         x = _int(res, J)
     if x is None:
         return _infeasible(option, objective, res, P, budget_hours)
@@ -395,8 +436,11 @@ def optimise_shifts(
         optimal=bool(res["optimal"]),
         mip_gap=float(res["mip_gap"]),
         budget_hours=budget_hours,
-        extra={"solver_seconds": round(time.perf_counter() - t_start, 3), "mode": "fast" if fast else "exact",
-               "bound": res["bound"] if np.isfinite(res.get("bound", np.nan)) else None},
+        extra={
+            "solver_seconds": round(time.perf_counter() - t_start, 3),
+            "mode": "fast" if fast else "exact",
+            "bound": res["bound"] if np.isfinite(res.get("bound", np.nan)) else None,
+        },
     )
 
 
@@ -426,8 +470,16 @@ def _cover_cum(lo: np.ndarray) -> np.ndarray:
 
 
 def _infeasible(option, objective, res, P, budget) -> ShiftPlan:
-    return ShiftPlan(option=option, objective=objective,
-                     shifts=pd.DataFrame(columns=["start", "length", "count"]),
-                     on_duty=np.zeros(P, int), covered=np.zeros(P), coverage=0.0, staff_hours=0.0,
-                     status=res["status"], optimal=False, budget_hours=budget,
-                     extra={"infeasible": True})
+    return ShiftPlan(
+        option=option,
+        objective=objective,
+        shifts=pd.DataFrame(columns=["start", "length", "count"]),
+        on_duty=np.zeros(P, int),
+        covered=np.zeros(P),
+        coverage=0.0,
+        staff_hours=0.0,
+        status=res["status"],
+        optimal=False,
+        budget_hours=budget,
+        extra={"infeasible": True},
+    )

@@ -154,16 +154,18 @@ class WorkloadCurve:
 
     def frame(self) -> pd.DataFrame:
         h = np.arange(HOURS_OF_WEEK)
-        return pd.DataFrame({
-            "hour_of_week": h,
-            "day": [_DAYS[i // 24] for i in h],
-            "hour": h % 24,
-            "expected": self.expected,
-            "lower": self.lower,
-            "upper": self.upper,
-            "sd": self.sd,
-            "se": self.se,
-        })
+        return pd.DataFrame(
+            {
+                "hour_of_week": h,
+                "day": [_DAYS[i // 24] for i in h],
+                "hour": h % 24,
+                "expected": self.expected,
+                "lower": self.lower,
+                "upper": self.upper,
+                "sd": self.sd,
+                "se": self.se,
+            }
+        )
 
 
 def complete_weeks(start=None, end=None, observed: pd.DatetimeIndex | None = None) -> pd.DatetimeIndex:
@@ -172,6 +174,7 @@ def complete_weeks(start=None, end=None, observed: pd.DatetimeIndex | None = Non
     Without bounds, every week between the first and last observed week,
     less those two (they are likely cut by the extract's edges).
     """
+
     def naive(t):
         t = pd.Timestamp(t)
         return t.tz_localize(None) if t.tzinfo is not None else t
@@ -196,14 +199,18 @@ def complete_weeks(start=None, end=None, observed: pd.DatetimeIndex | None = Non
         last = m.normalize() - pd.Timedelta(days=m.day_of_week)
     weeks = pd.date_range(lo, last, freq="7D") if last >= lo else pd.DatetimeIndex([])
     if len(weeks) == 0:
-        raise ValueError(f"no complete week (Monday to Monday) between {start} and {end}: widen the period to at least 7 days from a Monday")
+        raise ValueError(
+            f"no complete week (Monday to Monday) between {start} and {end}: widen the period to at least 7 days from a Monday"
+        )
     return pd.DatetimeIndex(weeks)
 
 
 def _weekly_matrix(counts: pd.DataFrame, weights: Mapping[str, float], weeks: pd.DatetimeIndex) -> np.ndarray:
     need = {"hour_of_week", "week", "category", "n"}
     if not (need.issubset(counts.columns) or {"hour_of_week", "week", "w"}.issubset(counts.columns)):
-        raise ValueError(f"counts need columns {sorted(need)} (store.counts(res, ('hour_of_week', 'week', 'category'), q))")
+        raise ValueError(
+            f"counts need columns {sorted(need)} (store.counts(res, ('hour_of_week', 'week', 'category'), q))"
+        )
     c = counts.copy()
     if "w" not in c.columns:  # already weighted when built from incidents with offense overrides
         c["w"] = c["category"].astype(str).map(weights).fillna(0.0).astype(float) * c["n"].astype(float)
@@ -241,8 +248,14 @@ def workload_from_counts(
         raise ValueError(f"month must be 1..12 (got {month})")
     w = load_weights(weights)
     if len(counts) == 0:
-        counts = pd.DataFrame({"hour_of_week": pd.Series(dtype=int), "week": pd.Series(dtype="datetime64[ns]"),
-                               "category": pd.Series(dtype=str), "n": pd.Series(dtype=float)})
+        counts = pd.DataFrame(
+            {
+                "hour_of_week": pd.Series(dtype=int),
+                "week": pd.Series(dtype="datetime64[ns]"),
+                "category": pd.Series(dtype=str),
+                "n": pd.Series(dtype=float),
+            }
+        )
     observed = pd.DatetimeIndex(pd.to_datetime(counts["week"]).unique()) if len(counts) else pd.DatetimeIndex([])
     weeks = complete_weeks(start, end, observed)
     X = _weekly_matrix(counts, w, weeks)
@@ -303,7 +316,7 @@ def weighted_counts_from_incidents(df: pd.DataFrame, tz: str, weights=None) -> p
     if len(df) == 0:
         return pd.DataFrame(columns=cols)
     local = pd.DatetimeIndex(pd.to_datetime(df["occurred_from"], utc=True)).tz_convert(tz).tz_localize(None)
-    monday = (local.normalize() - pd.to_timedelta(local.day_of_week, unit="D"))
+    monday = local.normalize() - pd.to_timedelta(local.day_of_week, unit="D")
     wk_codes, wk_uniq = pd.factorize(monday, sort=True)
     cls_codes, cls_uniq = pd.factorize(wt, sort=True)
     k = len(cls_uniq)
@@ -323,7 +336,9 @@ def _local_bounds(store, q):
     elif len(tzs) == 1:
         tz = next(iter(tzs.values()))
     elif len(set(tzs.values())) > 1:
-        raise ValueError(f"the store holds sources in several time zones ({sorted(tzs)}): choose one with --source / Query(source=...)")
+        raise ValueError(
+            f"the store holds sources in several time zones ({sorted(tzs)}): choose one with --source / Query(source=...)"
+        )
     elif tzs:
         tz = next(iter(tzs.values()))
 
@@ -381,21 +396,34 @@ def workload_curve(
             cats = tuple(c for c in (cats or q.categories) if c in q.categories)
         if tz is None:
             raise ValueError("the store has no source: ingest incidents first")
-        inc = store.incidents(q.with_(categories=cats, include_unknown_time=True),
-                              columns=["occurred_from", "occurred_to", "time_known", "category", "offense_raw"])
+        inc = store.incidents(
+            q.with_(categories=cats, include_unknown_time=True),
+            columns=["occurred_from", "occurred_to", "time_known", "category", "offense_raw"],
+        )
         counts = weighted_counts_from_incidents(inc, tz, weights)
     else:
         cats = tuple(k for k, v in w.items() if v > 0)
         if q.categories is not None:
             cats = tuple(c for c in cats if c in q.categories)
             if not cats:
-                raise ValueError(f"none of the query's categories {q.categories} has a weight > 0 in the workload weights")
+                raise ValueError(
+                    f"none of the query's categories {q.categories} has a weight > 0 in the workload weights"
+                )
         counts = store.counts(res, ("hour_of_week", "week", "category"), q.with_(categories=cats))
     extra = None
     if calls_q is not None:
         extra = store.counts(res, ("hour_of_week", "week", "category"), calls_q)
-    curve = workload_from_counts(counts, w, start=start, end=end, month=month, band=band, seasonal=seasonal,
-                                 extra_counts=extra, extra_weights=calls_weights)
+    curve = workload_from_counts(
+        counts,
+        w,
+        start=start,
+        end=end,
+        month=month,
+        band=band,
+        seasonal=seasonal,
+        extra_counts=extra,
+        extra_weights=calls_weights,
+    )
     curve.extra["timezone"] = tz
     curve.extra["source"] = q.source
     curve.extra["offense_weights"] = ow

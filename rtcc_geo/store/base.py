@@ -24,7 +24,15 @@ import pandas as pd
 #:   week          local Monday of the ISO week (datetime64, tz-naive)
 #:   month         local first day of the month (datetime64, tz-naive)
 COUNT_KEYS: tuple[str, ...] = (
-    "cell", "category", "district", "hour", "dow", "hour_of_week", "day", "week", "month",
+    "cell",
+    "category",
+    "district",
+    "hour",
+    "dow",
+    "hour_of_week",
+    "day",
+    "week",
+    "month",
 )
 #: Keys that need a known time of day: rows with ``time_known = False`` are
 #: left out of counts by these keys unless ``Query.include_unknown_time``.
@@ -44,11 +52,11 @@ class Query:
     end: pd.Timestamp | str | None = None
     categories: tuple[str, ...] | None = None
     districts: tuple[str, ...] | None = None
-    hours: tuple[int, ...] | None = None        # local hours of day kept
-    dows: tuple[int, ...] | None = None         # local days of week kept (0 = Monday)
-    include_unknown_time: bool = False          # only matters for hour-level keys/filters
-    cells: tuple[int, ...] | None = None        # restrict to these cells ...
-    cells_res: int | None = None                # ... given at this resolution
+    hours: tuple[int, ...] | None = None  # local hours of day kept
+    dows: tuple[int, ...] | None = None  # local days of week kept (0 = Monday)
+    include_unknown_time: bool = False  # only matters for hour-level keys/filters
+    cells: tuple[int, ...] | None = None  # restrict to these cells ...
+    cells_res: int | None = None  # ... given at this resolution
     #: True: only geolocated incidents (what every spatial analysis asks for);
     #: False: only the not-geolocated ones; None: both. Counts by ``cell`` and
     #: ``cells`` filters always leave not-geolocated incidents out.
@@ -151,7 +159,9 @@ class Store(abc.ABC):
         """
         old = self.get_table(name)
         if old is not None and list(old.columns) != list(df.columns):
-            raise ValueError(f"append_table({name!r}): columns {list(df.columns)} differ from the stored {list(old.columns)}")
+            raise ValueError(
+                f"append_table({name!r}): columns {list(df.columns)} differ from the stored {list(old.columns)}"
+            )
         self.put_table(name, df if old is None or not len(old) else pd.concat([old, df], ignore_index=True))
 
     def close(self) -> None:  # noqa: B027 - optional hook, a no-op unless the store holds resources  # pragma: no cover

@@ -69,11 +69,29 @@ from filelock import FileLock
 from .. import grid
 from ..schema import CORE_DTYPES, DEFAULT_RESOLUTIONS, NO_CELL, QUARANTINE_COLUMNS, conform, empty_incidents, h3_column
 from . import geoparquet as gpq
-from .base import (Query, Store, WriteResult, check_keys, check_table_name, geolocated_filter,
-                   local_bound, needs_known_time)
+from .base import (
+    Query,
+    Store,
+    WriteResult,
+    check_keys,
+    check_table_name,
+    geolocated_filter,
+    local_bound,
+    needs_known_time,
+)
 from .keyruns import KeyRuns
-from .parts import (Part, keys_dir, keys_files, legacy_keys_path, legacy_parts, legacy_sources, live_parts,
-                    live_parts_by_month, month_parts, part_path)
+from .parts import (
+    Part,
+    keys_dir,
+    keys_files,
+    legacy_keys_path,
+    legacy_parts,
+    legacy_sources,
+    live_parts,
+    live_parts_by_month,
+    month_parts,
+    part_path,
+)
 
 
 class EmbeddedStore(Store):
@@ -94,8 +112,10 @@ class EmbeddedStore(Store):
         if create:
             self.root.mkdir(parents=True, exist_ok=True)
         elif not self.root.is_dir():
-            raise FileNotFoundError(f"store directory {str(self.root)!r} does not exist "
-                                    "(create it by ingesting: rtcc-geo ingest --store DIR ...)")
+            raise FileNotFoundError(
+                f"store directory {str(self.root)!r} does not exist "
+                "(create it by ingesting: rtcc-geo ingest --store DIR ...)"
+            )
         # Re-entrant within a thread; exclusive across threads and processes (flock).
         self._lock = FileLock(str(self.root / ".write.lock"), timeout=self.lock_timeout)
 
@@ -262,8 +282,10 @@ class EmbeddedStore(Store):
     def _incidents(self, q: Query, columns: Sequence[str] | None) -> pd.DataFrame:
         want = list(columns) if columns is not None else list(gpq.SCHEMA.names)
         read = list(dict.fromkeys([*want, "source", "occurred_from", "id"]))
-        frames = [self._read(source, path, read, q, needs_known_time((), q), geolocated_filter((), q))
-                  for source, path in self.partition_paths(q)]
+        frames = [
+            self._read(source, path, read, q, needs_known_time((), q), geolocated_filter((), q))
+            for source, path in self.partition_paths(q)
+        ]
         frames = [f for f in frames if len(f)]
         if not frames:
             out = empty_incidents()
@@ -286,7 +308,9 @@ class EmbeddedStore(Store):
         paths = [d / f"{source}.parquet"] if source else sorted(d.glob("*.parquet"))
         frames = [pd.read_parquet(p) for p in paths if p.exists()]
         if not frames:
-            return pd.DataFrame({c: pd.Series(dtype="int64" if c == "row_number" else "string") for c in QUARANTINE_COLUMNS})
+            return pd.DataFrame(
+                {c: pd.Series(dtype="int64" if c == "row_number" else "string") for c in QUARANTINE_COLUMNS}
+            )
         return pd.concat(frames, ignore_index=True)
 
     def counts(self, res: int, by: Sequence[str] = ("cell",), q: Query = Query()) -> pd.DataFrame:
@@ -302,7 +326,7 @@ class EmbeddedStore(Store):
         for source in dict.fromkeys(s for s, _ in paths):
             mine = [p for s, p in paths if s == source]
             for i in range(0, len(mine), 64):
-                for batch in self._batches(source, mine[i:i + 64], _count_columns(res, by), q, by):
+                for batch in self._batches(source, mine[i : i + 64], _count_columns(res, by), q, by):
                     frames.append(self._count_table(batch, source, res, by))
                     if len(frames) >= 64:
                         frames = [combine_counts(frames, by)]
@@ -355,14 +379,16 @@ class EmbeddedStore(Store):
         grouped = pa.table({k: keys[k] for k in by}).group_by(list(by)).aggregate([([], "count_all")])
         return _normalise_count_dtypes(gpq.to_pandas(grouped).rename(columns={"count_all": "n"}))
 
-    def _read(self, source: str, path: Path, columns: Sequence[str], q: Query, hour_level: bool,
-              geolocated: bool | None) -> pd.DataFrame:
+    def _read(
+        self, source: str, path: Path, columns: Sequence[str], q: Query, hour_level: bool, geolocated: bool | None
+    ) -> pd.DataFrame:
         """Rows of one part matching ``q`` (filters pushed into the scan), ``columns`` and
         whatever the filters left to pandas need."""
         return gpq.to_pandas(self._scan(source, path, columns, q, hour_level, geolocated))
 
-    def _scan(self, source: str, path: Path, columns: Sequence[str], q: Query, hour_level: bool,
-              geolocated: bool | None) -> pa.Table:
+    def _scan(
+        self, source: str, path: Path, columns: Sequence[str], q: Query, hour_level: bool, geolocated: bool | None
+    ) -> pa.Table:
         """:meth:`_read` as an Arrow table."""
         scan = _Scan(source, self._tz(source), q, hour_level, geolocated)
         read = list(dict.fromkeys([*columns, *scan.post_columns]))
@@ -384,8 +410,15 @@ class EmbeddedStore(Store):
         return pd.read_parquet(p) if p.exists() else None
 
     # --- deduplication ------------------------------------------------------
-    def _stored(self, source: str, ids: pa.Array, h: np.ndarray, batch_months: Sequence[str],
-                by_month: dict[str, list[Part]], runs: KeyRuns) -> np.ndarray:
+    def _stored(
+        self,
+        source: str,
+        ids: pa.Array,
+        h: np.ndarray,
+        batch_months: Sequence[str],
+        by_month: dict[str, list[Part]],
+        runs: KeyRuns,
+    ) -> np.ndarray:
         """Which of ``ids`` (hashes ``h``) are stored for ``source``.
 
         The batch's own months first (each month's key index; where a re-sent
@@ -398,8 +431,13 @@ class EmbeddedStore(Store):
         own = [m for m in batch_months if m in by_month]
         search = _SortedSearch(h)
         for month in own:
-            self._confirm(source, ids, search.members(self._month_keys(source, month, by_month[month])) & ~hit,
-                          by_month[month], hit)
+            self._confirm(
+                source,
+                ids,
+                search.members(self._month_keys(source, month, by_month[month])) & ~hit,
+                by_month[month],
+                hit,
+            )
         others = [m for m in by_month if m not in set(own)]
         todo = ~hit
         if not others or not todo.any():
@@ -422,8 +460,9 @@ class EmbeddedStore(Store):
         """Set ``hit`` for the candidates whose id is really stored in ``parts``."""
         if not cand.any():
             return
-        stored = pa.concat_arrays([pq.read_table(p.path, columns=["id"]).column("id").cast(pa.large_string())
-                                   .combine_chunks() for p in parts])
+        stored = pa.concat_arrays(
+            [pq.read_table(p.path, columns=["id"]).column("id").cast(pa.large_string()).combine_chunks() for p in parts]
+        )
         sub = np.flatnonzero(cand)
         found = pc.is_in(ids.take(sub), value_set=stored).to_numpy(zero_copy_only=False)
         hit[sub[found]] = True
@@ -490,6 +529,7 @@ class EmbeddedStore(Store):
                 finally:
                     if outer:
                         self._bump_generation(odd=False)
+
         return cm()
 
     def _generation(self) -> int:
@@ -528,6 +568,7 @@ class EmbeddedStore(Store):
             time.sleep(min(0.005 * (i + 1), 0.1))
         with self._lock:
             return read()
+
     def _sources_for(self, q: Query) -> list[str]:
         src = sorted(self.sources())
         if q.source is not None:
@@ -649,6 +690,7 @@ def _utc_months(t: pd.Series) -> tuple[np.ndarray, list[str]]:
 
 # --- the query layer's shared helpers (pure functions on canonical frames) ---
 
+
 def cell_column(df: pd.DataFrame, res: int) -> np.ndarray:
     """H3 cells of ``df`` at ``res``: the indexed column, or rolled up from the
     nearest finer indexed one."""
@@ -684,8 +726,15 @@ def _arrow_local_keys(t: pa.ChunkedArray, tz: str, by: Sequence[str]) -> dict[st
 
 
 _COUNT_DTYPES = {
-    "cell": "int64", "category": "string", "district": "string", "hour": "int64", "dow": "int64",
-    "hour_of_week": "int64", "day": "datetime64[ns]", "week": "datetime64[ns]", "month": "datetime64[ns]",
+    "cell": "int64",
+    "category": "string",
+    "district": "string",
+    "hour": "int64",
+    "dow": "int64",
+    "hour_of_week": "int64",
+    "day": "datetime64[ns]",
+    "week": "datetime64[ns]",
+    "month": "datetime64[ns]",
 }
 
 
@@ -757,6 +806,7 @@ def _save_npy(path: Path, a: np.ndarray) -> None:
     def write(tmp: str) -> None:
         with open(tmp, "wb") as fh:
             np.save(fh, a)
+
     _atomic(path, write)
 
 

@@ -30,13 +30,18 @@ from ..schema import CORE_DTYPES, DEFAULT_RESOLUTIONS, h3_column
 ROW_GROUP_SIZE = 64 * 1024
 
 _ARROW_TYPES = {
-    "string": pa.string(), "datetime64[ns, UTC]": pa.timestamp("ns", tz="UTC"), "bool": pa.bool_(),
-    "float64": pa.float64(), "int64": pa.int64(),
+    "string": pa.string(),
+    "datetime64[ns, UTC]": pa.timestamp("ns", tz="UTC"),
+    "bool": pa.bool_(),
+    "float64": pa.float64(),
+    "int64": pa.int64(),
 }
 CELL_COLUMNS: tuple[str, ...] = tuple(h3_column(r) for r in DEFAULT_RESOLUTIONS)
 #: The canonical incident columns as stored (geometry excluded: derivable from lon/lat).
-SCHEMA = pa.schema([pa.field(c, _ARROW_TYPES[t], nullable=(t != "bool")) for c, t in CORE_DTYPES.items()]
-                   + [pa.field(c, pa.int64(), nullable=False) for c in CELL_COLUMNS])
+SCHEMA = pa.schema(
+    [pa.field(c, _ARROW_TYPES[t], nullable=(t != "bool")) for c, t in CORE_DTYPES.items()]
+    + [pa.field(c, pa.int64(), nullable=False) for c in CELL_COLUMNS]
+)
 #: Sort order of the rows in a part file (what makes the cell statistics prune).
 SORT_KEYS: tuple[str, ...] = (*CELL_COLUMNS, "occurred_from", "id")
 _DICTIONARY = ("source", "time_known", "offense_raw", "offense_code", "category", "district")
@@ -53,8 +58,12 @@ def point_wkb(lon: np.ndarray, lat: np.ndarray) -> pa.Array:
     offsets = np.zeros(len(lon) + 1, dtype=np.int32)
     np.cumsum(ok * rec.dtype.itemsize, out=offsets[1:])
     validity = None if ok.all() else pa.array(ok).buffers()[1]
-    return pa.BinaryArray.from_buffers(pa.binary(), len(lon), [validity, pa.py_buffer(offsets), pa.py_buffer(rec.tobytes())],
-                                       null_count=int(len(lon) - len(rec)))
+    return pa.BinaryArray.from_buffers(
+        pa.binary(),
+        len(lon),
+        [validity, pa.py_buffer(offsets), pa.py_buffer(rec.tobytes())],
+        null_count=int(len(lon) - len(rec)),
+    )
 
 
 @lru_cache(maxsize=1)
@@ -97,8 +106,15 @@ def write_table(t: pa.Table, path: str | Path) -> None:
     t = t.append_column("geometry", point_wkb(lon, lat)).replace_schema_metadata({b"geo": geo_metadata(lon, lat)})
     # Dictionaries only where values repeat, statistics only where a filter uses them:
     # both cost more than the compression on ids, blocks and extras (measured: ~2x the write time).
-    pq.write_table(t, path, row_group_size=ROW_GROUP_SIZE, compression="zstd", use_dictionary=list(_DICTIONARY),
-                   write_statistics=list(_STATISTICS), sorting_columns=[pq.SortingColumn(t.schema.get_field_index(k)) for k in SORT_KEYS])
+    pq.write_table(
+        t,
+        path,
+        row_group_size=ROW_GROUP_SIZE,
+        compression="zstd",
+        use_dictionary=list(_DICTIONARY),
+        write_statistics=list(_STATISTICS),
+        sorting_columns=[pq.SortingColumn(t.schema.get_field_index(k)) for k in SORT_KEYS],
+    )
 
 
 def to_pandas(t: pa.Table) -> pd.DataFrame:

@@ -97,8 +97,9 @@ def load_migrations(sql_dir: str | Path | None = None) -> list[Migration]:
             raise MigrationError(f"Python step {name} and {seen[num]} share number {num}; renumber the file")
         seen[num] = name
         # The name is the step's identity: its code may be tidied, its effect not (that is a new step).
-        out.append(Migration(name, hashlib.sha256(f"python step {name}".encode()).hexdigest(),
-                             step.__doc__ or name, step))
+        out.append(
+            Migration(name, hashlib.sha256(f"python step {name}".encode()).hexdigest(), step.__doc__ or name, step)
+        )
     return sorted(out, key=lambda m: m.number)  # NNN_, checked above
 
 
@@ -110,12 +111,15 @@ def _lock(conn: psycopg.Connection) -> None:
 def _ensure_table(conn: psycopg.Connection) -> None:
     with conn.transaction():
         _lock(conn)
-        conn.execute(sql.SQL(
-            """CREATE TABLE IF NOT EXISTS {} (
+        conn.execute(
+            sql.SQL(
+                """CREATE TABLE IF NOT EXISTS {} (
                    name        text        PRIMARY KEY,
                    checksum    text        NOT NULL,
                    applied_at  timestamptz NOT NULL DEFAULT now()
-               )""").format(_table(conn)))
+               )"""
+            ).format(_table(conn))
+        )
 
 
 def _ensure_postgis(conn: psycopg.Connection) -> None:
@@ -202,8 +206,9 @@ def migrate(conn: psycopg.Connection, sql_dir: str | Path | None = None, upto: i
         with conn.transaction():
             _lock(conn)
             # Another process may have applied it while we waited for the lock.
-            row = conn.execute(sql.SQL("SELECT checksum FROM {} WHERE name = %s").format(_table(conn)),
-                               (m.name,)).fetchone()
+            row = conn.execute(
+                sql.SQL("SELECT checksum FROM {} WHERE name = %s").format(_table(conn)), (m.name,)
+            ).fetchone()
             if row is not None:
                 _check_unchanged([m], {m.name: (row[0], None)})
                 continue
@@ -214,8 +219,9 @@ def migrate(conn: psycopg.Connection, sql_dir: str | Path | None = None, upto: i
                     conn.execute(m.sql)  # no parameters: may hold several statements
             except psycopg.Error as e:
                 raise MigrationError(f"{m.name} failed and was rolled back: {e}") from e
-            conn.execute(sql.SQL("INSERT INTO {} (name, checksum) VALUES (%s, %s)").format(_table(conn)),
-                         (m.name, m.checksum))
+            conn.execute(
+                sql.SQL("INSERT INTO {} (name, checksum) VALUES (%s, %s)").format(_table(conn)), (m.name, m.checksum)
+            )
         done.append(m.name)
     return done
 
@@ -251,17 +257,22 @@ def _h3_own_cells(conn: psycopg.Connection) -> None:
     from .pgwire import copy_in, copy_out
 
     conn.execute("LOCK TABLE incidents IN SHARE ROW EXCLUSIVE MODE")
-    pages = int(scalar(conn.execute(
-        "SELECT pg_relation_size('incidents') / current_setting('block_size')::bigint")))
+    pages = int(scalar(conn.execute("SELECT pg_relation_size('incidents') / current_setting('block_size')::bigint")))
     cols = [f"h3_r{r}" for r in _H3_RESOLUTIONS]
-    conn.execute("CREATE TEMP TABLE rtcc_h3_fix (row_id tid, "
-                 + ", ".join(f"{c} bigint" for c in cols) + ") ON COMMIT DROP")
+    conn.execute(
+        "CREATE TEMP TABLE rtcc_h3_fix (row_id tid, " + ", ".join(f"{c} bigint" for c in cols) + ") ON COMMIT DROP"
+    )
     types = {"row_id": pa.string(), "lat": pa.float64(), "lon": pa.float64(), **{c: pa.int64() for c in cols}}
     stale_rows = 0
     for lo in range(0, pages, _H3_PAGES):
-        t = copy_out(conn, f"SELECT ctid::text, lat, lon, {', '.join(cols)} FROM incidents "
-                           f"WHERE ctid >= '({lo},0)'::tid AND ctid < '({lo + _H3_PAGES},0)'::tid "
-                           "AND lon IS NOT NULL", [], types)
+        t = copy_out(
+            conn,
+            f"SELECT ctid::text, lat, lon, {', '.join(cols)} FROM incidents "
+            f"WHERE ctid >= '({lo},0)'::tid AND ctid < '({lo + _H3_PAGES},0)'::tid "
+            "AND lon IS NOT NULL",
+            [],
+            types,
+        )
         if not t.num_rows:
             continue
         own = index_points(t["lat"].to_numpy(), t["lon"].to_numpy(), _H3_RESOLUTIONS)
@@ -276,8 +287,11 @@ def _h3_own_cells(conn: psycopg.Connection) -> None:
             stale_rows += len(idx)
     if not stale_rows:
         return
-    n = conn.execute("UPDATE incidents i SET " + ", ".join(f"{c} = f.{c}" for c in cols)
-                     + " FROM rtcc_h3_fix f WHERE i.ctid = f.row_id").rowcount
+    n = conn.execute(
+        "UPDATE incidents i SET "
+        + ", ".join(f"{c} = f.{c}" for c in cols)
+        + " FROM rtcc_h3_fix f WHERE i.ctid = f.row_id"
+    ).rowcount
     if n != stale_rows:
         raise MigrationError(f"055_h3_own_cells: {stale_rows} rows had stale cells but {n} were updated")
 

@@ -90,8 +90,11 @@ def month_parts(root: Path, source: str, month: str, live_only: bool = True) -> 
             parts.append(Part(source, month, Path(e.path), int(m.group(1)), int(m.group(2))))
     if not live_only:
         return parts
-    return [p for p in parts if not any(o is not p and o.lo <= p.lo and p.hi <= o.hi and (o.lo, o.hi) != (p.lo, p.hi)
-                                        for o in parts)]
+    return [
+        p
+        for p in parts
+        if not any(o is not p and o.lo <= p.lo and p.hi <= o.hi and (o.lo, o.hi) != (p.lo, p.hi) for o in parts)
+    ]
 
 
 def source_months(root: Path, source: str) -> list[str]:
@@ -105,14 +108,20 @@ def source_months(root: Path, source: str) -> list[str]:
 
 def legacy_parts(root: Path, source: str) -> list[Part]:
     """Month files of the pre-hive layout still present for ``source``."""
-    return [Part(source, e.name[:-8], Path(e.path), legacy=True) for e in _scandir(root / "incidents" / source)
-            if e.name.endswith(".parquet") and _MONTH.fullmatch(e.name[:-8])]
+    return [
+        Part(source, e.name[:-8], Path(e.path), legacy=True)
+        for e in _scandir(root / "incidents" / source)
+        if e.name.endswith(".parquet") and _MONTH.fullmatch(e.name[:-8])
+    ]
 
 
 def legacy_sources(root: Path) -> list[str]:
     """Sources with files in the pre-hive layout (``incidents/<source>/``)."""
-    return [e.name for e in _scandir(root / "incidents") if e.is_dir() and not e.name.startswith("source=")
-            and legacy_parts(root, e.name)]
+    return [
+        e.name
+        for e in _scandir(root / "incidents")
+        if e.is_dir() and not e.name.startswith("source=") and legacy_parts(root, e.name)
+    ]
 
 
 def live_parts_by_month(root: Path, source: str) -> dict[str, list[Part]]:

@@ -54,9 +54,26 @@ import pyarrow.compute as pc
 from psycopg import sql
 
 from .. import grid
-from ..schema import CORE_DTYPES, DEFAULT_RESOLUTIONS, INCIDENT_COLUMNS, QUARANTINE_COLUMNS, conform, empty_incidents, h3_column
-from .base import (prepare_incidents, Query, Store, WriteResult, check_keys, check_table_name, geolocated_filter,
-                   local_bound, needs_known_time)
+from ..schema import (
+    CORE_DTYPES,
+    DEFAULT_RESOLUTIONS,
+    INCIDENT_COLUMNS,
+    QUARANTINE_COLUMNS,
+    conform,
+    empty_incidents,
+    h3_column,
+)
+from .base import (
+    prepare_incidents,
+    Query,
+    Store,
+    WriteResult,
+    check_keys,
+    check_table_name,
+    geolocated_filter,
+    local_bound,
+    needs_known_time,
+)
 from .migrate import migrate, scalar
 from .pgwire import copy_in, copy_out
 
@@ -68,8 +85,15 @@ BULK_MIN_ROWS = 50_000
 
 #: Count-key dtypes, identical to the embedded store's.
 _COUNT_DTYPES = {
-    "cell": "int64", "category": "string", "district": "string", "hour": "int64", "dow": "int64",
-    "hour_of_week": "int64", "day": "datetime64[ns]", "week": "datetime64[ns]", "month": "datetime64[ns]",
+    "cell": "int64",
+    "category": "string",
+    "district": "string",
+    "hour": "int64",
+    "dow": "int64",
+    "hour_of_week": "int64",
+    "day": "datetime64[ns]",
+    "week": "datetime64[ns]",
+    "month": "datetime64[ns]",
 }
 
 _ROW = "__rtcc_row"  # hidden row-order column of put_table tables
@@ -164,7 +188,9 @@ class PostGISStore(Store):
         try:
             zoneinfo.ZoneInfo(timezone)
         except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown IANA time zone {timezone!r} for source {name!r} (e.g. 'America/New_York')") from None
+            raise ValueError(
+                f"unknown IANA time zone {timezone!r} for source {name!r} (e.g. 'America/New_York')"
+            ) from None
         self.conn.execute(
             "INSERT INTO sources (name, timezone) VALUES (%s, %s) "
             "ON CONFLICT (name) DO UPDATE SET timezone = EXCLUDED.timezone",
@@ -190,9 +216,12 @@ class PostGISStore(Store):
             # to the check below and no row can conflict: no ON CONFLICT needed
             # (whose speculative insertion doubled the load time).
             self.conn.execute("LOCK TABLE incidents IN SHARE ROW EXCLUSIVE MODE")
-            fresh = not scalar(self.conn.execute(
-                "SELECT EXISTS (SELECT 1 FROM incident_keys WHERE source = ANY(%s::text[]))",
-                (sorted(df["source"].unique().tolist()),)))
+            fresh = not scalar(
+                self.conn.execute(
+                    "SELECT EXISTS (SELECT 1 FROM incident_keys WHERE source = ANY(%s::text[]))",
+                    (sorted(df["source"].unique().tolist()),),
+                )
+            )
             if not fresh:
                 # Drop the rows whose key is stored (in any month): only the keys are
                 # staged and looked up, then the rest goes straight into incidents.
@@ -221,16 +250,28 @@ class PostGISStore(Store):
         primary key's index serves the join) and each is probed in that index;
         the store is never scanned.
         """
-        self.conn.execute('CREATE TEMP TABLE rtcc_stage_keys (n bigint, source text COLLATE "C", '
-                          'id text COLLATE "C") ON COMMIT DROP')
-        copy_in(self.conn, "rtcc_stage_keys", pa.table({
-            "n": pa.array(np.arange(table.num_rows, dtype=np.int64)), "source": table["source"], "id": table["id"]}))
+        self.conn.execute(
+            'CREATE TEMP TABLE rtcc_stage_keys (n bigint, source text COLLATE "C", id text COLLATE "C") ON COMMIT DROP'
+        )
+        copy_in(
+            self.conn,
+            "rtcc_stage_keys",
+            pa.table(
+                {"n": pa.array(np.arange(table.num_rows, dtype=np.int64)), "source": table["source"], "id": table["id"]}
+            ),
+        )
         # One index probe per staged key. Left to itself the planner hashes the whole of
         # incident_keys once the batch is a few % of the store: O(store) per append, and
         # slower already at 280k keys (measured: 227 ms hashed vs 111 ms probed, 20k keys).
-        self.conn.execute("SELECT set_config('enable_hashjoin', 'off', true), set_config('enable_mergejoin', 'off', true)")
-        got = copy_out(self.conn, "SELECT s.n FROM rtcc_stage_keys s "
-                                  "JOIN incident_keys k ON k.source = s.source AND k.id = s.id", [], {"n": pa.int64()})
+        self.conn.execute(
+            "SELECT set_config('enable_hashjoin', 'off', true), set_config('enable_mergejoin', 'off', true)"
+        )
+        got = copy_out(
+            self.conn,
+            "SELECT s.n FROM rtcc_stage_keys s JOIN incident_keys k ON k.source = s.source AND k.id = s.id",
+            [],
+            {"n": pa.int64()},
+        )
         self.conn.execute("RESET enable_hashjoin; RESET enable_mergejoin")
         return got["n"].to_numpy()
 
@@ -249,7 +290,8 @@ class PostGISStore(Store):
         missing = self.conn.execute(
             "SELECT m FROM unnest(%s::timestamp[]) m WHERE to_regclass("
             "format('%%I.%%I', current_schema(), rtcc_incidents_partition_name(m))) IS NULL ORDER BY m",
-            (months,)).fetchall()
+            (months,),
+        ).fetchall()
         if missing:
             with self.conn.transaction():
                 for (m,) in missing:
@@ -270,15 +312,20 @@ class PostGISStore(Store):
         restore: list[sql.SQL | sql.Composed] = []
         pkey = self.conn.execute(
             "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
-            "WHERE conrelid = 'incident_keys'::regclass AND contype = 'p'").fetchone()
+            "WHERE conrelid = 'incident_keys'::regclass AND contype = 'p'"
+        ).fetchone()
         for name, ddl in self._secondary_indexes("incidents"):
             self.conn.execute(sql.SQL("DROP INDEX {}").format(sql.Identifier(name)))
             # A partitioned index reads "ON ONLY": rebuilt without it, on every partition.
             restore.append(sql.SQL(ddl.replace(" ON ONLY ", " ON ", 1)))
         if pkey:
             self.conn.execute(sql.SQL("ALTER TABLE incident_keys DROP CONSTRAINT {}").format(sql.Identifier(pkey[0])))
-            restore.insert(0, sql.SQL("ALTER TABLE incident_keys ADD CONSTRAINT {} {}").format(
-                sql.Identifier(pkey[0]), sql.SQL(pkey[1])))
+            restore.insert(
+                0,
+                sql.SQL("ALTER TABLE incident_keys ADD CONSTRAINT {} {}").format(
+                    sql.Identifier(pkey[0]), sql.SQL(pkey[1])
+                ),
+            )
         return restore
 
     def _estimated_rows(self, table: str) -> int:
@@ -326,7 +373,9 @@ class PostGISStore(Store):
             except psycopg.errors.InvalidTextRepresentation as e:
                 raise ValueError(f"quarantine.raw must hold JSON text: {e.diag.message_primary}") from None
             except psycopg.errors.NotNullViolation as e:
-                raise ValueError(f"quarantine rows need source, file, row_number and reason: {e.diag.message_primary}") from None
+                raise ValueError(
+                    f"quarantine rows need source, file, row_number and reason: {e.diag.message_primary}"
+                ) from None
         return WriteResult(received, cur.rowcount)
 
     # --- reads -----------------------------------------------------------
@@ -378,13 +427,20 @@ class PostGISStore(Store):
 
     @_serialised
     def quarantine(self, source: str | None = None) -> pd.DataFrame:
-        types = {"source": pa.string(), "file": pa.string(), "row_number": pa.int64(), "reason": pa.string(),
-                 "detail": pa.string(), "raw": pa.string()}
+        types = {
+            "source": pa.string(),
+            "file": pa.string(),
+            "row_number": pa.int64(),
+            "reason": pa.string(),
+            "detail": pa.string(),
+            "raw": pa.string(),
+        }
         where, params = ("WHERE source = %s", [source]) if source is not None else ("", [])
         t = self._copy_out(
             f"SELECT source, file, row_number, reason, detail, raw::text FROM quarantine {where} "
             'ORDER BY source COLLATE "C", file COLLATE "C", row_number',
-            params, types,
+            params,
+            types,
         )
         out = t.to_pandas(types_mapper=_pandas_type)
         out["row_number"] = out["row_number"].astype("int64")
@@ -413,8 +469,9 @@ class PostGISStore(Store):
             out = out.sort_values(list(by), kind="mergesort", na_position="last")
         return out.reset_index(drop=True)
 
-    def _counts_sql(self, res: int, by: tuple[str, ...], q: Query
-                    ) -> tuple[str, list[object], dict[str, pa.DataType]] | None:
+    def _counts_sql(
+        self, res: int, by: tuple[str, ...], q: Query
+    ) -> tuple[str, list[object], dict[str, pa.DataType]] | None:
         """The aggregate :meth:`counts` runs (``None`` when nothing can match).
 
         Time bounds reach SQL as constants on ``occurred_from`` (COPY merges the
@@ -422,8 +479,9 @@ class PostGISStore(Store):
         outside them before running anything.
         """
         local = bool({"hour", "dow", "hour_of_week", "day", "week", "month"} & set(by))
-        where, params, join = self._where(q, needs_known_time(by, q), force_join=local,
-                                          geolocated=geolocated_filter(by, q))
+        where, params, join = self._where(
+            q, needs_known_time(by, q), force_join=local, geolocated=geolocated_filter(by, q)
+        )
         cell_expr = _cell_expr(res) if "cell" in by else None  # validates res even if nothing matches
         if where is None:
             return None
@@ -446,8 +504,7 @@ class PostGISStore(Store):
         sel = ", ".join(f"{exprs[k]} AS {k}" for k in by)
         if by:
             grp = ", ".join(str(i + 1) for i in range(len(by)))
-            query = (f"SELECT {sel}, count(*) AS n FROM incidents i {join} WHERE {where} "
-                     f"GROUP BY {grp} ORDER BY {grp}")
+            query = f"SELECT {sel}, count(*) AS n FROM incidents i {join} WHERE {where} GROUP BY {grp} ORDER BY {grp}"
         else:
             query = f"SELECT count(*) AS n FROM incidents i {join} WHERE {where} HAVING count(*) > 0"
         return query, params, types
@@ -467,8 +524,10 @@ class PostGISStore(Store):
             raise ValueError(f"put_table({name!r}): column name {_ROW!r} is reserved")
         geo = [c for c in df.columns if str(df[c].dtype) == "geometry"]
         if geo:
-            raise TypeError(f"put_table({name!r}): geometry column(s) {geo} are not stored; drop them "
-                            "(keep the H3 cell ids: grid.cells_to_geodataframe rebuilds the shapes)")
+            raise TypeError(
+                f"put_table({name!r}): geometry column(s) {geo} are not stored; drop them "
+                "(keep the H3 cell ids: grid.cells_to_geodataframe rebuilds the shapes)"
+            )
         spec, wire = [], {}
         for c in names:
             pgtype, arr = _table_column(name, c, df[c])
@@ -484,8 +543,11 @@ class PostGISStore(Store):
             self.conn.execute("SELECT pg_advisory_xact_lock(hashtext('rtcc_table:' || %s))", (name,))
             self.conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(tbl)))
             sep = sql.SQL(", ") if spec else sql.SQL("")
-            self.conn.execute(sql.SQL("CREATE TABLE {} ({}{}{} bigint NOT NULL)").format(
-                sql.Identifier(tbl), cols_sql, sep, sql.Identifier(_ROW)))
+            self.conn.execute(
+                sql.SQL("CREATE TABLE {} ({}{}{} bigint NOT NULL)").format(
+                    sql.Identifier(tbl), cols_sql, sep, sql.Identifier(_ROW)
+                )
+            )
             copy_in(self.conn, tbl, table, columns=names + [_ROW])
             self.conn.execute(
                 "INSERT INTO rtcc_tables (name, tbl, columns, n_rows, updated_at) VALUES (%s, %s, %s, %s, now()) "
@@ -513,8 +575,9 @@ class PostGISStore(Store):
         with self.conn.transaction():
             self.conn.execute("SELECT pg_advisory_xact_lock(hashtext('rtcc_table:' || %s))", (name,))
             copy_in(self.conn, tbl, pa.table(wire), columns=names + [_ROW])
-            self.conn.execute("UPDATE rtcc_tables SET n_rows = n_rows + %s, updated_at = now() WHERE name = %s",
-                              (len(df), name))
+            self.conn.execute(
+                "UPDATE rtcc_tables SET n_rows = n_rows + %s, updated_at = now() WHERE name = %s", (len(df), name)
+            )
         return None
 
     @_serialised
@@ -532,14 +595,21 @@ class PostGISStore(Store):
                 types[s["name"]] = pa.int64()
             else:
                 exprs.append(ident)
-                types[s["name"]] = {"bigint": pa.int64(), "double precision": pa.float64(),
-                                    "boolean": pa.bool_(), "text": pa.string()}[s["pg"]]
+                types[s["name"]] = {
+                    "bigint": pa.int64(),
+                    "double precision": pa.float64(),
+                    "boolean": pa.bool_(),
+                    "text": pa.string(),
+                }[s["pg"]]
         if not spec:
             n = scalar(self.conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(tbl))))
             return pd.DataFrame(index=pd.RangeIndex(n))
         t = self._copy_out(
             f"SELECT {', '.join(exprs)} FROM {sql.Identifier(tbl).as_string(self.conn)} "
-            f"ORDER BY {sql.Identifier(_ROW).as_string(self.conn)}", [], types)
+            f"ORDER BY {sql.Identifier(_ROW).as_string(self.conn)}",
+            [],
+            types,
+        )
         out = {}
         for s in spec:
             col = t[s["name"]]
@@ -619,6 +689,7 @@ class PostGISStore(Store):
 
 
 # --- helpers -----------------------------------------------------------------
+
 
 def _redact(url: str) -> str:
     import re

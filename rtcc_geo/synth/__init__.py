@@ -42,8 +42,15 @@ BOUNDARY_FILE = DATA_DIR / "boundaries" / "synthetic_city_districts.geojson"
 
 # Base category mix of background crime (shares sum to 1).
 _BACKGROUND_MIX = {
-    "theft": 0.26, "property": 0.16, "vehicle": 0.14, "violent": 0.13, "disorder": 0.09,
-    "burglary": 0.07, "drugs": 0.06, "robbery": 0.04, "other": 0.05,
+    "theft": 0.26,
+    "property": 0.16,
+    "vehicle": 0.14,
+    "violent": 0.13,
+    "disorder": 0.09,
+    "burglary": 0.07,
+    "drugs": 0.06,
+    "robbery": 0.04,
+    "other": 0.05,
 }
 _OFFENSE_TEXT = {
     "violent": ["Aggravated Assault No Firearm", "Other Assaults", "Aggravated Assault Firearm"],
@@ -58,9 +65,32 @@ _OFFENSE_TEXT = {
 }
 _PREFIX = ["", "N ", "S ", "W "]
 _SUFFIX = ["ST", "AVE", "RD", "BLVD", "LN"]
-_STREETS = ["MARKET", "CHESTNUT", "WALNUT", "SPRUCE", "PINE", "LOCUST", "ARCH", "RACE", "VINE",
-            "GIRARD", "BROAD", "FRONT", "KENSINGTON", "GERMANTOWN", "LEHIGH", "ALLEGHENY", "ERIE",
-            "HUNTING PARK", "OLNEY", "COTTMAN", "CASTOR", "FRANKFORD", "RIDGE", "LANCASTER"]
+_STREETS = [
+    "MARKET",
+    "CHESTNUT",
+    "WALNUT",
+    "SPRUCE",
+    "PINE",
+    "LOCUST",
+    "ARCH",
+    "RACE",
+    "VINE",
+    "GIRARD",
+    "BROAD",
+    "FRONT",
+    "KENSINGTON",
+    "GERMANTOWN",
+    "LEHIGH",
+    "ALLEGHENY",
+    "ERIE",
+    "HUNTING PARK",
+    "OLNEY",
+    "COTTMAN",
+    "CASTOR",
+    "FRANKFORD",
+    "RIDGE",
+    "LANCASTER",
+]
 
 
 @dataclass(frozen=True)
@@ -69,11 +99,11 @@ class SyntheticCity:
 
     seed: int = 0
     start: str = "2024-01-01"
-    end: str = "2025-01-01"          # exclusive, local dates
-    daily_rate: float = 300.0        # mean background + hot-spot incidents a day (before contagion)
+    end: str = "2025-01-01"  # exclusive, local dates
+    daily_rate: float = 300.0  # mean background + hot-spot incidents a day (before contagion)
     n_hotspots: int = 30
     hotspot_share: float = 0.35
-    contagion: float = 0.5           # mean offspring per burglary / vehicle incident
+    contagion: float = 0.5  # mean offspring per burglary / vehicle incident
     contagion_days: float = 2.0
     contagion_m: float = 60.0
     date_only_share: float = 0.03
@@ -104,8 +134,8 @@ def generate(city: SyntheticCity = SyntheticCity(), boundary=None, progress: boo
     hs_weight = rng.pareto(1.5, city.n_hotspots + 2) + 1.0
     hs_kind = rng.choice(["nightlife", "retail", "residential"], size=city.n_hotspots + 2, p=[0.35, 0.4, 0.25])
     on = np.ones((city.n_hotspots + 2, nd), dtype=bool)
-    on[-2, : nd // 2] = False        # emerging: switches on half-way
-    on[-1, nd // 2 :] = False        # fading: stops half-way
+    on[-2, : nd // 2] = False  # emerging: switches on half-way
+    on[-1, nd // 2 :] = False  # fading: stops half-way
     hs_weight[-2:] = np.median(hs_weight) * 2.0
 
     rows = []
@@ -159,8 +189,13 @@ def generate(city: SyntheticCity = SyntheticCity(), boundary=None, progress: boo
     bx = np.round(xy[:, 0] / 100.0).astype(np.int64)
     by = np.round(xy[:, 1] / 100.0).astype(np.int64)
     xy = np.column_stack([bx * 100.0, by * 100.0])
-    block = pd.Series([f"{a % 400 * 100} BLOCK {_PREFIX[b // 24 % 4]}{_STREETS[b % 24]} {_SUFFIX[b // 96 % 5]}"
-                       for a, b in zip(bx.tolist(), by.tolist())], dtype="string")
+    block = pd.Series(
+        [
+            f"{a % 400 * 100} BLOCK {_PREFIX[b // 24 % 4]}{_STREETS[b % 24]} {_SUFFIX[b // 96 % 5]}"
+            for a, b in zip(bx.tolist(), by.tolist())
+        ],
+        dtype="string",
+    )
 
     lonlat = gpd.GeoSeries(gpd.points_from_xy(xy[:, 0], xy[:, 1]), crs=to_m).to_crs(4326)
     lon, lat = lonlat.x.to_numpy(), lonlat.y.to_numpy()
@@ -175,7 +210,9 @@ def generate(city: SyntheticCity = SyntheticCity(), boundary=None, progress: boo
     n = len(occ)
     time_known = rng.random(n) >= city.date_only_share
     # Date-only rows carry local midnight, as the portals publish them.
-    midnight = pd.Series(local.normalize().tz_localize(TIMEZONE, ambiguous=True, nonexistent="shift_forward")).dt.tz_convert("UTC")
+    midnight = pd.Series(
+        local.normalize().tz_localize(TIMEZONE, ambiguous=True, nonexistent="shift_forward")
+    ).dt.tz_convert("UTC")
     occ = occ.where(time_known, midnight)
     window = (cat == "burglary") & (rng.random(n) < city.window_share_burglary) & time_known
     occ_to = pd.Series(pd.NaT, index=range(n), dtype="datetime64[ns, UTC]")
@@ -186,19 +223,21 @@ def generate(city: SyntheticCity = SyntheticCity(), boundary=None, progress: boo
     dist = _district_of(lon, lat, districts)
 
     order = np.lexsort((lon, occ.to_numpy()))
-    df = pd.DataFrame({
-        "source": SOURCE,
-        "occurred_from": occ.to_numpy()[order],
-        "occurred_to": occ_to.to_numpy()[order],
-        "reported_at": reported.to_numpy()[order],
-        "time_known": time_known[order],
-        "offense_raw": offense[order],
-        "category": cat[order],
-        "lon": lon[order],
-        "lat": lat[order],
-        "block": block.to_numpy()[order],
-        "district": dist[order],
-    })
+    df = pd.DataFrame(
+        {
+            "source": SOURCE,
+            "occurred_from": occ.to_numpy()[order],
+            "occurred_to": occ_to.to_numpy()[order],
+            "reported_at": reported.to_numpy()[order],
+            "time_known": time_known[order],
+            "offense_raw": offense[order],
+            "category": cat[order],
+            "lon": lon[order],
+            "lat": lat[order],
+            "block": block.to_numpy()[order],
+            "district": dist[order],
+        }
+    )
     df["occurred_from"] = pd.to_datetime(df["occurred_from"], utc=True)
     df["occurred_to"] = pd.to_datetime(df["occurred_to"], utc=True)
     df["reported_at"] = pd.to_datetime(df["reported_at"], utc=True)
@@ -219,8 +258,14 @@ def build_demo(store, city: SyntheticCity = SyntheticCity(), progress: bool = Fa
     df = generate(city, progress=progress)
     store.register_source(SOURCE, TIMEZONE)
     res = store.write_incidents(df)
-    return {"source": SOURCE, "read": len(df), "loaded": len(df), "quarantined": 0,
-            "duplicates": res.duplicates, "inserted": res.inserted}
+    return {
+        "source": SOURCE,
+        "read": len(df),
+        "loaded": len(df),
+        "quarantined": 0,
+        "duplicates": res.duplicates,
+        "inserted": res.inserted,
+    }
 
 
 def boundary():
@@ -280,8 +325,11 @@ def _sample_in(poly, n: int, rng: np.random.Generator, centres=None, spread: flo
         if centres is not None and spread > 0:
             half = rng.random(m) < 0.5
             c = centres[rng.integers(len(centres), size=m)]
-            pts = np.where(half[:, None], c + rng.normal(0, spread, size=(m, 2)),
-                           np.column_stack([rng.uniform(minx, maxx, m), rng.uniform(miny, maxy, m)]))
+            pts = np.where(
+                half[:, None],
+                c + rng.normal(0, spread, size=(m, 2)),
+                np.column_stack([rng.uniform(minx, maxx, m), rng.uniform(miny, maxy, m)]),
+            )
         else:
             pts = np.column_stack([rng.uniform(minx, maxx, m), rng.uniform(miny, maxy, m)])
         pts = pts[shapely.contains_xy(poly, pts[:, 0], pts[:, 1])]
@@ -297,8 +345,11 @@ def _district_of(lon: np.ndarray, lat: np.ndarray, districts) -> np.ndarray:
     j = j[~j.index.duplicated(keep="first")]
     miss = j["district"].isna().to_numpy()
     if miss.any():  # slivers between simplified polygons: take the nearest district
-        m = gpd.sjoin_nearest(pts[miss].to_crs(districts.estimate_utm_crs()),
-                              districts[["district", "geometry"]].to_crs(districts.estimate_utm_crs()), how="left")
+        m = gpd.sjoin_nearest(
+            pts[miss].to_crs(districts.estimate_utm_crs()),
+            districts[["district", "geometry"]].to_crs(districts.estimate_utm_crs()),
+            how="left",
+        )
         m = m[~m.index.duplicated(keep="first")]
         j.loc[m.index, "district"] = m["district"]
     return j["district"].astype("string").to_numpy()

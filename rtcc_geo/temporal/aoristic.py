@@ -50,8 +50,11 @@ def windows(df: pd.DataFrame, tz: str, unknown_time: str = "exclude") -> tuple[n
         end = pd.DatetimeIndex(pd.to_datetime(df["occurred_to"], utc=True))
     else:
         end = pd.DatetimeIndex([pd.NaT] * len(df), tz="UTC")
-    known = (df["time_known"].to_numpy(dtype=bool, na_value=True) if "time_known" in df.columns
-             else np.ones(len(df), dtype=bool))
+    known = (
+        df["time_known"].to_numpy(dtype=bool, na_value=True)
+        if "time_known" in df.columns
+        else np.ones(len(df), dtype=bool)
+    )
     s = start.as_unit("ns").asi8.copy()
     e = end.as_unit("ns").asi8.copy()
     nat = np.iinfo(np.int64).min
@@ -69,8 +72,9 @@ def windows(df: pd.DataFrame, tz: str, unknown_time: str = "exclude") -> tuple[n
     return s[keep], e[keep], keep
 
 
-def weights(start_ns: np.ndarray, end_ns: np.ndarray, tz: str, bins: str = "hour_of_week"
-            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def weights(
+    start_ns: np.ndarray, end_ns: np.ndarray, tz: str, bins: str = "hour_of_week"
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Sparse aoristic weights: ``(row, bin, weight)`` triples.
 
     ``start_ns``/``end_ns`` are UTC int64 nanoseconds (``end == start`` for an
@@ -123,12 +127,15 @@ def _label(loc: pd.DatetimeIndex, bins: str) -> np.ndarray:
         return loc.hour.to_numpy(np.int64)
     if bins == "dow":
         return loc.day_of_week.to_numpy(np.int64)
-    return (loc.day_of_week.to_numpy(np.int64) * 24 + loc.hour.to_numpy(np.int64))
+    return loc.day_of_week.to_numpy(np.int64) * 24 + loc.hour.to_numpy(np.int64)
 
 
 def aoristic_counts(
-    df: pd.DataFrame, tz: str, bins: str = "hour_of_week",
-    groups: np.ndarray | None = None, unknown_time: str = "exclude",
+    df: pd.DataFrame,
+    tz: str,
+    bins: str = "hour_of_week",
+    groups: np.ndarray | None = None,
+    unknown_time: str = "exclude",
 ) -> np.ndarray:
     """Aoristic totals per local bin: a ``(n_bins,)`` vector, or with ``groups``
     (integer codes ``0..g-1`` per row of ``df``) a ``(g, n_bins)`` matrix.

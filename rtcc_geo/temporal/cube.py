@@ -60,11 +60,13 @@ class SpaceTimeCube:
     def to_long(self, nonzero: bool = True) -> pd.DataFrame:
         """Long form ``(cell, step_start, n)``; only non-zero bins by default."""
         ci, ti = np.nonzero(self.values) if nonzero else np.indices(self.values.shape).reshape(2, -1)
-        return pd.DataFrame({
-            "cell": self.cells[ci].astype(np.int64),
-            "step_start": self.steps[ti].values,
-            "n": self.values[ci, ti].astype(np.float64),
-        })
+        return pd.DataFrame(
+            {
+                "cell": self.cells[ci].astype(np.int64),
+                "step_start": self.steps[ti].values,
+                "n": self.values[ci, ti].astype(np.float64),
+            }
+        )
 
 
 def step_index(start, end, step: str) -> pd.DatetimeIndex:
@@ -86,16 +88,27 @@ def snap_window(start, end, step: str) -> tuple[pd.Timestamp | None, pd.Timestam
     Returns ``(start, end, info)``; ``info["snapped"]`` says whether it changed."""
     if step not in STEPS:
         raise ValueError(f"unknown step {step!r}; use one of {STEPS}")
-    s0 = None if start is None else pd.Timestamp(start).tz_localize(None) if pd.Timestamp(start).tzinfo else pd.Timestamp(start)
+    s0 = (
+        None
+        if start is None
+        else pd.Timestamp(start).tz_localize(None)
+        if pd.Timestamp(start).tzinfo
+        else pd.Timestamp(start)
+    )
     e0 = None if end is None else pd.Timestamp(end).tz_localize(None) if pd.Timestamp(end).tzinfo else pd.Timestamp(end)
     s, e = s0, e0
     if s is not None and _floor(s, step) != s:
         s = _next(_floor(s, step), step)
     if e is not None and _floor(e, step) != e:
         e = _floor(e, step)
-    info = {"asked_from": None if s0 is None else str(s0), "asked_to": None if e0 is None else str(e0),
-            "from": None if s is None else str(s), "to": None if e is None else str(e),
-            "snapped": (s != s0) or (e != e0), "step": step}
+    info = {
+        "asked_from": None if s0 is None else str(s0),
+        "asked_to": None if e0 is None else str(e0),
+        "from": None if s is None else str(s),
+        "to": None if e is None else str(e),
+        "snapped": (s != s0) or (e != e0),
+        "step": step,
+    }
     if s is not None and e is not None and s >= e:
         raise ValueError(f"the window {s0} .. {e0} holds no whole {step}: widen it")
     return s, e, info
@@ -190,8 +203,13 @@ def build_cube(
         if snap:
             q = q.with_(start=s, end=e)
         else:
-            window = {**window, "snapped": False, "partial_steps": window["snapped"],
-                      "from": window["asked_from"], "to": window["asked_to"]}
+            window = {
+                **window,
+                "snapped": False,
+                "partial_steps": window["snapped"],
+                "from": window["asked_from"],
+                "to": window["asked_to"],
+            }
     counts = store.counts(res, ("cell", step), q)
     steps = None
     if q.start is not None and q.end is not None:
@@ -202,8 +220,12 @@ def build_cube(
 
 
 def from_incidents(
-    df: pd.DataFrame, tz: str, res: int, step: str = "week",
-    steps: pd.DatetimeIndex | None = None, cells: np.ndarray | None = None,
+    df: pd.DataFrame,
+    tz: str,
+    res: int,
+    step: str = "week",
+    steps: pd.DatetimeIndex | None = None,
+    cells: np.ndarray | None = None,
 ) -> SpaceTimeCube:
     """Cube straight from a canonical incident frame (no store), for notebooks
     and tests. Local step starts as in :data:`rtcc_geo.store.base.COUNT_KEYS`."""
@@ -214,8 +236,7 @@ def from_incidents(
     cell = parent(df[col].to_numpy(np.int64), res)
     local = pd.DatetimeIndex(df["occurred_from"]).tz_convert(tz).tz_localize(None)
     start = _floor_index(local, step)
-    counts = (pd.DataFrame({"cell": cell, step: start}).groupby(["cell", step]).size()
-              .rename("n").reset_index())
+    counts = pd.DataFrame({"cell": cell, step: start}).groupby(["cell", step]).size().rename("n").reset_index()
     return from_counts(counts, res, step, steps=steps, cells=cells)
 
 
@@ -243,6 +264,7 @@ def _finest_cell_column(df: pd.DataFrame, res: int) -> str:
 # dates, ``'2024-01-01'``, castable with ``::date`` in SQL), so a cube round-trips
 # identically through every engine's put_table.
 
+
 def save_cube(store: Store, name: str, cube: SpaceTimeCube) -> None:
     """Persist ``cube`` as tables ``<name>`` (non-zero bins: ``cell``, ``t`` = step
     number, ``step_start`` = local ISO date, ``n``) and ``<name>_meta`` (one row per
@@ -251,20 +273,30 @@ def save_cube(store: Store, name: str, cube: SpaceTimeCube) -> None:
     check_table_name(name + "_meta")
     ci, ti = np.nonzero(cube.values)
     iso = np.asarray(cube.steps.strftime("%Y-%m-%d"), dtype=object)
-    store.put_table(name, pd.DataFrame({
-        "cell": cube.cells[ci].astype(np.int64),
-        "t": ti.astype(np.int64),
-        "step_start": pd.Series(iso[ti], dtype="string"),
-        "n": cube.values[ci, ti].astype(np.float64),
-    }))
+    store.put_table(
+        name,
+        pd.DataFrame(
+            {
+                "cell": cube.cells[ci].astype(np.int64),
+                "t": ti.astype(np.int64),
+                "step_start": pd.Series(iso[ti], dtype="string"),
+                "n": cube.values[ci, ti].astype(np.float64),
+            }
+        ),
+    )
     m = len(cube.cells)
-    store.put_table(name + "_meta", pd.DataFrame({
-        "cell": cube.cells.astype(np.int64),
-        "res": np.full(m, cube.res, dtype=np.int64),
-        "step": pd.Series([cube.step] * m, dtype="string"),
-        "first_step": pd.Series([iso[0]] * m, dtype="string"),
-        "n_steps": np.full(m, len(cube.steps), dtype=np.int64),
-    }))
+    store.put_table(
+        name + "_meta",
+        pd.DataFrame(
+            {
+                "cell": cube.cells.astype(np.int64),
+                "res": np.full(m, cube.res, dtype=np.int64),
+                "step": pd.Series([cube.step] * m, dtype="string"),
+                "first_step": pd.Series([iso[0]] * m, dtype="string"),
+                "n_steps": np.full(m, len(cube.steps), dtype=np.int64),
+            }
+        ),
+    )
 
 
 def load_cube(store: Store, name: str) -> SpaceTimeCube:
@@ -272,12 +304,16 @@ def load_cube(store: Store, name: str) -> SpaceTimeCube:
     meta = store.get_table(name + "_meta")
     long = store.get_table(name)
     if meta is None or long is None or len(meta) == 0:
-        raise LookupError(f"no space-time cube {name!r} in {store!r}; build one with "
-                          "'rtcc-geo emerging --save-cube NAME' or temporal.cube.save_cube")
+        raise LookupError(
+            f"no space-time cube {name!r} in {store!r}; build one with "
+            "'rtcc-geo emerging --save-cube NAME' or temporal.cube.save_cube"
+        )
     need_long, need_meta = {"cell", "t", "n"}, {"cell", "res", "step", "first_step", "n_steps"}
     if not need_long.issubset(long.columns) or not need_meta.issubset(meta.columns):
-        raise LookupError(f"table {name!r} is not a space-time cube in the current format "
-                          f"(columns {list(long.columns)}); rebuild it with 'rtcc-geo emerging --save-cube {name}'")
+        raise LookupError(
+            f"table {name!r} is not a space-time cube in the current format "
+            f"(columns {list(long.columns)}); rebuild it with 'rtcc-geo emerging --save-cube {name}'"
+        )
     step = str(meta["step"].iloc[0])
     first = pd.Timestamp(str(meta["first_step"].iloc[0]))
     n_steps = int(meta["n_steps"].iloc[0])

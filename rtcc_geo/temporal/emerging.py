@@ -84,16 +84,29 @@ from .mannkendall import MannKendallResult, mann_kendall
 
 #: The 17 categories, in Esri's order (hot, then the cold mirrors, then none).
 CATEGORIES: tuple[str, ...] = (
-    "new hot spot", "consecutive hot spot", "intensifying hot spot", "persistent hot spot",
-    "diminishing hot spot", "sporadic hot spot", "oscillating hot spot", "historical hot spot",
-    "new cold spot", "consecutive cold spot", "intensifying cold spot", "persistent cold spot",
-    "diminishing cold spot", "sporadic cold spot", "oscillating cold spot", "historical cold spot",
+    "new hot spot",
+    "consecutive hot spot",
+    "intensifying hot spot",
+    "persistent hot spot",
+    "diminishing hot spot",
+    "sporadic hot spot",
+    "oscillating hot spot",
+    "historical hot spot",
+    "new cold spot",
+    "consecutive cold spot",
+    "intensifying cold spot",
+    "persistent cold spot",
+    "diminishing cold spot",
+    "sporadic cold spot",
+    "oscillating cold spot",
+    "historical cold spot",
     "no pattern detected",
 )
 _CODE = {c: i for i, c in enumerate(CATEGORIES)}
 
 
 # --- spatial weights and FDR: thin interface -----------------------------------
+
 
 def kring_matrix(cells: np.ndarray, k: int = 1) -> sp.csr_matrix:
     """Binary ``(n, n)`` k-ring adjacency of ``cells`` **with the diagonal set**
@@ -123,6 +136,7 @@ def fdr_reject(p: np.ndarray, alpha: float) -> np.ndarray:
 
 
 # --- space-time Gi* -------------------------------------------------------------
+
 
 @dataclass
 class SpaceTimeGi:
@@ -163,14 +177,14 @@ def space_time_gistar(
         raise ValueError("standardise='step' is the per-time-slice Gi*; use it with time_lag=0")
     n_cells, n_steps = x.shape
     w = sp.csr_matrix(w, dtype=np.float64)
-    deg = np.asarray(w.sum(axis=1)).ravel()              # spatial neighbours (incl. self)
+    deg = np.asarray(w.sum(axis=1)).ravel()  # spatial neighbours (incl. self)
     # Time window [t - lag, t]: sum via cumulative sums along time.
     cs = np.concatenate([np.zeros((n_cells, 1)), np.cumsum(x, axis=1)], axis=1)
     lo = np.maximum(np.arange(n_steps) - time_lag, 0)
-    xt = cs[:, np.arange(n_steps) + 1] - cs[:, lo]        # (n_cells, n_steps)
+    xt = cs[:, np.arange(n_steps) + 1] - cs[:, lo]  # (n_cells, n_steps)
     nt = (np.arange(n_steps) + 1 - lo).astype(np.float64)  # steps in each window
-    lag_sum = w @ xt                                       # spatial sum of the time sums
-    wi = deg[:, None] * nt[None, :]                        # binary: sum w = sum w^2
+    lag_sum = w @ xt  # spatial sum of the time sums
+    wi = deg[:, None] * nt[None, :]  # binary: sum w = sum w^2
     if standardise == "cube":
         n = x.size
         xbar = x.mean()
@@ -188,6 +202,7 @@ def space_time_gistar(
 
 
 # --- classification -------------------------------------------------------------
+
 
 def classify(hot: np.ndarray, cold: np.ndarray, trend: np.ndarray) -> np.ndarray:
     """Category code (index into :data:`CATEGORIES`) per cell.
@@ -211,8 +226,10 @@ def classify(hot: np.ndarray, cold: np.ndarray, trend: np.ndarray) -> np.ndarray
         before = np.arange(n)[None, :] < (n - run)[:, None]
         sig_before = (sig_any & before).any(axis=1)
         other_ever = other.any(axis=1)
+
         def lab(name: str, side: str = side) -> int:
             return _CODE[f"{name} {side} spot"]
+
         c = np.full(hot.shape[0], -1, dtype=np.int16)
         f90 = final & frac_ge90
         c[f90 & (trend == up)] = lab("intensifying")
@@ -268,13 +285,17 @@ def emerging_hotspots(
     gi = space_time_gistar(cube, w=w, k=k, time_lag=time_lag, alpha=alpha, fdr=fdr, standardise=standardise)
     mk = mann_kendall(gi.z)
     codes = classify(gi.hot, gi.cold, mk.trend(alpha))
-    table = pd.DataFrame({
-        "cell": cube.cells.astype(np.int64),
-        "category": pd.Series(np.asarray(CATEGORIES, dtype=object)[codes], dtype="string"),
-        "mk_z": mk.z, "mk_p": mk.p, "mk_tau": mk.tau,
-        "n_hot": gi.hot.sum(axis=1).astype(np.int64),
-        "n_cold": gi.cold.sum(axis=1).astype(np.int64),
-        "final_z": gi.z[:, -1],
-        "total": cube.values.sum(axis=1),
-    })
+    table = pd.DataFrame(
+        {
+            "cell": cube.cells.astype(np.int64),
+            "category": pd.Series(np.asarray(CATEGORIES, dtype=object)[codes], dtype="string"),
+            "mk_z": mk.z,
+            "mk_p": mk.p,
+            "mk_tau": mk.tau,
+            "n_hot": gi.hot.sum(axis=1).astype(np.int64),
+            "n_cold": gi.cold.sum(axis=1).astype(np.int64),
+            "final_z": gi.z[:, -1],
+            "total": cube.values.sum(axis=1),
+        }
+    )
     return EmergingResult(table=table, gi=gi, mk=mk, cube=cube)

@@ -74,14 +74,21 @@ class KnoxResult:
         s, t = np.indices(self.observed.shape)
         se = np.append(self.space_edges, np.inf)
         te = np.append(self.time_edges, np.inf)
-        return pd.DataFrame({
-            "space_band": np.asarray(self.space_labels)[s.ravel()],
-            "time_band": np.asarray(self.time_labels)[t.ravel()],
-            "space_from_m": se[s.ravel()], "space_to_m": se[s.ravel() + 1],
-            "time_from_d": te[t.ravel()], "time_to_d": te[t.ravel() + 1],
-            "observed": self.observed.ravel(), "expected": self.expected.ravel(),
-            "ratio": self.ratio.ravel(), "p_value": self.p_value.ravel(), "p_low": self.p_low.ravel(),
-        })
+        return pd.DataFrame(
+            {
+                "space_band": np.asarray(self.space_labels)[s.ravel()],
+                "time_band": np.asarray(self.time_labels)[t.ravel()],
+                "space_from_m": se[s.ravel()],
+                "space_to_m": se[s.ravel() + 1],
+                "time_from_d": te[t.ravel()],
+                "time_to_d": te[t.ravel() + 1],
+                "observed": self.observed.ravel(),
+                "expected": self.expected.ravel(),
+                "ratio": self.ratio.ravel(),
+                "p_value": self.p_value.ravel(),
+                "p_low": self.p_low.ravel(),
+            }
+        )
 
     def table(self, value: str = "ratio", alpha: float | None = 0.05) -> pd.DataFrame:
         """The Near Repeat Calculator table: space bands × time bands.
@@ -90,14 +97,15 @@ class KnoxResult:
         ``"p_value"``. With ``value="ratio"`` and ``alpha``, significant cells
         (p < alpha) are marked with ``*`` (the table becomes strings).
         """
-        v = {"ratio": self.ratio, "observed": self.observed, "expected": self.expected,
-             "p_value": self.p_value}[value]
-        df = pd.DataFrame(v, index=pd.Index(self.space_labels, name="distance"),
-                          columns=pd.Index(self.time_labels, name="time"))
+        v = {"ratio": self.ratio, "observed": self.observed, "expected": self.expected, "p_value": self.p_value}[value]
+        df = pd.DataFrame(
+            v, index=pd.Index(self.space_labels, name="distance"), columns=pd.Index(self.time_labels, name="time")
+        )
         if value == "ratio" and alpha is not None:
             star = np.where(self.p_value < alpha, "*", "")
-            df = pd.DataFrame(np.char.add(np.char.mod("%.2f", np.nan_to_num(v, nan=0.0)), star),
-                              index=df.index, columns=df.columns)
+            df = pd.DataFrame(
+                np.char.add(np.char.mod("%.2f", np.nan_to_num(v, nan=0.0)), star), index=df.index, columns=df.columns
+            )
         return df
 
 
@@ -197,9 +205,16 @@ def knox(
         ge += sim >= obs
         le += sim <= obs
     return KnoxResult(
-        space_edges=se, time_edges=te, observed=obs, expected=total / permutations,
-        p_value=(1 + ge) / (permutations + 1), p_low=(1 + le) / (permutations + 1),
-        n_events=n, n_close_pairs=int(len(d)), permutations=int(permutations), seed=seed,
+        space_edges=se,
+        time_edges=te,
+        observed=obs,
+        expected=total / permutations,
+        p_value=(1 + ge) / (permutations + 1),
+        p_low=(1 + le) / (permutations + 1),
+        n_events=n,
+        n_close_pairs=int(len(d)),
+        permutations=int(permutations),
+        seed=seed,
     )
 
 
@@ -243,5 +258,12 @@ def near_repeat(
     if len(df) < 3:
         raise ValueError(f"near-repeat needs at least 3 located incidents, got {len(df)}; widen the query")
     xy = project(df["lon"].to_numpy(np.float64), df["lat"].to_numpy(np.float64))
-    return knox(xy, event_days(df, tz, time_resolution), space_edges, time_edges,
-                permutations=permutations, seed=seed, progress=progress)
+    return knox(
+        xy,
+        event_days(df, tz, time_resolution),
+        space_edges,
+        time_edges,
+        permutations=permutations,
+        seed=seed,
+        progress=progress,
+    )

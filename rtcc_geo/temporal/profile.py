@@ -139,22 +139,33 @@ def hotspot_profiles(
     g, b = np.indices(obs.shape)
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.where(exp > 0, obs / exp, np.nan)
-    table = pd.DataFrame({
-        "hotspot": g.ravel(), "hour_of_week": b.ravel(), "dow": b.ravel() // 24, "hour": b.ravel() % 24,
-        "n": obs.ravel(), "expected": exp.ravel(), "ratio": ratio.ravel(), "p": p.ravel(), "hot": hot.ravel(),
-    })
+    table = pd.DataFrame(
+        {
+            "hotspot": g.ravel(),
+            "hour_of_week": b.ravel(),
+            "dow": b.ravel() // 24,
+            "hour": b.ravel() % 24,
+            "n": obs.ravel(),
+            "expected": exp.ravel(),
+            "ratio": ratio.ravel(),
+            "p": p.ravel(),
+            "hot": hot.ravel(),
+        }
+    )
     members = pd.DataFrame({"cell": hot_cells, "hotspot": lab})
     clat, clon = grid.cell_centres(hot_cells)
-    summary = pd.DataFrame({
-        "hotspot": np.arange(ng),
-        "lat": np.bincount(lab, weights=clat, minlength=ng) / np.bincount(lab, minlength=ng),
-        "lon": np.bincount(lab, weights=clon, minlength=ng) / np.bincount(lab, minlength=ng),
-        "cells": members.groupby("hotspot")["cell"].size().reindex(range(ng)).to_numpy(),
-        "incidents": tot.ravel(),
-        "hot_bins": hot.sum(axis=1),
-        "hot_hours": [hour_ranges(np.flatnonzero(hot[h])) for h in range(ng)],
-        "peak_hour_of_week": obs.argmax(axis=1),
-    })
+    summary = pd.DataFrame(
+        {
+            "hotspot": np.arange(ng),
+            "lat": np.bincount(lab, weights=clat, minlength=ng) / np.bincount(lab, minlength=ng),
+            "lon": np.bincount(lab, weights=clon, minlength=ng) / np.bincount(lab, minlength=ng),
+            "cells": members.groupby("hotspot")["cell"].size().reindex(range(ng)).to_numpy(),
+            "incidents": tot.ravel(),
+            "hot_bins": hot.sum(axis=1),
+            "hot_hours": [hour_ranges(np.flatnonzero(hot[h])) for h in range(ng)],
+            "peak_hour_of_week": obs.argmax(axis=1),
+        }
+    )
     return HotSpotProfiles(table=table, hot_hours=summary, members=members)
 
 

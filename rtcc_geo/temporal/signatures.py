@@ -132,9 +132,9 @@ class _Sums:
         if by == "cell" and res is None:
             raise ValueError("by='cell' needs res (the H3 resolution)")
         self.tz, self.by, self.res, self.unknown_time = tz, by, res, unknown_time
-        self.how: pd.DataFrame | None = None    # group x 168
-        self.dow: pd.DataFrame | None = None    # group x 7
-        self.month: list[pd.Series] = []        # per batch: (group, year * 12 + month - 1) -> n
+        self.how: pd.DataFrame | None = None  # group x 168
+        self.dow: pd.DataFrame | None = None  # group x 7
+        self.month: list[pd.Series] = []  # per batch: (group, year * 12 + month - 1) -> n
         self.n = 0
         self.n_unknown = 0
 
@@ -142,8 +142,9 @@ class _Sums:
         if len(df) == 0:
             return
         codes, groups = _group_codes(df, self.by, self.res)
-        how = pd.DataFrame(aoristic_counts(df, self.tz, "hour_of_week", groups=codes, unknown_time=self.unknown_time),
-                           index=groups)
+        how = pd.DataFrame(
+            aoristic_counts(df, self.tz, "hour_of_week", groups=codes, unknown_time=self.unknown_time), index=groups
+        )
         dow = pd.DataFrame(aoristic_counts(df, self.tz, "dow", groups=codes, unknown_time="spread"), index=groups)
         local = pd.DatetimeIndex(pd.to_datetime(df["occurred_from"], utc=True)).tz_convert(self.tz)
         mnum = local.year.to_numpy(np.int64) * 12 + local.month.to_numpy(np.int64) - 1
@@ -172,7 +173,8 @@ class _Sums:
         first = pd.Period(year=int(mnums[0] // 12), month=int(mnums[0] % 12) + 1, freq="M")
         mk_idx = pd.period_range(first, periods=len(mnums), freq="M").to_timestamp()
         return TemporalSignature(
-            by=self.by, tz=self.tz,
+            by=self.by,
+            tz=self.tz,
             hour=pd.DataFrame(hour, index=groups, columns=pd.RangeIndex(24, name="hour")),
             dow=pd.DataFrame(dow, index=groups, columns=pd.RangeIndex(7, name="dow")),
             hour_of_week=pd.DataFrame(how, index=groups, columns=pd.RangeIndex(168, name="hour_of_week")),
@@ -189,10 +191,16 @@ def _trend(month: np.ndarray, groups: pd.Index) -> pd.DataFrame:
     if month.shape[1] < 3:
         return pd.DataFrame(np.nan, index=groups, columns=cols)
     mk = mann_kendall(month)
-    return pd.DataFrame({
-        "mk_z": mk.z, "mk_p": mk.p, "mk_tau": mk.tau,
-        "sen_slope": sen_slope(month), "direction": mk.trend(0.05),
-    }, index=groups)
+    return pd.DataFrame(
+        {
+            "mk_z": mk.z,
+            "mk_p": mk.p,
+            "mk_tau": mk.tau,
+            "sen_slope": sen_slope(month),
+            "direction": mk.trend(0.05),
+        },
+        index=groups,
+    )
 
 
 _COLUMNS = ["occurred_from", "occurred_to", "time_known"]
@@ -220,8 +228,13 @@ def signature_from_store(
     only the columns the signature needs; memory is one batch plus groups x bins.
     """
     tz = tz or source_tz(store, q.source)
-    return signature_from_batches(iter_incidents(store, signature_query(q, by), signature_columns(by, res), max_rows),
-                                  tz, by=by, res=res, unknown_time=unknown_time)
+    return signature_from_batches(
+        iter_incidents(store, signature_query(q, by), signature_columns(by, res), max_rows),
+        tz,
+        by=by,
+        res=res,
+        unknown_time=unknown_time,
+    )
 
 
 def signature_query(q: Query, by: str | None) -> Query:
@@ -251,6 +264,8 @@ def source_tz(store: Store, source: str | None) -> str:
         return srcs[source]
     zones = set(srcs.values())
     if len(zones) != 1:
-        raise ValueError(f"the store holds sources in {len(zones)} time zones {sorted(zones)}; "
-                         "pick one with --source / Query(source=...)")
+        raise ValueError(
+            f"the store holds sources in {len(zones)} time zones {sorted(zones)}; "
+            "pick one with --source / Query(source=...)"
+        )
     return zones.pop()
