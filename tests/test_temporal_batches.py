@@ -62,8 +62,8 @@ def test_signature_in_batches_equals_pandas_on_the_raw_rows(phl_apr_jul_store, r
     )
     local = df["occurred_from"].dt.tz_convert(TZ)
     known = df["time_known"].to_numpy(bool)
-    how = pd.crosstab(key[known], (local.dt.dayofweek * 24 + local.dt.hour)[known])
-    dow = pd.crosstab(key, local.dt.dayofweek)
+    how = pd.crosstab(key[known], (local.dt.day_of_week * 24 + local.dt.hour)[known])
+    dow = pd.crosstab(key, local.dt.day_of_week)
     month = pd.crosstab(key, local.dt.tz_localize(None).dt.to_period("M").dt.to_timestamp())
     groups = sorted(set(key))
     assert list(sig.hour_of_week.index) == groups
@@ -106,7 +106,7 @@ def test_hotspot_profile_in_batches_equals_one_frame_and_pandas(phl_apr_jul_stor
     # Each hot spot's hour-of-week counts are its member cells' known-time incidents.
     known = rows[rows["time_known"].to_numpy(bool)]
     local = known["occurred_from"].dt.tz_convert(TZ)
-    how = (local.dt.dayofweek * 24 + local.dt.hour).to_numpy()
+    how = (local.dt.day_of_week * 24 + local.dt.hour).to_numpy()
     for h, members in a.members.groupby("hotspot")["cell"]:
         inside = known["h3_r9"].isin(members).to_numpy()
         want = np.bincount(how[inside], minlength=168)
