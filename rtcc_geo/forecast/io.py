@@ -124,24 +124,22 @@ def _lazy_counts(
     store: Store, source: str, target: str, start, end, res: int, tz: str, agency: Agency | str | None
 ) -> LazyCounts:
     """A :class:`LazyCounts` of a query target from ``start`` (given: no stray-date check
-    needs every time): the event cells from ``store.counts`` by cell, the days from ``start``
-    to ``end`` (or the last day with data), the ``cells x days`` matrix from counts by cell
-    and day; the per-event arrays are read by :func:`_target_batches` only if asked for.
+    needs every time): from one ``store.counts`` by cell and day, the event cells, the days
+    from ``start`` to ``end`` (or the last day with data) and the ``cells x days`` matrix;
+    the per-event arrays are read by :func:`_target_batches` only if asked for.
     The same cells, days and counts as :meth:`Counts.from_batches` of those rows."""
-    q = _target_query(source, target, start, end)
-    event_cells = store.counts(res, ("cell",), q)["cell"].to_numpy(np.int64)
-    area = None if agency is None else boundary_cells(agency, res, store)
-    cells = event_cells if area is None else np.union1d(np.asarray(area, np.int64), event_cells)
-    cells = np.unique(np.asarray(cells, np.int64))
+    by_day = store.counts(res, ("cell", "day"), _target_query(source, target, start, end))  # one scan
+    cells = np.unique(by_day["cell"].to_numpy(np.int64))
+    if agency is not None:
+        cells = np.union1d(np.asarray(boundary_cells(agency, res, store), np.int64), cells)
     origin = naive_local(start, tz).normalize()
     if end is None:
-        days = store.counts(res, ("day",), q)
-        last = pd.Timestamp(days["day"].max()) if len(days) else None
+        last = pd.Timestamp(by_day["day"].max()) if len(by_day) else None
         end_l = last + pd.Timedelta(days=1) if last is not None else origin + pd.Timedelta(days=1)
     else:
         end_l = naive_local(end, tz)
     n_days = int(np.ceil((end_l - origin) / pd.Timedelta(days=1)))
-    daily = daily_from_counts(store.counts(res, ("cell", "day"), q), cells, origin, n_days)
+    daily = daily_from_counts(by_day, cells, origin, n_days)
 
     def loader() -> Counts:
         return Counts.from_batches(
