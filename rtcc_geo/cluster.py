@@ -307,6 +307,9 @@ class DaskStore(Store):
     def append_table(self, name: str, df: pd.DataFrame) -> None:
         self.store.append_table(name, df)
 
+    def table_lock(self, name: str):
+        return self.store.table_lock(name)
+
 
 #: The order :meth:`Store.incidents` returns rows in.
 _ORDER = ("source", "occurred_from", "id")

@@ -160,9 +160,9 @@ def _free_port() -> int:
 
 
 @contextmanager
-def _serve(where: list[str]):
+def _serve(where: list[str], *extra: str):
     port = _free_port()
-    p = _start(["serve", *where, "--port", str(port), "--source", "philadelphia"])
+    p = _start(["serve", *where, "--port", str(port), "--source", "philadelphia", *extra])
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 90
@@ -186,6 +186,12 @@ def _serve(where: list[str]):
             p.communicate()
 
 
+def _replay(url: str, files: list[str], n: int) -> dict:
+    """``rtcc-geo replay`` of the first ``n`` incidents of ``files`` into ``url``, as fast as taken."""
+    args = ["replay", "--format", "philadelphia", "--speed", "max", "--limit", str(n), "--url", url, "--json"]
+    return _finish(_start([*args, *files]), timeout=180)
+
+
 @pytest.mark.parametrize("kind", ["embedded", "postgis"])
 def test_replay_into_serve_while_an_ingest_writes_the_same_store(kind, chunks, reference_ids, tmp_path, request):
     """The feed (inside ``serve``) and an ingest write the same store and the same
@@ -200,24 +206,7 @@ def test_replay_into_serve_while_an_ingest_writes_the_same_store(kind, chunks, r
     sent_ids = {str(r["id"]) for r in records}
     with _serve(where) as url:
         ing = _start(["ingest", "--format", "philadelphia", "--json", "--quiet", *where, *b])
-        rep = _finish(
-            _start(
-                [
-                    "replay",
-                    "--format",
-                    "philadelphia",
-                    "--speed",
-                    "max",
-                    "--limit",
-                    str(n_replay),
-                    "--url",
-                    url,
-                    "--json",
-                    *b,
-                ]
-            ),
-            timeout=180,
-        )
+        rep = _replay(url, b, n_replay)
         second = _finish(ing)
         assert rep["sent"] == n_replay == rep["loaded"] + rep["quarantined"]
     stored = _stored(kind, where)
@@ -228,6 +217,26 @@ def test_replay_into_serve_while_an_ingest_writes_the_same_store(kind, chunks, r
     # Every incident the feed acknowledged as loaded is stored.
     acked = sent_ids & reference_ids
     assert len(acked) == rep["loaded"] and acked <= set(stored)
+
+
+def test_serve_workers_on_postgis_store_each_alert_once(chunks, tmp_path, request):
+    """``serve --workers 2`` on PostGIS: every worker runs the live engine on the same
+    feed and raises the same (deterministic) alerts; the alert log must hold each
+    once. (Each worker used to check only the ids it had seen itself: duplicates.)"""
+    import psycopg
+
+    a, b = chunks[: CHUNKS // 2], [str(f) for f in chunks[CHUNKS // 2 :]]
+    where = _store_args("postgis", tmp_path, request)
+    _finish(_start(["ingest", "--format", "philadelphia", "--json", "--quiet", *where, *map(str, a)]))
+    n_replay = 1500
+    with _serve(where, "--workers", "2") as url:
+        rep = _replay(url, b, n_replay)
+        assert rep["loaded"] > 0
+        time.sleep(3)  # the alert writers flush every 0.5 s
+    with psycopg.connect(where[1]) as conn:
+        ids = [r[0] for r in conn.execute("SELECT alert_id FROM rtcc_t_alerts")]
+    assert len(ids) > 0, "the replay raised no alert: nothing was tested"
+    assert len(ids) == len(set(ids)), f"{len(ids) - len(set(ids))} alerts stored twice"
 
 
 def test_key_index_is_built_for_old_stores_and_never_trusted_alone(chunks, tmp_path):

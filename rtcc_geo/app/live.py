@@ -118,7 +118,7 @@ def live_trace() -> dict:
 GROUPS_PER_PAGE = 6
 #: Alerts listed inside one opened group.
 ROWS_PER_GROUP = 5
-#: How long "snooze" hides a group (this server process; acknowledging is what is kept).
+#: How long "snooze" hides a group (kept in the store, so every serve worker hides it).
 SNOOZE = pd.Timedelta(hours=1)
 _KIND = {"hotspot": "hot-spot", "near_repeat": "near-repeat", "stp_cluster": "space-time cluster"}
 
@@ -338,7 +338,6 @@ def _register_callbacks(app, rt: LiveRuntime) -> None:
     from dash import ClientsideFunction, State
 
     tz = rt.store.sources().get(rt.source, "UTC")
-    snoozed: dict[str, pd.Timestamp] = {}  # group key -> until (this process; see SNOOZE)
 
     @app.callback(
         Output("alerts-panel", "children"),
@@ -365,18 +364,18 @@ def _register_callbacks(app, rt: LiveRuntime) -> None:
                     auth.audit("alert_ack", {"alert": trig["id"]})
             elif trig.get("type") == "ack-group" and auth.may_see_incidents(role):
                 g = group_alerts(rt.engine.alerts.list(open_only=True).drop_duplicates("alert_id"))
-                for ids in g.loc[g["key"] == trig["g"], "alert_ids"]:
-                    for aid in ids:
-                        if rt.engine.alerts.acknowledge(aid, user):
-                            auth.audit("alert_ack", {"alert": aid, "group": trig["g"]})
+                ids = [aid for grp in g.loc[g["key"] == trig["g"], "alert_ids"] for aid in grp]
+                for aid in rt.engine.alerts.acknowledge_many(ids, user):
+                    auth.audit("alert_ack", {"alert": aid, "group": trig["g"]})
             elif trig.get("type") == "snooze":
-                snoozed[str(trig["g"])] = pd.Timestamp.now(tz="UTC") + SNOOZE
+                rt.engine.alerts.snooze(str(trig["g"]), pd.Timestamp.now(tz="UTC") + SNOOZE, user)
         elif trig == "alerts-prev" and fired:
             page = max(page - 1, 0)
         elif trig == "alerts-next" and fired:
             page += 1
         ctx = getattr(app, "rtcc", None)
         log = rt.engine.alerts
+        snoozed = log.snoozed()  # kept in the store: every worker hides the same groups
         panel = alerts_list(rt.store, role, tz=tz, ctx=ctx, page=page, snoozed=snoozed, log=log)
         return panel, alert_places(rt.store, role, ctx, page=page, snoozed=snoozed, log=log), page
 

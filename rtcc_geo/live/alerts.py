@@ -24,8 +24,10 @@ same incident under at-least-once delivery never duplicates an alert.
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import json
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -202,7 +204,8 @@ class AlertLog:
         import threading
 
         self.store = store
-        self._known: set[str] | None = None
+        #: Ids this process has seen stored (ids are never removed, so a hit skips the store).
+        self._known: set[str] = set()
         self._queue: list[Alert] = []
         self._qlock = threading.Lock()
         self._wlock = threading.RLock()
@@ -283,19 +286,24 @@ class AlertLog:
             ]
         ).drop_duplicates("alert_id")
         with self._wlock:
-            rows = rows[~rows["alert_id"].isin(self._ids())]
+            rows = rows[~rows["alert_id"].isin(self._known)]
             if not len(rows):
                 return 0
-            self.store.append_table("alerts", _typed(rows))
-            self._ids().update(rows["alert_id"].tolist())  # _ids() loaded it above
+            # Every serve worker runs its own engine on the same feed, so each
+            # raises the same (deterministic) alerts: which ids are stored is
+            # read again under the table's lock, or two workers both store one.
+            with self.store.table_lock("alerts"):
+                stored = self._stored_ids()
+                rows = rows[~rows["alert_id"].isin(stored)]
+                if len(rows):
+                    self.store.append_table("alerts", _typed(rows))
+            self._known.update(stored)
+            self._known.update(rows["alert_id"].tolist())
         return len(rows)
 
-    def _ids(self) -> set[str]:
-        # Ids are read once, then kept: the log only grows through this object
-        # (acknowledging changes rows, not ids).
-        if self._known is None:
-            self._known = set(self.frame()["alert_id"].astype(str))
-        return self._known
+    def _stored_ids(self) -> set[str]:
+        df = self.store.get_table("alerts")
+        return set() if df is None else set(df["alert_id"].astype(str))
 
     def list(self, open_only: bool = False, limit: int | None = None) -> pd.DataFrame:
         df = self.frame()
@@ -305,20 +313,65 @@ class AlertLog:
         return df.head(limit) if limit else df
 
     def acknowledge(self, alert_id: str, user: str) -> bool:
-        with self._wlock:
-            return self._acknowledge(alert_id, user)
+        """Mark one open alert acknowledged by ``user``; False if there is no such alert."""
+        return bool(self.acknowledge_many([alert_id], user))
 
-    def _acknowledge(self, alert_id: str, user: str) -> bool:
-        df = self.frame()
-        hit = df["alert_id"] == alert_id
-        if not hit.any():
-            return False
-        df["ack_at"] = pd.to_datetime(df["ack_at"], utc=True).astype("datetime64[us, UTC]")
-        df.loc[hit, "acknowledged"] = True
-        df.loc[hit, "ack_by"] = user
-        df.loc[hit, "ack_at"] = pd.Timestamp.now(tz="UTC").floor("us")
-        self.store.put_table("alerts", _typed(df))
-        return True
+    def acknowledge_many(self, alert_ids: Iterable[str], user: str) -> builtins.list[str]:
+        """Acknowledge the open alerts among ``alert_ids`` in one write; returns their ids.
+
+        Read and rewritten under the table's lock, so an alert another worker
+        stores meanwhile is kept, and an alert acknowledged twice keeps its
+        first acknowledgement (who and when).
+        """
+        with self._wlock:
+            if self._thread is not None:
+                self.flush()
+            with self.store.table_lock("alerts"):
+                df = self.store.get_table("alerts")
+                if df is None:
+                    return []
+                hit = df["alert_id"].isin([str(a) for a in alert_ids]) & ~df["acknowledged"].astype(bool)
+                if not hit.any():
+                    return []
+                df = _typed(df)
+                df.loc[hit, "acknowledged"] = True
+                df.loc[hit, "ack_by"] = user
+                df.loc[hit, "ack_at"] = pd.Timestamp.now(tz="UTC").floor("us")
+                self.store.put_table("alerts", _typed(df))
+        return df.loc[hit, "alert_id"].astype(str).tolist()
+
+    def snooze(self, key: str, until: pd.Timestamp, user: str) -> None:
+        """Hide the alert group ``key`` in every worker's panel until ``until`` (UTC).
+
+        Kept in the store (table ``alert_snoozes``) rather than in one server
+        process: with ``serve --workers N`` the next refresh may reach another
+        worker, which must hide the group too.
+        """
+        row = pd.DataFrame(
+            {
+                "key": pd.array([str(key)], dtype="string"),
+                "until": pd.to_datetime([until], utc=True).astype("datetime64[us, UTC]"),
+                "by": pd.array([user], dtype="string"),
+            }
+        )
+        with self.store.table_lock("alert_snoozes"):
+            old = self.store.get_table("alert_snoozes")
+            now = pd.Timestamp.now(tz="UTC")
+            if old is not None and len(old):
+                # Expired snoozes and an earlier snooze of the same group go.
+                old = old[(pd.to_datetime(old["until"], utc=True) > now) & (old["key"] != str(key))]
+                old = old.astype({"until": "datetime64[us, UTC]"})
+                row = pd.concat([old, row], ignore_index=True)
+            self.store.put_table("alert_snoozes", row)
+
+    def snoozed(self) -> dict[str, pd.Timestamp]:
+        """Group key -> snoozed until (UTC), for the snoozes still running."""
+        df = self.store.get_table("alert_snoozes")
+        if df is None or not len(df):
+            return {}
+        until = pd.to_datetime(df["until"], utc=True)
+        live = until > pd.Timestamp.now(tz="UTC")
+        return dict(zip(df.loc[live, "key"].astype(str), until[live], strict=True))
 
 
 def _typed(df: pd.DataFrame) -> pd.DataFrame:
@@ -327,6 +380,7 @@ def _typed(df: pd.DataFrame) -> pd.DataFrame:
         df[c] = df[c].astype("string")
     df["cell"] = pd.array([None if pd.isna(c) else int(c) for c in df["cell"]], dtype="Int64")
     df["acknowledged"] = df["acknowledged"].astype(bool)
-    df["created_at"] = pd.to_datetime(df["created_at"], utc=True)
-    df["ack_at"] = pd.to_datetime(df["ack_at"], utc=True)
+    # One unit for both times, so an append matches the stored columns' types.
+    df["created_at"] = pd.to_datetime(df["created_at"], utc=True).astype("datetime64[us, UTC]")
+    df["ack_at"] = pd.to_datetime(df["ack_at"], utc=True).astype("datetime64[us, UTC]")
     return df.reset_index(drop=True)

@@ -7,6 +7,8 @@ talks to this interface only; the engines differ in the query layer alone.
 from __future__ import annotations
 
 import abc
+import threading
+from contextlib import AbstractContextManager
 from dataclasses import InitVar, dataclass, replace
 from collections.abc import Callable, Iterable, Sequence
 
@@ -164,6 +166,19 @@ class Store(abc.ABC):
             )
         self.put_table(name, df if old is None or not len(old) else pd.concat([old, df], ignore_index=True))
 
+    def table_lock(self, name: str) -> AbstractContextManager:
+        """Hold the derived table ``name`` for a read-modify-write (``get_table``
+        then ``put_table`` / ``append_table``), exclusive against every other
+        writer of the store: threads here and, for stores that several processes
+        share (embedded, PostGIS: ``serve --workers N``), other processes.
+
+        Without it two workers that both read a log and then write it back
+        lose each other's rows (an alert raised while another is acknowledged)
+        or store the same row twice. Re-entrant. This default only excludes
+        threads of this process; engines shared by processes override it.
+        """
+        return _THREAD_TABLE_LOCK
+
     def close(self) -> None:  # noqa: B027 - optional hook, a no-op unless the store holds resources  # pragma: no cover
         pass
 
@@ -172,6 +187,9 @@ class Store(abc.ABC):
 
     def __exit__(self, *exc):
         self.close()
+
+
+_THREAD_TABLE_LOCK = threading.RLock()
 
 
 def prepare_incidents(store: Store, df: pd.DataFrame) -> pd.DataFrame:

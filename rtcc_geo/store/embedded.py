@@ -405,6 +405,10 @@ class EmbeddedStore(Store):
         with self._writing():
             super().append_table(name, df)
 
+    def table_lock(self, name: str):
+        # The writer lock (flock): exclusive across threads and processes.
+        return self._writing()
+
     def get_table(self, name: str) -> pd.DataFrame | None:
         p = self.root / "tables" / f"{check_table_name(name)}.parquet"
         return pd.read_parquet(p) if p.exists() else None

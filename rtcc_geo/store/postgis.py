@@ -40,6 +40,7 @@ back as PostgreSQL's jsonb text (same JSON, keys in jsonb order).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -555,6 +556,19 @@ class PostGISStore(Store):
                 "n_rows = EXCLUDED.n_rows, updated_at = now()",
                 (name, tbl, json.dumps(spec), len(df)),
             )
+
+    @contextlib.contextmanager
+    def table_lock(self, name: str):
+        # One transaction holding the table's advisory lock (the one put_table and
+        # append_table take): other workers' writers of this table wait for it,
+        # and a failure rolls the whole read-modify-write back.
+        name = check_table_name(name)
+        with self._lock:
+            if self.conn.broken and not self._closed:
+                self._connect()
+            with self.conn.transaction():
+                self.conn.execute("SELECT pg_advisory_xact_lock(hashtext('rtcc_table:' || %s))", (name,))
+                yield
 
     @_serialised
     def append_table(self, name: str, df: pd.DataFrame) -> None:
