@@ -172,21 +172,25 @@ class Users:
         if role not in ROLES:
             raise ValueError(f"unknown role {role!r}; use one of {', '.join(ROLES)}")
         check_password(password, username)
-        df = self.table()
-        exists = df["username"].eq(username).fillna(False).to_numpy(dtype=bool)
-        if exists.any() and not replace:
-            raise ValueError(f"user {username!r} exists; pass replace=True (CLI: --replace) to change it")
-        row = pd.DataFrame(
-            {
-                "username": pd.Series([username], dtype="string"),
-                "role": pd.Series([role], dtype="string"),
-                "password_hash": pd.Series([hash_password(password)], dtype="string"),
-                "created_at": pd.Series([pd.Timestamp.now(tz="UTC")], dtype="datetime64[ns, UTC]"),
-            }
-        )
-        keep = df.loc[~exists]
-        out = row if not len(keep) else pd.concat([keep, row], ignore_index=True)
-        self.store.put_table(TABLE, out.astype({"username": "string", "role": "string", "password_hash": "string"}))
+        pw_hash = hash_password(password)  # slow on purpose: outside the table's lock
+        # Read and rewrite under the table's lock: two admins adding users at once
+        # (CLI, or two serve workers) must not drop each other's user.
+        with self.store.table_lock(TABLE):
+            df = self.table()
+            exists = df["username"].eq(username).fillna(False).to_numpy(dtype=bool)
+            if exists.any() and not replace:
+                raise ValueError(f"user {username!r} exists; pass replace=True (CLI: --replace) to change it")
+            row = pd.DataFrame(
+                {
+                    "username": pd.Series([username], dtype="string"),
+                    "role": pd.Series([role], dtype="string"),
+                    "password_hash": pd.Series([pw_hash], dtype="string"),
+                    "created_at": pd.Series([pd.Timestamp.now(tz="UTC")], dtype="datetime64[ns, UTC]"),
+                }
+            )
+            keep = df.loc[~exists]
+            out = row if not len(keep) else pd.concat([keep, row], ignore_index=True)
+            self.store.put_table(TABLE, out.astype({"username": "string", "role": "string", "password_hash": "string"}))
         if exists.any():
             old = str(df.loc[exists, "role"].iloc[0])
             if old != role:  # one change, one entry
@@ -207,13 +211,14 @@ class Users:
         """Change a user's role, keeping the password (their open sessions end)."""
         if role not in ROLES:
             raise ValueError(f"unknown role {role!r}; use one of {', '.join(ROLES)}")
-        df = self.table()
-        hit = df["username"].eq(username).fillna(False).to_numpy(dtype=bool)
-        if not hit.any():
-            raise ValueError(f"no user {username!r}")
-        old = str(df.loc[hit, "role"].iloc[0])
-        df.loc[hit, "role"] = role
-        self.store.put_table(TABLE, df.reset_index(drop=True))
+        with self.store.table_lock(TABLE):
+            df = self.table()
+            hit = df["username"].eq(username).fillna(False).to_numpy(dtype=bool)
+            if not hit.any():
+                raise ValueError(f"no user {username!r}")
+            old = str(df.loc[hit, "role"].iloc[0])
+            df.loc[hit, "role"] = role
+            self.store.put_table(TABLE, df.reset_index(drop=True))
         self._changed("user_role", username, {"from": old, "to": role})
 
     def unlock(self, username: str) -> None:
@@ -223,11 +228,12 @@ class Users:
 
     def remove(self, username: str) -> bool:
         """Remove a user; ``False`` if there was none of that name."""
-        df = self.table()
-        hit = df["username"].eq(username).fillna(False).to_numpy(dtype=bool)
-        if not hit.any():
-            return False
-        self.store.put_table(TABLE, df.loc[~hit].reset_index(drop=True))
+        with self.store.table_lock(TABLE):
+            df = self.table()
+            hit = df["username"].eq(username).fillna(False).to_numpy(dtype=bool)
+            if not hit.any():
+                return False
+            self.store.put_table(TABLE, df.loc[~hit].reset_index(drop=True))
         self._changed("user_remove", username)
         return True
 

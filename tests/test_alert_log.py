@@ -1,5 +1,5 @@
-"""The alert log shared by processes (``serve --workers N``): each alert stored once,
-no alert lost to a concurrent acknowledgement, snoozes seen by every worker.
+"""Derived tables shared by processes (``serve --workers N``, CLI runs): each alert stored once,
+no alert lost to a concurrent acknowledgement, snoozes seen by every worker, no user lost.
 
 Two real processes, each with its own store object (its own connection / file
 handles), race on one store, embedded and PostGIS. The store is read back
@@ -104,3 +104,30 @@ def test_a_snooze_is_seen_by_another_worker_and_expires(where):
     b.snooze("hotspot|cell 1", now + pd.Timedelta(hours=2), "deputy")  # a later snooze replaces it
     assert a.snoozed()["hotspot|cell 1"] > now + pd.Timedelta(minutes=90)
     assert len(_open(where).get_table("alert_snoozes")) == 1  # the expired one was dropped
+
+
+def _add_users(where: str, prefix: str, start_at: float) -> None:
+    import time
+
+    from rtcc_geo.auth import Users
+
+    users = Users(_open(where), actor="test")
+    while time.time() < start_at:
+        time.sleep(0.001)
+    for k in range(6):
+        users.add(f"{prefix}{k}", "amber-kettle-orbit-river", "analyst")
+
+
+def test_two_processes_adding_users_lose_none(where):
+    """The users table is read, changed and rewritten: two admins at once (two CLI
+    runs, two serve workers) must not drop each other's user."""
+    import time
+
+    from rtcc_geo.auth import Users
+
+    start_at = time.time() + 2.0
+    with ProcessPoolExecutor(2, mp_context=mp.get_context("spawn")) as ex:
+        for f in [ex.submit(_add_users, where, p, start_at) for p in ("a", "b")]:
+            f.result(timeout=300)
+    names = Users(_open(where)).list()["username"].tolist()
+    assert sorted(names) == sorted(f"{p}{k}" for p in "ab" for k in range(6))
