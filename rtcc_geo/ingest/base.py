@@ -147,22 +147,26 @@ def iter_csv_strings(
     present, is keyed by position in the frame). A file estimated to hold no more
     than ``batch_rows`` rows is read whole by :func:`read_csv_strings` (one frame,
     the same as before). Larger ones stream through Arrow's CSV reader; a row
-    Arrow refuses switches the rest of the file to pandas' chunked reader, and a
-    row pandas refuses to the lenient one, each resuming after the rows already
-    given, so the frames are those the whole-file readers give, cut in batches."""
+    Arrow refuses switches the rest of the file to pandas' chunked reader or, if
+    pandas refuses a row anywhere, to the lenient one, resuming after the rows
+    already given, so the frames are those the whole-file readers give, cut in
+    batches."""
     from ..temporal.stream import batch_rows as default_batch_rows
 
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no such file: {path}")
     limit = int(batch_rows or default_batch_rows())
-    if _estimated_rows(path) <= limit:
+    rows, row_bytes = _estimated_rows(path)
+    if rows <= limit:
         df = read_csv_strings(path, required, fmt, encoding, delimiter)
         df.attrs["first_row"] = 0
         yield df
         return
     done = 0
-    for df in _iter_csv(path, encoding, delimiter, limit):
+    # Arrow's blocks a quarter of a batch: the reader holds a block or two beside the batch.
+    block = int(min(64 << 20, max(64 << 10, limit * row_bytes / 4)))
+    for df in _iter_csv(path, encoding, delimiter, limit, block):
         df.columns = [str(c).strip() for c in df.columns]
         if done == 0:
             missing = [c for c in required if c not in df.columns]
@@ -178,36 +182,45 @@ def iter_csv_strings(
         yield df
 
 
-def _estimated_rows(path: Path) -> float:
-    """Data rows of a CSV estimated from its first MB (exact for a smaller file, up to quoted line breaks)."""
+def _estimated_rows(path: Path) -> tuple[float, float]:
+    """``(rows, bytes a row)`` of a CSV estimated from its first MB (exact rows for a
+    smaller file, up to quoted line breaks)."""
     size = path.stat().st_size
     with open(path, "rb") as f:
         head = f.read(1 << 20)
     lines = head.count(b"\n") or 1
-    return lines * size / max(len(head), 1)
+    return lines * size / max(len(head), 1), max(len(head), 1) / lines
 
 
-def _iter_csv(path: Path, encoding: str, delimiter: str, limit: int) -> Iterator[pd.DataFrame]:
-    """Batches of a large CSV from the readers in turn (Arrow, pandas, lenient), each
-    resuming after the rows the previous one gave."""
+def _iter_csv(path: Path, encoding: str, delimiter: str, limit: int, block: int) -> Iterator[pd.DataFrame]:
+    """Batches of a large CSV: Arrow's; where Arrow refuses a row, the rest from the
+    reader the whole file would have fallen back to (pandas if it reads the whole
+    file, found by a dry run that keeps nothing, else the lenient one)."""
     done = 0
-    for reader in (_iter_arrow, _iter_pandas, _iter_lenient):
-        try:
-            for df in reader(path, encoding, delimiter, limit, done):
-                done += len(df)
-                yield df
-            return
-        except _Unreadable:
-            continue
+    try:
+        for df in _iter_arrow(path, encoding, delimiter, limit, block):
+            done += len(df)
+            yield df
+        return
+    except _Unreadable:
+        pass
+    try:
+        for _ in _iter_pandas(path, encoding, delimiter, limit, 0):
+            pass
+        rest = _iter_pandas
+    except _Unreadable:
+        rest = _iter_lenient
+    yield from rest(path, encoding, delimiter, limit, done)
 
 
 class _Unreadable(Exception):
     """This reader cannot give (the rest of) the file exactly: the next one takes over."""
 
 
-def _iter_arrow(path: Path, encoding: str, delimiter: str, limit: int, skip: int) -> Iterator[pd.DataFrame]:
-    """Arrow's streaming CSV reader, every value its text (the options of :func:`_read_csv_arrow`)."""
-    if skip or encoding.lower().replace("_", "-") not in ("utf-8", "utf-8-sig", "utf8") or len(delimiter) != 1:
+def _iter_arrow(path: Path, encoding: str, delimiter: str, limit: int, block: int) -> Iterator[pd.DataFrame]:
+    """Arrow's streaming CSV reader in blocks of ``block`` bytes, every value its text
+    (the options of :func:`_read_csv_arrow`)."""
+    if encoding.lower().replace("_", "-") not in ("utf-8", "utf-8-sig", "utf8") or len(delimiter) != 1:
         raise _Unreadable
     import pyarrow as pa
     import pyarrow.csv as pacsv
@@ -223,8 +236,7 @@ def _iter_arrow(path: Path, encoding: str, delimiter: str, limit: int, skip: int
     try:
         reader = pacsv.open_csv(
             path,
-            # Blocks of about a tenth of a batch: the reader holds a block or two beside the batch.
-            read_options=pacsv.ReadOptions(block_size=int(min(64 << 20, max(1 << 20, limit * 20)))),
+            read_options=pacsv.ReadOptions(block_size=block),
             parse_options=pacsv.ParseOptions(
                 delimiter=delimiter, newlines_in_values=compressed or _has_byte(path, b'"')
             ),
