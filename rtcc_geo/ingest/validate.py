@@ -355,7 +355,8 @@ def validate(
 class SeenIds:
     """The ids a file's earlier batches loaded, with the data row of each (first
     copies only): sorted 64-bit hashes, the rows and the ids themselves (a hash
-    match is confirmed on the text, so a collision never makes a duplicate)."""
+    match is confirmed on the text, so a collision never makes a duplicate).
+    Hashed only when a later batch asks: a file read in one batch costs nothing."""
 
     def __init__(self) -> None:
         import pyarrow as pa
@@ -363,6 +364,7 @@ class SeenIds:
         self.hashes = np.empty(0, dtype=np.uint64)
         self.rows = np.empty(0, dtype=np.int64)
         self.ids = pa.array([], type=pa.large_string())
+        self._pending: list[tuple[pd.Series, pd.Series]] = []
 
     def first_rows(self, ids: pd.Series) -> np.ndarray:
         """The data row each of ``ids`` was first loaded at in an earlier batch, else 0."""
@@ -370,6 +372,7 @@ class SeenIds:
 
         from ..store.embedded import hash_ids
 
+        self._merge()
         out = np.zeros(len(ids), dtype=np.int64)
         if not len(self.hashes) or not len(ids):
             return out
@@ -392,17 +395,22 @@ class SeenIds:
         return out
 
     def add(self, ids: pd.Series, rows: pd.Series) -> None:
+        """Remember ``ids`` (first copies, none seen before) loaded at data ``rows``."""
+        if len(ids):
+            self._pending.append((ids, rows))
+
+    def _merge(self) -> None:
         import pyarrow as pa
 
         from ..store.embedded import hash_ids
 
-        if not len(ids):
-            return
-        h = np.concatenate([self.hashes, hash_ids(ids)])
-        order = np.argsort(h, kind="stable")
-        self.hashes = h[order]
-        self.rows = np.concatenate([self.rows, rows.to_numpy(dtype=np.int64)])[order]
-        self.ids = pa.concat_arrays([self.ids, _arrow(ids.astype("string"))]).take(order)
+        for ids, rows in self._pending:
+            h = np.concatenate([self.hashes, hash_ids(ids)])
+            order = np.argsort(h, kind="stable")
+            self.hashes = h[order]
+            self.rows = np.concatenate([self.rows, rows.to_numpy(dtype=np.int64)])[order]
+            self.ids = pa.concat_arrays([self.ids, _arrow(ids.astype("string"))]).take(order)
+        self._pending = []
 
 
 def _resolve(batch: Batch, upto: str | None = None) -> tuple[np.ndarray, np.ndarray]:
