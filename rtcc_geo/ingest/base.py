@@ -250,14 +250,14 @@ def _iter_arrow(path: Path, encoding: str, delimiter: str, limit: int, block: in
         if reader.schema.names != header:
             raise _Unreadable
         held: list = []
-        n = 0
+        n, given = 0, False
         for rb in reader:
             held.append(rb)
             n += rb.num_rows
             if n >= limit:
                 yield pa.Table.from_batches(held, reader.schema).to_pandas()
-                held, n = [], 0
-        if held or n == 0:
+                held, n, given = [], 0, True
+        if n or not given:  # the rest, or the header alone
             yield pa.Table.from_batches(held, reader.schema).to_pandas()
     except (pa.ArrowInvalid, pa.ArrowTypeError, UnicodeDecodeError):
         raise _Unreadable from None
