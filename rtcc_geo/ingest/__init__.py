@@ -14,6 +14,7 @@ reason; :mod:`~rtcc_geo.ingest.pipeline` writes both to a store, file by file.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -24,24 +25,54 @@ READERS = ("philadelphia", "vancouver", "chicago", "generic")
 
 
 def read_batch(
-    fmt: str, path: str | Path, timezone: str | None = None, mapping=None, source: str | None = None
+    fmt: str,
+    path: str | Path,
+    timezone: str | None = None,
+    mapping=None,
+    source: str | None = None,
+    raw: pd.DataFrame | None = None,
+    state: dict | None = None,
 ) -> Batch:
-    """Read one file of format ``fmt`` into a :class:`Batch` (before validation)."""
+    """Read one file of format ``fmt`` into a :class:`Batch` (before validation).
+    ``raw``: one batch of the file's rows (from :func:`iter_raw`) instead of the
+    whole file; ``state``: one dict per file, carried from batch to batch."""
     if fmt == "generic":
         from . import generic
 
         if mapping is None:
             raise ValueError("format 'generic' needs a mapping file (see data/mappings/)")
-        return generic.read(path, mapping, timezone=timezone)
-    if fmt not in READERS:
+        b = generic.read(path, mapping, timezone=timezone, raw=raw, state=state)
+    else:
+        kw = {"source": source or _reader(fmt).SOURCE, "raw": raw, "state": state}
+        if timezone:
+            kw["timezone"] = timezone
+        b = _reader(fmt).read(path, **kw)
+    if raw is not None:
+        b.first_row = int(raw.attrs.get("first_row", 0))
+    return b
+
+
+def iter_raw(fmt: str, path: str | Path, mapping=None, batch_rows: int | None = None) -> Iterator[pd.DataFrame]:
+    """The raw rows of one file of format ``fmt`` in batches of about ``batch_rows``
+    (default ``RTCC_BATCH_ROWS``), for :func:`read_batch` (see :func:`.base.iter_csv_strings`)."""
+    from .base import iter_csv_strings
+
+    if fmt == "generic":
+        from .generic import Mapping, csv_options, load_mapping
+
+        if mapping is None:
+            raise ValueError("format 'generic' needs a mapping file (see data/mappings/)")
+        mp = mapping if isinstance(mapping, Mapping) else load_mapping(mapping)
+        return iter_csv_strings(path, *csv_options(mp), batch_rows=batch_rows)
+    return iter_csv_strings(path, _reader(fmt).REQUIRED, fmt, batch_rows=batch_rows)
+
+
+def _reader(fmt: str):
+    if fmt not in READERS or fmt == "generic":
         raise ValueError(f"unknown format {fmt!r}; use one of {READERS}")
     import importlib
 
-    mod = importlib.import_module(f"{__name__}.{fmt}")
-    kw = {"source": source or mod.SOURCE}
-    if timezone:
-        kw["timezone"] = timezone
-    return mod.read(path, **kw)
+    return importlib.import_module(f"{__name__}.{fmt}")
 
 
 def read(fmt: str, path: str | Path, agency=None, mapping=None) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -70,4 +101,4 @@ def ingest_files(*args, **kw):
     return f(*args, **kw)
 
 
-__all__ = ["READERS", "Batch", "IngestError", "read", "read_batch", "ingest_files"]
+__all__ = ["READERS", "Batch", "IngestError", "read", "read_batch", "iter_raw", "ingest_files"]

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeAlias
@@ -40,7 +40,7 @@ class Batch:
     """One file read by a reader, before validation.
 
     ``raw`` and ``frame`` share the index ``0..n-1``; data row ``i`` of the
-    file (1-based, header excluded) is index ``i - 1``.
+    file (1-based, header excluded) is index ``i - 1 - first_row``.
     """
 
     source: str
@@ -52,6 +52,9 @@ class Batch:
     #: ``{offense text: rows}`` for offense values the taxonomy does not list
     #: (they get category ``other``; the pipeline reports them, never silently).
     unmapped: dict[str, int] = field(default_factory=dict)
+    #: 0-based position in the file of the batch's first data row (a file is read
+    #: in batches of rows, see :func:`iter_csv_strings`; 0 for the first or only one).
+    first_row: int = 0
 
     def __len__(self) -> int:
         return len(self.raw)
@@ -125,6 +128,205 @@ def read_csv_strings(
             f"with a mapping (--format generic --mapping FILE)."
         )
     return df.reset_index(drop=True)
+
+
+def iter_csv_strings(
+    path: str | Path,
+    required: list[str] | tuple[str, ...] = (),
+    fmt: str = "",
+    encoding: str = "utf-8-sig",
+    delimiter: str = ",",
+    batch_rows: int | None = None,
+) -> Iterator[pd.DataFrame]:
+    """:func:`read_csv_strings` in batches of about ``batch_rows`` data rows
+    (default ``RTCC_BATCH_ROWS``, see :func:`rtcc_geo.temporal.stream.batch_rows`),
+    so memory holds one batch, never the whole file.
+
+    Each frame is indexed ``0..k-1`` and has ``attrs["first_row"]``, the 0-based
+    position of its first data row in the file (``attrs["malformed_rows"]``, when
+    present, is keyed by position in the frame). A file estimated to hold no more
+    than ``batch_rows`` rows is read whole by :func:`read_csv_strings` (one frame,
+    the same as before). Larger ones stream through Arrow's CSV reader; a row
+    Arrow refuses switches the rest of the file to pandas' chunked reader or, if
+    pandas refuses a row anywhere, to the lenient one, resuming after the rows
+    already given, so the frames are those the whole-file readers give, cut in
+    batches."""
+    from ..temporal.stream import batch_rows as default_batch_rows
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no such file: {path}")
+    limit = int(batch_rows or default_batch_rows())
+    rows, row_bytes = _estimated_rows(path)
+    if rows <= limit:
+        df = read_csv_strings(path, required, fmt, encoding, delimiter)
+        df.attrs["first_row"] = 0
+        yield df
+        return
+    done = 0
+    # Arrow's blocks a quarter of a batch: the reader holds a block or two beside the batch.
+    block = int(min(64 << 20, max(64 << 10, limit * row_bytes / 4)))
+    for df in _iter_csv(path, encoding, delimiter, limit, block):
+        df.columns = [str(c).strip() for c in df.columns]
+        if done == 0:
+            missing = [c for c in required if c not in df.columns]
+            if missing:
+                raise IngestError(
+                    f"{path.name}: missing column(s) {missing} for format {fmt!r}; "
+                    f"the file has {list(df.columns)[:30]}. Check --format, or describe the file "
+                    f"with a mapping (--format generic --mapping FILE)."
+                )
+        df = df.reset_index(drop=True)
+        df.attrs["first_row"] = done
+        done += len(df)
+        yield df
+
+
+def _estimated_rows(path: Path) -> tuple[float, float]:
+    """``(rows, bytes a row)`` of a CSV estimated from its first MB (exact rows for a
+    smaller file, up to quoted line breaks)."""
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(1 << 20)
+    lines = head.count(b"\n") or 1
+    return lines * size / max(len(head), 1), max(len(head), 1) / lines
+
+
+def _iter_csv(path: Path, encoding: str, delimiter: str, limit: int, block: int) -> Iterator[pd.DataFrame]:
+    """Batches of a large CSV: Arrow's; where Arrow refuses a row, the rest from the
+    reader the whole file would have fallen back to (pandas if it reads the whole
+    file, found by a dry run that keeps nothing, else the lenient one)."""
+    done = 0
+    try:
+        for df in _iter_arrow(path, encoding, delimiter, limit, block):
+            done += len(df)
+            yield df
+        return
+    except _Unreadable:
+        pass
+    try:
+        for _ in _iter_pandas(path, encoding, delimiter, limit, 0):
+            pass
+        rest = _iter_pandas
+    except _Unreadable:
+        rest = _iter_lenient
+    yield from rest(path, encoding, delimiter, limit, done)
+
+
+class _Unreadable(Exception):
+    """This reader cannot give (the rest of) the file exactly: the next one takes over."""
+
+
+def _iter_arrow(path: Path, encoding: str, delimiter: str, limit: int, block: int) -> Iterator[pd.DataFrame]:
+    """Arrow's streaming CSV reader in blocks of ``block`` bytes, every value its text
+    (the options of :func:`_read_csv_arrow`)."""
+    if encoding.lower().replace("_", "-") not in ("utf-8", "utf-8-sig", "utf8") or len(delimiter) != 1:
+        raise _Unreadable
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            header = next(csv.reader(f, delimiter=delimiter), None)
+    except (UnicodeDecodeError, csv.Error):
+        raise _Unreadable from None
+    if not header or any(h.strip() == "" for h in header) or len(set(header)) != len(header):
+        raise _Unreadable
+    compressed = path.suffix.lower() in (".gz", ".bz2", ".lz4", ".zst", ".zstd", ".br")
+    try:
+        reader = pacsv.open_csv(
+            path,
+            read_options=pacsv.ReadOptions(block_size=block),
+            parse_options=pacsv.ParseOptions(
+                delimiter=delimiter, newlines_in_values=compressed or _has_byte(path, b'"')
+            ),
+            convert_options=pacsv.ConvertOptions(
+                column_types={h: pa.string() for h in header},
+                null_values=[],
+                strings_can_be_null=False,
+                quoted_strings_can_be_null=False,
+            ),
+        )
+        if reader.schema.names != header:
+            raise _Unreadable
+        held: list = []
+        n, given = 0, False
+        for rb in reader:
+            held.append(rb)
+            n += rb.num_rows
+            if n >= limit:
+                yield pa.Table.from_batches(held, reader.schema).to_pandas()
+                held, n, given = [], 0, True
+        if n or not given:  # the rest, or the header alone
+            yield pa.Table.from_batches(held, reader.schema).to_pandas()
+    except (pa.ArrowInvalid, pa.ArrowTypeError, UnicodeDecodeError):
+        raise _Unreadable from None
+
+
+def _has_byte(path: Path, b: bytes) -> bool:
+    """Whether ``b`` occurs in the file (read in 16 MB pieces)."""
+    with open(path, "rb") as f:
+        while chunk := f.read(16 << 20):
+            if b in chunk:
+                return True
+    return False
+
+
+def _iter_pandas(path: Path, encoding: str, delimiter: str, limit: int, skip: int) -> Iterator[pd.DataFrame]:
+    """pandas' C parser in chunks (the options of :func:`_read_csv_pandas`), from data row ``skip`` on."""
+    try:
+        chunks = pd.read_csv(
+            path,
+            dtype=str,
+            keep_default_na=False,
+            na_filter=False,
+            encoding=encoding,
+            sep=delimiter,
+            chunksize=limit,
+        )
+        with chunks:
+            for df in chunks:
+                if skip >= len(df):
+                    skip -= len(df)
+                    continue
+                yield df.iloc[skip:]
+                skip = 0
+    except pd.errors.EmptyDataError:
+        raise IngestError(f"{path}: empty file (expected a CSV with a header row)") from None
+    except (UnicodeDecodeError, pd.errors.ParserError):
+        raise _Unreadable from None
+
+
+def _iter_lenient(path: Path, encoding: str, delimiter: str, limit: int, skip: int) -> Iterator[pd.DataFrame]:
+    """:func:`_read_csv_lenient` in batches, from data row ``skip`` on."""
+    with open(path, newline="", encoding="utf-8-sig", errors="replace") as f:
+        rows = (r for r in csv.reader(f) if r)  # pandas skips blank lines too
+        header = next(rows, None)
+        if header is None:
+            raise IngestError(f"{path}: empty file (expected a CSV with a header row)")
+        n = len(header)
+        data: list[list[str]] = []
+        bad: dict[int, str] = {}
+        for i, r in enumerate(rows):
+            if i < skip:
+                continue
+            if len(r) != n:
+                bad[len(data)] = f"malformed CSV row: {len(r)} fields where the header has {n}"
+                r = (r + [""] * n)[:n]
+            elif any("\ufffd" in v for v in r):
+                bad[len(data)] = "malformed CSV row: bytes that are not UTF-8"
+            data.append(r)
+            if len(data) >= limit:
+                yield _lenient_frame(data, header, bad)
+                data, bad = [], {}
+        if data:
+            yield _lenient_frame(data, header, bad)
+
+
+def _lenient_frame(data: list[list[str]], header: list[str], bad: dict[int, str]) -> pd.DataFrame:
+    df = pd.DataFrame(data, columns=header, dtype=str)
+    df.attrs["malformed_rows"] = bad
+    return df
 
 
 def _read_csv_pandas(path: Path, encoding: str = "utf-8-sig", delimiter: str = ",") -> pd.DataFrame:
@@ -447,7 +649,46 @@ def hex64(h: np.ndarray) -> np.ndarray:
     return _HEX[nib].view("S16").ravel().astype(str)
 
 
-def content_ids(raw: pd.DataFrame, columns: list[str] | None = None, prefix: str = "") -> pd.Series:
+class RunningCount:
+    """How often each key has occurred so far in a file read in batches: numbers
+    each row's key ``0, 1, ...`` in file order across the batches, as a
+    ``groupby(key).cumcount()`` of the whole file would. ``uint64`` keys (hashes)
+    are kept as sorted arrays (16 bytes a distinct key); other keys (few, e.g.
+    homicide keys) in a dict."""
+
+    def __init__(self) -> None:
+        self.keys = np.empty(0, dtype=np.uint64)
+        self.counts = np.empty(0, dtype=np.int64)
+        self.other: dict = {}
+
+    def number(self, keys) -> np.ndarray:
+        """0-based occurrence of each of ``keys`` (a batch, in file order) in the file so far."""
+        k = pd.Series(np.asarray(keys))
+        within = k.groupby(k.to_numpy(), sort=False).cumcount().to_numpy(dtype=np.int64)
+        if not len(k):
+            return within
+        if k.dtype == np.uint64:
+            h = k.to_numpy()
+            before = np.zeros(len(h), dtype=np.int64)
+            if len(self.keys):
+                at = np.minimum(np.searchsorted(self.keys, h), len(self.keys) - 1)
+                found = self.keys[at] == h
+                before[found] = self.counts[at[found]]
+            u, c = np.unique(h, return_counts=True)
+            allk = np.concatenate([self.keys, u])
+            allc = np.concatenate([self.counts, c.astype(np.int64)])
+            self.keys, inv = np.unique(allk, return_inverse=True)
+            self.counts = np.bincount(inv, weights=allc).astype(np.int64)
+            return within + before
+        before = np.array([self.other.get(x, 0) for x in k.tolist()], dtype=np.int64)
+        for x, c in k.value_counts(sort=False).items():
+            self.other[x] = self.other.get(x, 0) + int(c)
+        return within + before
+
+
+def content_ids(
+    raw: pd.DataFrame, columns: list[str] | None = None, prefix: str = "", seen: RunningCount | None = None
+) -> pd.Series:
     """Deterministic ids for sources without an incident key.
 
     ``<prefix><16-hex hash of the row's text>-<k>`` where ``k`` = 0, 1, ... numbers
@@ -455,13 +696,14 @@ def content_ids(raw: pd.DataFrame, columns: list[str] | None = None, prefix: str
     (re-ingest adds nothing), while rows that are true repeats (two thefts at
     the same hundred block in the same minute) stay distinct. The hash is
     pandas' SipHash with its fixed key over the stripped cell texts, so it
-    does not depend on the process (tested against a pinned value).
+    does not depend on the process (tested against a pinned value). ``seen``
+    carries ``k`` across the batches of one file (see :func:`iter_csv_strings`).
     """
     cols = list(columns) if columns else list(raw.columns)
     text = raw[cols].apply(lambda s: s.astype(str).str.strip())
     h = pd.util.hash_pandas_object(text, index=False).to_numpy(dtype=np.uint64)
     hx = pd.Series(hex64(h), index=raw.index)
-    k = hx.groupby(hx, sort=False).cumcount().astype(str)
+    k = pd.Series((seen or RunningCount()).number(h), index=raw.index).astype(str)
     return (prefix + hx + "-" + k).astype("string")
 
 

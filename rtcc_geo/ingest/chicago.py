@@ -109,9 +109,18 @@ def coordinates(
     return lo, la, from_xy
 
 
-def read(path: str | Path, timezone: str = TIMEZONE, source: str = SOURCE) -> Batch:
-    """Read one Chicago portal file into a :class:`Batch` (canonical columns, no H3)."""
-    raw = read_csv_strings(path, REQUIRED, "chicago")
+def read(
+    path: str | Path,
+    timezone: str = TIMEZONE,
+    source: str = SOURCE,
+    raw: pd.DataFrame | None = None,
+    state: dict | None = None,
+) -> Batch:
+    """Read one Chicago portal file into a :class:`Batch` (canonical columns, no H3).
+    ``raw``: one batch of the file's rows already read (:func:`base.iter_csv_strings`);
+    ``state`` is not needed (ids are the portal's)."""
+    if raw is None:
+        raw = read_csv_strings(path, REQUIRED, "chicago")
     idx = raw.index
     col = lambda c: raw[c] if c in raw.columns else pd.Series("", index=idx)  # noqa: E731
 

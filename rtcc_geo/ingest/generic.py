@@ -71,7 +71,17 @@ import numpy as np
 import pandas as pd
 
 from ..config import Agency, load_agency
-from .base import Batch, IngestError, blank_to_na, content_ids, extras_json, localize, parse_local, read_csv_strings
+from .base import (
+    Batch,
+    IngestError,
+    RunningCount,
+    blank_to_na,
+    content_ids,
+    extras_json,
+    localize,
+    parse_local,
+    read_csv_strings,
+)
 from .chicago import coordinates, pad_digits, to_bool, unpad, zfill_code
 from .taxonomy import Taxonomy, load_taxonomy, taxonomy_path
 
@@ -205,13 +215,26 @@ def load_mapping(path: str | Path) -> Mapping:
     )
 
 
-def read(path: str | Path, mapping: Mapping | str | Path, timezone: str | None = None) -> Batch:
-    """Read one CSV through ``mapping`` into a :class:`Batch`."""
+def csv_options(mp: Mapping) -> tuple[list[str], str, str, str]:
+    """``(required columns, format label, encoding, delimiter)`` for :func:`.base.read_csv_strings`."""
+    return list(mp.columns.values()) + list(mp.extras), f"generic ({mp.path.name})", mp.encoding, mp.delimiter
+
+
+def read(
+    path: str | Path,
+    mapping: Mapping | str | Path,
+    timezone: str | None = None,
+    raw: pd.DataFrame | None = None,
+    state: dict | None = None,
+) -> Batch:
+    """Read one CSV through ``mapping`` into a :class:`Batch`. ``raw``: one batch of
+    the file's rows already read (:func:`.base.iter_csv_strings`), ``state`` carried from
+    batch to batch of the file (content ids' repeat numbers)."""
     mp = mapping if isinstance(mapping, Mapping) else load_mapping(mapping)
     tz = timezone or mp.timezone or mp.load_agency().timezone
     c = mp.columns
-    need = [v for k, v in c.items()] + list(mp.extras)
-    raw = read_csv_strings(path, need, f"generic ({mp.path.name})", encoding=mp.encoding, delimiter=mp.delimiter)
+    if raw is None:
+        raw = read_csv_strings(path, *csv_options(mp))
     if mp.decimal != ".":
         for k in ("lon", "lat", "x", "y"):
             if k in c:
@@ -265,7 +288,9 @@ def read(path: str | Path, mapping: Mapping | str | Path, timezone: str | None =
     if "id" in c:
         ids = blank_to_na(raw[c["id"]])
     else:
-        ids = content_ids(raw, prefix=f"{mp.source[:3]}-")
+        ids = content_ids(
+            raw, prefix=f"{mp.source[:3]}-", seen=state.setdefault("ids", RunningCount()) if state is not None else None
+        )
     frame = pd.DataFrame(
         {
             "id": ids,

@@ -39,10 +39,11 @@ weeks earlier in some cases (e.g. assault 2023-04-28 15:37, homicide row
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
-from .base import Batch, blank_to_na, extras_json, localize, parse_local, read_csv_strings, to_float
+from .base import Batch, RunningCount, blank_to_na, extras_json, localize, parse_local, read_csv_strings, to_float
 from .taxonomy import load_taxonomy
 
 SOURCE = "philadelphia"
@@ -60,9 +61,18 @@ REQUIRED = (
 HOMICIDE_UCR = "100"
 
 
-def read(path: str | Path, timezone: str = TIMEZONE, source: str = SOURCE) -> Batch:
-    """Read one Philadelphia extract into a :class:`Batch` (canonical columns, no H3)."""
-    raw = read_csv_strings(path, REQUIRED, "philadelphia")
+def read(
+    path: str | Path,
+    timezone: str = TIMEZONE,
+    source: str = SOURCE,
+    raw: pd.DataFrame | None = None,
+    state: dict[str, Any] | None = None,
+) -> Batch:
+    """Read one Philadelphia extract into a :class:`Batch` (canonical columns, no H3).
+    ``raw``: one batch of the file's rows already read (:func:`base.iter_csv_strings`),
+    ``state`` carried from batch to batch of the file (the victims' numbering)."""
+    if raw is None:
+        raw = read_csv_strings(path, REQUIRED, "philadelphia")
     idx = raw.index
     col = lambda c: raw[c] if c in raw.columns else pd.Series("", index=idx)  # noqa: E731
 
@@ -92,7 +102,8 @@ def read(path: str | Path, timezone: str = TIMEZONE, source: str = SOURCE) -> Ba
         day = ddate[homicide].str.replace("-", "", regex=False).str.slice(0, 8)
         day = day.where(day != "", utc[homicide].dt.tz_convert(timezone).dt.strftime("%Y%m%d").fillna(""))
         hk = key[homicide] + "-H" + day
-        n = hk.groupby(hk, sort=False).cumcount() + 1
+        victims = state.setdefault("victims", RunningCount()) if state is not None else RunningCount()
+        n = pd.Series(victims.number(hk.to_numpy(dtype=object)), index=hk.index) + 1
         ids[homicide] = hk + "-" + n.astype(str)
 
     tax = load_taxonomy(SOURCE)

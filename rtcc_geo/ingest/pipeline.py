@@ -18,10 +18,12 @@ Running the same ingest twice therefore leaves the store's row count
 unchanged and reports the same ``read/loaded/quarantined`` with
 ``duplicates == loaded`` the second time.
 
-Work is per file (one partition at a time), so memory stays bounded by the
-largest file, not the data set; the loop is what a Dask bag would map over.
-Locally, one file is written (in a writer thread) while the next is read and
-validated: at most two files in memory, writes one at a time in file order.
+Work is per file (one partition at a time), and within a file per batch of
+rows (``RTCC_BATCH_ROWS``, :func:`rtcc_geo.ingest.iter_raw`), so memory stays
+bounded by the batch, not the file or the data set; the loop over files is what
+a Dask bag would map over. Locally, one batch is written (in a writer thread)
+while the next is read and validated: at most two batches in memory, writes one
+at a time in file order.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -38,10 +40,10 @@ import pandas as pd
 from ..config import Agency, load_agency
 from ..schema import QUARANTINE_REASONS
 from ..store.base import Store
-from . import read_batch
+from . import iter_raw, read_batch
 from .base import Batch
 from .generic import Mapping, load_mapping
-from .validate import Area, agency_area, validate
+from .validate import Area, SeenIds, agency_area, validate
 
 FORMATS = ("philadelphia", "vancouver", "chicago", "generic")
 
@@ -253,20 +255,29 @@ def ingest_files(
 
     t0 = time.perf_counter()
     try:
-        # One writer thread: file i is written (Arrow sort, Parquet encoding, zstd: mostly
-        # outside the GIL) while file i + 1 is read and validated. Writes stay one at a
-        # time and in file order, and at most two files are in memory.
+        # One writer thread: batch i is written (Arrow sort, Parquet encoding, zstd: mostly
+        # outside the GIL) while batch i + 1 is read and validated. Writes stay one at a
+        # time and in file order, and at most two batches are in memory: the next is
+        # parsed only once the one before the last has been written.
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-write") as writer:
             pending: Future | None = None
+            finishing: list[Future] = []  # each file's summary, queued after its last write
+
+            def drain(wait: bool = False) -> None:
+                while finishing and (wait or finishing[0].done()):
+                    done(finishing.pop(0).result())
+
             for path in paths:
                 if bar is not None:
                     bar.set_postfix_str(path.name)
-                parsed = parse_one(fmt, path, ag, area, source, mapping, time_floor)
-                if pending is not None:
-                    done(pending.result())
-                pending = writer.submit(store_one, parsed, store)
-            if pending is not None:
-                done(pending.result())
+                tally = FileTally(path.name)
+                for parsed in parse_batches(fmt, path, ag, area, source, mapping, time_floor):
+                    if pending is not None:
+                        pending.result()
+                    drain()
+                    pending = writer.submit(store_batch, parsed, store, tally)
+                finishing.append(writer.submit(tally.summary))
+            drain(wait=True)
     finally:
         for b in (bar, rows):
             if b is not None:
@@ -304,7 +315,7 @@ class _Clock:
 
 @dataclass
 class Parsed:
-    """One file read and validated, not yet stored (what :func:`store_one` writes)."""
+    """One batch of a file read and validated, not yet stored (what :func:`store_batch` writes)."""
 
     path: Path
     batch: Batch
@@ -314,62 +325,106 @@ class Parsed:
     phases: dict[str, float]
 
 
+class FileTally:
+    """One file's counts, added up over its batches as they are stored; :meth:`summary`
+    (after the last) gives its :class:`FileSummary`. Keeps the loaded incidents' times
+    (8 bytes a row) for :func:`rtcc_geo.scope.far_dates`, which needs the whole file's."""
+
+    def __init__(self, file: str) -> None:
+        self.fs = FileSummary(file=file)
+        self.times: list[np.ndarray] = []
+
+    def add(self, p: Parsed, duplicates: int) -> None:
+        fs, batch, quarantine = self.fs, p.batch, p.quarantine
+        fs.read += len(batch)
+        fs.loaded += len(p.incidents)
+        fs.quarantined += len(quarantine)
+        fs.duplicates += duplicates
+        for r, n in quarantine["reason"].value_counts().items():
+            fs.by_reason[str(r)] = fs.by_reason.get(str(r), 0) + int(n)
+        for k, n in batch.unmapped.items():
+            fs.unmapped_offenses[k] = fs.unmapped_offenses.get(k, 0) + int(n)
+        occ = pd.DatetimeIndex(p.incidents["occurred_from"])
+        self.times.append((occ.tz_convert("UTC").tz_localize(None) if occ.tz is not None else occ).to_numpy())
+        # validate() times its H3 and block-normalisation steps itself (wall clock).
+        wall = dict(p.clock.wall)
+        wall["validate"] -= p.phases.get("h3", 0.0) + p.phases.get("normalise", 0.0)
+        wall["h3"], wall["normalise"] = p.phases.get("h3", 0.0), p.phases.get("normalise", 0.0)
+        for k, v in wall.items():
+            fs.phases[k] = fs.phases.get(k, 0.0) + v
+        for k, v in p.clock.cpu.items():
+            fs.cpu[k] = fs.cpu.get(k, 0.0) + v
+        fs.seconds += p.clock.total
+
+    def summary(self) -> FileSummary:
+        from ..scope import far_dates
+
+        fs = self.fs
+        clock = _Clock()
+        fs.by_reason = {r: fs.by_reason[r] for r in QUARANTINE_REASONS if r in fs.by_reason}
+        times = np.concatenate(self.times) if self.times else np.empty(0, dtype="datetime64[ns]")
+        fs.far_dated = far_dates(pd.Series(times, dtype="datetime64[ns]"))
+        self.times = []
+        clock.lap("summary")
+        fs.seconds += clock.total
+        fs.phases["summary"] = fs.phases.get("summary", 0.0) + clock.wall["summary"]
+        fs.cpu["summary"] = fs.cpu.get("summary", 0.0) + clock.cpu["summary"]
+        return fs
+
+
 def ingest_one(
     fmt, path: Path, store: Store, ag: Agency, area, source: str, mapping, time_floor: str | None = None
 ) -> FileSummary:
-    """One file = one partition: read, validate, write; returns its counts
-    (and, in ``phases``, the seconds each step took)."""
-    return store_one(parse_one(fmt, path, ag, area, source, mapping, time_floor), store)
+    """One file = one partition: read, validate, write, batch by batch; returns its
+    counts (and, in ``phases``, the seconds each step took)."""
+    tally = FileTally(path.name)
+    for parsed in parse_batches(fmt, path, ag, area, source, mapping, time_floor):
+        store_batch(parsed, store, tally)
+    return tally.summary()
 
 
-def parse_one(fmt, path: Path, ag: Agency, area, source: str, mapping, time_floor: str | None = None) -> Parsed:
-    """The first half of :func:`ingest_one`: read and validate one file (no store involved)."""
-    clock = _Clock()
-    phases: dict[str, float] = {}
-    batch = read_batch(fmt, path, timezone=ag.timezone, mapping=mapping, source=source)
-    malformed = batch.raw.attrs.get("malformed_rows") or {}
-    if malformed:  # one bad CSV row is quarantined, not the whole file
-        mask = np.zeros(len(batch), dtype=bool)
-        mask[list(malformed)] = True
-        detail = pd.Series(malformed, dtype="object").reindex(range(len(batch))).set_axis(batch.raw.index)
-        batch.flag("invalid_field", mask, detail.fillna(""))
-    clock.lap("read")
-    incidents, quarantine = validate(batch, area, tuple(ag.resolutions), time_floor=time_floor, phases=phases)
-    if len(incidents) + len(quarantine) != len(batch):  # a bug, never bad input
-        raise RuntimeError(
-            f"{path.name}: validation lost rows ({len(batch)} read, {len(incidents)} + {len(quarantine)} out)"
+def parse_batches(
+    fmt, path: Path, ag: Agency, area, source: str, mapping, time_floor: str | None = None
+) -> Iterator[Parsed]:
+    """The first half of :func:`ingest_one`: read and validate one file in batches of
+    rows (``RTCC_BATCH_ROWS``, see :func:`rtcc_geo.ingest.iter_raw`); no store involved.
+    What a row's result depends on beyond its batch (repeated keys, the numbering of
+    repeated rows' ids) is carried from batch to batch, so the batches give what the
+    whole file would."""
+    state: dict = {}
+    seen = SeenIds()
+    raws = iter(iter_raw(fmt, path, mapping))
+    while True:
+        clock = _Clock()
+        raw = next(raws, None)
+        if raw is None:
+            return
+        phases: dict[str, float] = {}
+        batch = read_batch(fmt, path, timezone=ag.timezone, mapping=mapping, source=source, raw=raw, state=state)
+        malformed = batch.raw.attrs.get("malformed_rows") or {}
+        if malformed:  # one bad CSV row is quarantined, not the whole file
+            mask = np.zeros(len(batch), dtype=bool)
+            mask[list(malformed)] = True
+            detail = pd.Series(malformed, dtype="object").reindex(range(len(batch))).set_axis(batch.raw.index)
+            batch.flag("invalid_field", mask, detail.fillna(""))
+        clock.lap("read")
+        incidents, quarantine = validate(
+            batch, area, tuple(ag.resolutions), time_floor=time_floor, phases=phases, seen=seen
         )
-    clock.lap("validate")
-    return Parsed(path, batch, incidents, quarantine, clock, phases)
+        if len(incidents) + len(quarantine) != len(batch):  # a bug, never bad input
+            raise RuntimeError(
+                f"{path.name}: validation lost rows ({len(batch)} read, {len(incidents)} + {len(quarantine)} out)"
+            )
+        clock.lap("validate")
+        yield Parsed(path, batch, incidents, quarantine, clock, phases)
 
 
-def store_one(p: Parsed, store: Store) -> FileSummary:
-    """The second half of :func:`ingest_one`: write a parsed file and count it. Its
-    ``store`` step is timed from when the write starts (it may wait for the parse of
-    the next file to let go of the interpreter; the wait is not the store's)."""
-    clock, phases, batch, incidents, quarantine = p.clock, p.phases, p.batch, p.incidents, p.quarantine
-    clock.resume()
-    w = store.write_incidents(incidents)
-    store.write_quarantine(quarantine)
-    clock.lap("store")
-    fs = FileSummary(
-        file=p.path.name,
-        read=len(batch),
-        loaded=len(incidents),
-        quarantined=len(quarantine),
-        duplicates=int(w.received - w.inserted),
-        by_reason={r: int(n) for r, n in quarantine["reason"].value_counts().items()},
-        unmapped_offenses=dict(batch.unmapped),
-    )
-    fs.by_reason = {r: fs.by_reason[r] for r in QUARANTINE_REASONS if r in fs.by_reason}
-    from ..scope import far_dates
-
-    fs.far_dated = far_dates(incidents["occurred_from"])
-    clock.lap("summary")
-    fs.seconds = clock.total
-    fs.phases = dict(clock.wall)
-    # validate() times its H3 and block-normalisation steps itself (wall clock).
-    fs.phases["validate"] -= phases.get("h3", 0.0) + phases.get("normalise", 0.0)
-    fs.phases["h3"], fs.phases["normalise"] = phases.get("h3", 0.0), phases.get("normalise", 0.0)
-    fs.cpu = dict(clock.cpu)
-    return fs
+def store_batch(p: Parsed, store: Store, tally: FileTally) -> None:
+    """The second half of :func:`ingest_one`: write a parsed batch and count it into
+    ``tally``. Its ``store`` step is timed from when the write starts (it may wait for
+    the parse of the next batch to let go of the interpreter; the wait is not the store's)."""
+    p.clock.resume()
+    w = store.write_incidents(p.incidents)
+    store.write_quarantine(p.quarantine)
+    p.clock.lap("store")
+    tally.add(p, int(w.received - w.inserted))

@@ -201,6 +201,7 @@ def validate(
     resolutions: tuple[int, ...] = DEFAULT_RESOLUTIONS,
     time_floor: str | pd.Timestamp | None = None,
     phases: dict[str, float] | None = None,
+    seen: SeenIds | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Split a batch into ``(incidents, quarantine)``.
 
@@ -208,6 +209,8 @@ def validate(
     ``quarantine`` has :data:`schema.QUARANTINE_COLUMNS`. Their lengths add
     up to ``len(batch)``. ``phases``, when given, accumulates seconds spent
     in ``"h3"`` and ``"normalise"`` (block addresses) for the ingest bench.
+    ``seen``: the ids loaded by the file's earlier batches (one per file, updated
+    here), so a key repeated across batches is a ``duplicate_key`` as within one.
     """
     f = batch.frame
     n = len(f)
@@ -280,10 +283,15 @@ def validate(
     dup = np.zeros(n, dtype=bool)
     if ok.any():
         ids_ok = idv[ok]
-        d = ids_ok.duplicated(keep="first").to_numpy()
+        rows = pd.Series(np.arange(1, n + 1) + batch.first_row, index=f.index)[ok]
+        d = ids_ok.duplicated(keep="first").to_numpy().copy()
+        first = rows.groupby(ids_ok.to_numpy()).transform("min") if d.any() else rows
+        if seen is not None:  # a first copy in an earlier batch of the file
+            earlier = seen.first_rows(ids_ok)
+            d |= earlier > 0
+            first = first.where(earlier == 0, pd.Series(earlier, index=first.index))
+            seen.add(ids_ok[~d], rows[~d])
         if d.any():
-            rows = pd.Series(np.arange(1, n + 1), index=f.index)[ok]
-            first = rows.groupby(ids_ok.to_numpy()).transform("min")
             dup[np.flatnonzero(ok)[d]] = True
             det = pd.Series("", index=f.index, dtype="object")
             det[ok] = (
@@ -331,7 +339,7 @@ def validate(
         {
             "source": batch.source,
             "file": batch.file,
-            "row_number": np.flatnonzero(bad).astype("int64") + 1,
+            "row_number": np.flatnonzero(bad).astype("int64") + 1 + batch.first_row,
             "reason": reason[bad],
             "detail": detail[bad],
             "raw": safe_json_text(json_records(batch.raw.loc[bad])).to_numpy()
@@ -342,6 +350,67 @@ def validate(
     for c in ("source", "file", "reason", "detail", "raw"):
         q[c] = q[c].astype("string")
     return incidents, q.loc[:, list(QUARANTINE_COLUMNS)]
+
+
+class SeenIds:
+    """The ids a file's earlier batches loaded, with the data row of each (first
+    copies only): sorted 64-bit hashes, the rows and the ids themselves (a hash
+    match is confirmed on the text, so a collision never makes a duplicate).
+    Hashed only when a later batch asks: a file read in one batch costs nothing."""
+
+    def __init__(self) -> None:
+        import pyarrow as pa
+
+        self.hashes = np.empty(0, dtype=np.uint64)
+        self.rows = np.empty(0, dtype=np.int64)
+        self.ids = pa.array([], type=pa.large_string())
+        self._pending: list[tuple[pd.Series, pd.Series]] = []
+
+    def first_rows(self, ids: pd.Series) -> np.ndarray:
+        """The data row each of ``ids`` was first loaded at in an earlier batch, else 0."""
+        import pyarrow.compute as pc
+
+        from ..store.embedded import hash_ids
+
+        self._merge()
+        out = np.zeros(len(ids), dtype=np.int64)
+        if not len(self.hashes) or not len(ids):
+            return out
+        h = hash_ids(ids)
+        text = _arrow(ids.astype("string"))
+        at = np.searchsorted(self.hashes, h)
+        todo = at < len(self.hashes)
+        while todo.any():  # equal hashes sit side by side: step through them
+            i = np.flatnonzero(todo)
+            same = self.hashes[at[i]] == h[i]
+            i = i[same]
+            if not len(i):
+                break
+            eq = pc.equal(self.ids.take(at[i]), text.take(i)).to_numpy(zero_copy_only=False)
+            out[i[eq]] = self.rows[at[i[eq]]]
+            todo[:] = False
+            rest = i[~eq]
+            at[rest] += 1
+            todo[rest] = at[rest] < len(self.hashes)
+        return out
+
+    def add(self, ids: pd.Series, rows: pd.Series) -> None:
+        """Remember ``ids`` (first copies, none seen before) loaded at data ``rows``."""
+        if len(ids):
+            self._pending.append((ids, rows))
+
+    def _merge(self) -> None:
+        import pyarrow as pa
+
+        from ..store.embedded import hash_ids
+
+        for ids, rows in self._pending:
+            h = np.concatenate([self.hashes, hash_ids(ids)])
+            order = np.argsort(h, kind="stable")
+            self.hashes = h[order]
+            self.rows = np.concatenate([self.rows, rows.to_numpy(dtype=np.int64)])[order]
+            self.ids = pa.concat_arrays([self.ids, _arrow(ids.astype("string"))]).take(order)
+        self._pending = []
 
 
 def _resolve(batch: Batch, upto: str | None = None) -> tuple[np.ndarray, np.ndarray]:

@@ -28,11 +28,12 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from .base import Batch, blank_to_na, content_ids, extras_json, localize, read_csv_strings
+from .base import Batch, RunningCount, blank_to_na, content_ids, extras_json, localize, read_csv_strings
 from .taxonomy import load_taxonomy
 
 SOURCE = "vancouver"
@@ -61,9 +62,18 @@ def project_to_wgs84(x: np.ndarray, y: np.ndarray, crs: str) -> tuple[np.ndarray
     return lon, lat
 
 
-def read(path: str | Path, timezone: str = TIMEZONE, source: str = SOURCE) -> Batch:
-    """Read one GeoDASH yearly file into a :class:`Batch` (canonical columns, no H3)."""
-    raw = read_csv_strings(path, REQUIRED, "vancouver")
+def read(
+    path: str | Path,
+    timezone: str = TIMEZONE,
+    source: str = SOURCE,
+    raw: pd.DataFrame | None = None,
+    state: dict[str, Any] | None = None,
+) -> Batch:
+    """Read one GeoDASH yearly file into a :class:`Batch` (canonical columns, no H3).
+    ``raw``: one batch of the file's rows already read (:func:`base.iter_csv_strings`),
+    ``state`` carried from batch to batch of the file (the ids' repeat numbers)."""
+    if raw is None:
+        raw = read_csv_strings(path, REQUIRED, "vancouver")
     idx = raw.index
     parts = {c.lower(): pd.to_numeric(raw[c].str.strip(), errors="coerce") for c in TIME_COLS}
     naive = pd.to_datetime(
@@ -94,7 +104,10 @@ def read(path: str | Path, timezone: str = TIMEZONE, source: str = SOURCE) -> Ba
     frame = pd.DataFrame(
         {
             "id": content_ids(
-                raw, list(REQUIRED) + [c for c in ("HUNDRED_BLOCK", "NEIGHBOURHOOD") if c in raw], prefix="van-"
+                raw,
+                list(REQUIRED) + [c for c in ("HUNDRED_BLOCK", "NEIGHBOURHOOD") if c in raw],
+                prefix="van-",
+                seen=state.setdefault("ids", RunningCount()) if state is not None else None,
             ),
             "source": source,
             "occurred_from": utc,
