@@ -376,7 +376,7 @@ def test_map_recolours_with_values_only_and_right_counts(philly_app):
     patch = resp["map-hex"]["data"]
     assert patch.get("__dash_patch_update")
     ops = {tuple(o["location"]): o["params"]["value"] for o in patch["operations"]}
-    assert {k[0] for k in ops} <= {"ids", "k", "v", "zmin", "zmax"} and {("ids",), ("k",), ("v",)} <= set(ops)
+    assert {k[0] for k in ops} <= {"ids", "k", "v", "zmin", "zmax", "empty"} and {("ids",), ("k",), ("v",)} <= set(ops)
     theft = inc[inc["category"] == "theft"].groupby("h3_r9").size()
     got = _drawn(ctx, {"res": 9, "ids": ops[("ids",)], "v": ops[("v",)]})
     assert len(got) == len(theft)  # exactly the cells with a theft are drawn

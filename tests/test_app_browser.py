@@ -58,10 +58,10 @@ return m.queryRenderedFeatures({layers: ['rtcc-hex-fill']}).map(f => {
 def assert_rendered_colours(d, s) -> int:
     """The colour of every rendered hexagon is its value's palette colour (with the map's
     opacity), transparent for a cell without a value; returns how many are coloured."""
-    from rtcc_geo.app.figures import HEX_OPACITY, SEQ_PALETTE, _rgba
+    from rtcc_geo.app.figures import HEX_OPACITY, HEX_PALETTE, _rgba
 
-    assert s["palette"] == SEQ_PALETTE
-    pal = np.array([_rgba(c) for c in SEQ_PALETTE])
+    assert s["palette"] == HEX_PALETTE
+    pal = np.array([_rgba(c) for c in HEX_PALETTE])
     want = {i: pal[k] for i, k in zip(s["ids"], s["k"])}
     coloured = 0
     for fid, r, g, b, a in d.execute_script(JS_RENDERED_COLOURS):
@@ -249,3 +249,59 @@ def test_commander_flow(browser, philly_app):
     assert any("/_dash-update-component" in u for u in urls)
     assert non_local(urls) == [], non_local(urls)
     assert d.offsite == [], d.offsite
+
+
+def test_empty_cells_drawn_apart_from_one_incident(browser, philly_app):
+    """With "draw empty cells", a cell with 0 incidents is drawn in its own colour: not that
+    of a cell with 1 (the ramp's lightest), and neither is the background's. Colours as
+    MapLibre evaluates them for rendered hexagons, then as painted (screenshot pixels)."""
+    from selenium.webdriver.common.by import By
+
+    from rtcc_geo.app.figures import EMPTY_COLOUR, HEX_OPACITY, _rgba
+    from rtcc_geo.app.layers import MAP_BACKGROUND
+    from tests.browser import login, wait_for
+
+    from .test_app_map import delta_e
+
+    d, url = browser
+    if "/login" in d.current_url or not d.execute_script("return !!window.rtccHex"):
+        login(d, url, "chief", PASSWORD)
+    # The city view (no streets over the cells, full fill opacity: pixels are exact).
+    d.get(url + "/?res=10&empty=1")
+    s = map_state(d, lambda s: s["res"] == 10, timeout=180, what="res 10 with empty cells")
+    assert len(s["ids"]) == len(philly_app.rtcc.universe(10))  # every cell drawn
+    v = {i: x for i, x in zip(s["ids"], s["v"])}
+    assert assert_rendered_colours(d, s) > 100
+    bg = _rgba(MAP_BACKGROUND)[:3]
+
+    def painted(rgba) -> str:  # premultiplied colour over the background, as the map shows it
+        r, g, b, a = rgba
+        c = np.array([r, g, b]) * 255 + bg * (1 - a)
+        return "#" + "".join(f"{int(round(x)):02x}" for x in c)
+
+    seen: dict[float, str] = {}
+    for fid, r, g, b, a in d.execute_script(JS_RENDERED_COLOURS):
+        if v.get(int(fid)) in (0, 1):
+            seen.setdefault(v[int(fid)], painted((r, g, b, a)))
+    assert set(seen) == {0, 1}, seen
+    zero, one = seen[0], seen[1]
+    want0 = _rgba(EMPTY_COLOUR)[:3] * HEX_OPACITY + bg * (1 - HEX_OPACITY)
+    assert np.allclose(_rgba(zero)[:3], want0, atol=3), (zero, want0)
+    assert delta_e(zero, one) > 40 and delta_e(zero, MAP_BACKGROUND) > 15 and delta_e(one, MAP_BACKGROUND) > 20
+    # The legend names the class.
+    legend = wait_for(lambda: d.find_element(By.ID, "legend").text, what="legend")
+    assert "0 (no incidents)" in legend, legend
+    shot(d, "0_empty_cells")
+    # The screenshot's pixels: the empty grey is on the map, distinct from the background.
+    import io
+
+    from PIL import Image
+
+    im = np.asarray(Image.open(io.BytesIO(d.get_screenshot_as_png())).convert("RGB")).astype(int)
+    near = np.abs(im - np.round(want0)).sum(axis=2) <= 6
+    assert near.mean() > 0.02, near.mean()
+    # For a person to look at: closer in, streets over the cells.
+    d.get(url + "/?res=10&empty=1&cam=13.00,39.95240,-75.16360")
+    map_state(d, lambda s: abs(s["zoom"] - 13) < 0.05, timeout=180, what="zoom 13")
+    time.sleep(0.5)
+    shot(d, "0_empty_cells_z13")

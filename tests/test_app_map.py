@@ -43,7 +43,7 @@ def delta_e(a: str, b: str, sim=None) -> float:
 
 
 def test_every_legend_class_stands_out_from_the_background_and_its_neighbours():
-    from rtcc_geo.app.figures import SEQ_PALETTE
+    from rtcc_geo.app.figures import EMPTY_COLOUR, SEQ_PALETTE
     from rtcc_geo.app.layers import DEPLOY, EMERGING, GISTAR, MAP_BACKGROUND
 
     legends = {
@@ -51,7 +51,8 @@ def test_every_legend_class_stands_out_from_the_background_and_its_neighbours():
         "gistar": [c for v, _, c in GISTAR.classes if v != GISTAR.empty_value],
         "emerging": [c for v, _, c in EMERGING.classes if v != EMERGING.empty_value],
         "deploy": [c for _, _, c in DEPLOY.classes],
-        "counts": [SEQ_PALETTE[0], SEQ_PALETTE[len(SEQ_PALETTE) // 2], SEQ_PALETTE[-1]],
+        # With "draw empty cells": 0 incidents (its own grey), then the ramp from 1.
+        "counts": [EMPTY_COLOUR, SEQ_PALETTE[0], SEQ_PALETTE[len(SEQ_PALETTE) // 2], SEQ_PALETTE[-1]],
     }
     assert len(legends["emerging"]) == 16 and len(legends["gistar"]) == 6
     for name, cols in legends.items():

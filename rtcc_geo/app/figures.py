@@ -84,6 +84,13 @@ def scale_palette(scale: list, n: int = N_STEPS) -> list[str]:
 
 
 SEQ_PALETTE = scale_palette(SEQ_SCALE)
+#: The colour of a cell whose value is its layer's empty value (0 incidents), drawn only
+#: with "draw empty cells": a neutral grey, so 0 is told apart from 1 (the ramp's yellow
+#: end) and from the background (CIELAB distance 23 to it, for normal and red/green-blind
+#: vision alike; ``tests/test_app_map.py``).
+EMPTY_COLOUR = "#a9b1bb"
+#: The continuous layers' palette: index 0 is the empty class, 1.. the ramp.
+HEX_PALETTE = [EMPTY_COLOUR, *SEQ_PALETTE]
 
 
 def hex_data(ctx: AppContext, layer: Layer, f: Filters, values: pd.DataFrame) -> dict:
@@ -130,14 +137,20 @@ def hex_data(ctx: AppContext, layer: Layer, f: Filters, values: pd.DataFrame) ->
     # Cap the scale at the 99th percentile so one extreme cell does not wash out the rest.
     zmax = float(np.percentile(fin, 99)) if len(fin) else 1.0
     zmax = float(f"{max(zmax, 1e-9 if layer.unit != 'incidents' else 1.0):.4g}")
-    k = np.clip(np.rint(np.clip(v, 0, None) / zmax * (N_STEPS - 1)), 0, N_STEPS - 1).astype(np.int64)
+    k = 1 + np.clip(np.rint(np.clip(v, 0, None) / zmax * (N_STEPS - 1)), 0, N_STEPS - 1).astype(np.int64)
+    # Empty cells (drawn with "draw empty cells" only) get their own class, not the ramp's
+    # lightest colour, which is also that of a count of 1.
+    empty = np.zeros(len(v), dtype=bool) if layer.empty_value is None else v == layer.empty_value
+    k[empty] = 0
     return {
         **out,
         "kind": "continuous",
         "ids": idx.tolist(),
         "k": k.tolist(),
         "v": _values(v),
-        "palette": SEQ_PALETTE,
+        "empty": int(np.count_nonzero(empty)),
+        "empty_label": "0 (no incidents)" if layer.unit == "incidents" else f"{layer.empty_value:g} (none)",
+        "palette": HEX_PALETTE,
         "labels": None,
         "zmin": 0,
         "zmax": zmax,
@@ -217,7 +230,31 @@ def legend(data: dict) -> list:
             html.Span(f"≥ {zmax:.3g}"),
         ],
     )
-    return [title, ramp, ticks, *more]
+    rows = [title, ramp, ticks]
+    if data.get("empty"):
+        rows.append(
+            html.Div(
+                [
+                    html.Span(
+                        style={
+                            "display": "inline-block",
+                            "width": "12px",
+                            "height": "12px",
+                            "background": EMPTY_COLOUR,
+                            "marginRight": "6px",
+                            "verticalAlign": "middle",
+                            "opacity": HEX_OPACITY,
+                            "border": "1px solid rgba(0,0,0,0.25)",
+                        }
+                    ),
+                    data.get("empty_label", "0"),
+                    html.Span(f" · {data['empty']:,} cells", style={"color": "#5a6570"}),
+                ],
+                className="legend-class legend-empty",
+                style={"marginTop": "4px"},
+            )
+        )
+    return [*rows, *more]
 
 
 def map_figure(ctx: AppContext, camera: dict | None = None) -> dict:

@@ -374,7 +374,7 @@
         g.fillStyle = '#fff'; g.fillText(title, 8, 16);
         g.font = '13px system-ui, sans-serif';
         if (d) {
-          var x = W - 210, y = Hh - 30 - (d.kind === 'categorical' ? 16 * d.palette.length : 34);
+          var x = W - 210, y = Hh - 30 - (d.kind === 'categorical' ? 16 * d.palette.length : d.empty ? 52 : 34);
           g.fillStyle = 'rgba(255,255,255,0.92)';
           g.fillRect(x - 8, y - 18, 210, Hh - y + 6);
           g.fillStyle = '#111'; g.fillText(d.label + (d.unit ? ' (' + d.unit + ')' : ''), x, y - 2);
@@ -384,11 +384,16 @@
               g.fillStyle = '#111'; g.fillText(d.labels[i], x + 18, y + 14 + 16 * i);
             });
           } else {
-            var n = d.palette.length;
-            d.palette.forEach(function (col, i) { g.fillStyle = col; g.fillRect(x + 180 * i / n, y + 4, 180 / n + 1, 12); });
+            // palette[0] is the empty class (its own swatch), the rest the ramp.
+            var ramp = d.palette.slice(1), n = ramp.length;
+            ramp.forEach(function (col, i) { g.fillStyle = col; g.fillRect(x + 180 * i / n, y + 4, 180 / n + 1, 12); });
             g.fillStyle = '#111';
-            g.fillText('0', x, y + 30);
+            g.fillText(d.unit === 'incidents' ? '1' : '> 0', x, y + 30);
             g.fillText('\u2265 ' + d.zmax, x + 140, y + 30);
+            if (d.empty) {
+              g.fillStyle = d.palette[0]; g.fillRect(x, y + 38, 12, 12);
+              g.fillStyle = '#111'; g.fillText(d.empty_label || '0', x + 18, y + 48);
+            }
           }
         }
         resolve(c.toDataURL('image/png'));

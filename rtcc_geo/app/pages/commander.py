@@ -373,7 +373,7 @@ def layout(ctx: AppContext, role: str, search: str | None = None) -> html.Div:
 
 #: What a recolour changes in the map-hex data; the rest (tiles, palette, classes)
 #: depends only on the resolution and the layer, named by :func:`hex_key`.
-_RECOLOUR_FIELDS = ("ids", "k", "v", "zmin", "zmax", "counts")
+_RECOLOUR_FIELDS = ("ids", "k", "v", "zmin", "zmax", "counts", "empty")
 
 
 def hex_key(data: dict) -> str:
