@@ -26,8 +26,9 @@ known-time filters go to ``pyarrow.dataset`` (row groups skipped on their
 statistics, rows filtered in Arrow); only the columns asked for are read.
 Aggregations (:meth:`EmbeddedStore.counts`) run part by part
 (:meth:`~EmbeddedStore.partition_paths`, :meth:`~EmbeddedStore.count_partition`,
-:func:`combine_counts`, the seam the Dask layer maps over), so memory is one
-part's needed columns plus the counts, never the incident rows.
+:func:`combine_counts`, the seam the Dask layer maps over), one row group at a
+time, so memory is one row group's needed columns plus the counts, never the
+incident rows, whatever the size of a part.
 
 Concurrency (see docs/store.md): every write takes an exclusive file lock on
 ``.write.lock`` (any process, any thread), so writers queue and none loses or
@@ -55,6 +56,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from collections.abc import Sequence
 
@@ -318,18 +320,23 @@ class EmbeddedStore(Store):
         return self._consistent(lambda: self._counts(res, by, q))
 
     def _counts(self, res: int, by: tuple[str, ...], q: Query) -> pd.DataFrame:
-        # Streams record batch by record batch over a few dozen parts at a time (one scanner,
-        # Arrow's threads): a batch's needed columns and the partial counts are all that is
-        # ever in memory; partials are folded every so often, so they stay grid-sized.
-        frames: list[pd.DataFrame] = []
+        # Streams row group by row group (:meth:`_batches`): one row group's needed columns
+        # and the partial counts are all that is ever in memory, and partials are folded
+        # every so often, so they stay grid-sized.
         paths = self.partition_paths(q)
+        return self._count_paths(paths, res, by, q)
+
+    def _count_paths(
+        self, paths: Sequence[tuple[str, Path]], res: int, by: Sequence[str], q: Query, fold: int = 64
+    ) -> pd.DataFrame:
+        """:meth:`counts` of the rows of ``paths`` (``(source, file)``), row group by row group."""
+        frames: list[pd.DataFrame] = []
         for source in dict.fromkeys(s for s, _ in paths):
             mine = [p for s, p in paths if s == source]
-            for i in range(0, len(mine), 64):
-                for batch in self._batches(source, mine[i : i + 64], _count_columns(res, by), q, by):
-                    frames.append(self._count_table(batch, source, res, by))
-                    if len(frames) >= 64:
-                        frames = [combine_counts(frames, by)]
+            for batch in self._batches(source, mine, _count_columns(res, by), q, by):
+                frames.append(self._count_table(batch, source, res, by))
+                if len(frames) >= fold:
+                    frames = [combine_counts(frames, by)]
         return combine_counts(frames, by)
 
     # --- partition-level primitives (what the Dask layer maps over) --------
@@ -351,17 +358,42 @@ class EmbeddedStore(Store):
 
     def count_partition(self, source: str, path: Path, res: int, by: Sequence[str], q: Query) -> pd.DataFrame:
         """Partial :meth:`counts` of one part file; :func:`combine_counts` sums partials."""
-        by = check_keys(by)
-        table = self._scan(source, path, _count_columns(res, by), q, needs_known_time(by, q), geolocated_filter(by, q))
-        return self._count_table(table, source, res, by)
+        return self._count_paths([(source, path)], res, check_keys(by), q)
 
     def _batches(self, source: str, paths: Sequence[Path], columns: Sequence[str], q: Query, by: Sequence[str]):
-        """Record batches of rows matching ``q`` in ``paths`` (one scanner over them)."""
+        """Rows matching ``q`` in ``paths``, one row group at a time (those whose statistics
+        rule the filter out are skipped unread), in file and row-group order.
+
+        Row groups are read one by one on purpose: a ``pyarrow.dataset`` scanner over the
+        files decodes ahead of its consumer whatever its readahead settings (measured: 46 MB
+        in flight for 3 columns of 4 M rows in 12 files, 13 MB for 1 M; this way 4-8 MB for
+        both), so its memory grew with the rows of a part file."""
         scan = _Scan(source, self._tz(source), q, needs_known_time(by, q), geolocated_filter(by, q))
         read = list(dict.fromkeys([*columns, *scan.post_columns]))
-        for b in ds.dataset(list(map(str, paths)), format="parquet").to_batches(columns=read, filter=scan.expression):
-            if b.num_rows:
-                yield scan.post_filter(pa.Table.from_batches([b]))
+
+        def groups():
+            for path in paths:
+                d = ds.dataset(str(path), format="parquet")
+                for frag in d.get_fragments():
+                    for rg in frag.split_by_row_group(scan.expression, schema=d.schema):
+                        yield rg, d.schema
+
+        def read_one(item):
+            rg, schema = item
+            return rg.to_table(schema=schema, columns=read, filter=scan.expression)
+
+        # The next row group is read while this one is counted (Arrow releases the GIL):
+        # two in memory at most (10 M store: ~30 % faster than one at a time, as much memory).
+        with ThreadPoolExecutor(1) as ex:
+            it = groups()
+            nxt = next(it, None)
+            fut = ex.submit(read_one, nxt) if nxt is not None else None
+            while fut is not None:
+                t = fut.result()
+                nxt = next(it, None)
+                fut = ex.submit(read_one, nxt) if nxt is not None else None
+                if t.num_rows:
+                    yield scan.post_filter(t)
 
     def _count_table(self, table: pa.Table, source: str, res: int, by: Sequence[str]) -> pd.DataFrame:
         """Counts of ``table``'s rows (already filtered) by ``by``, keys and groups in Arrow."""
