@@ -337,3 +337,75 @@ def test_sigpipe_default_only_for_ordinary_commands(argv, default):
         [sys.executable, "-c", code], env=cli_env(), capture_output=True, text=True, timeout=120, check=False
     )
     assert f"SIGPIPE {default}" in r.stderr, r.stderr[-500:]
+
+
+def test_many_map_tabs_share_one_stream_and_a_ninth_tab_still_loads(srv):
+    """A commander with the map open in many tabs (a watch floor's screens): over
+    HTTP/1.1 a browser keeps at most six connections to a server, and each tab's
+    event stream held one for good, so the seventh tab (and every request of the
+    six) hung. One tab now holds the stream and relays it; closing that tab hands
+    the stream to another, and every open tab still gets each new incident."""
+    from tests.browser import chromium, find_browser, login as browser_login, wait_for
+    from tests.conftest import missing
+
+    from .serve_support import PASSWORD
+
+    chrome, driver = find_browser()
+    if not chrome or not driver:
+        missing("headless Chromium", "install Debian 'chromium' and 'chromium-driver'")
+    n_tabs = 9
+    with chromium(chrome, driver) as d:
+        d.set_page_load_timeout(60)
+        browser_login(d, srv.url, "chief", PASSWORD)
+        tabs, roles = [], []
+        for k in range(n_tabs):
+            if k:
+                d.switch_to.new_window("tab")
+            t0 = time.monotonic()
+            d.get(srv.url + "/")
+            wait_for(
+                lambda: d.execute_script(
+                    "return !!(window.rtccLive && window.rtccLive.source && window.rtccLive.source.readyState === 1)"
+                ),
+                timeout=60,
+                what=f"tab {k + 1}'s live stream",
+            )
+            assert time.monotonic() - t0 < 30, f"tab {k + 1} took {time.monotonic() - t0:.0f} s"
+            tabs.append(d.current_window_handle)
+            roles.append(d.execute_script("return window.rtccLive.role"))
+        assert roles.count("leader") == 1 and roles.count("follower") == n_tabs - 1, roles
+
+        rec = feed_records(srv.store_dir, 1, f"tabs-a-{time.time_ns()}")
+        assert post_feed(srv.url, rec).status_code == 200
+        base_counts = {}
+        for h in tabs:
+            d.switch_to.window(h)
+            wait_for(
+                lambda: d.execute_script("return window.rtccLive.received") >= 1,
+                timeout=30,
+                what="incident in every tab",
+            )
+            base_counts[h] = d.execute_script("return window.rtccLive.received")
+        # Close the tab holding the stream: another takes it, and every remaining tab gets the next one.
+        leader = tabs[roles.index("leader")]
+        d.switch_to.window(leader)
+        d.close()
+        rest = [h for h in tabs if h != leader]
+        d.switch_to.window(rest[0])
+        wait_for(
+            lambda: any(
+                (d.switch_to.window(h), d.execute_script("return window.rtccLive.role"))[1] == "leader" for h in rest
+            ),
+            timeout=30,
+            what="a new leader tab",
+        )
+        time.sleep(1.5)  # its stream opened
+        rec = feed_records(srv.store_dir, 1, f"tabs-b-{time.time_ns()}")
+        assert post_feed(srv.url, rec).status_code == 200
+        for h in rest:
+            d.switch_to.window(h)
+            wait_for(
+                lambda h=h: d.execute_script("return window.rtccLive.received") > base_counts[h],
+                timeout=30,
+                what="the incident after the hand-over in every tab",
+            )

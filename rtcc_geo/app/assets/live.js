@@ -1,7 +1,8 @@
 // Live incidents and alerts. Holds the server-sent event stream open; new incidents are
 // drawn on the map's live trace (the trace named 'live') with Plotly directly, alerts are handed to Dash
 // (set_props on a hidden store) so the server re-renders the alert panel. Nothing here
-// talks to any host but the page's own; EventSource reconnects by itself (retry: 1000).
+// talks to any host but the page's own; EventSource reconnects by itself (retry: 1000). One tab
+// of the browser holds the stream and relays its events to the others (see connect).
 //
 // Dots fade with age (incident time; arrival time where the role gets no incident time):
 // full colour for the newest quarter hour, fading to 20 % at six hours, measured from the
@@ -90,16 +91,52 @@
     draw();
   };
 
-  function connect() {
-    if (live.source) return;
-    if (!document.getElementById('alerts-panel')) { setTimeout(connect, 500); return; }  // not the map page
-    var es = live.source = new EventSource('/api/live/stream');
-    es.addEventListener('incidents', function (ev) { live.add(JSON.parse(ev.data).rows); });
-    es.addEventListener('alerts', function (ev) {
-      live.alerts += JSON.parse(ev.data).rows.length;
+  function handle(type, data) {
+    if (type === 'incidents') live.add(JSON.parse(data).rows);
+    else if (type === 'alerts') {
+      live.alerts += JSON.parse(data).rows.length;
       if (document.getElementById('alerts-panel') && window.dash_clientside && window.dash_clientside.set_props) {
         window.dash_clientside.set_props('live-alerts', {data: {n: live.alerts, t: Date.now()}});
       }
+    }
+  }
+  function open(relay) {
+    var es = new EventSource('/api/live/stream');
+    ['incidents', 'alerts'].forEach(function (type) {
+      es.addEventListener(type, function (ev) {
+        handle(type, ev.data);
+        if (relay) relay.postMessage({type: type, data: ev.data});
+      });
+    });
+    return es;
+  }
+
+  // One event stream per browser, not one per tab. Over HTTP/1.1 a browser opens at most six
+  // connections to a server and each open stream holds one for as long as its tab lives, so with
+  // six map tabs open a seventh tab, and every request of the six, waited for ever. The tab
+  // holding the Web Lock 'rtcc-live-stream' opens the stream and relays each event to the other
+  // tabs on a BroadcastChannel; when it closes, the lock (and the stream) pass to another tab.
+  function connect() {
+    if (live.source) return;
+    if (!document.getElementById('alerts-panel')) { setTimeout(connect, 500); return; }  // not the map page
+    if (!(window.BroadcastChannel && navigator.locks)) { live.role = 'alone'; live.source = open(null); return; }
+    var bc = new BroadcastChannel('rtcc-live');
+    live.role = 'follower';
+    live.source = {readyState: 0, shared: true};  // the leader's stream, as the leader last told
+    bc.onmessage = function (m) {
+      var d = m.data || {};
+      if (d.type === 'state') { if (live.role !== 'leader') live.source.readyState = d.readyState; }
+      else if (d.type === 'hello') { if (live.role === 'leader') bc.postMessage({type: 'state', readyState: live.source.readyState}); }
+      else if (live.role !== 'leader') handle(d.type, d.data);
+    };
+    bc.postMessage({type: 'hello'});
+    navigator.locks.request('rtcc-live-stream', function () {
+      live.role = 'leader';
+      var es = live.source = open(bc);
+      var tell = function () { bc.postMessage({type: 'state', readyState: es.readyState}); };
+      es.addEventListener('open', tell);
+      es.addEventListener('error', tell);
+      return new Promise(function () {});  // held until this page goes away
     });
   }
   // After a full redraw of the map the live trace is empty again: put the buffer back.
