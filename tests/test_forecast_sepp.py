@@ -81,20 +81,34 @@ def _listed_lag_sums(cell, day, max_lag, beta_pow, x):
     return S, U, len(child)
 
 
-@pytest.mark.parametrize("max_lag", [1, 7, 40])
-def test_lag_pairs_walked_by_offset_equal_the_listed_pairs_bit_for_bit(max_lag):
+@pytest.mark.parametrize("max_lag", [1, 7, 40, 500])
+@pytest.mark.parametrize(("block", "dense_cost"), [(16_384, 0.3), (7, 0.3), (64, 0.0), (1000, 0.05), (64, 2.0)])
+def test_lag_sums_equal_the_listed_pairs_bit_for_bit(max_lag, block, dense_cost, monkeypatch):
+    """Sparse blocks (one and many, cut anywhere in a cell) and dense rows (none, some,
+    every cell with a pair), a lag longer than the days: the same sums as the listed pairs."""
+    from rtcc_geo.forecast import sepp
     from rtcc_geo.forecast.sepp import _LagPairs
 
-    X = simulate_grid_hawkes(np.random.default_rng(3).uniform(0.05, 0.8, 30), 0.4, 0.8, 300, seed=4).tocsr()
+    monkeypatch.setattr(sepp, "BLOCK", block)
+    monkeypatch.setattr(sepp, "DENSE_COST", dense_cost)
+    rng = np.random.default_rng(3)
+    mu = np.r_[rng.uniform(0.01, 0.9, 40), 0.0, 2.0]  # quiet to every day busy, one cell empty
+    X = simulate_grid_hawkes(mu, 0.4, 0.8, 300, seed=4)[rng.permutation(len(mu))].tocsr()
     X.sort_indices()
     cell = np.repeat(np.arange(X.shape[0]), np.diff(X.indptr))
     day, x = X.indices.astype(np.int64), X.data.astype(np.float64)
     beta_pow = 0.83 ** np.arange(max_lag + 1, dtype=np.float64)
     S0, U0, n0 = _listed_lag_sums(cell, day, max_lag, beta_pow, x)
-    p = _LagPairs(cell, day, max_lag)
+    p = _LagPairs(cell, day, max_lag, X.shape[1])
     S, U = p.lag_sums(beta_pow, x)
     assert n0 > min(max_lag, 5) * len(x) / 2 and p.count() == n0
     assert np.array_equal(S, S0) and np.array_equal(U, U0)  # same additions, same order
+    if dense_cost == 0.0:
+        assert len(p._perm) < 10 and len(p._dense) > len(x) - 10  # (nearly) all dense
+    if dense_cost == 2.0:
+        assert len(p._dense) == 0  # all sparse
+    if (block, dense_cost) == (16_384, 0.3) and max_lag >= 40:
+        assert len(p._dense) > 0 and len(p._perm) > 0  # both ways at once
 
 
 def test_sepp_fit_memory_grows_with_cell_days_not_with_lag_pairs():
