@@ -81,20 +81,80 @@ def _listed_lag_sums(cell, day, max_lag, beta_pow, x):
     return S, U, len(child)
 
 
-@pytest.mark.parametrize("max_lag", [1, 7, 40])
-def test_lag_pairs_walked_by_offset_equal_the_listed_pairs_bit_for_bit(max_lag):
+@pytest.mark.parametrize("max_lag", [1, 7, 40, 500])
+@pytest.mark.parametrize(("block", "dense_cost"), [(16_384, 0.3), (7, 0.3), (64, 0.0), (1000, 0.05), (64, 2.0)])
+def test_lag_sums_equal_the_listed_pairs_bit_for_bit(max_lag, block, dense_cost, monkeypatch):
+    """Sparse blocks (one and many, cut anywhere in a cell) and dense rows (none, some,
+    every cell with a pair), a lag longer than the days: the same sums as the listed pairs."""
+    from rtcc_geo.forecast import sepp
     from rtcc_geo.forecast.sepp import _LagPairs
 
-    X = simulate_grid_hawkes(np.random.default_rng(3).uniform(0.05, 0.8, 30), 0.4, 0.8, 300, seed=4).tocsr()
+    monkeypatch.setattr(sepp, "BLOCK", block)
+    monkeypatch.setattr(sepp, "DENSE_COST", dense_cost)
+    rng = np.random.default_rng(3)
+    mu = np.r_[rng.uniform(0.01, 0.9, 40), 0.0, 2.0]  # quiet to every day busy, one cell empty
+    X = simulate_grid_hawkes(mu, 0.4, 0.8, 300, seed=4)[rng.permutation(len(mu))].tocsr()
     X.sort_indices()
     cell = np.repeat(np.arange(X.shape[0]), np.diff(X.indptr))
     day, x = X.indices.astype(np.int64), X.data.astype(np.float64)
     beta_pow = 0.83 ** np.arange(max_lag + 1, dtype=np.float64)
     S0, U0, n0 = _listed_lag_sums(cell, day, max_lag, beta_pow, x)
-    p = _LagPairs(cell, day, max_lag)
+    p = _LagPairs(cell, day, max_lag, X.shape[1])
     S, U = p.lag_sums(beta_pow, x)
     assert n0 > min(max_lag, 5) * len(x) / 2 and p.count() == n0
     assert np.array_equal(S, S0) and np.array_equal(U, U0)  # same additions, same order
+    if dense_cost == 0.0:
+        assert len(p._perm) < 10 and len(p._dense) > len(x) - 10  # (nearly) all dense
+    if dense_cost == 2.0:
+        assert len(p._dense) == 0  # all sparse
+    if (block, dense_cost) == (16_384, 0.3) and max_lag >= 40:
+        assert len(p._dense) > 0 and len(p._perm) > 0  # both ways at once
+
+
+def _listed_pairs_fit(X, max_lag=90, max_iter=300, tol=1e-4, theta=0.2, beta=0.7):
+    """The EM as it was with the listed pairs (commit 9c4dc68): the reference to the bit."""
+    X = X.tocsr()
+    X.sort_indices()
+    D = X.shape[1]
+    cell = np.repeat(np.arange(X.shape[0]), np.diff(X.indptr))
+    day, x = X.indices.astype(np.int64), X.data.astype(np.float64)
+    ages = np.arange(max_lag + 1, dtype=np.float64)
+    mu = np.asarray(X.sum(axis=1)).ravel() / D * (1 - theta) + 1e-12
+    total, age_left = x.sum(), (D - 1 - day).astype(np.float64)
+    n_iter, ll = 0, np.nan
+    for n_iter in range(1, max_iter + 1):  # noqa: B007
+        S, U, _ = _listed_lag_sums(cell, day, max_lag, beta**ages, x)
+        lam = mu[cell] + theta * (1 - beta) * S
+        bg = x * mu[cell] / lam
+        trig_total = total - bg.sum()
+        mu_new = np.bincount(cell, weights=bg, minlength=len(mu)) / D + 1e-12
+        denom = float(x @ (1.0 - beta**age_left))
+        theta_new = min(max(trig_total / denom if denom > 0 else 0.0, 0.0), 0.999)
+        m = float((x / lam * theta * (1 - beta) * U).sum()) / trig_total if trig_total > 1e-12 else 0.0
+        beta_new = min(max(m / (1 + m), 1e-6), 0.999)
+        ll = float((x * np.log(lam)).sum() - mu.sum() * D - theta * denom)
+        change = max(abs(theta_new - theta), abs(beta_new - beta))
+        mu, theta, beta = mu_new, theta_new, beta_new
+        if change < tol:
+            break
+    S_end = np.bincount(cell, weights=beta ** (D - 1 - day).astype(np.float64) * x, minlength=len(mu))
+    return mu, S_end, theta, beta, ll, n_iter
+
+
+@pytest.mark.parametrize("max_iter", [300, 3])
+def test_sepp_fit_equals_the_listed_pairs_em_bit_for_bit(max_iter):
+    """The whole fit (lag sums sparse and dense, powers of beta from a table, the
+    log-likelihood of the last iteration only) against the listed pairs' EM."""
+    rng = np.random.default_rng(7)
+    mu = np.r_[rng.uniform(0.005, 0.6, 60), 1.5, 1.5]  # quiet cells to every-day busy ones
+    X = simulate_grid_hawkes(mu, 0.35, 0.8, 700, seed=8)
+    c = Counts.from_daily(CELLS[: len(mu)], X)
+    m = SEPP(max_iter=max_iter, warm_start=False).fit(c, until=c.day_start(700))
+    assert len(m.mu_) == len(mu) and m.n_pairs_ > 0
+    mu0, S0, theta0, beta0, ll0, it0 = _listed_pairs_fit(X, max_iter=max_iter)
+    assert (it0 < 300) if max_iter == 300 else (it0 == 3 and not m.converged_)
+    assert np.array_equal(m.mu_, mu0) and np.array_equal(m.S_end_, S0)
+    assert (m.theta_, m.beta_, m.loglik_, m.n_iter_) == (theta0, beta0, ll0, it0)
 
 
 def test_sepp_fit_memory_grows_with_cell_days_not_with_lag_pairs():
