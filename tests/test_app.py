@@ -663,3 +663,27 @@ def test_header_says_what_is_coloured_with_and_without_empty_cells(philly_app):
     assert "2 of 5 cells coloured (cells with at least one incident)" in text
     text = json.dumps([str(p) for p in summary(ctx, COUNTS, dataclasses.replace(f, show_empty=True), values)])
     assert "4 of 5 cells coloured (empty cells drawn too; 2 with at least one incident)" in text
+
+
+def test_count_legend_tops_out_at_a_whole_count(philly_app):
+    """Counts are whole numbers: the ramp's top is the 99th percentile rounded up
+    ("≥ 34", not "≥ 33.5", which a commander reads as a bug), and colours follow it."""
+    from rtcc_geo.app.figures import N_STEPS, hex_data, legend
+    from rtcc_geo.app.layers import COUNTS
+
+    ctx = philly_app.rtcc
+    f = ctx.default_filters()
+    n = len(ctx.universe(f.res))
+    # 200 cells with counts 1..200: numpy's 99th percentile is 198.01.
+    v = np.full(n, np.nan)
+    v[:200] = np.arange(1, 201)
+    assert np.percentile(v[:200], 99) == pytest.approx(198.01)
+    d = hex_data(ctx, COUNTS, f, pd.DataFrame({"value": v}))
+    assert d["zmax"] == 199.0
+    k = np.array(d["k"])
+    assert k[np.array(d["v"]) >= 199].min() == N_STEPS  # 199 and above: the top colour
+    assert "≥ 199" in json.dumps([str(c) for c in legend(d)], ensure_ascii=False)
+    v[:200] = np.arange(1, 201) * 10  # a big city's busiest cells: thousands
+    d = hex_data(ctx, COUNTS, f, pd.DataFrame({"value": v}))
+    text = json.dumps([str(c) for c in legend(d)], ensure_ascii=False)
+    assert d["zmax"] == 1981.0 and "≥ 1,981" in text and "e+" not in text

@@ -136,7 +136,10 @@ def hex_data(ctx: AppContext, layer: Layer, f: Filters, values: pd.DataFrame) ->
     fin = v[np.isfinite(v) & (v > 0)]
     # Cap the scale at the 99th percentile so one extreme cell does not wash out the rest.
     zmax = float(np.percentile(fin, 99)) if len(fin) else 1.0
-    zmax = float(f"{max(zmax, 1e-9 if layer.unit != 'incidents' else 1.0):.4g}")
+    if layer.unit == "incidents":
+        zmax = float(max(np.ceil(zmax), 1.0))  # a count: the legend reads "≥ 34", not "≥ 33.5"
+    else:
+        zmax = float(f"{max(zmax, 1e-9):.4g}")
     k = 1 + np.clip(np.rint(np.clip(v, 0, None) / zmax * (N_STEPS - 1)), 0, N_STEPS - 1).astype(np.int64)
     # Empty cells (drawn with "draw empty cells" only) get their own class, not the ramp's
     # lightest colour, which is also that of a count of 1.
@@ -226,8 +229,8 @@ def legend(data: dict) -> list:
         style={"display": "flex", "justifyContent": "space-between", "width": "182px"},
         children=[
             html.Span(low),
-            html.Span(f"{zmax / 2:.0f}" if low == "1" else f"{zmax / 2:.3g}"),
-            html.Span(f"≥ {zmax:.3g}"),
+            html.Span(f"{zmax / 2:,.0f}" if low == "1" else f"{zmax / 2:.3g}"),
+            html.Span(f"≥ {zmax:,.0f}" if low == "1" else f"≥ {zmax:.3g}"),  # 1,234, not 1.23e+03
         ],
     )
     rows = [title, ramp, ticks]
