@@ -115,11 +115,12 @@ def streets(shared_data):
 @pytest.mark.parametrize("z", [11, 15])
 def test_street_tiles_decode_to_the_street_lines(streets, z):
     """Street tiles (gzip'd MVT, one MultiLineString) against pyproj: every line meeting
-    the tile is drawn, each decoded vertex lies on a true line within the level of
+    the tile is drawn (at city zoom chained into fewer, longer strokes, every point of
+    every segment on one), each decoded vertex lies on a true line within the level of
     detail's simplification tolerance, and the drawn length matches."""
     import gzip
 
-    from rtcc_geo.app.tiles import LINE_BANDS, LineTiles
+    from rtcc_geo.app.tiles import LINE_BANDS, STROKE_MAX_Z, LineTiles
 
     tiles = LineTiles(streets)
     assert len(tiles) == len(streets)
@@ -144,10 +145,19 @@ def test_street_tiles_decode_to_the_street_lines(streets, z):
     want = [tile_units(g) for g in streets]
     box = shapely.box(0, 0, extent, extent)
     meets = [w for w in want if w.intersects(box)]
-    # Lines shorter than a tile unit may round to a point and are left out; no other.
-    assert len(parts) >= sum(w.length >= 2 for w in meets) > 10
+    drawable = [w for w in meets if w.length >= 2]
+    assert len(drawable) > 10
     # Tolerance: the band's simplification (degrees -> tile units) plus rounding.
     tol = tol_deg / 360.0 * 2**z * extent * 1.4 + 0.75
+    if z <= STROKE_MAX_Z:
+        # Chained into strokes: far fewer lines than segments, and every segment drawn:
+        # each point of it (every 2 units) lies on a drawn line.
+        assert len(parts) * 3 < len(drawable)
+        on = shapely.get_coordinates(shapely.segmentize(shapely.intersection(drawable, box), 2.0))
+        assert shapely.distance(shapely.points(on), got).max() <= tol
+    else:
+        # Lines shorter than a tile unit may round to a point and are left out; no other.
+        assert len(parts) >= len(drawable)
     truth = shapely.MultiLineString(meets + [w for w in want if w.intersects(box.buffer(BUFFER / EXTENT * extent))])
     pts = shapely.points(shapely.get_coordinates(got))
     inside = shapely.intersects(pts, box)
@@ -158,3 +168,25 @@ def test_street_tiles_decode_to_the_street_lines(streets, z):
     # Far from every street: an empty (gzip'd) tile; the cache returns the same bytes.
     assert gzip.decompress(tiles.tile(12, 0, 0)) == b""
     assert tiles.tile(z, x, y) is tiles.tile(z, x, y)
+
+
+def test_strokes_hold_every_segment_once(streets):
+    """Chaining street segments into strokes keeps every step of every line exactly once
+    (same undirected point pairs, as a multiset), within the span, and makes fewer lines."""
+    from collections import Counter
+
+    from rtcc_geo.app.tiles import STROKE_SPAN, _strokes
+
+    def steps(lines):
+        out: Counter = Counter()
+        for c in lines:
+            c = np.asarray(c)[:, :2]
+            for a, b in zip(map(tuple, c[:-1]), map(tuple, c[1:])):
+                out[(a, b) if a <= b else (b, a)] += 1
+        return out
+
+    strokes = _strokes(streets)
+    assert steps(strokes) == steps([g.coords for g in streets])
+    assert len(strokes) * 3 < len(streets)
+    longest_segment = max(float(np.ptp(np.asarray(g.coords), axis=0).max()) for g in streets)
+    assert max(float(np.ptp(c, axis=0).max()) for c in strokes) <= max(STROKE_SPAN, longest_segment)

@@ -388,7 +388,7 @@ class AppContext:
         if st is not None:
             b = st.bounds
             streets = {
-                "tiles": "/geo/base/streets/{z}/{x}/{y}.pbf",
+                "tiles": f"/geo/base/streets/{{z}}/{{x}}/{{y}}.pbf?v={st.version}",
                 "minzoom": 9,
                 "maxzoom": 14,
                 "bounds": [round(b[0] - 1e-3, 4), round(b[1] - 1e-3, 4), round(b[2] + 1e-3, 4), round(b[3] + 1e-3, 4)],

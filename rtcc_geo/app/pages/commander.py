@@ -635,7 +635,7 @@ def _base_routes(app, ctx: AppContext) -> None:
         st = ctx.street_tiles
         if st is None or not 0 <= z <= 22 or not (0 <= x < 2**z and 0 <= y < 2**z):
             flask.abort(404)
-        etag = f"streets-{z}-{x}-{y}"
+        etag = f"streets-{st.version}-{z}-{x}-{y}"
         if flask.request.if_none_match.contains(etag):
             return flask.Response(status=304)
         r = flask.Response(st.tile(z, x, y), mimetype="application/vnd.mapbox-vector-tile")
