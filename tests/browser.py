@@ -238,6 +238,10 @@ def login(driver, base: str, user: str, password: str) -> None:
     driver.find_element(By.ID, "username").send_keys(user)
     driver.find_element(By.ID, "password").send_keys(password)
     driver.find_element(By.ID, "login-button").click()
+    # The form's POST must finish (the session cookie set) before the caller navigates:
+    # a driver.get() right after the click can abort it, and the next page then lands on
+    # /login again (bench/app.py's CompStat warm-up waited 300 s for a page it never got).
+    wait_for(lambda: urlparse(driver.current_url).path.rstrip("/") != "/login", timeout=60, what=f"log-in of {user!r}")
 
 
 def wait_for(cond, timeout: float = 30.0, interval: float = 0.05, what: str = "condition"):
