@@ -160,6 +160,22 @@ def hex_data(ctx: AppContext, layer: Layer, f: Filters, values: pd.DataFrame) ->
     }
 
 
+def _swatch(colour: str):
+    """A legend class's square, drawn like a hexagon (same colour and opacity)."""
+    return html.Span(
+        style={
+            "display": "inline-block",
+            "width": "12px",
+            "height": "12px",
+            "background": colour,
+            "marginRight": "6px",
+            "verticalAlign": "middle",
+            "opacity": HEX_OPACITY,
+            "border": "1px solid rgba(0,0,0,0.25)",
+        }
+    )
+
+
 def legend(data: dict) -> list:
     """The map legend (HTML over the map): a colour ramp with its range, or the classes
     drawn in this view with their cell counts; the technical term one click away."""
@@ -182,18 +198,7 @@ def legend(data: dict) -> list:
         rows = [
             html.Div(
                 [
-                    html.Span(
-                        style={
-                            "display": "inline-block",
-                            "width": "12px",
-                            "height": "12px",
-                            "background": c,
-                            "marginRight": "6px",
-                            "verticalAlign": "middle",
-                            "opacity": HEX_OPACITY,
-                            "border": "1px solid rgba(0,0,0,0.25)",
-                        }
-                    ),
+                    _swatch(c),
                     lab,
                     html.Span(f" · {n:,} cells", style={"color": "#5a6570"}),
                 ],
@@ -238,18 +243,7 @@ def legend(data: dict) -> list:
         rows.append(
             html.Div(
                 [
-                    html.Span(
-                        style={
-                            "display": "inline-block",
-                            "width": "12px",
-                            "height": "12px",
-                            "background": EMPTY_COLOUR,
-                            "marginRight": "6px",
-                            "verticalAlign": "middle",
-                            "opacity": HEX_OPACITY,
-                            "border": "1px solid rgba(0,0,0,0.25)",
-                        }
-                    ),
+                    _swatch(EMPTY_COLOUR),
                     data.get("empty_label", "0"),
                     html.Span(f" · {data['empty']:,} cells", style={"color": "#5a6570"}),
                 ],

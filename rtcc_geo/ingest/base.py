@@ -217,22 +217,49 @@ class _Unreadable(Exception):
     """This reader cannot give (the rest of) the file exactly: the next one takes over."""
 
 
-def _iter_arrow(path: Path, encoding: str, delimiter: str, limit: int, block: int) -> Iterator[pd.DataFrame]:
-    """Arrow's streaming CSV reader in blocks of ``block`` bytes, every value its text
-    (the options of :func:`_read_csv_arrow`)."""
-    if encoding.lower().replace("_", "-") not in ("utf-8", "utf-8-sig", "utf8") or len(delimiter) != 1:
-        raise _Unreadable
-    import pyarrow as pa
-    import pyarrow.csv as pacsv
+#: Suffixes Arrow decompresses by itself (such files are not screened byte by byte).
+_COMPRESSED = (".gz", ".bz2", ".lz4", ".zst", ".zstd", ".br")
 
+
+def _arrow_header(path: Path, encoding: str, delimiter: str) -> list[str] | None:
+    """The file's header when Arrow can read the file exactly as pandas would, else
+    ``None``: not UTF-8, a delimiter of more than one character, or a header with blank
+    or repeated names (pandas renames them)."""
+    if encoding.lower().replace("_", "-") not in ("utf-8", "utf-8-sig", "utf8") or len(delimiter) != 1:
+        return None
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:
             header = next(csv.reader(f, delimiter=delimiter), None)
     except (UnicodeDecodeError, csv.Error):
-        raise _Unreadable from None
+        return None
     if not header or any(h.strip() == "" for h in header) or len(set(header)) != len(header):
+        return None
+    return header
+
+
+def _arrow_as_text(header: list[str]):
+    """Arrow's convert options for "every value its text" (pandas' ``dtype=str``, no NA)."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    return pacsv.ConvertOptions(
+        column_types={h: pa.string() for h in header},
+        null_values=[],
+        strings_can_be_null=False,
+        quoted_strings_can_be_null=False,
+    )
+
+
+def _iter_arrow(path: Path, encoding: str, delimiter: str, limit: int, block: int) -> Iterator[pd.DataFrame]:
+    """Arrow's streaming CSV reader in blocks of ``block`` bytes, every value its text
+    (the options of :func:`_read_csv_arrow`)."""
+    header = _arrow_header(path, encoding, delimiter)
+    if header is None:
         raise _Unreadable
-    compressed = path.suffix.lower() in (".gz", ".bz2", ".lz4", ".zst", ".zstd", ".br")
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    compressed = path.suffix.lower() in _COMPRESSED
     try:
         reader = pacsv.open_csv(
             path,
@@ -240,12 +267,7 @@ def _iter_arrow(path: Path, encoding: str, delimiter: str, limit: int, block: in
             parse_options=pacsv.ParseOptions(
                 delimiter=delimiter, newlines_in_values=compressed or _has_byte(path, b'"')
             ),
-            convert_options=pacsv.ConvertOptions(
-                column_types={h: pa.string() for h in header},
-                null_values=[],
-                strings_can_be_null=False,
-                quoted_strings_can_be_null=False,
-            ),
+            convert_options=_arrow_as_text(header),
         )
         if reader.schema.names != header:
             raise _Unreadable
@@ -348,32 +370,21 @@ def _read_csv_arrow(path: Path, encoding: str = "utf-8-sig", delimiter: str = ",
     to pandas: not UTF-8, a header with blank or repeated names (pandas renames
     them), or any row Arrow refuses (a wrong field count, bytes that are not
     UTF-8; pandas pads short rows, the lenient reader flags the rest)."""
-    if encoding.lower().replace("_", "-") not in ("utf-8", "utf-8-sig", "utf8") or len(delimiter) != 1:
+    header = _arrow_header(path, encoding, delimiter)
+    if header is None:
         return None
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as f:
-            header = next(csv.reader(f, delimiter=delimiter), None)
-    except (UnicodeDecodeError, csv.Error):
-        return None
-    if not header or any(h.strip() == "" for h in header) or len(set(header)) != len(header):
-        return None
     # Line breaks inside values exist only inside quotes: a file with no quote character
     # (every real Philadelphia file) is read by Arrow's faster, parallel line splitter.
     # (Compressed files, which Arrow decompresses by their suffix, are not screened.)
-    data = None if path.suffix.lower() in (".gz", ".bz2", ".lz4", ".zst", ".zstd", ".br") else path.read_bytes()
+    data = None if path.suffix.lower() in _COMPRESSED else path.read_bytes()
     try:
         t = pacsv.read_csv(
             path if data is None else pa.BufferReader(data),
             parse_options=pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=data is None or b'"' in data),
-            convert_options=pacsv.ConvertOptions(
-                column_types={h: pa.string() for h in header},
-                null_values=[],
-                strings_can_be_null=False,
-                quoted_strings_can_be_null=False,
-            ),
+            convert_options=_arrow_as_text(header),
         )
     except (pa.ArrowInvalid, pa.ArrowTypeError, UnicodeDecodeError):
         return None
