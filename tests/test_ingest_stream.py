@@ -4,6 +4,9 @@ exactly what the whole file gives, and peak memory does not grow with the file.
 * real files (Philadelphia with homicide victims' numbered ids, Vancouver's content
   ids with true repeats, Chicago) ingested in batches of 2,000 rows and whole: the
   same incidents, quarantine and summaries;
+* what crosses batches (ids loaded, content-hash counts) spills to disk beyond
+  ``SPILL_KEYS`` and is found there exactly; far dates from a per-day tally equal
+  pandas' quantiles of the days;
 * a key repeated in a later batch is ``duplicate_key`` naming the first copy's row,
   as within one batch; a malformed row in a later batch hands the rest of the file
   to pandas, then to the lenient reader, and the frames are the whole-file ones;
@@ -23,7 +26,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rtcc_geo.ingest import ingest_files, iter_raw
+from rtcc_geo.ingest import ingest_files, iter_raw, spill
 from rtcc_geo.ingest.base import iter_csv_strings, read_csv_strings
 from rtcc_geo.store.embedded import EmbeddedStore
 
@@ -58,6 +61,7 @@ def test_batches_equal_the_whole_file_on_real_data(shared_data, tmp_path, monkey
     assert files
     whole = _ingest_twice(fmt, files, tmp_path / "whole")
     monkeypatch.setenv("RTCC_BATCH_ROWS", BATCH)
+    monkeypatch.setattr(spill, "SPILL_KEYS", 1_500)  # the carried ids and counts go to disk
     assert all(len(list(iter_raw(fmt, f))) > 2 for f in files)  # really streamed
     streamed = _ingest_twice(fmt, files, tmp_path / "streamed")
     pd.testing.assert_frame_equal(whole[0], streamed[0])
@@ -83,6 +87,7 @@ def test_key_repeated_in_a_later_batch_is_a_duplicate(shared_data, tmp_path, mon
     f.write_text("\n".join([lines[0], *data[:7000], data[i], *data[7000:], data[j]]) + "\n")
     whole = _ingest_twice("philadelphia", [f], tmp_path / "whole")
     monkeypatch.setenv("RTCC_BATCH_ROWS", BATCH)
+    monkeypatch.setattr(spill, "SPILL_KEYS", 1_500)
     streamed = _ingest_twice("philadelphia", [f], tmp_path / "streamed")
     pd.testing.assert_frame_equal(whole[1], streamed[1])
     pd.testing.assert_frame_equal(whole[0], streamed[0])
@@ -169,3 +174,61 @@ def test_ingest_memory_does_not_grow_with_the_file(shared_data, tmp_path):
         for f in (*x["files"], *y["files"]):
             f.pop("seconds")
         assert x == y
+
+
+def test_sorted_runs_find_every_equal_key_in_memory_and_on_disk():
+    """Keys with repeats (and 64-bit "collisions": equal keys, different texts) added in
+    batches across several spilled runs and the memory part: ``find`` gives every
+    (query, entry) pair a brute-force search gives, with the entry's value and text."""
+    import pyarrow as pa
+
+    rng = np.random.default_rng(7)
+    runs = spill.SortedRuns(spill_keys=700, with_text=True)
+    all_k, all_v, all_t = [], [], []
+    for b in range(9):
+        k = rng.integers(0, 900, 400).astype(np.uint64)
+        v = np.arange(b * 400, (b + 1) * 400, dtype=np.int64)
+        t = pa.array([f"id{x}-{y}" for x, y in zip(k, v)])
+        runs.add(k, v, t)
+        all_k.append(k), all_v.append(v), all_t.extend(t.to_pylist())
+    assert runs.n_runs >= 4 and len(runs) == 3_600
+    keys, vals = np.concatenate(all_k), np.concatenate(all_v)
+    q = rng.integers(0, 1_000, 500).astype(np.uint64)
+    qi, v, t = runs.find(q)
+    got = sorted(zip(qi.tolist(), v.tolist(), t.to_pylist()))
+    want = sorted((i, int(vals[j]), all_t[j]) for i, x in enumerate(q) for j in np.flatnonzero(keys == x))
+    assert got == want and len(want) > 500
+    d = runs._dir
+    assert d is not None and d.is_dir()
+    runs.close()
+    assert not d.exists()
+
+
+def test_running_count_across_spilled_runs_equals_cumcount():
+    from rtcc_geo.ingest.base import RunningCount
+
+    rng = np.random.default_rng(3)
+    keys = rng.integers(0, 2_000, 20_000).astype(np.uint64)
+    want = pd.Series(keys).groupby(keys).cumcount().to_numpy()
+    rc = RunningCount(spill_keys=1_000)
+    got = np.concatenate([rc.number(part) for part in np.array_split(keys, 17)])
+    assert rc.runs.n_runs >= 3
+    np.testing.assert_array_equal(got, want)
+
+
+def test_far_dates_from_day_tallies_equal_pandas_quantiles_of_the_days():
+    from rtcc_geo.scope import DayTally, far_dates
+
+    rng = np.random.default_rng(5)
+    t = pd.Series(pd.Timestamp("2020-01-01") + pd.to_timedelta(rng.integers(0, 3 * 365 * 86400, 50_000), unit="s"))
+    t = pd.concat([t, pd.Series(pd.to_datetime(["2005-03-01", "2005-04-02", "1999-01-01", "2040-01-01"]))])
+    tally = DayTally()
+    for part in np.array_split(t.sample(frac=1, random_state=1).to_numpy(), 7):
+        tally.add(part)
+    got = far_dates(tally)
+    assert got == far_dates(t)
+    day = t.dt.floor("D")
+    lo, hi, gap = day.quantile(0.01), day.quantile(0.99), pd.Timedelta(days=365.25 * 5)
+    assert got["before"] == int((day < lo - gap).sum()) == 3 and got["after"] == int((day > hi + gap).sum()) == 1
+    assert (got["bulk_from"], got["bulk_to"]) == (str(lo.date()), str(hi.date()))
+    assert (got["earliest"], got["latest"]) == ("1999-01-01", "2040-01-01")

@@ -327,12 +327,14 @@ class Parsed:
 
 class FileTally:
     """One file's counts, added up over its batches as they are stored; :meth:`summary`
-    (after the last) gives its :class:`FileSummary`. Keeps the loaded incidents' times
-    (8 bytes a row) for :func:`rtcc_geo.scope.far_dates`, which needs the whole file's."""
+    (after the last) gives its :class:`FileSummary`. Keeps the loaded incidents per day
+    for :func:`rtcc_geo.scope.far_dates`, which needs the whole file's."""
 
     def __init__(self, file: str) -> None:
+        from ..scope import DayTally
+
         self.fs = FileSummary(file=file)
-        self.times: list[np.ndarray] = []
+        self.days = DayTally()
 
     def add(self, p: Parsed, duplicates: int) -> None:
         fs, batch, quarantine = self.fs, p.batch, p.quarantine
@@ -344,8 +346,7 @@ class FileTally:
             fs.by_reason[str(r)] = fs.by_reason.get(str(r), 0) + int(n)
         for k, n in batch.unmapped.items():
             fs.unmapped_offenses[k] = fs.unmapped_offenses.get(k, 0) + int(n)
-        occ = pd.DatetimeIndex(p.incidents["occurred_from"])
-        self.times.append((occ.tz_convert("UTC").tz_localize(None) if occ.tz is not None else occ).to_numpy())
+        self.days.add(p.incidents["occurred_from"])
         # validate() times its H3 and block-normalisation steps itself (wall clock).
         wall = dict(p.clock.wall)
         wall["validate"] -= p.phases.get("h3", 0.0) + p.phases.get("normalise", 0.0)
@@ -362,9 +363,7 @@ class FileTally:
         fs = self.fs
         clock = _Clock()
         fs.by_reason = {r: fs.by_reason[r] for r in QUARANTINE_REASONS if r in fs.by_reason}
-        times = np.concatenate(self.times) if self.times else np.empty(0, dtype="datetime64[ns]")
-        fs.far_dated = far_dates(pd.Series(times, dtype="datetime64[ns]"))
-        self.times = []
+        fs.far_dated = far_dates(self.days)
         clock.lap("summary")
         fs.seconds += clock.total
         fs.phases["summary"] = fs.phases.get("summary", 0.0) + clock.wall["summary"]

@@ -354,16 +354,16 @@ def validate(
 
 class SeenIds:
     """The ids a file's earlier batches loaded, with the data row of each (first
-    copies only): sorted 64-bit hashes, the rows and the ids themselves (a hash
-    match is confirmed on the text, so a collision never makes a duplicate).
-    Hashed only when a later batch asks: a file read in one batch costs nothing."""
+    copies only): 64-bit hashes with the rows and the ids themselves (a hash match
+    is confirmed on the text, so a collision never makes a duplicate), in memory
+    and then on disk (:class:`~rtcc_geo.ingest.spill.SortedRuns`), so memory does
+    not grow with the file. Hashed only when a later batch asks: a file read in one
+    batch costs nothing."""
 
-    def __init__(self) -> None:
-        import pyarrow as pa
+    def __init__(self, spill_keys: int | None = None) -> None:
+        from .spill import SortedRuns
 
-        self.hashes = np.empty(0, dtype=np.uint64)
-        self.rows = np.empty(0, dtype=np.int64)
-        self.ids = pa.array([], type=pa.large_string())
+        self.runs = SortedRuns(spill_keys, with_text=True)
         self._pending: list[tuple[pd.Series, pd.Series]] = []
 
     def first_rows(self, ids: pd.Series) -> np.ndarray:
@@ -374,24 +374,13 @@ class SeenIds:
 
         self._merge()
         out = np.zeros(len(ids), dtype=np.int64)
-        if not len(self.hashes) or not len(ids):
+        if not len(ids):
             return out
-        h = hash_ids(ids)
-        text = _arrow(ids.astype("string"))
-        at = np.searchsorted(self.hashes, h)
-        todo = at < len(self.hashes)
-        while todo.any():  # equal hashes sit side by side: step through them
-            i = np.flatnonzero(todo)
-            same = self.hashes[at[i]] == h[i]
-            i = i[same]
-            if not len(i):
-                break
-            eq = pc.equal(self.ids.take(at[i]), text.take(i)).to_numpy(zero_copy_only=False)
-            out[i[eq]] = self.rows[at[i[eq]]]
-            todo[:] = False
-            rest = i[~eq]
-            at[rest] += 1
-            todo[rest] = at[rest] < len(self.hashes)
+        qi, rows, texts = self.runs.find(hash_ids(ids))
+        if len(qi):
+            text = _arrow(ids.astype("string")).take(qi)
+            eq = pc.equal(texts, text.cast(texts.type)).to_numpy(zero_copy_only=False)
+            out[qi[eq]] = rows[eq]
         return out
 
     def add(self, ids: pd.Series, rows: pd.Series) -> None:
@@ -400,16 +389,10 @@ class SeenIds:
             self._pending.append((ids, rows))
 
     def _merge(self) -> None:
-        import pyarrow as pa
-
         from ..store.embedded import hash_ids
 
         for ids, rows in self._pending:
-            h = np.concatenate([self.hashes, hash_ids(ids)])
-            order = np.argsort(h, kind="stable")
-            self.hashes = h[order]
-            self.rows = np.concatenate([self.rows, rows.to_numpy(dtype=np.int64)])[order]
-            self.ids = pa.concat_arrays([self.ids, _arrow(ids.astype("string"))]).take(order)
+            self.runs.add(hash_ids(ids), rows.to_numpy(dtype=np.int64), _arrow(ids.astype("string")))
         self._pending = []
 
 
