@@ -28,20 +28,29 @@ store already aggregates in the database: its reads are delegated, and only
 ingest's parsing is distributed.
 
 Ingest (:func:`ingest_files`): each file is read, validated and H3-indexed on a
-worker by the pipeline's own :func:`~rtcc_geo.ingest.pipeline.ingest_one`,
-given a store that only records what it would write; the client then replays
-those writes into the real store in file order. Deduplication and the
-quarantine therefore happen exactly as in a local ingest, and the summary
-(read, loaded, quarantined, duplicates, reasons) is the same.
+worker, batch by batch, by the pipeline's own
+:func:`~rtcc_geo.ingest.pipeline.parse_batches` (in a :class:`_FileParser`
+actor); the client asks for the batches one at a time and writes each into the
+real store with the pipeline's own ``store_batch``, in file order and batch
+order. Deduplication and the quarantine therefore happen exactly as in a local
+ingest, the summary (read, loaded, quarantined, duplicates, reasons, far-dated
+incidents) is the same, and neither the client nor a worker holds more than a
+few batches of a file, whatever its size.
 """
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import os
+import pickle
+import queue
+import threading
 import time
-from collections.abc import Iterable, Sequence
+import weakref
+from collections.abc import Generator, Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import pandas as pd
 
@@ -402,6 +411,15 @@ def _check_worker(root: str, expect: dict[str, int], version: str) -> str | None
 # --------------------------------------------------------------------------
 # ingest
 # --------------------------------------------------------------------------
+#: Parsed batches a file's parser keeps ready on its worker, waiting for the
+#: client to ask for them. With the batch it is parsing and the one on the wire,
+#: a worker holds at most ``AHEAD + 2`` batches per file in flight.
+AHEAD = 1
+#: Seconds between the client's checks that the worker parsing the file it waits
+#: for is still in the cluster (a lost worker is an error, never a hang).
+_CHECK_EVERY = 2.0
+
+
 def ingest_files(
     fmt: str,
     files: Iterable[str | Path],
@@ -412,15 +430,24 @@ def ingest_files(
     time_floor: str | None = None,
 ) -> IngestSummary:
     """:func:`rtcc_geo.ingest.pipeline.ingest_files` with each file's reading,
-    validation and H3 indexing on a Dask worker, and the writes, in file order,
-    on the client (which holds the store's writer lock).
+    validation and H3 indexing on a Dask worker, and the writes, in file order
+    and batch order, on the client (which holds the store's writer lock).
 
     Equal to a local ingest of the same files into the same store: the same
     rows loaded and quarantined, the same duplicates (deduplication happens in
-    the store, in the same order), the same summary. The input files must be
-    readable by the workers at the same (absolute) path.
+    the store, in the same order), the same summary (each batch is counted into
+    the file's tally on the client by the pipeline's own ``store_batch``). The
+    input files must be readable by the workers at the same (absolute) path.
+
+    Memory is bounded by the batch (``RTCC_BATCH_ROWS``), not the file: each
+    file is parsed on a worker by a :class:`_FileParser` actor that keeps at
+    most :data:`AHEAD` parsed batches waiting, and the client asks for the next
+    batch of the file it is writing while it writes the current one, so it
+    holds two batches. As many files are parsed at once as the cluster has
+    worker threads (one file per thread, the next one started as one is
+    written), so workers parse ahead while the client writes.
     """
-    from .ingest.pipeline import prepare_ingest
+    from .ingest.pipeline import FileTally, prepare_ingest, store_batch
 
     if not isinstance(store, DaskStore):
         raise TypeError(f"ingest on Dask needs a DaskStore, not {type(store).__name__}")
@@ -429,81 +456,185 @@ def ingest_files(
     paths = [p.resolve() for p in paths]  # the workers' working directory is not ours
 
     client = store.client
+    threads = client.nthreads()  # {worker address: threads}
+    if not threads:
+        raise ClusterError("the Dask cluster has no worker: start workers with: dask worker ADDRESS")
     shared = client.scatter([ag, area, mapping], broadcast=True)  # sent once, not once per file
-    futs = client.map(
-        _parse_file,
-        [fmt] * len(paths),
-        [str(p) for p in paths],
-        ag=shared[0],
-        area=shared[1],
-        source=source,
-        mapping=shared[2],
-        time_floor=time_floor,
-        pure=False,
-    )
+    parsers: dict[int, Any] = {}  # file index -> the future of its parser (an actor)
+    placed: dict[int, str] = {}  # file index -> the worker asked to parse it
+
+    def start(i: int) -> None:
+        # The least busy worker per thread: an actor's creation is instant, so the
+        # scheduler alone would put every parser on the first idle worker.
+        load = {w: sum(a == w for a in placed.values()) / n for w, n in threads.items()}
+        w = min(load, key=load.__getitem__)
+        parsers[i] = client.submit(
+            _FileParser,
+            fmt,
+            str(paths[i]),
+            shared[0],
+            shared[1],
+            source,
+            shared[2],
+            time_floor,
+            actor=True,
+            workers=[w],
+            allow_other_workers=True,  # a worker gone before it starts: another one parses the file
+            pure=False,
+        )
+        placed[i] = w
+
     bar = None
     if progress:
         from tqdm import tqdm
 
         bar = tqdm(total=len(paths), unit="file", desc=f"ingest {source} on Dask", leave=True)
+    t0 = time.perf_counter()
+    started = 0
     try:
-        for fut in futs:  # in file order, so deduplication is what a local ingest does
-            fs, writes = fut.result()
-            fut.release()
-            t0 = time.perf_counter()
-            dup = 0
-            for kind, df in writes:
-                if kind == "incidents":
-                    w = store.write_incidents(df)
-                    dup += w.received - w.inserted
-                else:
-                    store.write_quarantine(df)
-            fs.duplicates = int(dup)
-            fs.seconds += time.perf_counter() - t0
-            summary.files.append(fs)
+        for i, path in enumerate(paths):  # in file order, so deduplication is what a local ingest does
+            while started < len(paths) and len(parsers) < sum(threads.values()):
+                start(started)
+                started += 1
+            parser = parsers[i].result()
+            tally = FileTally(path.name)
+            ask = _ask(parser, path)
+            while (parsed := _receive(client, ask, parser, path)) is not None:
+                ask = _ask(parser, path)  # the worker sends batch k + 1 while batch k is written
+                store_batch(parsed, store, tally)
+                del parsed  # hold two batches, not three, while the next one arrives
+            summary.files.append(fs := tally.summary())
+            parsers.pop(i).release()  # the actor goes, its thread stops (see _FileParser)
+            del placed[i]
             if bar is not None:
                 bar.set_postfix_str(f"{fs.file}: {fs.loaded:,} loaded, {fs.quarantined:,} quarantined")
                 bar.update(1)
     finally:
-        client.cancel(futs)
+        # An error or an interrupt: release the other files' parsers, which stops
+        # their threads and frees what they had parsed.
+        for f in parsers.values():
+            f.release()
+        client.cancel(shared)
         if bar is not None:
             bar.close()
+    summary.wall = time.perf_counter() - t0
     return summary
 
 
-class _Recorder(Store):
-    """A store that records the writes asked of it (on a worker) for the client to
-    replay; it reports every row inserted (the client counts the duplicates).
-    Reading from it is a bug in the caller, so it says so."""
-
-    kind = "recorder"
-
-    def __init__(self):
-        self.writes: list[tuple[str, pd.DataFrame]] = []
-
-    def write_incidents(self, df: pd.DataFrame) -> WriteResult:
-        self.writes.append(("incidents", df))
-        return WriteResult(len(df), len(df))
-
-    def write_quarantine(self, df: pd.DataFrame) -> WriteResult:
-        self.writes.append(("quarantine", df))
-        return WriteResult(len(df), len(df))
-
-    def _no(self, *a, **kw):
-        raise RuntimeError("ingest on a Dask worker only writes; it cannot read the store")
-
-    register_source = sources = incidents = count = quarantine = counts = put_table = get_table = _no  # type: ignore[assignment]
+def _ask(parser, path: Path):
+    """``parser.next()`` called (the reply comes later, see :func:`_receive`)."""
+    try:
+        return parser.next()
+    except Exception as e:  # the Actor's own check: the worker holding it was lost
+        raise _lost(parser, path, e) from e
 
 
-def _parse_file(fmt: str, path: str, ag, area, source: str, mapping, time_floor: str | None):
-    """One file on a worker: the pipeline's ingest_one into a recorder."""
-    from .ingest.pipeline import ingest_one
+def _receive(client, ask, parser, path: Path):
+    """The reply to ``parser``'s ``next()`` call ``ask``: a parsed batch, or None
+    after the file's last; the parse's error raised; :class:`ClusterError` if the
+    call fails or the parser's worker leaves the cluster while the client waits
+    (the call itself may then never return)."""
+    while True:
+        try:
+            kind, value = ask.result(timeout=_CHECK_EVERY)
+        except TimeoutError:
+            if parser._address not in client.nthreads():
+                raise _lost(parser, path) from None
+            continue
+        except Exception as e:  # the call failed, not the parse (whose error is a reply)
+            raise _lost(parser, path, e) from e
+        if kind == "error":
+            raise value
+        return value
 
-    if not Path(path).is_file():
-        raise FileNotFoundError(
-            f"Dask worker {_worker_name()} cannot read {path}: input files must be on "
-            "storage every worker mounts at the same path"
-        )
-    rec = _Recorder()
-    fs = ingest_one(fmt, Path(path), rec, ag, area, source, mapping, time_floor)
-    return fs, rec.writes
+
+def _lost(parser, path: Path, why: Exception | None = None) -> ClusterError:
+    return ClusterError(
+        f"the Dask worker {parser._address} parsing {path.name} was lost mid-file "
+        f"({why or 'it left the cluster'}): that file's batches written so far stay in the store; "
+        "run the ingest again (the rows already loaded count as duplicates)"
+    )
+
+
+class _FileParser:
+    """One file parsed on a worker, batch by batch (a Dask actor).
+
+    A thread of its own runs the pipeline's
+    :func:`~rtcc_geo.ingest.pipeline.parse_batches` and keeps at most
+    :data:`AHEAD` parsed batches in a queue; :meth:`next` hands them to the
+    client one call at a time, so the parse of a file runs ahead of the client's
+    writes by at most ``AHEAD`` batches (back-pressure: the thread waits while
+    the queue is full). When the client releases the actor (done, failed or
+    interrupted) the worker drops it and the thread stops and lets go of its
+    batches; a client that disconnects releases it too.
+    """
+
+    def __init__(self, fmt: str, path: str, ag, area, source: str, mapping, time_floor: str | None):
+        if not Path(path).is_file():
+            raise FileNotFoundError(
+                f"Dask worker {_worker_name()} cannot read {path}: input files must be on "
+                "storage every worker mounts at the same path"
+            )
+        self._ready: queue.Queue = queue.Queue(maxsize=AHEAD)
+        stop = threading.Event()
+        threading.Thread(
+            target=_parse_into,
+            args=(self._ready, stop, fmt, Path(path), ag, area, source, mapping, time_floor),
+            name=f"rtcc-parse-{Path(path).name}",
+            daemon=True,
+        ).start()
+        # The thread holds no reference to the actor, so the worker dropping it
+        # (released by the client) runs this and the thread stops.
+        weakref.finalize(self, stop.set)
+
+    async def next(self) -> tuple[str, Any]:
+        """``("batch", Parsed)`` for the next batch, ``("batch", None)`` after the
+        last, ``("error", exception)`` if the parse failed: returned, not raised,
+        so that an error the call raises on the client is the cluster's. Waits on
+        the worker's event loop (polling), not in its one actor thread, so the
+        parsers of two files on one worker do not wait for each other."""
+        while True:
+            try:
+                return self._ready.get_nowait()
+            except queue.Empty:
+                await asyncio.sleep(0.005)
+
+
+def _parse_into(ready: queue.Queue, stop: threading.Event, fmt, path: Path, ag, area, source, mapping, time_floor):
+    """The parser's thread: ``("batch", Parsed)`` per batch into ``ready``, then
+    ``("batch", None)``; ``("error", exception)`` if the parse fails."""
+    from .ingest.pipeline import parse_batches
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                ready.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    # A generator: closed early (released, or failed) it closes the file it reads.
+    batches = cast(Generator, parse_batches(fmt, path, ag, area, source, mapping, time_floor))
+    try:
+        for p in batches:
+            # The client's tally needs the batch's length and unmapped offences,
+            # not its raw text and columns: do not send them.
+            p.batch = dataclasses.replace(
+                p.batch, raw=pd.DataFrame(index=pd.RangeIndex(len(p.batch))), frame=pd.DataFrame(), flags={}
+            )
+            if not put(("batch", p)):
+                return
+            del p
+        put(("batch", None))
+    except BaseException as e:  # the client re-raises it
+        try:
+            pickle.dumps(e)
+        except Exception:  # it must reach the client
+            e = RuntimeError(f"{type(e).__name__}: {e}")
+        put(("error", e))
+    finally:
+        batches.close()
+        if stop.is_set():  # released: let go of what is queued
+            while not ready.empty():
+                ready.get_nowait()

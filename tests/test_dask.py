@@ -256,7 +256,7 @@ def test_ingest_on_dask_equals_local_with_overlap(shared_data, client, tmp_path)
     sa = ingest_files("vancouver", f, a)
     with get_task_stream(client) as ts:
         sb = ingest_on_dask("vancouver", f, b)
-    assert sum("_parse_file" in t["key"] for t in ts.data) == 2
+    assert sum("_FileParser" in t["key"] for t in ts.data) == 2  # one parser (actor) per file
     da, db = sa.as_dict(), sb.as_dict()
     for k in ("read", "loaded", "quarantined", "duplicates", "inserted", "by_reason", "unmapped_offenses", "far_dated"):
         assert da[k] == db[k], k
@@ -279,7 +279,7 @@ def test_postgis_ingest_on_dask_equals_local(shared_data, client, pg_url, tmp_pa
     pg = DaskStore(PostGISStore(pg_url), client)
     try:
         assert not pg.distributed and pg.kind == "postgis"
-        got = _on_workers(client, "_parse_file", ingest_on_dask, "philadelphia", f, pg).as_dict()
+        got = _on_workers(client, "_FileParser", ingest_on_dask, "philadelphia", f, pg).as_dict()
         for k in ("read", "loaded", "quarantined", "duplicates", "by_reason", "unmapped_offenses", "files"):
             if k == "files":
                 for d in (want, got):
@@ -338,4 +338,161 @@ def test_worker_without_the_shared_store_is_refused(tmp_path, shared_data):
         hidden.terminate()
         hidden.wait(30)
         hidden.stderr.close()
+        cluster.close()
+
+
+# --- ingest streams: a file larger than the batch ---------------------------
+BATCH = 2_500  # rows a batch: a Philadelphia month (~14,000 rows) is 6 batches
+
+
+@pytest.fixture
+def small_batches(client, monkeypatch):
+    """``RTCC_BATCH_ROWS`` = :data:`BATCH` here and in every worker (each reads it
+    when it parses a file), restored afterwards."""
+    monkeypatch.setenv("RTCC_BATCH_ROWS", str(BATCH))
+    client.run(lambda: os.environ.__setitem__("RTCC_BATCH_ROWS", str(BATCH)))
+    yield
+    client.run(lambda: os.environ.pop("RTCC_BATCH_ROWS", None))
+
+
+def _watch_writes(store: EmbeddedStore) -> list[tuple[int, int]]:
+    """Record, at each ``write_incidents`` of ``store``, (rows written, frames of the
+    earlier writes still alive): what the client holds, seen from its writes."""
+    import gc
+    import weakref
+
+    seen: list[tuple[int, int]] = []
+    earlier: list[weakref.ref] = []
+    write = store.write_incidents
+
+    def watched(df):
+        gc.collect()
+        seen.append((len(df), sum(r() is not None for r in earlier)))
+        earlier.append(weakref.ref(df))
+        return write(df)
+
+    store.write_incidents = watched  # type: ignore[method-assign]
+    return seen
+
+
+def _parsers_left(client) -> dict:
+    """{worker: (actors, parser threads)} still alive on the workers."""
+    import threading
+
+    def left(dask_worker):
+        threads = [t for t in threading.enumerate() if t.name.startswith("rtcc-parse-")]
+        return len(dask_worker.state.actors), len(threads)
+
+    return client.run(left)
+
+
+def _no_parsers_left(client, timeout: float = 10.0) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while (left := _parsers_left(client)) and any(a or t for a, t in left.values()):
+        assert time.monotonic() < deadline, f"parsers left on the workers: {left}"
+        time.sleep(0.2)
+
+
+def test_ingest_on_dask_streams_batches_and_equals_local(shared_data, client, small_batches, tmp_path):
+    """Files of several batches each, parsed on the workers: the client receives
+    and writes them one batch at a time (never the whole file, never more than
+    the batch it writes and the next), and the store, the quarantine and the
+    summary (per file: counts, reasons, far-dated incidents, the steps timed)
+    are those of a local ingest with the same batches."""
+    files = [shared_data / "philadelphia" / f for f in PHL_APR_JUL[:3]] + [
+        shared_data / "philadelphia" / PHL_APR_JUL[0]
+    ]
+    a, b = EmbeddedStore(tmp_path / "a"), DaskStore(EmbeddedStore(tmp_path / "b"), client)
+    seen_local, seen = _watch_writes(a), _watch_writes(b.store)
+    sa = ingest_files("philadelphia", files, a)
+    with get_task_stream(client) as ts:
+        sb = ingest_on_dask("philadelphia", files, b)
+    parsers = [t for t in ts.data if "_FileParser" in t["key"]]
+    assert len(parsers) == len(files) and len({t["worker"] for t in parsers}) == 3  # spread over the workers
+
+    da, db = sa.as_dict(), sb.as_dict()
+    for d in (da, db):
+        d.pop("store"), d.pop("seconds")
+        for f in d["files"]:
+            f.pop("seconds")
+    assert db == da
+    assert [f.duplicates for f in sb.files] == [0, 0, 0, sb.files[0].loaded] > [0]
+    for fa, fb in zip(sa.files, sb.files):
+        assert fb.phases.keys() == fa.phases.keys() and fb.cpu.keys() == fa.cpu.keys()
+        assert fb.phases["store"] > 0 and fb.phases["read"] > 0
+    _same(a.incidents(), b.incidents())
+    _same(a.quarantine(), b.quarantine())
+
+    # One write per batch on the client, the same batches as locally (batches are
+    # about BATCH rows: cut at line ends), and every earlier batch gone by the time
+    # the next is written: no file was ever whole in the client.
+    assert [n for n, _ in seen] == [n for n, _ in seen_local]
+    assert len(seen) >= 4 * len(files) and max(n for n, _ in seen) < 1.5 * BATCH < min(f.loaded for f in sb.files) / 3
+    assert max(alive for _, alive in seen) == 0
+    _no_parsers_left(client)
+
+
+def test_ingest_on_dask_interrupted_cleans_up(shared_data, client, small_batches, tmp_path):
+    """An ingest stopped mid-file (here: the store fails on the third batch) raises
+    that error, and leaves no parser (actor, thread, batches) on the workers."""
+    files = [shared_data / "philadelphia" / f for f in PHL_APR_JUL]
+    b = DaskStore(EmbeddedStore(tmp_path / "b"), client)
+    write, calls = b.store.write_incidents, []
+
+    def failing(df):
+        calls.append(len(df))
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # what Ctrl-C does to the client
+        return write(df)
+
+    b.store.write_incidents = failing  # type: ignore[method-assign]
+    with pytest.raises(KeyboardInterrupt):
+        ingest_on_dask("philadelphia", files, b)
+    assert len(calls) == 3
+    _no_parsers_left(client)
+
+
+def test_ingest_on_dask_parse_error_is_raised(client, tmp_path):
+    """A file that fails to parse on a worker raises its error on the client."""
+    bad = tmp_path / "bad.csv"
+    bad.write_text("this,is,not\na,philadelphia,file\n")
+    b = DaskStore(EmbeddedStore(tmp_path / "b"), client)
+    with pytest.raises(Exception) as err:
+        ingest_on_dask("philadelphia", [bad], b)
+    local = EmbeddedStore(tmp_path / "a")
+    with pytest.raises(type(err.value)) as want:
+        ingest_files("philadelphia", [bad], local)
+    assert str(err.value) == str(want.value)
+    _no_parsers_left(client)
+
+
+def test_ingest_on_dask_lost_worker_is_an_error(shared_data, tmp_path, monkeypatch):
+    """The worker parsing a file dies mid-file: the ingest fails with an error
+    naming it, and does not hang."""
+    import signal
+
+    monkeypatch.setenv("RTCC_BATCH_ROWS", str(BATCH))  # the workers start with it
+    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
+    c = Client(cluster)
+    try:
+        b = DaskStore(EmbeddedStore(tmp_path / "b"), c)
+        pids = c.run(os.getpid)
+        write, calls = b.store.write_incidents, []
+
+        def killing(df):
+            calls.append(len(df))
+            if len(calls) == 2:  # kill both workers: whichever parses the first file dies
+                for pid in pids.values():
+                    os.kill(pid, signal.SIGKILL)
+            return write(df)
+
+        b.store.write_incidents = killing  # type: ignore[method-assign]
+        files = [shared_data / "philadelphia" / PHL_APR_JUL[0]]
+        with pytest.raises(ClusterError, match=r"parsing incidents_2024_04.csv was lost mid-file"):
+            ingest_on_dask("philadelphia", files, b)
+        assert len(calls) >= 2
+    finally:
+        c.close()
         cluster.close()
