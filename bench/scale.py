@@ -1095,6 +1095,8 @@ def main(argv: list[str] | None = None) -> int:
             if dask_ok
             else "skipped (--skip-dask)"
             if args.skip_dask
+            else "skipped (--build-only)"
+            if args.build_only
             else "the CLI has no --dask option on this commit"
         )
         for s in sizes:
