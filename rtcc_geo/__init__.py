@@ -14,3 +14,12 @@ __version__ = "0.1.0"
 # the environment wins.
 if _sys.platform.startswith("linux"):
     _os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "jemalloc")
+    if "pyarrow" in _sys.modules and _os.environ["ARROW_DEFAULT_MEMORY_POOL"] == "jemalloc":
+        # Imported after pandas or pyarrow (a notebook's usual order): Arrow may have read the
+        # variable already, so switch its default pool too (later allocations use it).
+        try:
+            import pyarrow as _pa
+
+            _pa.set_memory_pool(_pa.jemalloc_memory_pool())
+        except (ImportError, NotImplementedError):  # a build without jemalloc keeps its own
+            pass

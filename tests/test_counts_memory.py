@@ -325,3 +325,16 @@ def test_count_scan_memory_does_not_grow_with_the_rows(same_keys_stores):
     )
     assert grow_rows > 15 * (ours[1]["n"] - ours[0]["n"])  # the control shows the rows' cost (~25 bytes a row)
     assert grow_ours < 0.25 * grow_rows
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="jemalloc is chosen on Linux only")
+def test_jemalloc_is_arrows_pool_whatever_was_imported_first():
+    """A notebook imports pandas (and so pyarrow) before rtcc_geo: Arrow's default pool is
+    jemalloc all the same, unless the environment chose another one."""
+    code = "import pandas, pyarrow as pa; import rtcc_geo; print(pa.default_memory_pool().backend_name)"
+    env = {k: v for k, v in os.environ.items() if k != "ARROW_DEFAULT_MEMORY_POOL"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert out.stdout.strip() == "jemalloc"
+    env["ARROW_DEFAULT_MEMORY_POOL"] = "system"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert out.stdout.strip() == "system"
