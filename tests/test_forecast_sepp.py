@@ -20,8 +20,13 @@ from rtcc_geo.forecast.sepp import SEPP, simulate_grid_hawkes
 CELLS = np.arange(200, dtype=np.int64) + (1 << 52)
 
 
+@pytest.mark.parametrize("busy", ["by cost", "no cell"])
 @pytest.mark.parametrize("theta,beta,seed", [(0.5, 0.75, 1), (0.3, 0.85, 2)])
-def test_sepp_recovers_synthetic_parameters(theta, beta, seed):
+def test_sepp_recovers_synthetic_parameters(theta, beta, seed, busy, monkeypatch):
+    """By cost most cells here (144-178 of 200) take the day recursion; also with every
+    cell walked by its pairs."""
+    if busy == "no cell":
+        _costs(monkeypatch, NONE_BUSY)
     rng = np.random.default_rng(seed)
     mu = rng.uniform(0.02, 0.15, len(CELLS))
     X = simulate_grid_hawkes(mu, theta, beta, 1500, seed=seed + 100)
