@@ -100,7 +100,7 @@ class SEPP(ForecastModel):
 
     def _fit(self, c: Counts, T: int) -> None:
         D0 = 0 if self.window_days is None else max(0, T - self.window_days)
-        X = c.days_before(T)[:, D0:T].tocsr()  # the CSC slice is a copy: gone once converted
+        X = c.daily[:, D0:T]  # one copy, already by (cell, day): days_before's CSC and a CSR were two
         D, n_cells = X.shape[1], X.shape[0]
         X.sum_duplicates()
         X.sort_indices()
@@ -108,12 +108,13 @@ class SEPP(ForecastModel):
         # by a recursion over days (busy cells) or walked offset by offset (the others) at
         # every iteration, never listed (see module doc); the entries in the sums' order.
         cell = np.repeat(np.arange(n_cells, dtype=np.int32 if n_cells < 2**31 else np.int64), np.diff(X.indptr))
+        # events per cell, and per day left to the window's end (D - 1 - d) for sum_d X_d beta^(D-1-d)
+        # (bincounts over the entries: no copy of the matrix)
+        tot_cell = np.bincount(cell, weights=X.data, minlength=n_cells)
+        x_left = np.bincount(X.indices, weights=X.data, minlength=D)[::-1].copy()
         pairs = _LagPairs(cell, X.indices, self.max_lag_days, D)
         del cell
-        x = X.data[pairs.order].astype(np.float64)
-        tot_cell = np.asarray(X.sum(axis=1)).ravel()
-        # events per day left to the window's end (D - 1 - d), for sum_d X_d beta^(D-1-d)
-        x_left = np.asarray(X.sum(axis=0)).ravel()[::-1].copy()
+        x = X.data[pairs.order].astype(np.float64, copy=False)
         del X
         theta, beta = self.theta0, self.beta0
         if self.warm_start and 0 < getattr(self, "theta_", 0) < 1:
@@ -148,8 +149,11 @@ class SEPP(ForecastModel):
             xl = pairs.estep(x, mu_l, theta_l * (1 - beta_l), beta_l**ages, log=True)[2]
             ll = float(xl - mu_l.sum() * D - theta_l * denom_l)
         self.mu_ = mu
-        # S at the forecast origin: sum over each cell's events of beta^(T-1-d) X.
-        self.S_end_ = np.asarray(c.days_before(T)[:, D0:T] @ beta ** days[::-1]).ravel()
+        # S at the forecast origin: sum over each cell's events of beta^(T-1-d) X (a product
+        # with the whole matrix, zero weight outside the window: no copy of it)
+        w_end = np.zeros(c.n_days)
+        w_end[D0:T] = beta ** days[::-1]
+        self.S_end_ = np.asarray(c.daily_csc @ w_end).ravel()
         self.theta_, self.beta_ = float(theta), float(beta)
         self.omega_ = float(-np.log(beta))
         self.mean_delay_days_ = float(1.0 / (1.0 - beta))
@@ -235,11 +239,13 @@ class _LagPairs:
         # arrays are the fit's peak memory)
         it = np.int32 if n < 2**31 else np.int64
         dense = np.flatnonzero(np.repeat(busy, lens)).astype(it)
-        by_day = np.argsort(day[dense].astype(np.uint16 if D <= 2**16 else np.int64), kind="stable").astype(it)
-        dense = dense[by_day]
+        dd = day[dense]
+        by_day = np.argsort(dd.astype(np.uint16) if D <= 2**16 else dd, kind="stable").astype(it)
+        dense, dd = dense[by_day], dd[by_day]
         g_dense = np.repeat(np.arange(nb, dtype=np.int32), lens[busy])[by_day]
         del by_day
-        self._bounds = np.searchsorted(day[dense], np.arange(D + 1))
+        self._bounds = np.searchsorted(dd, np.arange(D + 1))
+        del dd
         # sparse cells by largest reach, largest first (stable: ties keep cell order)
         sparse = np.flatnonzero(~busy)
         rank = sparse[np.argsort(-top[sparse], kind="stable")]
