@@ -186,3 +186,23 @@ def test_same_counts_from_postgis(shared_data, pg_url, phl_apr_jul_store):
         assert (a.daily != b.daily).nnz == 0
     finally:
         pg.close()
+
+
+@pytest.mark.parametrize("span_days", [1, 10, 365])
+def test_daily_counts_by_spans_equal_one_scan_and_the_rows(phl_apr_jul_store, span_days, monkeypatch):
+    """The cells x days matrix of a query target from a first day, asked of the store a span of
+    days at a time (its aggregation holds one span's groups), is the one-scan matrix and the
+    events' own, cut anywhere (a start and end inside a day, spans of one day)."""
+    from rtcc_geo.forecast import io
+    from rtcc_geo.forecast.data import daily_from_counts
+
+    monkeypatch.setattr(io, "SPAN_DAYS", span_days)
+    start, end = "2024-04-08 06:00", "2024-07-29 13:00"
+    c = counts_from_store(phl_apr_jul_store, "philadelphia", "all", start=start, end=end, res=10)
+    q = Query(source="philadelphia", start=start, end=end, geolocated=True)
+    one = daily_from_counts(phl_apr_jul_store.counts(10, ("cell", "day"), q), c.cells, c.origin, c.n_days)
+    assert c.daily.nnz > 10_000 and c.n_days == 113
+    assert (c.daily != one).nnz == 0 and c.daily.sum() == one.sum()
+    c.load_events()  # the rows themselves, by day
+    rows = Counts(c.cells, c.cell_idx, c.hours, c.time_known, c.origin, c.tz, c.n_days, c.res).daily
+    assert (c.daily != rows).nnz == 0

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 
 from rtcc_geo.forecast.data import Counts
 from rtcc_geo.forecast.sepp import SEPP, simulate_grid_hawkes
@@ -19,8 +20,13 @@ from rtcc_geo.forecast.sepp import SEPP, simulate_grid_hawkes
 CELLS = np.arange(200, dtype=np.int64) + (1 << 52)
 
 
+@pytest.mark.parametrize("busy", ["by cost", "no cell"])
 @pytest.mark.parametrize("theta,beta,seed", [(0.5, 0.75, 1), (0.3, 0.85, 2)])
-def test_sepp_recovers_synthetic_parameters(theta, beta, seed):
+def test_sepp_recovers_synthetic_parameters(theta, beta, seed, busy, monkeypatch):
+    """By cost most cells here (144-178 of 200) take the day recursion; also with every
+    cell walked by its pairs."""
+    if busy == "no cell":
+        _costs(monkeypatch, NONE_BUSY)
     rng = np.random.default_rng(seed)
     mu = rng.uniform(0.02, 0.15, len(CELLS))
     X = simulate_grid_hawkes(mu, theta, beta, 1500, seed=seed + 100)
@@ -81,34 +87,93 @@ def _listed_lag_sums(cell, day, max_lag, beta_pow, x):
     return S, U, len(child)
 
 
+def _in_entry_order(p, beta_pow, x):
+    """``p.lag_sums`` of entries in (cell, day) order, given and returned in that order."""
+    S, U = np.empty(len(x)), np.empty(len(x))
+    S[p.order], U[p.order] = p.lag_sums(beta_pow, x[p.order])
+    return S, U
+
+
+def _cells_days(X):
+    X = sp.csr_matrix(X)
+    X.sort_indices()
+    cell = np.repeat(np.arange(X.shape[0]), np.diff(X.indptr))
+    return cell, X.indices.astype(np.int64), X.data.astype(np.float64)
+
+
+#: (PAIR_COST, DAY_COST, ENTRY_COST) that make every cell busy, none, or the defaults.
+ALL_BUSY, NONE_BUSY = (1.0, 0.0, -1.0), (0.0, 1.0, 1.0)
+
+
+def _costs(monkeypatch, costs):
+    from rtcc_geo.forecast import sepp
+
+    if costs is not None:
+        for name, v in zip(("PAIR_COST", "DAY_COST", "ENTRY_COST"), costs):
+            monkeypatch.setattr(sepp, name, v)
+
+
 @pytest.mark.parametrize("max_lag", [1, 7, 40, 500])
-@pytest.mark.parametrize(("block", "dense_cost"), [(16_384, 0.3), (7, 0.3), (64, 0.0), (1000, 0.05), (64, 2.0)])
-def test_lag_sums_equal_the_listed_pairs_bit_for_bit(max_lag, block, dense_cost, monkeypatch):
-    """Sparse blocks (one and many, cut anywhere in a cell) and dense rows (none, some,
-    every cell with a pair), a lag longer than the days: the same sums as the listed pairs."""
+@pytest.mark.parametrize(
+    ("block", "chunk", "costs"),
+    [(16_384, 1 << 16, None), (7, 5, None), (64, 64, ALL_BUSY), (1000, 3, ALL_BUSY), (64, 64, NONE_BUSY)],
+)
+def test_lag_sums_equal_the_listed_pairs(max_lag, block, chunk, costs, monkeypatch):
+    """Sparse blocks (one and many, cut anywhere in a cell) to the bit; the busy cells' day
+    recursion (none, some, every cell; chunks cut anywhere) to 1e-13 of the cell's largest
+    sum; a lag longer than the days: the same sums as the listed pairs."""
     from rtcc_geo.forecast import sepp
     from rtcc_geo.forecast.sepp import _LagPairs
 
     monkeypatch.setattr(sepp, "BLOCK", block)
-    monkeypatch.setattr(sepp, "DENSE_COST", dense_cost)
+    monkeypatch.setattr(sepp, "CHUNK", chunk)
+    _costs(monkeypatch, costs)
     rng = np.random.default_rng(3)
     mu = np.r_[rng.uniform(0.01, 0.9, 40), 0.0, 2.0]  # quiet to every day busy, one cell empty
     X = simulate_grid_hawkes(mu, 0.4, 0.8, 300, seed=4)[rng.permutation(len(mu))].tocsr()
-    X.sort_indices()
-    cell = np.repeat(np.arange(X.shape[0]), np.diff(X.indptr))
-    day, x = X.indices.astype(np.int64), X.data.astype(np.float64)
+    cell, day, x = _cells_days(X)
     beta_pow = 0.83 ** np.arange(max_lag + 1, dtype=np.float64)
     S0, U0, n0 = _listed_lag_sums(cell, day, max_lag, beta_pow, x)
     p = _LagPairs(cell, day, max_lag, X.shape[1])
-    S, U = p.lag_sums(beta_pow, x)
+    S, U = _in_entry_order(p, beta_pow, x)
     assert n0 > min(max_lag, 5) * len(x) / 2 and p.count() == n0
-    assert np.array_equal(S, S0) and np.array_equal(U, U0)  # same additions, same order
-    if dense_cost == 0.0:
-        assert len(p._perm) < 10 and len(p._dense) > len(x) - 10  # (nearly) all dense
-    if dense_cost == 2.0:
-        assert len(p._dense) == 0  # all sparse
-    if (block, dense_cost) == (16_384, 0.3) and max_lag >= 40:
-        assert len(p._dense) > 0 and len(p._perm) > 0  # both ways at once
+    busy = np.zeros(len(x), bool)
+    busy[p.order[: p._n_dense]] = True
+    # sparse: the same additions in the same order
+    assert np.array_equal(S[~busy], S0[~busy]) and np.array_equal(U[~busy], U0[~busy])
+    # busy: a few ulps of the cell's largest sums (a parent leaving the window takes out
+    # beta^L x where the decays left x beta ... beta), never negative
+    new_cell = np.r_[True, cell[1:] != cell[:-1]]
+    run, starts = np.cumsum(new_cell) - 1, np.flatnonzero(new_cell)
+    scale = np.maximum(np.maximum.reduceat(S0, starts), np.maximum.reduceat(U0, starts))[run]
+    for got, want in ((S, S0), (U, U0)):
+        assert np.all(np.abs(got - want) <= 1e-13 * scale) and got.min() >= 0.0
+    if costs == ALL_BUSY:
+        assert busy.all()
+    if costs == NONE_BUSY:
+        assert not busy.any()
+    if costs is None and max_lag >= 40:
+        assert 0 < busy.sum() < len(x)  # both ways at once
+
+
+@pytest.mark.parametrize("costs", [ALL_BUSY, NONE_BUSY])
+def test_lag_sums_by_hand(costs, monkeypatch):
+    """One cell, events on days 0, 1, 3, 5 (1, 2, 1 and 3 of them), L = 3, beta = 1/2:
+    day 1 has parent day 0 (lag 1): S = 1, U = 0; day 3 has days 1 (lag 2) and 0 (lag 3):
+    S = 2/2 + 1/4 = 1.25, U = 1 * 2/2 + 2 * 1/4 = 1.5; day 5 has day 3 (lag 2) only (day 1 is
+    4 days back): S = 1/2, U = 1/2. A second cell, days 2 and 6 (lag 4 > L): no parent."""
+    from rtcc_geo.forecast.sepp import _LagPairs
+
+    _costs(monkeypatch, costs)
+    X = np.zeros((2, 8))
+    X[0, [0, 1, 3, 5]] = [1, 2, 1, 3]
+    X[1, [2, 6]] = [4, 1]
+    cell, day, x = _cells_days(X)
+    p = _LagPairs(cell, day, 3, 8)
+    S, U = _in_entry_order(p, 0.5 ** np.arange(4.0), x)
+    assert np.array_equal(S, [0.0, 1.0, 1.25, 0.5, 0.0, 0.0])
+    assert np.array_equal(U, [0.0, 0.0, 1.5, 0.5, 0.0, 0.0])
+    assert p.count() == 1 + 2 + 1
 
 
 def _listed_pairs_fit(X, max_lag=90, max_iter=300, tol=1e-4, theta=0.2, beta=0.7):
@@ -141,10 +206,13 @@ def _listed_pairs_fit(X, max_lag=90, max_iter=300, tol=1e-4, theta=0.2, beta=0.7
     return mu, S_end, theta, beta, ll, n_iter
 
 
+@pytest.mark.parametrize("costs", [None, ALL_BUSY, NONE_BUSY])
 @pytest.mark.parametrize("max_iter", [300, 3])
-def test_sepp_fit_equals_the_listed_pairs_em_bit_for_bit(max_iter):
-    """The whole fit (lag sums sparse and dense, powers of beta from a table, the
-    log-likelihood of the last iteration only) against the listed pairs' EM."""
+def test_sepp_fit_equals_the_listed_pairs_em(max_iter, costs, monkeypatch):
+    """The whole fit (lag sums by the day recursion, by the pairs, or both; the E-step's sums
+    a chunk at a time; the log-likelihood of the last iteration) against the listed pairs' EM:
+    the same iterations, and every number to 1e-12."""
+    _costs(monkeypatch, costs)
     rng = np.random.default_rng(7)
     mu = np.r_[rng.uniform(0.005, 0.6, 60), 1.5, 1.5]  # quiet cells to every-day busy ones
     X = simulate_grid_hawkes(mu, 0.35, 0.8, 700, seed=8)
@@ -153,8 +221,10 @@ def test_sepp_fit_equals_the_listed_pairs_em_bit_for_bit(max_iter):
     assert len(m.mu_) == len(mu) and m.n_pairs_ > 0
     mu0, S0, theta0, beta0, ll0, it0 = _listed_pairs_fit(X, max_iter=max_iter)
     assert (it0 < 300) if max_iter == 300 else (it0 == 3 and not m.converged_)
-    assert np.array_equal(m.mu_, mu0) and np.array_equal(m.S_end_, S0)
-    assert (m.theta_, m.beta_, m.loglik_, m.n_iter_) == (theta0, beta0, ll0, it0)
+    assert m.n_iter_ == it0
+    np.testing.assert_allclose(m.mu_, mu0, rtol=1e-12, atol=0)
+    np.testing.assert_allclose(m.S_end_, S0, rtol=1e-12, atol=0)
+    np.testing.assert_allclose([m.theta_, m.beta_, m.loglik_], [theta0, beta0, ll0], rtol=1e-12, atol=0)
 
 
 def test_sepp_fit_memory_grows_with_cell_days_not_with_lag_pairs():

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
 from ..config import Agency, load_agency
 from ..grid import cover
@@ -128,18 +129,24 @@ def _lazy_counts(
     from ``start`` to ``end`` (or the last day with data) and the ``cells x days`` matrix;
     the per-event arrays are read by :func:`_target_batches` only if asked for.
     The same cells, days and counts as :meth:`Counts.from_batches` of those rows."""
-    by_day = store.counts(res, ("cell", "day"), _target_query(source, target, start, end))  # one scan
-    cells = np.unique(by_day["cell"].to_numpy(np.int64))
-    if agency is not None:
-        cells = np.union1d(np.asarray(boundary_cells(agency, res, store), np.int64), cells)
+    q = _target_query(source, target, start, end)
     origin = naive_local(start, tz).normalize()
     if end is None:
+        by_day = store.counts(res, ("cell", "day"), q)  # one scan: the last day is not known before it
+        cells = np.unique(by_day["cell"].to_numpy(np.int64))
         last = pd.Timestamp(by_day["day"].max()) if len(by_day) else None
         end_l = last + pd.Timedelta(days=1) if last is not None else origin + pd.Timedelta(days=1)
     else:
+        cells = store.counts(res, ("cell",), q)["cell"].to_numpy(np.int64)
         end_l = naive_local(end, tz)
+    if agency is not None:
+        cells = np.union1d(np.asarray(boundary_cells(agency, res, store), np.int64), cells)
     n_days = int(np.ceil((end_l - origin) / pd.Timedelta(days=1)))
-    daily = daily_from_counts(by_day, cells, origin, n_days)
+    if end is None:
+        daily = daily_from_counts(by_day, cells, origin, n_days)
+        del by_day
+    else:
+        daily = _daily_in_spans(store, res, q, cells, origin, n_days)
 
     def loader() -> Counts:
         return Counts.from_batches(
@@ -153,6 +160,29 @@ def _lazy_counts(
         )
 
     return LazyCounts.lazy(cells, origin, tz, n_days, res, daily, loader)
+
+
+#: Days of counts by cell and day asked of the store at once (:func:`_daily_in_spans`).
+SPAN_DAYS = 365
+
+
+def _daily_in_spans(store: Store, res: int, q: Query, cells: np.ndarray, origin: pd.Timestamp, n_days: int):
+    """``cells x n_days`` CSC counts of ``q`` from ``origin`` (local days), from one
+    ``store.counts`` by cell and day per :data:`SPAN_DAYS` days: each span's columns are
+    its own (a cell-day lies in one span), so the matrix is the spans' blocks side by side,
+    the same counts as one scan, while the store's aggregation holds one span's groups, not
+    every non-empty cell-day of the years (one scan of 10 M incidents over 10 years peaked
+    at 1.5 GB for its 7.7 M groups; by years 0.44 GB, and faster)."""
+    blocks = []
+    for d0 in range(0, n_days, SPAN_DAYS):
+        d1 = min(d0 + SPAN_DAYS, n_days)
+        a, b = origin + pd.Timedelta(days=d0), origin + pd.Timedelta(days=d1)
+        # inner bounds are local midnights (naive: the source's time zone); the outer ones the query's
+        span = q.with_(start=q.start if d0 == 0 else a, end=q.end if d1 == n_days else b)
+        blocks.append(daily_from_counts(store.counts(res, ("cell", "day"), span), cells, a, d1 - d0).tocsc())
+    if not blocks:
+        return sp.csc_matrix((len(cells), n_days))
+    return sp.hstack(blocks, format="csc")
 
 
 def target_columns(target: str, res: int) -> list[str]:
