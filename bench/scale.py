@@ -602,11 +602,13 @@ class Cluster:
         self.env = env
 
     def restart(self) -> None:
-        """Restart the workers, so a step does not inherit the previous one's memory. Seen
-        here (distributed 2026.8.0, in two of three 1 M runs, after the emerging step or an
-        ingest): the nanny kills its workers and none comes back. A restart that has not
-        brought every worker back within 3 minutes is therefore replaced by a new cluster
-        (a new address: read :attr:`address` after this call)."""
+        """Restart the workers, so a step does not inherit the previous one's memory.
+
+        Seen here (distributed 2026.8.0, in each of four 1 M runs, after a different step
+        each time): the nanny kills its workers and none comes back, a known race
+        (dask/distributed#7312, open). A restart that has not brought every worker back
+        within 3 minutes is therefore replaced by a new cluster (a new address: read
+        :attr:`address` after this call)."""
         code = (
             "import sys; from distributed import Client; c = Client(sys.argv[1]); "
             "c.restart(timeout=170); n = len(c.nthreads()); c.close(); sys.exit(0 if n >= int(sys.argv[2]) else 3)"
