@@ -58,6 +58,10 @@ class SortedRuns:
         return self._n_mem + sum(int(np.load(p / "keys.npy", mmap_mode="r").shape[0]) for p in self._runs)
 
     @property
+    def empty(self) -> bool:
+        return not self._n_mem and not self._runs
+
+    @property
     def n_runs(self) -> int:
         return len(self._runs)
 
@@ -81,7 +85,7 @@ class SortedRuns:
         """The in-memory part as one sorted block ``(keys, vals, text)`` (compacted in place)."""
         import pyarrow as pa
 
-        if len(self._keys) > 1 or (self._keys and not getattr(self, "_sorted", False)):
+        if len(self._keys) > 1 or (self._keys and not self._sorted):
             k = np.concatenate(self._keys)
             order = np.argsort(k, kind="stable")
             self._keys = [k[order]]
@@ -121,8 +125,13 @@ class SortedRuns:
         qi_out: list[np.ndarray] = []
         val_out: list[np.ndarray] = []
         text_out: list = []
-        if not len(q):
-            return np.empty(0, np.int64), np.empty(0, np.int64), None
+        nothing = (
+            np.empty(0, np.int64),
+            np.empty(0, np.int64),
+            (pa.array([], pa.large_string()) if self.with_text else None),
+        )
+        if not len(q) or self.empty:
+            return nothing
         order = np.argsort(q, kind="stable")
         qs = q[order]
 
@@ -148,11 +157,7 @@ class SortedRuns:
             search(keys, vals, lambda pos, run=run: _take_text(run, pos))
             del keys, vals
         if not qi_out:
-            return (
-                np.empty(0, np.int64),
-                np.empty(0, np.int64),
-                (pa.array([], pa.large_string()) if self.with_text else None),
-            )
+            return nothing
         texts = pa.concat_arrays(text_out) if self.with_text else None
         return np.concatenate(qi_out), np.concatenate(val_out), texts
 

@@ -364,7 +364,8 @@ class SeenIds:
         from .spill import SortedRuns
 
         self.runs = SortedRuns(spill_keys, with_text=True)
-        self._pending: list[tuple[pd.Series, pd.Series]] = []
+        self._pending: list[tuple[pd.Series, pd.Series, np.ndarray | None]] = []
+        self._hashed: pd.Series | None = None  # the last ids asked about, hashed (by their index)
 
     def first_rows(self, ids: pd.Series) -> np.ndarray:
         """The data row each of ``ids`` was first loaded at in an earlier batch, else 0."""
@@ -374,9 +375,12 @@ class SeenIds:
 
         self._merge()
         out = np.zeros(len(ids), dtype=np.int64)
-        if not len(ids):
+        self._hashed = None
+        if not len(ids) or self.runs.empty:  # the first batch: nothing to hash against
             return out
-        qi, rows, texts = self.runs.find(hash_ids(ids))
+        h = hash_ids(ids)
+        self._hashed = pd.Series(h, index=ids.index)  # what add() keeps of them, hashed once
+        qi, rows, texts = self.runs.find(h)
         if len(qi):
             text = _arrow(ids.astype("string")).take(qi)
             eq = pc.equal(texts, text.cast(texts.type)).to_numpy(zero_copy_only=False)
@@ -384,15 +388,21 @@ class SeenIds:
         return out
 
     def add(self, ids: pd.Series, rows: pd.Series) -> None:
-        """Remember ``ids`` (first copies, none seen before) loaded at data ``rows``."""
+        """Remember ``ids`` (first copies, none seen before) loaded at data ``rows``
+        (some of the ids :meth:`first_rows` was last asked about, or new ones)."""
         if len(ids):
-            self._pending.append((ids, rows))
+            h = None
+            if self._hashed is not None and ids.index.isin(self._hashed.index).all():
+                h = self._hashed.loc[ids.index].to_numpy()
+            self._pending.append((ids, rows, h))
 
     def _merge(self) -> None:
         from ..store.embedded import hash_ids
 
-        for ids, rows in self._pending:
-            self.runs.add(hash_ids(ids), rows.to_numpy(dtype=np.int64), _arrow(ids.astype("string")))
+        for ids, rows, h in self._pending:
+            self.runs.add(
+                hash_ids(ids) if h is None else h, rows.to_numpy(dtype=np.int64), _arrow(ids.astype("string"))
+            )
         self._pending = []
 
 
